@@ -1,0 +1,1 @@
+"""Accounts: registration, passwords, access and refresh tokens, devices."""

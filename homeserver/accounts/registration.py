@@ -1,0 +1,99 @@
+"""Creating accounts, changing passwords and deactivating accounts."""
+
+from __future__ import annotations
+
+import secrets
+
+from homeserver.accounts.passwords import PasswordHasher
+from homeserver.accounts.sessions import Session, SessionService
+from homeserver.errors import MatrixError
+from homeserver.identifiers import MAX_USER_ID_LENGTH, is_valid_localpart, user_id_for
+from storage.uia import RegistrationTokenStore
+from storage.users import UserExistsError, UserStore
+
+
+class AccountService:
+    def __init__(
+        self,
+        users: UserStore,
+        sessions: SessionService,
+        hasher: PasswordHasher,
+        registration_tokens: RegistrationTokenStore,
+        server_name: str,
+    ) -> None:
+        self._users = users
+        self._sessions = sessions
+        self._hasher = hasher
+        self._registration_tokens = registration_tokens
+        self._server_name = server_name
+
+    async def check_username(self, localpart: str) -> str:
+        """The user id for a wanted name, or the 400 that says why it cannot be had."""
+        if not localpart or not is_valid_localpart(localpart):
+            raise MatrixError(
+                400,
+                "M_INVALID_USERNAME",
+                "User names may only contain a-z, 0-9, and the characters . _ = - / +",
+            )
+        user_id = user_id_for(localpart, self._server_name)
+        if len(user_id) > MAX_USER_ID_LENGTH:
+            raise MatrixError(400, "M_INVALID_USERNAME", "User name is too long")
+        if await self._users.get_user(user_id) is not None:
+            raise MatrixError(400, "M_USER_IN_USE", "User ID already taken")
+        return user_id
+
+    async def generate_user_id(self) -> str:
+        """A free numeric user id, for clients that register without a name."""
+        while True:
+            candidate = user_id_for(str(secrets.randbelow(10**9)), self._server_name)
+            if await self._users.get_user(candidate) is None:
+                return candidate
+
+    async def register(
+        self,
+        user_id: str,
+        password: str | None,
+        *,
+        admin: bool = False,
+        registration_token: str | None = None,
+    ) -> None:
+        password_hash = await self._hasher.hash(password) if password else None
+        localpart = user_id[1:].partition(":")[0]
+        try:
+            await self._users.create_user(
+                user_id, password_hash, admin=admin, displayname=localpart
+            )
+        except UserExistsError:
+            raise MatrixError(400, "M_USER_IN_USE", "User ID already taken") from None
+        if registration_token is not None:
+            await self._registration_tokens.complete(registration_token)
+
+    async def register_and_login(
+        self,
+        user_id: str,
+        password: str | None,
+        *,
+        registration_token: str | None,
+        login: bool,
+        device_id: str | None,
+        display_name: str | None,
+        want_refresh: bool,
+        ip: str | None,
+    ) -> Session | None:
+        await self.register(user_id, password, registration_token=registration_token)
+        if not login:
+            return None
+        return await self._sessions.start_session(
+            user_id, device_id, display_name, want_refresh=want_refresh, ip=ip
+        )
+
+    async def change_password(
+        self, user_id: str, new_password: str, *, keep_device: str | None, logout_devices: bool
+    ) -> None:
+        await self._users.set_password_hash(user_id, await self._hasher.hash(new_password))
+        if logout_devices:
+            await self._sessions.delete_all_devices(user_id, except_device=keep_device)
+
+    async def deactivate(self, user_id: str) -> None:
+        await self._sessions.delete_all_devices(user_id)
+        await self._users.deactivate(user_id)

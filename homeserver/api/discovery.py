@@ -1,0 +1,58 @@
+"""What a client asks first: spec versions, well-known data, capabilities."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from homeserver.api.http import ClientRequest, endpoint
+from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
+
+# Spec versions whose client-server API this server implements.
+SUPPORTED_VERSIONS = [f"v1.{n}" for n in range(1, 13)]
+
+
+class DiscoveryApi:
+    def __init__(
+        self,
+        *,
+        server_name: str,
+        public_baseurl: str,
+        federation_address: str,
+        default_room_version: str,
+    ) -> None:
+        self._server_name = server_name
+        self._baseurl = public_baseurl
+        self._federation_address = federation_address
+        self._default_room_version = default_room_version
+
+    @endpoint("GET", "/_matrix/client/versions", auth=False, prefixes=("",))
+    async def versions(self, req: ClientRequest) -> dict[str, Any]:
+        return {"versions": SUPPORTED_VERSIONS, "unstable_features": {}}
+
+    @endpoint("GET", "/.well-known/matrix/client", auth=False, prefixes=("",))
+    async def well_known_client(self, req: ClientRequest) -> dict[str, Any]:
+        return {"m.homeserver": {"base_url": self._baseurl}}
+
+    @endpoint("GET", "/.well-known/matrix/server", auth=False, prefixes=("",))
+    async def well_known_server(self, req: ClientRequest) -> dict[str, Any]:
+        return {"m.server": self._federation_address}
+
+    @endpoint("GET", "/capabilities")
+    async def capabilities(self, req: ClientRequest) -> dict[str, Any]:
+        return {
+            "capabilities": {
+                "m.change_password": {"enabled": True},
+                "m.room_versions": {
+                    "default": self._default_room_version,
+                    "available": {
+                        v: "stable" if rv.stable else "unstable"
+                        for v, rv in KNOWN_ROOM_VERSIONS.items()
+                    },
+                },
+                "m.set_displayname": {"enabled": True},
+                "m.set_avatar_url": {"enabled": True},
+                "m.3pid_changes": {"enabled": False},
+                "m.get_login_token": {"enabled": False},
+                "m.profile_fields": {"enabled": True},
+            }
+        }

@@ -1,0 +1,262 @@
+"""The one place where aiohttp requests become handler calls.
+
+A handler is a method decorated with `@endpoint(...)`. It receives a
+`ClientRequest` (path parameters, query, the authenticated requester, the body
+parsed on demand) and returns a JSON-able dict, or a `(status, dict)` pair.
+Authentication, rate limiting, errors as Matrix JSON, CORS, metrics and
+request ids are handled here once, for every endpoint.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any
+
+import attrs
+from aiohttp import web
+from multidict import MultiMapping
+
+from homeserver.errors import MatrixError, bad_json
+from homeserver.metrics import Metrics
+from homeserver.ratelimit import RateLimiter
+from homeserver.requester import Requester
+
+logger = logging.getLogger(__name__)
+
+request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+
+CLIENT_PREFIXES = ("/_matrix/client/r0", "/_matrix/client/v3")
+CLIENT_V1 = ("/_matrix/client/v1",)
+
+CORS_HEADERS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Methods": "GET, HEAD, POST, PUT, DELETE, OPTIONS",
+    "Access-Control-Allow-Headers": "X-Requested-With, Content-Type, Authorization, Date",
+    "Access-Control-Expose-Headers": "Synapse-Trace-Id, Server",
+}
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def parse_json_body(body: bytes) -> Any:
+    """JSON as the spec allows it: UTF-8, no NaN or Infinity; 400 M_NOT_JSON otherwise."""
+    try:
+        return json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
+    except (UnicodeDecodeError, ValueError):
+        raise MatrixError(400, "M_NOT_JSON", "Content not JSON.") from None
+
+
+@attrs.frozen
+class ClientRequest:
+    """What a handler may know about a request."""
+
+    method: str
+    path: str
+    params: Mapping[str, str]
+    query: MultiMapping[str]
+    requester: Requester | None
+    ip: str | None
+    user_agent: str | None
+    body: bytes = attrs.field(repr=False)
+
+    @property
+    def user(self) -> Requester:
+        """The requester of an endpoint that requires authentication."""
+        assert self.requester is not None, "endpoint declared without auth"
+        return self.requester
+
+    def json(self) -> dict[str, Any]:
+        """The body as a JSON object (empty bodies count as {})."""
+        if not self.body.strip():
+            return {}
+        value = parse_json_body(self.body)
+        if not isinstance(value, dict):
+            raise bad_json("The request body must be a JSON object")
+        return value
+
+    def query_bool(self, name: str, default: bool = False) -> bool:
+        value = self.query.get(name)
+        if value is None:
+            return default
+        if value not in ("true", "false"):
+            raise MatrixError(400, "M_INVALID_PARAM", f"{name} must be 'true' or 'false'")
+        return value == "true"
+
+
+Handler = Callable[[Any, ClientRequest], Awaitable[Any]]
+
+
+@attrs.frozen
+class EndpointSpec:
+    method: str
+    paths: tuple[str, ...]
+    auth: bool
+    # Name of a per-IP rate limiter applied before the handler runs.
+    ratelimit: str | None
+
+
+def endpoint(
+    method: str,
+    path: str,
+    *,
+    auth: bool = True,
+    prefixes: Iterable[str] = CLIENT_PREFIXES,
+    ratelimit: str | None = None,
+) -> Callable[[Handler], Handler]:
+    def mark(func: Handler) -> Handler:
+        specs = getattr(func, "_endpoints", ())
+        spec = EndpointSpec(method, tuple(p + path for p in prefixes), auth, ratelimit)
+        func._endpoints = (*specs, spec)  # type: ignore[attr-defined]
+        return func
+
+    return mark
+
+
+def json_response(status: int, body: Any) -> web.Response:
+    return web.Response(
+        status=status,
+        body=json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode(),
+        content_type="application/json",
+    )
+
+
+class Authenticator:
+    """Turns the request's access token into a Requester."""
+
+    def __init__(self, resolve: Callable[..., Awaitable[Requester]]) -> None:
+        self._resolve = resolve
+
+    @staticmethod
+    def token_of(request: web.Request) -> str | None:
+        header = request.headers.get("Authorization")
+        if header is not None:
+            scheme, _, token = header.partition(" ")
+            if scheme.lower() != "bearer" or not token.strip():
+                raise MatrixError(401, "M_MISSING_TOKEN", "Invalid Authorization header")
+            return token.strip()
+        return request.query.get("access_token")
+
+    async def requester(self, request: web.Request, ip: str | None) -> Requester:
+        token = self.token_of(request)
+        if token is None:
+            raise MatrixError(401, "M_MISSING_TOKEN", "Missing access token")
+        return await self._resolve(token, ip=ip, user_agent=request.headers.get("User-Agent"))
+
+
+class Router:
+    """Mounts handler objects on an aiohttp application."""
+
+    def __init__(
+        self,
+        app: web.Application,
+        authenticator: Authenticator | None,
+        limiters: Mapping[str, RateLimiter],
+    ) -> None:
+        self._app = app
+        self._auth = authenticator
+        self._limiters = limiters
+
+    def mount(self, *handler_objects: object) -> None:
+        for obj in handler_objects:
+            for name in dir(type(obj)):
+                func = getattr(type(obj), name)
+                for spec in getattr(func, "_endpoints", ()):
+                    if spec.auth and self._auth is None:
+                        raise ValueError(f"{name} needs access tokens, which this app has not")
+                    bound = getattr(obj, name)
+                    for path in spec.paths:
+                        self._app.router.add_route(spec.method, path, self._wrap(spec, bound))
+
+    def _wrap(self, spec: EndpointSpec, handler: Callable[[ClientRequest], Awaitable[Any]]) -> Any:
+        auth = self._auth
+        ip_limiter = self._limiters[spec.ratelimit] if spec.ratelimit else None
+        write_limiter = self._limiters.get("client_writes")
+        is_write = spec.method in ("PUT", "POST", "DELETE")
+
+        async def aiohttp_handler(request: web.Request) -> web.StreamResponse:
+            ip = request.remote
+            if ip_limiter is not None:
+                ip_limiter.check(ip or "")
+            requester = await auth.requester(request, ip) if auth and spec.auth else None
+            if requester is not None and is_write and write_limiter is not None:
+                write_limiter.check(requester.user_id)
+            body = await request.read() if request.can_read_body else b""
+            result = await handler(
+                ClientRequest(
+                    method=request.method,
+                    path=request.path,
+                    params=request.match_info,
+                    query=request.query,
+                    requester=requester,
+                    ip=ip,
+                    user_agent=request.headers.get("User-Agent"),
+                    body=body,
+                )
+            )
+            if isinstance(result, web.StreamResponse):
+                return result
+            if isinstance(result, tuple):
+                return json_response(*result)
+            return json_response(200, result)
+
+        return aiohttp_handler
+
+
+def _error_for_http_exception(exc: web.HTTPException) -> MatrixError:
+    if exc.status == 404:
+        return MatrixError(404, "M_UNRECOGNIZED", "Unrecognized request")
+    if exc.status == 405:
+        return MatrixError(405, "M_UNRECOGNIZED", "Unrecognized request method")
+    if exc.status == 413:
+        return MatrixError(413, "M_TOO_LARGE", "Request body too large")
+    return MatrixError(exc.status, "M_UNKNOWN", exc.reason)
+
+
+def matrix_middleware(metrics: Metrics) -> Any:
+    """Request ids, logs, metrics, CORS, and Matrix errors for everything."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+        request_id = secrets.token_hex(6)
+        request_id_var.set(request_id)
+        started = time.perf_counter()
+        route = request.match_info.route.resource
+        endpoint_name = route.canonical if route is not None else "unmatched"
+        if request.method == "OPTIONS":
+            response: web.StreamResponse = web.Response(status=204)
+        else:
+            try:
+                response = await handler(request)
+            except MatrixError as e:
+                response = json_response(e.status, e.to_json())
+            except web.HTTPException as e:
+                if e.status < 400:
+                    raise
+                err = _error_for_http_exception(e)
+                response = json_response(err.status, err.to_json())
+            except Exception:
+                logger.exception("request %s %s failed", request.method, request.path)
+                response = json_response(
+                    500, {"errcode": "M_UNKNOWN", "error": "Internal server error"}
+                )
+        response.headers.update(CORS_HEADERS)
+        elapsed = time.perf_counter() - started
+        metrics.observe_request(request.method, endpoint_name, response.status, elapsed)
+        logger.info(
+            "%s %s %s %d %.1fms",
+            request.remote,
+            request.method,
+            request.path,
+            response.status,
+            elapsed * 1000,
+        )
+        return response
+
+    return middleware

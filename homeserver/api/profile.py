@@ -1,0 +1,41 @@
+"""Profiles: display name, avatar and extended fields."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from homeserver.api.http import ClientRequest, endpoint
+from homeserver.errors import bad_json, missing_param
+from homeserver.profile import ProfileService
+
+
+class ProfileApi:
+    def __init__(self, profiles: ProfileService) -> None:
+        self._profiles = profiles
+
+    @endpoint("GET", "/profile/{userId}", auth=False)
+    async def get_profile(self, req: ClientRequest) -> dict[str, Any]:
+        return await self._profiles.get_profile(req.params["userId"])
+
+    @endpoint("GET", "/profile/{userId}/{keyName}", auth=False)
+    async def get_field(self, req: ClientRequest) -> dict[str, Any]:
+        key = req.params["keyName"]
+        return {key: await self._profiles.get_field(req.params["userId"], key)}
+
+    @endpoint("PUT", "/profile/{userId}/{keyName}")
+    async def set_field(self, req: ClientRequest) -> dict[str, Any]:
+        key = req.params["keyName"]
+        body = req.json()
+        if key not in body:
+            raise missing_param(f"The body must hold {key!r}")
+        if len(body) != 1:
+            raise bad_json(f"The body must hold only {key!r}")
+        await self._profiles.set_field(req.user.user_id, req.params["userId"], key, body[key])
+        return {}
+
+    @endpoint("DELETE", "/profile/{userId}/{keyName}")
+    async def delete_field(self, req: ClientRequest) -> dict[str, Any]:
+        await self._profiles.set_field(
+            req.user.user_id, req.params["userId"], req.params["keyName"], None
+        )
+        return {}

@@ -1,0 +1,206 @@
+"""Registration, login, token refresh and logout."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from homeserver.accounts.login import PasswordChecker, identifier_user
+from homeserver.accounts.registration import AccountService
+from homeserver.accounts.sessions import Session, SessionService
+from homeserver.api.http import CLIENT_V1, ClientRequest, endpoint
+from homeserver.api.params import opt_bool, opt_str, req_str
+from homeserver.errors import MatrixError, bad_json, forbidden, missing_param
+from homeserver.ratelimit import RateLimiter
+from homeserver.uia import DUMMY, REGISTRATION_TOKEN, UiaService
+from storage.uia import RegistrationTokenStore
+
+
+def session_json(session: Session, server_name: str) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "user_id": session.user_id,
+        "access_token": session.access_token,
+        "device_id": session.device_id,
+        "home_server": server_name,
+    }
+    if session.refresh_token is not None:
+        body["refresh_token"] = session.refresh_token
+        body["expires_in_ms"] = session.expires_in_ms
+    return body
+
+
+class SessionApi:
+    def __init__(
+        self,
+        *,
+        server_name: str,
+        accounts: AccountService,
+        sessions: SessionService,
+        passwords: PasswordChecker,
+        uia: UiaService,
+        registration_tokens: RegistrationTokenStore,
+        login_account_limiter: RateLimiter,
+        enable_registration: bool,
+        registration_requires_token: bool,
+    ) -> None:
+        self._server_name = server_name
+        self._accounts = accounts
+        self._sessions = sessions
+        self._passwords = passwords
+        self._uia = uia
+        self._registration_tokens = registration_tokens
+        self._login_account_limiter = login_account_limiter
+        self._enable_registration = enable_registration
+        self._registration_flows = [
+            [REGISTRATION_TOKEN] if registration_requires_token else [DUMMY]
+        ]
+
+    @endpoint("POST", "/register", auth=False, ratelimit="registration")
+    async def register(self, req: ClientRequest) -> dict[str, Any]:
+        kind = req.query.get("kind", "user")
+        if kind == "guest":
+            raise MatrixError(403, "M_GUEST_ACCESS_FORBIDDEN", "Guest access is disabled")
+        if kind != "user":
+            raise MatrixError(400, "M_INVALID_PARAM", "kind must be 'user' or 'guest'")
+        if not self._enable_registration:
+            raise forbidden("Registration has been disabled")
+        body = req.json()
+        username = opt_str(body, "username")
+        password = opt_str(body, "password")
+        device_id = opt_str(body, "device_id")
+        display_name = opt_str(body, "initial_device_display_name")
+        inhibit_login = opt_bool(body, "inhibit_login", False)
+        want_refresh = opt_bool(body, "refresh_token", False)
+        # A taken or invalid name is refused before any auth stage, as clients expect.
+        if username is not None:
+            user_id = await self._accounts.check_username(username.lower())
+        completed = await self._uia.authenticate(
+            body.get("auth"), self._registration_flows, method=req.method, uri=req.path
+        )
+        if username is None:
+            user_id = await self._accounts.generate_user_id()
+        session = await self._accounts.register_and_login(
+            user_id,
+            password,
+            registration_token=completed.get(REGISTRATION_TOKEN),
+            login=not inhibit_login,
+            device_id=device_id,
+            display_name=display_name,
+            want_refresh=want_refresh,
+            ip=req.ip,
+        )
+        if session is None:
+            return {"user_id": user_id, "home_server": self._server_name}
+        return session_json(session, self._server_name)
+
+    @endpoint("GET", "/register/available", auth=False, ratelimit="registration")
+    async def register_available(self, req: ClientRequest) -> dict[str, Any]:
+        username = req.query.get("username")
+        if username is None:
+            raise missing_param("'username' is required")
+        await self._accounts.check_username(username.lower())
+        return {"available": True}
+
+    @endpoint(
+        "GET",
+        "/register/m.login.registration_token/validity",
+        auth=False,
+        prefixes=CLIENT_V1,
+        ratelimit="registration",
+    )
+    async def registration_token_validity(self, req: ClientRequest) -> dict[str, Any]:
+        token = req.query.get("token")
+        if token is None:
+            raise missing_param("'token' is required")
+        return {"valid": await self._registration_tokens.is_valid(token)}
+
+    @endpoint("GET", "/login", auth=False)
+    async def login_flows(self, req: ClientRequest) -> dict[str, Any]:
+        return {"flows": [{"type": "m.login.password"}]}
+
+    @endpoint("POST", "/login", auth=False, ratelimit="login")
+    async def login(self, req: ClientRequest) -> dict[str, Any]:
+        body = req.json()
+        login_type = req_str(body, "type")
+        if login_type != "m.login.password":
+            raise MatrixError(400, "M_UNKNOWN", f"Unknown login type {login_type!r}")
+        user_id = identifier_user(body, self._server_name)
+        self._login_account_limiter.check(user_id.lower())
+        device_id = opt_str(body, "device_id")
+        display_name = opt_str(body, "initial_device_display_name")
+        want_refresh = opt_bool(body, "refresh_token", False)
+        user = await self._passwords.check(user_id, body.get("password"))
+        if user.locked:
+            raise MatrixError(401, "M_USER_LOCKED", "This account has been locked")
+        session = await self._sessions.start_session(
+            user.user_id, device_id, display_name, want_refresh=want_refresh, ip=req.ip
+        )
+        return session_json(session, self._server_name)
+
+    @endpoint("POST", "/refresh", auth=False, prefixes=("/_matrix/client/v3", *CLIENT_V1))
+    async def refresh(self, req: ClientRequest) -> dict[str, Any]:
+        token = req_str(req.json(), "refresh_token")
+        session = await self._sessions.refresh(token)
+        return {
+            "access_token": session.access_token,
+            "refresh_token": session.refresh_token,
+            "expires_in_ms": session.expires_in_ms,
+        }
+
+    @endpoint("POST", "/logout")
+    async def logout(self, req: ClientRequest) -> dict[str, Any]:
+        await self._sessions.logout(req.user)
+        return {}
+
+    @endpoint("POST", "/logout/all")
+    async def logout_all(self, req: ClientRequest) -> dict[str, Any]:
+        await self._sessions.delete_all_devices(req.user.user_id)
+        return {}
+
+    @endpoint("POST", "/account/password")
+    async def change_password(self, req: ClientRequest) -> dict[str, Any]:
+        body = req.json()
+        new_password = req_str(body, "new_password")
+        if not new_password:
+            raise MatrixError(400, "M_WEAK_PASSWORD", "The new password must not be empty")
+        logout_devices = opt_bool(body, "logout_devices", True)
+        await self._uia.authenticate(
+            body.get("auth"),
+            [["m.login.password"]],
+            method=req.method,
+            uri=req.path,
+            user_id=req.user.user_id,
+        )
+        await self._accounts.change_password(
+            req.user.user_id,
+            new_password,
+            keep_device=req.user.device_id,
+            logout_devices=logout_devices,
+        )
+        return {}
+
+    @endpoint("POST", "/account/deactivate")
+    async def deactivate(self, req: ClientRequest) -> dict[str, Any]:
+        body = req.json()
+        if "erase" in body and not isinstance(body["erase"], bool):
+            raise bad_json("'erase' must be true or false")
+        await self._uia.authenticate(
+            body.get("auth"),
+            [["m.login.password"]],
+            method=req.method,
+            uri=req.path,
+            user_id=req.user.user_id,
+        )
+        await self._accounts.deactivate(req.user.user_id)
+        return {"id_server_unbind_result": "no-support"}
+
+    @endpoint("GET", "/account/whoami")
+    async def whoami(self, req: ClientRequest) -> dict[str, Any]:
+        return {
+            "user_id": req.user.user_id,
+            "device_id": req.user.device_id,
+            "is_guest": req.user.is_guest,
+        }
+
+    @endpoint("GET", "/account/3pid")
+    async def threepids(self, req: ClientRequest) -> dict[str, Any]:
+        return {"threepids": []}

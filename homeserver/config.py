@@ -1,0 +1,180 @@
+"""Configuration: attrs classes loaded from YAML.
+
+Every key has a default here and a line in config.example.yaml. Loading is
+strict: an unknown key or a value of the wrong type stops start-up with a
+message naming the key, because a silently ignored typo in a server config is
+a security bug waiting to happen.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import attrs
+import cattrs
+import yaml
+from cattrs.errors import ClassValidationError
+
+from homeserver.events.room_versions import DEFAULT_ROOM_VERSION, KNOWN_ROOM_VERSIONS
+
+
+class ConfigError(Exception):
+    """The configuration file cannot be used; the message says why."""
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """'HOST:PORT' (IPv6 hosts in brackets) -> (host, port)."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        raise ValueError(f"expected HOST:PORT, got {value!r}")
+    return host.strip("[]"), int(port)
+
+
+@attrs.frozen
+class RateLimit:
+    """A token bucket: `burst_count` requests at once, refilled at `per_second`."""
+
+    per_second: float
+    burst_count: int
+
+
+@attrs.frozen
+class RateLimits:
+    enabled: bool = True
+    # Per client IP address and per account being logged in to.
+    login: RateLimit = RateLimit(per_second=0.17, burst_count=3)
+    # Per client IP address.
+    registration: RateLimit = RateLimit(per_second=0.17, burst_count=3)
+    # Per user, for every authenticated request that writes (PUT, POST, DELETE).
+    client_writes: RateLimit = RateLimit(per_second=10.0, burst_count=100)
+
+
+@attrs.frozen
+class DatabaseConfig:
+    # None: start the embedded PostgreSQL in <data_dir>/postgres.
+    dsn: str | None = None
+    min_pool_size: int = 2
+    max_pool_size: int = 20
+
+
+@attrs.frozen
+class MetricsConfig:
+    enabled: bool = False
+    listen: str = "127.0.0.1:9092"
+
+
+@attrs.frozen
+class Config:
+    server_name: str
+    # Relative to the directory of the config file.
+    data_dir: str = "."
+    client_listen: str = "127.0.0.1:8008"
+    federation_listen: str = "127.0.0.1:8448"
+    # The address clients use to reach this server, for .well-known/matrix/client.
+    public_baseurl: str | None = None
+    # The host:port other servers use, for .well-known/matrix/server.
+    federation_public_address: str | None = None
+    signing_key_path: str = "signing.key"
+    tls_certificate_path: str = "tls.crt"
+    tls_private_key_path: str = "tls.key"
+    database: DatabaseConfig = DatabaseConfig()
+    enable_registration: bool = False
+    registration_requires_token: bool = True
+    registration_shared_secret: str | None = None
+    bcrypt_rounds: int = 12
+    # Lifetime of an access token that comes with a refresh token.
+    refreshable_access_token_lifetime_ms: int = 5 * 60 * 1000
+    max_request_body_bytes: int = 1024 * 1024
+    rate_limits: RateLimits = RateLimits()
+    metrics: MetricsConfig = MetricsConfig()
+    # Accept self-signed certificates and loopback/private addresses for
+    # outbound federation. For tests only.
+    federation_insecure: bool = False
+    default_room_version: str = DEFAULT_ROOM_VERSION
+    log_level: str = "INFO"
+
+    def path(self, name: str) -> Path:
+        """A path from the config, relative paths taken from the data directory."""
+        p = Path(name)
+        return p if p.is_absolute() else Path(self.data_dir) / p
+
+    def validate(self) -> None:
+        """Checks that need more than a type: raise ConfigError naming the key."""
+        checks: list[tuple[str, Any]] = [
+            ("client_listen", self.client_listen),
+            ("federation_listen", self.federation_listen),
+            ("metrics.listen", self.metrics.listen),
+        ]
+        for key, value in checks:
+            try:
+                parse_listen(value)
+            except ValueError as e:
+                raise ConfigError(f"{key}: {e}") from None
+        if not self.server_name or "/" in self.server_name:
+            raise ConfigError(f"server_name: not a valid server name: {self.server_name!r}")
+        if self.default_room_version not in KNOWN_ROOM_VERSIONS:
+            raise ConfigError(
+                f"default_room_version: unknown room version {self.default_room_version!r}"
+            )
+        if not 4 <= self.bcrypt_rounds <= 31:
+            raise ConfigError("bcrypt_rounds: expected an integer from 4 to 31")
+        if self.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise ConfigError("log_level: expected one of DEBUG, INFO, WARNING, ERROR")
+
+
+def _strict_converter() -> cattrs.Converter:
+    """A converter that refuses extra keys and never coerces between types."""
+    conv = cattrs.Converter(forbid_extra_keys=True)
+
+    def exact(kind: type, name: str) -> Any:
+        def hook(value: Any, _: type) -> Any:
+            if isinstance(value, bool) and kind is not bool:
+                raise ValueError(f"expected {name}")
+            if kind is float and isinstance(value, int):
+                return float(value)
+            if not isinstance(value, kind):
+                raise ValueError(f"expected {name}")
+            return value
+
+        return hook
+
+    conv.register_structure_hook(str, exact(str, "a string"))
+    conv.register_structure_hook(int, exact(int, "an integer"))
+    conv.register_structure_hook(float, exact(float, "a number"))
+    conv.register_structure_hook(bool, exact(bool, "true or false"))
+    return conv
+
+
+_converter = _strict_converter()
+
+
+def config_from_dict(data: Any) -> Config:
+    if not isinstance(data, dict):
+        raise ConfigError("the configuration must be a YAML mapping")
+    try:
+        config = _converter.structure(data, Config)
+    except ClassValidationError as e:
+        lines = cattrs.transform_error(e, path="config")
+        raise ConfigError("; ".join(lines)) from None
+    config.validate()
+    return config
+
+
+def load_config(path: str | Path) -> Config:
+    try:
+        text = Path(path).read_text()
+    except OSError as e:
+        raise ConfigError(f"cannot read {path}: {e.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path} is not valid YAML: {e}") from None
+    config = config_from_dict(data)
+    # A relative data_dir is relative to the config file, wherever the server starts.
+    data_dir = Path(path).parent / config.data_dir
+    return attrs.evolve(config, data_dir=str(data_dir.resolve()))
+
+
+def config_to_dict(config: Config) -> dict[str, Any]:
+    return _converter.unstructure(config)

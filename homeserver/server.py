@@ -1,0 +1,204 @@
+"""The composition root: builds every service from the config, mounts the HTTP
+apps, and owns start-up and shutdown. Nothing else constructs services."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from pathlib import Path
+
+import asyncpg
+from aiohttp import web
+from signedjson.types import SigningKey
+
+from federation.api import FederationVersionApi
+from homeserver.account_data import AccountDataService
+from homeserver.accounts.login import PasswordChecker
+from homeserver.accounts.passwords import PasswordHasher
+from homeserver.accounts.registration import AccountService
+from homeserver.accounts.sessions import SessionService
+from homeserver.api.devices import DevicesApi
+from homeserver.api.discovery import DiscoveryApi
+from homeserver.api.http import Authenticator, Router, matrix_middleware
+from homeserver.api.misc import OpenIdApi, PushRulesApi
+from homeserver.api.profile import ProfileApi
+from homeserver.api.session import SessionApi
+from homeserver.api.user_data import UserDataApi
+from homeserver.config import Config, parse_listen
+from homeserver.filters import FilterService
+from homeserver.keyfiles import ensure_self_signed_certificate, ensure_signing_key, load_signing_key
+from homeserver.metrics import Metrics
+from homeserver.profile import ProfileService
+from homeserver.ratelimit import RateLimiter
+from homeserver.uia import UiaService
+from storage.account_data import AccountDataStore
+from storage.database import EmbeddedPostgres, create_pool, migrate
+from storage.filters import FilterStore
+from storage.openid import OpenIdStore
+from storage.sessions import SessionStore
+from storage.uia import RegistrationTokenStore, UiaStore
+from storage.users import UserStore
+
+logger = logging.getLogger(__name__)
+
+EMBEDDED_DATABASE = "homeserver"
+
+
+async def open_database(config: Config) -> tuple[asyncpg.Pool, EmbeddedPostgres | None]:
+    """Connect to the configured PostgreSQL, or start the embedded one, and migrate."""
+    embedded = None
+    dsn = config.database.dsn
+    if dsn is None:
+        embedded = EmbeddedPostgres(config.path("postgres"))
+        await asyncio.to_thread(embedded.start)
+        dsn = await asyncio.to_thread(embedded.create_database, EMBEDDED_DATABASE)
+        logger.info("started embedded PostgreSQL in %s", embedded.pgdata)
+    pool = await create_pool(
+        dsn, min_size=config.database.min_pool_size, max_size=config.database.max_pool_size
+    )
+    async with pool.acquire() as conn:
+        await migrate(conn)
+    return pool, embedded
+
+
+class HomeServer:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.metrics = Metrics()
+        self.pool: asyncpg.Pool | None = None
+        self._embedded: EmbeddedPostgres | None = None
+        self._runners: list[web.AppRunner] = []
+        self.client_port: int | None = None
+        self.federation_port: int | None = None
+        self.metrics_port: int | None = None
+
+    async def start(self) -> None:
+        config = self.config
+        self.signing_key = await asyncio.to_thread(self._prepare_key_files)
+        self.pool, self._embedded = await open_database(config)
+        pool = self.pool
+        self.metrics.watch_pool(
+            lambda: (pool.get_size(), pool.get_idle_size(), pool.get_max_size())
+        )
+        client_app = self._build_client_app(pool)
+        host, port = parse_listen(config.client_listen)
+        self.client_port = await self._serve(client_app, host, port)
+        self.federation_port = await self._serve_federation()
+        if config.metrics.enabled:
+            host, port = parse_listen(config.metrics.listen)
+            self.metrics_port = await self._serve(self._build_metrics_app(), host, port)
+        logger.info(
+            "%s is serving clients on %s and federation on %s",
+            config.server_name,
+            config.client_listen,
+            config.federation_listen,
+        )
+
+    def _prepare_key_files(self) -> SigningKey:
+        """Create what a first start needs on disk; return the signing key."""
+        config = self.config
+        Path(config.data_dir).mkdir(parents=True, exist_ok=True)
+        ensure_signing_key(config.path(config.signing_key_path))
+        ensure_self_signed_certificate(
+            config.path(config.tls_certificate_path),
+            config.path(config.tls_private_key_path),
+            config.server_name,
+        )
+        return load_signing_key(config.path(config.signing_key_path))
+
+    def _build_client_app(self, pool: asyncpg.Pool) -> web.Application:
+        config = self.config
+        users = UserStore(pool)
+        hasher = PasswordHasher(config.bcrypt_rounds)
+        sessions = SessionService(
+            SessionStore(pool),
+            refreshable_lifetime_ms=config.refreshable_access_token_lifetime_ms,
+        )
+        registration_tokens = RegistrationTokenStore(pool)
+        passwords = PasswordChecker(users, hasher)
+        uia = UiaService(UiaStore(pool), passwords, registration_tokens, config.server_name)
+        accounts = AccountService(users, sessions, hasher, registration_tokens, config.server_name)
+        limits = config.rate_limits
+        limiters = {
+            name: RateLimiter(getattr(limits, name), enabled=limits.enabled)
+            for name in ("login", "registration", "client_writes")
+        }
+        app = web.Application(
+            middlewares=[matrix_middleware(self.metrics)],
+            client_max_size=config.max_request_body_bytes,
+        )
+        router = Router(app, Authenticator(sessions.authenticate), limiters)
+        host, port = parse_listen(config.client_listen)
+        fed_host, fed_port = parse_listen(config.federation_listen)
+        router.mount(
+            DiscoveryApi(
+                server_name=config.server_name,
+                public_baseurl=config.public_baseurl or f"http://{config.server_name}:{port}/",
+                federation_address=config.federation_public_address
+                or f"{config.server_name}:{fed_port}",
+                default_room_version=config.default_room_version,
+            ),
+            SessionApi(
+                server_name=config.server_name,
+                accounts=accounts,
+                sessions=sessions,
+                passwords=passwords,
+                uia=uia,
+                registration_tokens=registration_tokens,
+                login_account_limiter=RateLimiter(limits.login, enabled=limits.enabled),
+                enable_registration=config.enable_registration,
+                registration_requires_token=config.registration_requires_token,
+            ),
+            DevicesApi(sessions, uia),
+            ProfileApi(ProfileService(users)),
+            UserDataApi(
+                AccountDataService(AccountDataStore(pool)), FilterService(FilterStore(pool))
+            ),
+            PushRulesApi(),
+            OpenIdApi(OpenIdStore(pool), config.server_name),
+        )
+        return app
+
+    async def _serve_federation(self) -> int:
+        config = self.config
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        tls.load_cert_chain(
+            config.path(config.tls_certificate_path), config.path(config.tls_private_key_path)
+        )
+        app = web.Application(middlewares=[matrix_middleware(self.metrics)])
+        Router(app, None, {}).mount(FederationVersionApi())
+        host, port = parse_listen(config.federation_listen)
+        return await self._serve(app, host, port, tls)
+
+    def _build_metrics_app(self) -> web.Application:
+        async def render(_: web.Request) -> web.Response:
+            return web.Response(body=self.metrics.render(), content_type="text/plain")
+
+        app = web.Application()
+        app.router.add_get("/metrics", render)
+        return app
+
+    async def _serve(
+        self, app: web.Application, host: str, port: int, tls: ssl.SSLContext | None = None
+    ) -> int:
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, host, port, ssl_context=tls, shutdown_timeout=5)
+        await site.start()
+        self._runners.append(runner)
+        server = site._server
+        assert server is not None and server.sockets
+        return server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        """Stop taking requests, let the ones in flight finish, then close the database."""
+        for runner in reversed(self._runners):
+            await runner.cleanup()
+        self._runners.clear()
+        if self.pool is not None:
+            await self.pool.close()
+            self.pool = None
+        if self._embedded is not None:
+            await asyncio.to_thread(self._embedded.stop)
+            self._embedded = None

@@ -1,0 +1,139 @@
+"""User-interactive authentication (the spec's UIA) for sensitive operations.
+
+An operation declares the flows that satisfy it; a client walks through one
+stage at a time, carrying a session id. Sessions live in the database and are
+tied to the method and path of the request that started them, so a session
+completed for one operation cannot authorise another.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from typing import Any
+
+from homeserver.accounts.login import PasswordChecker, identifier_user
+from homeserver.errors import MatrixError, bad_json, forbidden
+from storage.uia import RegistrationTokenStore, UiaSessionRecord, UiaStore
+
+DUMMY = "m.login.dummy"
+PASSWORD = "m.login.password"
+REGISTRATION_TOKEN = "m.login.registration_token"
+_SESSION_LIFETIME_MS = 30 * 60 * 1000
+
+
+class UiaService:
+    def __init__(
+        self,
+        store: UiaStore,
+        passwords: PasswordChecker,
+        registration_tokens: RegistrationTokenStore,
+        server_name: str,
+    ) -> None:
+        self._store = store
+        self._passwords = passwords
+        self._tokens = registration_tokens
+        self._server_name = server_name
+
+    async def authenticate(
+        self,
+        auth: Any,
+        flows: list[list[str]],
+        *,
+        method: str,
+        uri: str,
+        user_id: str | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Return the completed stages' results once a flow is complete.
+
+        Otherwise raise the 401 whose body tells the client what to do next.
+        `user_id` is the account that must prove itself (None for
+        registration). `params` is stored with a new session and returned on
+        completion, so an operation can keep what its first request said.
+        """
+        session = await self._session_for(auth, method, uri, params or {})
+        if auth is not None and "type" in auth:
+            error = await self._try_stage(session, auth, flows, user_id)
+            if error is not None:
+                raise self._challenge(session, flows, error)
+            session = await self._store.get_session(session.session_id) or session
+        if any(all(stage in session.completed for stage in flow) for flow in flows):
+            await self._store.delete_session(session.session_id)
+            return {**session.completed, "params": session.params}
+        raise self._challenge(session, flows)
+
+    async def _session_for(
+        self, auth: Any, method: str, uri: str, params: dict[str, Any]
+    ) -> UiaSessionRecord:
+        if auth is not None and not isinstance(auth, dict):
+            raise bad_json("'auth' must be an object")
+        session_id = auth.get("session") if auth else None
+        if session_id is None:
+            now = int(time.time() * 1000)
+            await self._store.delete_sessions_before(now - _SESSION_LIFETIME_MS)
+            session_id = secrets.token_urlsafe(24)
+            await self._store.create_session(session_id, method, uri, params)
+            return UiaSessionRecord(session_id, now, method, uri, {}, params)
+        if not isinstance(session_id, str):
+            raise bad_json("'auth.session' must be a string")
+        session = await self._store.get_session(session_id)
+        if session is None:
+            raise MatrixError(400, "M_UNKNOWN", "Unknown or expired auth session")
+        if (session.method, session.uri) != (method, uri):
+            raise forbidden("This auth session was started for another request")
+        return session
+
+    async def _try_stage(
+        self,
+        session: UiaSessionRecord,
+        auth: dict[str, Any],
+        flows: list[list[str]],
+        user_id: str | None,
+    ) -> MatrixError | None:
+        stage = auth["type"]
+        if not any(stage in flow for flow in flows):
+            return MatrixError(400, "M_UNRECOGNIZED", f"Auth stage {stage!r} is not offered")
+        result: Any = True
+        if stage == PASSWORD:
+            claimed = identifier_user(auth, self._server_name)
+            try:
+                user = await self._passwords.check(claimed, auth.get("password"))
+            except MatrixError as e:
+                return e
+            if user_id is not None and user.user_id != user_id:
+                raise forbidden("The password given is for another account")
+            result = user.user_id
+        elif stage == REGISTRATION_TOKEN:
+            token = auth.get("token")
+            if not isinstance(token, str) or not await self._tokens.reserve(token):
+                return forbidden("Invalid registration token")
+            result = token
+        await self._store.complete_stage(session.session_id, stage, result)
+        return None
+
+    @staticmethod
+    def _challenge(
+        session: UiaSessionRecord, flows: list[list[str]], error: MatrixError | None = None
+    ) -> MatrixError:
+        body: dict[str, Any] = {
+            "flows": [{"stages": flow} for flow in flows],
+            "params": {},
+            "session": session.session_id,
+        }
+        if session.completed:
+            body["completed"] = list(session.completed)
+        if error is None:
+            return UiaChallenge(body)
+        return UiaChallenge({**body, **error.to_json()})
+
+
+class UiaChallenge(MatrixError):
+    """The 401 of UIA: not an error body alone, but the flows to follow."""
+
+    def __init__(self, body: dict[str, Any]) -> None:
+        super().__init__(401, body.get("errcode", ""), body.get("error", ""))
+        self._body = body
+
+    def to_json(self) -> dict[str, Any]:
+        return self._body
