@@ -90,9 +90,7 @@ _V9 = attrs.evolve(_V8, identifier="9", restricted_join_rule_fix=True)
 _V10 = attrs.evolve(
     _V9, identifier="10", knock_restricted_join_rule=True, enforce_int_power_levels=True
 )
-_V11 = attrs.evolve(
-    _V10, identifier="11", updated_redaction_rules=True, implicit_room_creator=True
-)
+_V11 = attrs.evolve(_V10, identifier="11", updated_redaction_rules=True, implicit_room_creator=True)
 _V12 = attrs.evolve(
     _V11,
     identifier="12",

@@ -1,0 +1,169 @@
+"""Building new local events: auth event selection, depth, hashing and signing.
+
+The result goes through `parse_event` like any event from federation, so a
+locally built event obeys exactly the same format and size rules.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from signedjson.types import SigningKey
+
+from homeserver.events.canonical import encode_base64
+from homeserver.events.event import Event, StateKey, max_depth, parse_event
+from homeserver.events.hashing import compute_reference_hash
+from homeserver.events.room_versions import EventFormat, RoomVersion
+from homeserver.events.signing import sign_event
+
+StateLookup = Callable[[str, str], Event | None]
+"""(type, state_key) -> the event in the room's current state, or None."""
+
+
+def auth_types_for_event(
+    room_version: RoomVersion,
+    *,
+    type: str,
+    state_key: str | None,
+    sender: str,
+    content: Mapping[str, Any],
+) -> list[StateKey]:
+    """The state keys the spec's "auth events selection" picks for an event.
+
+    Auth rules use the same list to check that an event's auth_events hold
+    nothing else. Malformed content (a non-string token, say) just selects
+    less: the auth rules then reject the event with a precise reason.
+    """
+    if type == "m.room.create" and state_key == "":
+        return []
+    selected: list[StateKey] = []
+    if not room_version.room_id_from_create_event:
+        selected.append(("m.room.create", ""))
+    selected.append(("m.room.power_levels", ""))
+    selected.append(("m.room.member", sender))
+    if type != "m.room.member" or state_key is None:
+        return selected
+    if state_key != sender:
+        selected.append(("m.room.member", state_key))
+    membership = content.get("membership")
+    if membership in ("join", "invite", "knock"):
+        selected.append(("m.room.join_rules", ""))
+    if membership == "invite":
+        invite = content.get("third_party_invite")
+        signed = invite.get("signed") if isinstance(invite, Mapping) else None
+        token = signed.get("token") if isinstance(signed, Mapping) else None
+        if isinstance(token, str):
+            selected.append(("m.room.third_party_invite", token))
+    authoriser = content.get("join_authorised_via_users_server")
+    if (
+        membership == "join"
+        and room_version.restricted_join_rule
+        and isinstance(authoriser, str)
+        and ("m.room.member", authoriser) not in selected
+    ):
+        selected.append(("m.room.member", authoriser))
+    return selected
+
+
+def build_event(
+    room_version: RoomVersion,
+    *,
+    room_id: str,
+    type: str,
+    sender: str,
+    content: Mapping[str, Any],
+    state_key: str | None = None,
+    redacts: str | None = None,
+    prev_events: Sequence[Event],
+    state: StateLookup,
+    origin_server_ts: int,
+    server_name: str,
+    signing_key: SigningKey,
+) -> Event:
+    """Build, hash and sign a new event on top of `prev_events` (the forward extremities).
+
+    Auth events are chosen from `state`, the room's current state. Raises
+    `InvalidEventError` if the result breaks the event format (too big, too
+    many prev events, bad ids): choosing what to send is the caller's job.
+    """
+    if not prev_events:
+        raise ValueError("only the create event has no prev_events; use build_create_event")
+    selected = auth_types_for_event(
+        room_version, type=type, state_key=state_key, sender=sender, content=content
+    )
+    auth_events = [event for event in (state(*key) for key in selected) if event is not None]
+    content = dict(content)
+    pdu: dict[str, Any] = {
+        "room_id": room_id,
+        "type": type,
+        "sender": sender,
+        "content": content,
+        "prev_events": [_reference(event, room_version) for event in prev_events],
+        "auth_events": [_reference(event, room_version) for event in auth_events],
+        "depth": min(max(event.depth for event in prev_events) + 1, max_depth(room_version)),
+        "origin_server_ts": origin_server_ts,
+    }
+    if state_key is not None:
+        pdu["state_key"] = state_key
+    if redacts is not None:
+        if room_version.updated_redaction_rules:
+            content["redacts"] = redacts
+        else:
+            pdu["redacts"] = redacts
+    return _finish(pdu, room_version, server_name, signing_key)
+
+
+def build_create_event(
+    room_version: RoomVersion,
+    *,
+    sender: str,
+    content: Mapping[str, Any],
+    origin_server_ts: int,
+    server_name: str,
+    signing_key: SigningKey,
+    room_id: str | None = None,
+) -> Event:
+    """Build and sign a room's `m.room.create` event; its `room_id` is the room's id.
+
+    Before room 12 the caller chooses the room id ("!opaque:server_name"). From
+    room 12 the room id is derived from this event's hash, so `room_id` must be
+    None and the PDU carries none.
+    """
+    if room_version.room_id_from_create_event != (room_id is None):
+        raise ValueError(
+            f"room version {room_version.identifier}: room_id must "
+            + ("not " if room_version.room_id_from_create_event else "")
+            + "be given for the create event"
+        )
+    pdu: dict[str, Any] = {
+        "type": "m.room.create",
+        "state_key": "",
+        "sender": sender,
+        "content": dict(content),
+        "prev_events": [],
+        "auth_events": [],
+        "depth": 1,
+        "origin_server_ts": origin_server_ts,
+    }
+    if room_id is not None:
+        pdu["room_id"] = room_id
+    return _finish(pdu, room_version, server_name, signing_key)
+
+
+def _reference(event: Event, room_version: RoomVersion) -> str | list[Any]:
+    """How a PDU points at another event: its id, or in rooms 1-2 [id, {sha256: hash}]."""
+    if room_version.event_format is EventFormat.V1:
+        digest = compute_reference_hash(event.pdu, room_version)
+        return [event.event_id, {"sha256": encode_base64(digest)}]
+    return event.event_id
+
+
+def _finish(
+    pdu: dict[str, Any], room_version: RoomVersion, server_name: str, signing_key: SigningKey
+) -> Event:
+    """Give the PDU its id (rooms 1-2 only), hash and sign it, and validate the result."""
+    if room_version.event_format is EventFormat.V1:
+        pdu["event_id"] = f"${secrets.token_urlsafe(18)}:{server_name}"
+    return parse_event(sign_event(pdu, server_name, signing_key, room_version), room_version)
