@@ -182,9 +182,9 @@ class HomeServer:
     async def _serve(
         self, app: web.Application, host: str, port: int, tls: ssl.SSLContext | None = None
     ) -> int:
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5)
         await runner.setup()
-        site = web.TCPSite(runner, host, port, ssl_context=tls, shutdown_timeout=5)
+        site = web.TCPSite(runner, host, port, ssl_context=tls)
         await site.start()
         self._runners.append(runner)
         server = site._server
