@@ -12,59 +12,15 @@ from typing import Any
 
 from signedjson.types import SigningKey
 
+from homeserver.events.auth import auth_types_for_event
 from homeserver.events.canonical import encode_base64
-from homeserver.events.event import Event, StateKey, max_depth, parse_event
+from homeserver.events.event import Event, max_depth, parse_event
 from homeserver.events.hashing import compute_reference_hash
 from homeserver.events.room_versions import EventFormat, RoomVersion
 from homeserver.events.signing import sign_event
 
 StateLookup = Callable[[str, str], Event | None]
 """(type, state_key) -> the event in the room's current state, or None."""
-
-
-def auth_types_for_event(
-    room_version: RoomVersion,
-    *,
-    type: str,
-    state_key: str | None,
-    sender: str,
-    content: Mapping[str, Any],
-) -> list[StateKey]:
-    """The state keys the spec's "auth events selection" picks for an event.
-
-    Auth rules use the same list to check that an event's auth_events hold
-    nothing else. Malformed content (a non-string token, say) just selects
-    less: the auth rules then reject the event with a precise reason.
-    """
-    if type == "m.room.create" and state_key == "":
-        return []
-    selected: list[StateKey] = []
-    if not room_version.room_id_from_create_event:
-        selected.append(("m.room.create", ""))
-    selected.append(("m.room.power_levels", ""))
-    selected.append(("m.room.member", sender))
-    if type != "m.room.member" or state_key is None:
-        return selected
-    if state_key != sender:
-        selected.append(("m.room.member", state_key))
-    membership = content.get("membership")
-    if membership in ("join", "invite", "knock"):
-        selected.append(("m.room.join_rules", ""))
-    if membership == "invite":
-        invite = content.get("third_party_invite")
-        signed = invite.get("signed") if isinstance(invite, Mapping) else None
-        token = signed.get("token") if isinstance(signed, Mapping) else None
-        if isinstance(token, str):
-            selected.append(("m.room.third_party_invite", token))
-    authoriser = content.get("join_authorised_via_users_server")
-    if (
-        membership == "join"
-        and room_version.restricted_join_rule
-        and isinstance(authoriser, str)
-        and ("m.room.member", authoriser) not in selected
-    ):
-        selected.append(("m.room.member", authoriser))
-    return selected
 
 
 def build_event(
@@ -90,9 +46,9 @@ def build_event(
     """
     if not prev_events:
         raise ValueError("only the create event has no prev_events; use build_create_event")
-    selected = auth_types_for_event(
-        room_version, type=type, state_key=state_key, sender=sender, content=content
-    )
+    draft = {"type": type, "state_key": state_key, "sender": sender, "content": content}
+    # Sorted, so that the same state always gives the same auth_events.
+    selected = sorted(auth_types_for_event(room_version, draft))
     auth_events = [event for event in (state(*key) for key in selected) if event is not None]
     content = dict(content)
     pdu: dict[str, Any] = {

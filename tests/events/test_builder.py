@@ -8,7 +8,7 @@ import pytest
 from signedjson.key import generate_signing_key, get_verify_key
 from signedjson.types import VerifyKey
 
-from homeserver.events.builder import auth_types_for_event, build_create_event, build_event
+from homeserver.events.builder import build_create_event, build_event
 from homeserver.events.canonical import encode_base64
 from homeserver.events.errors import InvalidEventError
 from homeserver.events.event import Event, StateKey, max_depth
@@ -29,80 +29,6 @@ def rv(version: str) -> RoomVersion:
 
 def lookup(server_name: str, key_id: str) -> VerifyKey | None:
     return get_verify_key(KEY) if (server_name, key_id) == (SERVER, "ed25519:1") else None
-
-
-def selection(version: str, type: str, state_key: str | None, **content: Any) -> list[StateKey]:
-    return auth_types_for_event(
-        rv(version), type=type, state_key=state_key, sender=ALICE, content=content
-    )
-
-
-BASE = [("m.room.create", ""), ("m.room.power_levels", ""), ("m.room.member", ALICE)]
-
-
-def test_create_event_has_no_auth_events() -> None:
-    assert selection("10", "m.room.create", "") == []
-    assert selection("12", "m.room.create", "") == []
-
-
-def test_ordinary_event_selects_create_power_levels_and_sender_membership() -> None:
-    assert selection("10", "m.room.message", None) == BASE
-    assert selection("10", "m.room.name", "") == BASE
-
-
-def test_room_12_does_not_select_the_create_event() -> None:
-    assert selection("12", "m.room.message", None) == BASE[1:]
-
-
-def test_own_join_selects_join_rules_once_for_the_sender() -> None:
-    assert selection("10", "m.room.member", ALICE, membership="join") == [
-        *BASE,
-        ("m.room.join_rules", ""),
-    ]
-
-
-@pytest.mark.parametrize("membership", ["invite", "knock"])
-def test_invite_and_knock_select_target_membership_and_join_rules(membership: str) -> None:
-    assert selection("10", "m.room.member", BOB, membership=membership) == [
-        *BASE,
-        ("m.room.member", BOB),
-        ("m.room.join_rules", ""),
-    ]
-
-
-@pytest.mark.parametrize("membership", ["leave", "ban"])
-def test_leave_and_ban_select_target_membership_only(membership: str) -> None:
-    assert selection("10", "m.room.member", BOB, membership=membership) == [
-        *BASE,
-        ("m.room.member", BOB),
-    ]
-
-
-def test_third_party_invite_selects_the_invite_by_token() -> None:
-    invite = {"signed": {"token": "abc", "mxid": BOB}}
-    assert selection("10", "m.room.member", BOB, membership="invite", third_party_invite=invite)[
-        -1
-    ] == ("m.room.third_party_invite", "abc")
-
-
-def test_malformed_third_party_invite_selects_nothing_more() -> None:
-    for invite in ({"signed": {"token": 5}}, {"signed": "x"}, "x"):
-        assert selection(
-            "10", "m.room.member", BOB, membership="invite", third_party_invite=invite
-        ) == [*BASE, ("m.room.member", BOB), ("m.room.join_rules", "")]
-
-
-def test_restricted_join_selects_the_authorising_member_from_room_8() -> None:
-    content = {"membership": "join", "join_authorised_via_users_server": "@mod:example.org"}
-    expected = [*BASE, ("m.room.join_rules", "")]
-    assert selection("7", "m.room.member", ALICE, **content) == expected
-    assert selection("8", "m.room.member", ALICE, **content) == [
-        *expected,
-        ("m.room.member", "@mod:example.org"),
-    ]
-    # Only joins: the key on another membership selects nothing.
-    leave = content | {"membership": "leave"}
-    assert selection("8", "m.room.member", ALICE, **leave) == BASE
 
 
 class Room:
