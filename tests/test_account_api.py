@@ -361,6 +361,8 @@ async def test_push_rules_and_openid(hs):
     override_ids = [r["rule_id"] for r in rules["global"]["override"]]
     assert override_ids[0] == ".m.rule.master"
     assert ".m.rule.invite_for_me" in override_ids
+    # Synapse still serves the body-based mention rules; clients rely on them.
+    assert ".m.rule.contains_display_name" in override_ids
     assert [r["rule_id"] for r in rules["global"]["underride"]][-1] == ".m.rule.encrypted"
 
     status, body = await hs.request(

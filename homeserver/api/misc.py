@@ -1,4 +1,9 @@
-"""Push rules (the defaults, until rule editing lands with sync) and OpenID tokens."""
+"""Push rules (the defaults, until rule editing lands with sync) and OpenID tokens.
+
+The default rules include the body-based mention rules that spec v1.17
+dropped: Synapse still serves them, and clients of the spec versions we
+advertise still rely on them.
+"""
 
 from __future__ import annotations
 
@@ -18,11 +23,11 @@ OPENID_TOKEN_LIFETIME_MS = 60 * 60 * 1000
 class PushRulesApi:
     @endpoint("GET", "/pushrules/")
     async def all_rules(self, req: ClientRequest) -> dict[str, Any]:
-        return default_push_rules(req.user.user_id)
+        return default_push_rules(req.user.user_id, legacy_mentions=True)
 
     @endpoint("GET", "/pushrules/global/")
     async def global_rules(self, req: ClientRequest) -> dict[str, Any]:
-        return default_push_rules(req.user.user_id)["global"]
+        return default_push_rules(req.user.user_id, legacy_mentions=True)["global"]
 
 
 class OpenIdApi:
