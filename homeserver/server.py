@@ -23,20 +23,29 @@ from homeserver.api.discovery import DiscoveryApi
 from homeserver.api.http import Authenticator, Router, matrix_middleware
 from homeserver.api.misc import OpenIdApi, PushRulesApi
 from homeserver.api.profile import ProfileApi
+from homeserver.api.rooms import RoomsApi
 from homeserver.api.session import SessionApi
 from homeserver.api.user_data import UserDataApi
 from homeserver.config import Config, parse_listen
 from homeserver.filters import FilterService
 from homeserver.keyfiles import ensure_self_signed_certificate, ensure_signing_key, load_signing_key
 from homeserver.metrics import Metrics
+from homeserver.notifier import Notifier
 from homeserver.profile import ProfileService
 from homeserver.ratelimit import RateLimiter
+from homeserver.rooms.format import EventFormatter
+from homeserver.rooms.pipeline import EventPipeline
+from homeserver.rooms.service import RoomService
 from homeserver.uia import UiaService
 from storage.account_data import AccountDataStore
 from storage.database import EmbeddedPostgres, create_pool, migrate
+from storage.events import EventStore
 from storage.filters import FilterStore
 from storage.openid import OpenIdStore
+from storage.rooms import RoomStore
 from storage.sessions import SessionStore
+from storage.state import StateStore
+from storage.streams import StreamIds
 from storage.uia import RegistrationTokenStore, UiaStore
 from storage.users import UserStore
 
@@ -67,6 +76,7 @@ class HomeServer:
         self.config = config
         self.metrics = Metrics()
         self.pool: asyncpg.Pool | None = None
+        self.pipeline: EventPipeline | None = None
         self._embedded: EmbeddedPostgres | None = None
         self._runners: list[web.AppRunner] = []
         self.client_port: int | None = None
@@ -81,6 +91,10 @@ class HomeServer:
         self.metrics.watch_pool(
             lambda: (pool.get_size(), pool.get_idle_size(), pool.get_max_size())
         )
+        self.event_stream = StreamIds(pool, "events_stream")
+        await self.event_stream.start()
+        self.notifier = Notifier()
+        self.notifier.advance(self.event_stream.current)
         client_app = self._build_client_app(pool)
         host, port = parse_listen(config.client_listen)
         self.client_port = await self._serve(client_app, host, port)
@@ -129,6 +143,25 @@ class HomeServer:
             client_max_size=config.max_request_body_bytes,
         )
         router = Router(app, Authenticator(sessions.authenticate), limiters)
+        profiles = ProfileService(users)
+        state = StateStore(pool)
+        events = EventStore(pool, state)
+        self.pipeline = EventPipeline(
+            events,
+            state,
+            self.event_stream,
+            self.notifier,
+            server_name=config.server_name,
+            signing_key=self.signing_key,
+        )
+        rooms = RoomService(
+            self.pipeline,
+            events,
+            RoomStore(pool),
+            profiles,
+            server_name=config.server_name,
+            default_room_version=config.default_room_version,
+        )
         host, port = parse_listen(config.client_listen)
         fed_host, fed_port = parse_listen(config.federation_listen)
         router.mount(
@@ -151,7 +184,8 @@ class HomeServer:
                 registration_requires_token=config.registration_requires_token,
             ),
             DevicesApi(sessions, uia),
-            ProfileApi(ProfileService(users)),
+            ProfileApi(profiles),
+            RoomsApi(rooms, events, EventFormatter(events)),
             UserDataApi(
                 AccountDataService(AccountDataStore(pool)), FilterService(FilterStore(pool))
             ),
@@ -196,6 +230,8 @@ class HomeServer:
         for runner in reversed(self._runners):
             await runner.cleanup()
         self._runners.clear()
+        if self.pipeline is not None:
+            await self.pipeline.drain()
         if self.pool is not None:
             await self.pool.close()
             self.pool = None

@@ -257,3 +257,37 @@ def _redacts(
     if not isinstance(redacts, str) or not is_event_id(redacts, room_version):
         raise InvalidEventError(f"redacts is not a valid event id: {redacts!r}")
     return redacts
+
+
+def load_stored_event(
+    pdu: Mapping[str, Any], room_version: RoomVersion, event_id: str, room_id: str
+) -> Event:
+    """An Event from JSON this server checked before it stored it.
+
+    Skips validation and hashing: reading events back is the hottest path of
+    the server, and they were validated on the way in.
+    """
+    v1 = room_version.event_format is EventFormat.V1
+
+    def refs(key: str) -> tuple[str, ...]:
+        return tuple(ref[0] if v1 else ref for ref in pdu.get(key, ()))
+
+    content = pdu["content"]
+    redacts = None
+    if pdu["type"] == "m.room.redaction":
+        redacts = (content if room_version.updated_redaction_rules else pdu).get("redacts")
+    return Event(
+        event_id=event_id,
+        room_version=room_version,
+        room_id=room_id,
+        type=pdu["type"],
+        state_key=pdu.get("state_key"),
+        sender=pdu["sender"],
+        content=content,
+        prev_event_ids=refs("prev_events"),
+        auth_event_ids=refs("auth_events"),
+        depth=pdu["depth"],
+        origin_server_ts=pdu["origin_server_ts"],
+        redacts=redacts,
+        pdu=pdu,
+    )

@@ -1,0 +1,159 @@
+"""Rooms: creation, sending, state, membership and single-event reads."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from homeserver.api.http import ClientRequest, endpoint
+from homeserver.api.params import opt_str, req_str
+from homeserver.errors import forbidden, not_found
+from homeserver.rooms.format import EventFormatter
+from homeserver.rooms.service import RoomService
+from storage.events import EventStore
+
+
+class RoomsApi:
+    def __init__(self, rooms: RoomService, events: EventStore, formatter: EventFormatter) -> None:
+        self._rooms = rooms
+        self._events = events
+        self._formatter = formatter
+
+    @endpoint("POST", "/createRoom")
+    async def create_room(self, req: ClientRequest) -> dict[str, Any]:
+        return {"room_id": await self._rooms.create_room(req.user, req.json())}
+
+    @endpoint("PUT", "/rooms/{roomId}/send/{eventType}/{txnId}")
+    async def send(self, req: ClientRequest) -> dict[str, Any]:
+        p = req.params
+        stored = await self._rooms.send_event(
+            req.user, p["roomId"], p["eventType"], req.json(), txn_id=p["txnId"]
+        )
+        return {"event_id": stored.event.event_id}
+
+    @endpoint("PUT", "/rooms/{roomId}/state/{eventType}")
+    @endpoint("PUT", "/rooms/{roomId}/state/{eventType}/")
+    @endpoint("PUT", "/rooms/{roomId}/state/{eventType}/{stateKey}")
+    async def put_state(self, req: ClientRequest) -> dict[str, Any]:
+        p = req.params
+        stored = await self._rooms.send_event(
+            req.user, p["roomId"], p["eventType"], req.json(), state_key=p.get("stateKey", "")
+        )
+        return {"event_id": stored.event.event_id}
+
+    @endpoint("GET", "/rooms/{roomId}/state/{eventType}")
+    @endpoint("GET", "/rooms/{roomId}/state/{eventType}/")
+    @endpoint("GET", "/rooms/{roomId}/state/{eventType}/{stateKey}")
+    async def get_state_event(self, req: ClientRequest) -> dict[str, Any]:
+        p = req.params
+        stored = await self._rooms.state_event(
+            req.user, p["roomId"], p["eventType"], p.get("stateKey", "")
+        )
+        [event] = await self._formatter.serialize([stored], req.user)
+        return event if req.query.get("format") == "event" else event["content"]
+
+    @endpoint("GET", "/rooms/{roomId}/state")
+    async def get_state(self, req: ClientRequest) -> Any:
+        events = await self._rooms.current_state(req.user, req.params["roomId"])
+        return await self._formatter.serialize(events, req.user)
+
+    @endpoint("POST", "/join/{roomIdOrAlias}")
+    async def join_by_id_or_alias(self, req: ClientRequest) -> dict[str, Any]:
+        room_id = await self._rooms.resolve_room(req.params["roomIdOrAlias"])
+        return await self._join(req, room_id)
+
+    @endpoint("POST", "/rooms/{roomId}/join")
+    async def join(self, req: ClientRequest) -> dict[str, Any]:
+        return await self._join(req, req.params["roomId"])
+
+    async def _join(self, req: ClientRequest, room_id: str) -> dict[str, Any]:
+        body = req.json()
+        await self._rooms.set_membership(
+            req.user, room_id, req.user.user_id, "join", reason=opt_str(body, "reason")
+        )
+        return {"room_id": room_id}
+
+    @endpoint("POST", "/knock/{roomIdOrAlias}")
+    async def knock(self, req: ClientRequest) -> dict[str, Any]:
+        room_id = await self._rooms.resolve_room(req.params["roomIdOrAlias"])
+        await self._rooms.set_membership(
+            req.user, room_id, req.user.user_id, "knock", reason=opt_str(req.json(), "reason")
+        )
+        return {"room_id": room_id}
+
+    @endpoint("POST", "/rooms/{roomId}/leave")
+    async def leave(self, req: ClientRequest) -> dict[str, Any]:
+        await self._rooms.set_membership(
+            req.user,
+            req.params["roomId"],
+            req.user.user_id,
+            "leave",
+            reason=opt_str(req.json(), "reason"),
+        )
+        return {}
+
+    @endpoint("POST", "/rooms/{roomId}/forget")
+    async def forget(self, req: ClientRequest) -> dict[str, Any]:
+        await self._rooms.forget(req.user, req.params["roomId"])
+        return {}
+
+    async def _member_action(self, req: ClientRequest, membership: str) -> dict[str, Any]:
+        body = req.json()
+        await self._rooms.set_membership(
+            req.user,
+            req.params["roomId"],
+            req_str(body, "user_id"),
+            membership,
+            reason=opt_str(body, "reason"),
+        )
+        return {}
+
+    @endpoint("POST", "/rooms/{roomId}/invite")
+    async def invite(self, req: ClientRequest) -> dict[str, Any]:
+        return await self._member_action(req, "invite")
+
+    @endpoint("POST", "/rooms/{roomId}/kick")
+    async def kick(self, req: ClientRequest) -> dict[str, Any]:
+        return await self._member_action(req, "leave")
+
+    @endpoint("POST", "/rooms/{roomId}/ban")
+    async def ban(self, req: ClientRequest) -> dict[str, Any]:
+        return await self._member_action(req, "ban")
+
+    @endpoint("POST", "/rooms/{roomId}/unban")
+    async def unban(self, req: ClientRequest) -> dict[str, Any]:
+        return await self._member_action(req, "leave")
+
+    @endpoint("GET", "/joined_rooms")
+    async def joined_rooms(self, req: ClientRequest) -> dict[str, Any]:
+        return {"joined_rooms": await self._rooms.joined_rooms(req.user.user_id)}
+
+    @endpoint("PUT", "/rooms/{roomId}/redact/{eventId}/{txnId}")
+    async def redact(self, req: ClientRequest) -> dict[str, Any]:
+        p = req.params
+        body = req.json()
+        content: dict[str, Any] = {}
+        reason = opt_str(body, "reason")
+        if reason is not None:
+            content["reason"] = reason
+        stored = await self._rooms.send_event(
+            req.user,
+            p["roomId"],
+            "m.room.redaction",
+            content,
+            txn_id=p["txnId"],
+            redacts=p["eventId"],
+        )
+        return {"event_id": stored.event.event_id}
+
+    @endpoint("GET", "/rooms/{roomId}/event/{eventId}")
+    async def get_event(self, req: ClientRequest) -> dict[str, Any]:
+        p = req.params
+        await self._rooms.require_joined(req.user.user_id, p["roomId"])
+        found = await self._events.get_events([p["eventId"]])
+        stored = found.get(p["eventId"])
+        if stored is None or stored.event.room_id != p["roomId"]:
+            raise not_found("Event not found")
+        if stored.rejected_reason is not None:
+            raise forbidden("Event was rejected")
+        [event] = await self._formatter.serialize([stored], req.user)
+        return event

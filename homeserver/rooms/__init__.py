@@ -1,0 +1,1 @@
+"""Rooms: the pipeline for new events, room creation, membership and reads."""

@@ -1,0 +1,88 @@
+"""Events as clients see them (the spec's "client event" format).
+
+Redactions are applied here, when serving: the stored original is kept, and a
+redacted event is shown stripped, with the redaction in unsigned.redacted_because.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from homeserver.events.redaction import redact
+from homeserver.requester import Requester
+from storage.events import EventStore, StoredEvent
+
+
+def _client_dict(
+    stored: StoredEvent,
+    *,
+    now: int,
+    requester: Requester | None,
+    content: Mapping[str, Any],
+) -> dict[str, Any]:
+    event = stored.event
+    result: dict[str, Any] = {
+        "content": content,
+        "event_id": event.event_id,
+        "origin_server_ts": event.origin_server_ts,
+        "room_id": event.room_id,
+        "sender": event.sender,
+        "type": event.type,
+        "unsigned": {"age": max(0, now - event.origin_server_ts)},
+    }
+    if event.state_key is not None:
+        result["state_key"] = event.state_key
+    if event.redacts is not None and not event.room_version.updated_redaction_rules:
+        result["redacts"] = event.redacts
+    if (
+        requester is not None
+        and stored.txn_id is not None
+        and event.sender == requester.user_id
+        and stored.txn_device_id == requester.device_id
+    ):
+        result["unsigned"]["transaction_id"] = stored.txn_id
+    return result
+
+
+class EventFormatter:
+    """Serialises many events with a bounded number of queries."""
+
+    def __init__(self, events: EventStore) -> None:
+        self._events = events
+
+    async def serialize(
+        self, events: Iterable[StoredEvent], requester: Requester | None
+    ) -> list[dict[str, Any]]:
+        events = list(events)
+        now = int(time.time() * 1000)
+        redactions = await self._events.redactions_of(e.event.event_id for e in events)
+        replaced_ids = [e.replaces_state for e in events if e.replaces_state]
+        related = await self._events.get_events([*redactions.values(), *replaced_ids])
+        redacted_replaced = await self._events.redactions_of(replaced_ids)
+        out = []
+        for stored in events:
+            event = stored.event
+            redaction = related.get(redactions.get(event.event_id, ""))
+            if redaction is not None:
+                content = redact(dict(event.pdu), event.room_version)["content"]
+            else:
+                content = event.content
+            body = _client_dict(stored, now=now, requester=requester, content=content)
+            if redaction is not None:
+                body["unsigned"]["redacted_because"] = _client_dict(
+                    redaction, now=now, requester=None, content=redaction.event.content
+                )
+            replaced = related.get(stored.replaces_state or "")
+            if replaced is not None:
+                body["unsigned"]["replaces_state"] = replaced.event.event_id
+                prev = replaced.event
+                body["unsigned"]["prev_content"] = (
+                    redact(dict(prev.pdu), prev.room_version)["content"]
+                    if prev.event_id in redacted_replaced
+                    else prev.content
+                )
+                body["unsigned"]["prev_sender"] = prev.sender
+            out.append(body)
+        return out

@@ -1,0 +1,292 @@
+"""The one way in for new local events.
+
+build -> auth against the room's current state -> sign -> compute the state
+snapshot -> persist in one transaction -> advance the stream -> wake waiters.
+Events of one room are serialised by an asyncio lock in this process and a
+PostgreSQL advisory lock across processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import string
+import time
+import weakref
+from collections.abc import Mapping
+from typing import Any
+
+from signedjson.types import SigningKey
+
+from homeserver.errors import MatrixError, forbidden, not_found
+from homeserver.events.auth import (
+    auth_types_for_event,
+    check_auth,
+    get_named_level,
+    get_power_level,
+)
+from homeserver.events.builder import build_create_event, build_event
+from homeserver.events.errors import AuthError, InvalidEventError
+from homeserver.events.event import Event, StateKey
+from homeserver.events.room_versions import RoomVersion
+from homeserver.events.state_res import resolve_state
+from homeserver.notifier import Notifier
+from storage.events import EventStore, NewEvent, RoomHead, RoomWriter, StoredEvent
+from storage.state import MAX_CHAIN_LENGTH, StateMap, StateStore
+from storage.streams import StreamIds
+
+logger = logging.getLogger(__name__)
+
+CREATE_KEY: StateKey = ("m.room.create", "")
+POWER_LEVELS_KEY: StateKey = ("m.room.power_levels", "")
+# The spec's limit on prev_events.
+MAX_PREV_EVENTS = 20
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _membership(event: Event) -> str | None:
+    if event.type != "m.room.member":
+        return None
+    membership = event.content.get("membership")
+    return membership if isinstance(membership, str) else None
+
+
+class EventPipeline:
+    def __init__(
+        self,
+        events: EventStore,
+        state: StateStore,
+        stream: StreamIds,
+        notifier: Notifier,
+        *,
+        server_name: str,
+        signing_key: SigningKey,
+    ) -> None:
+        self._events = events
+        self._state = state
+        self._stream = stream
+        self._notifier = notifier
+        self._server_name = server_name
+        self._signing_key = signing_key
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        self._compactions: set[asyncio.Task[None]] = set()
+
+    def _lock(self, room_id: str) -> asyncio.Lock:
+        lock = self._locks.get(room_id)
+        if lock is None:
+            lock = self._locks[room_id] = asyncio.Lock()
+        return lock
+
+    async def create_room(
+        self, room_version: RoomVersion, creator: str, content: Mapping[str, Any]
+    ) -> StoredEvent:
+        """Persist a new room's create event; the room id is in the result."""
+        room_id = None
+        if not room_version.room_id_from_create_event:
+            opaque = "".join(secrets.choice(string.ascii_letters) for _ in range(18))
+            room_id = f"!{opaque}:{self._server_name}"
+        try:
+            create = build_create_event(
+                room_version,
+                sender=creator,
+                content=content,
+                origin_server_ts=_now_ms(),
+                server_name=self._server_name,
+                signing_key=self._signing_key,
+                room_id=room_id,
+            )
+            check_auth(room_version, create, {})
+        except (AuthError, InvalidEventError) as e:
+            raise MatrixError(400, "M_BAD_JSON", f"Invalid create event: {e}") from None
+
+        async def write(writer: RoomWriter) -> NewEvent:
+            await writer.create_room(room_version, creator)
+            group, _ = await writer.add_state_group(None, {CREATE_KEY: create.event_id})
+            return NewEvent(
+                create,
+                await self._stream.allocate(),
+                group,
+                None,
+                {CREATE_KEY: (create.event_id, None)},
+            )
+
+        return await self._commit(create.room_id, write)
+
+    async def send(
+        self,
+        room_id: str,
+        *,
+        type: str,
+        sender: str,
+        content: Mapping[str, Any],
+        state_key: str | None = None,
+        redacts: str | None = None,
+        txn: tuple[str, str] | None = None,
+    ) -> StoredEvent:
+        """Create, authorise and persist a local event; 403 if the auth rules refuse it."""
+
+        async def write(writer: RoomWriter) -> NewEvent | str:
+            head = await writer.head()
+            if head is None:
+                raise not_found("Unknown room")
+            if txn is not None:
+                earlier = await writer.event_for_txn(sender, *txn)
+                if earlier is not None:
+                    return earlier
+            room_version = head.room_version
+            draft = {"type": type, "state_key": state_key, "sender": sender, "content": content}
+            keys = auth_types_for_event(room_version, draft) | {CREATE_KEY}
+            if state_key is not None:
+                keys.add((type, state_key))
+            prev_group, state_ids = await self._state_before(writer, head, keys)
+            extremities = sorted(head.extremities, key=lambda x: -x.depth)[:MAX_PREV_EVENTS]
+            loaded = await writer.get_events(
+                [*state_ids.values(), *(x.event_id for x in extremities)]
+            )
+            state = {k: loaded[i].event for k, i in state_ids.items() if i in loaded}
+            try:
+                event = build_event(
+                    room_version,
+                    room_id=room_id,
+                    type=type,
+                    sender=sender,
+                    content=content,
+                    state_key=state_key,
+                    redacts=redacts,
+                    prev_events=[loaded[x.event_id].event for x in extremities],
+                    state=lambda t, k: state.get((t, k)),
+                    origin_server_ts=_now_ms(),
+                    server_name=self._server_name,
+                    signing_key=self._signing_key,
+                )
+            except InvalidEventError as e:
+                raise MatrixError(400, "M_BAD_JSON", str(e)) from None
+            try:
+                check_auth(room_version, event, state)
+            except AuthError as e:
+                raise forbidden(e.message) from None
+            redacts_valid = (
+                await self._check_redaction(writer, event, state)
+                if event.redacts is not None
+                else False
+            )
+            group, chain, replaces, delta = prev_group, 0, None, None
+            if state_key is not None:
+                key = (type, state_key)
+                replaces = state_ids.get(key)
+                group, chain = await writer.add_state_group(prev_group, {key: event.event_id})
+                delta = {key: (event.event_id, _membership(event))}
+            return NewEvent(
+                event,
+                await self._stream.allocate(),
+                group,
+                replaces,
+                delta,
+                redacts_valid=redacts_valid,
+                txn_device_id=txn[0] if txn else None,
+                txn_id=txn[1] if txn else None,
+                state_chain_length=chain,
+            )
+
+        return await self._commit(room_id, write)
+
+    async def _commit(self, room_id: str, write: Any) -> StoredEvent:
+        """Run `write` in the room's transaction, then publish the event.
+
+        `write` returns the event to persist, or the id of an event that
+        already answers the request (a retried transaction id).
+        """
+        new: NewEvent | None = None
+        try:
+            async with self._lock(room_id), self._events.room_writer(room_id) as writer:
+                result = await write(writer)
+                if isinstance(result, str):
+                    return (await writer.get_events([result]))[result]
+                new = result
+                await writer.persist(new)
+            writer.remember(new)
+        finally:
+            # Committed or abandoned, the position is no longer in flight.
+            if new is not None and self._stream.finish(new.stream_ordering):
+                self._notifier.advance(self._stream.current)
+        self._maybe_compact(new)
+        stored = await self._events.get_events([new.event.event_id])
+        return stored[new.event.event_id]
+
+    async def _state_before(
+        self, writer: RoomWriter, head: RoomHead, keys: set[StateKey]
+    ) -> tuple[int | None, StateMap]:
+        """The state group new events build on, and the wanted keys of its state.
+
+        One forward extremity: the room's current state is its state. Several
+        (forks from federation): resolve them, and store the result as a group.
+        """
+        if len(head.extremities) <= 1:
+            group = head.extremities[0].state_group if head.extremities else None
+            return group, await writer.current_state_for(keys)
+        groups = [x.state_group for x in head.extremities if x.state_group is not None]
+        state_sets = [await writer.state_of_group(g) for g in groups]
+        conflicted = {
+            event_id
+            for key in {k for s in state_sets for k in s}
+            if len({s.get(key) for s in state_sets}) > 1
+            for s in state_sets
+            if (event_id := s.get(key)) is not None
+        }
+        needed = conflicted | await writer.auth_chain_ids(conflicted)
+        loaded = await writer.get_events(needed)
+        resolved = resolve_state(
+            head.room_version,
+            state_sets,
+            lambda i: loaded[i].event if i in loaded else None,
+            is_rejected=lambda i: i in loaded and loaded[i].rejected_reason is not None,
+        )
+        base = state_sets[0]
+        delta: dict[StateKey, str | None] = {
+            k: v for k, v in resolved.items() if base.get(k) != v
+        } | {k: None for k in base if k not in resolved}
+        group, _ = await writer.add_state_group(groups[0], delta)
+        return group, {k: v for k, v in resolved.items() if k in keys}
+
+    async def _check_redaction(
+        self, writer: RoomWriter, event: Event, state: Mapping[StateKey, Event]
+    ) -> bool:
+        """May this local redaction take effect? 403 if its sender lacks the power.
+
+        A redaction of an event we have not seen is accepted and applies
+        nothing; one of another user's event needs the redact power level.
+        """
+        assert event.redacts is not None
+        target = (await writer.get_events([event.redacts])).get(event.redacts)
+        if target is None or target.event.room_id != event.room_id:
+            return False
+        if target.event.sender == event.sender:
+            return True
+        room_version = event.room_version
+        power = get_power_level(room_version, event.sender, state)
+        if power < get_named_level(room_version, "redact", state):
+            raise forbidden("You don't have permission to redact other users' events")
+        return True
+
+    def _maybe_compact(self, new: NewEvent | None) -> None:
+        """Rewrite a long delta chain as a snapshot, in the background."""
+        if new is None or new.state_group is None or new.state_chain_length <= MAX_CHAIN_LENGTH:
+            return
+        task = asyncio.create_task(self._compact(new.state_group))
+        self._compactions.add(task)
+        task.add_done_callback(self._compactions.discard)
+
+    async def _compact(self, group: int) -> None:
+        try:
+            await self._state.compact(group)
+        except Exception:
+            logger.exception("compacting state group %d failed", group)
+
+    async def drain(self) -> None:
+        """Wait for background compactions (at shutdown, and in tests)."""
+        while self._compactions:
+            await asyncio.gather(*self._compactions)

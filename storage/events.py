@@ -1,0 +1,371 @@
+"""Events and the room DAG: reading events back, and the one transaction that
+persists a new event with its edges, state and side tables."""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Iterable, Mapping
+from contextlib import asynccontextmanager
+
+import asyncpg
+import attrs
+
+from homeserver.events.event import Event, load_stored_event
+from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
+from storage.database import now_ms
+from storage.state import StateKey, StateMap, StateStore
+
+_EVENT_CACHE_SIZE = 50_000
+
+
+@attrs.frozen
+class StoredEvent:
+    event: Event
+    stream_ordering: int
+    state_group: int | None
+    replaces_state: str | None
+    rejected_reason: str | None
+    txn_device_id: str | None
+    txn_id: str | None
+
+
+@attrs.frozen
+class Extremity:
+    event_id: str
+    depth: int
+    state_group: int | None
+
+
+@attrs.frozen
+class RoomHead:
+    """Where new events of a room attach, as stored."""
+
+    room_version: RoomVersion
+    head_stream: int
+    extremities: tuple[Extremity, ...]
+
+
+@attrs.frozen
+class NewEvent:
+    """Everything the persist transaction writes for one event."""
+
+    event: Event
+    stream_ordering: int
+    state_group: int | None
+    replaces_state: str | None
+    # Current state changes: key -> (event id, membership for m.room.member keys).
+    current_state_delta: Mapping[StateKey, tuple[str, str | None]] | None
+    redacts_valid: bool = False
+    txn_device_id: str | None = None
+    txn_id: str | None = None
+    rejected_reason: str | None = None
+    # Length of the delta chain behind state_group, when this event made a group.
+    state_chain_length: int = 0
+
+
+_EVENT_COLUMNS = """e.event_id, e.room_id, r.room_version, e.json, e.stream_ordering,
+    e.state_group, e.replaces_state, e.rejected_reason, e.txn_device_id, e.txn_id"""
+
+
+def _stored(row: asyncpg.Record) -> StoredEvent:
+    room_version = KNOWN_ROOM_VERSIONS[row["room_version"]]
+    event = load_stored_event(
+        json.loads(row["json"]), room_version, row["event_id"], row["room_id"]
+    )
+    return StoredEvent(
+        event,
+        row["stream_ordering"],
+        row["state_group"],
+        row["replaces_state"],
+        row["rejected_reason"],
+        row["txn_device_id"],
+        row["txn_id"],
+    )
+
+
+def _body_text(event: Event) -> str | None:
+    """What full-text search indexes: message bodies, room names and topics."""
+    key = {"m.room.message": "body", "m.room.name": "name", "m.room.topic": "topic"}.get(event.type)
+    value = event.content.get(key) if key else None
+    return value if isinstance(value, str) else None
+
+
+def _relation(event: Event) -> tuple[str | None, str | None]:
+    relates = event.content.get("m.relates_to")
+    if not isinstance(relates, dict):
+        return None, None
+    rel_type, target = relates.get("rel_type"), relates.get("event_id")
+    if isinstance(rel_type, str) and isinstance(target, str):
+        return rel_type, target
+    return None, None
+
+
+class EventStore:
+    def __init__(self, pool: asyncpg.Pool, state: StateStore) -> None:
+        self._pool = pool
+        self._state = state
+        self._cache: OrderedDict[str, StoredEvent] = OrderedDict()
+
+    async def get_events(
+        self, event_ids: Iterable[str], conn: asyncpg.Connection | None = None
+    ) -> dict[str, StoredEvent]:
+        """The events that exist among `event_ids` (one query for the uncached ones)."""
+        found: dict[str, StoredEvent] = {}
+        missing = []
+        for event_id in event_ids:
+            cached = self._cache.get(event_id)
+            if cached is None:
+                missing.append(event_id)
+            else:
+                found[event_id] = cached
+        if missing:
+            rows = await (conn or self._pool).fetch(
+                f"""SELECT {_EVENT_COLUMNS} FROM events e JOIN rooms r USING (room_id)
+                    WHERE e.event_id = ANY($1)""",
+                missing,
+            )
+            for row in rows:
+                stored = _stored(row)
+                found[stored.event.event_id] = stored
+                self._remember(stored)
+        return found
+
+    def _remember(self, stored: StoredEvent) -> None:
+        self._cache[stored.event.event_id] = stored
+        if len(self._cache) > _EVENT_CACHE_SIZE:
+            self._cache.popitem(last=False)
+
+    async def redactions_of(self, event_ids: Iterable[str]) -> dict[str, str]:
+        """{redacted event id: id of the first valid redaction of it}."""
+        rows = await self._pool.fetch(
+            """SELECT DISTINCT ON (d.redacted_id) d.redacted_id, d.redaction_id
+               FROM redactions d JOIN events e ON e.event_id = d.redaction_id
+               WHERE d.redacted_id = ANY($1)
+               ORDER BY d.redacted_id, e.stream_ordering""",
+            list(event_ids),
+        )
+        return {r["redacted_id"]: r["redaction_id"] for r in rows}
+
+    async def room_version(self, room_id: str) -> RoomVersion | None:
+        version = await self._pool.fetchval(
+            "SELECT room_version FROM rooms WHERE room_id = $1", room_id
+        )
+        return KNOWN_ROOM_VERSIONS[version] if version else None
+
+    async def current_state_ids(self, room_id: str) -> StateMap:
+        rows = await self._pool.fetch(
+            "SELECT type, state_key, event_id FROM current_state WHERE room_id = $1", room_id
+        )
+        return {(r["type"], r["state_key"]): r["event_id"] for r in rows}
+
+    async def current_state_event_id(
+        self, room_id: str, event_type: str, state_key: str
+    ) -> str | None:
+        return await self._pool.fetchval(
+            """SELECT event_id FROM current_state
+               WHERE room_id = $1 AND type = $2 AND state_key = $3""",
+            room_id,
+            event_type,
+            state_key,
+        )
+
+    @asynccontextmanager
+    async def room_writer(self, room_id: str) -> AsyncIterator[RoomWriter]:
+        """A transaction holding the room's advisory lock: one writer per room."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", room_id)
+            yield RoomWriter(conn, room_id, self)
+
+
+class RoomWriter:
+    """The write side of one room, valid inside `EventStore.room_writer`."""
+
+    def __init__(self, conn: asyncpg.Connection, room_id: str, store: EventStore) -> None:
+        self.conn = conn
+        self.room_id = room_id
+        self._store = store
+
+    async def create_room(self, room_version: RoomVersion, creator: str) -> None:
+        await self.conn.execute(
+            """INSERT INTO rooms (room_id, room_version, creator, created_ts)
+               VALUES ($1, $2, $3, $4)""",
+            self.room_id,
+            room_version.identifier,
+            creator,
+            now_ms(),
+        )
+
+    async def head_stream(self) -> int | None:
+        return await self.conn.fetchval(
+            "SELECT head_stream FROM rooms WHERE room_id = $1", self.room_id
+        )
+
+    async def head(self) -> RoomHead | None:
+        rows = await self.conn.fetch(
+            """SELECT r.room_version, r.head_stream, e.event_id, e.depth, e.state_group
+               FROM rooms r
+               LEFT JOIN forward_extremities f ON f.room_id = r.room_id
+               LEFT JOIN events e ON e.event_id = f.event_id
+               WHERE r.room_id = $1""",
+            self.room_id,
+        )
+        if not rows:
+            return None
+        extremities = tuple(
+            Extremity(r["event_id"], r["depth"], r["state_group"])
+            for r in rows
+            if r["event_id"] is not None
+        )
+        return RoomHead(
+            KNOWN_ROOM_VERSIONS[rows[0]["room_version"]], rows[0]["head_stream"], extremities
+        )
+
+    async def current_state_for(self, keys: Iterable[StateKey]) -> StateMap:
+        """Only the given keys of the current state: a send needs a handful, not 10,000."""
+        keys = list(keys)
+        rows = await self.conn.fetch(
+            """SELECT c.type, c.state_key, c.event_id FROM current_state c
+               JOIN unnest($2::text[], $3::text[]) AS w(t, k)
+                 ON c.type = w.t AND c.state_key = w.k
+               WHERE c.room_id = $1""",
+            self.room_id,
+            [k[0] for k in keys],
+            [k[1] for k in keys],
+        )
+        return {(r["type"], r["state_key"]): r["event_id"] for r in rows}
+
+    async def event_for_txn(self, sender: str, device_id: str, txn_id: str) -> str | None:
+        """The event a device already sent with this transaction id in this room."""
+        return await self.conn.fetchval(
+            """SELECT event_id FROM events WHERE room_id = $1 AND sender = $2
+               AND txn_device_id = $3 AND txn_id = $4""",
+            self.room_id,
+            sender,
+            device_id,
+            txn_id,
+        )
+
+    async def auth_chain_ids(self, event_ids: Iterable[str]) -> set[str]:
+        """Every event reachable through auth edges from `event_ids` (one query)."""
+        rows = await self.conn.fetch(
+            """WITH RECURSIVE chain(id) AS (
+                   SELECT auth_id FROM event_auth WHERE event_id = ANY($1)
+                   UNION
+                   SELECT a.auth_id FROM event_auth a JOIN chain c ON a.event_id = c.id
+               ) SELECT id FROM chain""",
+            list(event_ids),
+        )
+        return {r["id"] for r in rows}
+
+    async def get_events(self, event_ids: Iterable[str]) -> dict[str, StoredEvent]:
+        return await self._store.get_events(event_ids, self.conn)
+
+    async def state_of_group(self, group_id: int) -> StateMap:
+        return await self._store._state.state_of_group(group_id, self.conn)
+
+    async def add_state_group(
+        self, prev_group: int | None, delta: Mapping[StateKey, str | None]
+    ) -> tuple[int, int]:
+        return await StateStore.add_group(self.conn, self.room_id, prev_group, delta)
+
+    async def persist(self, new: NewEvent) -> None:
+        """Write the event, its edges, the new extremities and state, in this transaction."""
+        event, conn = new.event, self.conn
+        rel_type, relates_to = _relation(event)
+        await conn.execute(
+            """INSERT INTO events (event_id, room_id, type, state_key, sender, depth,
+                   origin_server_ts, stream_ordering, json, rejected_reason, state_group,
+                   replaces_state, redacts, rel_type, relates_to, txn_device_id, txn_id)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,
+                       $16, $17)""",
+            event.event_id,
+            event.room_id,
+            event.type,
+            event.state_key,
+            event.sender,
+            event.depth,
+            event.origin_server_ts,
+            new.stream_ordering,
+            json.dumps(event.pdu, ensure_ascii=False, separators=(",", ":")),
+            new.rejected_reason,
+            new.state_group,
+            new.replaces_state,
+            event.redacts,
+            rel_type,
+            relates_to,
+            new.txn_device_id,
+            new.txn_id,
+        )
+        await conn.execute(
+            """INSERT INTO event_edges (event_id, prev_event_id)
+               SELECT $1, unnest($2::text[])""",
+            event.event_id,
+            list(event.prev_event_ids),
+        )
+        await conn.execute(
+            """INSERT INTO event_auth (event_id, auth_id) SELECT $1, unnest($2::text[])""",
+            event.event_id,
+            list(event.auth_event_ids),
+        )
+        await conn.execute(
+            """WITH gone AS (DELETE FROM forward_extremities
+                             WHERE room_id = $1 AND event_id = ANY($3))
+               INSERT INTO forward_extremities (room_id, event_id) VALUES ($1, $2)""",
+            event.room_id,
+            event.event_id,
+            list(event.prev_event_ids),
+        )
+        if new.current_state_delta:
+            keys = list(new.current_state_delta.items())
+            await conn.execute(
+                """INSERT INTO current_state (room_id, type, state_key, event_id, membership)
+                   SELECT $1, t, k, e, m
+                   FROM unnest($2::text[], $3::text[], $4::text[], $5::text[]) AS u(t, k, e, m)
+                   ON CONFLICT (room_id, type, state_key) DO UPDATE
+                   SET event_id = EXCLUDED.event_id, membership = EXCLUDED.membership""",
+                event.room_id,
+                [k[0] for k, _ in keys],
+                [k[1] for k, _ in keys],
+                [e for _, (e, _m) in keys],
+                [m for _, (_e, m) in keys],
+            )
+        if new.redacts_valid and event.redacts:
+            await conn.execute(
+                "INSERT INTO redactions (redacted_id, redaction_id) VALUES ($1, $2)",
+                event.redacts,
+                event.event_id,
+            )
+        text = _body_text(event)
+        if text is not None and new.rejected_reason is None:
+            await conn.execute(
+                """INSERT INTO event_search (event_id, room_id, sender, key, vector,
+                                             stream_ordering, origin_server_ts)
+                   VALUES ($1, $2, $3, $4, to_tsvector('simple', $5), $6, $7)""",
+                event.event_id,
+                event.room_id,
+                event.sender,
+                event.type,
+                text,
+                new.stream_ordering,
+                event.origin_server_ts,
+            )
+        await conn.execute(
+            "UPDATE rooms SET head_stream = $2 WHERE room_id = $1",
+            event.room_id,
+            new.stream_ordering,
+        )
+
+    def remember(self, new: NewEvent) -> None:
+        """After commit: cache the event as stored, so readers need no query."""
+        self._store._remember(
+            StoredEvent(
+                new.event,
+                new.stream_ordering,
+                new.state_group,
+                new.replaces_state,
+                new.rejected_reason,
+                new.txn_device_id,
+                new.txn_id,
+            )
+        )

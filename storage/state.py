@@ -1,0 +1,115 @@
+"""State snapshots as chains of deltas (see schema/0002_rooms.sql)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+import asyncpg
+
+StateKey = tuple[str, str]
+StateMap = dict[StateKey, str]
+
+# A group whose chain gets longer than this is rewritten as a full snapshot,
+# off the request path, so that reads walk a bounded number of deltas.
+MAX_CHAIN_LENGTH = 100
+
+_CHAIN = """
+WITH RECURSIVE chain(id, prev, n) AS (
+    SELECT id, prev_group, 0 FROM state_groups WHERE id = $1
+    UNION ALL
+    SELECT g.id, g.prev_group, c.n + 1 FROM state_groups g JOIN chain c ON g.id = c.prev
+)
+"""
+
+
+class StateStore:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def state_of_group(
+        self, group_id: int, conn: asyncpg.Connection | None = None
+    ) -> StateMap:
+        """The full state map of a group, merging its deltas (one query)."""
+        rows = await (conn or self._pool).fetch(
+            _CHAIN
+            + """SELECT DISTINCT ON (e.type, e.state_key) e.type, e.state_key, e.event_id
+                 FROM chain c JOIN state_group_entries e ON e.group_id = c.id
+                 ORDER BY e.type, e.state_key, c.n""",
+            group_id,
+        )
+        return {(r["type"], r["state_key"]): r["event_id"] for r in rows if r["event_id"]}
+
+    async def state_entries(
+        self, group_ids: Iterable[int], keys: Iterable[StateKey]
+    ) -> dict[int, StateMap]:
+        """Selected keys of many groups at once: {group: {key: event_id}}."""
+        groups = list(set(group_ids))
+        types, state_keys = zip(*keys, strict=True) if keys else ((), ())
+        rows = await self._pool.fetch(
+            """WITH RECURSIVE chain(start, id, prev, n) AS (
+                   SELECT id, id, prev_group, 0 FROM state_groups WHERE id = ANY($1)
+                   UNION ALL
+                   SELECT c.start, g.id, g.prev_group, c.n + 1
+                   FROM state_groups g JOIN chain c ON g.id = c.prev
+               ),
+               wanted(type, state_key) AS (SELECT * FROM unnest($2::text[], $3::text[]))
+               SELECT DISTINCT ON (c.start, e.type, e.state_key)
+                      c.start, e.type, e.state_key, e.event_id
+               FROM chain c
+               JOIN state_group_entries e ON e.group_id = c.id
+               JOIN wanted w ON w.type = e.type AND w.state_key = e.state_key
+               ORDER BY c.start, e.type, e.state_key, c.n""",
+            groups,
+            list(types),
+            list(state_keys),
+        )
+        result: dict[int, StateMap] = {g: {} for g in groups}
+        for r in rows:
+            if r["event_id"]:
+                result[r["start"]][(r["type"], r["state_key"])] = r["event_id"]
+        return result
+
+    @staticmethod
+    async def add_group(
+        conn: asyncpg.Connection,
+        room_id: str,
+        prev_group: int | None,
+        delta: Mapping[StateKey, str | None],
+    ) -> tuple[int, int]:
+        """Write a group as `delta` over `prev_group`; return (id, chain length)."""
+        row = await conn.fetchrow(
+            """INSERT INTO state_groups (room_id, prev_group, chain_length)
+               VALUES ($1, $2, COALESCE(
+                   (SELECT chain_length + 1 FROM state_groups WHERE id = $2), 0))
+               RETURNING id, chain_length""",
+            room_id,
+            prev_group,
+        )
+        group_id, chain_length = row["id"], row["chain_length"]
+        if delta:
+            await conn.copy_records_to_table(
+                "state_group_entries",
+                records=[(group_id, t, k, e) for (t, k), e in delta.items()],
+                columns=["group_id", "type", "state_key", "event_id"],
+            )
+        return group_id, chain_length
+
+    async def compact(self, group_id: int) -> None:
+        """Rewrite a group as a full snapshot; its meaning does not change."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            prev = await conn.fetchval(
+                "SELECT prev_group FROM state_groups WHERE id = $1 FOR UPDATE", group_id
+            )
+            if prev is None:
+                return
+            state = await self.state_of_group(group_id, conn)
+            await conn.execute("DELETE FROM state_group_entries WHERE group_id = $1", group_id)
+            await conn.copy_records_to_table(
+                "state_group_entries",
+                records=[(group_id, t, k, e) for (t, k), e in state.items()],
+                columns=["group_id", "type", "state_key", "event_id"],
+            )
+            await conn.execute(
+                "UPDATE state_groups SET prev_group = NULL, chain_length = 0 WHERE id = $1",
+                group_id,
+            )
