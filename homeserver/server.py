@@ -19,11 +19,15 @@ from homeserver.accounts.passwords import PasswordHasher
 from homeserver.accounts.registration import AccountService
 from homeserver.accounts.sessions import SessionService
 from homeserver.api.devices import DevicesApi
+from homeserver.api.directory import DirectoryApi
 from homeserver.api.discovery import DiscoveryApi
 from homeserver.api.http import Authenticator, Router, matrix_middleware
 from homeserver.api.misc import OpenIdApi, PushRulesApi
 from homeserver.api.profile import ProfileApi
+from homeserver.api.relations import RelationsApi
+from homeserver.api.room_history import RoomHistoryApi
 from homeserver.api.rooms import RoomsApi
+from homeserver.api.search import SearchApi
 from homeserver.api.session import SessionApi
 from homeserver.api.user_data import UserDataApi
 from homeserver.config import Config, parse_listen
@@ -33,16 +37,29 @@ from homeserver.metrics import Metrics
 from homeserver.notifier import Notifier
 from homeserver.profile import ProfileService
 from homeserver.ratelimit import RateLimiter
+from homeserver.rooms.directory import DirectoryService
 from homeserver.rooms.format import EventFormatter
+from homeserver.rooms.hierarchy import SpaceHierarchy
+from homeserver.rooms.history import HistoryService
 from homeserver.rooms.pipeline import EventPipeline
+from homeserver.rooms.relations import RelationsService
+from homeserver.rooms.reports import ReportService
+from homeserver.rooms.search import SearchService
 from homeserver.rooms.service import RoomService
+from homeserver.rooms.upgrade import RoomUpgrader
+from homeserver.rooms.visibility import HistoryVisibility
 from homeserver.uia import UiaService
 from storage.account_data import AccountDataStore
 from storage.database import EmbeddedPostgres, create_pool, migrate
+from storage.directory import DirectoryStore
 from storage.events import EventStore
 from storage.filters import FilterStore
+from storage.history import HistoryStore
 from storage.openid import OpenIdStore
+from storage.relations import RelationStore
+from storage.reports import ReportStore
 from storage.rooms import RoomStore
+from storage.search import SearchStore
 from storage.sessions import SessionStore
 from storage.state import StateStore
 from storage.streams import StreamIds
@@ -154,13 +171,38 @@ class HomeServer:
             server_name=config.server_name,
             signing_key=self.signing_key,
         )
+        room_store = RoomStore(pool)
         rooms = RoomService(
             self.pipeline,
             events,
-            RoomStore(pool),
+            room_store,
             profiles,
             server_name=config.server_name,
             default_room_version=config.default_room_version,
+        )
+        history_store = HistoryStore(pool)
+        visibility = HistoryVisibility(state, events, history_store)
+        relations = RelationsService(
+            RelationStore(pool),
+            events,
+            room_store,
+            history_store,
+            visibility,
+            AccountDataStore(pool),
+        )
+        formatter = EventFormatter(events, relations)
+        directory_store = DirectoryStore(pool)
+        directory = DirectoryService(
+            self.pipeline,
+            events,
+            room_store,
+            directory_store,
+            server_name=config.server_name,
+        )
+        directory_api = DirectoryApi(
+            directory,
+            RoomUpgrader(self.pipeline, events, rooms, directory, directory_store),
+            SpaceHierarchy(events, room_store, directory_store),
         )
         host, port = parse_listen(config.client_listen)
         fed_host, fed_port = parse_listen(config.federation_listen)
@@ -185,7 +227,34 @@ class HomeServer:
             ),
             DevicesApi(sessions, uia),
             ProfileApi(profiles),
-            RoomsApi(rooms, events, EventFormatter(events)),
+            RoomsApi(rooms),
+            RoomHistoryApi(
+                HistoryService(
+                    history_store,
+                    visibility,
+                    events,
+                    state,
+                    room_store,
+                ),
+                formatter,
+            ),
+            directory_api,
+            RelationsApi(relations, formatter),
+            SearchApi(
+                SearchService(
+                    SearchStore(pool),
+                    events,
+                    state,
+                    visibility,
+                    formatter,
+                ),
+                ReportService(
+                    ReportStore(pool),
+                    events,
+                    room_store,
+                    visibility,
+                ),
+            ),
             UserDataApi(
                 AccountDataService(AccountDataStore(pool)), FilterService(FilterStore(pool))
             ),

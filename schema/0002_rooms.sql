@@ -76,6 +76,7 @@ CREATE TABLE state_groups (
     -- Number of deltas between this group and a full snapshot.
     chain_length INTEGER NOT NULL
 );
+CREATE INDEX state_groups_prev ON state_groups (prev_group);
 
 CREATE TABLE state_group_entries (
     group_id BIGINT NOT NULL REFERENCES state_groups (id),

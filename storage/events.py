@@ -330,6 +330,16 @@ class RoomWriter:
                 [e for _, (e, _m) in keys],
                 [m for _, (_e, m) in keys],
             )
+        member_key = ("m.room.member", event.state_key)
+        if member_key in (new.current_state_delta or {}) and new.current_state_delta[member_key][
+            1
+        ] in ("join", "invite", "knock"):
+            # Back in the room: a room forgotten earlier is remembered again.
+            await conn.execute(
+                "DELETE FROM room_forgotten WHERE user_id = $1 AND room_id = $2",
+                event.state_key,
+                event.room_id,
+            )
         if new.redacts_valid and event.redacts:
             await conn.execute(
                 "INSERT INTO redactions (redacted_id, redaction_id) VALUES ($1, $2)",

@@ -95,12 +95,17 @@ class StateStore:
         return group_id, chain_length
 
     async def compact(self, group_id: int) -> None:
-        """Rewrite a group as a full snapshot; its meaning does not change."""
+        """Rewrite a group as a full snapshot; its meaning does not change.
+
+        The groups built on it get shorter chains, and their recorded chain
+        lengths are lowered to match, so they do not ask for compaction again.
+        """
         async with self._pool.acquire() as conn, conn.transaction():
-            prev = await conn.fetchval(
-                "SELECT prev_group FROM state_groups WHERE id = $1 FOR UPDATE", group_id
+            row = await conn.fetchrow(
+                "SELECT prev_group, chain_length FROM state_groups WHERE id = $1 FOR UPDATE",
+                group_id,
             )
-            if prev is None:
+            if row is None or row["prev_group"] is None:
                 return
             state = await self.state_of_group(group_id, conn)
             await conn.execute("DELETE FROM state_group_entries WHERE group_id = $1", group_id)
@@ -112,4 +117,15 @@ class StateStore:
             await conn.execute(
                 "UPDATE state_groups SET prev_group = NULL, chain_length = 0 WHERE id = $1",
                 group_id,
+            )
+            await conn.execute(
+                """WITH RECURSIVE built_on(id) AS (
+                       SELECT id FROM state_groups WHERE prev_group = $1
+                       UNION ALL
+                       SELECT g.id FROM state_groups g JOIN built_on b ON g.prev_group = b.id
+                   )
+                   UPDATE state_groups SET chain_length = chain_length - $2
+                   WHERE id IN (SELECT id FROM built_on)""",
+                group_id,
+                row["chain_length"],
             )

@@ -1,4 +1,4 @@
-"""Rooms: creation, sending, state, membership and single-event reads."""
+"""Rooms: creation, sending, state changes and membership (reads are in room_history)."""
 
 from __future__ import annotations
 
@@ -6,17 +6,12 @@ from typing import Any
 
 from homeserver.api.http import ClientRequest, endpoint
 from homeserver.api.params import opt_str, req_str
-from homeserver.errors import forbidden, not_found
-from homeserver.rooms.format import EventFormatter
 from homeserver.rooms.service import RoomService
-from storage.events import EventStore
 
 
 class RoomsApi:
-    def __init__(self, rooms: RoomService, events: EventStore, formatter: EventFormatter) -> None:
+    def __init__(self, rooms: RoomService) -> None:
         self._rooms = rooms
-        self._events = events
-        self._formatter = formatter
 
     @endpoint("POST", "/createRoom")
     async def create_room(self, req: ClientRequest) -> dict[str, Any]:
@@ -39,22 +34,6 @@ class RoomsApi:
             req.user, p["roomId"], p["eventType"], req.json(), state_key=p.get("stateKey", "")
         )
         return {"event_id": stored.event.event_id}
-
-    @endpoint("GET", "/rooms/{roomId}/state/{eventType}")
-    @endpoint("GET", "/rooms/{roomId}/state/{eventType}/")
-    @endpoint("GET", "/rooms/{roomId}/state/{eventType}/{stateKey}")
-    async def get_state_event(self, req: ClientRequest) -> dict[str, Any]:
-        p = req.params
-        stored = await self._rooms.state_event(
-            req.user, p["roomId"], p["eventType"], p.get("stateKey", "")
-        )
-        [event] = await self._formatter.serialize([stored], req.user)
-        return event if req.query.get("format") == "event" else event["content"]
-
-    @endpoint("GET", "/rooms/{roomId}/state")
-    async def get_state(self, req: ClientRequest) -> Any:
-        events = await self._rooms.current_state(req.user, req.params["roomId"])
-        return await self._formatter.serialize(events, req.user)
 
     @endpoint("POST", "/join/{roomIdOrAlias}")
     async def join_by_id_or_alias(self, req: ClientRequest) -> dict[str, Any]:
@@ -96,13 +75,13 @@ class RoomsApi:
         await self._rooms.forget(req.user, req.params["roomId"])
         return {}
 
-    async def _member_action(self, req: ClientRequest, membership: str) -> dict[str, Any]:
+    async def _member_action(self, req: ClientRequest, action: str) -> dict[str, Any]:
         body = req.json()
         await self._rooms.set_membership(
             req.user,
             req.params["roomId"],
             req_str(body, "user_id"),
-            membership,
+            action,
             reason=opt_str(body, "reason"),
         )
         return {}
@@ -113,7 +92,7 @@ class RoomsApi:
 
     @endpoint("POST", "/rooms/{roomId}/kick")
     async def kick(self, req: ClientRequest) -> dict[str, Any]:
-        return await self._member_action(req, "leave")
+        return await self._member_action(req, "kick")
 
     @endpoint("POST", "/rooms/{roomId}/ban")
     async def ban(self, req: ClientRequest) -> dict[str, Any]:
@@ -121,7 +100,7 @@ class RoomsApi:
 
     @endpoint("POST", "/rooms/{roomId}/unban")
     async def unban(self, req: ClientRequest) -> dict[str, Any]:
-        return await self._member_action(req, "leave")
+        return await self._member_action(req, "unban")
 
     @endpoint("GET", "/joined_rooms")
     async def joined_rooms(self, req: ClientRequest) -> dict[str, Any]:
@@ -144,16 +123,3 @@ class RoomsApi:
             redacts=p["eventId"],
         )
         return {"event_id": stored.event.event_id}
-
-    @endpoint("GET", "/rooms/{roomId}/event/{eventId}")
-    async def get_event(self, req: ClientRequest) -> dict[str, Any]:
-        p = req.params
-        await self._rooms.require_joined(req.user.user_id, p["roomId"])
-        found = await self._events.get_events([p["eventId"]])
-        stored = found.get(p["eventId"])
-        if stored is None or stored.event.room_id != p["roomId"]:
-            raise not_found("Event not found")
-        if stored.rejected_reason is not None:
-            raise forbidden("Event was rejected")
-        [event] = await self._formatter.serialize([stored], req.user)
-        return event

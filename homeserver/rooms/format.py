@@ -7,8 +7,8 @@ redacted event is shown stripped, with the redaction in unsigned.redacted_becaus
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Protocol
 
 from homeserver.events.redaction import redact
 from homeserver.requester import Requester
@@ -46,15 +46,33 @@ def _client_dict(
     return result
 
 
+class Aggregator(Protocol):
+    """Computes bundled aggregations (unsigned["m.relations"]) for a batch."""
+
+    async def bundle(
+        self,
+        events: Sequence[StoredEvent],
+        requester: Requester | None,
+        formatter: EventFormatter,
+    ) -> dict[str, dict[str, Any]]: ...
+
+
 class EventFormatter:
     """Serialises many events with a bounded number of queries."""
 
-    def __init__(self, events: EventStore) -> None:
+    def __init__(self, events: EventStore, aggregator: Aggregator | None = None) -> None:
         self._events = events
+        self._aggregator = aggregator
 
     async def serialize(
-        self, events: Iterable[StoredEvent], requester: Requester | None
+        self,
+        events: Iterable[StoredEvent],
+        requester: Requester | None,
+        *,
+        aggregations: bool = True,
     ) -> list[dict[str, Any]]:
+        """Client-format events; with `aggregations`, non-state events that are
+        not redacted also get their bundled aggregations (one batch for all)."""
         events = list(events)
         now = int(time.time() * 1000)
         redactions = await self._events.redactions_of(e.event.event_id for e in events)
@@ -85,4 +103,15 @@ class EventFormatter:
                 )
                 body["unsigned"]["prev_sender"] = prev.sender
             out.append(body)
+        if aggregations and self._aggregator is not None:
+            eligible = [
+                e
+                for e in events
+                if e.event.state_key is None and e.event.event_id not in redactions
+            ]
+            bundles = await self._aggregator.bundle(eligible, requester, self) if eligible else {}
+            for body in out:
+                bundle = bundles.get(body["event_id"])
+                if bundle is not None:
+                    body["unsigned"]["m.relations"] = bundle
         return out

@@ -14,7 +14,7 @@ import secrets
 import string
 import time
 import weakref
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from signedjson.types import SigningKey
@@ -73,7 +73,8 @@ class EventPipeline:
         self._server_name = server_name
         self._signing_key = signing_key
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
-        self._compactions: set[asyncio.Task[None]] = set()
+        # Room id -> its compaction in progress: one at a time per room.
+        self._compactions: dict[str, asyncio.Task[None]] = {}
 
     def _lock(self, room_id: str) -> asyncio.Lock:
         lock = self._locks.get(room_id)
@@ -115,6 +116,63 @@ class EventPipeline:
             )
 
         return await self._commit(create.room_id, write)
+
+    def rehearse_new_room(
+        self,
+        room_version: RoomVersion,
+        creator: str,
+        create_content: Mapping[str, Any],
+        state_events: Sequence[tuple[str, str, Mapping[str, Any]]],
+    ) -> None:
+        """Build and authorise a new room's events in memory; persist nothing.
+
+        createRoom sends many events one by one. Checking the whole sequence
+        first means a request that the auth rules would refuse part-way (say,
+        power levels that leave the creator unable to set the join rules)
+        fails with 400 before the room exists, instead of leaving half a room.
+        """
+        ts = _now_ms()
+        try:
+            create = build_create_event(
+                room_version,
+                sender=creator,
+                content=create_content,
+                origin_server_ts=ts,
+                server_name=self._server_name,
+                signing_key=self._signing_key,
+                room_id=None
+                if room_version.room_id_from_create_event
+                else f"!rehearsal:{self._server_name}",
+            )
+            check_auth(room_version, create, {})
+        except (AuthError, InvalidEventError) as e:
+            raise MatrixError(400, "M_BAD_JSON", f"Invalid create event: {e}") from None
+        state: dict[StateKey, Event] = {CREATE_KEY: create}
+        last = create
+        for type, state_key, content in state_events:
+            try:
+                last = build_event(
+                    room_version,
+                    room_id=create.room_id,
+                    type=type,
+                    sender=creator,
+                    content=content,
+                    state_key=state_key,
+                    prev_events=[last],
+                    state=lambda t, k: state.get((t, k)),
+                    origin_server_ts=ts,
+                    server_name=self._server_name,
+                    signing_key=self._signing_key,
+                )
+            except InvalidEventError as e:
+                raise MatrixError(400, "M_BAD_JSON", f"Invalid {type} event: {e}") from None
+            try:
+                check_auth(room_version, last, state)
+            except AuthError as e:
+                raise MatrixError(
+                    400, "M_INVALID_ROOM_STATE", f"The room's {type} event is refused: {e.message}"
+                ) from None
+            state[(type, state_key)] = last
 
     async def send(
         self,
@@ -276,9 +334,12 @@ class EventPipeline:
         """Rewrite a long delta chain as a snapshot, in the background."""
         if new is None or new.state_group is None or new.state_chain_length <= MAX_CHAIN_LENGTH:
             return
+        room_id = new.event.room_id
+        if room_id in self._compactions:
+            return
         task = asyncio.create_task(self._compact(new.state_group))
-        self._compactions.add(task)
-        task.add_done_callback(self._compactions.discard)
+        self._compactions[room_id] = task
+        task.add_done_callback(lambda _: self._compactions.pop(room_id, None))
 
     async def _compact(self, group: int) -> None:
         try:
@@ -289,4 +350,4 @@ class EventPipeline:
     async def drain(self) -> None:
         """Wait for background compactions (at shutdown, and in tests)."""
         while self._compactions:
-            await asyncio.gather(*self._compactions)
+            await asyncio.gather(*self._compactions.values())
