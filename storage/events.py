@@ -14,7 +14,7 @@ import attrs
 from homeserver.events.event import Event, load_stored_event
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
 from storage.database import now_ms
-from storage.state import StateKey, StateMap, StateStore
+from storage.state import LOCK_ROOM, StateKey, StateMap, StateStore
 
 _EVENT_CACHE_SIZE = 50_000
 
@@ -174,7 +174,7 @@ class EventStore:
     async def room_writer(self, room_id: str) -> AsyncIterator[RoomWriter]:
         """A transaction holding the room's advisory lock: one writer per room."""
         async with self._pool.acquire() as conn, conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", room_id)
+            await conn.execute(LOCK_ROOM, room_id)
             yield RoomWriter(conn, room_id, self)
 
 

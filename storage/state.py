@@ -13,6 +13,9 @@ StateMap = dict[StateKey, str]
 # off the request path, so that reads walk a bounded number of deltas.
 MAX_CHAIN_LENGTH = 100
 
+# Serialises writers of one room across processes (see storage/events.py).
+LOCK_ROOM = "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))"
+
 _CHAIN = """
 WITH RECURSIVE chain(id, prev, n) AS (
     SELECT id, prev_group, 0 FROM state_groups WHERE id = $1
@@ -94,13 +97,16 @@ class StateStore:
             )
         return group_id, chain_length
 
-    async def compact(self, group_id: int) -> None:
+    async def compact(self, room_id: str, group_id: int) -> None:
         """Rewrite a group as a full snapshot; its meaning does not change.
 
         The groups built on it get shorter chains, and their recorded chain
         lengths are lowered to match, so they do not ask for compaction again.
+        It holds the room's lock: a group added meanwhile would read a stale
+        chain length from its parent and pass it on to its own children.
         """
         async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute(LOCK_ROOM, room_id)
             row = await conn.fetchrow(
                 "SELECT prev_group, chain_length FROM state_groups WHERE id = $1 FOR UPDATE",
                 group_id,

@@ -33,12 +33,17 @@ class StreamIds:
             f"SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END FROM {self._sequence}"
         )
 
-    async def allocate(self) -> int:
-        """Take the next position; it is in flight until `finish` is called."""
+    async def allocate(self, conn: asyncpg.Connection | None = None) -> int:
+        """Take the next position; it is in flight until `finish` is called.
+
+        A caller that holds a pool connection passes it: asking the pool for
+        a second one could wait for ever when every connection is held by
+        callers doing the same.
+        """
         if self._next >= self._end:
             async with self._lock:
                 if self._next >= self._end:
-                    first = await self._pool.fetchval(
+                    first = await (conn or self._pool).fetchval(
                         f"SELECT setval('{self._sequence}', nextval('{self._sequence}') + $1 - 1)",
                         _BLOCK,
                     )

@@ -111,12 +111,14 @@ async def test_left_room_is_searched_up_to_the_leave_until_forgotten(hs, world):
     status, _ = await hs.request("POST", f"/_matrix/client/v3/rooms/{shared}/leave", token=bob)
     assert status == 200
     await _send(hs, world["alice"], shared, "martians after bob left")
-    result = await _search(hs, bob, search_term="martians", order_by="recent")
+    result = await _search(hs, bob, search_term="martians", order_by="recent", include_state=True)
     assert _bodies(result) == [
         "secret martians plans",
         "martians martians martians, everywhere martians",
         "the martians have landed",
     ]
+    # The current state only of the rooms Bob is still in.
+    assert list(result["state"]) == [world["secret"]]
     status, _ = await hs.request("POST", f"/_matrix/client/v3/rooms/{shared}/forget", token=bob)
     assert status == 200
     result = await _search(hs, bob, search_term="martians", order_by="recent")

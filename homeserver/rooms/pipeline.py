@@ -109,7 +109,7 @@ class EventPipeline:
             group, _ = await writer.add_state_group(None, {CREATE_KEY: create.event_id})
             return NewEvent(
                 create,
-                await self._stream.allocate(),
+                await self._stream.allocate(writer.conn),
                 group,
                 None,
                 {CREATE_KEY: (create.event_id, None)},
@@ -240,7 +240,7 @@ class EventPipeline:
                 delta = {key: (event.event_id, _membership(event))}
             return NewEvent(
                 event,
-                await self._stream.allocate(),
+                await self._stream.allocate(writer.conn),
                 group,
                 replaces,
                 delta,
@@ -337,13 +337,14 @@ class EventPipeline:
         room_id = new.event.room_id
         if room_id in self._compactions:
             return
-        task = asyncio.create_task(self._compact(new.state_group))
+        task = asyncio.create_task(self._compact(room_id, new.state_group))
         self._compactions[room_id] = task
         task.add_done_callback(lambda _: self._compactions.pop(room_id, None))
 
-    async def _compact(self, group: int) -> None:
+    async def _compact(self, room_id: str, group: int) -> None:
         try:
-            await self._state.compact(group)
+            async with self._lock(room_id):
+                await self._state.compact(room_id, group)
         except Exception:
             logger.exception("compacting state group %d failed", group)
 

@@ -199,9 +199,8 @@ class SearchService:
             raise invalid_param("next_batch belongs to a search with another order_by")
         parsed = parse_search_term(criteria.search_term)
         scope = await self._scope(requester, criteria, parsed, batch)
-        empty: dict[str, Any] = {"count": 0, "highlights": list(parsed.words), "results": []}
         if scope is None:
-            return empty
+            return {"count": 0, "highlights": list(parsed.words), "results": []}
         hits, stored, last = await self._visible_page(
             requester.user_id,
             scope,
@@ -228,7 +227,10 @@ class SearchService:
             next_token = _Batch(criteria.order_by_rank, last.rank, last.stream_ordering, group)
             body["next_batch"] = next_token.encode()
         if criteria.include_state:
-            body["state"] = await self._room_states(requester, {s.event.room_id for s in stored})
+            # Only for rooms the searcher is still in: a room they left may
+            # have changed since, out of their sight.
+            joined = {s.event.room_id for s in stored if scope.rooms[s.event.room_id] is None}
+            body["state"] = await self._room_states(requester, joined)
         if criteria.group_by:
             body["groups"] = {
                 key: self._groups(key, stored, next_token) for key in criteria.group_by
