@@ -84,6 +84,40 @@ def _stored(row: asyncpg.Record) -> StoredEvent:
     )
 
 
+_PERSIST = """
+WITH new_event AS (
+    INSERT INTO events (event_id, room_id, type, state_key, sender, depth, origin_server_ts,
+        stream_ordering, json, rejected_reason, state_group, replaces_state, redacts,
+        rel_type, relates_to, txn_device_id, txn_id)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+), prev_edges AS (
+    INSERT INTO event_edges (event_id, prev_event_id) SELECT $1, unnest($18::text[])
+), auth_edges AS (
+    INSERT INTO event_auth (event_id, auth_id) SELECT $1, unnest($19::text[])
+), old_extremities AS (
+    DELETE FROM forward_extremities WHERE room_id = $2 AND event_id = ANY($18::text[])
+), new_extremity AS (
+    INSERT INTO forward_extremities (room_id, event_id) VALUES ($2, $1)
+), state_now AS (
+    INSERT INTO current_state (room_id, type, state_key, event_id, membership)
+    SELECT $2, t, k, e, m FROM unnest($20::text[], $21::text[], $22::text[], $23::text[])
+        AS u(t, k, e, m)
+    ON CONFLICT (room_id, type, state_key) DO UPDATE
+    SET event_id = EXCLUDED.event_id, membership = EXCLUDED.membership
+), remembered AS (
+    -- Back in the room: a room forgotten earlier is remembered again.
+    DELETE FROM room_forgotten WHERE $24::text IS NOT NULL AND user_id = $24 AND room_id = $2
+), redaction AS (
+    INSERT INTO redactions (redacted_id, redaction_id) SELECT $25, $1 WHERE $25::text IS NOT NULL
+), search AS (
+    INSERT INTO event_search (event_id, room_id, sender, key, vector, stream_ordering,
+                              origin_server_ts)
+    SELECT $1, $2, $5, $3, to_tsvector('simple', $26), $8, $7 WHERE $26::text IS NOT NULL
+)
+UPDATE rooms SET head_stream = $8 WHERE room_id = $2
+"""
+
+
 def _body_text(event: Event) -> str | None:
     """What full-text search indexes: message bodies, room names and topics."""
     key = {"m.room.message": "body", "m.room.name": "name", "m.room.topic": "topic"}.get(event.type)
@@ -106,6 +140,7 @@ class EventStore:
         self._pool = pool
         self._state = state
         self._cache: OrderedDict[str, StoredEvent] = OrderedDict()
+        self._room_versions: dict[str, RoomVersion] = {}
 
     async def get_events(
         self, event_ids: Iterable[str], conn: asyncpg.Connection | None = None
@@ -148,10 +183,17 @@ class EventStore:
         return {r["redacted_id"]: r["redaction_id"] for r in rows}
 
     async def room_version(self, room_id: str) -> RoomVersion | None:
+        """A room's version never changes, so it is cached once known."""
+        cached = self._room_versions.get(room_id)
+        if cached is not None:
+            return cached
         version = await self._pool.fetchval(
             "SELECT room_version FROM rooms WHERE room_id = $1", room_id
         )
-        return KNOWN_ROOM_VERSIONS[version] if version else None
+        if version is None:
+            return None
+        self._room_versions[room_id] = KNOWN_ROOM_VERSIONS[version]
+        return self._room_versions[room_id]
 
     async def current_state_ids(self, room_id: str) -> StateMap:
         rows = await self._pool.fetch(
@@ -196,55 +238,43 @@ class RoomWriter:
             now_ms(),
         )
 
-    async def head_stream(self) -> int | None:
-        return await self.conn.fetchval(
-            "SELECT head_stream FROM rooms WHERE room_id = $1", self.room_id
-        )
-
-    async def head(self) -> RoomHead | None:
-        rows = await self.conn.fetch(
-            """SELECT r.room_version, r.head_stream, e.event_id, e.depth, e.state_group
-               FROM rooms r
-               LEFT JOIN forward_extremities f ON f.room_id = r.room_id
-               LEFT JOIN events e ON e.event_id = f.event_id
-               WHERE r.room_id = $1""",
-            self.room_id,
-        )
-        if not rows:
-            return None
-        extremities = tuple(
-            Extremity(r["event_id"], r["depth"], r["state_group"])
-            for r in rows
-            if r["event_id"] is not None
-        )
-        return RoomHead(
-            KNOWN_ROOM_VERSIONS[rows[0]["room_version"]], rows[0]["head_stream"], extremities
-        )
-
-    async def current_state_for(self, keys: Iterable[StateKey]) -> StateMap:
-        """Only the given keys of the current state: a send needs a handful, not 10,000."""
+    async def prepare(
+        self, keys: Iterable[StateKey], txn: tuple[str, str, str] | None
+    ) -> tuple[RoomHead | None, str | None, StateMap]:
+        """What a new event needs, in one round trip: the room's head, the event
+        a retried transaction id already made (txn = sender, device, txn id),
+        and the given keys of the current state."""
         keys = list(keys)
-        rows = await self.conn.fetch(
-            """SELECT c.type, c.state_key, c.event_id FROM current_state c
-               JOIN unnest($2::text[], $3::text[]) AS w(t, k)
-                 ON c.type = w.t AND c.state_key = w.k
-               WHERE c.room_id = $1""",
+        sender, device, txn_id = txn or (None, None, None)
+        row = await self.conn.fetchrow(
+            """SELECT r.room_version, r.head_stream,
+                  (SELECT json_agg(json_build_array(e.event_id, e.depth, e.state_group))
+                   FROM forward_extremities f JOIN events e ON e.event_id = f.event_id
+                   WHERE f.room_id = r.room_id) AS extremities,
+                  (SELECT event_id FROM events WHERE $4::text IS NOT NULL
+                   AND room_id = r.room_id AND sender = $4 AND txn_device_id = $5
+                   AND txn_id = $6) AS earlier,
+                  (SELECT json_agg(json_build_array(c.type, c.state_key, c.event_id))
+                   FROM current_state c JOIN unnest($2::text[], $3::text[]) AS w(t, k)
+                     ON c.type = w.t AND c.state_key = w.k
+                   WHERE c.room_id = r.room_id) AS state
+               FROM rooms r WHERE r.room_id = $1""",
             self.room_id,
             [k[0] for k in keys],
             [k[1] for k in keys],
-        )
-        return {(r["type"], r["state_key"]): r["event_id"] for r in rows}
-
-    async def event_for_txn(self, sender: str, device_id: str, txn_id: str) -> str | None:
-        """The event a device already sent with this transaction id in this room."""
-        return await self.conn.fetchval(
-            """SELECT event_id FROM events WHERE room_id = $1 AND sender = $2
-               AND txn_device_id = $3 AND txn_id = $4""",
-            self.room_id,
             sender,
-            device_id,
+            device,
             txn_id,
         )
+        if row is None:
+            return None, None, {}
+        head = RoomHead(
+            KNOWN_ROOM_VERSIONS[row["room_version"]],
+            row["head_stream"],
+            tuple(Extremity(*x) for x in json.loads(row["extremities"] or "[]")),
+        )
+        state = {(t, k): e for t, k, e in json.loads(row["state"] or "[]")}
+        return head, row["earlier"], state
 
     async def auth_chain_ids(self, event_ids: Iterable[str]) -> set[str]:
         """Every event reachable through auth edges from `event_ids` (one query)."""
@@ -270,15 +300,23 @@ class RoomWriter:
         return await StateStore.add_group(self.conn, self.room_id, prev_group, delta)
 
     async def persist(self, new: NewEvent) -> None:
-        """Write the event, its edges, the new extremities and state, in this transaction."""
-        event, conn = new.event, self.conn
+        """Write the event, its edges, the new extremities, state and side tables.
+
+        One statement, so that the room's lock is held for as few round trips
+        as possible: this is the heart of send throughput.
+        """
+        event = new.event
         rel_type, relates_to = _relation(event)
-        await conn.execute(
-            """INSERT INTO events (event_id, room_id, type, state_key, sender, depth,
-                   origin_server_ts, stream_ordering, json, rejected_reason, state_group,
-                   replaces_state, redacts, rel_type, relates_to, txn_device_id, txn_id)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,
-                       $16, $17)""",
+        delta = list((new.current_state_delta or {}).items())
+        member_key = ("m.room.member", event.state_key)
+        rejoined = (new.current_state_delta or {}).get(member_key, (None, None))[1] in (
+            "join",
+            "invite",
+            "knock",
+        )
+        text = _body_text(event) if new.rejected_reason is None else None
+        await self.conn.execute(
+            _PERSIST,
             event.event_id,
             event.room_id,
             event.type,
@@ -296,74 +334,15 @@ class RoomWriter:
             relates_to,
             new.txn_device_id,
             new.txn_id,
-        )
-        await conn.execute(
-            """INSERT INTO event_edges (event_id, prev_event_id)
-               SELECT $1, unnest($2::text[])""",
-            event.event_id,
             list(event.prev_event_ids),
-        )
-        await conn.execute(
-            """INSERT INTO event_auth (event_id, auth_id) SELECT $1, unnest($2::text[])""",
-            event.event_id,
             list(event.auth_event_ids),
-        )
-        await conn.execute(
-            """WITH gone AS (DELETE FROM forward_extremities
-                             WHERE room_id = $1 AND event_id = ANY($3))
-               INSERT INTO forward_extremities (room_id, event_id) VALUES ($1, $2)""",
-            event.room_id,
-            event.event_id,
-            list(event.prev_event_ids),
-        )
-        if new.current_state_delta:
-            keys = list(new.current_state_delta.items())
-            await conn.execute(
-                """INSERT INTO current_state (room_id, type, state_key, event_id, membership)
-                   SELECT $1, t, k, e, m
-                   FROM unnest($2::text[], $3::text[], $4::text[], $5::text[]) AS u(t, k, e, m)
-                   ON CONFLICT (room_id, type, state_key) DO UPDATE
-                   SET event_id = EXCLUDED.event_id, membership = EXCLUDED.membership""",
-                event.room_id,
-                [k[0] for k, _ in keys],
-                [k[1] for k, _ in keys],
-                [e for _, (e, _m) in keys],
-                [m for _, (_e, m) in keys],
-            )
-        member_key = ("m.room.member", event.state_key)
-        if member_key in (new.current_state_delta or {}) and new.current_state_delta[member_key][
-            1
-        ] in ("join", "invite", "knock"):
-            # Back in the room: a room forgotten earlier is remembered again.
-            await conn.execute(
-                "DELETE FROM room_forgotten WHERE user_id = $1 AND room_id = $2",
-                event.state_key,
-                event.room_id,
-            )
-        if new.redacts_valid and event.redacts:
-            await conn.execute(
-                "INSERT INTO redactions (redacted_id, redaction_id) VALUES ($1, $2)",
-                event.redacts,
-                event.event_id,
-            )
-        text = _body_text(event)
-        if text is not None and new.rejected_reason is None:
-            await conn.execute(
-                """INSERT INTO event_search (event_id, room_id, sender, key, vector,
-                                             stream_ordering, origin_server_ts)
-                   VALUES ($1, $2, $3, $4, to_tsvector('simple', $5), $6, $7)""",
-                event.event_id,
-                event.room_id,
-                event.sender,
-                event.type,
-                text,
-                new.stream_ordering,
-                event.origin_server_ts,
-            )
-        await conn.execute(
-            "UPDATE rooms SET head_stream = $2 WHERE room_id = $1",
-            event.room_id,
-            new.stream_ordering,
+            [k[0] for k, _ in delta],
+            [k[1] for k, _ in delta],
+            [e for _, (e, _m) in delta],
+            [m for _, (_e, m) in delta],
+            event.state_key if rejoined else None,
+            event.redacts if new.redacts_valid else None,
+            text,
         )
 
     def remember(self, new: NewEvent) -> None:

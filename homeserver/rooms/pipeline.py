@@ -186,21 +186,23 @@ class EventPipeline:
         txn: tuple[str, str] | None = None,
     ) -> StoredEvent:
         """Create, authorise and persist a local event; 403 if the auth rules refuse it."""
+        room_version = await self._events.room_version(room_id)
+        if room_version is None:
+            raise not_found("Unknown room")
+        draft = {"type": type, "state_key": state_key, "sender": sender, "content": content}
+        keys = auth_types_for_event(room_version, draft) | {CREATE_KEY}
+        if state_key is not None:
+            keys.add((type, state_key))
 
         async def write(writer: RoomWriter) -> NewEvent | str:
-            head = await writer.head()
+            head, earlier, current = await writer.prepare(
+                keys, (sender, *txn) if txn is not None else None
+            )
             if head is None:
                 raise not_found("Unknown room")
-            if txn is not None:
-                earlier = await writer.event_for_txn(sender, *txn)
-                if earlier is not None:
-                    return earlier
-            room_version = head.room_version
-            draft = {"type": type, "state_key": state_key, "sender": sender, "content": content}
-            keys = auth_types_for_event(room_version, draft) | {CREATE_KEY}
-            if state_key is not None:
-                keys.add((type, state_key))
-            prev_group, state_ids = await self._state_before(writer, head, keys)
+            if earlier is not None:
+                return earlier
+            prev_group, state_ids = await self._state_before(writer, head, keys, current)
             extremities = sorted(head.extremities, key=lambda x: -x.depth)[:MAX_PREV_EVENTS]
             loaded = await writer.get_events(
                 [*state_ids.values(), *(x.event_id for x in extremities)]
@@ -276,16 +278,17 @@ class EventPipeline:
         return stored[new.event.event_id]
 
     async def _state_before(
-        self, writer: RoomWriter, head: RoomHead, keys: set[StateKey]
+        self, writer: RoomWriter, head: RoomHead, keys: set[StateKey], current: StateMap
     ) -> tuple[int | None, StateMap]:
         """The state group new events build on, and the wanted keys of its state.
 
-        One forward extremity: the room's current state is its state. Several
-        (forks from federation): resolve them, and store the result as a group.
+        One forward extremity: the room's current state (`current`, the wanted
+        keys of it) is its state. Several (forks from federation): resolve
+        them, and store the result as a group.
         """
         if len(head.extremities) <= 1:
             group = head.extremities[0].state_group if head.extremities else None
-            return group, await writer.current_state_for(keys)
+            return group, current
         groups = [x.state_group for x in head.extremities if x.state_group is not None]
         state_sets = [await writer.state_of_group(g) for g in groups]
         conflicted = {
