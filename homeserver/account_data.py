@@ -9,14 +9,26 @@ from canonicaljson import encode_canonical_json
 
 from homeserver.errors import MatrixError, bad_json, forbidden, not_found
 from homeserver.identifiers import is_valid_room_id
+from homeserver.notifier import Notifier
+from homeserver.sync.filter import event_allowed
+from homeserver.sync.response import SyncRequest, room_entry
+from storage.account_data import AccountDataStore
+from storage.rooms import RoomStore
 
 # The server keeps these itself; clients change them through other endpoints.
 SERVER_MANAGED_TYPES = frozenset({"m.fully_read", "m.push_rules"})
 
 
 class AccountDataService:
-    def __init__(self, store: Any) -> None:
+    """Account data, and its part of /sync (global, and per joined room)."""
+
+    def __init__(self, store: AccountDataStore, notifier: Notifier, rooms: RoomStore) -> None:
         self._store = store
+        self._notifier = notifier
+        self._rooms = rooms
+
+    async def start(self) -> None:
+        self._notifier.notify("account_data", await self._store.current_position())
 
     @staticmethod
     def _check_access(requester_id: str, user_id: str, room_id: str) -> None:
@@ -33,8 +45,16 @@ class AccountDataService:
             raise MatrixError(405, "M_BAD_JSON", f"Cannot set {data_type} through this API")
         if not isinstance(content, dict):
             raise bad_json("Account data content must be a JSON object")
+        return await self.put_unchecked(user_id, room_id, data_type, content)
+
+    async def put_unchecked(
+        self, user_id: str, room_id: str, data_type: str, content: dict[str, Any]
+    ) -> int:
+        """Store account data the server itself manages (m.fully_read, tags, ...)."""
         encoded = encode_canonical_json(content).decode()
-        return await self._store.put(user_id, room_id, data_type, encoded)
+        position = await self._store.put(user_id, room_id, data_type, encoded)
+        self._notifier.notify("account_data", position, users=[user_id])
+        return position
 
     async def get(
         self, requester_id: str, user_id: str, room_id: str, data_type: str
@@ -44,3 +64,34 @@ class AccountDataService:
         if content is None:
             raise not_found("Account data not found")
         return json.loads(content)
+
+    async def add(self, request: SyncRequest, response: dict[str, Any]) -> None:
+        """Global account data into response["account_data"], room account data
+        into the entries of joined rooms; everything on an initial sync."""
+        changes = await self._store.changed_between(
+            request.user_id,
+            request.since_position("account_data") if not request.full_state else 0,
+            request.now["account_data"],
+        )
+        if not changes:
+            return
+        global_filter = request.filter.get("account_data", {})
+        room_filter = request.filter.get("room", {}).get("account_data", {})
+        joined = None
+        global_events = []
+        for room_id, data_type, content in changes:
+            if not room_id:
+                if event_allowed(global_filter, data_type):
+                    global_events.append({"type": data_type, "content": json.loads(content)})
+                continue
+            if not event_allowed(room_filter, data_type, room_id=room_id):
+                continue
+            if joined is None:
+                joined = set(await self._rooms.rooms_for_user(request.user_id))
+            if room_id in joined:
+                entry = room_entry(response, "join", room_id)
+                entry.setdefault("account_data", {"events": []})["events"].append(
+                    {"type": data_type, "content": json.loads(content)}
+                )
+        if global_events:
+            response["account_data"] = {"events": global_events}

@@ -1,30 +1,85 @@
-"""Wakes whoever waits for new events (long-polling /sync) when the event
-stream moves. In-process; several processes feed it via LISTEN/NOTIFY."""
+"""Stream positions, and the /sync requests waiting for them to move.
+
+Every stream (room events, account data, receipts, typing, ...) reports its
+new position here with the users or rooms it concerns; a waiting request
+wakes only when something concerns its user or one of its rooms. In-process;
+several processes would feed it through LISTEN/NOTIFY.
+"""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Collection, Iterable, Mapping
+
+import attrs
+
+
+@attrs.define(eq=False)
+class _Waiter:
+    user_id: str
+    rooms: Collection[str]
+    woken: asyncio.Event = attrs.Factory(asyncio.Event)
 
 
 class Notifier:
     def __init__(self) -> None:
-        self._changed = asyncio.Event()
-        self.position = 0
+        self.positions: dict[str, int] = {}
+        self._by_user: dict[str, set[_Waiter]] = {}
+        self._by_room: dict[str, set[_Waiter]] = {}
 
-    def advance(self, position: int) -> None:
-        if position > self.position:
-            self.position = position
-            self._changed.set()
-            self._changed = asyncio.Event()
+    def notify(
+        self,
+        stream: str,
+        position: int,
+        *,
+        users: Iterable[str] = (),
+        rooms: Iterable[str] = (),
+    ) -> None:
+        """A stream moved to `position` with news for these users and rooms."""
+        if position > self.positions.get(stream, 0):
+            self.positions[stream] = position
+        for user_id in users:
+            for waiter in self._by_user.get(user_id, ()):
+                waiter.woken.set()
+        for room_id in rooms:
+            for waiter in self._by_room.get(room_id, ()):
+                waiter.woken.set()
 
-    async def wait_beyond(self, position: int, timeout_s: float) -> int:
-        """Return once the stream is past `position`, or after `timeout_s` seconds."""
-        if self.position > position:
-            return self.position
-        changed = self._changed
+    def moved_since(self, known: Mapping[str, int]) -> bool:
+        return any(self.positions.get(s, 0) > p for s, p in known.items())
+
+    async def wait(
+        self,
+        user_id: str,
+        rooms: Collection[str],
+        known: Mapping[str, int],
+        timeout_s: float,
+    ) -> None:
+        """Until news for the user or their rooms, or `timeout_s` seconds.
+
+        Returns at once if any stream moved past `known` already, so nothing
+        that happened between the caller's look and this wait is missed.
+        """
+        if timeout_s <= 0 or self.moved_since(known):
+            return
+        waiter = _Waiter(user_id, rooms)
+        self._by_user.setdefault(user_id, set()).add(waiter)
+        for room_id in rooms:
+            self._by_room.setdefault(room_id, set()).add(waiter)
         try:
             async with asyncio.timeout(timeout_s):
-                await changed.wait()
+                await waiter.woken.wait()
         except TimeoutError:
             pass
-        return self.position
+        finally:
+            self._forget(self._by_user, user_id, waiter)
+            for room_id in rooms:
+                self._forget(self._by_room, room_id, waiter)
+
+    @staticmethod
+    def _forget(index: dict[str, set[_Waiter]], key: str, waiter: _Waiter) -> None:
+        waiters = index.get(key)
+        if waiters is not None:
+            waiters.discard(waiter)
+            if not waiters:
+                del index[key]

@@ -29,6 +29,7 @@ from homeserver.api.room_history import RoomHistoryApi
 from homeserver.api.rooms import RoomsApi
 from homeserver.api.search import SearchApi
 from homeserver.api.session import SessionApi
+from homeserver.api.sync import SyncApi
 from homeserver.api.user_data import UserDataApi
 from homeserver.config import Config, parse_listen
 from homeserver.filters import FilterService
@@ -48,6 +49,7 @@ from homeserver.rooms.search import SearchService
 from homeserver.rooms.service import RoomService
 from homeserver.rooms.upgrade import RoomUpgrader
 from homeserver.rooms.visibility import HistoryVisibility
+from homeserver.sync.service import SyncProvider, SyncService
 from homeserver.uia import UiaService
 from storage.account_data import AccountDataStore
 from storage.database import EmbeddedPostgres, create_pool, migrate
@@ -111,8 +113,8 @@ class HomeServer:
         self.event_stream = StreamIds(pool, "events_stream")
         await self.event_stream.start()
         self.notifier = Notifier()
-        self.notifier.advance(self.event_stream.current)
-        client_app = self._build_client_app(pool)
+        self.notifier.notify("events", self.event_stream.current)
+        client_app = await self._build_client_app(pool)
         host, port = parse_listen(config.client_listen)
         self.client_port = await self._serve(client_app, host, port)
         self.federation_port = await self._serve_federation()
@@ -138,7 +140,7 @@ class HomeServer:
         )
         return load_signing_key(config.path(config.signing_key_path))
 
-    def _build_client_app(self, pool: asyncpg.Pool) -> web.Application:
+    async def _build_client_app(self, pool: asyncpg.Pool) -> web.Application:
         config = self.config
         users = UserStore(pool)
         hasher = PasswordHasher(config.bcrypt_rounds)
@@ -204,6 +206,13 @@ class HomeServer:
             RoomUpgrader(self.pipeline, events, rooms, directory, directory_store),
             SpaceHierarchy(events, room_store, directory_store),
         )
+        account_data = AccountDataService(AccountDataStore(pool), self.notifier, room_store)
+        await account_data.start()
+        filters = FilterService(FilterStore(pool))
+        # The parts of a /sync response, in the order they are built.
+        sync_providers: list[SyncProvider] = [
+            account_data,
+        ]
         host, port = parse_listen(config.client_listen)
         fed_host, fed_port = parse_listen(config.federation_listen)
         router.mount(
@@ -255,8 +264,10 @@ class HomeServer:
                     visibility,
                 ),
             ),
-            UserDataApi(
-                AccountDataService(AccountDataStore(pool)), FilterService(FilterStore(pool))
+            UserDataApi(account_data, filters),
+            SyncApi(
+                SyncService(self.notifier, sync_providers, room_store),
+                filters,
             ),
             PushRulesApi(),
             OpenIdApi(OpenIdStore(pool), config.server_name),

@@ -30,3 +30,22 @@ class AccountDataStore:
             room_id,
             data_type,
         )
+
+    async def changed_between(
+        self, user_id: str, after: int, upto: int
+    ) -> list[tuple[str, str, str]]:
+        """(room id or '', type, content) of what changed in (after, upto]."""
+        rows = await self._pool.fetch(
+            """SELECT room_id, type, content FROM account_data
+               WHERE user_id = $1 AND stream_id > $2 AND stream_id <= $3
+               ORDER BY stream_id""",
+            user_id,
+            after,
+            upto,
+        )
+        return [(r["room_id"], r["type"], r["content"]) for r in rows]
+
+    async def current_position(self) -> int:
+        return await self._pool.fetchval(
+            "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM account_data_stream"
+        )

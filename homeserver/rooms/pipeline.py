@@ -73,6 +73,9 @@ class EventPipeline:
         self._server_name = server_name
         self._signing_key = signing_key
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        # Committed events not yet visible (an earlier position is in flight):
+        # stream position -> (room id, member event's target).
+        self._unpublished: dict[int, tuple[str, str | None]] = {}
         # Room id -> its compaction in progress: one at a time per room.
         self._compactions: dict[str, asyncio.Task[None]] = {}
 
@@ -261,6 +264,7 @@ class EventPipeline:
         already answers the request (a retried transaction id).
         """
         new: NewEvent | None = None
+        committed = False
         try:
             async with self._lock(room_id), self._events.room_writer(room_id) as writer:
                 result = await write(writer)
@@ -268,14 +272,32 @@ class EventPipeline:
                     return (await writer.get_events([result]))[result]
                 new = result
                 await writer.persist(new)
+            committed = True
             writer.remember(new)
         finally:
-            # Committed or abandoned, the position is no longer in flight.
-            if new is not None and self._stream.finish(new.stream_ordering):
-                self._notifier.advance(self._stream.current)
+            if new is not None:
+                self._publish(new, committed)
         self._maybe_compact(new)
         stored = await self._events.get_events([new.event.event_id])
         return stored[new.event.event_id]
+
+    def _publish(self, new: NewEvent, committed: bool) -> None:
+        """Committed or abandoned, the position is no longer in flight; wake
+        the readers of every event that just became visible in stream order."""
+        if committed:
+            event = new.event
+            member = event.state_key if event.type == "m.room.member" else None
+            self._unpublished[new.stream_ordering] = (event.room_id, member)
+        if not self._stream.finish(new.stream_ordering):
+            return
+        visible = [p for p in self._unpublished if p <= self._stream.current]
+        rooms, users = set(), set()
+        for position in visible:
+            room, member = self._unpublished.pop(position)
+            rooms.add(room)
+            if member:
+                users.add(member)
+        self._notifier.notify("events", self._stream.current, rooms=rooms, users=users)
 
     async def _state_before(
         self, writer: RoomWriter, head: RoomHead, keys: set[StateKey], current: StateMap

@@ -1,0 +1,52 @@
+"""GET /sync."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from homeserver.api.http import ClientRequest, endpoint
+from homeserver.errors import MatrixError, invalid_param
+from homeserver.filters import FilterService, validate_filter
+from homeserver.sync.service import SyncService
+from homeserver.sync.token import SyncToken
+
+_PRESENCE_STATES = ("online", "offline", "unavailable")
+
+
+class SyncApi:
+    def __init__(self, sync: SyncService, filters: FilterService) -> None:
+        self._sync = sync
+        self._filters = filters
+
+    @endpoint("GET", "/sync")
+    async def sync(self, req: ClientRequest) -> dict[str, Any]:
+        since = req.query.get("since")
+        timeout = req.query.get("timeout", "0")
+        if not timeout.isdigit():
+            raise invalid_param("timeout must be a whole number of milliseconds")
+        set_presence = req.query.get("set_presence", "online")
+        if set_presence not in _PRESENCE_STATES:
+            raise invalid_param("set_presence must be online, offline or unavailable")
+        return await self._sync.sync(
+            req.user,
+            since=SyncToken.parse(since) if since else None,
+            timeout_ms=int(timeout),
+            full_state=req.query_bool("full_state"),
+            filter=await self._filter(req),
+            set_presence=set_presence,
+        )
+
+    async def _filter(self, req: ClientRequest) -> dict[str, Any]:
+        """A filter id of the user's, or a filter definition inline."""
+        raw = req.query.get("filter")
+        if raw is None:
+            return {}
+        if raw.lstrip().startswith("{"):
+            try:
+                definition = json.loads(raw)
+            except ValueError:
+                raise MatrixError(400, "M_NOT_JSON", "The filter is not valid JSON") from None
+            validate_filter(definition)
+            return definition
+        return await self._filters.get(req.user.user_id, req.user.user_id, raw)

@@ -1,0 +1,1 @@
+"""/sync: what changed for a user since a token, composed from every stream."""

@@ -1,0 +1,62 @@
+"""The /sync response as providers build it, and what counts as empty."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+from homeserver.requester import Requester
+from homeserver.sync.token import SyncToken
+
+
+@attrs.frozen
+class SyncRequest:
+    requester: Requester
+    # None for an initial sync.
+    since: SyncToken | None
+    # Where this response ends: the next_batch token.
+    now: SyncToken
+    # The filter definition (already validated), {} for none.
+    filter: dict[str, Any]
+    full_state: bool
+    set_presence: str
+
+    @property
+    def user_id(self) -> str:
+        return self.requester.user_id
+
+    def since_position(self, stream: str) -> int:
+        return self.since[stream] if self.since is not None else 0
+
+
+def room_entry(response: dict[str, Any], section: str, room_id: str) -> dict[str, Any]:
+    """response["rooms"][section][room_id], created on first use."""
+    return response.setdefault("rooms", {}).setdefault(section, {}).setdefault(room_id, {})
+
+
+def has_news(value: Any) -> bool:
+    """Whether a response holds anything a client has not seen.
+
+    Unread counts and one-time key counts are repeated in every response,
+    so they alone are no reason to return a long poll early.
+    """
+    if isinstance(value, dict):
+        return any(
+            has_news(v)
+            for k, v in value.items()
+            if k
+            not in (
+                "next_batch",
+                "unread_notifications",
+                "unread_thread_notifications",
+                "device_one_time_keys_count",
+                "device_unused_fallback_key_types",
+                "summary",
+                "limited",
+                "prev_batch",
+            )
+        )
+    if isinstance(value, list):
+        return bool(value)
+    return value is not None and value is not False

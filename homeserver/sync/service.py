@@ -1,0 +1,77 @@
+"""The sync engine: tokens, long polling, and the order of the providers.
+
+Each provider adds its part of the response (the rooms, ephemeral events,
+account data, to-device messages, ...) for the range between the request's
+`since` and `now` tokens. Providers run in order: the rooms provider first, so
+that the others can add to the room entries it made.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from homeserver.notifier import Notifier
+from homeserver.requester import Requester
+from homeserver.sync.response import SyncRequest, has_news
+from homeserver.sync.token import STREAMS, SyncToken
+
+MAX_TIMEOUT_MS = 5 * 60 * 1000
+
+
+class SyncProvider(Protocol):
+    async def add(self, request: SyncRequest, response: dict[str, Any]) -> None: ...
+
+
+class RoomsOfUser(Protocol):
+    async def rooms_for_user(self, user_id: str, membership: str = "join") -> list[str]: ...
+
+
+class SyncService:
+    def __init__(
+        self,
+        notifier: Notifier,
+        providers: Sequence[SyncProvider],
+        rooms: RoomsOfUser,
+    ) -> None:
+        self._notifier = notifier
+        self._providers = providers
+        self._rooms = rooms
+
+    def current_token(self) -> SyncToken:
+        return SyncToken({s: self._notifier.positions.get(s, 0) for s in STREAMS})
+
+    async def sync(
+        self,
+        requester: Requester,
+        *,
+        since: SyncToken | None,
+        timeout_ms: int,
+        full_state: bool,
+        filter: dict[str, Any],
+        set_presence: str,
+    ) -> dict[str, Any]:
+        """The response for `since`, waiting up to `timeout_ms` for news when there is none."""
+        deadline = time.monotonic() + min(timeout_ms, MAX_TIMEOUT_MS) / 1000
+        while True:
+            now = self.current_token()
+            request = SyncRequest(requester, since, now, filter, full_state, set_presence)
+            response = await self._build(request)
+            remaining = deadline - time.monotonic()
+            if since is None or full_state or has_news(response) or remaining <= 0:
+                return response
+            rooms = await self._rooms.rooms_for_user(requester.user_id)
+            await self._notifier.wait(requester.user_id, rooms, now.positions, remaining)
+            if time.monotonic() >= deadline and not self._notifier.moved_since(now.positions):
+                return response
+            # Something moved: let the writes that caused it settle into the
+            # caches before building again.
+            await asyncio.sleep(0)
+
+    async def _build(self, request: SyncRequest) -> dict[str, Any]:
+        response: dict[str, Any] = {"next_batch": str(request.now)}
+        for provider in self._providers:
+            await provider.add(request, response)
+        return response
