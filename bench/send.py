@@ -19,127 +19,31 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import cProfile
-import io
-import multiprocessing
 import os
-import pstats
 import statistics
-import tempfile
 import time
 import urllib.parse
-from multiprocessing.connection import Connection
-from typing import Any
 
 import aiohttp
-import asyncpg
-
-from homeserver.config import config_from_dict
-from homeserver.server import HomeServer
-
-V3 = "/_matrix/client/v3"
-
-
-def _server_config(data_dir: str, dsn: str | None, pool_size: int) -> dict[str, Any]:
-    database: dict[str, Any] = {"min_pool_size": 2, "max_pool_size": pool_size}
-    if dsn is not None:
-        database["dsn"] = dsn
-    return {
-        "server_name": "bench.local",
-        "data_dir": data_dir,
-        "client_listen": "127.0.0.1:0",
-        "federation_listen": "127.0.0.1:0",
-        "database": database,
-        "enable_registration": True,
-        "registration_requires_token": False,
-        "bcrypt_rounds": 4,
-        "rate_limits": {"enabled": False},
-    }
+from _server import (
+    V3,
+    Client,
+    ServerProcess,
+    cpu_seconds,
+    gather_limited,
+    machine_busy,
+    percentile,
+    running_server,
+)
 
 
-def _cpu_seconds() -> float:
-    times = os.times()
-    return times.user + times.system
-
-
-def _machine_busy() -> tuple[int, int] | None:
-    """(busy, total) jiffies of all CPUs so far, from /proc/stat (Linux only)."""
-    try:
-        with open("/proc/stat") as f:
-            fields = [int(x) for x in f.readline().split()[1:]]
-    except OSError:
-        return None
-    idle = fields[3] + fields[4]
-    return sum(fields) - idle, sum(fields)
-
-
-def _serve(config: dict[str, Any], conn: Connection, profile: bool) -> None:
-    """Child process: run the server until "exit"; measure its CPU time (and
-    profile it) between "start" and "stop"."""
-
-    async def main() -> None:
-        server = HomeServer(config_from_dict(config))
-        await server.start()
-        conn.send(server.client_port)
-        profiler = cProfile.Profile() if profile else None
-        while await asyncio.to_thread(conn.recv) == "start":
-            cpu = _cpu_seconds()
-            if profiler is not None:
-                profiler.enable()
-            await asyncio.to_thread(conn.recv)
-            if profiler is not None:
-                profiler.disable()
-            report: dict[str, Any] = {"cpu": _cpu_seconds() - cpu}
-            if profiler is not None:
-                out = io.StringIO()
-                stats = pstats.Stats(profiler, stream=out)
-                stats.sort_stats("tottime").print_stats(25)
-                stats.sort_stats("cumulative").print_stats(40)
-                report["profile"] = out.getvalue()
-            conn.send(report)
-        await server.stop()
-
-    asyncio.run(main())
-
-
-class Client:
-    def __init__(self, http: aiohttp.ClientSession, base: str) -> None:
-        self.http = http
-        self.base = base
-
-    async def call(
-        self, method: str, path: str, token: str | None = None, body: Any = None
-    ) -> dict[str, Any]:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        async with self.http.request(method, self.base + path, json=body, headers=headers) as r:
-            data = await r.json(content_type=None)
-            if r.status != 200:
-                raise RuntimeError(f"{method} {path}: {r.status} {data}")
-            return data
-
-
-async def _gather_limited(limit: int, jobs: list[Any]) -> list[Any]:
-    gate = asyncio.Semaphore(limit)
-
-    async def run(job: Any) -> Any:
-        async with gate:
-            return await job
-
-    return await asyncio.gather(*(run(j) for j in jobs))
-
-
-def _percentile(sorted_values: list[float], fraction: float) -> float:
-    index = min(len(sorted_values) - 1, round(fraction * (len(sorted_values) - 1)))
-    return sorted_values[index]
-
-
-async def _run(args: argparse.Namespace, port: int) -> None:
+async def _run(args: argparse.Namespace, server: ServerProcess) -> None:
     """Register, create and join, send the messages, check them and print the figures."""
     connector = aiohttp.TCPConnector(limit=args.concurrency)
     async with aiohttp.ClientSession(connector=connector) as http:
-        client = Client(http, f"http://127.0.0.1:{port}")
+        client = Client(http, server.url)
         started = time.perf_counter()
-        users = await _gather_limited(
+        users = await gather_limited(
             args.concurrency,
             [
                 client.call(
@@ -157,7 +61,7 @@ async def _run(args: argparse.Namespace, port: int) -> None:
             ]
             for _ in range(args.rooms)
         ]
-        await _gather_limited(
+        await gather_limited(
             args.concurrency,
             [
                 client.call("POST", f"{V3}/rooms/{room}/join", token, {})
@@ -188,14 +92,13 @@ async def _run(args: argparse.Namespace, port: int) -> None:
 
         # Interleave users so that every room sees concurrent senders.
         jobs = [send(u, n) for n in range(args.messages) for u in range(args.users)]
-        args.control.send("start")
-        machine, client_cpu, t0 = _machine_busy(), _cpu_seconds(), time.perf_counter()
-        await _gather_limited(args.concurrency, jobs)
+        server.start(profile=args.profile)
+        machine, client_cpu, t0 = machine_busy(), cpu_seconds(), time.perf_counter()
+        await gather_limited(args.concurrency, jobs)
         elapsed = time.perf_counter() - t0
-        client_cpu = _cpu_seconds() - client_cpu
-        machine_after = _machine_busy()
-        args.control.send("stop")
-        server = args.control.recv()
+        client_cpu = cpu_seconds() - client_cpu
+        machine_after = machine_busy()
+        report = server.stop()
         await _verify(client, tokens[0], rooms, expected)
 
     total = len(expected)
@@ -206,22 +109,24 @@ async def _run(args: argparse.Namespace, port: int) -> None:
     )
     print(
         "latency ms: "
-        f"p50 {_percentile(latencies, 0.50) * 1000:.1f}  "
-        f"p90 {_percentile(latencies, 0.90) * 1000:.1f}  "
-        f"p99 {_percentile(latencies, 0.99) * 1000:.1f}  "
+        f"p50 {percentile(latencies, 0.50) * 1000:.1f}  "
+        f"p90 {percentile(latencies, 0.90) * 1000:.1f}  "
+        f"p99 {percentile(latencies, 0.99) * 1000:.1f}  "
         f"max {latencies[-1] * 1000:.1f}  "
         f"mean {statistics.fmean(latencies) * 1000:.1f}"
     )
     line = (
-        f"cpu per message: server {server['cpu'] / total * 1000:.2f} ms, "
+        f"cpu per message: server {report['cpu'] / total * 1000:.2f} ms, "
         f"load generator {client_cpu / total * 1000:.2f} ms"
     )
+    if report["pg_cpu"] is not None:
+        line += f", PostgreSQL backends {report['pg_cpu'] / total * 1000:.2f} ms"
     if machine is not None and machine_after is not None:
         busy = (machine_after[0] - machine[0]) / max(1, machine_after[1] - machine[1])
         line += f"; all {os.cpu_count()} CPUs {busy:.0%} busy (PostgreSQL included)"
     print(line)
-    if "profile" in server:
-        print(server["profile"])
+    if "profile" in report:
+        print(report["profile"])
 
 
 async def _verify(
@@ -252,21 +157,6 @@ async def _verify(
     print(f"verified: all {len(expected)} events read back with their room, sender and body")
 
 
-def _database_url(admin_dsn: str, name: str) -> str:
-    base, sep, query = admin_dsn.partition("?")
-    return f"{base.rsplit('/', 1)[0]}/{name}{sep}{query}"
-
-
-async def _create_database(admin_dsn: str, name: str, drop: bool = False) -> None:
-    conn = await asyncpg.connect(admin_dsn)
-    try:
-        await conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        if not drop:
-            await conn.execute(f"CREATE DATABASE {name}")
-    finally:
-        await conn.close()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--users", type=int, default=50)
@@ -277,28 +167,8 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="cProfile the server")
     args = parser.parse_args()
 
-    admin_dsn = os.environ.get("HOMESERVER_TEST_DSN")
-    db_name = f"bench_send_{os.getpid()}"
-    dsn = _database_url(admin_dsn, db_name) if admin_dsn else None
-    if admin_dsn:
-        asyncio.run(_create_database(admin_dsn, db_name))
-    with tempfile.TemporaryDirectory(prefix="bench-send-") as data_dir:
-        parent, child = multiprocessing.get_context("spawn").Pipe()
-        process = multiprocessing.get_context("spawn").Process(
-            target=_serve,
-            args=(_server_config(data_dir, dsn, args.pool_size), child, args.profile),
-        )
-        process.start()
-        try:
-            port = parent.recv()
-            args.control = parent
-            asyncio.run(_run(args, port))
-        finally:
-            if process.is_alive():
-                parent.send("exit")
-            process.join(timeout=60)
-            if admin_dsn:
-                asyncio.run(_create_database(admin_dsn, db_name, drop=True))
+    with running_server("send", args.pool_size) as server:
+        asyncio.run(_run(args, server))
 
 
 if __name__ == "__main__":

@@ -21,22 +21,35 @@ from homeserver.accounts.sessions import SessionService
 from homeserver.api.devices import DevicesApi
 from homeserver.api.directory import DirectoryApi
 from homeserver.api.discovery import DiscoveryApi
+from homeserver.api.ephemeral import EphemeralApi
 from homeserver.api.http import Authenticator, Router, matrix_middleware
-from homeserver.api.misc import OpenIdApi, PushRulesApi
+from homeserver.api.misc import OpenIdApi
 from homeserver.api.profile import ProfileApi
+from homeserver.api.push_rules import PushRulesApi
 from homeserver.api.relations import RelationsApi
 from homeserver.api.room_history import RoomHistoryApi
 from homeserver.api.rooms import RoomsApi
 from homeserver.api.search import SearchApi
 from homeserver.api.session import SessionApi
 from homeserver.api.sync import SyncApi
+from homeserver.api.tags import TagsApi
+from homeserver.api.to_device import ToDeviceApi
 from homeserver.api.user_data import UserDataApi
 from homeserver.config import Config, parse_listen
+from homeserver.devices_sync import DeviceListService
+from homeserver.ephemeral.common import StreamPublisher
+from homeserver.ephemeral.presence import PresenceService
+from homeserver.ephemeral.receipts import ReceiptService
+from homeserver.ephemeral.typing import TypingService
 from homeserver.filters import FilterService
+from homeserver.ignored import IgnoredUsers
 from homeserver.keyfiles import ensure_self_signed_certificate, ensure_signing_key, load_signing_key
 from homeserver.metrics import Metrics
 from homeserver.notifier import Notifier
 from homeserver.profile import ProfileService
+from homeserver.push.counts import UnreadCounts
+from homeserver.push.notifications import PushNotifier
+from homeserver.push.rules import PushRulesService
 from homeserver.ratelimit import RateLimiter
 from homeserver.rooms.directory import DirectoryService
 from homeserver.rooms.format import EventFormatter
@@ -49,15 +62,22 @@ from homeserver.rooms.search import SearchService
 from homeserver.rooms.service import RoomService
 from homeserver.rooms.upgrade import RoomUpgrader
 from homeserver.rooms.visibility import HistoryVisibility
+from homeserver.sync.rooms import RoomsSyncProvider
 from homeserver.sync.service import SyncProvider, SyncService
+from homeserver.tags import TagService
+from homeserver.to_device import ToDeviceService
 from homeserver.uia import UiaService
 from storage.account_data import AccountDataStore
 from storage.database import EmbeddedPostgres, create_pool, migrate
+from storage.device_lists import DeviceListStore
 from storage.directory import DirectoryStore
 from storage.events import EventStore
 from storage.filters import FilterStore
 from storage.history import HistoryStore
 from storage.openid import OpenIdStore
+from storage.presence import PresenceStore
+from storage.push import PushStore
+from storage.receipts import ReceiptStore
 from storage.relations import RelationStore
 from storage.reports import ReportStore
 from storage.rooms import RoomStore
@@ -65,6 +85,8 @@ from storage.search import SearchStore
 from storage.sessions import SessionStore
 from storage.state import StateStore
 from storage.streams import StreamIds
+from storage.sync import SyncStore
+from storage.to_device import ToDeviceStore
 from storage.uia import RegistrationTokenStore, UiaStore
 from storage.users import UserStore
 
@@ -208,10 +230,63 @@ class HomeServer:
         )
         account_data = AccountDataService(AccountDataStore(pool), self.notifier, room_store)
         await account_data.start()
+        push_store = PushStore(pool)
+        push_rules = PushRulesService(push_store, account_data)
+        self.pipeline.add_commit_hook(
+            PushNotifier(push_rules, push_store, events, server_name=config.server_name).on_commit
+        )
         filters = FilterService(FilterStore(pool))
+        presence = PresenceService(
+            PresenceStore(pool),
+            StreamPublisher("presence", StreamIds(pool, "presence_stream"), self.notifier),
+        )
+        await presence.start()
+        typing = TypingService(self.notifier, room_store, presence)
+        typing.start()
+        receipts = ReceiptService(
+            ReceiptStore(pool),
+            StreamPublisher("receipts", StreamIds(pool, "receipts_stream"), self.notifier),
+            room_store,
+            account_data,
+            presence,
+        )
+        await receipts.start()
+        to_device = ToDeviceService(
+            ToDeviceStore(pool),
+            StreamPublisher("to_device", StreamIds(pool, "to_device_stream"), self.notifier),
+            server_name=config.server_name,
+        )
+        await to_device.start()
+        device_lists = DeviceListService(
+            DeviceListStore(pool),
+            StreamPublisher("device_lists", StreamIds(pool, "device_lists_stream"), self.notifier),
+        )
+        await device_lists.start()
+        sessions.add_device_listener(device_lists)
+
+        async def stop_ephemeral(_: web.Application) -> None:
+            typing.stop()
+            await presence.stop()
+
+        app.on_cleanup.append(stop_ephemeral)
         # The parts of a /sync response, in the order they are built.
         sync_providers: list[SyncProvider] = [
+            RoomsSyncProvider(
+                SyncStore(pool),
+                events,
+                state,
+                visibility,
+                formatter,
+                IgnoredUsers(AccountDataStore(pool), self.notifier),
+            ),
             account_data,
+            push_rules,
+            typing,
+            receipts,
+            presence,
+            UnreadCounts(push_store, receipts),
+            to_device,
+            device_lists,
         ]
         host, port = parse_listen(config.client_listen)
         fed_host, fed_port = parse_listen(config.federation_listen)
@@ -244,6 +319,7 @@ class HomeServer:
                     events,
                     state,
                     room_store,
+                    IgnoredUsers(AccountDataStore(pool), self.notifier),
                 ),
                 formatter,
             ),
@@ -265,12 +341,15 @@ class HomeServer:
                 ),
             ),
             UserDataApi(account_data, filters),
+            EphemeralApi(typing, receipts, presence),
             SyncApi(
-                SyncService(self.notifier, sync_providers, room_store),
+                SyncService(self.notifier, sync_providers, room_store, presence),
                 filters,
             ),
-            PushRulesApi(),
+            PushRulesApi(push_rules),
             OpenIdApi(OpenIdStore(pool), config.server_name),
+            ToDeviceApi(to_device),
+            TagsApi(TagService(account_data, AccountDataStore(pool))),
         )
         return app
 

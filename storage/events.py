@@ -19,6 +19,10 @@ from storage.state import LOCK_ROOM, StateKey, StateMap, StateStore
 _EVENT_CACHE_SIZE = 50_000
 
 
+class RoomExistsError(Exception):
+    """A room with this id exists already."""
+
+
 @attrs.frozen
 class StoredEvent:
     event: Event
@@ -229,14 +233,17 @@ class RoomWriter:
         self._store = store
 
     async def create_room(self, room_version: RoomVersion, creator: str) -> None:
-        await self.conn.execute(
-            """INSERT INTO rooms (room_id, room_version, creator, created_ts)
-               VALUES ($1, $2, $3, $4)""",
-            self.room_id,
-            room_version.identifier,
-            creator,
-            now_ms(),
-        )
+        try:
+            await self.conn.execute(
+                """INSERT INTO rooms (room_id, room_version, creator, created_ts)
+                   VALUES ($1, $2, $3, $4)""",
+                self.room_id,
+                room_version.identifier,
+                creator,
+                now_ms(),
+            )
+        except asyncpg.UniqueViolationError:
+            raise RoomExistsError(self.room_id) from None
 
     async def prepare(
         self, keys: Iterable[StateKey], txn: tuple[str, str, str] | None

@@ -87,8 +87,9 @@ class SessionStore:
         display_name: str | None,
         tokens: NewTokens,
         ip: str | None,
-    ) -> None:
-        """Create the device (or reuse it, revoking its old tokens) and its new tokens."""
+    ) -> bool:
+        """Create the device (or reuse it, revoking its old tokens) and its new
+        tokens; True if the device is new."""
         async with self._pool.acquire() as conn, conn.transaction():
             existed = await conn.fetchval(
                 "SELECT 1 FROM devices WHERE user_id = $1 AND device_id = $2 FOR UPDATE",
@@ -126,6 +127,7 @@ class SessionStore:
                     ip,
                 )
             await self._insert_tokens(conn, user_id, device_id, tokens)
+            return not existed
 
     async def get_access_token(self, token_hash: bytes) -> AccessTokenRecord | None:
         row = await self._pool.fetchrow(
@@ -223,8 +225,9 @@ class SessionStore:
             user_agent,
         )
 
-    async def delete_devices(self, user_id: str, device_ids: list[str]) -> None:
-        """Delete devices and, through the foreign keys, all their tokens."""
+    async def delete_devices(self, user_id: str, device_ids: list[str]) -> list[str]:
+        """Delete devices and, through the foreign keys, all their tokens;
+        return the ids of the devices that existed."""
         async with self._pool.acquire() as conn, conn.transaction():
             await conn.execute(
                 "DELETE FROM access_tokens WHERE user_id = $1 AND device_id = ANY($2)",
@@ -236,11 +239,13 @@ class SessionStore:
                 user_id,
                 device_ids,
             )
-            await conn.execute(
-                "DELETE FROM devices WHERE user_id = $1 AND device_id = ANY($2)",
+            rows = await conn.fetch(
+                """DELETE FROM devices WHERE user_id = $1 AND device_id = ANY($2)
+                   RETURNING device_id""",
                 user_id,
                 device_ids,
             )
+            return [r["device_id"] for r in rows]
 
     async def device_ids(self, user_id: str) -> list[str]:
         rows = await self._pool.fetch("SELECT device_id FROM devices WHERE user_id = $1", user_id)

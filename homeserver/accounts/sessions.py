@@ -13,6 +13,8 @@ import secrets
 import string
 import time
 from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Protocol
 
 import attrs
 
@@ -37,6 +39,14 @@ def new_device_id() -> str:
     return "".join(secrets.choice(string.ascii_uppercase) for _ in range(10))
 
 
+class DeviceListener(Protocol):
+    """Told after a user's devices were created or deleted (device lists, to-device)."""
+
+    async def devices_changed(
+        self, user_id: str, added: Sequence[str], removed: Sequence[str]
+    ) -> None: ...
+
+
 @attrs.frozen
 class Session:
     """What a client receives after login, registration or refresh."""
@@ -56,6 +66,16 @@ class SessionService:
         # Bumped by every revocation; a lookup that spans one is not cached.
         self._generation = 0
         self._last_seen: dict[tuple[str, str], int] = {}
+        self._device_listeners: list[DeviceListener] = []
+
+    def add_device_listener(self, listener: DeviceListener) -> None:
+        self._device_listeners.append(listener)
+
+    async def _devices_changed(
+        self, user_id: str, added: Sequence[str], removed: Sequence[str]
+    ) -> None:
+        for listener in self._device_listeners:
+            await listener.devices_changed(user_id, added, removed)
 
     def _new_tokens(self, want_refresh: bool) -> tuple[str, str | None, NewTokens]:
         access = new_token("mha")
@@ -85,7 +105,8 @@ class SessionService:
         device_id = device_id or new_device_id()
         access, refresh, digests = self._new_tokens(want_refresh)
         self._invalidate(user_id)
-        await self._store.login_device(user_id, device_id, display_name, digests, ip)
+        if await self._store.login_device(user_id, device_id, display_name, digests, ip):
+            await self._devices_changed(user_id, [device_id], [])
         return self._session(user_id, device_id, access, refresh)
 
     async def refresh(self, refresh_token: str) -> Session:
@@ -163,7 +184,9 @@ class SessionService:
     async def delete_devices(self, user_id: str, device_ids: list[str]) -> None:
         """Delete devices with all their tokens; unknown ids are ignored, as the spec allows."""
         self._invalidate(user_id)
-        await self._store.delete_devices(user_id, device_ids)
+        deleted = await self._store.delete_devices(user_id, device_ids)
+        if deleted:
+            await self._devices_changed(user_id, [], deleted)
 
     async def delete_all_devices(self, user_id: str, *, except_device: str | None = None) -> None:
         device_ids = [d for d in await self._store.device_ids(user_id) if d != except_device]

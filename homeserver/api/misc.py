@@ -1,9 +1,4 @@
-"""Push rules (the defaults, until rule editing lands with sync) and OpenID tokens.
-
-The default rules include the body-based mention rules that spec v1.17
-dropped: Synapse still serves them, and clients of the spec versions we
-advertise still rely on them.
-"""
+"""OpenID tokens (the push rules API is in push_rules.py)."""
 
 from __future__ import annotations
 
@@ -14,20 +9,9 @@ from typing import Any
 from homeserver.accounts.sessions import hash_token
 from homeserver.api.http import ClientRequest, endpoint
 from homeserver.errors import forbidden
-from homeserver.push.default_rules import default_push_rules
 from storage.openid import OpenIdStore
 
 OPENID_TOKEN_LIFETIME_MS = 60 * 60 * 1000
-
-
-class PushRulesApi:
-    @endpoint("GET", "/pushrules/")
-    async def all_rules(self, req: ClientRequest) -> dict[str, Any]:
-        return default_push_rules(req.user.user_id, legacy_mentions=True)
-
-    @endpoint("GET", "/pushrules/global/")
-    async def global_rules(self, req: ClientRequest) -> dict[str, Any]:
-        return default_push_rules(req.user.user_id, legacy_mentions=True)["global"]
 
 
 class OpenIdApi:

@@ -40,6 +40,7 @@ import attrs
 
 from homeserver.errors import bad_json, forbidden, invalid_param, not_found
 from homeserver.events.event import Event
+from homeserver.ignored import IgnoredUsers
 from homeserver.requester import Requester
 from homeserver.rooms.visibility import WORLD_READABLE, HistoryVisibility
 from storage.events import EventStore, StoredEvent
@@ -227,12 +228,14 @@ class HistoryService:
         events: EventStore,
         state: StateStore,
         rooms: RoomStore,
+        ignored: IgnoredUsers,
     ) -> None:
         self._history = history
         self._visibility = visibility
         self._events = events
         self._state = state
         self._rooms = rooms
+        self._ignored = ignored
 
     async def _access(self, user_id: str, room_id: str) -> _Access:
         """403 unless joined, departed or world-readable; 404 for unknown rooms."""
@@ -277,12 +280,14 @@ class HistoryService:
         bound: Position | None,
         query: TimelineQuery,
     ) -> _Scan:
-        """Up to `limit` visible events from `start`, nearest first.
+        """Up to `limit` visible events from `start`, nearest first; the
+        non-state events of users the reader ignores are left out.
 
         Each round fetches as many events as are still wanted, so the page
         ends exactly after its last event; `more` is False once the range
         ran out.
         """
+        ignored = await self._ignored.ignored_users(user_id)
         found: list[StoredEvent] = []
         position = start
         for _ in range(_MAX_ROUNDS):
@@ -295,7 +300,11 @@ class HistoryService:
             if rows:
                 loaded = await self._events.get_events(r.event_id for r in rows)
                 batch = [loaded[r.event_id] for r in rows if r.event_id in loaded]
-                found.extend(await self._visibility.filter(user_id, batch))
+                found.extend(
+                    s
+                    for s in await self._visibility.filter(user_id, batch)
+                    if s.event.state_key is not None or s.event.sender not in ignored
+                )
                 last = rows[-1].position
                 position = _before(last) if backwards else last
             if len(rows) < wanted:

@@ -14,7 +14,7 @@ import secrets
 import string
 import time
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from signedjson.types import SigningKey
@@ -32,7 +32,14 @@ from homeserver.events.event import Event, StateKey
 from homeserver.events.room_versions import RoomVersion
 from homeserver.events.state_res import resolve_state
 from homeserver.notifier import Notifier
-from storage.events import EventStore, NewEvent, RoomHead, RoomWriter, StoredEvent
+from storage.events import (
+    EventStore,
+    NewEvent,
+    RoomExistsError,
+    RoomHead,
+    RoomWriter,
+    StoredEvent,
+)
 from storage.state import MAX_CHAIN_LENGTH, StateMap, StateStore
 from storage.streams import StreamIds
 
@@ -40,6 +47,8 @@ logger = logging.getLogger(__name__)
 
 CREATE_KEY: StateKey = ("m.room.create", "")
 POWER_LEVELS_KEY: StateKey = ("m.room.power_levels", "")
+# Tries at a free room id before createRoom gives up.
+_CREATE_ATTEMPTS = 10
 # The spec's limit on prev_events.
 MAX_PREV_EVENTS = 20
 
@@ -78,6 +87,14 @@ class EventPipeline:
         self._unpublished: dict[int, tuple[str, str | None]] = {}
         # Room id -> its compaction in progress: one at a time per room.
         self._compactions: dict[str, asyncio.Task[None]] = {}
+        # Awaited after each event commits, before its waiters wake: work that
+        # readers must see together with the event (push notification counts).
+        # A hook handles its own errors: the event is committed either way.
+        self._commit_hooks: list[Callable[[Event, int], Awaitable[None]]] = []
+
+    def add_commit_hook(self, hook: Callable[[Event, int], Awaitable[None]]) -> None:
+        """Call `hook(event, stream_ordering)` after every committed event."""
+        self._commit_hooks.append(hook)
 
     def _lock(self, room_id: str) -> asyncio.Lock:
         lock = self._locks.get(room_id)
@@ -88,7 +105,36 @@ class EventPipeline:
     async def create_room(
         self, room_version: RoomVersion, creator: str, content: Mapping[str, Any]
     ) -> StoredEvent:
-        """Persist a new room's create event; the room id is in the result."""
+        """Persist a new room's create event; the room id is in the result.
+
+        From room 12 the room id is the create event's hash, so two rooms
+        created by one user in the same millisecond with the same content
+        would get the same id: the later one moves its timestamp on.
+        """
+        ts = _now_ms()
+        for attempt in range(_CREATE_ATTEMPTS):
+            create = self._build_create(room_version, creator, content, ts + attempt)
+
+            async def write(writer: RoomWriter, create: Event = create) -> NewEvent:
+                await writer.create_room(room_version, creator)
+                group, _ = await writer.add_state_group(None, {CREATE_KEY: create.event_id})
+                return NewEvent(
+                    create,
+                    await self._stream.allocate(writer.conn),
+                    group,
+                    None,
+                    {CREATE_KEY: (create.event_id, None)},
+                )
+
+            try:
+                return await self._commit(create.room_id, write)
+            except RoomExistsError:
+                continue
+        raise MatrixError(500, "M_UNKNOWN", "Could not find a free room id")
+
+    def _build_create(
+        self, room_version: RoomVersion, creator: str, content: Mapping[str, Any], ts: int
+    ) -> Event:
         room_id = None
         if not room_version.room_id_from_create_event:
             opaque = "".join(secrets.choice(string.ascii_letters) for _ in range(18))
@@ -98,7 +144,7 @@ class EventPipeline:
                 room_version,
                 sender=creator,
                 content=content,
-                origin_server_ts=_now_ms(),
+                origin_server_ts=ts,
                 server_name=self._server_name,
                 signing_key=self._signing_key,
                 room_id=room_id,
@@ -106,19 +152,7 @@ class EventPipeline:
             check_auth(room_version, create, {})
         except (AuthError, InvalidEventError) as e:
             raise MatrixError(400, "M_BAD_JSON", f"Invalid create event: {e}") from None
-
-        async def write(writer: RoomWriter) -> NewEvent:
-            await writer.create_room(room_version, creator)
-            group, _ = await writer.add_state_group(None, {CREATE_KEY: create.event_id})
-            return NewEvent(
-                create,
-                await self._stream.allocate(writer.conn),
-                group,
-                None,
-                {CREATE_KEY: (create.event_id, None)},
-            )
-
-        return await self._commit(create.room_id, write)
+        return create
 
     def rehearse_new_room(
         self,
@@ -274,6 +308,8 @@ class EventPipeline:
                 await writer.persist(new)
             committed = True
             writer.remember(new)
+            for hook in self._commit_hooks:
+                await hook(new.event, new.stream_ordering)
         finally:
             if new is not None:
                 self._publish(new, committed)

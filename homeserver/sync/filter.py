@@ -34,9 +34,11 @@ def event_allowed(
             return False
         if "senders" in event_filter and sender not in event_filter["senders"]:
             return False
-    if room_id is not None:
-        if room_id in event_filter.get("not_rooms", ()):
-            return False
-        if "rooms" in event_filter and room_id not in event_filter["rooms"]:
-            return False
-    return True
+    return room_id is None or room_allowed(event_filter, room_id)
+
+
+def room_allowed(room_filter: dict[str, Any], room_id: str) -> bool:
+    """Whether a room passes a filter's rooms/not_rooms lists."""
+    if room_id in room_filter.get("not_rooms", ()):
+        return False
+    return "rooms" not in room_filter or room_id in room_filter["rooms"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager, nullcontext
 from typing import Any, Protocol
 
 from homeserver.notifier import Notifier
@@ -29,16 +30,25 @@ class RoomsOfUser(Protocol):
     async def rooms_for_user(self, user_id: str, membership: str = "join") -> list[str]: ...
 
 
+class SyncActivity(Protocol):
+    """Told about every /sync request while it runs (presence: set_presence,
+    and a user with a sync in flight is not timed out)."""
+
+    def syncing(self, user_id: str, set_presence: str) -> AbstractAsyncContextManager[None]: ...
+
+
 class SyncService:
     def __init__(
         self,
         notifier: Notifier,
         providers: Sequence[SyncProvider],
         rooms: RoomsOfUser,
+        activity: SyncActivity | None = None,
     ) -> None:
         self._notifier = notifier
         self._providers = providers
         self._rooms = rooms
+        self._activity = activity
 
     def current_token(self) -> SyncToken:
         return SyncToken({s: self._notifier.positions.get(s, 0) for s in STREAMS})
@@ -54,6 +64,25 @@ class SyncService:
         set_presence: str,
     ) -> dict[str, Any]:
         """The response for `since`, waiting up to `timeout_ms` for news when there is none."""
+        activity = (
+            self._activity.syncing(requester.user_id, set_presence)
+            if self._activity is not None
+            else nullcontext()
+        )
+        async with activity:
+            return await self._respond(
+                requester, since, timeout_ms, full_state, filter, set_presence
+            )
+
+    async def _respond(
+        self,
+        requester: Requester,
+        since: SyncToken | None,
+        timeout_ms: int,
+        full_state: bool,
+        filter: dict[str, Any],
+        set_presence: str,
+    ) -> dict[str, Any]:
         deadline = time.monotonic() + min(timeout_ms, MAX_TIMEOUT_MS) / 1000
         while True:
             now = self.current_token()

@@ -1,0 +1,128 @@
+"""Presence: one row per user, on its own stream, and who shares a room with whom."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import asyncpg
+import attrs
+
+
+@attrs.frozen
+class PresenceRow:
+    user_id: str
+    state: str
+    status_msg: str | None
+    last_active_ts: int
+    currently_active: bool
+
+
+_COLUMNS = "user_id, state, status_msg, last_active_ts, currently_active"
+
+
+class PresenceStore:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def get(self, user_ids: Sequence[str]) -> dict[str, PresenceRow]:
+        rows = await self._pool.fetch(
+            f"SELECT {_COLUMNS} FROM presence WHERE user_id = ANY($1)", list(user_ids)
+        )
+        return {r["user_id"]: PresenceRow(**dict(r)) for r in rows}
+
+    async def not_offline(self) -> list[PresenceRow]:
+        """Users whose stored presence is not offline: at start-up, someone
+        has to time them out."""
+        rows = await self._pool.fetch(f"SELECT {_COLUMNS} FROM presence WHERE state <> 'offline'")
+        return [PresenceRow(**dict(r)) for r in rows]
+
+    async def put(self, rows: Sequence[tuple[PresenceRow, int]]) -> None:
+        """Store each row with its stream position, in one statement.
+
+        A row never replaces one written with a later position, so two
+        updates of one user that commit out of order keep the later state.
+        """
+        await self._pool.execute(
+            """INSERT INTO presence (user_id, state, status_msg, last_active_ts,
+                                     currently_active, stream_id)
+               SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[],
+                                    $5::boolean[], $6::bigint[])
+               ON CONFLICT (user_id) DO UPDATE
+               SET state = EXCLUDED.state, status_msg = EXCLUDED.status_msg,
+                   last_active_ts = EXCLUDED.last_active_ts,
+                   currently_active = EXCLUDED.currently_active,
+                   stream_id = EXCLUDED.stream_id
+               WHERE presence.stream_id < EXCLUDED.stream_id""",
+            [r.user_id for r, _ in rows],
+            [r.state for r, _ in rows],
+            [r.status_msg for r, _ in rows],
+            [r.last_active_ts for r, _ in rows],
+            [r.currently_active for r, _ in rows],
+            [position for _, position in rows],
+        )
+
+    async def changed_for(self, viewer: str, after: int, upto: int) -> list[PresenceRow]:
+        """Presence set in (after, upto] of the viewer and of the users who
+        share a joined room with them: the few changed rows, each checked."""
+        rows = await self._pool.fetch(
+            f"""SELECT {_COLUMNS} FROM presence p
+                WHERE p.stream_id > $2 AND p.stream_id <= $3 AND (
+                    p.user_id = $1 OR EXISTS (
+                        SELECT 1 FROM current_state mine
+                        JOIN current_state theirs ON theirs.room_id = mine.room_id
+                        WHERE mine.type = 'm.room.member' AND mine.state_key = $1
+                          AND mine.membership = 'join'
+                          AND theirs.type = 'm.room.member' AND theirs.state_key = p.user_id
+                          AND theirs.membership = 'join'))
+                ORDER BY p.stream_id""",
+            viewer,
+            after,
+            upto,
+        )
+        return [PresenceRow(**dict(r)) for r in rows]
+
+    async def current_for(self, viewer: str, upto: int) -> list[PresenceRow]:
+        """The presence (up to `upto`, offline left out) of the viewer and of
+        the users who share a joined room with them: those users first."""
+        rows = await self._pool.fetch(
+            f"""WITH peers AS (
+                    SELECT theirs.state_key AS user_id FROM current_state mine
+                    JOIN current_state theirs ON theirs.room_id = mine.room_id
+                    WHERE mine.type = 'm.room.member' AND mine.state_key = $1
+                      AND mine.membership = 'join'
+                      AND theirs.type = 'm.room.member' AND theirs.membership = 'join'
+                    UNION SELECT $1)
+                SELECT {_COLUMNS} FROM presence p JOIN peers USING (user_id)
+                WHERE p.stream_id <= $2 AND p.state <> 'offline'
+                ORDER BY p.stream_id""",
+            viewer,
+            upto,
+        )
+        return [PresenceRow(**dict(r)) for r in rows]
+
+    async def shares_room(self, user_id: str, other: str) -> bool:
+        return bool(
+            await self._pool.fetchval(
+                """SELECT 1 FROM current_state a
+                   JOIN current_state b ON b.room_id = a.room_id
+                   WHERE a.type = 'm.room.member' AND a.state_key = $1
+                     AND a.membership = 'join'
+                     AND b.type = 'm.room.member' AND b.state_key = $2
+                     AND b.membership = 'join'
+                   LIMIT 1""",
+                user_id,
+                other,
+            )
+        )
+
+    async def joined_rooms(self, user_ids: Sequence[str]) -> dict[str, list[str]]:
+        """{user: rooms they are joined to}, for many users in one query."""
+        rows = await self._pool.fetch(
+            """SELECT state_key, room_id FROM current_state
+               WHERE type = 'm.room.member' AND state_key = ANY($1) AND membership = 'join'""",
+            list(user_ids),
+        )
+        rooms: dict[str, list[str]] = {u: [] for u in user_ids}
+        for r in rows:
+            rooms[r["state_key"]].append(r["room_id"])
+        return rooms

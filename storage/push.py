@@ -1,0 +1,343 @@
+"""Push rules as users changed them, and the notifications their rules produced."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import asyncpg
+import attrs
+
+# The thread key of notifications in the main timeline (thread roots are event
+# ids, which never are empty).
+MAIN_THREAD = ""
+
+
+class RelativeRuleNotFoundError(Exception):
+    """`before`/`after` named no rule of the user's of that kind."""
+
+
+@attrs.frozen
+class StoredPushRule:
+    """A user's own rule (is_default False), or their change to a default one
+    (is_default True; None fields keep the default's value)."""
+
+    kind: str
+    rule_id: str
+    is_default: bool
+    priority: int
+    conditions_json: str | None
+    pattern: str | None
+    actions_json: str | None
+    enabled: bool | None
+
+
+@attrs.frozen
+class NewNotification:
+    user_id: str
+    room_id: str
+    stream_ordering: int
+    event_id: str
+    thread_id: str
+    highlight: bool
+    actions_json: str
+
+
+@attrs.frozen
+class RoomPushFacts:
+    """What evaluating an event's push rules needs to know about its room."""
+
+    joined_count: int
+    # Local users to evaluate for: (user id, display name or None).
+    local_members: tuple[tuple[str, str | None], ...]
+    power_levels_event_id: str | None
+    create_event_id: str | None
+
+
+@attrs.frozen
+class ReadUpTo:
+    """Where a user has read a room up to (event stream orderings; 0: nowhere)."""
+
+    # By an unthreaded receipt: every thread of the room.
+    unthreaded: int
+    # The main timeline: the later of the unthreaded and its own receipt.
+    main: int
+    # Threads that have receipts of their own: thread root -> the later of
+    # the unthreaded receipt and theirs.
+    threads: Mapping[str, int]
+
+
+@attrs.frozen
+class UnreadCount:
+    room_id: str
+    thread_id: str
+    notifications: int
+    highlights: int
+
+
+_USER_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended('push_rules ' || $1, 0))"
+
+_ROOM_FACTS = """
+WITH local_members AS (
+    SELECT state_key, event_id FROM current_state
+    WHERE room_id = $1 AND type = 'm.room.member'
+      AND (membership = 'join' OR state_key = $3)
+      AND substr(state_key, strpos(state_key, ':') + 1) = $2
+)
+SELECT
+    (SELECT count(*) FROM current_state
+     WHERE room_id = $1 AND type = 'm.room.member' AND membership = 'join') AS joined,
+    (SELECT event_id FROM current_state
+     WHERE room_id = $1 AND type = 'm.room.power_levels' AND state_key = '') AS power_levels,
+    (SELECT event_id FROM current_state
+     WHERE room_id = $1 AND type = 'm.room.create' AND state_key = '') AS create_event,
+    ARRAY(SELECT state_key FROM local_members ORDER BY state_key) AS users,
+    ARRAY(
+        SELECT CASE WHEN $4 THEN (
+            SELECT e.json::json -> 'content' ->> 'displayname'
+            FROM events e WHERE e.event_id = m.event_id
+        ) END
+        FROM local_members m ORDER BY m.state_key
+    ) AS names
+"""
+
+
+# The main timeline and the threads are counted apart: the main timeline is one
+# index range from its read position; threads are the range after the
+# unthreaded receipt, less what their own receipts acknowledge.
+_UNREAD = """
+WITH read AS (
+    SELECT * FROM unnest($2::text[], $3::bigint[], $4::bigint[]) AS r(room_id, unthreaded, main)
+), rooms AS (
+    -- Nothing before the user's membership event counts (like Synapse: an
+    -- invite is no unread message once they have joined).
+    SELECT r.room_id, greatest(r.unthreaded, m.stream_ordering) AS unthreaded,
+           greatest(r.main, m.stream_ordering) AS main
+    FROM read r
+    LEFT JOIN current_state cs
+      ON cs.room_id = r.room_id AND cs.type = 'm.room.member' AND cs.state_key = $1
+    LEFT JOIN events m ON m.event_id = cs.event_id
+), thread_reads AS (
+    SELECT * FROM unnest($5::text[], $6::text[], $7::bigint[]) AS t(room_id, thread_id, upto)
+)
+SELECT n.room_id, n.thread_id, count(*) AS notifications,
+       count(*) FILTER (WHERE n.highlight) AS highlights
+FROM rooms r
+JOIN event_push_notifications n
+  ON n.user_id = $1 AND n.room_id = r.room_id AND n.thread_id = ''
+ AND n.stream_ordering > r.main AND n.stream_ordering <= $8
+GROUP BY n.room_id, n.thread_id
+UNION ALL
+SELECT n.room_id, n.thread_id, count(*), count(*) FILTER (WHERE n.highlight)
+FROM rooms r
+JOIN event_push_notifications n
+  ON n.user_id = $1 AND n.room_id = r.room_id AND n.thread_id > ''
+ AND n.stream_ordering > r.unthreaded AND n.stream_ordering <= $8
+LEFT JOIN thread_reads t ON t.room_id = n.room_id AND t.thread_id = n.thread_id
+WHERE t.upto IS NULL OR n.stream_ordering > t.upto
+GROUP BY n.room_id, n.thread_id
+"""
+
+
+class PushStore:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    # --- push rules ------------------------------------------------------------
+
+    async def rules_for_users(self, user_ids: Iterable[str]) -> dict[str, list[StoredPushRule]]:
+        """Every stored rule row of these users, by user (users without any: absent)."""
+        rows = await self._pool.fetch(
+            """SELECT user_id, kind, rule_id, is_default, priority, conditions, pattern,
+                      actions, enabled
+               FROM push_rules WHERE user_id = ANY($1::text[])""",
+            list(user_ids),
+        )
+        found: dict[str, list[StoredPushRule]] = {}
+        for r in rows:
+            found.setdefault(r["user_id"], []).append(
+                StoredPushRule(
+                    r["kind"],
+                    r["rule_id"],
+                    r["is_default"],
+                    r["priority"],
+                    r["conditions"],
+                    r["pattern"],
+                    r["actions"],
+                    r["enabled"],
+                )
+            )
+        return found
+
+    async def put_rule(
+        self,
+        user_id: str,
+        kind: str,
+        rule_id: str,
+        *,
+        conditions_json: str | None,
+        pattern: str | None,
+        actions_json: str,
+        before: str | None,
+        after: str | None,
+    ) -> None:
+        """Create or replace a user's rule, placed before/after another of the
+        same kind, or (new, unplaced) above all of them; an existing rule given
+        no place keeps its own. New rules are enabled; replaced ones keep their
+        enabled flag."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute(_USER_LOCK, user_id)
+            relative = before or after
+            if relative is not None:
+                base = await conn.fetchval(
+                    """SELECT priority FROM push_rules
+                       WHERE user_id = $1 AND kind = $2 AND rule_id = $3 AND NOT is_default""",
+                    user_id,
+                    kind,
+                    relative,
+                )
+                if base is None:
+                    raise RelativeRuleNotFoundError(relative)
+                # Higher runs first: "before" takes the place just above.
+                priority = base + 1 if before else base
+                await conn.execute(
+                    """UPDATE push_rules SET priority = priority + 1
+                       WHERE user_id = $1 AND kind = $2 AND NOT is_default
+                         AND priority >= $3""",
+                    user_id,
+                    kind,
+                    priority,
+                )
+            else:
+                priority = await conn.fetchval(
+                    """SELECT coalesce(
+                           (SELECT priority FROM push_rules
+                            WHERE user_id = $1 AND kind = $2 AND rule_id = $3),
+                           (SELECT max(priority) + 1 FROM push_rules
+                            WHERE user_id = $1 AND kind = $2 AND NOT is_default),
+                           0)""",
+                    user_id,
+                    kind,
+                    rule_id,
+                )
+            await conn.execute(
+                """INSERT INTO push_rules (user_id, kind, rule_id, is_default, priority,
+                                          conditions, pattern, actions, enabled)
+                   VALUES ($1, $2, $3, FALSE, $4, $5, $6, $7, TRUE)
+                   ON CONFLICT (user_id, kind, rule_id) DO UPDATE
+                   SET priority = EXCLUDED.priority, conditions = EXCLUDED.conditions,
+                       pattern = EXCLUDED.pattern, actions = EXCLUDED.actions""",
+                user_id,
+                kind,
+                rule_id,
+                priority,
+                conditions_json,
+                pattern,
+                actions_json,
+            )
+
+    async def delete_rule(self, user_id: str, kind: str, rule_id: str) -> bool:
+        """Delete a user's own rule; False if there is none."""
+        status = await self._pool.execute(
+            """DELETE FROM push_rules
+               WHERE user_id = $1 AND kind = $2 AND rule_id = $3 AND NOT is_default""",
+            user_id,
+            kind,
+            rule_id,
+        )
+        return status != "DELETE 0"
+
+    async def set_attribute(
+        self,
+        user_id: str,
+        kind: str,
+        rule_id: str,
+        *,
+        is_default: bool,
+        enabled: bool | None = None,
+        actions_json: str | None = None,
+    ) -> bool:
+        """Set `enabled` or `actions` (whichever is given) of a rule.
+
+        A user's own rule must exist (False if not); a default rule gets a row
+        holding the change.
+        """
+        column = "enabled" if enabled is not None else "actions"
+        value: Any = enabled if enabled is not None else actions_json
+        if not is_default:
+            status = await self._pool.execute(
+                f"""UPDATE push_rules SET {column} = $4
+                    WHERE user_id = $1 AND kind = $2 AND rule_id = $3 AND NOT is_default""",
+                user_id,
+                kind,
+                rule_id,
+                value,
+            )
+            return status != "UPDATE 0"
+        await self._pool.execute(
+            f"""INSERT INTO push_rules (user_id, kind, rule_id, is_default, {column})
+                VALUES ($1, $2, $3, TRUE, $4)
+                ON CONFLICT (user_id, kind, rule_id) DO UPDATE SET {column} = EXCLUDED.{column}""",
+            user_id,
+            kind,
+            rule_id,
+            value,
+        )
+        return True
+
+    # --- notifications ---------------------------------------------------------
+
+    async def room_push_facts(
+        self, room_id: str, server_name: str, invitee: str | None, with_names: bool
+    ) -> RoomPushFacts:
+        """The room's joined count, its local joined members (and `invitee`, a
+        user just invited) with their display names if `with_names`, and its
+        power levels and create event ids: one query."""
+        row = await self._pool.fetchrow(_ROOM_FACTS, room_id, server_name, invitee, with_names)
+        return RoomPushFacts(
+            row["joined"],
+            tuple(zip(row["users"], row["names"], strict=True)),
+            row["power_levels"],
+            row["create_event"],
+        )
+
+    async def add_notifications(self, notifications: Sequence[NewNotification]) -> None:
+        await self._pool.execute(
+            """INSERT INTO event_push_notifications
+                   (user_id, room_id, stream_ordering, event_id, thread_id, highlight, actions)
+               SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[],
+                                    $5::text[], $6::bool[], $7::text[])
+               ON CONFLICT DO NOTHING""",
+            [n.user_id for n in notifications],
+            [n.room_id for n in notifications],
+            [n.stream_ordering for n in notifications],
+            [n.event_id for n in notifications],
+            [n.thread_id for n in notifications],
+            [n.highlight for n in notifications],
+            [n.actions_json for n in notifications],
+        )
+
+    async def unread_counts(
+        self, user_id: str, read: Mapping[str, ReadUpTo], upto: int
+    ) -> list[UnreadCount]:
+        """Notification and highlight counts per room and thread (only those
+        above zero) after where the user has read each room up to and after
+        their membership event, counting events up to stream position `upto`."""
+        if not read:
+            return []
+        thread_reads = [(r, t, p) for r, at in read.items() for t, p in at.threads.items()]
+        rows = await self._pool.fetch(
+            _UNREAD,
+            user_id,
+            list(read),
+            [at.unthreaded for at in read.values()],
+            [at.main for at in read.values()],
+            [r for r, _, _ in thread_reads],
+            [t for _, t, _ in thread_reads],
+            [p for _, _, p in thread_reads],
+            upto,
+        )
+        return [
+            UnreadCount(r["room_id"], r["thread_id"], r["notifications"], r["highlights"])
+            for r in rows
+        ]
