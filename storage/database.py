@@ -84,9 +84,26 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     await conn.execute("SET TIME ZONE 'UTC'")
 
 
+class _Connection(asyncpg.Connection):
+    """A connection returned to the pool without asyncpg's reset query.
+
+    That query (unlock advisory locks, close cursors, unlisten, reset
+    settings) costs a round trip on every release, and this server keeps no
+    session state: locks are transaction-scoped (the migration lock is
+    released explicitly), and open transactions are still rolled back.
+    """
+
+    def get_reset_query(self) -> str:
+        return ""
+
+
 async def create_pool(dsn: str, *, min_size: int, max_size: int) -> asyncpg.Pool:
     pool: Any = await asyncpg.create_pool(
-        dsn, min_size=min_size, max_size=max_size, init=_init_connection
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        init=_init_connection,
+        connection_class=_Connection,
     )
     return pool
 
