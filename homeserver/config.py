@@ -8,6 +8,7 @@ a security bug waiting to happen.
 
 from __future__ import annotations
 
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +66,30 @@ class MetricsConfig:
 
 
 @attrs.frozen
+class TurnConfig:
+    """TURN for VoIP calls, with coturn's REST-API shared-secret credentials."""
+
+    uris: list[str] = attrs.Factory(list)
+    shared_secret: str | None = None
+    user_lifetime_ms: int = 24 * 60 * 60 * 1000
+    allow_guests: bool = True
+
+
+@attrs.frozen
+class PushConfig:
+    # Send event content to push gateways (false: event_id_only for everyone).
+    include_content: bool = True
+    # Send no push while one of the user's clients is syncing.
+    suppress_when_active: bool = False
+
+
+@attrs.frozen
+class UserDirectoryConfig:
+    # Search every local user, not only those sharing a room or in public rooms.
+    search_all_users: bool = False
+
+
+@attrs.frozen
 class Config:
     server_name: str
     # Relative to the directory of the config file.
@@ -93,6 +118,12 @@ class Config:
     federation_insecure: bool = False
     default_room_version: str = DEFAULT_ROOM_VERSION
     log_level: str = "INFO"
+    turn: TurnConfig = TurnConfig()
+    push: PushConfig = PushConfig()
+    user_directory: UserDirectoryConfig = UserDirectoryConfig()
+    # MatrixRTC foci advertised in /.well-known/matrix/client, e.g.
+    # [{"type": "livekit", "livekit_service_url": "https://..."}].
+    rtc_foci: list[dict[str, Any]] = attrs.Factory(list)
 
     def path(self, name: str) -> Path:
         """A path from the config, relative paths taken from the data directory."""
@@ -143,6 +174,20 @@ def _strict_converter() -> cattrs.Converter:
     conv.register_structure_hook(int, exact(int, "an integer"))
     conv.register_structure_hook(float, exact(float, "a number"))
     conv.register_structure_hook(bool, exact(bool, "true or false"))
+
+    def a_list(value: Any, kind: Any) -> Any:
+        if not isinstance(value, list):
+            raise ValueError("expected a list")
+        (item,) = typing.get_args(kind)
+        return [conv.structure(v, item) for v in value]
+
+    def a_dict(value: Any, kind: Any) -> Any:
+        if not isinstance(value, dict):
+            raise ValueError("expected a mapping")
+        return value
+
+    conv.register_structure_hook_func(lambda t: typing.get_origin(t) is list, a_list)
+    conv.register_structure_hook_func(lambda t: typing.get_origin(t) is dict, a_dict)
     return conv
 
 

@@ -25,6 +25,9 @@ from homeserver.config import ConfigError, config_from_dict, load_config
         ({"server_name": "x", "client_listen": "8008"}, "client_listen"),
         ({"server_name": "x", "default_room_version": "99"}, "default_room_version"),
         ({}, "server_name"),
+        ({"server_name": "x", "turn": {"uris": "turn:a"}}, "turn.uris"),
+        ({"server_name": "x", "turn": {"uris": [1]}}, "turn.uris"),
+        ({"server_name": "x", "rtc_foci": [5]}, "rtc_foci"),
     ],
 )
 def test_bad_config_names_the_key(data, named):
