@@ -22,6 +22,9 @@ SERVER_MANAGED_TYPES = frozenset({"m.fully_read", "m.push_rules"})
 class AccountDataService:
     """Account data, and its part of /sync (global, and per joined room)."""
 
+    # An incremental sync carries only the account data changed in its range.
+    sync_streams = ("account_data",)
+
     def __init__(self, store: AccountDataStore, notifier: Notifier, rooms: RoomStore) -> None:
         self._store = store
         self._notifier = notifier

@@ -77,7 +77,8 @@ class TurnConfig:
 
 @attrs.frozen
 class PushConfig:
-    # Send event content to push gateways (false: event_id_only for everyone).
+    # Send event content to push gateways (false: pushes carry no `content`;
+    # sender, room name and counts are still sent, as Synapse's include_content).
     include_content: bool = True
     # Send no push while one of the user's clients is syncing.
     suppress_when_active: bool = False

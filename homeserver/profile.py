@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from homeserver.errors import MatrixError, forbidden, not_found
@@ -12,11 +13,21 @@ MAX_DISPLAYNAME_LENGTH = 256
 MAX_AVATAR_URL_LENGTH = 1000
 MAX_KEY_BYTES = 255
 MAX_PROFILE_BYTES = 65536
+# The keys that member events carry: changing one is announced to listeners.
+MEMBER_EVENT_KEYS = ("displayname", "avatar_url")
+
+# Called with the user id after their display name or avatar changed.
+ProfileListener = Callable[[str], Awaitable[None]]
 
 
 class ProfileService:
     def __init__(self, users: UserStore) -> None:
         self._users = users
+        self._listeners: list[ProfileListener] = []
+
+    def add_listener(self, listener: ProfileListener) -> None:
+        """Call `listener(user_id)` after each change of a display name or avatar."""
+        self._listeners.append(listener)
 
     async def get_profile(self, user_id: str) -> dict[str, Any]:
         """The whole profile as the client API shows it; 404 for unknown users."""
@@ -47,6 +58,9 @@ class ProfileService:
         if len(json.dumps(new_profile).encode()) > MAX_PROFILE_BYTES:
             raise MatrixError(400, "M_PROFILE_TOO_LARGE", "The profile would be too large")
         await self._users.set_profile_field(user_id, key, value)
+        if key in MEMBER_EVENT_KEYS:
+            for listener in self._listeners:
+                await listener(user_id)
 
 
 def _check_field(key: str, value: Any) -> None:

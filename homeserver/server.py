@@ -26,6 +26,7 @@ from homeserver.api.http import Authenticator, Router, matrix_middleware
 from homeserver.api.misc import OpenIdApi
 from homeserver.api.profile import ProfileApi
 from homeserver.api.push_rules import PushRulesApi
+from homeserver.api.pushers import PushersApi
 from homeserver.api.relations import RelationsApi
 from homeserver.api.room_history import RoomHistoryApi
 from homeserver.api.rooms import RoomsApi
@@ -35,6 +36,8 @@ from homeserver.api.sync import SyncApi
 from homeserver.api.tags import TagsApi
 from homeserver.api.to_device import ToDeviceApi
 from homeserver.api.user_data import UserDataApi
+from homeserver.api.user_directory import UserDirectoryApi
+from homeserver.api.voip import ThirdPartyApi, VoipApi
 from homeserver.config import Config, parse_listen
 from homeserver.devices_sync import DeviceListService
 from homeserver.ephemeral.common import StreamPublisher
@@ -48,14 +51,18 @@ from homeserver.metrics import Metrics
 from homeserver.notifier import Notifier
 from homeserver.profile import ProfileService
 from homeserver.push.counts import UnreadCounts
+from homeserver.push.notification_list import NotificationList
 from homeserver.push.notifications import PushNotifier
+from homeserver.push.pushers import PusherService
 from homeserver.push.rules import PushRulesService
+from homeserver.push.sender import PushSender
 from homeserver.ratelimit import RateLimiter
 from homeserver.rooms.directory import DirectoryService
 from homeserver.rooms.format import EventFormatter
 from homeserver.rooms.hierarchy import SpaceHierarchy
 from homeserver.rooms.history import HistoryService
 from homeserver.rooms.pipeline import EventPipeline
+from homeserver.rooms.profile_updates import MemberProfileUpdater
 from homeserver.rooms.relations import RelationsService
 from homeserver.rooms.reports import ReportService
 from homeserver.rooms.search import SearchService
@@ -66,7 +73,9 @@ from homeserver.sync.rooms import RoomsSyncProvider
 from homeserver.sync.service import SyncProvider, SyncService
 from homeserver.tags import TagService
 from homeserver.to_device import ToDeviceService
+from homeserver.turn import TurnService
 from homeserver.uia import UiaService
+from homeserver.user_directory import UserDirectory
 from storage.account_data import AccountDataStore
 from storage.database import EmbeddedPostgres, create_pool, migrate
 from storage.device_lists import DeviceListStore
@@ -77,6 +86,7 @@ from storage.history import HistoryStore
 from storage.openid import OpenIdStore
 from storage.presence import PresenceStore
 from storage.push import PushStore
+from storage.pushers import PusherStore
 from storage.receipts import ReceiptStore
 from storage.relations import RelationStore
 from storage.reports import ReportStore
@@ -88,6 +98,7 @@ from storage.streams import StreamIds
 from storage.sync import SyncStore
 from storage.to_device import ToDeviceStore
 from storage.uia import RegistrationTokenStore, UiaStore
+from storage.user_directory import UserDirectoryStore
 from storage.users import UserStore
 
 logger = logging.getLogger(__name__)
@@ -204,6 +215,7 @@ class HomeServer:
             server_name=config.server_name,
             default_room_version=config.default_room_version,
         )
+        profiles.add_listener(MemberProfileUpdater(rooms).profile_changed)
         history_store = HistoryStore(pool)
         visibility = HistoryVisibility(state, events, history_store)
         relations = RelationsService(
@@ -232,9 +244,12 @@ class HomeServer:
         await account_data.start()
         push_store = PushStore(pool)
         push_rules = PushRulesService(push_store, account_data)
-        self.pipeline.add_commit_hook(
-            PushNotifier(push_rules, push_store, events, server_name=config.server_name).on_commit
+        push_notifier = PushNotifier(push_rules, push_store, events, server_name=config.server_name)
+        self.pipeline.add_commit_hook(push_notifier.on_commit)
+        user_directory = UserDirectory(
+            UserDirectoryStore(pool), search_all_users=config.user_directory.search_all_users
         )
+        self.pipeline.add_commit_hook(user_directory.on_commit)
         filters = FilterService(FilterStore(pool))
         presence = PresenceService(
             PresenceStore(pool),
@@ -251,6 +266,21 @@ class HomeServer:
             presence,
         )
         await receipts.start()
+        pusher_store = PusherStore(pool)
+        push_sender = PushSender(
+            pusher_store,
+            push_store,
+            room_store,
+            receipts,
+            include_content=config.push.include_content,
+            is_active=presence.is_syncing if config.push.suppress_when_active else None,
+        )
+        push_notifier.add_listener(push_sender.notified)
+
+        async def stop_pushes(_: web.Application) -> None:
+            await push_sender.stop()
+
+        app.on_cleanup.append(stop_pushes)
         to_device = ToDeviceService(
             ToDeviceStore(pool),
             StreamPublisher("to_device", StreamIds(pool, "to_device_stream"), self.notifier),
@@ -297,6 +327,7 @@ class HomeServer:
                 federation_address=config.federation_public_address
                 or f"{config.server_name}:{fed_port}",
                 default_room_version=config.default_room_version,
+                rtc_foci=config.rtc_foci,
             ),
             SessionApi(
                 server_name=config.server_name,
@@ -347,9 +378,16 @@ class HomeServer:
                 filters,
             ),
             PushRulesApi(push_rules),
+            PushersApi(
+                PusherService(pusher_store),
+                NotificationList(pusher_store, events, receipts, formatter),
+            ),
             OpenIdApi(OpenIdStore(pool), config.server_name),
             ToDeviceApi(to_device),
             TagsApi(TagService(account_data, AccountDataStore(pool))),
+            UserDirectoryApi(user_directory),
+            VoipApi(TurnService(config.turn)),
+            ThirdPartyApi(),
         )
         return app
 

@@ -177,12 +177,15 @@ class EventStore:
 
     async def redactions_of(self, event_ids: Iterable[str]) -> dict[str, str]:
         """{redacted event id: id of the first valid redaction of it}."""
+        ids = list(event_ids)
+        if not ids:
+            return {}
         rows = await self._pool.fetch(
             """SELECT DISTINCT ON (d.redacted_id) d.redacted_id, d.redaction_id
                FROM redactions d JOIN events e ON e.event_id = d.redaction_id
                WHERE d.redacted_id = ANY($1)
                ORDER BY d.redacted_id, e.stream_ordering""",
-            list(event_ids),
+            ids,
         )
         return {r["redacted_id"]: r["redaction_id"] for r in rows}
 

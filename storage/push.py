@@ -48,7 +48,7 @@ class RoomPushFacts:
     """What evaluating an event's push rules needs to know about its room."""
 
     joined_count: int
-    # Local users to evaluate for: (user id, display name or None).
+    # Local joined members: (user id, display name or None).
     local_members: tuple[tuple[str, str | None], ...]
     power_levels_event_id: str | None
     create_event_id: str | None
@@ -80,8 +80,7 @@ _USER_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended('push_rules ' || $1,
 _ROOM_FACTS = """
 WITH local_members AS (
     SELECT state_key, event_id FROM current_state
-    WHERE room_id = $1 AND type = 'm.room.member'
-      AND (membership = 'join' OR state_key = $3)
+    WHERE room_id = $1 AND type = 'm.room.member' AND membership = 'join'
       AND substr(state_key, strpos(state_key, ':') + 1) = $2
 )
 SELECT
@@ -93,10 +92,8 @@ SELECT
      WHERE room_id = $1 AND type = 'm.room.create' AND state_key = '') AS create_event,
     ARRAY(SELECT state_key FROM local_members ORDER BY state_key) AS users,
     ARRAY(
-        SELECT CASE WHEN $4 THEN (
-            SELECT e.json::json -> 'content' ->> 'displayname'
-            FROM events e WHERE e.event_id = m.event_id
-        ) END
+        SELECT (SELECT e.json::json -> 'content' ->> 'displayname'
+                FROM events e WHERE e.event_id = m.event_id)
         FROM local_members m ORDER BY m.state_key
     ) AS names
 """
@@ -287,13 +284,10 @@ class PushStore:
 
     # --- notifications ---------------------------------------------------------
 
-    async def room_push_facts(
-        self, room_id: str, server_name: str, invitee: str | None, with_names: bool
-    ) -> RoomPushFacts:
-        """The room's joined count, its local joined members (and `invitee`, a
-        user just invited) with their display names if `with_names`, and its
-        power levels and create event ids: one query."""
-        row = await self._pool.fetchrow(_ROOM_FACTS, room_id, server_name, invitee, with_names)
+    async def room_push_facts(self, room_id: str, server_name: str) -> RoomPushFacts:
+        """The room's joined count, its local joined members with their display
+        names, and its power levels and create event ids: one query."""
+        row = await self._pool.fetchrow(_ROOM_FACTS, room_id, server_name)
         return RoomPushFacts(
             row["joined"],
             tuple(zip(row["users"], row["names"], strict=True)),
@@ -302,19 +296,30 @@ class PushStore:
         )
 
     async def add_notifications(self, notifications: Sequence[NewNotification]) -> None:
+        """Insert the rows (of one or a few events) in one statement; what rows
+        of one event share is sent once, which halves what PostgreSQL decodes."""
+        events: dict[tuple[str, int, str, str], int] = {}
+        index = []
+        for n in notifications:
+            key = (n.room_id, n.stream_ordering, n.event_id, n.thread_id)
+            index.append(events.setdefault(key, len(events) + 1))
         await self._pool.execute(
             """INSERT INTO event_push_notifications
                    (user_id, room_id, stream_ordering, event_id, thread_id, highlight, actions)
-               SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[],
-                                    $5::text[], $6::bool[], $7::text[])
-               ON CONFLICT DO NOTHING""",
+               SELECT r.user_id, e.room_id, e.stream_ordering, e.event_id, e.thread_id,
+                      r.highlight, r.actions
+               FROM unnest($1::text[], $2::bool[], $3::text[], $4::int[])
+                    AS r(user_id, highlight, actions, i)
+               JOIN unnest($5::text[], $6::bigint[], $7::text[], $8::text[]) WITH ORDINALITY
+                    AS e(room_id, stream_ordering, event_id, thread_id, i) USING (i)""",
             [n.user_id for n in notifications],
-            [n.room_id for n in notifications],
-            [n.stream_ordering for n in notifications],
-            [n.event_id for n in notifications],
-            [n.thread_id for n in notifications],
             [n.highlight for n in notifications],
             [n.actions_json for n in notifications],
+            index,
+            [k[0] for k in events],
+            [k[1] for k in events],
+            [k[2] for k in events],
+            [k[3] for k in events],
         )
 
     async def unread_counts(

@@ -102,6 +102,17 @@ class RelationStore:
         last = (rows[-1]["depth"], rows[-1]["stream_ordering"]) if full and rows else None
         return ChildPage([r["event_id"] for r in rows], last)
 
+    async def with_children(self, event_ids: Sequence[str]) -> set[str]:
+        """Those of `event_ids` that some event relates to (live or not): a
+        cheap index look-up that spares the aggregation queries for the many
+        events that have no relations at all."""
+        rows = await self._pool.fetch(
+            """SELECT DISTINCT relates_to FROM events
+               WHERE relates_to = ANY($1::text[])""",
+            list(event_ids),
+        )
+        return {r["relates_to"] for r in rows}
+
     async def thread_summaries(
         self, parents: Sequence[Parent], user_id: str | None, ignored: Sequence[str]
     ) -> dict[str, ThreadSummary]:

@@ -19,11 +19,14 @@ class DiscoveryApi:
         public_baseurl: str,
         federation_address: str,
         default_room_version: str,
+        rtc_foci: list[dict[str, Any]] | None = None,
     ) -> None:
         self._server_name = server_name
         self._baseurl = public_baseurl
         self._federation_address = federation_address
         self._default_room_version = default_room_version
+        # MatrixRTC (Element Call) backends, advertised as MSC4143 asks.
+        self._rtc_foci = rtc_foci or []
 
     @endpoint("GET", "/_matrix/client/versions", auth=False, prefixes=("",))
     async def versions(self, req: ClientRequest) -> dict[str, Any]:
@@ -31,7 +34,10 @@ class DiscoveryApi:
 
     @endpoint("GET", "/.well-known/matrix/client", auth=False, prefixes=("",))
     async def well_known_client(self, req: ClientRequest) -> dict[str, Any]:
-        return {"m.homeserver": {"base_url": self._baseurl}}
+        body: dict[str, Any] = {"m.homeserver": {"base_url": self._baseurl}}
+        if self._rtc_foci:
+            body["org.matrix.msc4143.rtc_foci"] = self._rtc_foci
+        return body
 
     @endpoint("GET", "/.well-known/matrix/server", auth=False, prefixes=("",))
     async def well_known_server(self, req: ClientRequest) -> dict[str, Any]:

@@ -172,6 +172,13 @@ class PresenceService:
             tracked.syncs_in_flight -= 1
             tracked.last_sync_ts = self._clock()
 
+    def is_syncing(self, user_id: str) -> bool:
+        """Whether a /sync of the user's is in flight (not counting
+        set_presence=offline ones, which background clients use): a client is
+        open, so pushes can wait (push config suppress_when_active)."""
+        tracked = self._tracked.get(user_id)
+        return tracked is not None and tracked.syncs_in_flight > 0
+
     async def bump_active(self, user_id: str) -> None:
         """The user did something (typed, sent a receipt): they are active,
         and back online if they had gone idle."""

@@ -12,7 +12,7 @@ import functools
 import json
 import re
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import attrs
 
@@ -240,19 +240,17 @@ def _compile_json(condition_json: str) -> Condition:
 def _conditions_of(kind: str, rule: Mapping[str, Any]) -> tuple[Condition, ...]:
     """The conditions of a rule as served: explicit for override and underride,
     implied by the pattern or the rule id for the other kinds."""
+    if kind in ("content", "room", "sender"):
+        return (compile_condition(_implied(kind, rule)),)
+    return tuple(compile_condition(c) for c in rule.get("conditions", ()))
+
+
+def _implied(kind: str, rule: Mapping[str, Any]) -> dict[str, Any]:
+    """The condition that a content, room or sender rule stands for."""
     if kind == "content":
-        implied: Any = {
-            "kind": "event_match",
-            "key": "content.body",
-            "pattern": rule.get("pattern"),
-        }
-    elif kind == "room":
-        implied = {"kind": "event_property_is", "key": "room_id", "value": rule["rule_id"]}
-    elif kind == "sender":
-        implied = {"kind": "event_property_is", "key": "sender", "value": rule["rule_id"]}
-    else:
-        return tuple(compile_condition(c) for c in rule.get("conditions", ()))
-    return (compile_condition(implied),)
+        return {"kind": "event_match", "key": "content.body", "pattern": rule.get("pattern")}
+    key = "room_id" if kind == "room" else "sender"
+    return {"kind": "event_property_is", "key": key, "value": rule["rule_id"]}
 
 
 @attrs.frozen(eq=False)
@@ -295,15 +293,22 @@ class CompiledRuleset:
     """A user's push rules (the `global` ruleset as served) ready to evaluate."""
 
     def __init__(self, ruleset: Mapping[str, Sequence[Mapping[str, Any]]]) -> None:
-        self._rules = tuple(
-            _compile_rule(
-                kind,
-                json.dumps({k: v for k, v in rule.items() if k != "enabled"}, sort_keys=True),
-            )
+        self._sources = tuple(
+            (kind, json.dumps({k: v for k, v in rule.items() if k != "enabled"}, sort_keys=True))
             for kind in RULE_KINDS
             for rule in ruleset.get(kind, ())
             if rule.get("enabled", True)
         )
+        self._rules = tuple(_compile_rule(kind, rule_json) for kind, rule_json in self._sources)
+        self._template: tuple[str, _Template] | None = None
+
+    def template(self, user_id: str) -> _Template:
+        """These rules with `user_id` and its localpart taken out (see
+        `evaluate_many`); users with the same rules but for their own ids
+        share the template."""
+        if self._template is None or self._template[0] != user_id:
+            self._template = (user_id, _template_of(self._sources, user_id))
+        return self._template[1]
 
     def match(
         self,
@@ -371,3 +376,237 @@ def notifies(actions: Sequence[Any] | None) -> tuple[bool, bool]:
         for a in actions
     )
     return True, highlight
+
+
+# --- one event, many users ---------------------------------------------------
+#
+# Most users of a room have the default rules, which differ only by the user's
+# own id and localpart (invite_for_me, is_user_mention, contains_user_name).
+# A template is a ruleset with those values replaced by slots: evaluating an
+# event then checks each rule's other conditions once for all the users of a
+# template, and per user only the slot conditions (a set lookup or a substring
+# test), and only for the rules that the shared conditions did not rule out.
+
+
+@attrs.frozen(eq=False)
+class RuleOutcome:
+    """The rule that matched an event for a user: one object per template rule,
+    shared by every user it matched."""
+
+    rule_id: str
+    actions: tuple[Any, ...]
+    notify: bool
+    highlight: bool
+
+
+@attrs.frozen(eq=False)
+class _Bound:
+    """A condition on the user's own id or localpart, or their display name."""
+
+    # "event_match", "event_property_is", "event_property_contains" or
+    # "contains_display_name" (which has no path or slot).
+    kind: str
+    path: tuple[str, ...]
+    # "user_id" or "localpart".
+    slot: str
+    # An event_match on content.body (word matching, `search`).
+    body: bool
+
+
+@attrs.frozen(eq=False)
+class _TemplateRule:
+    outcome: RuleOutcome
+    shared: tuple[Condition, ...]
+    bound: tuple[_Bound, ...]
+    legacy_mention: bool
+
+
+@attrs.frozen(eq=False)
+class _Template:
+    rules: tuple[_TemplateRule, ...]
+
+
+_SLOT_KINDS: Final = {
+    "event_match": "pattern",
+    "event_property_is": "value",
+    "event_property_contains": "value",
+}
+
+
+def _slotted(condition: Any, slots: Mapping[str, str]) -> list[Any]:
+    """A condition as a template entry: ["bound", kind, key, slot] when its
+    value is one of the user's own (`slots`: value -> slot name), ["name"] for
+    contains_display_name, else ["plain", the condition's canonical JSON]."""
+    if isinstance(condition, Mapping):
+        kind = condition.get("kind")
+        if kind == "contains_display_name":
+            return ["name"]
+        field = _SLOT_KINDS.get(kind) if isinstance(kind, str) else None
+        key, value = condition.get("key"), condition.get(field) if field else None
+        if isinstance(key, str) and isinstance(value, str) and value in slots:
+            return ["bound", kind, key, slots[value]]
+        try:
+            return ["plain", json.dumps(condition, sort_keys=True)]
+        except (TypeError, ValueError):
+            pass
+    return ["plain", None]
+
+
+def _template_of(sources: Sequence[tuple[str, str]], user_id: str) -> _Template:
+    localpart = user_id[1:].split(":", 1)[0]
+    slots = {user_id: "user_id", localpart: "localpart"}
+    entries = []
+    for kind, rule_json in sources:
+        rule = json.loads(rule_json)
+        if kind in ("content", "room", "sender"):
+            conditions: Any = [_implied(kind, rule)]
+        else:
+            conditions = rule.get("conditions", ())
+        entries.append(
+            [rule["rule_id"], rule.get("actions", []), [_slotted(c, slots) for c in conditions]]
+        )
+    return _compile_template(json.dumps(entries, sort_keys=True))
+
+
+@functools.lru_cache(maxsize=1024)
+def _compile_template(template_json: str) -> _Template:
+    rules = []
+    for rule_id, raw_actions, conditions in json.loads(template_json):
+        actions = tuple(a for a in raw_actions if not _is_legacy_action(a))
+        shared: list[Condition] = []
+        bound: list[_Bound] = []
+        for entry in conditions:
+            if entry[0] == "name":
+                bound.append(_Bound("contains_display_name", (), "", False))
+            elif entry[0] == "bound":
+                _, kind, key, slot = entry
+                bound.append(_Bound(kind, split_key(key), slot, key == "content.body"))
+            else:
+                shared.append(_compile_json(entry[1]) if entry[1] is not None else _never)
+        rules.append(
+            _TemplateRule(
+                RuleOutcome(rule_id, actions, *notifies(actions)),
+                tuple(shared),
+                tuple(bound),
+                rule_id in _LEGACY_MENTION_RULES,
+            )
+        )
+    return _Template(tuple(rules))
+
+
+class Recipient(NamedTuple):
+    user_id: str
+    display_name: str | None
+    rules: CompiledRuleset
+
+
+class _Who(NamedTuple):
+    """A recipient's own values, as the slot conditions compare them."""
+
+    user_id: str
+    localpart: str
+    display_name: str | None
+
+    def slot(self, name: str) -> str:
+        return self.user_id if name == "user_id" else self.localpart
+
+
+class _EventView:
+    """Values of one event that the slot conditions read for many users."""
+
+    def __init__(self, event: Mapping[str, Any]) -> None:
+        self._event = event
+        self._values: dict[tuple[str, ...], Any] = {}
+
+    def value(self, path: tuple[str, ...]) -> Any:
+        found = self._values.get(path, self)
+        if found is self:
+            found = self._values[path] = _lookup(self._event, path)
+        return found
+
+
+def _may_occur(needle: str, text: str, lowered: str | None) -> bool:
+    """False only if `needle` cannot match in `text` ignoring case (`lowered`:
+    text.lower() if `text` is ASCII, else None): a cheap test before the
+    regex. Only exact for ASCII (re's IGNORECASE also folds some other
+    letters onto ASCII ones), so anything else passes."""
+    if lowered is None or not needle.isascii() or "*" in needle or "?" in needle:
+        return True
+    return needle.lower() in lowered
+
+
+def _holding(bound: _Bound, view: _EventView, users: list[_Who]) -> list[_Who]:
+    """The users for whom `bound` holds."""
+    if bound.kind == "contains_display_name":
+        body = view.value(("content", "body"))
+        if not isinstance(body, str):
+            return []
+        lowered = body.lower() if body.isascii() else None
+        return [
+            u
+            for u in users
+            if u.display_name
+            and _may_occur(u.display_name, body, lowered)
+            and _name_regex(u.display_name).search(body) is not None
+        ]
+    value = view.value(bound.path)
+    if bound.kind == "event_property_contains":
+        if not isinstance(value, list):
+            return []
+        strings = {v for v in value if isinstance(v, str)}
+        return [u for u in users if u.slot(bound.slot) in strings] if strings else []
+    if not isinstance(value, str):
+        return []
+    if bound.kind == "event_property_is":
+        return [u for u in users if u.slot(bound.slot) == value]
+    lowered = value.lower() if value.isascii() else None
+    found = []
+    for u in users:
+        wanted = u.slot(bound.slot)
+        if not _may_occur(wanted, value, lowered):
+            continue
+        regex = glob_regex(wanted, bound.body)
+        if (regex.search if bound.body else regex.fullmatch)(value) is not None:
+            found.append(u)
+    return found
+
+
+def evaluate_many(
+    event: Mapping[str, Any], facts: RoomFacts, recipients: Sequence[Recipient]
+) -> dict[str, RuleOutcome]:
+    """{user id: the first of their enabled rules that matches the event} for
+    every recipient some rule matched: the same outcome as each user's
+    `CompiledRuleset.match`, at the cost of evaluating each distinct template
+    once, plus the slot conditions of the rules that its shared conditions
+    leave in play, for the users still without a match."""
+    groups: dict[_Template, list[_Who]] = {}
+    for user_id, display_name, rules in recipients:
+        groups.setdefault(rules.template(user_id), []).append(
+            _Who(user_id, user_id[1:].split(":", 1)[0], display_name)
+        )
+    content = event.get("content")
+    has_mentions = isinstance(content, dict) and "m.mentions" in content
+    view = _EventView(event)
+    shared: dict[Any, bool] = {}
+    found: dict[str, RuleOutcome] = {}
+    for template, remaining in groups.items():
+        for rule in template.rules:
+            if has_mentions and rule.legacy_mention:
+                continue
+            if not _all_hold(rule.shared, event, facts, None, shared):
+                continue
+            matched = remaining
+            for bound in rule.bound:
+                matched = _holding(bound, view, matched)
+                if not matched:
+                    break
+            if not matched:
+                continue
+            for who in matched:
+                found[who.user_id] = rule.outcome
+            if matched is remaining:
+                break
+            remaining = [u for u in remaining if u.user_id not in found]
+            if not remaining:
+                break
+    return found

@@ -2,22 +2,28 @@
 
 Runs after the event commits and before /sync waiters wake (the pipeline's
 commit hook), so that the unread counts a woken /sync reads already include
-the event. It is on the send path, so it stays cheap: one query for the
-room's local members (with display names only when a rule could use them),
-the users' compiled rulesets from the cache, evaluation in Python, and one
-insert of the rows.
+the event. It is on the send path, so it stays cheap: the room's local
+members, display names and power levels are cached by state group (one
+query per state change, none per message), the users' compiled rulesets
+come from the cache, evaluation shares everything but the per-user checks
+between users with the same rules (evaluator.evaluate_many), and the rows of
+events evaluated at about the same time go in one insert.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
-from collections.abc import Mapping
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
+
+import attrs
 
 from homeserver.events.auth import get_power_level, parse_level
 from homeserver.events.event import Event, StateKey
-from homeserver.push.evaluator import CompiledRule, RoomFacts
+from homeserver.push.evaluator import Recipient, RoomFacts, RuleOutcome, evaluate_many
 from homeserver.push.rules import PushRulesService
 from storage.events import EventStore
 from storage.push import MAIN_THREAD, NewNotification, PushStore
@@ -26,6 +32,8 @@ logger = logging.getLogger(__name__)
 
 # How many relations to follow looking for a thread (the spec suggests 3).
 _THREAD_HOPS: Final = 3
+# State groups whose room facts are kept.
+_ROOMS_CACHED: Final = 1000
 
 
 def _thread_relation(event: Event) -> tuple[str | None, str | None]:
@@ -49,6 +57,64 @@ def _notification_levels(power_levels: Event | None) -> dict[str, int]:
     return {k: v for k, v in parsed.items() if v is not None}
 
 
+def _local_invitee(event: Event, server_name: str) -> str | None:
+    """The local user an invite event invites, who is no member yet but is
+    notified of it."""
+    if event.type != "m.room.member" or event.content.get("membership") != "invite":
+        return None
+    invitee = event.state_key
+    if invitee is None or invitee.partition(":")[2] != server_name:
+        return None
+    return invitee
+
+
+@attrs.frozen
+class _RoomAt:
+    """A room's members and power levels as of a state group."""
+
+    joined_count: int
+    # Local joined members: (user id, display name or None).
+    members: tuple[tuple[str, str | None], ...]
+    auth_state: Mapping[StateKey, Event]
+    notification_levels: Mapping[str, int]
+
+
+class _GroupWriter:
+    """Writes the rows of events evaluated at about the same time in one
+    statement: while an insert is in flight, the rows of the events that
+    follow wait and go together in the next one (a group commit). Each
+    caller still returns only once its own rows are committed."""
+
+    def __init__(self, store: PushStore) -> None:
+        self._store = store
+        self._waiting: list[tuple[Sequence[NewNotification], asyncio.Future[None]]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def write(self, rows: Sequence[NewNotification]) -> None:
+        done = asyncio.get_running_loop().create_future()
+        self._waiting.append((rows, done))
+        if self._task is None:
+            self._task = asyncio.create_task(self._drain())
+        await done
+
+    async def _drain(self) -> None:
+        try:
+            while self._waiting:
+                batch, self._waiting = self._waiting, []
+                try:
+                    await self._store.add_notifications([r for rows, _ in batch for r in rows])
+                except Exception as e:
+                    for _, done in batch:
+                        if not done.done():
+                            done.set_exception(e)
+                else:
+                    for _, done in batch:
+                        if not done.done():
+                            done.set_result(None)
+        finally:
+            self._task = None
+
+
 class PushNotifier:
     """Evaluates each new event against its room's local members' push rules."""
 
@@ -64,53 +130,47 @@ class PushNotifier:
         self._store = store
         self._events = events
         self._server_name = server_name
+        self._listeners: list[Callable[[Event, Sequence[NewNotification]], None]] = []
+        self._writer = _GroupWriter(store)
+        # State group -> what evaluation needs of the room at it, least recent first.
+        self._rooms_at: OrderedDict[int, _RoomAt] = OrderedDict()
+
+    def add_listener(self, listener: Callable[[Event, Sequence[NewNotification]], None]) -> None:
+        """Call `listener(event, rows)` once an event's notification rows are
+        written (the pushers' sender). It must return at once: the event's
+        send request is waiting."""
+        self._listeners.append(listener)
 
     async def on_event(self, event: Event, stream_ordering: int) -> None:
         """Write the notifications `event` (at `stream_ordering`) gives local users."""
-        invitee = None
-        if event.type == "m.room.member" and event.content.get("membership") == "invite":
-            invitee = event.state_key
-        body = event.content.get("body")
-        # Display names only matter to contains_display_name, which only the
-        # legacy mention rule uses, and which events with m.mentions skip:
-        # loading names only for those keeps large rooms cheap. (A user's own
-        # rule with that deprecated condition then misses on such events.)
-        with_names = isinstance(body, str) and "m.mentions" not in event.content
-        facts = await self._store.room_push_facts(
-            event.room_id, self._server_name, invitee, with_names
-        )
-        members = [(u, name) for u, name in facts.local_members if u != event.sender]
-        if not members:
+        room = await self._room_at(event)
+        recipients = [m for m in room.members if m[0] != event.sender]
+        invitee = _local_invitee(event, self._server_name)
+        if invitee is not None and all(u != invitee for u, _ in recipients):
+            name = event.content.get("displayname")
+            recipients.append((invitee, name if isinstance(name, str) else None))
+        if not recipients:
             return
-        rulesets = await self._rules.compiled([u for u, _ in members])
-        state = await self._events.get_events(
-            i for i in (facts.power_levels_event_id, facts.create_event_id) if i is not None
-        )
-        power_levels = state.get(facts.power_levels_event_id or "")
-        create = state.get(facts.create_event_id or "")
-        auth_state: dict[StateKey, Event] = {}
-        if power_levels is not None:
-            auth_state[("m.room.power_levels", "")] = power_levels.event
-        if create is not None:
-            auth_state[("m.room.create", "")] = create.event
-        room = RoomFacts(
-            member_count=facts.joined_count,
-            sender_power_level=get_power_level(event.room_version, event.sender, auth_state),
-            notification_levels=_notification_levels(auth_state.get(("m.room.power_levels", ""))),
+        rulesets = await self._rules.compiled([u for u, _ in recipients])
+        facts = RoomFacts(
+            member_count=room.joined_count,
+            sender_power_level=get_power_level(event.room_version, event.sender, room.auth_state),
+            notification_levels=room.notification_levels,
         )
         flat: dict[str, Any] = {**event.pdu, "event_id": event.event_id, "room_id": event.room_id}
-        thread_id: str | None = None
-        shared: dict[Any, bool] = {}
-        encoded: dict[CompiledRule, str] = {}
+        outcomes = evaluate_many(
+            flat, facts, [Recipient(u, name, rulesets[u]) for u, name in recipients]
+        )
+        notified = [(u, o) for u, o in outcomes.items() if o.notify]
+        if not notified:
+            return
+        thread_id = await self._thread_of(event)
+        encoded: dict[RuleOutcome, str] = {}
         rows = []
-        for user_id, display_name in members:
-            rule = rulesets[user_id].match(flat, room, display_name, shared)
-            if rule is None or not rule.notify:
-                continue
-            if thread_id is None:
-                thread_id = await self._thread_of(event)
-            if rule not in encoded:
-                encoded[rule] = json.dumps(rule.actions, separators=(",", ":"))
+        for user_id, outcome in notified:
+            actions = encoded.get(outcome)
+            if actions is None:
+                actions = encoded[outcome] = json.dumps(outcome.actions, separators=(",", ":"))
             rows.append(
                 NewNotification(
                     user_id,
@@ -118,12 +178,46 @@ class PushNotifier:
                     stream_ordering,
                     event.event_id,
                     thread_id,
-                    rule.highlight,
-                    encoded[rule],
+                    outcome.highlight,
+                    actions,
                 )
             )
-        if rows:
-            await self._store.add_notifications(rows)
+        await self._writer.write(rows)
+        for listener in self._listeners:
+            listener(event, rows)
+
+    async def _room_at(self, event: Event) -> _RoomAt:
+        """The room's members and power levels for an event, cached by the
+        event's state group: events between two state changes share one, so
+        only a state change costs a query."""
+        stored = (await self._events.get_events([event.event_id])).get(event.event_id)
+        group = stored.state_group if stored is not None else None
+        cached = self._rooms_at.get(group) if group is not None else None
+        if cached is not None:
+            self._rooms_at.move_to_end(group)
+            return cached
+        facts = await self._store.room_push_facts(event.room_id, self._server_name)
+        state = await self._events.get_events(
+            i for i in (facts.power_levels_event_id, facts.create_event_id) if i is not None
+        )
+        auth_state: dict[StateKey, Event] = {}
+        for key, event_id in (
+            (("m.room.power_levels", ""), facts.power_levels_event_id),
+            (("m.room.create", ""), facts.create_event_id),
+        ):
+            if event_id in state:
+                auth_state[key] = state[event_id].event
+        room = _RoomAt(
+            facts.joined_count,
+            facts.local_members,
+            auth_state,
+            _notification_levels(auth_state.get(("m.room.power_levels", ""))),
+        )
+        if group is not None:
+            self._rooms_at[group] = room
+            while len(self._rooms_at) > _ROOMS_CACHED:
+                self._rooms_at.popitem(last=False)
+        return room
 
     async def _thread_of(self, event: Event) -> str:
         """The thread root the event belongs to, following relations a few

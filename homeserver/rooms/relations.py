@@ -199,12 +199,18 @@ class RelationsService:
         """{event id: its unsigned["m.relations"]} for the events that have any.
 
         The caller passes only events that may carry aggregations (not redacted,
-        not state). A handful of queries for the whole batch: the requester's
-        ignored users, thread summaries (which leave those users out), then
-        edits and references of the events and of their threads' latest
-        replies, then one formatter pass for the bundled events themselves.
+        not state). A handful of queries for the whole batch: which of the
+        events have any children at all (most have none, and only those go
+        on), the requester's ignored users, thread summaries (which leave
+        those users out), then edits and references of the events and of
+        their threads' latest replies, then one formatter pass for the
+        bundled events themselves.
         """
-        parents = [s for s in events if _rel_type(s) not in _NOT_PARENTS]
+        candidates = [s for s in events if _rel_type(s) not in _NOT_PARENTS]
+        if not candidates:
+            return {}
+        related = await self._store.with_children([s.event.event_id for s in candidates])
+        parents = [s for s in candidates if s.event.event_id in related]
         if not parents:
             return {}
         user_id = requester.user_id if requester is not None else None

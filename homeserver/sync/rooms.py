@@ -98,6 +98,10 @@ def _stripped(body: dict[str, Any]) -> dict[str, Any]:
 
 
 class RoomsSyncProvider:
+    # Every room an incremental sync reports has an event (a message or a
+    # membership change) in the range: nothing to do unless events moved.
+    sync_streams = ("events",)
+
     def __init__(
         self,
         store: SyncStore,

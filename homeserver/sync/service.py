@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from contextlib import AbstractAsyncContextManager, nullcontext
 from typing import Any, Protocol
 
@@ -23,7 +23,21 @@ MAX_TIMEOUT_MS = 5 * 60 * 1000
 
 
 class SyncProvider(Protocol):
+    """Adds its part of a response.
+
+    A provider whose part of an incremental sync is only ever what changed in
+    some streams names them in a `sync_streams` class attribute: when none of
+    them moved between `since` and `now` (an idle long poll, or a wake-up by
+    another stream), the service does not call it at all. Providers without
+    the attribute always run.
+    """
+
     async def add(self, request: SyncRequest, response: dict[str, Any]) -> None: ...
+
+
+def _streams_of(provider: SyncProvider) -> Collection[str] | None:
+    streams: Collection[str] | None = getattr(provider, "sync_streams", None)
+    return streams
 
 
 class RoomsOfUser(Protocol):
@@ -101,6 +115,17 @@ class SyncService:
 
     async def _build(self, request: SyncRequest) -> dict[str, Any]:
         response: dict[str, Any] = {"next_batch": str(request.now)}
+        since = request.since
+        # Streams that may hold news: any whose position differs (a token from
+        # before a restart of an in-memory stream can be ahead of `now`).
+        moved = (
+            None
+            if since is None or request.full_state
+            else {s for s in STREAMS if since[s] != request.now[s]}
+        )
         for provider in self._providers:
+            streams = _streams_of(provider)
+            if moved is not None and streams is not None and moved.isdisjoint(streams):
+                continue
             await provider.add(request, response)
         return response
