@@ -9,6 +9,7 @@ several processes would feed it through LISTEN/NOTIFY.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Collection, Iterable, Mapping
 
 import attrs
@@ -67,10 +68,9 @@ class Notifier:
         for room_id in rooms:
             self._by_room.setdefault(room_id, set()).add(waiter)
         try:
-            async with asyncio.timeout(timeout_s):
-                await waiter.woken.wait()
-        except TimeoutError:
-            pass
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout_s):
+                    await waiter.woken.wait()
         finally:
             self._forget(self._by_user, user_id, waiter)
             for room_id in rooms:

@@ -8,7 +8,7 @@ from storage.state import StateMap
 
 
 class AliasInUseError(Exception):
-    pass
+    """The alias points at a room already."""
 
 
 class RoomStore:

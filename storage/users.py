@@ -32,7 +32,7 @@ class Profile:
 
 
 class UserExistsError(Exception):
-    pass
+    """An account with this user id exists already."""
 
 
 class UserStore:

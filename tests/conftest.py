@@ -18,6 +18,7 @@ from typing import Any
 import aiohttp
 import asyncpg
 import attrs
+import nio
 import pytest
 
 from homeserver.config import Config, RateLimits, config_from_dict
@@ -183,3 +184,26 @@ def rate_limits_on(**limits: dict[str, float]) -> dict[str, Any]:
     data = attrs.asdict(RateLimits())
     data.update(limits)
     return {"rate_limits": data}
+
+
+@pytest.fixture
+async def login(hs: RunningServer) -> AsyncIterator[Any]:
+    """Registers a user and returns a logged-in matrix-nio client; closes them afterwards."""
+    clients: list[nio.AsyncClient] = []
+
+    async def make(name: str) -> nio.AsyncClient:
+        body = await hs.register(name)
+        client = nio.AsyncClient(hs.url, body["user_id"])
+        client.restore_login(body["user_id"], body["device_id"], body["access_token"])
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        await client.close()
+
+
+@pytest.fixture
+def users(login: Any) -> Any:
+    """The same as `login`, under the name some test modules use."""
+    return login

@@ -2,29 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlencode
 
 import nio
 import pytest
-
-
-@pytest.fixture
-async def login(hs: Any) -> AsyncIterator[Any]:
-    """Registers a user and returns a logged-in nio client; closes them afterwards."""
-    clients: list[nio.AsyncClient] = []
-
-    async def make(name: str) -> nio.AsyncClient:
-        body = await hs.register(name)
-        client = nio.AsyncClient(hs.url, body["user_id"])
-        client.restore_login(body["user_id"], body["device_id"], body["access_token"])
-        clients.append(client)
-        return client
-
-    yield make
-    for client in clients:
-        await client.close()
 
 
 async def create(client: nio.AsyncClient, **kwargs: Any) -> str:

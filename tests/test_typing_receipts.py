@@ -3,11 +3,10 @@ a room, as matrix-nio sees them through /sync."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import nio
-import pytest
 from nio.api import ReceiptType
 
 from homeserver.ephemeral.common import StreamPublisher
@@ -18,23 +17,6 @@ from storage.rooms import RoomStore
 from storage.streams import StreamIds
 
 V3 = "/_matrix/client/v3"
-
-
-@pytest.fixture
-async def users(hs: Any) -> AsyncIterator[Callable[[str], Any]]:
-    """Registers a user and returns a logged-in nio client for them."""
-    clients: list[nio.AsyncClient] = []
-
-    async def make(name: str) -> nio.AsyncClient:
-        body = await hs.register(name)
-        client = nio.AsyncClient(hs.url, body["user_id"])
-        client.restore_login(body["user_id"], body["device_id"], body["access_token"])
-        clients.append(client)
-        return client
-
-    yield make
-    for client in clients:
-        await client.close()
 
 
 async def room_of_two(users: Callable[[str], Any]) -> tuple[Any, Any, str]:
