@@ -24,6 +24,10 @@ import pytest
 from homeserver.config import Config, RateLimits, config_from_dict
 from homeserver.server import HomeServer
 from storage.database import EmbeddedPostgres, migrate
+from tests.interop.fixtures import (  # noqa: F401 (the Synapse fixture and its report hook)
+    pytest_runtest_makereport,
+    synapse,
+)
 
 TEMPLATE_DB = "hs_test_template"
 _db_counter = itertools.count()
