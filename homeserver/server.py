@@ -23,12 +23,14 @@ from homeserver.api.directory import DirectoryApi
 from homeserver.api.discovery import DiscoveryApi
 from homeserver.api.ephemeral import EphemeralApi
 from homeserver.api.http import Authenticator, Router, matrix_middleware
+from homeserver.api.keys import E2eKeysApi
 from homeserver.api.misc import OpenIdApi
 from homeserver.api.profile import ProfileApi
 from homeserver.api.push_rules import PushRulesApi
 from homeserver.api.pushers import PushersApi
 from homeserver.api.relations import RelationsApi
 from homeserver.api.room_history import RoomHistoryApi
+from homeserver.api.room_keys import RoomKeysApi
 from homeserver.api.rooms import RoomsApi
 from homeserver.api.search import SearchApi
 from homeserver.api.session import SessionApi
@@ -40,6 +42,11 @@ from homeserver.api.user_directory import UserDirectoryApi
 from homeserver.api.voip import ThirdPartyApi, VoipApi
 from homeserver.config import Config, parse_listen
 from homeserver.devices_sync import DeviceListService
+from homeserver.e2e.backup import KeyBackupService
+from homeserver.e2e.changes import KeyChanges
+from homeserver.e2e.cross_signing import CrossSigningService
+from homeserver.e2e.keys import KeyService
+from homeserver.e2e.sync_counts import KeyCountsSyncProvider
 from homeserver.ephemeral.common import StreamPublisher
 from homeserver.ephemeral.presence import PresenceService
 from homeserver.ephemeral.receipts import ReceiptService
@@ -80,9 +87,11 @@ from storage.account_data import AccountDataStore
 from storage.database import EmbeddedPostgres, create_pool, migrate
 from storage.device_lists import DeviceListStore
 from storage.directory import DirectoryStore
+from storage.e2e_keys import E2eKeyStore
 from storage.events import EventStore
 from storage.filters import FilterStore
 from storage.history import HistoryStore
+from storage.key_backup import KeyBackupStore
 from storage.openid import OpenIdStore
 from storage.presence import PresenceStore
 from storage.push import PushStore
@@ -293,6 +302,11 @@ class HomeServer:
         )
         await device_lists.start()
         sessions.add_device_listener(device_lists)
+        # Where device list and cross-signing changes are announced; the
+        # federation sender adds its listener here.
+        self.key_changes = KeyChanges(device_lists)
+        sessions.add_device_listener(self.key_changes)
+        e2e_keys = E2eKeyStore(pool)
 
         async def stop_ephemeral(_: web.Application) -> None:
             typing.stop()
@@ -317,6 +331,7 @@ class HomeServer:
             UnreadCounts(push_store, receipts),
             to_device,
             device_lists,
+            KeyCountsSyncProvider(e2e_keys),
         ]
         host, port = parse_listen(config.client_listen)
         fed_host, fed_port = parse_listen(config.federation_listen)
@@ -384,6 +399,18 @@ class HomeServer:
             ),
             OpenIdApi(OpenIdStore(pool), config.server_name),
             ToDeviceApi(to_device),
+            E2eKeysApi(
+                KeyService(
+                    e2e_keys,
+                    DeviceListStore(pool),
+                    self.key_changes,
+                    server_name=config.server_name,
+                    remote=None,
+                ),
+                CrossSigningService(e2e_keys, self.key_changes),
+                uia,
+            ),
+            RoomKeysApi(KeyBackupService(KeyBackupStore(pool))),
             TagsApi(TagService(account_data, AccountDataStore(pool))),
             UserDirectoryApi(user_directory),
             VoipApi(TurnService(config.turn)),

@@ -1,0 +1,105 @@
+"""End-to-end encryption as matrix-nio (with vodozemac) does it: two users
+with their own crypto stores exchange messages in an encrypted room and each
+decrypts what the other sent."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import nio
+import pytest
+
+MEGOLM = "m.megolm.v1.aes-sha2"
+
+Client = Callable[[str], Any]
+
+
+@pytest.fixture
+async def e2e_client(hs: Any, tmp_path: Path) -> AsyncIterator[Client]:
+    """e2e_client(name): a registered user's nio client with encryption on
+    and its own crypto store, its device keys uploaded."""
+    clients: list[nio.AsyncClient] = []
+
+    async def make(name: str) -> nio.AsyncClient:
+        body = await hs.register(name)
+        store = tmp_path / f"store-{name}"
+        store.mkdir()
+        client = nio.AsyncClient(
+            hs.url,
+            body["user_id"],
+            store_path=str(store),
+            config=nio.AsyncClientConfig(encryption_enabled=True, store_sync_tokens=False),
+        )
+        client.restore_login(body["user_id"], body["device_id"], body["access_token"])
+        clients.append(client)
+        assert client.should_upload_keys
+        upload = await client.keys_upload()
+        assert isinstance(upload, nio.KeysUploadResponse), upload
+        return client
+
+    yield make
+    for client in clients:
+        await client.close()
+
+
+async def sync(client: nio.AsyncClient) -> nio.SyncResponse:
+    resp = await client.sync(timeout=0, full_state=client.next_batch is None)
+    assert isinstance(resp, nio.SyncResponse), resp
+    if client.should_query_keys:
+        assert isinstance(await client.keys_query(), nio.KeysQueryResponse)
+    return resp
+
+
+def texts(resp: nio.SyncResponse, room_id: str) -> list[tuple[str, str]]:
+    """(sender, body) of the decrypted text messages of the room in a response."""
+    room = resp.rooms.join.get(room_id)
+    if room is None:
+        return []
+    return [
+        (e.sender, e.body)
+        for e in room.timeline.events
+        if isinstance(e, nio.RoomMessageText) and e.decrypted
+    ]
+
+
+async def send(client: nio.AsyncClient, room_id: str, body: str) -> None:
+    resp = await client.room_send(
+        room_id,
+        "m.room.message",
+        {"msgtype": "m.text", "body": body},
+        ignore_unverified_devices=True,
+    )
+    assert isinstance(resp, nio.RoomSendResponse), resp
+
+
+async def test_two_users_exchange_encrypted_messages(e2e_client: Client, hs: Any) -> None:
+    alice = await e2e_client("alice")
+    bob = await e2e_client("bob")
+    created = await alice.room_create(
+        invite=[bob.user_id],
+        initial_state=[
+            {"type": "m.room.encryption", "state_key": "", "content": {"algorithm": MEGOLM}}
+        ],
+    )
+    assert isinstance(created, nio.RoomCreateResponse), created
+    room_id = created.room_id
+    await sync(bob)
+    assert isinstance(await bob.join(room_id), nio.JoinResponse)
+    await sync(alice)
+    await sync(bob)
+    assert alice.rooms[room_id].encrypted and bob.rooms[room_id].encrypted
+
+    await send(alice, room_id, "hello bob, this is secret")
+    # What the server stores is ciphertext only.
+    raw = await hs.pool.fetch("SELECT json FROM events WHERE room_id = $1", room_id)
+    assert not any("this is secret" in r["json"] for r in raw)
+    assert any('"m.room.encrypted"' in r["json"] for r in raw)
+
+    got = texts(await sync(bob), room_id)
+    assert got == [(alice.user_id, "hello bob, this is secret")]
+
+    await send(bob, room_id, "hi alice, secret reply")
+    got = texts(await sync(alice), room_id)
+    assert (bob.user_id, "hi alice, secret reply") in got
