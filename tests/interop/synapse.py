@@ -16,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import fcntl
+import hashlib
+import hmac
 import itertools
 import secrets
 import signal
@@ -32,7 +34,7 @@ import asyncpg
 import yaml
 
 from homeserver.keyfiles import ensure_self_signed_certificate, ensure_signing_key
-from tests.interop.matrix_client import MatrixClient, register
+from tests.interop.matrix_client import MatrixClient, MatrixError, call, register
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SYNAPSE_VENV = REPO_ROOT / ".venv-synapse"
@@ -115,11 +117,15 @@ def _run(command: list[str]) -> None:
         )
 
 
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now, for servers whose name must carry it."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def free_port(avoid: int | None = None) -> int:
+    """A TCP port free on 127.0.0.1 right now (and not `avoid`, picked a moment
+    ago but not bound yet), for servers whose name must carry their port."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port != avoid:
+            return port
 
 
 async def create_synapse_database(admin_dsn: str, name: str) -> None:
@@ -191,7 +197,7 @@ class SynapseServer:
         self.database = database
         self.extra_config = extra_config or {}
         self.client_port = free_port()
-        self.federation_port = free_port()
+        self.federation_port = free_port(avoid=self.client_port)
         self.server_name = f"127.0.0.1:{self.federation_port}"
         self.registration_shared_secret = secrets.token_hex(16)
         self.log_path = directory / "homeserver.log"
@@ -370,4 +376,28 @@ class SynapseServer:
         """Register a user through the client API's dummy flow; a logged-in client."""
         return await register(
             self.http, self.client_url, localpart or self.unique_localpart(), PASSWORD
+        )
+
+    async def register_admin(self, localpart: str | None = None) -> MatrixClient:
+        """Register a server admin with the shared secret (Synapse's admin register API)."""
+        localpart = localpart or self.unique_localpart("admin")
+        path = "/_synapse/admin/v1/register"
+        status, reply = await call(self.http, self.client_url, "GET", path)
+        if status != 200:
+            raise MatrixError("GET", path, status, reply)
+        mac = hmac.new(self.registration_shared_secret.encode(), digestmod=hashlib.sha1)
+        mac.update(b"\0".join([reply["nonce"].encode(), localpart.encode(), PASSWORD.encode()]))
+        mac.update(b"\0admin")
+        body = {
+            "nonce": reply["nonce"],
+            "username": localpart,
+            "password": PASSWORD,
+            "admin": True,
+            "mac": mac.hexdigest(),
+        }
+        status, reply = await call(self.http, self.client_url, "POST", path, json=body)
+        if status != 200:
+            raise MatrixError("POST", path, status, reply)
+        return MatrixClient(
+            self.http, self.client_url, reply["user_id"], reply["access_token"], reply["device_id"]
         )

@@ -12,7 +12,7 @@ from signedjson.sign import verify_signed_json
 from unpaddedbase64 import decode_base64
 
 from homeserver.keyfiles import load_signing_key
-from tests.interop.matrix_client import MatrixError, login
+from tests.interop.matrix_client import MatrixError, login, quote
 from tests.interop.synapse import PASSWORD, SynapseServer, ensure_synapse_venv
 from tests.interop.waiting import wait_until
 
@@ -25,6 +25,15 @@ async def test_user_registers_and_logs_in(synapse: SynapseServer) -> None:
     again = await login(synapse.http, synapse.client_url, alice.user_id, PASSWORD)
     assert again.user_id == alice.user_id
     assert again.device_id != alice.device_id
+
+
+async def test_admin_registered_with_the_shared_secret(synapse: SynapseServer) -> None:
+    admin = await synapse.register_admin()
+    user = await synapse.register()
+    path = f"/_synapse/admin/v2/users/{quote(user.user_id)}"
+    assert (await admin.ok("GET", path))["admin"] is False
+    status, body = await user.request("GET", path)
+    assert (status, body["errcode"]) == (403, "M_FORBIDDEN")
 
 
 async def test_federation_version_over_tls_with_our_certificate(synapse: SynapseServer) -> None:
