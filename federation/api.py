@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from homeserver.api.http import ClientRequest, endpoint
+from federation.http import FEDERATION_V1, FederationRequest, federation_endpoint
 
 SERVER_NAME = "homeserver"
 SERVER_VERSION = "0.1.0"
 
 
 class FederationVersionApi:
-    @endpoint("GET", "/_matrix/federation/v1/version", auth=False, prefixes=("",))
-    async def version(self, req: ClientRequest) -> dict[str, Any]:
+    @federation_endpoint("GET", FEDERATION_V1 + "/version", auth=False)
+    async def version(self, req: FederationRequest) -> dict[str, Any]:
         return {"server": {"name": SERVER_NAME, "version": SERVER_VERSION}}

@@ -8,6 +8,7 @@ a security bug waiting to happen.
 
 from __future__ import annotations
 
+import ipaddress
 import typing
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ import attrs
 import cattrs
 import yaml
 from cattrs.errors import ClassValidationError
+from unpaddedbase64 import decode_base64
 
 from homeserver.events.room_versions import DEFAULT_ROOM_VERSION, KNOWN_ROOM_VERSIONS
 
@@ -91,6 +93,47 @@ class UserDirectoryConfig:
 
 
 @attrs.frozen
+class OldSigningKey:
+    """A signing key this server used before: objects it signed until expired_ts verify."""
+
+    key_id: str
+    # The verify (public) key, unpadded base64.
+    key: str
+    expired_ts: int
+
+
+@attrs.frozen
+class TrustedKeyServer:
+    """A notary asked for other servers' keys, and the keys its answers are signed with."""
+
+    server_name: str
+    verify_keys: dict[str, str] = attrs.Factory(dict)
+
+
+# Addresses outbound federation never connects to (unless federation_insecure):
+# loopback, private, link-local, CGNAT, multicast and reserved ranges.
+DEFAULT_FEDERATION_IP_RANGE_BLACKLIST = [
+    "127.0.0.0/8",
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "100.64.0.0/10",
+    "169.254.0.0/16",
+    "192.0.0.0/24",
+    "198.18.0.0/15",
+    "224.0.0.0/4",
+    "240.0.0.0/4",
+    "0.0.0.0/8",
+    "::1/128",
+    "::/128",
+    "fe80::/10",
+    "fc00::/7",
+    "ff00::/8",
+    "2001:db8::/32",
+]
+
+
+@attrs.frozen
 class Config:
     server_name: str
     # Relative to the directory of the config file.
@@ -117,6 +160,14 @@ class Config:
     # Accept self-signed certificates and loopback/private addresses for
     # outbound federation. For tests only.
     federation_insecure: bool = False
+    # Networks outbound federation never connects to (ignored with federation_insecure).
+    federation_ip_range_blacklist: list[str] = attrs.Factory(
+        lambda: list(DEFAULT_FEDERATION_IP_RANGE_BLACKLIST)
+    )
+    # Signing keys used before the current one (key rotation), still published.
+    old_signing_keys: list[OldSigningKey] = attrs.Factory(list)
+    # Notaries asked for a server's keys when it cannot be asked itself.
+    trusted_key_servers: list[TrustedKeyServer] = attrs.Factory(list)
     default_room_version: str = DEFAULT_ROOM_VERSION
     log_level: str = "INFO"
     turn: TurnConfig = TurnConfig()
@@ -153,6 +204,40 @@ class Config:
             raise ConfigError("bcrypt_rounds: expected an integer from 4 to 31")
         if self.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise ConfigError("log_level: expected one of DEBUG, INFO, WARNING, ERROR")
+        self._validate_federation()
+
+    def _validate_federation(self) -> None:
+        for network in self.federation_ip_range_blacklist:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError:
+                raise ConfigError(
+                    f"federation_ip_range_blacklist: not a network: {network!r}"
+                ) from None
+        for i, old in enumerate(self.old_signing_keys):
+            if not old.key_id.startswith("ed25519:"):
+                raise ConfigError(f"old_signing_keys[{i}].key_id: expected ed25519:<version>")
+            _check_verify_key(old.key, f"old_signing_keys[{i}].key")
+        for i, notary in enumerate(self.trusted_key_servers):
+            if not notary.verify_keys:
+                raise ConfigError(f"trusted_key_servers[{i}].verify_keys: at least one key")
+            for key_id, key in notary.verify_keys.items():
+                if not isinstance(key_id, str) or not key_id.startswith("ed25519:"):
+                    raise ConfigError(
+                        f"trusted_key_servers[{i}].verify_keys: expected ed25519:<version> ids"
+                    )
+                if not isinstance(key, str):
+                    raise ConfigError(f"trusted_key_servers[{i}].verify_keys.{key_id}: a string")
+                _check_verify_key(key, f"trusted_key_servers[{i}].verify_keys.{key_id}")
+
+
+def _check_verify_key(key: str, where: str) -> None:
+    try:
+        raw = decode_base64(key)
+    except Exception:
+        raw = b""
+    if len(raw) != 32:
+        raise ConfigError(f"{where}: expected an unpadded base64 ed25519 key")
 
 
 def _strict_converter() -> cattrs.Converter:

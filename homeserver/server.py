@@ -8,11 +8,19 @@ import logging
 import ssl
 from pathlib import Path
 
+import aiohttp
 import asyncpg
 from aiohttp import web
 from signedjson.types import SigningKey
 
 from federation.api import FederationVersionApi
+from federation.api_keys import KeysApi
+from federation.auth import RequestVerifier
+from federation.backoff import Backoff
+from federation.discovery import DnsSrv, HttpWellKnown, ServerResolver
+from federation.http import FederationRouter
+from federation.keys import KeyRing, Notary, OldKey, OurKeys, decode_verify_key
+from federation.transport import FederationClient
 from homeserver.account_data import AccountDataService
 from homeserver.accounts.login import PasswordChecker
 from homeserver.accounts.passwords import PasswordHasher
@@ -85,6 +93,7 @@ from homeserver.uia import UiaService
 from homeserver.user_directory import UserDirectory
 from storage.account_data import AccountDataStore
 from storage.database import EmbeddedPostgres, create_pool, migrate
+from storage.destinations import DestinationStore
 from storage.device_lists import DeviceListStore
 from storage.directory import DirectoryStore
 from storage.e2e_keys import E2eKeyStore
@@ -101,6 +110,7 @@ from storage.relations import RelationStore
 from storage.reports import ReportStore
 from storage.rooms import RoomStore
 from storage.search import SearchStore
+from storage.server_keys import ServerKeyStore
 from storage.sessions import SessionStore
 from storage.state import StateStore
 from storage.streams import StreamIds
@@ -424,8 +434,53 @@ class HomeServer:
         tls.load_cert_chain(
             config.path(config.tls_certificate_path), config.path(config.tls_private_key_path)
         )
-        app = web.Application(middlewares=[matrix_middleware(self.metrics)])
-        Router(app, None, {}).mount(FederationVersionApi())
+        app = web.Application(
+            middlewares=[matrix_middleware(self.metrics)],
+            client_max_size=config.max_request_body_bytes,
+        )
+        assert self.pool is not None
+        pool = self.pool
+        insecure = config.federation_insecure
+
+        def session() -> aiohttp.ClientSession:
+            return self.federation_client.session()
+
+        self.federation_client = FederationClient(
+            server_name=config.server_name,
+            signing_key=self.signing_key,
+            resolver=ServerResolver(HttpWellKnown(session, verify_tls=not insecure), DnsSrv()),
+            backoff=Backoff(DestinationStore(pool)),
+            verify_tls=not insecure,
+            blocked_networks=() if insecure else config.federation_ip_range_blacklist,
+        )
+        self.key_ring = KeyRing(
+            ServerKeyStore(pool),
+            self.federation_client,
+            OurKeys(
+                config.server_name,
+                self.signing_key,
+                [
+                    OldKey(k.key_id, decode_verify_key(k.key_id, k.key), k.expired_ts)
+                    for k in config.old_signing_keys
+                ],
+            ),
+            [
+                Notary(
+                    n.server_name,
+                    {i: decode_verify_key(i, key) for i, key in n.verify_keys.items()},
+                )
+                for n in config.trusted_key_servers
+            ],
+        )
+
+        async def close_client(_: web.Application) -> None:
+            await self.federation_client.close()
+
+        app.on_cleanup.append(close_client)
+        FederationRouter(app, RequestVerifier(self.key_ring, config.server_name)).mount(
+            FederationVersionApi(),
+            KeysApi(self.key_ring),
+        )
         host, port = parse_listen(config.federation_listen)
         return await self._serve(app, host, port, tls)
 
