@@ -1,4 +1,5 @@
 # The two commands: `make run` and `make test`. Both set everything up first.
+# `make bench` compares this server with Synapse (bench/README.md).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -6,8 +7,13 @@ CONFIG := data/homeserver.yaml
 STAMP := $(VENV)/.installed
 JS_DIR := tests/interop/js
 JS_STAMP := $(JS_DIR)/node_modules/.installed
+# Synapse for `make bench`, in its own virtualenv; the version is pinned, and so
+# is prometheus-client (newer ones break this Synapse's import).
+SYNAPSE_VENV := .venv-synapse
+SYNAPSE_VERSION := 1.142.0
+SYNAPSE_STAMP := $(SYNAPSE_VENV)/.installed-$(SYNAPSE_VERSION)
 
-.PHONY: run test lint clean
+.PHONY: run test lint bench clean
 
 run: $(STAMP) $(CONFIG)
 	$(PY) -m homeserver run --config $(CONFIG)
@@ -20,6 +26,10 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
+# Our server and a real Synapse, same load, same PostgreSQL, side by side.
+bench: $(STAMP) $(SYNAPSE_STAMP)
+	$(PY) bench/compare.py
+
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
@@ -31,9 +41,15 @@ $(JS_STAMP): $(JS_DIR)/package.json $(JS_DIR)/package-lock.json
 	cd $(JS_DIR) && npm ci --no-audit --no-fund
 	touch $(JS_STAMP)
 
+$(SYNAPSE_STAMP):
+	$(PYTHON) -m venv $(SYNAPSE_VENV)
+	$(SYNAPSE_VENV)/bin/pip install --quiet 'matrix-synapse[postgres]==$(SYNAPSE_VERSION)' \
+		'prometheus-client==0.23.1'
+	touch $(SYNAPSE_STAMP)
+
 # A local server for one person: registration is open, since it listens on localhost only.
 $(CONFIG): | $(STAMP)
 	$(PY) -m homeserver generate-config --config $(CONFIG) --open-registration
 
 clean:
-	rm -rf $(VENV) $(JS_DIR)/node_modules *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(SYNAPSE_VENV) $(JS_DIR)/node_modules *.egg-info .pytest_cache .ruff_cache

@@ -134,9 +134,11 @@ def _serve(config: dict[str, Any], conn: Connection) -> None:
 class ServerProcess:
     """The handle on the child: its port, and the measured phases."""
 
-    def __init__(self, conn: Connection, port: int) -> None:
+    def __init__(self, conn: Connection, port: int, pid: int | None, database: str) -> None:
         self._conn = conn
         self.port = port
+        self.pid = pid
+        self.database = database
         self.url = f"http://127.0.0.1:{port}"
 
     def start(self, profile: bool = False) -> None:
@@ -170,7 +172,10 @@ def running_server(name: str, pool_size: int) -> Iterator[ServerProcess]:
             )
             process.start()
             try:
-                yield ServerProcess(parent, parent.recv())
+                port = parent.recv()
+                yield ServerProcess(
+                    parent, port, process.pid, db_name if admin_dsn else "homeserver"
+                )
             finally:
                 if process.is_alive():
                     parent.send("exit")

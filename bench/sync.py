@@ -67,36 +67,47 @@ def _cpu_line(report: dict[str, Any], count: int) -> str:
     return line
 
 
-async def _wakeup(client: Client, server: ServerProcess, args: argparse.Namespace) -> None:
-    """(a) send -> the other user's long poll returns with the event."""
-    a, a_token = await _register(client, "wake_a")
-    b, b_token = await _register(client, "wake_b")
+async def wakeup_setup(client: Client, prefix: str = "wake") -> dict[str, str]:
+    """Users A and B in a room, and B's first sync token: what `wakeup_loop` needs."""
+    a, a_token = await _register(client, f"{prefix}_a")
+    b, b_token = await _register(client, f"{prefix}_b")
     room = (await client.call("POST", f"{V3}/createRoom", a_token, {"preset": "public_chat"}))[
         "room_id"
     ]
     await client.call("POST", f"{V3}/rooms/{room}/join", b_token, {})
     since = (await client.call("GET", _sync_path(), b_token))["next_batch"]
+    return {"a": a, "a_token": a_token, "b": b, "b_token": b_token, "room": room, "since": since}
+
+
+async def wakeup_loop(
+    client: Client, setup: dict[str, str], iterations: int, park_ms: int, tag: str = ""
+) -> dict[str, Any]:
+    """Time `iterations` wake-ups (send start -> B's long poll returns with the
+    event, checked); B's token is carried on in `setup["since"]`.
+
+    Returns the sorted seconds of "wakeup", "after_ack" and "send", and "empty_returns".
+    """
+    room, since = setup["room"], setup["since"]
 
     def poll(token: str) -> asyncio.Task[dict[str, Any]]:
         return asyncio.ensure_future(
-            client.call("GET", _sync_path(token, timeout_ms=30_000), b_token)
+            client.call("GET", _sync_path(token, timeout_ms=30_000), setup["b_token"])
         )
 
     wakeups: list[float] = []
     after_ack: list[float] = []
     sends: list[float] = []
     empty_returns = 0
-    server.start(profile=args.profile == "wakeup")
-    for i in range(args.iterations):
+    for i in range(iterations):
         waiting = poll(since)
         # Let the long poll reach the server and park before A sends.
-        await asyncio.sleep(args.park_ms / 1000)
-        body = f"wake-up {i}"
+        await asyncio.sleep(park_ms / 1000)
+        body = f"wake-up {tag}{i}"
         t0 = time.perf_counter()
         sent = await client.call(
             "PUT",
-            f"{V3}/rooms/{room}/send/m.room.message/w{i}",
-            a_token,
+            f"{V3}/rooms/{room}/send/m.room.message/w{tag}{i}",
+            setup["a_token"],
             {"msgtype": "m.text", "body": body},
         )
         acked = time.perf_counter()
@@ -107,7 +118,7 @@ async def _wakeup(client: Client, server: ServerProcess, args: argparse.Namespac
             events = _timeline(response, room).get("events", [])
             if any(
                 e["event_id"] == sent["event_id"]
-                and e["sender"] == a
+                and e["sender"] == setup["a"]
                 and e["content"].get("body") == body
                 for e in events
             ):
@@ -119,29 +130,43 @@ async def _wakeup(client: Client, server: ServerProcess, args: argparse.Namespac
         wakeups.append(returned - t0)
         after_ack.append(returned - acked)
         sends.append(acked - t0)
+    setup["since"] = since
+    return {
+        "wakeup": sorted(wakeups),
+        "after_ack": sorted(after_ack),
+        "send": sorted(sends),
+        "empty_returns": empty_returns,
+    }
+
+
+async def _wakeup(client: Client, server: ServerProcess, args: argparse.Namespace) -> None:
+    """(a) send -> the other user's long poll returns with the event."""
+    setup = await wakeup_setup(client)
+    server.start(profile=args.profile == "wakeup")
+    result = await wakeup_loop(client, setup, args.iterations, args.park_ms)
     report = server.stop()
 
-    wakeups.sort()
-    after_ack.sort()
-    sends.sort()
+    wakeups = result["wakeup"]
     n = len(wakeups)
     print(
-        f"(a) sync wake-up, {n} messages from {a} to {b} "
+        f"(a) sync wake-up, {n} messages from {setup['a']} to {setup['b']} "
         f"(long poll parked {args.park_ms} ms before each send)"
     )
     print(f"    {'ms':<40}{'p50':>8}{'p99':>8}{'max':>8}{'mean':>8}")
     for label, values in (
         ("send start -> B's sync returns", wakeups),
-        ("send acknowledged -> B's sync returns", after_ack),
-        ("send request", sends),
+        ("send acknowledged -> B's sync returns", result["after_ack"]),
+        ("send request", result["send"]),
     ):
         print(
             f"    {label:<40}{_ms(percentile(values, 0.5)):>8}{_ms(percentile(values, 0.99)):>8}"
             f"{_ms(values[-1]):>8}{_ms(statistics.fmean(values)):>8}"
         )
     print(f"    per message (send + wake-up sync): {_cpu_line(report, n)}")
-    if empty_returns:
-        print(f"    {empty_returns} long polls returned without the event and were repeated")
+    if result["empty_returns"]:
+        print(
+            f"    {result['empty_returns']} long polls returned without the event and were repeated"
+        )
     if "profile" in report:
         print(report["profile"])
 
