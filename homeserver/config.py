@@ -134,6 +134,75 @@ DEFAULT_FEDERATION_IP_RANGE_BLACKLIST = [
 
 
 @attrs.frozen
+class ThumbnailSize:
+    """A thumbnail size offered for images; requests get the best fitting one."""
+
+    width: int
+    height: int
+    # "crop": exactly this size, cut from the middle; "scale": fits inside it.
+    method: str
+
+
+@attrs.frozen
+class MediaConfig:
+    # Where media files are kept, relative to data_dir.
+    store_path: str = "media"
+    max_upload_size: int = 50 * 1024 * 1024
+    # Total bytes of uploads per user; None: unlimited.
+    max_user_quota_bytes: int | None = None
+    # Serve media only on the authenticated /_matrix/client/v1/media endpoints;
+    # the legacy /_matrix/media/v3 ones answer 404 for media uploaded meanwhile.
+    enable_authenticated_media: bool = True
+    # Media ids reserved with /create and not yet uploaded to, per user.
+    max_pending_media_uploads: int = 5
+    # How long a reserved media id waits for its upload.
+    unused_expiration_time_ms: int = 24 * 60 * 60 * 1000
+    # Larger images get no thumbnails (decompression bombs).
+    max_image_pixels: int = 32_000_000
+    thumbnail_sizes: list[ThumbnailSize] = attrs.Factory(
+        lambda: [
+            ThumbnailSize(32, 32, "crop"),
+            ThumbnailSize(96, 96, "crop"),
+            ThumbnailSize(320, 240, "scale"),
+            ThumbnailSize(640, 480, "scale"),
+            ThumbnailSize(800, 600, "scale"),
+        ]
+    )
+    url_preview_enabled: bool = False
+    # Networks URL previews may reach although they are not public, e.g.
+    # ["127.0.0.0/8"] for tests.
+    url_preview_ip_range_whitelist: list[str] = attrs.Factory(list)
+    url_preview_max_size: int = 10 * 1024 * 1024
+    url_preview_timeout_s: float = 10.0
+
+    def validate(self) -> None:
+        for i, size in enumerate(self.thumbnail_sizes):
+            if size.method not in ("crop", "scale") or size.width < 1 or size.height < 1:
+                raise ConfigError(
+                    f"media.thumbnail_sizes[{i}]: expected a positive width and height"
+                    " and method crop or scale"
+                )
+        for network in self.url_preview_ip_range_whitelist:
+            try:
+                ipaddress.ip_network(network)
+            except ValueError:
+                raise ConfigError(
+                    f"media.url_preview_ip_range_whitelist: not a network: {network!r}"
+                ) from None
+        if self.max_upload_size < 1:
+            raise ConfigError("media.max_upload_size: expected a positive integer")
+
+
+@attrs.frozen
+class ServerNoticesConfig:
+    """Server notices (admin API send_server_notice); off while the localpart is None."""
+
+    system_mxid_localpart: str | None = None
+    system_mxid_display_name: str = "Server Notices"
+    room_name: str = "Server Notices"
+
+
+@attrs.frozen
 class Config:
     server_name: str
     # Relative to the directory of the config file.
@@ -176,6 +245,7 @@ class Config:
     # MatrixRTC foci advertised in /.well-known/matrix/client, e.g.
     # [{"type": "livekit", "livekit_service_url": "https://..."}].
     rtc_foci: list[dict[str, Any]] = attrs.Factory(list)
+    media: MediaConfig = MediaConfig()
 
     def path(self, name: str) -> Path:
         """A path from the config, relative paths taken from the data directory."""
@@ -204,6 +274,7 @@ class Config:
             raise ConfigError("bcrypt_rounds: expected an integer from 4 to 31")
         if self.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise ConfigError("log_level: expected one of DEBUG, INFO, WARNING, ERROR")
+        self.media.validate()
         self._validate_federation()
 
     def _validate_federation(self) -> None:

@@ -32,6 +32,7 @@ from homeserver.api.discovery import DiscoveryApi
 from homeserver.api.ephemeral import EphemeralApi
 from homeserver.api.http import Authenticator, Router, matrix_middleware
 from homeserver.api.keys import E2eKeysApi
+from homeserver.api.media import MediaApi
 from homeserver.api.misc import OpenIdApi
 from homeserver.api.profile import ProfileApi
 from homeserver.api.push_rules import PushRulesApi
@@ -62,6 +63,13 @@ from homeserver.ephemeral.typing import TypingService
 from homeserver.filters import FilterService
 from homeserver.ignored import IgnoredUsers
 from homeserver.keyfiles import ensure_self_signed_certificate, ensure_signing_key, load_signing_key
+from homeserver.media.download import MediaDownloads
+from homeserver.media.files import MediaFiles
+from homeserver.media.manage import MediaManager
+from homeserver.media.preview import UrlPreviewer
+from homeserver.media.safe_fetch import AddressPolicy, SafeFetcher
+from homeserver.media.thumbnailer import Thumbnailer
+from homeserver.media.upload import MediaUploader, UploadLimits
 from homeserver.metrics import Metrics
 from homeserver.notifier import Notifier
 from homeserver.profile import ProfileService
@@ -101,6 +109,7 @@ from storage.events import EventStore
 from storage.filters import FilterStore
 from storage.history import HistoryStore
 from storage.key_backup import KeyBackupStore
+from storage.media import MediaStore
 from storage.openid import OpenIdStore
 from storage.presence import PresenceStore
 from storage.push import PushStore
@@ -425,8 +434,63 @@ class HomeServer:
             UserDirectoryApi(user_directory),
             VoipApi(TurnService(config.turn)),
             ThirdPartyApi(),
+            await self._media_api(app, pool),
         )
         return app
+
+    async def _media_api(self, app: web.Application, pool: asyncpg.Pool) -> MediaApi:
+        """The content repository. Remote media needs a federation fetcher,
+        which does not exist yet: `remote=None` answers 404 for it."""
+        config = self.config
+        media = config.media
+        files = MediaFiles(config.path(media.store_path))
+        await asyncio.to_thread(files.prepare)
+        store = MediaStore(pool)
+        # For the admin API (quarantine, protection, deletion).
+        self.media_manager = MediaManager(store, files)
+        uploader = MediaUploader(
+            store,
+            files,
+            server_name=config.server_name,
+            limits=UploadLimits(
+                max_upload_size=media.max_upload_size,
+                max_user_quota_bytes=media.max_user_quota_bytes,
+                max_pending_media_uploads=media.max_pending_media_uploads,
+                unused_expiration_time_ms=media.unused_expiration_time_ms,
+                authenticated=media.enable_authenticated_media,
+            ),
+        )
+        downloads = MediaDownloads(
+            store,
+            files,
+            server_name=config.server_name,
+            unused_expiration_time_ms=media.unused_expiration_time_ms,
+            authenticated_media=media.enable_authenticated_media,
+            remote=None,
+        )
+        previewer = None
+        if media.url_preview_enabled:
+            fetcher = SafeFetcher(
+                AddressPolicy(media.url_preview_ip_range_whitelist),
+                max_size=media.url_preview_max_size,
+                timeout_s=media.url_preview_timeout_s,
+            )
+            previewer = UrlPreviewer(
+                store, uploader, fetcher, max_image_pixels=media.max_image_pixels
+            )
+
+            async def close_previews(_: web.Application) -> None:
+                await fetcher.close()
+
+            app.on_cleanup.append(close_previews)
+        thumbnailer = Thumbnailer(
+            store,
+            files,
+            downloads,
+            sizes=media.thumbnail_sizes,
+            max_image_pixels=media.max_image_pixels,
+        )
+        return MediaApi(uploader, downloads, thumbnailer, previewer)
 
     async def _serve_federation(self) -> int:
         config = self.config

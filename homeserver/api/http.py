@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 import attrs
-from aiohttp import web
+from aiohttp import StreamReader, web
 from multidict import MultiMapping
 
 from homeserver.errors import MatrixError, bad_json
@@ -65,6 +65,11 @@ class ClientRequest:
     ip: str | None
     user_agent: str | None
     body: bytes = attrs.field(repr=False)
+    # Endpoints declared with `stream_body=True` read their body from here
+    # (`body` is then empty): media uploads may be far larger than the
+    # app-wide request body limit and are never held in memory.
+    content: StreamReader | None = attrs.field(default=None, repr=False)
+    headers: Mapping[str, str] = attrs.field(factory=dict, repr=False)
 
     @property
     def user(self) -> Requester:
@@ -100,6 +105,7 @@ class EndpointSpec:
     auth: bool
     # Name of a per-IP rate limiter applied before the handler runs.
     ratelimit: str | None
+    stream_body: bool = False
 
 
 def endpoint(
@@ -109,10 +115,13 @@ def endpoint(
     auth: bool = True,
     prefixes: Iterable[str] = CLIENT_PREFIXES,
     ratelimit: str | None = None,
+    stream_body: bool = False,
 ) -> Callable[[Handler], Handler]:
     def mark(func: Handler) -> Handler:
         specs = getattr(func, "_endpoints", ())
-        spec = EndpointSpec(method, tuple(p + path for p in prefixes), auth, ratelimit)
+        spec = EndpointSpec(
+            method, tuple(p + path for p in prefixes), auth, ratelimit, stream_body=stream_body
+        )
         func._endpoints = (*specs, spec)  # type: ignore[attr-defined]
         return func
 
@@ -187,7 +196,8 @@ class Router:
             requester = await auth.requester(request, ip) if auth and spec.auth else None
             if requester is not None and is_write and write_limiter is not None:
                 write_limiter.check(requester.user_id)
-            body = await request.read() if request.can_read_body else b""
+            streamed = spec.stream_body and request.can_read_body
+            body = await request.read() if request.can_read_body and not streamed else b""
             result = await handler(
                 ClientRequest(
                     method=request.method,
@@ -198,6 +208,8 @@ class Router:
                     ip=ip,
                     user_agent=request.headers.get("User-Agent"),
                     body=body,
+                    content=request.content if streamed else None,
+                    headers=request.headers,
                 )
             )
             if isinstance(result, web.StreamResponse):
