@@ -4,14 +4,17 @@ signs its keys, reports its log when it cannot start, and the client helpers wor
 from __future__ import annotations
 
 import ssl
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from signedjson.key import decode_verify_key_bytes, get_verify_key
 from signedjson.sign import verify_signed_json
-from unpaddedbase64 import decode_base64
+from unpaddedbase64 import decode_base64, encode_base64
 
 from homeserver.keyfiles import load_signing_key
+from tests.interop.fixtures import start_federating_server
 from tests.interop.matrix_client import MatrixError, login, quote
 from tests.interop.synapse import PASSWORD, SynapseServer, ensure_synapse_venv
 from tests.interop.waiting import wait_until
@@ -97,3 +100,28 @@ async def test_wait_until_returns_the_value_or_fails_naming_what() -> None:
     assert await wait_until(third_time, "the third call", interval=0.01) == "done"
     with pytest.raises(AssertionError, match="the impossible; last: 0"):
         await wait_until(lambda: 0, "the impossible", within=0.05, interval=0.01)
+
+
+async def test_synapse_fetches_our_keys_through_its_notary(
+    synapse: SynapseServer, server_factory: Any
+) -> None:
+    ours = await start_federating_server(server_factory)
+    name = ours.server.config.server_name
+    signing_key = load_signing_key(ours.server.config.path(ours.server.config.signing_key_path))
+    key_id = f"ed25519:{signing_key.version}"
+    # Synapse only fetches on a cache miss for a named key; a query for "all
+    # keys" of a server it never saw answers from its (empty) cache.
+    query = {"server_keys": {name: {key_id: {"minimum_valid_until_ts": int(time.time() * 1000)}}}}
+    async with synapse.http.post(
+        synapse.federation_url + "/_matrix/key/v2/query", json=query
+    ) as resp:
+        assert resp.status == 200
+        body = await resp.json()
+    (keys,) = body["server_keys"]
+    assert keys["server_name"] == name
+    our_verify_key = get_verify_key(signing_key)
+    assert keys["verify_keys"][key_id]["key"] == encode_base64(our_verify_key.encode())
+    verify_signed_json(keys, name, our_verify_key)
+    # The notary countersigns what it fetched.
+    synapse_key = get_verify_key(load_signing_key(synapse.directory / "signing.key"))
+    verify_signed_json(keys, synapse.server_name, synapse_key)
