@@ -225,3 +225,202 @@ async def test_thumbnail_of_non_image(hs: RunningServer, alice: str) -> None:
     assert status == 400
     status, got, _ = await thumbnail(hs, alice, body["content_uri"], "width=x&height=32")
     assert status == 400 and b"M_INVALID_PARAM" in got
+
+
+async def stored_state(hs: RunningServer, tmp_path: Path) -> tuple[int, list[Path]]:
+    rows = await hs.pool.fetchval("SELECT count(*) FROM local_media")
+    return rows, content_files(tmp_path)
+
+
+async def test_oversized_upload_is_refused(server_factory: Any, tmp_path: Path) -> None:
+    hs = await server_factory(media={"max_upload_size": 1000})
+    token = (await hs.register("alice"))["access_token"]
+    status, body = await hs.request("GET", f"{MEDIA}/config", token=token)
+    assert body == {"m.upload.size": 1000}
+
+    # Declared too large by Content-Length.
+    status, body = await upload(hs, token, b"x" * 1001, "application/octet-stream")
+    assert status == 413
+    assert body["errcode"] == "M_TOO_LARGE"
+
+    # Sent without a length (chunked): refused once the limit is crossed.
+    async def chunks() -> Any:
+        for _ in range(10):
+            yield b"y" * 300
+
+    async with hs.http.post(
+        hs.url + UPLOAD,
+        data=chunks(),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "text/plain"},
+    ) as resp:
+        assert resp.status == 413
+        assert (await resp.json())["errcode"] == "M_TOO_LARGE"
+    assert await stored_state(hs, tmp_path) == (0, [])
+    assert list((tmp_path / "media" / "tmp").iterdir()) == []
+
+    # Exactly at the limit is fine, and larger than the API's usual body limit
+    # is not a problem for media.
+    status, body = await upload(hs, token, b"z" * 1000, "application/octet-stream")
+    assert status == 200
+
+
+async def test_upload_larger_than_request_body_limit(server_factory: Any) -> None:
+    hs = await server_factory(max_request_body_bytes=1024)
+    token = (await hs.register("alice"))["access_token"]
+    data = png(400, 400) + b"\0" * 4096
+    status, body = await upload(hs, token, data)
+    assert status == 200, body
+    status, got, _ = await get(hs, f"{MEDIA}/download/{media_path(body['content_uri'])}", token)
+    assert (status, got) == (200, data)
+
+
+async def test_security_headers(hs: RunningServer, alice: str) -> None:
+    _, body = await upload(hs, alice, b"<script>alert(1)</script>", "text/html", "x.html")
+    status, got, headers = await get(
+        hs, f"{MEDIA}/download/{media_path(body['content_uri'])}", alice
+    )
+    assert status == 200
+    assert got == b"<script>alert(1)</script>"
+    assert headers["Content-Type"] == "text/html; charset=UTF-8"
+    assert headers["Content-Disposition"] == "attachment; filename=x.html"
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    assert headers["Content-Security-Policy"] == (
+        "sandbox; default-src 'none'; script-src 'none'; plugin-types application/pdf; "
+        "style-src 'unsafe-inline'; media-src 'self'; object-src 'self';"
+    )
+    assert headers["Cross-Origin-Resource-Policy"] == "cross-origin"
+    assert headers["Access-Control-Allow-Origin"] == "*"
+
+    for content_type in ("image/svg+xml", "application/javascript", "text/xml"):
+        _, body = await upload(hs, alice, b"<x/>", content_type)
+        _, _, headers = await get(hs, f"{MEDIA}/download/{media_path(body['content_uri'])}", alice)
+        assert headers["Content-Disposition"] == "attachment", content_type
+
+    _, body = await upload(hs, alice, b"hello", "text/plain", "h%C3%A9llo%20w%C3%B6rld.txt")
+    _, got, headers = await get(hs, f"{MEDIA}/download/{media_path(body['content_uri'])}", alice)
+    assert headers["Content-Type"] == "text/plain; charset=UTF-8"
+    assert headers["Content-Disposition"] == (
+        "inline; filename*=utf-8''h%C3%A9llo%20w%C3%B6rld.txt"
+    )
+
+
+async def test_create_then_upload(hs: RunningServer, alice: str) -> None:
+    bob = (await hs.register("bob"))["access_token"]
+    status, body = await hs.request("POST", "/_matrix/media/v1/create", token=alice)
+    assert status == 200
+    mxc = body["content_uri"]
+    assert body["unused_expires_at"] > 0
+    put_path = f"{UPLOAD}/{media_path(mxc)}"
+
+    # Not uploaded yet: downloads wait for it, then give up.
+    status, got, _ = await get(hs, f"{MEDIA}/download/{media_path(mxc)}?timeout_ms=0", alice)
+    assert status == 504 and b"M_NOT_YET_UPLOADED" in got
+
+    status, body = await hs.request(
+        "PUT", put_path, token=bob, data=b"bob's", headers={"Content-Type": "text/plain"}
+    )
+    assert (status, body["errcode"]) == (403, "M_FORBIDDEN")
+
+    data = png(10, 10)
+    status, body = await hs.request(
+        "PUT",
+        put_path + "?filename=a.png",
+        token=alice,
+        data=data,
+        headers={"Content-Type": "image/png"},
+    )
+    assert (status, body) == (200, {})
+    status, got, headers = await get(hs, f"{MEDIA}/download/{media_path(mxc)}", alice)
+    assert (status, got) == (200, data)
+    assert headers["Content-Disposition"] == "inline; filename=a.png"
+
+    status, body = await hs.request(
+        "PUT", put_path, token=alice, data=b"again", headers={"Content-Type": "text/plain"}
+    )
+    assert (status, body["errcode"]) == (409, "M_CANNOT_OVERWRITE_MEDIA")
+    status, got, _ = await get(hs, f"{MEDIA}/download/{media_path(mxc)}", alice)
+    assert got == data
+
+    status, body = await hs.request(
+        "PUT", f"{UPLOAD}/localhost/unknownmedia", token=alice, data=b"x"
+    )
+    assert (status, body["errcode"]) == (404, "M_NOT_FOUND")
+
+
+async def test_pending_uploads_are_limited(hs: RunningServer, alice: str) -> None:
+    for _ in range(5):
+        status, _ = await hs.request("POST", "/_matrix/media/v1/create", token=alice)
+        assert status == 200
+    status, body = await hs.request("POST", "/_matrix/media/v1/create", token=alice)
+    assert (status, body["errcode"]) == (429, "M_LIMIT_EXCEEDED")
+    assert body["retry_after_ms"] > 0
+
+
+async def test_quota(server_factory: Any, tmp_path: Path) -> None:
+    hs = await server_factory(media={"max_user_quota_bytes": 1500})
+    alice = (await hs.register("alice"))["access_token"]
+    bob = (await hs.register("bob"))["access_token"]
+    assert (await upload(hs, alice, b"a" * 1000, "text/plain"))[0] == 200
+    status, body = await upload(hs, alice, b"b" * 600, "text/plain")
+    assert (status, body["errcode"]) == (400, "M_RESOURCE_LIMIT_EXCEEDED")
+    assert len(content_files(tmp_path)) == 1
+    assert (await upload(hs, alice, b"c" * 500, "text/plain"))[0] == 200
+    # The quota is per user.
+    assert (await upload(hs, bob, b"b" * 600, "text/plain"))[0] == 200
+
+
+async def test_quarantined_media_is_not_served(hs: RunningServer, alice: str) -> None:
+    user_id = "@alice:localhost"
+    mxcs = [(await upload(hs, alice, png(16, 16, (i, i, i))))[1]["content_uri"] for i in range(3)]
+    ids = [media_id(m) for m in mxcs]
+    manager = hs.server.media_manager
+    assert await manager.protect(ids[2])
+    assert await manager.quarantine([ids[0]], "@admin:localhost") == 1
+    for mxc, expected in zip(mxcs, (404, 200, 200), strict=True):
+        status, got, _ = await get(hs, f"{MEDIA}/download/{media_path(mxc)}", alice)
+        assert status == expected
+        status, got, _ = await thumbnail(hs, alice, mxc, "width=32&height=32&method=crop")
+        assert status == expected, got
+    # A user's quarantine spares protected media.
+    assert await manager.quarantine_user(user_id, "@admin:localhost") == 1
+    statuses = [(await get(hs, f"{MEDIA}/download/{media_path(m)}", alice))[0] for m in mxcs]
+    assert statuses == [404, 404, 200]
+    assert await manager.unquarantine(ids[0])
+    assert (await get(hs, f"{MEDIA}/download/{media_path(mxcs[0])}", alice))[0] == 200
+
+    page, total = await manager.user_media(user_id, offset=1, limit=1)
+    assert total == 3
+    assert [m.media_id for m in page] == [ids[1]]
+    assert page[0].quarantined_by == "@admin:localhost"
+
+
+async def test_legacy_endpoints(hs: RunningServer, alice: str) -> None:
+    token = alice
+    data = png(50, 50)
+    _, body = await upload(hs, token, data)
+    path = media_path(body["content_uri"])
+    # Authenticated media enforced: the legacy endpoints do not serve it.
+    for legacy in (
+        f"/_matrix/media/v3/download/{path}",
+        f"/_matrix/media/v3/thumbnail/{path}?width=32&height=32",
+    ):
+        status, got, _ = await get(hs, legacy)
+        assert status == 404 and b"M_NOT_FOUND" in got
+
+
+async def test_legacy_endpoints_without_authenticated_media(server_factory: Any) -> None:
+    hs = await server_factory(media={"enable_authenticated_media": False})
+    token = (await hs.register("alice"))["access_token"]
+    data = png(50, 50)
+    _, body = await upload(hs, token, data, filename="p.png")
+    path = media_path(body["content_uri"])
+    status, got, headers = await get(hs, f"/_matrix/media/v3/download/{path}")
+    assert (status, got) == (200, data)
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    status, got, _ = await get(hs, f"/_matrix/media/r0/download/{path}/q.png")
+    assert (status, got) == (200, data)
+    status, got, _ = await get(
+        hs, f"/_matrix/media/v3/thumbnail/{path}?width=32&height=32&method=crop"
+    )
+    assert status == 200
+    assert Image.open(io.BytesIO(got)).size == (32, 32)
