@@ -1,4 +1,4 @@
-"""The command line: run, generate-config, register-user, migrate."""
+"""The command line: run, generate-config, register-user, make-admin, migrate."""
 
 from __future__ import annotations
 
@@ -52,6 +52,10 @@ def _parser() -> argparse.ArgumentParser:
     reg.add_argument("--user", required=True, help="localpart or full user id")
     reg.add_argument("--password", help="default: read from the terminal or stdin")
     reg.add_argument("--admin", action="store_true")
+
+    adm = sub.add_parser("make-admin", help="make an existing account a server admin")
+    adm.add_argument("user", help="localpart or full user id")
+    adm.add_argument("--config", default=DEFAULT_CONFIG)
 
     mig = sub.add_parser("migrate", help="apply database migrations and exit")
     mig.add_argument("--config", default=DEFAULT_CONFIG)
@@ -148,6 +152,22 @@ async def _register_user(config: Config, user: str, password: str, admin: bool) 
     return user_id
 
 
+async def _make_admin(config: Config, user: str) -> str:
+    from homeserver.identifiers import user_id_for
+    from storage.admin_users import AdminUserStore
+    from storage.users import UserStore
+
+    user_id = user if user.startswith("@") else user_id_for(user, config.server_name)
+
+    async def promote(pool: Any) -> None:
+        if await UserStore(pool).get_user(user_id) is None:
+            raise ConfigError(f"{user_id} does not exist")
+        await AdminUserStore(pool).set_flag(user_id, "admin", True)
+
+    await _with_database(config, promote)
+    return user_id
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "generate-config":
@@ -176,6 +196,9 @@ def main(argv: list[str] | None = None) -> int:
                 return 2
             user_id = asyncio.run(_register_user(config, args.user, password, args.admin))
             print(f"created {user_id}")
+        elif args.command == "make-admin":
+            user_id = asyncio.run(_make_admin(config, args.user))
+            print(f"{user_id} is now a server admin")
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -242,6 +242,7 @@ class Config:
     turn: TurnConfig = TurnConfig()
     push: PushConfig = PushConfig()
     user_directory: UserDirectoryConfig = UserDirectoryConfig()
+    server_notices: ServerNoticesConfig = ServerNoticesConfig()
     # MatrixRTC foci advertised in /.well-known/matrix/client, e.g.
     # [{"type": "livekit", "livekit_service_url": "https://..."}].
     rtc_foci: list[dict[str, Any]] = attrs.Factory(list)

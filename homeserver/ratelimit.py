@@ -18,17 +18,29 @@ class RateLimiter:
         self._enabled = enabled and limit.per_second > 0
         # key -> (tokens left, time of last update)
         self._buckets: dict[str, tuple[float, float]] = {}
+        # key -> (per_second, burst) set by an admin; per_second 0 means unlimited.
+        self._overrides: dict[str, tuple[float, float]] = {}
+
+    def set_override(self, key: str, per_second: float, burst_count: int) -> None:
+        """Give one key its own limit (the admin API's override_ratelimit)."""
+        self._overrides[key] = (per_second, float(burst_count))
+        self._buckets.pop(key, None)
+
+    def clear_override(self, key: str) -> None:
+        self._overrides.pop(key, None)
+        self._buckets.pop(key, None)
 
     def check(self, key: str) -> None:
         """Take one token for `key`, or raise 429 M_LIMIT_EXCEEDED with retry_after_ms."""
-        if not self._enabled:
+        rate, burst = self._overrides.get(key, (self._rate, self._burst))
+        if not self._enabled or rate <= 0:
             return
         now = time.monotonic()
-        tokens, updated = self._buckets.get(key, (self._burst, now))
-        tokens = min(self._burst, tokens + (now - updated) * self._rate)
+        tokens, updated = self._buckets.get(key, (burst, now))
+        tokens = min(burst, tokens + (now - updated) * rate)
         if tokens < 1.0:
             self._buckets[key] = (tokens, now)
-            raise limit_exceeded(math.ceil((1.0 - tokens) / self._rate * 1000))
+            raise limit_exceeded(math.ceil((1.0 - tokens) / rate * 1000))
         self._buckets[key] = (tokens - 1.0, now)
         if len(self._buckets) > 100_000:
             self._forget_full_buckets(now)

@@ -26,6 +26,22 @@ from homeserver.accounts.login import PasswordChecker
 from homeserver.accounts.passwords import PasswordHasher
 from homeserver.accounts.registration import AccountService
 from homeserver.accounts.sessions import SessionService
+from homeserver.admin.gate import AdminGate
+from homeserver.admin.moderation import Moderation
+from homeserver.admin.notices import ServerNotices
+from homeserver.admin.reports import AdminReports
+from homeserver.admin.rooms import AdminRooms
+from homeserver.admin.server import BackgroundUpdates
+from homeserver.admin.shared_secret import SharedSecretRegistration
+from homeserver.admin.tokens import AdminTokens
+from homeserver.admin.users import AdminUsers
+from homeserver.api.admin.audit import AdminAuditApi
+from homeserver.api.admin.notices import AdminNoticesApi
+from homeserver.api.admin.reports import AdminReportsApi
+from homeserver.api.admin.rooms import AdminRoomsApi
+from homeserver.api.admin.server import AdminServerApi
+from homeserver.api.admin.tokens import AdminTokensApi
+from homeserver.api.admin.users import AdminUsersApi, SharedSecretApi
 from homeserver.api.devices import DevicesApi
 from homeserver.api.directory import DirectoryApi
 from homeserver.api.discovery import DiscoveryApi
@@ -100,6 +116,11 @@ from homeserver.turn import TurnService
 from homeserver.uia import UiaService
 from homeserver.user_directory import UserDirectory
 from storage.account_data import AccountDataStore
+from storage.admin_audit import AuditStore
+from storage.admin_reports import AdminReportStore
+from storage.admin_rooms import AdminRoomStore
+from storage.admin_tokens import AdminTokenStore
+from storage.admin_users import AdminUserStore
 from storage.database import EmbeddedPostgres, create_pool, migrate
 from storage.destinations import DestinationStore
 from storage.device_lists import DeviceListStore
@@ -201,6 +222,33 @@ class HomeServer:
         )
         return load_signing_key(config.path(config.signing_key_path))
 
+    async def _admin_apis(
+        self,
+        app: web.Application,
+        pool: asyncpg.Pool,
+        users: AdminUsers,
+        rooms: AdminRooms,
+        notices: ServerNotices,
+        registration: SharedSecretRegistration,
+    ) -> list[object]:
+        """The admin API (/_synapse/admin) over the services the client API uses."""
+        await users.start()
+
+        async def stop_admin_tasks(_: web.Application) -> None:
+            await rooms.stop()
+
+        app.on_cleanup.append(stop_admin_tasks)
+        return [
+            AdminUsersApi(users),
+            SharedSecretApi(registration, self.config.server_name),
+            AdminRoomsApi(rooms),
+            AdminTokensApi(AdminTokens(AdminTokenStore(pool))),
+            AdminReportsApi(AdminReports(AdminReportStore(pool))),
+            AdminNoticesApi(notices),
+            AdminServerApi(BackgroundUpdates()),
+            AdminAuditApi(AuditStore(pool)),
+        ]
+
     async def _build_client_app(self, pool: asyncpg.Pool) -> web.Application:
         config = self.config
         users = UserStore(pool)
@@ -222,7 +270,12 @@ class HomeServer:
             middlewares=[matrix_middleware(self.metrics)],
             client_max_size=config.max_request_body_bytes,
         )
-        router = Router(app, Authenticator(sessions.authenticate), limiters)
+        router = Router(
+            app,
+            Authenticator(sessions.authenticate),
+            limiters,
+            AdminGate(users, AuditStore(pool)),
+        )
         profiles = ProfileService(users)
         state = StateStore(pool)
         events = EventStore(pool, state)
@@ -235,6 +288,8 @@ class HomeServer:
             signing_key=self.signing_key,
         )
         room_store = RoomStore(pool)
+        moderation = Moderation(AdminUserStore(pool), AdminRoomStore(pool))
+        await moderation.start()
         rooms = RoomService(
             self.pipeline,
             events,
@@ -242,6 +297,7 @@ class HomeServer:
             profiles,
             server_name=config.server_name,
             default_room_version=config.default_room_version,
+            moderation=moderation,
         )
         profiles.add_listener(MemberProfileUpdater(rooms).profile_changed)
         history_store = HistoryStore(pool)
@@ -435,6 +491,46 @@ class HomeServer:
             VoipApi(TurnService(config.turn)),
             ThirdPartyApi(),
             await self._media_api(app, pool),
+            *await self._admin_apis(
+                app,
+                pool,
+                AdminUsers(
+                    users=users,
+                    store=AdminUserStore(pool),
+                    accounts=accounts,
+                    sessions=sessions,
+                    hasher=hasher,
+                    profiles=profiles,
+                    rooms=rooms,
+                    room_store=room_store,
+                    write_limiter=limiters["client_writes"],
+                    moderation=moderation,
+                    server_name=config.server_name,
+                ),
+                AdminRooms(
+                    store=AdminRoomStore(pool),
+                    rooms=rooms,
+                    events=events,
+                    history=history_store,
+                    formatter=formatter,
+                    server_name=config.server_name,
+                ),
+                ServerNotices(
+                    config.server_notices,
+                    users=users,
+                    rooms=rooms,
+                    room_store=room_store,
+                    store=AdminRoomStore(pool),
+                    tags=TagService(account_data, AccountDataStore(pool)),
+                    server_name=config.server_name,
+                ),
+                SharedSecretRegistration(
+                    secret=config.registration_shared_secret,
+                    accounts=accounts,
+                    sessions=sessions,
+                    profiles=profiles,
+                ),
+            ),
         )
         return app
 

@@ -68,7 +68,18 @@ class UiaStore:
         await self._pool.execute("DELETE FROM ui_auth_sessions WHERE session_id = $1", session_id)
 
     async def delete_sessions_before(self, ts: int) -> None:
-        await self._pool.execute("DELETE FROM ui_auth_sessions WHERE created_ts < $1", ts)
+        """Drop expired sessions; the registration tokens they held are pending no more."""
+        await self._pool.execute(
+            """WITH gone AS (
+                   DELETE FROM ui_auth_sessions WHERE created_ts < $1
+                   RETURNING completed ->> 'm.login.registration_token' AS token
+               )
+               UPDATE registration_tokens t SET pending = GREATEST(t.pending - g.n, 0)
+               FROM (SELECT token, count(*) AS n FROM gone WHERE token IS NOT NULL
+                     GROUP BY token) g
+               WHERE t.token = g.token""",
+            ts,
+        )
 
 
 class RegistrationTokenStore:

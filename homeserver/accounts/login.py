@@ -52,8 +52,9 @@ class PasswordChecker:
         user = await self._users.get_user(user_id)
         if user is None and user_id != user_id.lower():
             user = await self._users.get_user(user_id.lower())
+        # A deactivated account has no password left to check; say why (as Synapse).
+        if user is not None and user.deactivated:
+            raise MatrixError(403, "M_USER_DEACTIVATED", "This account has been deactivated")
         if user is None or not await self._hasher.check(password, user.password_hash):
             raise forbidden("Invalid username or password")
-        if user.deactivated:
-            raise MatrixError(403, "M_USER_DEACTIVATED", "This account has been deactivated")
         return user

@@ -56,12 +56,13 @@ class AccountService:
         *,
         admin: bool = False,
         registration_token: str | None = None,
+        user_type: str | None = None,
     ) -> None:
         password_hash = await self._hasher.hash(password) if password else None
         localpart = user_id[1:].partition(":")[0]
         try:
             await self._users.create_user(
-                user_id, password_hash, admin=admin, displayname=localpart
+                user_id, password_hash, admin=admin, displayname=localpart, user_type=user_type
             )
         except UserExistsError:
             raise MatrixError(400, "M_USER_IN_USE", "User ID already taken") from None

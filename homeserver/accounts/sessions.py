@@ -18,7 +18,7 @@ from typing import Protocol
 
 import attrs
 
-from homeserver.errors import not_found, unknown_token
+from homeserver.errors import MatrixError, not_found, unknown_token
 from homeserver.requester import Requester
 from storage.sessions import AccessTokenRecord, DeviceRecord, NewTokens, SessionStore
 
@@ -109,6 +109,22 @@ class SessionService:
             await self._devices_changed(user_id, [device_id], [])
         return self._session(user_id, device_id, access, refresh)
 
+    async def start_puppet_session(
+        self, user_id: str, valid_until_ms: int | None, *, ip: str | None
+    ) -> Session:
+        """An admin's login as `user_id`: a new device whose token may expire."""
+        device_id = new_device_id()
+        access = new_token("mha")
+        self._invalidate(user_id)
+        digests = NewTokens(hash_token(access), valid_until_ms, None)
+        if await self._store.login_device(user_id, device_id, "Admin login", digests, ip):
+            await self._devices_changed(user_id, [device_id], [])
+        return Session(user_id, device_id, access, None, None)
+
+    def account_changed(self, user_id: str) -> None:
+        """Forget cached tokens of a user whose account was locked, deactivated or changed."""
+        self._invalidate(user_id)
+
     async def refresh(self, refresh_token: str) -> Session:
         record = await self._store.get_refresh_token(hash_token(refresh_token))
         if record is None:
@@ -138,7 +154,10 @@ class SessionService:
         if record.deactivated:
             raise unknown_token("This account has been deactivated", soft_logout=False)
         if record.locked:
-            raise unknown_token("This account has been locked", soft_logout=True)
+            # The spec's (v1.8) answer to every request of a locked account.
+            raise MatrixError(
+                401, "M_USER_LOCKED", "This account has been locked", soft_logout=True
+            )
         if record.valid_until_ts is not None and record.valid_until_ts <= now:
             raise unknown_token("Access token has expired", soft_logout=True)
         if record.refresh_token_id is not None and not record.used:

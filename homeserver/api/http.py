@@ -15,7 +15,7 @@ import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import attrs
 from aiohttp import StreamReader, web
@@ -32,6 +32,7 @@ request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id
 
 CLIENT_PREFIXES = ("/_matrix/client/r0", "/_matrix/client/v3")
 CLIENT_V1 = ("/_matrix/client/v1",)
+ADMIN_PREFIXES = ("/_synapse/admin",)
 
 CORS_HEADERS = {
     "Access-Control-Allow-Origin": "*",
@@ -105,6 +106,10 @@ class EndpointSpec:
     auth: bool
     # Name of a per-IP rate limiter applied before the handler runs.
     ratelimit: str | None
+    # Only server administrators may call it (403 M_FORBIDDEN for others).
+    admin: bool = False
+    # For admin endpoints that change something: the audit log's action name.
+    audit_action: str | None = None
     stream_body: bool = False
 
 
@@ -126,6 +131,50 @@ def endpoint(
         return func
 
     return mark
+
+
+def admin_endpoint(
+    method: str, path: str, *, action: str | None = None, auth: bool = True
+) -> Callable[[Handler], Handler]:
+    """An endpoint under /_synapse/admin for server administrators.
+
+    Every method but GET changes something and must name its `action`: the
+    Router then writes one audit log entry per call, whatever the outcome.
+    `auth=False` is for the one admin route authorised otherwise (the
+    registration shared secret); it is audited all the same.
+    """
+    if (method == "GET") != (action is None):
+        raise ValueError(f"{method} {path}: an action name is required exactly for changes")
+
+    def mark(func: Handler) -> Handler:
+        specs = getattr(func, "_endpoints", ())
+        spec = EndpointSpec(
+            method,
+            tuple(p + path for p in ADMIN_PREFIXES),
+            auth,
+            None,
+            admin=auth,
+            audit_action=action,
+        )
+        func._endpoints = (*specs, spec)  # type: ignore[attr-defined]
+        return func
+
+    return mark
+
+
+class AdminGate(Protocol):
+    """What the Router needs for admin endpoints: who is an admin, and the audit log."""
+
+    async def require_admin(self, requester: Requester) -> None: ...
+
+    async def record(
+        self,
+        request: ClientRequest,
+        action: str,
+        result: Any,
+        status: int,
+        errcode: str | None,
+    ) -> None: ...
 
 
 def json_response(status: int, body: Any) -> web.Response:
@@ -167,10 +216,12 @@ class Router:
         app: web.Application,
         authenticator: Authenticator | None,
         limiters: Mapping[str, RateLimiter],
+        admin_gate: AdminGate | None = None,
     ) -> None:
         self._app = app
         self._auth = authenticator
         self._limiters = limiters
+        self._admin_gate = admin_gate
 
     def mount(self, *handler_objects: object) -> None:
         for obj in handler_objects:
@@ -179,12 +230,15 @@ class Router:
                 for spec in getattr(func, "_endpoints", ()):
                     if spec.auth and self._auth is None:
                         raise ValueError(f"{name} needs access tokens, which this app has not")
+                    if (spec.admin or spec.audit_action) and self._admin_gate is None:
+                        raise ValueError(f"{name} is an admin endpoint; this app has no admin gate")
                     bound = getattr(obj, name)
                     for path in spec.paths:
                         self._app.router.add_route(spec.method, path, self._wrap(spec, bound))
 
     def _wrap(self, spec: EndpointSpec, handler: Callable[[ClientRequest], Awaitable[Any]]) -> Any:
         auth = self._auth
+        admin_gate = self._admin_gate
         ip_limiter = self._limiters[spec.ratelimit] if spec.ratelimit else None
         write_limiter = self._limiters.get("client_writes")
         is_write = spec.method in ("PUT", "POST", "DELETE")
@@ -194,24 +248,30 @@ class Router:
             if ip_limiter is not None:
                 ip_limiter.check(ip or "")
             requester = await auth.requester(request, ip) if auth and spec.auth else None
-            if requester is not None and is_write and write_limiter is not None:
+            if spec.admin:
+                assert admin_gate is not None and requester is not None
+                await admin_gate.require_admin(requester)
+            elif requester is not None and is_write and write_limiter is not None:
                 write_limiter.check(requester.user_id)
             streamed = spec.stream_body and request.can_read_body
             body = await request.read() if request.can_read_body and not streamed else b""
-            result = await handler(
-                ClientRequest(
-                    method=request.method,
-                    path=request.path,
-                    params=request.match_info,
-                    query=request.query,
-                    requester=requester,
-                    ip=ip,
-                    user_agent=request.headers.get("User-Agent"),
-                    body=body,
-                    content=request.content if streamed else None,
-                    headers=request.headers,
-                )
+            client_request = ClientRequest(
+                method=request.method,
+                path=request.path,
+                params=request.match_info,
+                query=request.query,
+                requester=requester,
+                ip=ip,
+                user_agent=request.headers.get("User-Agent"),
+                body=body,
+                content=request.content if streamed else None,
+                headers=request.headers,
             )
+            if spec.audit_action is None:
+                result = await handler(client_request)
+            else:
+                assert admin_gate is not None
+                result = await _audited(admin_gate, spec.audit_action, handler, client_request)
             if isinstance(result, web.StreamResponse):
                 return result
             if isinstance(result, tuple):
@@ -219,6 +279,27 @@ class Router:
             return json_response(200, result)
 
         return aiohttp_handler
+
+
+async def _audited(
+    gate: AdminGate,
+    action: str,
+    handler: Callable[[ClientRequest], Awaitable[Any]],
+    request: ClientRequest,
+) -> Any:
+    """Run an admin handler that changes something and log its outcome once."""
+    try:
+        result = await handler(request)
+    except MatrixError as e:
+        await gate.record(request, action, None, e.status, e.errcode)
+        raise
+    except Exception:
+        await gate.record(request, action, None, 500, "M_UNKNOWN")
+        raise
+    status = result[0] if isinstance(result, tuple) else 200
+    body = result[1] if isinstance(result, tuple) else result
+    await gate.record(request, action, body, status, None)
+    return result
 
 
 def _error_for_http_exception(exc: web.HTTPException) -> MatrixError:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 from homeserver.errors import MatrixError, forbidden, invalid_param, not_found
 from homeserver.identifiers import is_valid_user_id
@@ -27,6 +27,27 @@ _ACTIONS = {
 _WITH_PROFILE = ("invite", "join", "knock")
 
 
+class RoomModeration(Protocol):
+    """The server admins' decisions about users and rooms (homeserver/admin)."""
+
+    def is_shadow_banned(self, user_id: str) -> bool: ...
+
+    async def is_blocked(self, room_id: str) -> bool: ...
+
+    def fake_event_id(self) -> str: ...
+
+
+class FakeAccepted(MatrixError):
+    """The answer to a shadow-banned sender: success, for an event that was never made."""
+
+    def __init__(self, event_id: str) -> None:
+        super().__init__(200, "", "")
+        self._event_id = event_id
+
+    def to_json(self) -> dict[str, Any]:
+        return {"event_id": self._event_id}
+
+
 class RoomService:
     def __init__(
         self,
@@ -37,6 +58,7 @@ class RoomService:
         *,
         server_name: str,
         default_room_version: str,
+        moderation: RoomModeration | None = None,
     ) -> None:
         self._pipeline = pipeline
         self._events = events
@@ -44,6 +66,7 @@ class RoomService:
         self._profiles = profiles
         self._server_name = server_name
         self._default_room_version = default_room_version
+        self._moderation = moderation
 
     async def member_content(self, user_id: str, membership: str) -> dict[str, Any]:
         """A join's content carries the joiner's current display name and avatar."""
@@ -103,6 +126,9 @@ class RoomService:
     ) -> StoredEvent:
         if event_type == "m.room.create":
             raise forbidden("A room has one create event, made by createRoom")
+        if self._moderation is not None and self._moderation.is_shadow_banned(requester.user_id):
+            # As Synapse: the sender sees success; nobody sees the event.
+            raise FakeAccepted(self._moderation.fake_event_id())
         if state_key is not None:
             same = await self._unchanged_state(
                 requester.user_id, room_id, event_type, state_key, content
@@ -180,6 +206,12 @@ class RoomService:
             raise invalid_param("Invalid user id")
         if not await self._rooms.exists(room_id):
             raise not_found("Unknown room")
+        if (
+            membership in _WITH_PROFILE
+            and self._moderation is not None
+            and await self._moderation.is_blocked(room_id)
+        ):
+            raise forbidden("This room has been blocked on this server")
         current, current_id = await self._rooms.membership(room_id, target)
         if action == "kick" and current not in ("join", "invite", "knock"):
             raise forbidden("The target user is not in the room")
