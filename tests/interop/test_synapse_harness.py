@@ -125,3 +125,20 @@ async def test_synapse_fetches_our_keys_through_its_notary(
     # The notary countersigns what it fetched.
     synapse_key = get_verify_key(load_signing_key(synapse.directory / "signing.key"))
     verify_signed_json(keys, synapse.server_name, synapse_key)
+
+
+async def test_our_notary_fetches_synapse_keys(synapse: SynapseServer, server_factory: Any) -> None:
+    ours = await start_federating_server(server_factory)
+    synapse_signing_key = load_signing_key(synapse.directory / "signing.key")
+    key_id = f"ed25519:{synapse_signing_key.version}"
+    now = int(time.time() * 1000)
+    query = {"server_keys": {synapse.server_name: {key_id: {"minimum_valid_until_ts": now}}}}
+    url = f"https://127.0.0.1:{ours.server.federation_port}/_matrix/key/v2/query"
+    async with synapse.http.post(url, json=query) as resp:
+        assert resp.status == 200
+        body = await resp.json()
+    (keys,) = body["server_keys"]
+    assert keys["server_name"] == synapse.server_name
+    verify_signed_json(keys, synapse.server_name, get_verify_key(synapse_signing_key))
+    our_key = load_signing_key(ours.server.config.path(ours.server.config.signing_key_path))
+    verify_signed_json(keys, ours.server.config.server_name, get_verify_key(our_key))
