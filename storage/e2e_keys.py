@@ -91,16 +91,13 @@ JOIN e2e_device_keys k
 JOIN devices d ON d.user_id = k.user_id AND d.device_id = k.device_id
 """
 
+_CROSS_SIGNING_SIGNATURES = _SIGNATURES.format(
+    user="c.user_id", key="c.public_key", extra="AND s.signer_user_id IN ($2, c.user_id)"
+)
+
 # $1 users, $2 the requester: signatures by the requester or by the key's owner.
 _QUERY_CROSS_SIGNING = f"""
-SELECT c.user_id, c.key_type, c.key_json,
-       {
-    _SIGNATURES.format(
-        user="c.user_id",
-        key="c.public_key",
-        extra="AND s.signer_user_id IN ($2, c.user_id)",
-    )
-} AS signatures
+SELECT c.user_id, c.key_type, c.key_json, {_CROSS_SIGNING_SIGNATURES} AS signatures
 FROM e2e_cross_signing_keys c
 WHERE c.user_id = ANY($1::text[])
 """

@@ -16,6 +16,10 @@ MEGOLM = "m.megolm.v1.aes-sha2"
 Client = Callable[[str], Any]
 
 
+# The number of one-time keys each client uploaded at start, by user id.
+uploaded: dict[str, int] = {}
+
+
 @pytest.fixture
 async def e2e_client(hs: Any, tmp_path: Path) -> AsyncIterator[Client]:
     """e2e_client(name): a registered user's nio client with encryption on
@@ -37,6 +41,8 @@ async def e2e_client(hs: Any, tmp_path: Path) -> AsyncIterator[Client]:
         assert client.should_upload_keys
         upload = await client.keys_upload()
         assert isinstance(upload, nio.KeysUploadResponse), upload
+        assert upload.signed_curve25519_count > 0
+        uploaded[client.user_id] = upload.signed_curve25519_count
         return client
 
     yield make
@@ -87,7 +93,8 @@ async def test_two_users_exchange_encrypted_messages(e2e_client: Client, hs: Any
     room_id = created.room_id
     await sync(bob)
     assert isinstance(await bob.join(room_id), nio.JoinResponse)
-    await sync(alice)
+    alice_sync = await sync(alice)
+    assert alice_sync.device_key_count.signed_curve25519 == uploaded[alice.user_id]
     await sync(bob)
     assert alice.rooms[room_id].encrypted and bob.rooms[room_id].encrypted
 
@@ -97,8 +104,10 @@ async def test_two_users_exchange_encrypted_messages(e2e_client: Client, hs: Any
     assert not any("this is secret" in r["json"] for r in raw)
     assert any('"m.room.encrypted"' in r["json"] for r in raw)
 
-    got = texts(await sync(bob), room_id)
-    assert got == [(alice.user_id, "hello bob, this is secret")]
+    bob_sync = await sync(bob)
+    assert texts(bob_sync, room_id) == [(alice.user_id, "hello bob, this is secret")]
+    # Alice claimed one of bob's one-time keys to start an Olm session with him.
+    assert bob_sync.device_key_count.signed_curve25519 == uploaded[bob.user_id] - 1
 
     await send(bob, room_id, "hi alice, secret reply")
     got = texts(await sync(alice), room_id)
