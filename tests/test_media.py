@@ -4,11 +4,14 @@ storage on disk, limits, quarantine, safe headers and URL previews."""
 from __future__ import annotations
 
 import io
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import nio
 import pytest
+from aiohttp import web
 from PIL import Image
 
 from tests.conftest import RunningServer
@@ -424,3 +427,121 @@ async def test_legacy_endpoints_without_authenticated_media(server_factory: Any)
     )
     assert status == 200
     assert Image.open(io.BytesIO(got)).size == (32, 32)
+
+
+PAGE = """<!doctype html><html><head>
+<title>Fallback title</title>
+<meta property="og:title" content="A page &amp; its title">
+<meta property="og:description" content="What the page is about">
+<meta property="og:image" content="/picture.png">
+</head><body>hello</body></html>"""
+
+
+@pytest.fixture
+async def website() -> AsyncIterator[tuple[str, list[str]]]:
+    """A local web site with an OpenGraph page, an image and a redirect."""
+    hits: list[str] = []
+    picture = png(120, 60, (0, 128, 0))
+
+    async def page(request: web.Request) -> web.Response:
+        hits.append(request.path)
+        return web.Response(text=PAGE, content_type="text/html")
+
+    async def image(request: web.Request) -> web.Response:
+        hits.append(request.path)
+        return web.Response(body=picture, content_type="image/png")
+
+    async def plain(request: web.Request) -> web.Response:
+        hits.append(request.path)
+        return web.Response(text="<title>No OG here</title>", content_type="text/html")
+
+    async def redirect(request: web.Request) -> web.Response:
+        hits.append(request.path)
+        raise web.HTTPFound(request.query["to"])
+
+    app = web.Application()
+    app.router.add_get("/page", page)
+    app.router.add_get("/picture.png", image)
+    app.router.add_get("/plain", plain)
+    app.router.add_get("/redirect", redirect)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    yield f"http://127.0.0.1:{port}", hits
+    await runner.cleanup()
+
+
+async def preview(hs: RunningServer, token: str, url: str) -> tuple[int, Any]:
+    return await hs.request("GET", f"{MEDIA}/preview_url?url={quote(url, safe='')}", token=token)
+
+
+async def test_preview_disabled_by_default(hs: RunningServer, alice: str) -> None:
+    status, body = await preview(hs, alice, "https://example.org/")
+    assert (status, body["errcode"]) == (404, "M_UNRECOGNIZED")
+    status, body = await hs.request("GET", f"{MEDIA}/preview_url?url=https://example.org/")
+    assert (status, body["errcode"]) == (401, "M_MISSING_TOKEN")
+
+
+async def test_preview_refuses_private_addresses(
+    server_factory: Any, website: tuple[str, list[str]]
+) -> None:
+    base, hits = website
+    hs = await server_factory(media={"url_preview_enabled": True})
+    token = (await hs.register("alice"))["access_token"]
+    for url in (
+        base + "/page",
+        "http://10.1.2.3/",
+        "http://192.168.0.1/",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[::1]/",
+        "http://[::ffff:127.0.0.1]/",
+        "http://0.0.0.0/",
+    ):
+        status, body = await preview(hs, token, url)
+        assert status == 403, (url, body)
+    # A name resolving to loopback is refused at resolution, as Synapse does.
+    port = base.rsplit(":", 1)[1]
+    status, body = await preview(hs, token, f"http://localhost:{port}/page")
+    assert status == 502, body
+    # Only http and https.
+    status, body = await preview(hs, token, "ftp://example.org/")
+    assert (status, body["errcode"]) == (400, "M_INVALID_PARAM")
+    assert hits == []
+
+
+async def test_preview_with_whitelist(
+    server_factory: Any, website: tuple[str, list[str]], tmp_path: Path
+) -> None:
+    base, hits = website
+    hs = await server_factory(
+        media={"url_preview_enabled": True, "url_preview_ip_range_whitelist": ["127.0.0.0/8"]}
+    )
+    token = (await hs.register("alice"))["access_token"]
+    status, og = await preview(hs, token, base + "/page")
+    assert status == 200, og
+    assert og["og:title"] == "A page & its title"
+    assert og["og:description"] == "What the page is about"
+    assert og["og:image"].startswith("mxc://localhost/")
+    assert og["og:image:width"] == 120 and og["og:image:height"] == 60
+    assert og["og:image:type"] == "image/png"
+    status, got, _ = await get(hs, f"{MEDIA}/download/{media_path(og['og:image'])}", token)
+    assert status == 200
+    assert og["matrix:image:size"] == len(got)
+    assert Image.open(io.BytesIO(got)).size == (120, 60)
+    assert hits == ["/page", "/picture.png"]
+
+    # Cached: asked again, the site is not fetched again.
+    status, again = await preview(hs, token, base + "/page")
+    assert (status, again) == (200, og)
+    assert hits == ["/page", "/picture.png"]
+
+    status, og = await preview(hs, token, base + "/plain")
+    assert (status, og) == (200, {"og:title": "No OG here"})
+
+    # Redirects are followed, each hop checked: one to a blocked address fails.
+    status, og = await preview(hs, token, f"{base}/redirect?to=/plain")
+    assert (status, og) == (200, {"og:title": "No OG here"})
+    status, body = await preview(hs, token, f"{base}/redirect?to=http://10.0.0.1/")
+    assert status == 403, body
