@@ -498,6 +498,8 @@ async def test_preview_refuses_private_addresses(
         "http://[::1]/",
         "http://[::ffff:127.0.0.1]/",
         "http://0.0.0.0/",
+        "http://127.1/",
+        "http://2130706433/",
     ):
         status, body = await preview(hs, token, url)
         assert status == 403, (url, body)

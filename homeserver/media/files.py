@@ -16,12 +16,16 @@ import hashlib
 import os
 import secrets
 import shutil
+import time
 from collections.abc import AsyncIterable
 from pathlib import Path
 
 import attrs
 
 from homeserver.errors import MatrixError
+
+# A file in tmp/ untouched for this long belongs to no upload any more.
+STALE_UPLOAD_S = 24 * 60 * 60
 
 
 def too_large(limit: int) -> MatrixError:
@@ -43,10 +47,14 @@ class MediaFiles:
         self._tmp = root / "tmp"
 
     def prepare(self) -> None:
-        """Create the directories; leftovers of interrupted uploads are removed."""
-        shutil.rmtree(self._tmp, ignore_errors=True)
+        """Create the directories and remove leftovers of interrupted uploads
+        (only old ones: another process sharing the store may be receiving)."""
         for sub in ("content", "thumbnails", "tmp"):
             (self._root / sub).mkdir(parents=True, exist_ok=True)
+        cutoff = time.time() - STALE_UPLOAD_S
+        for leftover in self._tmp.iterdir():
+            if leftover.stat().st_mtime < cutoff:
+                leftover.unlink(missing_ok=True)
 
     def content_path(self, sha256: str) -> Path:
         return self._root / "content" / sha256[:2] / sha256[2:4] / sha256

@@ -5,7 +5,7 @@ Every address a host name resolves to is checked, and the connection is made
 to the checked addresses themselves (the resolver below is the connector's
 only resolver), so a DNS answer that changes between a check and a connect
 (DNS rebinding) cannot slip through. Literal IP hosts skip resolvers, so they
-are checked before the request; redirects are followed by hand, each hop
+are checked before the request (and odd numeric forms refused outright); redirects are followed by hand, each hop
 checked again.
 """
 
@@ -49,12 +49,11 @@ class AddressPolicy:
         return address.is_global and not address.is_multicast
 
 
-def is_ip_literal(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host.split("%", 1)[0])
-    except ValueError:
-        return False
-    return True
+def looks_like_ip(host: str) -> bool:
+    """Whether an HTTP client would connect to this host without resolving
+    it: all digits and dots (also legacy forms like 127.1 or 2130706433,
+    which some clients pass to the socket as they are), or IPv6."""
+    return ":" in host or host.replace(".", "").isdigit()
 
 
 class _BlockedAddressError(OSError):
@@ -123,8 +122,14 @@ class SafeFetcher:
         host = parts.hostname
         if parts.scheme not in ("http", "https") or not host:
             raise MatrixError(400, "M_INVALID_PARAM", "Only http and https URLs can be previewed")
-        if is_ip_literal(host) and not self._policy.allowed(host):
-            raise MatrixError(403, "M_UNKNOWN", "IP address blocked")
+        if looks_like_ip(host):
+            try:
+                allowed = self._policy.allowed(host)
+            except ValueError:
+                # Not a canonical address: refuse rather than guess where it goes.
+                allowed = False
+            if not allowed:
+                raise MatrixError(403, "M_UNKNOWN", "IP address blocked")
         return host
 
     async def fetch(self, url: str) -> Fetched:

@@ -110,7 +110,8 @@ class Thumbnailer:
         source = await self._downloads.find(
             server_name, media_id, timeout_ms=timeout_ms, legacy=legacy
         )
-        if source.content_type.split(";")[0].strip().lower() not in images.THUMBNAIL_SOURCE_TYPES:
+        source_type = source.content_type.split(";")[0].strip().lower()
+        if source_type not in images.THUMBNAIL_SOURCE_TYPES:
             raise _unthumbnailable()
         try:
             info = await asyncio.to_thread(images.probe, source.path, self._max_pixels)
@@ -120,9 +121,7 @@ class Thumbnailer:
         if chosen is None:
             raise not_found("No thumbnail of this kind is available")
         animate = animated and info.animated
-        content_type = (
-            images.ANIMATED_TYPE if animate else images.thumbnail_type(source.content_type)
-        )
+        content_type = images.ANIMATED_TYPE if animate else images.thumbnail_type(source_type)
         key = (source.sha256, chosen.width, chosen.height, method, content_type, animate)
         path = self._files.thumbnail_path(*key)
         lock = self._locks.get(key)
