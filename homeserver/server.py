@@ -15,11 +15,14 @@ from signedjson.types import SigningKey
 
 from federation.api import FederationVersionApi
 from federation.api_keys import KeysApi
+from federation.api_query import FederationQueryApi
+from federation.api_rooms import FederationRoomsApi
 from federation.auth import RequestVerifier
 from federation.backoff import Backoff
 from federation.discovery import DnsSrv, HttpWellKnown, ServerResolver
 from federation.http import FederationRouter
 from federation.keys import KeyRing, Notary, OldKey, OurKeys, decode_verify_key
+from federation.serving import FederationReads
 from federation.transport import FederationClient
 from homeserver.account_data import AccountDataService
 from homeserver.accounts.login import PasswordChecker
@@ -127,6 +130,7 @@ from storage.device_lists import DeviceListStore
 from storage.directory import DirectoryStore
 from storage.e2e_keys import E2eKeyStore
 from storage.events import EventStore
+from storage.federation_reads import FederationReadStore
 from storage.filters import FilterStore
 from storage.history import HistoryStore
 from storage.key_backup import KeyBackupStore
@@ -279,6 +283,8 @@ class HomeServer:
         profiles = ProfileService(users)
         state = StateStore(pool)
         events = EventStore(pool, state)
+        # Shared with the federation listener, which serves reads of the same rooms.
+        self.event_store, self.state_store, self.profiles = events, state, profiles
         self.pipeline = EventPipeline(
             events,
             state,
@@ -319,6 +325,7 @@ class HomeServer:
             directory_store,
             server_name=config.server_name,
         )
+        self.directory = directory
         directory_api = DirectoryApi(
             directory,
             RoomUpgrader(self.pipeline, events, rooms, directory, directory_store),
@@ -640,6 +647,15 @@ class HomeServer:
         FederationRouter(app, RequestVerifier(self.key_ring, config.server_name)).mount(
             FederationVersionApi(),
             KeysApi(self.key_ring),
+            FederationRoomsApi(
+                FederationReads(
+                    self.event_store,
+                    self.state_store,
+                    FederationReadStore(pool),
+                    server_name=config.server_name,
+                )
+            ),
+            FederationQueryApi(self.profiles, self.directory, server_name=config.server_name),
         )
         host, port = parse_listen(config.federation_listen)
         return await self._serve(app, host, port, tls)

@@ -31,6 +31,7 @@ from signedjson.key import (
 from signedjson.sign import sign_json, verify_signed_json
 from signedjson.types import SigningKey, VerifyKey
 from unpaddedbase64 import decode_base64
+from yarl import URL
 
 from federation.auth import parse_x_matrix, request_object, sign_request
 from homeserver.keyfiles import ensure_self_signed_certificate
@@ -155,7 +156,7 @@ class ScriptedRemote:
             headers["Content-Type"] = "application/json"
         async with self._http.request(
             method,
-            f"https://127.0.0.1:{hs.server.federation_port}{path}",
+            URL(f"https://127.0.0.1:{hs.server.federation_port}{path}", encoded=True),
             data=data,
             headers=headers,
             ssl=False,

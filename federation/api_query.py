@@ -1,0 +1,81 @@
+"""Queries over federation: profiles, room aliases, the public room directory."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from federation.http import FEDERATION_V1, FederationRequest, federation_endpoint, query_int
+from homeserver.api.params import opt_str
+from homeserver.errors import MatrixError, bad_json, not_found
+from homeserver.profile import ProfileService
+from homeserver.rooms.directory import DirectoryService
+from storage.directory import DirectoryFilter
+
+
+def _required(req: FederationRequest, name: str) -> str:
+    value = req.query.get(name)
+    if not value:
+        raise MatrixError(400, "M_MISSING_PARAM", f"Missing {name}")
+    return value
+
+
+class FederationQueryApi:
+    def __init__(
+        self, profiles: ProfileService, directory: DirectoryService, *, server_name: str
+    ) -> None:
+        self._profiles = profiles
+        self._directory = directory
+        self._server_name = server_name
+
+    @federation_endpoint("GET", FEDERATION_V1 + "/query/profile")
+    async def profile(self, req: FederationRequest) -> dict[str, Any]:
+        user_id = _required(req, "user_id")
+        if user_id.partition(":")[2] != self._server_name:
+            raise MatrixError(400, "M_INVALID_PARAM", "The user is not on this server")
+        profile = await self._profiles.get_profile(user_id)
+        field = req.query.get("field")
+        if field is None:
+            return profile
+        if field not in profile:
+            raise not_found(f"The profile has no {field!r}")
+        return {field: profile[field]}
+
+    @federation_endpoint("GET", FEDERATION_V1 + "/query/directory")
+    async def directory(self, req: FederationRequest) -> dict[str, Any]:
+        return await self._directory.resolve_alias(_required(req, "room_alias"))
+
+    @federation_endpoint("GET", FEDERATION_V1 + "/publicRooms")
+    async def get_public_rooms(self, req: FederationRequest) -> dict[str, Any]:
+        if req.query.get("third_party_instance_id"):
+            return {"chunk": [], "total_room_count_estimate": 0}
+        limit = query_int(req, "limit", 0) or None
+        page = await self._directory.public_rooms(
+            server=None, limit=limit, since=req.query.get("since"), where=DirectoryFilter()
+        )
+        return page.to_json()
+
+    @federation_endpoint("POST", FEDERATION_V1 + "/publicRooms")
+    async def post_public_rooms(self, req: FederationRequest) -> dict[str, Any]:
+        body = req.json()
+        limit = body.get("limit")
+        if limit is not None and type(limit) is not int:
+            raise bad_json("'limit' must be an integer")
+        if opt_str(body, "third_party_instance_id") is not None:
+            return {"chunk": [], "total_room_count_estimate": 0}
+        raw = body.get("filter") or {}
+        if not isinstance(raw, dict):
+            raise bad_json("'filter' must be an object")
+        room_types = raw.get("room_types")
+        if room_types is not None and (
+            not isinstance(room_types, list)
+            or not all(t is None or isinstance(t, str) for t in room_types)
+        ):
+            raise bad_json("'room_types' must be a list of strings and nulls")
+        where = DirectoryFilter(
+            search_term=opt_str(raw, "generic_search_term"),
+            room_types=tuple(room_types) if room_types is not None else None,
+        )
+        page = await self._directory.public_rooms(
+            server=None, limit=limit, since=opt_str(body, "since"), where=where
+        )
+        return page.to_json()
