@@ -17,6 +17,9 @@ import attrs
 
 from storage.database import now_ms
 
+# How precisely last_access_ts follows downloads.
+ACCESS_RESOLUTION_MS = 10 * 60 * 1000
+
 _COLUMNS = """media_id, user_id, created_ts, content_type, upload_name, media_length,
               sha256, authenticated, url_cache, quarantined_by, safe_from_quarantine,
               last_access_ts"""
@@ -84,12 +87,18 @@ class MediaStore:
         return _media(row) if row is not None else None
 
     async def get_for_serving(self, media_id: str) -> LocalMedia | None:
-        """The row, with its last access time set to now (one statement)."""
+        """The row, noting the access (one statement). The access time is
+        written at most every ACCESS_RESOLUTION_MS, so popular media does not
+        turn every download into a row update."""
         row = await self._pool.fetchrow(
-            f"""UPDATE local_media SET last_access_ts = $2 WHERE media_id = $1
-                RETURNING {_COLUMNS}""",
+            f"""WITH touched AS (
+                    UPDATE local_media SET last_access_ts = $2
+                    WHERE media_id = $1
+                      AND (last_access_ts IS NULL OR last_access_ts < $2 - $3::bigint))
+                SELECT {_COLUMNS} FROM local_media WHERE media_id = $1""",
             media_id,
             now_ms(),
+            ACCESS_RESOLUTION_MS,
         )
         return _media(row) if row is not None else None
 

@@ -83,6 +83,13 @@ async def test_upload_and_download_byte_exact(hs: RunningServer, alice: str) -> 
     assert status == 200
     assert got == data
     assert headers["Content-Disposition"] == "inline; filename=other.png"
+    row = await hs.pool.fetchrow(
+        "SELECT user_id, content_type, upload_name, media_length, last_access_ts FROM local_media"
+    )
+    assert row["user_id"] == "@alice:localhost"
+    assert (row["content_type"], row["upload_name"]) == ("image/png", "red.png")
+    assert row["media_length"] == len(data)
+    assert row["last_access_ts"] is not None
 
 
 async def test_download_needs_a_token(hs: RunningServer, alice: str) -> None:
