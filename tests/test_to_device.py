@@ -345,12 +345,13 @@ async def test_device_list_changes_wake_a_long_poll(hs: Any, login: Login) -> No
 
 
 async def test_device_lists_in_raw_sync(hs: Any, login: Login) -> None:
-    """The exact JSON: present with both keys, no one-time key counts (no keys yet)."""
+    """The exact JSON: present with both keys; key counts at zero (no keys yet)."""
     bob = await login("bob")
     status, body = await hs.request("GET", f"{V3}/sync", token=bob.access_token)
     assert status == 200, body
     assert body["device_lists"] == {"changed": [], "left": []}
-    assert "device_one_time_keys_count" not in body
+    assert body["device_one_time_keys_count"] == {"signed_curve25519": 0}
+    assert body["device_unused_fallback_key_types"] == []
     status, body = await hs.request(
         "GET", f"{V3}/sync?since={quote(body['next_batch'])}&timeout=0", token=bob.access_token
     )
