@@ -14,6 +14,10 @@ import pytest
 from aiohttp import web
 from PIL import Image
 
+from homeserver.config import MediaConfig
+from homeserver.media.headers import content_disposition
+from homeserver.media.safe_fetch import AddressPolicy
+from homeserver.media.thumbnailer import Candidate, candidates, choose
 from tests.conftest import RunningServer
 
 UPLOAD = "/_matrix/media/v3/upload"
@@ -554,3 +558,65 @@ async def test_preview_with_whitelist(
     assert (status, og) == (200, {"og:title": "No OG here"})
     status, body = await preview(hs, token, f"{base}/redirect?to=http://10.0.0.1/")
     assert status == 403, body
+
+
+@pytest.mark.parametrize(
+    ("host", "allowed"),
+    [
+        ("8.8.8.8", True),
+        ("2606:4700:4700::1111", True),
+        ("127.0.0.1", False),
+        ("10.0.0.1", False),
+        ("172.16.5.4", False),
+        ("192.168.1.1", False),
+        ("100.64.0.1", False),
+        ("169.254.169.254", False),
+        ("224.0.0.1", False),
+        ("0.0.0.0", False),
+        ("255.255.255.255", False),
+        ("::1", False),
+        ("fe80::1", False),
+        ("fc00::1", False),
+        ("ff02::1", False),
+        ("::ffff:10.0.0.1", False),
+        ("::ffff:8.8.8.8", True),
+        ("2002:7f00:1::", False),
+        ("192.168.7.7", True),
+    ],
+)
+def test_address_policy(host: str, allowed: bool) -> None:
+    policy = AddressPolicy(["192.168.7.0/24"])
+    assert policy.allowed(host) is allowed
+
+
+def test_thumbnail_choice() -> None:
+    sizes = MediaConfig().thumbnail_sizes
+    # A 1000x500 image: scale candidates 320x160, 640x320, 800x400.
+    scale = candidates(sizes, 1000, 500, "scale")
+    assert [(c.width, c.height) for c in scale] == [(320, 160), (640, 320), (800, 400)]
+    assert choose(scale, 300, 150) == Candidate(320, 160, "scale")
+    assert choose(scale, 10, 10) == Candidate(320, 160, "scale")
+    assert choose(scale, 5000, 5000) == Candidate(800, 400, "scale")
+    # A 20x20 image is never enlarged.
+    small = candidates(sizes, 20, 20, "scale")
+    assert {(c.width, c.height) for c in small} == {(20, 20)}
+    crop = candidates(sizes, 1000, 500, "crop")
+    assert choose(crop, 40, 40) == Candidate(96, 96, "crop")
+    assert choose(crop, 20, 20) == Candidate(32, 32, "crop")
+    assert choose(crop, 500, 500) == Candidate(96, 96, "crop")
+
+
+@pytest.mark.parametrize(
+    ("content_type", "filename", "expected"),
+    [
+        ("image/png", None, "inline"),
+        ("image/png", "a.png", "inline; filename=a.png"),
+        ("IMAGE/PNG; x=y", "a b.png", "inline; filename*=utf-8''a%20b.png"),
+        ("image/svg+xml", "x.svg", "attachment; filename=x.svg"),
+        ("text/html", None, "attachment"),
+        ("application/octet-stream", "été.bin", "attachment; filename*=utf-8''%C3%A9t%C3%A9.bin"),
+        ("text/plain", 'a";\r\nX: y', "inline; filename*=utf-8''a%22%3B%0D%0AX%3A%20y"),
+    ],
+)
+def test_content_disposition(content_type: str, filename: str | None, expected: str) -> None:
+    assert content_disposition(content_type, filename) == expected

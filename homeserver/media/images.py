@@ -115,11 +115,15 @@ def render(
     """A thumbnail of exactly width x height, encoded as `output_type`.
 
     `animated`: every frame is resized and the result is an animated WebP
-    (frame durations and loop count kept); otherwise the first frame only.
+    (frame durations and loop count kept); otherwise the first frame only,
+    encoded as `output_type`.
     """
     out = io.BytesIO()
     with _open(source, max_pixels) as image:
-        if animated:
+        # Every frame is decoded: the pixel bound covers all of them, and an
+        # animation beyond it gets its first frame only.
+        frame_pixels = image.size[0] * image.size[1] * getattr(image, "n_frames", 1)
+        if animated and frame_pixels <= max_pixels:
             frames: list[Image.Image] = []
             durations: list[int] = []
             for frame in ImageSequence.Iterator(image):
