@@ -226,14 +226,6 @@ class MediaStore:
                 await remove_content(sha256)
         return True
 
-    async def user_usage(self, user_id: str) -> int:
-        """Bytes of the user's uploads, counted against the quota."""
-        return await self._pool.fetchval(
-            """SELECT COALESCE(sum(media_length), 0) FROM local_media
-               WHERE user_id = $1 AND url_cache IS NULL""",
-            user_id,
-        )
-
     async def list_user_media(
         self, user_id: str, *, offset: int, limit: int
     ) -> tuple[list[LocalMedia], int]:
