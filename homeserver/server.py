@@ -30,6 +30,7 @@ from homeserver.accounts.passwords import PasswordHasher
 from homeserver.accounts.registration import AccountService
 from homeserver.accounts.sessions import SessionService
 from homeserver.admin.gate import AdminGate
+from homeserver.admin.media import AdminMedia
 from homeserver.admin.moderation import Moderation
 from homeserver.admin.notices import ServerNotices
 from homeserver.admin.reports import AdminReports
@@ -39,6 +40,7 @@ from homeserver.admin.shared_secret import SharedSecretRegistration
 from homeserver.admin.tokens import AdminTokens
 from homeserver.admin.users import AdminUsers
 from homeserver.api.admin.audit import AdminAuditApi
+from homeserver.api.admin.media import AdminMediaApi
 from homeserver.api.admin.notices import AdminNoticesApi
 from homeserver.api.admin.reports import AdminReportsApi
 from homeserver.api.admin.rooms import AdminRoomsApi
@@ -120,6 +122,7 @@ from homeserver.uia import UiaService
 from homeserver.user_directory import UserDirectory
 from storage.account_data import AccountDataStore
 from storage.admin_audit import AuditStore
+from storage.admin_media import AdminMediaStore
 from storage.admin_reports import AdminReportStore
 from storage.admin_rooms import AdminRoomStore
 from storage.admin_tokens import AdminTokenStore
@@ -235,7 +238,10 @@ class HomeServer:
         notices: ServerNotices,
         registration: SharedSecretRegistration,
     ) -> list[object]:
-        """The admin API (/_synapse/admin) over the services the client API uses."""
+        """The admin API (/_synapse/admin) over the services the client API uses.
+
+        Mounted after the media repository, whose manager it uses.
+        """
         await users.start()
 
         async def stop_admin_tasks(_: web.Application) -> None:
@@ -251,6 +257,9 @@ class HomeServer:
             AdminNoticesApi(notices),
             AdminServerApi(BackgroundUpdates()),
             AdminAuditApi(AuditStore(pool)),
+            AdminMediaApi(
+                AdminMedia(self.media_manager, AdminMediaStore(pool), self.config.server_name)
+            ),
         ]
 
     async def _build_client_app(self, pool: asyncpg.Pool) -> web.Application:
