@@ -85,6 +85,7 @@ from homeserver.filters import FilterService
 from homeserver.ignored import IgnoredUsers
 from homeserver.keyfiles import ensure_self_signed_certificate, ensure_signing_key, load_signing_key
 from homeserver.media.download import MediaDownloads
+from homeserver.media.expiry import MediaExpiry
 from homeserver.media.files import MediaFiles
 from homeserver.media.manage import MediaManager
 from homeserver.media.preview import UrlPreviewer
@@ -560,6 +561,15 @@ class HomeServer:
         store = MediaStore(pool)
         # For the admin API (quarantine, protection, deletion).
         self.media_manager = MediaManager(store, files)
+        expiry = MediaExpiry(
+            store, self.media_manager, unused_expiration_time_ms=media.unused_expiration_time_ms
+        )
+        expiry.start()
+
+        async def stop_expiry(_: web.Application) -> None:
+            await expiry.stop()
+
+        app.on_cleanup.append(stop_expiry)
         uploader = MediaUploader(
             store,
             files,

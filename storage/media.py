@@ -226,6 +226,25 @@ class MediaStore:
                 await remove_content(sha256)
         return True
 
+    async def delete_expired_pending(self, created_before_ts: int) -> int:
+        """Forget media ids reserved before then and never uploaded to."""
+        result = await self._pool.execute(
+            "DELETE FROM local_media WHERE media_length IS NULL AND created_ts < $1",
+            created_before_ts,
+        )
+        return int(result.split()[-1])
+
+    async def url_cache_media_before(self, created_before_ts: int, limit: int) -> list[str]:
+        """Media ids of URL preview images fetched before then, oldest first."""
+        rows = await self._pool.fetch(
+            """SELECT media_id FROM local_media
+               WHERE url_cache IS NOT NULL AND created_ts < $1
+               ORDER BY created_ts LIMIT $2""",
+            created_before_ts,
+            limit,
+        )
+        return [r["media_id"] for r in rows]
+
     async def list_user_media(
         self, user_id: str, *, offset: int, limit: int
     ) -> tuple[list[LocalMedia], int]:

@@ -15,9 +15,12 @@ from aiohttp import web
 from PIL import Image
 
 from homeserver.config import MediaConfig
+from homeserver.media.expiry import ExpiryResult, MediaExpiry
 from homeserver.media.headers import content_disposition
 from homeserver.media.safe_fetch import AddressPolicy
 from homeserver.media.thumbnailer import Candidate, candidates, choose
+from storage.database import now_ms
+from storage.media import MediaStore
 from tests.conftest import RunningServer
 
 UPLOAD = "/_matrix/media/v3/upload"
@@ -620,3 +623,30 @@ def test_thumbnail_choice() -> None:
 )
 def test_content_disposition(content_type: str, filename: str | None, expected: str) -> None:
     assert content_disposition(content_type, filename) == expected
+
+
+async def test_expiry(server_factory: Any, website: tuple[str, list[str]], tmp_path: Path) -> None:
+    base, _ = website
+    hs = await server_factory(
+        media={"url_preview_enabled": True, "url_preview_ip_range_whitelist": ["127.0.0.0/8"]}
+    )
+    token = (await hs.register("alice"))["access_token"]
+    status, og = await preview(hs, token, base + "/page")
+    assert status == 200 and "og:image" in og
+    status, _ = await hs.request("POST", "/_matrix/media/v1/create", token=token)
+    assert status == 200
+    kept = png(5, 5)
+    _, body = await upload(hs, token, kept)
+    assert await hs.pool.fetchval("SELECT count(*) FROM local_media") == 3
+    assert len(content_files(tmp_path)) == 2
+
+    expiry = MediaExpiry(
+        MediaStore(hs.pool), hs.server.media_manager, unused_expiration_time_ms=1000
+    )
+    # Too early for the preview image; the reservation has expired.
+    assert await expiry.run_once(now_ms() + 60_000) == ExpiryResult(pending=1, url_cache=0)
+    three_days = 3 * 24 * 60 * 60 * 1000
+    assert await expiry.run_once(now_ms() + three_days) == ExpiryResult(pending=0, url_cache=1)
+    assert [f.read_bytes() for f in content_files(tmp_path)] == [kept]
+    status, got, _ = await get(hs, f"{MEDIA}/download/{media_path(body['content_uri'])}", token)
+    assert (status, got) == (200, kept)
