@@ -99,7 +99,7 @@ class FederationReads:
         await self.check_room_access(origin, stored.event.room_id)
         return self._transaction(await self.pdus([event_id]))
 
-    async def _state_before(self, room_id: str, event_id: str) -> StateMap:
+    async def state_before(self, room_id: str, event_id: str) -> StateMap:
         """The room state just before `event_id` (its own state change undone)."""
         stored = await self._event_in_room(room_id, event_id)
         if stored.state_group is None:
@@ -114,7 +114,7 @@ class FederationReads:
                 del state[key]
         return state
 
-    async def _auth_chain(
+    async def auth_chain(
         self, room_version: RoomVersion, room_id: str, event_ids: Iterable[str]
     ) -> set[str]:
         """The auth chain of `event_ids`. From room 12 the create event is in no
@@ -129,14 +129,14 @@ class FederationReads:
 
     async def state_ids(self, origin: str, room_id: str, event_id: str) -> dict[str, Any]:
         room_version = await self.check_room_access(origin, room_id)
-        state = await self._state_before(room_id, event_id)
-        chain = await self._auth_chain(room_version, room_id, state.values())
+        state = await self.state_before(room_id, event_id)
+        chain = await self.auth_chain(room_version, room_id, state.values())
         return {"pdu_ids": sorted(state.values()), "auth_chain_ids": sorted(chain)}
 
     async def state(self, origin: str, room_id: str, event_id: str) -> dict[str, Any]:
         room_version = await self.check_room_access(origin, room_id)
-        state = await self._state_before(room_id, event_id)
-        chain = await self._auth_chain(room_version, room_id, state.values())
+        state = await self.state_before(room_id, event_id)
+        chain = await self.auth_chain(room_version, room_id, state.values())
         return {
             "pdus": await self.pdus(sorted(state.values())),
             "auth_chain": await self.pdus(sorted(chain)),
@@ -145,7 +145,7 @@ class FederationReads:
     async def event_auth(self, origin: str, room_id: str, event_id: str) -> dict[str, Any]:
         room_version = await self.check_room_access(origin, room_id)
         stored = await self._event_in_room(room_id, event_id)
-        chain = await self._auth_chain(room_version, room_id, [event_id])
+        chain = await self.auth_chain(room_version, room_id, [event_id])
         chain.discard(stored.event.event_id)
         return {"auth_chain": await self.pdus(sorted(chain))}
 

@@ -177,10 +177,13 @@ class E2eKeyStore:
         fallback_keys: Sequence[NewKey],
     ) -> tuple[bool, KeyCounts]:
         """Store what a /keys/upload carries, in one transaction; return
-        whether the device keys were new, and the device's key counts.
+        whether the device keys changed, and the device's key counts.
 
-        Raises KeyConflictError (storing nothing) when the device keys differ
-        from those stored, or a one-time key id is reused with other content.
+        Device keys may be uploaded again with other signatures or
+        algorithms (clients add their self-signing signature), but the
+        identity keys themselves never change: raises KeyConflictError
+        (storing nothing) for that, or for a one-time key id reused with
+        other content.
         Uploads of one device are serialised by an advisory lock, so two
         concurrent uploads of the same key id cannot both pass the check.
         """
@@ -191,17 +194,20 @@ class E2eKeyStore:
             )
             new_device_keys = False
             if device_keys_json is not None:
-                stored = await conn.fetchval(
-                    "SELECT key_json FROM e2e_device_keys WHERE user_id = $1 AND device_id = $2",
+                stored = await conn.fetchrow(
+                    """SELECT key_json, key_json::jsonb -> 'keys' = $3::jsonb -> 'keys' AS same
+                       FROM e2e_device_keys WHERE user_id = $1 AND device_id = $2""",
                     user_id,
                     device_id,
+                    device_keys_json,
                 )
-                if stored is not None and stored != device_keys_json:
-                    raise KeyConflictError("The device keys of this device cannot be changed")
-                if stored is None:
+                if stored is not None and not stored["same"]:
+                    raise KeyConflictError("The identity keys of this device cannot be changed")
+                if stored is None or stored["key_json"] != device_keys_json:
                     await conn.execute(
                         """INSERT INTO e2e_device_keys (user_id, device_id, key_json)
-                           VALUES ($1, $2, $3)""",
+                           VALUES ($1, $2, $3)
+                           ON CONFLICT (user_id, device_id) DO UPDATE SET key_json = $3""",
                         user_id,
                         device_id,
                         device_keys_json,

@@ -98,3 +98,13 @@ class FederationReadStore:
             min_depth,
         )
         return [r["event_id"] for r in rows]
+
+    async def extremities(self, room_id: str) -> list[tuple[str, int]]:
+        """(event id, depth) of the room's forward extremities, deepest first."""
+        rows = await self._pool.fetch(
+            """SELECT e.event_id, e.depth FROM forward_extremities f
+               JOIN events e ON e.event_id = f.event_id
+               WHERE f.room_id = $1 ORDER BY e.depth DESC, e.stream_ordering DESC""",
+            room_id,
+        )
+        return [(r["event_id"], r["depth"]) for r in rows]

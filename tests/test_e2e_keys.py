@@ -136,14 +136,22 @@ async def test_uploaded_device_keys_are_queried_with_display_name_and_valid_sign
     )
     assert list(by_id["device_keys"][alice.user_id]) == [alice.device_id]
 
-    # The identical upload again is fine; changed keys are refused.
+    # The identical upload again is fine, and so is one with another signature
+    # added (as clients do once cross-signing is set up); other identity keys
+    # are refused.
     await alice.ok("POST", "/keys/upload", {"device_keys": keys})
-    status, error = await alice.call(
-        "POST", "/keys/upload", {"device_keys": alice.device_keys(algorithms=[MEGOLM])}
+    other_signer = generate_signing_key("other")
+    resigned = sign_json(copy.deepcopy(keys), alice.user_id, other_signer)
+    await alice.ok("POST", "/keys/upload", {"device_keys": resigned})
+    served = (await bob.query(alice.user_id))["device_keys"][alice.user_id][alice.device_id]
+    verify_signed_json(served, alice.user_id, get_verify_key(other_signer))
+    new_identity = alice.device_keys(
+        keys={**keys["keys"], f"curve25519:{alice.device_id}": encode_base64(b"n" * 32)}
     )
+    status, error = await alice.call("POST", "/keys/upload", {"device_keys": new_identity})
     assert (status, error["errcode"]) == (400, "M_INVALID_PARAM")
     served = (await bob.query(alice.user_id))["device_keys"][alice.user_id][alice.device_id]
-    assert served["algorithms"] == [OLM, MEGOLM]
+    assert served["keys"] == keys["keys"]
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,10 @@
 
 Without it (None), queries and claims for remote users are answered with the
 remote server named in `failures`, as the spec does for an unreachable server.
+An implementation signals a server that could not answer by raising
+MatrixError, OSError, TimeoutError or ValueError (a malformed answer); the
+server then lands in `failures` too. Each server is asked once per request,
+all servers at once, within the request's `timeout`.
 """
 
 from __future__ import annotations

@@ -23,6 +23,7 @@ from homeserver.errors import MatrixError, forbidden, not_found
 from homeserver.events.auth import (
     auth_types_for_event,
     check_auth,
+    check_auth_events_selection,
     get_named_level,
     get_power_level,
 )
@@ -34,6 +35,7 @@ from homeserver.events.state_res import resolve_state
 from homeserver.notifier import Notifier
 from storage.events import (
     EventStore,
+    Extremity,
     NewEvent,
     RoomExistsError,
     RoomHead,
@@ -290,6 +292,85 @@ class EventPipeline:
             )
 
         return await self._commit(room_id, write)
+
+    async def accept_remote(self, event: Event) -> StoredEvent:
+        """Persist an event another server built and signed (a join through
+        /send_join), after the caller checked its signatures and hashes.
+
+        Authorised against its own auth events, the state before it (from its
+        prev_events, resolved if they fork) and the room's current state; 403
+        if any refuses it, 400 if it names events this server does not have.
+        An event already stored is returned as it is.
+        """
+        room_version = event.room_version
+        key = (event.type, event.state_key) if event.state_key is not None else None
+
+        async def write(writer: RoomWriter) -> NewEvent | str:
+            head, _, current_ids = await writer.prepare(
+                auth_types_for_event(room_version, event) | {CREATE_KEY}, None
+            )
+            if head is None:
+                raise not_found("Unknown room")
+            if await writer.get_events([event.event_id]):
+                return event.event_id
+            prev = await writer.get_events(event.prev_event_ids)
+            if len(prev) != len(set(event.prev_event_ids)):
+                raise MatrixError(400, "M_BAD_JSON", "The event's prev_events are unknown here")
+            groups = [p.state_group for p in prev.values()]
+            if None in groups:
+                raise MatrixError(400, "M_BAD_JSON", "No state is known at the prev_events")
+            if len(set(groups)) == 1:
+                group = groups[0]
+            else:
+                fork = RoomHead(
+                    room_version,
+                    head.head_stream,
+                    tuple(
+                        Extremity(p.event.event_id, p.event.depth, p.state_group)
+                        for p in prev.values()
+                    ),
+                )
+                group, _ = await self._state_before(writer, fork, set(), {})
+            assert group is not None
+            before_ids = await writer.state_of_group(group)
+            create_id = before_ids.get(CREATE_KEY)
+            loaded = await writer.get_events(
+                {*event.auth_event_ids, *before_ids.values(), *current_ids.values()}
+            )
+            if any(
+                i not in loaded or loaded[i].rejected_reason is not None
+                for i in event.auth_event_ids
+            ):
+                raise forbidden("The event's auth events are unknown or rejected")
+            create = loaded.get(create_id or "")
+            try:
+                own = check_auth_events_selection(
+                    room_version,
+                    event,
+                    [loaded[i].event for i in event.auth_event_ids],
+                    create.event if create is not None else None,
+                )
+                check_auth(room_version, event, own)
+                for state_ids in (before_ids, current_ids):
+                    state = {k: loaded[i].event for k, i in state_ids.items() if i in loaded}
+                    check_auth(room_version, event, state)
+            except AuthError as e:
+                raise forbidden(e.message) from None
+            replaces, delta, chain = None, None, 0
+            if key is not None:
+                replaces = before_ids.get(key)
+                group, chain = await writer.add_state_group(group, {key: event.event_id})
+                delta = {key: (event.event_id, _membership(event))}
+            return NewEvent(
+                event,
+                await self._stream.allocate(writer.conn),
+                group,
+                replaces,
+                delta,
+                state_chain_length=chain,
+            )
+
+        return await self._commit(event.room_id, write)
 
     async def _commit(self, room_id: str, write: Any) -> StoredEvent:
         """Run `write` in the room's transaction, then publish the event.

@@ -1,7 +1,10 @@
 // End-to-end encryption as Element does it: two matrix-js-sdk clients with
 // the Rust crypto stack (initRustCrypto, in memory) against a running
-// homeserver. A creates an encrypted room and invites B; B joins; A sends a
-// message that B decrypts; B replies and A decrypts the reply.
+// homeserver. A bootstraps cross-signing (which signs its device), secret
+// storage and a key backup. A creates an encrypted room and invites B; B
+// joins; A sends a message that B decrypts; B replies and A decrypts the
+// reply. A's megolm session reaches its key backup on the server, and B
+// sees A's cross-signing keys and A's device signed by them.
 //
 // Usage: node e2e_flow.mjs <homeserver base URL>
 //
@@ -13,7 +16,7 @@ for (const level of ["log", "info", "debug", "warn", "trace"]) {
     console[level] = (...args) => console.error(...args);
 }
 
-const { createClient, ClientEvent, RoomEvent, MatrixError, SyncState } = await import("matrix-js-sdk");
+const { createClient, ClientEvent, MatrixError, Method, SyncState } = await import("matrix-js-sdk");
 
 const baseUrl = process.argv[2];
 if (!baseUrl) {
@@ -54,6 +57,15 @@ async function waitFor(what, condition) {
     }
 }
 
+// The secret storage key A creates, handed back whenever its crypto asks for it.
+let recoveryKey = null;
+const cryptoCallbacks = {
+    getSecretStorageKey: async ({ keys }) => {
+        const keyId = Object.keys(keys).find(() => recoveryKey !== null);
+        return keyId ? [keyId, recoveryKey.privateKey] : null;
+    },
+};
+
 async function registerClient(localpart) {
     const anon = createClient({ baseUrl });
     let session;
@@ -67,7 +79,13 @@ async function registerClient(localpart) {
         password,
         auth: { type: "m.login.dummy", session },
     });
-    return createClient({ baseUrl, accessToken: reg.access_token, userId: reg.user_id, deviceId: reg.device_id });
+    return createClient({
+        baseUrl,
+        accessToken: reg.access_token,
+        userId: reg.user_id,
+        deviceId: reg.device_id,
+        cryptoCallbacks,
+    });
 }
 
 // Starts the client's crypto and sync loop; resolves once it is PREPARED.
@@ -123,6 +141,22 @@ async function main() {
         b: (await b.getCrypto().getOwnDeviceKeys()).ed25519,
     };
 
+    step("A bootstraps cross-signing, secret storage and key backup");
+    const aCrypto = a.getCrypto();
+    // The first upload of cross-signing keys needs no user-interactive auth.
+    await aCrypto.bootstrapCrossSigning({ authUploadDeviceSigningKeys: async (makeRequest) => makeRequest(null) });
+    await aCrypto.bootstrapSecretStorage({
+        createSecretStorageKey: async () => {
+            recoveryKey = await aCrypto.createRecoveryKeyFromPassphrase();
+            return recoveryKey;
+        },
+        setupNewKeyBackup: true,
+    });
+    result.cross_signing_ready = await aCrypto.isCrossSigningReady();
+    result.backup_version = await waitFor("A's key backup to be active", () => aCrypto.getActiveSessionBackupVersion());
+    const ownDevice = await aCrypto.getDeviceVerificationStatus(result.a, a.getDeviceId());
+    result.a_device_signed_by_owner = ownDevice?.signedByOwner ?? null;
+
     step("A creates an encrypted room and invites B");
     const { room_id: roomId } = await a.createRoom({
         preset: "private_chat",
@@ -149,6 +183,23 @@ async function main() {
     step("B replies; A decrypts");
     const reply = await b.sendTextMessage(roomId, replyBody);
     result.reply_at_a = await decrypted(a, roomId, reply.event_id);
+
+    step("A's session reaches its key backup");
+    const sessionId = a.getRoom(roomId).findEventById(sent.event_id).getWireContent().session_id;
+    const path = `/room_keys/keys/${encodeURIComponent(roomId)}`;
+    const backedUp = await waitFor(`A's megolm session ${sessionId} in the key backup`, async () => {
+        const keys = await a.http.authedRequest(Method.Get, path, { version: result.backup_version });
+        return keys.sessions?.[sessionId];
+    });
+    result.backed_up_session = Object.keys(backedUp).sort();
+
+    step("B sees A's cross-signing keys and A's device signed by them");
+    result.a_has_cross_signing_at_b = await b.getCrypto().userHasCrossSigningKeys(result.a, true);
+    const aDeviceAtB = await waitFor("B seeing A's device signed by A's self-signing key", async () => {
+        const status = await b.getCrypto().getDeviceVerificationStatus(result.a, a.getDeviceId());
+        return status?.signedByOwner ? status : null;
+    });
+    result.a_device_signed_by_owner_at_b = aDeviceAtB.signedByOwner;
 
     step("B's device as A's crypto knows it");
     const devices = await a.getCrypto().getUserDeviceInfo([result.b]);

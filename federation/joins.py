@@ -1,0 +1,178 @@
+"""Other servers' users joining our rooms: make_join and send_join (v2).
+
+make_join answers with an unsigned join template built on the room's forward
+extremities and current state, after checking the join would be allowed.
+send_join takes the template back, signed by the joining server, verifies it
+(signatures through the key ring, content hash, then the auth rules in the
+event pipeline), persists it like any other event, and answers with the room
+state before the join and its auth chain, so that the joining server can
+start from there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from signedjson.types import SigningKey
+
+from federation.keys import KeyRing
+from federation.serving import FederationReads
+from federation.verification import verify_pdu_signatures
+from homeserver.errors import MatrixError, bad_json, forbidden, not_found
+from homeserver.events.auth import auth_types_for_event, check_auth
+from homeserver.events.canonical import encode_base64
+from homeserver.events.errors import AuthError, InvalidEventError
+from homeserver.events.event import Event, max_depth, parse_event
+from homeserver.events.hashing import check_content_hash, compute_reference_hash
+from homeserver.events.room_versions import EventFormat, RoomVersion
+from homeserver.events.signing import sign_event
+from homeserver.rooms.pipeline import EventPipeline
+from storage.database import now_ms
+from storage.events import EventStore
+from storage.federation_reads import FederationReadStore
+
+MAX_PREV_EVENTS = 20
+
+
+def _server_of(user_id: str) -> str:
+    return user_id.partition(":")[2]
+
+
+class JoinService:
+    def __init__(
+        self,
+        events: EventStore,
+        reads: FederationReads,
+        read_store: FederationReadStore,
+        pipeline: EventPipeline,
+        keys: KeyRing,
+        *,
+        server_name: str,
+        signing_key: SigningKey,
+    ) -> None:
+        self._events = events
+        self._reads = reads
+        self._read_store = read_store
+        self._pipeline = pipeline
+        self._keys = keys
+        self._server_name = server_name
+        self._signing_key = signing_key
+
+    async def _room(self, origin: str, room_id: str) -> RoomVersion:
+        room_version = await self._events.room_version(room_id)
+        if room_version is None:
+            raise not_found("Unknown room")
+        await self._reads.check_acl(origin, room_id)
+        return room_version
+
+    async def make_join(
+        self, origin: str, room_id: str, user_id: str, supported_versions: list[str]
+    ) -> dict[str, Any]:
+        """A join template for `user_id`; 403 if the room would refuse the join."""
+        if _server_of(user_id) != origin:
+            raise forbidden("A server may only join its own users")
+        room_version = await self._room(origin, room_id)
+        if room_version.identifier not in supported_versions:
+            raise MatrixError(
+                400,
+                "M_INCOMPATIBLE_ROOM_VERSION",
+                "Your server does not support this room's version",
+                room_version=room_version.identifier,
+            )
+        draft = {
+            "type": "m.room.member",
+            "state_key": user_id,
+            "sender": user_id,
+            "content": {"membership": "join"},
+        }
+        keys = sorted(auth_types_for_event(room_version, draft))
+        state_ids = await self._events.current_state_ids(room_id)
+        extremities = (await self._read_store.extremities(room_id))[:MAX_PREV_EVENTS]
+        wanted = {*state_ids.values(), *(e for e, _ in extremities)}
+        loaded = await self._events.get_events(wanted)
+        state = {k: loaded[i].event for k, i in state_ids.items() if i in loaded}
+        auth_events = [state[k] for k in keys if k in state]
+        template: dict[str, Any] = {
+            "room_id": room_id,
+            "type": "m.room.member",
+            "state_key": user_id,
+            "sender": user_id,
+            "content": {"membership": "join"},
+            "prev_events": [_reference(loaded[e].event) for e, _ in extremities],
+            "auth_events": [_reference(e) for e in auth_events],
+            "depth": min(max(d for _, d in extremities) + 1, max_depth(room_version)),
+            "origin_server_ts": now_ms(),
+        }
+        self._check_allowed(template, room_version, state)
+        return {"event": template, "room_version": room_version.identifier}
+
+    def _check_allowed(
+        self, template: Mapping[str, Any], room_version: RoomVersion, state: Mapping[Any, Event]
+    ) -> None:
+        """Authorise a signed copy of the template against the current state."""
+        trial = dict(template)
+        if room_version.event_format is EventFormat.V1:
+            trial["event_id"] = f"$make_join:{self._server_name}"
+        try:
+            event = parse_event(
+                sign_event(trial, self._server_name, self._signing_key, room_version),
+                room_version,
+            )
+            check_auth(room_version, event, state)
+        except AuthError as e:
+            raise forbidden(f"You are not allowed to join this room: {e.message}") from None
+        except InvalidEventError as e:
+            raise MatrixError(500, "M_UNKNOWN", f"Cannot build a join event: {e}") from None
+
+    async def send_join(
+        self, origin: str, room_id: str, event_id: str, pdu: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """Verify and persist a join; answer with the state and auth chain before it."""
+        room_version = await self._room(origin, room_id)
+        try:
+            event = parse_event(pdu, room_version, event_id=event_id)
+        except InvalidEventError as e:
+            raise bad_json(f"Invalid event: {e}") from None
+        if event.room_id != room_id:
+            raise bad_json("The event is for another room")
+        if (
+            event.type != "m.room.member"
+            or event.content.get("membership") != "join"
+            or event.state_key != event.sender
+        ):
+            raise bad_json("Not a join event")
+        if _server_of(event.sender) != origin:
+            raise forbidden("A server may only join its own users")
+        try:
+            await verify_pdu_signatures(self._keys, pdu, room_version)
+        except InvalidEventError as e:
+            raise forbidden(str(e)) from None
+        if not check_content_hash(pdu):
+            raise bad_json("The event's content hash does not match")
+        await self._pipeline.accept_remote(event)
+        state = await self._reads.state_before(room_id, event.event_id)
+        chain = await self._reads.auth_chain(
+            room_version, room_id, [*state.values(), *event.auth_event_ids]
+        )
+        signed = sign_event(
+            {k: v for k, v in pdu.items() if k != "unsigned"},
+            self._server_name,
+            self._signing_key,
+            room_version,
+        )
+        return {
+            "origin": self._server_name,
+            "state": await self._reads.pdus(sorted(state.values())),
+            "auth_chain": await self._reads.pdus(sorted(chain)),
+            "event": signed,
+            "members_omitted": False,
+        }
+
+
+def _reference(event: Event) -> str | list[Any]:
+    """How a PDU points at another event: its id, or in rooms 1-2 [id, {sha256: hash}]."""
+    if event.room_version.event_format is EventFormat.V1:
+        digest = compute_reference_hash(event.pdu, event.room_version)
+        return [event.event_id, {"sha256": encode_base64(digest)}]
+    return event.event_id
