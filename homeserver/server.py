@@ -14,6 +14,7 @@ from aiohttp import web
 from signedjson.types import SigningKey
 
 from federation.api import FederationVersionApi
+from federation.api_joins import FederationJoinsApi
 from federation.api_keys import KeysApi
 from federation.api_query import FederationQueryApi
 from federation.api_rooms import FederationRoomsApi
@@ -21,6 +22,7 @@ from federation.auth import RequestVerifier
 from federation.backoff import Backoff
 from federation.discovery import DnsSrv, HttpWellKnown, ServerResolver
 from federation.http import FederationRouter
+from federation.joins import JoinService
 from federation.keys import KeyRing, Notary, OldKey, OurKeys, decode_verify_key
 from federation.serving import FederationReads
 from federation.transport import FederationClient
@@ -663,18 +665,27 @@ class HomeServer:
             await self.federation_client.close()
 
         app.on_cleanup.append(close_client)
+        read_store = FederationReadStore(pool)
+        reads = FederationReads(
+            self.event_store, self.state_store, read_store, server_name=config.server_name
+        )
+        assert self.pipeline is not None
         FederationRouter(app, RequestVerifier(self.key_ring, config.server_name)).mount(
             FederationVersionApi(),
             KeysApi(self.key_ring),
-            FederationRoomsApi(
-                FederationReads(
+            FederationRoomsApi(reads),
+            FederationQueryApi(self.profiles, self.directory, server_name=config.server_name),
+            FederationJoinsApi(
+                JoinService(
                     self.event_store,
-                    self.state_store,
-                    FederationReadStore(pool),
+                    reads,
+                    read_store,
+                    self.pipeline,
+                    self.key_ring,
                     server_name=config.server_name,
+                    signing_key=self.signing_key,
                 )
             ),
-            FederationQueryApi(self.profiles, self.directory, server_name=config.server_name),
         )
         host, port = parse_listen(config.federation_listen)
         return await self._serve(app, host, port, tls)
