@@ -265,3 +265,30 @@ async def test_our_notary_serves_remote_keys_with_our_signature(
         authorization=None,
     )
     assert status == 400 and body["errcode"] == "M_BAD_JSON"
+
+
+async def test_a_remote_old_key_verifies_only_what_it_signed_before_it_expired(
+    fed_hs: RunningServer, remote: ScriptedRemote
+) -> None:
+    old = generate_signing_key("old")
+    expired_ts = now_ms() - 3600 * 1000
+    remote.key_answer = lambda: key_response(
+        remote.server_name,
+        remote.signing_key,
+        now_ms() + DAY_MS,
+        old={
+            "ed25519:old": {
+                "key": encode_verify_key_base64(get_verify_key(old)),
+                "expired_ts": expired_ts,
+            }
+        },
+    )
+    ring = key_ring(fed_hs)
+    signed = sign_json({"made": "long ago"}, remote.server_name, old)
+    await ring.verify_json(signed, remote.server_name, expired_ts - 1000)
+    assert remote.key_requests == 1
+    # Past its expiry the key is refused; the server is asked once whether that
+    # changed, and not again at once for the same key.
+    for _ in range(3):
+        assert not await ring.verify_keys(remote.server_name, ["ed25519:old"], now_ms())
+    assert remote.key_requests == 2
