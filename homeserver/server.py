@@ -31,6 +31,7 @@ from homeserver.accounts.login import PasswordChecker
 from homeserver.accounts.passwords import PasswordHasher
 from homeserver.accounts.registration import AccountService
 from homeserver.accounts.sessions import SessionService
+from homeserver.admin.audit import AuditLog
 from homeserver.admin.gate import AdminGate
 from homeserver.admin.media import AdminMedia
 from homeserver.admin.moderation import Moderation
@@ -259,7 +260,7 @@ class HomeServer:
             AdminReportsApi(AdminReports(AdminReportStore(pool))),
             AdminNoticesApi(notices),
             AdminServerApi(BackgroundUpdates()),
-            AdminAuditApi(AuditStore(pool)),
+            AdminAuditApi(AuditLog(AuditStore(pool))),
             AdminMediaApi(
                 AdminMedia(self.media_manager, AdminMediaStore(pool), self.config.server_name)
             ),

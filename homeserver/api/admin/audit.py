@@ -4,20 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
+from homeserver.admin.audit import AuditLog
 from homeserver.api.admin.common import paging, query_int
 from homeserver.api.http import ClientRequest, admin_endpoint
-from storage.admin_audit import AuditFilter, AuditStore
+from storage.admin_audit import AuditFilter
 
 
 class AdminAuditApi:
-    def __init__(self, audit: AuditStore) -> None:
+    def __init__(self, audit: AuditLog) -> None:
         self._audit = audit
 
     @admin_endpoint("GET", "/v1/audit_log")
     async def audit_log(self, req: ClientRequest) -> dict[str, Any]:
         offset, limit, backwards = paging(req)
-        if "dir" not in req.query:
-            backwards = True
         where = AuditFilter(
             admin_user_id=req.query.get("admin"),
             target=req.query.get("target"),
@@ -25,10 +24,7 @@ class AdminAuditApi:
             from_ts=query_int(req, "from_ts"),
             to_ts=query_int(req, "to_ts"),
         )
-        entries, total = await self._audit.page(
-            where, offset=offset, limit=limit, backwards=backwards
+        # Newest first unless asked otherwise.
+        return await self._audit.page(
+            where, offset=offset, limit=limit, backwards=backwards or "dir" not in req.query
         )
-        body: dict[str, Any] = {"entries": entries, "total": total}
-        if offset + len(entries) < total:
-            body["next_token"] = str(offset + len(entries))
-        return body
