@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from typing import Any
 
+import aiohttp
 import pytest
+from aiohttp import web
+from aiohttp.abc import AbstractResolver, ResolveResult
 from signedjson.key import generate_signing_key
 
 from federation.backoff import Backoff
-from federation.discovery import Destination, ServerResolver, WellKnownAnswer
+from federation.discovery import (
+    WELL_KNOWN_DEFAULT_TTL_S,
+    WELL_KNOWN_FAILURE_TTL_S,
+    Destination,
+    HttpWellKnown,
+    ServerResolver,
+    WellKnownAnswer,
+)
 from federation.transport import FederationClient, FederationError
 from homeserver.config import DEFAULT_FEDERATION_IP_RANGE_BLACKLIST
 from storage.destinations import DestinationStore
@@ -228,3 +239,57 @@ async def test_failing_destinations_are_backed_off(
 async def test_requests_to_ourselves_are_refused(fed_hs: RunningServer) -> None:
     with pytest.raises(FederationError):
         await fed_hs.server.federation_client.get_json("localhost", "/_matrix/key/v2/server")
+
+
+class _ToRemote(AbstractResolver):
+    """Sends every host name to the scripted remote (standing in for port 443)."""
+
+    def __init__(self, port: int) -> None:
+        self._port = port
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        return [
+            ResolveResult(
+                hostname=host, host="127.0.0.1", port=self._port, family=family, proto=0, flags=0
+            )
+        ]
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_well_known_is_fetched_over_https_with_its_cache_lifetime(
+    remote_factory: Any,
+) -> None:
+    remote: ScriptedRemote = await remote_factory(start=False)
+    answers = {
+        "good.example": web.json_response(
+            {"m.server": "matrix.good.example:443"}, headers={"Cache-Control": "max-age=120"}
+        ),
+        "plain.example": web.json_response({"m.server": "matrix.plain.example"}),
+        "broken.example": web.Response(text="not json"),
+        "badname.example": web.json_response({"m.server": "a:b:c"}),
+    }
+
+    async def well_known(request: web.Request) -> web.StreamResponse:
+        answer = answers.get(request.host)
+        return answer if answer is not None else web.Response(status=404)
+
+    remote.app.router.add_get("/.well-known/matrix/server", well_known)
+    await remote.start()
+    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(resolver=_ToRemote(remote.port)))
+    try:
+        fetch = HttpWellKnown(lambda: session, verify_tls=False)
+        assert await fetch("good.example") == WellKnownAnswer("matrix.good.example:443", 120)
+        assert await fetch("plain.example") == WellKnownAnswer(
+            "matrix.plain.example", WELL_KNOWN_DEFAULT_TTL_S
+        )
+        for host in ("broken.example", "badname.example", "missing.example"):
+            assert await fetch(host) == WellKnownAnswer(None, WELL_KNOWN_FAILURE_TTL_S)
+        # A self-signed certificate is refused when verification is on.
+        strict = HttpWellKnown(lambda: session, verify_tls=True)
+        assert await strict("good.example") == WellKnownAnswer(None, WELL_KNOWN_FAILURE_TTL_S)
+    finally:
+        await session.close()
