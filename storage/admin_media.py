@@ -12,17 +12,16 @@ class AdminMediaStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
 
-    async def local_media_in_room(self, room_id: str, server_name: str) -> list[str]:
-        """Ids of this server's media that any event of the room points at."""
+    async def media_in_room(self, room_id: str) -> list[tuple[str, str]]:
+        """(server name, media id) of every mxc URL in the room's events, sorted."""
         rows = await self._pool.fetch(
-            """SELECT DISTINCT m[2] AS media_id
-               FROM events e, regexp_matches(e.json, $3, 'g') AS m
-               WHERE e.room_id = $1 AND m[1] = $2""",
+            """SELECT DISTINCT m[1] AS server_name, m[2] AS media_id
+               FROM events e, regexp_matches(e.json, $2, 'g') AS m
+               WHERE e.room_id = $1 ORDER BY 1, 2""",
             room_id,
-            server_name,
             _MXC,
         )
-        return sorted(r["media_id"] for r in rows)
+        return [(r["server_name"], r["media_id"]) for r in rows]
 
     async def user_media_ids(self, user_id: str, *, offset: int, limit: int) -> list[str]:
         rows = await self._pool.fetch(

@@ -29,8 +29,19 @@ class AdminMedia:
         await self._manager.unquarantine(media_id)
 
     async def quarantine_room(self, admin: str, room_id: str) -> int:
-        media_ids = await self._store.local_media_in_room(room_id, self._server_name)
+        media_ids = [
+            m for s, m in await self._store.media_in_room(room_id) if s == self._server_name
+        ]
         return await self._manager.quarantine(media_ids, admin) if media_ids else 0
+
+    async def room_media(self, room_id: str) -> dict[str, Any]:
+        """The mxc URLs a room's events point at, this server's and others'."""
+        found = await self._store.media_in_room(room_id)
+        urls = [(s == self._server_name, f"mxc://{s}/{m}") for s, m in found]
+        return {
+            "local": [url for local, url in urls if local],
+            "remote": [url for local, url in urls if not local],
+        }
 
     async def quarantine_user(self, admin: str, user_id: str) -> int:
         return await self._manager.quarantine_user(user_id, admin)

@@ -80,6 +80,17 @@ async def test_quarantine_media_of_a_room(admin):
         json={"msgtype": "m.file", "body": "file", "url": f"mxc://localhost/{shared}"},
     )
     assert status == 200
+    status, _ = await hs.request(
+        "PUT",
+        f"{V3}/rooms/{room['room_id']}/send/m.room.message/2",
+        token=token,
+        json={"msgtype": "m.image", "body": "img", "url": "mxc://elsewhere.example/abc"},
+    )
+    status, body = await admin.call("GET", f"/v1/room/{room['room_id']}/media")
+    assert body == {
+        "local": [f"mxc://localhost/{shared}"],
+        "remote": ["mxc://elsewhere.example/abc"],
+    }
     status, body = await admin.call("POST", f"/v1/room/{room['room_id']}/media/quarantine")
     assert (status, body) == (200, {"num_quarantined": 1})
     assert (await download(hs, token, shared))[0] == 404

@@ -34,6 +34,10 @@ class AdminMediaApi:
         count = await self._media.quarantine_room(req.user.user_id, req.params["roomId"])
         return {"num_quarantined": count}
 
+    @admin_endpoint("GET", "/v1/room/{roomId}/media")
+    async def room_media(self, req: ClientRequest) -> dict[str, Any]:
+        return await self._media.room_media(req.params["roomId"])
+
     @admin_endpoint("POST", "/v1/user/{userId}/media/quarantine", action="media.quarantine_user")
     async def quarantine_user(self, req: ClientRequest) -> dict[str, Any]:
         count = await self._media.quarantine_user(req.user.user_id, req.params["userId"])
