@@ -535,9 +535,11 @@ async def test_key_changes_are_announced_to_listeners(device: Any, hs: Any) -> N
     alice = await device("alice")
     await alice.ok("POST", "/keys/upload", {"device_keys": alice.device_keys()})
     await alice.ok("POST", "/keys/upload", {"device_keys": alice.device_keys()})
-    await upload_cross_signing(alice)
-    # The new device (at registration), its keys (once: the repeat changes
-    # nothing), the cross-signing keys.
+    _, body = cross_signing_keys(alice.user_id)
+    await alice.ok("POST", "/keys/device_signing/upload", body)
+    await alice.ok("POST", "/keys/device_signing/upload", body)
+    # The new device (at registration), its keys and the cross-signing keys
+    # (once each: a repeat changes nothing).
     assert heard == [
         DeviceKeysChanged(alice.user_id, (alice.device_id,)),
         DeviceKeysChanged(alice.user_id, (alice.device_id,)),

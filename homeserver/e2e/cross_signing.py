@@ -84,12 +84,17 @@ class CrossSigningService:
                 new[key_type][0], user_id, f"ed25519:{master_public}", master_public
             ):
                 raise _invalid_signature(f"The {key_type} key is not signed by the master key")
-        await self._store.set_cross_signing_keys(
-            user_id,
-            [CrossSigningKey(t, public, canonical(key)) for t, (key, public) in new.items()],
-        )
+        # A repeated upload of stored keys changes nothing and tells no one.
+        changed = [
+            CrossSigningKey(t, public, canonical(key))
+            for t, (key, public) in new.items()
+            if t not in stored or stored[t].key_json != canonical(key)
+        ]
+        if not changed:
+            return
+        await self._store.set_cross_signing_keys(user_id, changed)
         await self._changes.signing_keys_changed(
-            user_id, public=bool({"master", "self_signing"} & new.keys())
+            user_id, public=bool({"master", "self_signing"} & {k.key_type for k in changed})
         )
 
     @staticmethod
