@@ -237,6 +237,10 @@ class Config:
     old_signing_keys: list[OldSigningKey] = attrs.Factory(list)
     # Notaries asked for a server's keys when it cannot be asked itself.
     trusted_key_servers: list[TrustedKeyServer] = attrs.Factory(list)
+    # Send new events and EDUs to the other servers in our rooms.
+    federation_sender_enabled: bool = True
+    # Wait after a first failure to reach a server; doubles with each failure.
+    federation_min_retry_interval_ms: int = 30_000
     default_room_version: str = DEFAULT_ROOM_VERSION
     log_level: str = "INFO"
     turn: TurnConfig = TurnConfig()
@@ -279,6 +283,8 @@ class Config:
         self._validate_federation()
 
     def _validate_federation(self) -> None:
+        if self.federation_min_retry_interval_ms < 1:
+            raise ConfigError("federation_min_retry_interval_ms: expected a positive integer")
         for network in self.federation_ip_range_blacklist:
             try:
                 ipaddress.ip_network(network, strict=False)

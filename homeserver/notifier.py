@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 
 import attrs
 
@@ -27,6 +27,12 @@ class Notifier:
         self.positions: dict[str, int] = {}
         self._by_user: dict[str, set[_Waiter]] = {}
         self._by_room: dict[str, set[_Waiter]] = {}
+        self._stream_listeners: list[Callable[[str, int], None]] = []
+
+    def add_stream_listener(self, listener: Callable[[str, int], None]) -> None:
+        """Call `listener(stream, position)` whenever a stream moves: for
+        readers of a whole stream (the federation sender), not of one user."""
+        self._stream_listeners.append(listener)
 
     def notify(
         self,
@@ -39,6 +45,8 @@ class Notifier:
         """A stream moved to `position` with news for these users and rooms."""
         if position > self.positions.get(stream, 0):
             self.positions[stream] = position
+            for listener in self._stream_listeners:
+                listener(stream, position)
         for user_id in users:
             for waiter in self._by_user.get(user_id, ()):
                 waiter.woken.set()

@@ -24,6 +24,7 @@ from federation.discovery import DnsSrv, HttpWellKnown, ServerResolver
 from federation.http import FederationRouter
 from federation.joins import JoinService
 from federation.keys import KeyRing, Notary, OldKey, OurKeys, decode_verify_key
+from federation.sender import FederationSender
 from federation.serving import FederationReads
 from federation.transport import FederationClient
 from homeserver.account_data import AccountDataService
@@ -138,6 +139,7 @@ from storage.directory import DirectoryStore
 from storage.e2e_keys import E2eKeyStore
 from storage.events import EventStore
 from storage.federation_reads import FederationReadStore
+from storage.federation_sender import FederationSenderStore
 from storage.filters import FilterStore
 from storage.history import HistoryStore
 from storage.key_backup import KeyBackupStore
@@ -402,6 +404,8 @@ class HomeServer:
         self.key_changes = KeyChanges(device_lists)
         sessions.add_device_listener(self.key_changes)
         e2e_keys = E2eKeyStore(pool)
+        # The federation sender, built with the federation listener, hears these.
+        self.typing, self.receipts, self.presence = typing, receipts, presence
 
         async def stop_ephemeral(_: web.Application) -> None:
             typing.stop()
@@ -634,11 +638,14 @@ class HomeServer:
         def session() -> aiohttp.ClientSession:
             return self.federation_client.session()
 
+        backoff = Backoff(
+            DestinationStore(pool), min_interval_ms=config.federation_min_retry_interval_ms
+        )
         self.federation_client = FederationClient(
             server_name=config.server_name,
             signing_key=self.signing_key,
             resolver=ServerResolver(HttpWellKnown(session, verify_tls=not insecure), DnsSrv()),
-            backoff=Backoff(DestinationStore(pool)),
+            backoff=backoff,
             verify_tls=not insecure,
             blocked_networks=() if insecure else config.federation_ip_range_blacklist,
         )
@@ -661,6 +668,9 @@ class HomeServer:
                 for n in config.trusted_key_servers
             ],
         )
+        if config.federation_sender_enabled:
+            # Before close_client: cleanup runs in this order.
+            await self._start_federation_sender(app, pool, backoff)
 
         async def close_client(_: web.Application) -> None:
             await self.federation_client.close()
@@ -690,6 +700,31 @@ class HomeServer:
         )
         host, port = parse_listen(config.federation_listen)
         return await self._serve(app, host, port, tls)
+
+    async def _start_federation_sender(
+        self, app: web.Application, pool: asyncpg.Pool, backoff: Backoff
+    ) -> None:
+        """Outbound federation: follows the event stream and hears the
+        ephemeral and key services; stopped when the federation app stops."""
+        sender = FederationSender(
+            server_name=self.config.server_name,
+            store=FederationSenderStore(pool),
+            notifier=self.notifier,
+            client=self.federation_client,
+            backoff=backoff,
+            e2e_keys=E2eKeyStore(pool),
+            sessions=SessionStore(pool),
+        )
+        self.typing.add_listener(sender.typing_changed)
+        self.receipts.add_listener(sender.receipt_stored)
+        self.presence.add_listener(sender.presence_changed)
+        self.key_changes.add_listener(sender.keys_changed)
+        await sender.start()
+
+        async def stop_sender(_: web.Application) -> None:
+            await sender.stop()
+
+        app.on_cleanup.append(stop_sender)
 
     def _build_metrics_app(self) -> web.Application:
         async def render(_: web.Request) -> web.Response:

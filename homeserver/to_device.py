@@ -13,7 +13,7 @@ starts right after it and the rest follow; that is why this provider may
 lower the to_device position of `next_batch`.
 
 Messages for users of other servers are stored in an outbox per destination
-server for the federation sender to deliver; nothing reads it yet.
+server; the federation sender delivers them and deletes them once delivered.
 """
 
 from __future__ import annotations

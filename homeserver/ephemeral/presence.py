@@ -40,6 +40,10 @@ OFFLINE = "offline"
 STATES = (ONLINE, UNAVAILABLE, OFFLINE)
 
 
+# Told of presence changes that others see, once stored.
+PresenceListener = Callable[[list[PresenceRow]], None]
+
+
 def _now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -93,6 +97,10 @@ class PresenceService:
         # Users who are not offline, and those whose syncs are in flight.
         self._tracked: dict[str, _Tracked] = {}
         self._sweeper: asyncio.Task[None] | None = None
+        self._listeners: list[PresenceListener] = []
+
+    def add_listener(self, listener: PresenceListener) -> None:
+        self._listeners.append(listener)
 
     async def start(self) -> None:
         """Take over the users stored as present: they time out like the others."""
@@ -225,6 +233,8 @@ class PresenceService:
                 self._publisher.publish(
                     position, stored, users=[row.user_id], rooms=rooms.get(row.user_id, ())
                 )
+        for listener in self._listeners:
+            listener(rows)
 
     async def check_timeouts(self) -> None:
         """Apply every timer that has run out: not currently active any more,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from homeserver.account_data import AccountDataService
@@ -32,6 +32,9 @@ READ_PRIVATE = "m.read.private"
 FULLY_READ = "m.fully_read"
 RECEIPT_TYPES = (READ, READ_PRIVATE)
 MAIN_TIMELINE = "main"
+
+# Told of every stored public receipt (private ones never leave their owner).
+ReceiptListener = Callable[[Receipt], None]
 
 
 class ReceiptService:
@@ -52,6 +55,10 @@ class ReceiptService:
         self._marker_locks: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = (
             weakref.WeakValueDictionary()
         )
+        self._listeners: list[ReceiptListener] = []
+
+    def add_listener(self, listener: ReceiptListener) -> None:
+        self._listeners.append(listener)
 
     async def start(self) -> None:
         await self._publisher.start()
@@ -133,6 +140,9 @@ class ReceiptService:
                 self._publisher.publish(position, stored, users=[user_id])
             else:
                 self._publisher.publish(position, stored, rooms=[room_id])
+        if stored and receipt_type != READ_PRIVATE:
+            for listener in self._listeners:
+                listener(receipt)
 
     async def _move_marker(self, user_id: str, room_id: str, event_id: str) -> None:
         """Set m.fully_read unless it already points at this event or a later one."""

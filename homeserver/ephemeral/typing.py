@@ -8,6 +8,7 @@ before a restart can be ahead of it, and is then read as "from the start".
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from homeserver.ephemeral.common import ephemeral_rooms
@@ -27,6 +28,11 @@ class ActivityTracker(Protocol):
     async def bump_active(self, user_id: str) -> None: ...
 
 
+# listener(room id, user id, typing): told of every start (renewals too, so
+# that other servers' timers are renewed) and every stop.
+TypingListener = Callable[[str, str, bool], None]
+
+
 class TypingService:
     def __init__(self, notifier: Notifier, rooms: RoomStore, activity: ActivityTracker) -> None:
         self._notifier = notifier
@@ -37,6 +43,10 @@ class TypingService:
         # room -> stream position of its last change.
         self._changed: dict[str, int] = {}
         self._position = 0
+        self._listeners: list[TypingListener] = []
+
+    def add_listener(self, listener: TypingListener) -> None:
+        self._listeners.append(listener)
 
     def start(self) -> None:
         self._notifier.notify(STREAM, self._position)
@@ -73,6 +83,8 @@ class TypingService:
         typists[user_id] = loop.call_later(timeout_ms / 1000, self._stopped, room_id, user_id)
         if previous is None:
             self._advance(room_id)
+        for listener in self._listeners:
+            listener(room_id, user_id, True)
 
     def _stopped(self, room_id: str, user_id: str) -> None:
         typists = self._typing.get(room_id, {})
@@ -83,6 +95,8 @@ class TypingService:
         if not typists:
             del self._typing[room_id]
         self._advance(room_id)
+        for listener in self._listeners:
+            listener(room_id, user_id, False)
 
     def _advance(self, room_id: str) -> None:
         self._position += 1
