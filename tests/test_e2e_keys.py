@@ -20,6 +20,10 @@ from signedjson.types import SigningKey
 from unpaddedbase64 import encode_base64
 
 from homeserver.e2e.changes import DeviceKeysChanged, KeyChange, SigningKeysChanged
+from homeserver.e2e.keys import KeyService
+from homeserver.requester import Requester
+from storage.device_lists import DeviceListStore
+from storage.e2e_keys import E2eKeyStore
 
 V3 = "/_matrix/client/v3"
 MEGOLM = "m.megolm.v1.aes-sha2"
@@ -545,3 +549,74 @@ async def test_key_changes_are_announced_to_listeners(device: Any, hs: Any) -> N
         DeviceKeysChanged(alice.user_id, (alice.device_id,)),
         SigningKeysChanged(alice.user_id),
     ]
+
+
+class FakeRemote:
+    """Another server's answers, as the federation client will hand them over."""
+
+    def __init__(self) -> None:
+        self.asked: list[tuple[str, Any]] = []
+
+    async def query(
+        self, server: str, device_keys: dict[str, list[str]], timeout_ms: int
+    ) -> dict[str, Any]:
+        self.asked.append((server, device_keys))
+        if server == "down.example":
+            raise OSError("connection refused")
+        if server == "slow.example":
+            await asyncio.sleep(5)
+        return {
+            "device_keys": {
+                "@carol:remote.example": {"DEV": {"device_id": "DEV"}},
+                "@stranger:remote.example": {"X": {}},
+            },
+            "master_keys": {"@carol:remote.example": {"usage": ["master"]}},
+            "self_signing_keys": {},
+        }
+
+    async def claim(
+        self, server: str, one_time_keys: dict[str, dict[str, str]], timeout_ms: int
+    ) -> dict[str, Any]:
+        self.asked.append((server, one_time_keys))
+        return {"one_time_keys": {"@carol:remote.example": {"DEV": {"signed_curve25519:A": {}}}}}
+
+
+async def test_remote_users_go_through_the_remote_keys_interface(hs: Any, device: Any) -> None:
+    alice = await device("alice")
+    remote = FakeRemote()
+    keys = KeyService(
+        E2eKeyStore(hs.pool),
+        DeviceListStore(hs.pool),
+        hs.server.key_changes,
+        server_name="localhost",
+        remote=remote,
+    )
+    requester = Requester(alice.user_id, alice.device_id, 0)
+    got = await keys.query(
+        requester,
+        {
+            "device_keys": {
+                "@carol:remote.example": [],
+                "@dave:down.example": [],
+                "@erin:slow.example": [],
+            },
+            "timeout": 200,
+        },
+    )
+    # Each server once, with its own users only; what it says of others is dropped.
+    assert sorted(remote.asked) == [
+        ("down.example", {"@dave:down.example": []}),
+        ("remote.example", {"@carol:remote.example": []}),
+        ("slow.example", {"@erin:slow.example": []}),
+    ]
+    assert got["device_keys"] == {"@carol:remote.example": {"DEV": {"device_id": "DEV"}}}
+    assert got["master_keys"] == {"@carol:remote.example": {"usage": ["master"]}}
+    assert sorted(got["failures"]) == ["down.example", "slow.example"]
+
+    claimed = await keys.claim(
+        requester, {"one_time_keys": {"@carol:remote.example": {"DEV": "signed_curve25519"}}}
+    )
+    assert claimed == {
+        "one_time_keys": {"@carol:remote.example": {"DEV": {"signed_curve25519:A": {}}}},
+        "failures": {},
+    }
