@@ -136,9 +136,13 @@ class SessionService:
         return self._session(record.user_id, record.device_id, access, refresh)
 
     async def authenticate(
-        self, token: str, *, ip: str | None, user_agent: str | None
+        self, token: str, *, ip: str | None, user_agent: str | None, allow_locked: bool = False
     ) -> Requester:
-        """Resolve an access token, or raise the 401 the spec gives."""
+        """Resolve an access token, or raise the 401 the spec gives.
+
+        A locked account gets 401 M_USER_LOCKED everywhere but where
+        `allow_locked` (logging out, which the spec lets it do).
+        """
         digest = hash_token(token)
         record = self._cache.get(digest)
         if record is None:
@@ -153,7 +157,7 @@ class SessionService:
         now = int(time.time() * 1000)
         if record.deactivated:
             raise unknown_token("This account has been deactivated", soft_logout=False)
-        if record.locked:
+        if record.locked and not allow_locked:
             # The spec's (v1.8) answer to every request of a locked account.
             raise MatrixError(
                 401, "M_USER_LOCKED", "This account has been locked", soft_logout=True

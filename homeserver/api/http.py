@@ -111,6 +111,8 @@ class EndpointSpec:
     # For admin endpoints that change something: the audit log's action name.
     audit_action: str | None = None
     stream_body: bool = False
+    # Served to locked accounts too (the spec lets them log out).
+    allow_locked: bool = False
 
 
 def endpoint(
@@ -121,11 +123,17 @@ def endpoint(
     prefixes: Iterable[str] = CLIENT_PREFIXES,
     ratelimit: str | None = None,
     stream_body: bool = False,
+    allow_locked: bool = False,
 ) -> Callable[[Handler], Handler]:
     def mark(func: Handler) -> Handler:
         specs = getattr(func, "_endpoints", ())
         spec = EndpointSpec(
-            method, tuple(p + path for p in prefixes), auth, ratelimit, stream_body=stream_body
+            method,
+            tuple(p + path for p in prefixes),
+            auth,
+            ratelimit,
+            stream_body=stream_body,
+            allow_locked=allow_locked,
         )
         func._endpoints = (*specs, spec)  # type: ignore[attr-defined]
         return func
@@ -201,11 +209,18 @@ class Authenticator:
             return token.strip()
         return request.query.get("access_token")
 
-    async def requester(self, request: web.Request, ip: str | None) -> Requester:
+    async def requester(
+        self, request: web.Request, ip: str | None, *, allow_locked: bool = False
+    ) -> Requester:
         token = self.token_of(request)
         if token is None:
             raise MatrixError(401, "M_MISSING_TOKEN", "Missing access token")
-        return await self._resolve(token, ip=ip, user_agent=request.headers.get("User-Agent"))
+        return await self._resolve(
+            token,
+            ip=ip,
+            user_agent=request.headers.get("User-Agent"),
+            allow_locked=allow_locked,
+        )
 
 
 class Router:
@@ -247,7 +262,11 @@ class Router:
             ip = request.remote
             if ip_limiter is not None:
                 ip_limiter.check(ip or "")
-            requester = await auth.requester(request, ip) if auth and spec.auth else None
+            requester = (
+                await auth.requester(request, ip, allow_locked=spec.allow_locked)
+                if auth and spec.auth
+                else None
+            )
             if spec.admin:
                 assert admin_gate is not None and requester is not None
                 await admin_gate.require_admin(requester)

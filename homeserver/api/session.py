@@ -146,12 +146,12 @@ class SessionApi:
             "expires_in_ms": session.expires_in_ms,
         }
 
-    @endpoint("POST", "/logout")
+    @endpoint("POST", "/logout", allow_locked=True)
     async def logout(self, req: ClientRequest) -> dict[str, Any]:
         await self._sessions.logout(req.user)
         return {}
 
-    @endpoint("POST", "/logout/all")
+    @endpoint("POST", "/logout/all", allow_locked=True)
     async def logout_all(self, req: ClientRequest) -> dict[str, Any]:
         await self._sessions.delete_all_devices(req.user.user_id)
         return {}

@@ -85,6 +85,14 @@ async def test_locked_user_gets_user_locked(admin):
     status, _ = await hs.request("GET", f"{V3}/account/whoami", token=dave["access_token"])
     assert status == 200
 
+    # A locked account may still log out, as the spec asks.
+    await admin.call("PUT", "/v2/users/@dave:localhost", {"locked": True})
+    status, _ = await hs.request("POST", f"{V3}/logout", token=dave["access_token"])
+    assert status == 200
+    await admin.call("PUT", "/v2/users/@dave:localhost", {"locked": False})
+    status, body = await hs.request("GET", f"{V3}/account/whoami", token=dave["access_token"])
+    assert (status, body["errcode"]) == (401, "M_UNKNOWN_TOKEN")
+
 
 async def test_list_users_filters_and_pages(admin):
     for name in ("ann", "anna", "ben"):
