@@ -38,14 +38,14 @@ class RoomModeration(Protocol):
 
 
 class FakeAccepted(MatrixError):
-    """The answer to a shadow-banned sender: success, for an event that was never made."""
+    """The answer to a shadow-banned sender: success, for something that never happened."""
 
-    def __init__(self, event_id: str) -> None:
+    def __init__(self, body: dict[str, Any]) -> None:
         super().__init__(200, "", "")
-        self._event_id = event_id
+        self._body = body
 
     def to_json(self) -> dict[str, Any]:
-        return {"event_id": self._event_id}
+        return self._body
 
 
 class RoomService:
@@ -128,7 +128,7 @@ class RoomService:
             raise forbidden("A room has one create event, made by createRoom")
         if self._moderation is not None and self._moderation.is_shadow_banned(requester.user_id):
             # As Synapse: the sender sees success; nobody sees the event.
-            raise FakeAccepted(self._moderation.fake_event_id())
+            raise FakeAccepted({"event_id": self._moderation.fake_event_id()})
         if state_key is not None:
             same = await self._unchanged_state(
                 requester.user_id, room_id, event_type, state_key, content
@@ -212,6 +212,13 @@ class RoomService:
             and await self._moderation.is_blocked(room_id)
         ):
             raise forbidden("This room has been blocked on this server")
+        if (
+            action == "invite"
+            and self._moderation is not None
+            and self._moderation.is_shadow_banned(requester.user_id)
+        ):
+            # As Synapse: a shadow-banned user's invites seem to work and reach nobody.
+            raise FakeAccepted({})
         current, current_id = await self._rooms.membership(room_id, target)
         if action == "kick" and current not in ("join", "invite", "knock"):
             raise forbidden("The target user is not in the room")

@@ -207,6 +207,18 @@ async def test_shadow_banned_messages_are_not_delivered(admin):
     assert all(e["event_id"] != body["event_id"] for e in page["chunk"])
     assert not [e for e in page["chunk"] if e["type"] == "m.room.message"]
 
+    # Invites seem to work too, and reach nobody.
+    await hs.register("victim")
+    status, body = await hs.request(
+        "POST",
+        f"{V3}/rooms/{room_id}/invite",
+        token=spammer["access_token"],
+        json={"user_id": "@victim:localhost"},
+    )
+    assert (status, body) == (200, {})
+    status, members = await admin.call("GET", f"/v1/rooms/{room_id}/state")
+    assert "@victim:localhost" not in [e.get("state_key") for e in members["state"]]
+
     status, _ = await admin.call("DELETE", "/v1/users/@spammer:localhost/shadow_ban")
     status, body = await hs.request(
         "PUT",
