@@ -13,12 +13,14 @@ from typing import Any
 import attrs
 import pytest
 from aiohttp import web
+from signedjson.key import generate_signing_key
 
 from homeserver.events.hashing import check_content_hash, compute_event_id
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
 from homeserver.events.signing import verify_event_signatures
 from tests.conftest import RunningServer
 from tests.federation.conftest import ScriptedRemote
+from tests.test_e2e_keys import Device, cross_signing_keys
 
 SEND = "/_matrix/federation/v1/send/{txn_id}"
 # Fast backoff, so that a test sees several retries in a second or two.
@@ -421,3 +423,72 @@ async def test_a_kicked_remote_user_hears_of_it(
     await wait_until(lambda: bool(inbox.pdus()))
     (pdu,) = inbox.pdus()
     assert pdu["state_key"] == bob and pdu["content"]["membership"] == membership
+
+
+async def test_device_list_and_signing_key_updates(
+    server_factory: Any, remote_factory: Any
+) -> None:
+    hs, remote, inbox, alice, room_id = await setup(server_factory, remote_factory)
+    laptop = Device(
+        hs, alice.user_id, alice.device_id, alice.token, generate_signing_key(alice.device_id)
+    )
+    uploaded = laptop.device_keys()
+    await laptop.ok("POST", "/keys/upload", {"device_keys": uploaded})
+    await wait_until(lambda: bool(inbox.edus("m.device_list_update")))
+    (first,) = inbox.edus("m.device_list_update")
+    stream_id = first["stream_id"]
+    assert first == {
+        "user_id": alice.user_id,
+        "device_id": alice.device_id,
+        "stream_id": stream_id,
+        "prev_id": [stream_id - 1] if stream_id > 1 else [],
+        "deleted": False,
+        "keys": uploaded,
+    }
+
+    status, login = await hs.request(
+        "POST",
+        "/_matrix/client/v3/login",
+        json={
+            "type": "m.login.password",
+            "identifier": {"type": "m.id.user", "user": "alice"},
+            "password": "secret",
+            "initial_device_display_name": "phone",
+        },
+    )
+    assert status == 200, login
+    phone = login["device_id"]
+    await wait_until(lambda: len(inbox.edus("m.device_list_update")) >= 2)
+    assert inbox.edus("m.device_list_update")[1] == {
+        "user_id": alice.user_id,
+        "device_id": phone,
+        "device_display_name": "phone",
+        "stream_id": stream_id + 1,
+        "prev_id": [stream_id],
+        "deleted": False,
+    }
+
+    status, _ = await hs.request(
+        "POST", "/_matrix/client/v3/logout", token=login["access_token"], json={}
+    )
+    assert status == 200
+    await wait_until(lambda: len(inbox.edus("m.device_list_update")) >= 3)
+    assert inbox.edus("m.device_list_update")[2] == {
+        "user_id": alice.user_id,
+        "device_id": phone,
+        "stream_id": stream_id + 2,
+        "prev_id": [stream_id + 1],
+        "deleted": True,
+    }
+
+    _, body = cross_signing_keys(alice.user_id)
+    await laptop.ok("POST", "/keys/device_signing/upload", body)
+    await wait_until(lambda: bool(inbox.edus("m.signing_key_update")))
+    assert inbox.edus("m.signing_key_update") == [
+        {
+            "user_id": alice.user_id,
+            "master_key": body["master_key"],
+            "self_signing_key": body["self_signing_key"],
+        }
+    ]
+    assert await hs.pool.fetchval("SELECT count(*) FROM federation_edu_outbox") == 0
