@@ -492,3 +492,45 @@ async def test_device_list_and_signing_key_updates(
         }
     ]
     assert await hs.pool.fetchval("SELECT count(*) FROM federation_edu_outbox") == 0
+
+
+async def test_a_remote_refusing_connections_is_backed_off_then_caught_up(
+    server_factory: Any, remote_factory: Any
+) -> None:
+    hs = await server_factory(**SENDER_CONFIG)
+    # Bound but not listening yet: connections to it are refused.
+    remote: ScriptedRemote = await remote_factory(start=False)
+    inbox = Inbox()
+
+    async def respond(request: web.Request, origin: str, body: Any) -> Any:
+        inbox.transactions.append(body)
+        return {"pdus": {}}
+
+    remote.app.router.add_put(SEND, remote.handler(respond))
+    alice = await register(hs, "alice")
+    room_id = await create_room(hs, alice)
+    await join_remote_user_locally_for_test(hs, room_id, f"@bob:{remote.server_name}")
+    version = await room_version(hs, room_id)
+    await send_message(hs, alice, room_id, "first")
+    latest = await send_message(hs, alice, room_id, "second")
+
+    async def retry_interval() -> int:
+        return (
+            await hs.pool.fetchval(
+                "SELECT retry_interval_ms FROM federation_destinations WHERE destination = $1",
+                remote.server_name,
+            )
+            or 0
+        )
+
+    deadline = time.monotonic() + 10
+    while await retry_interval() < 400:
+        assert time.monotonic() < deadline, "no backoff recorded"
+        await asyncio.sleep(0.05)
+
+    await remote.start()
+    await remote.expect_keys_of(hs)
+    await wait_until(lambda: bool(inbox.transactions))
+    await asyncio.sleep(0.3)
+    assert event_ids(inbox.pdus(), version) == [latest]
+    assert await retry_interval() == 0
