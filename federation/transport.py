@@ -9,15 +9,17 @@ per-destination backoff, and turns every failure into `FederationError`.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import logging
 import socket
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlencode
 
 import aiohttp
+import attrs
 from aiohttp.abc import AbstractResolver, ResolveResult
 from signedjson.types import SigningKey
 from yarl import URL
@@ -33,6 +35,17 @@ DEFAULT_TIMEOUT_S = 60.0
 MAX_RESPONSE_BYTES = 100 * 1024 * 1024
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@attrs.frozen
+class _Request:
+    """A request ready to send: where to, with which headers and body."""
+
+    url: URL
+    headers: dict[str, str]
+    data: bytes | None
+    # The name the certificate must be valid for; None when TLS is not checked.
+    tls_name: str | None
 
 
 class FederationError(Exception):
@@ -202,6 +215,122 @@ class FederationClient:
         `urllib.parse.quote(segment, safe="")`): it is signed as sent.
         Raises FederationError on any failure, including a non-2xx answer.
         """
+        request = await self._prepare(
+            method, destination, path, query, body, signed, ignore_backoff
+        )
+        try:
+            async with self.session().request(
+                method,
+                request.url,
+                data=request.data,
+                headers=request.headers,
+                ssl=None if self._verify_tls else False,
+                server_hostname=request.tls_name,
+                timeout=aiohttp.ClientTimeout(total=timeout_s or self._timeout_s),
+                allow_redirects=False,
+            ) as resp:
+                raw = await resp.content.read(MAX_RESPONSE_BYTES + 1)
+                status = resp.status
+        except (aiohttp.ClientError, TimeoutError, OSError) as e:
+            await self._failed(destination)
+            raise FederationError(destination, f"{method} {path} failed: {e!r}") from None
+        await self._answered(destination, status)
+        if len(raw) > MAX_RESPONSE_BYTES:
+            raise FederationError(destination, "response too large", status=status)
+        try:
+            decoded = json.loads(raw.decode("utf-8")) if raw else None
+        except (UnicodeDecodeError, ValueError):
+            decoded = None
+            if 200 <= status < 300:
+                raise FederationError(destination, "response is not JSON", status=status) from None
+        if not 200 <= status < 300:
+            errcode = decoded.get("errcode") if isinstance(decoded, dict) else None
+            error = decoded.get("error") if isinstance(decoded, dict) else None
+            raise FederationError(
+                destination,
+                f"{method} {path} answered {status} {errcode or ''} {error or ''}".rstrip(),
+                status=status,
+                errcode=errcode if isinstance(errcode, str) else None,
+                body=decoded,
+            )
+        return decoded
+
+    @contextlib.asynccontextmanager
+    async def get_stream(
+        self,
+        destination: str,
+        path: str,
+        *,
+        query: Mapping[str, Any] | None = None,
+        timeout_s: float | None = None,
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """A signed GET whose answer is handed over unread, whatever its status.
+
+        For answers that are not JSON or too large to hold in memory (media):
+        the caller reads the body inside the `async with` (and handles the
+        aiohttp errors of reading it). `timeout_s` bounds the connection and
+        every wait for data, not the whole transfer, so a large file arriving
+        steadily is not cut off.
+        """
+        request = await self._prepare("GET", destination, path, query, None, True, False)
+        wait_s = timeout_s or self._timeout_s
+        try:
+            resp = await self.session().get(
+                request.url,
+                headers=request.headers,
+                ssl=None if self._verify_tls else False,
+                server_hostname=request.tls_name,
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=wait_s, sock_read=wait_s),
+                allow_redirects=False,
+            )
+        except (aiohttp.ClientError, TimeoutError, OSError) as e:
+            await self._failed(destination)
+            raise FederationError(destination, f"GET {path} failed: {e!r}") from None
+        try:
+            await self._answered(destination, resp.status)
+            yield resp
+        finally:
+            resp.release()
+
+    @contextlib.asynccontextmanager
+    async def open_url(
+        self, url: str, *, timeout_s: float | None = None
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """A plain GET of a URL another server pointed us to (a media
+        redirect), answer unread as with `get_stream`. Addresses are blocked
+        as for server names; redirects are not followed."""
+        target = URL(url)
+        host = target.host or ""
+        if target.scheme not in ("http", "https") or not host:
+            raise FederationError(url, "only http and https URLs can be followed")
+        if is_ip_literal(host) and is_blocked(host, self._blocked):
+            raise FederationError(url, "address is not allowed for federation")
+        wait_s = timeout_s or self._timeout_s
+        try:
+            resp = await self.session().get(
+                target,
+                ssl=None if self._verify_tls else False,
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=wait_s, sock_read=wait_s),
+                allow_redirects=False,
+            )
+        except (aiohttp.ClientError, TimeoutError, OSError) as e:
+            raise FederationError(url, f"GET failed: {e!r}") from None
+        try:
+            yield resp
+        finally:
+            resp.release()
+
+    async def _prepare(
+        self,
+        method: str,
+        destination: str,
+        path: str,
+        query: Mapping[str, Any] | None,
+        body: Any,
+        signed: bool,
+        ignore_backoff: bool,
+    ) -> _Request:
+        """Check backoff, resolve the destination, refuse blocked addresses, sign."""
         if destination == self.server_name:
             raise FederationError(destination, "refusing to send a request to ourselves")
         if self._backoff is not None and not ignore_backoff:
@@ -233,45 +362,14 @@ class FederationClient:
                 content=body,
                 signing_key=self._signing_key,
             )
-        try:
-            async with self.session().request(
-                method,
-                url,
-                data=data,
-                headers=headers,
-                ssl=None if self._verify_tls else False,
-                server_hostname=target.tls_name if self._verify_tls else None,
-                timeout=aiohttp.ClientTimeout(total=timeout_s or self._timeout_s),
-                allow_redirects=False,
-            ) as resp:
-                raw = await resp.content.read(MAX_RESPONSE_BYTES + 1)
-                status = resp.status
-        except (aiohttp.ClientError, TimeoutError, OSError) as e:
-            await self._failed(destination)
-            raise FederationError(destination, f"{method} {path} failed: {e!r}") from None
+        return _Request(url, headers, data, target.tls_name if self._verify_tls else None)
+
+    async def _answered(self, destination: str, status: int) -> None:
+        """Backoff bookkeeping for an answer: server errors count as failures."""
         if status >= 500 or status == 429:
             await self._failed(destination)
         elif self._backoff is not None:
             await self._backoff.succeeded(destination)
-        if len(raw) > MAX_RESPONSE_BYTES:
-            raise FederationError(destination, "response too large", status=status)
-        try:
-            decoded = json.loads(raw.decode("utf-8")) if raw else None
-        except (UnicodeDecodeError, ValueError):
-            decoded = None
-            if 200 <= status < 300:
-                raise FederationError(destination, "response is not JSON", status=status) from None
-        if not 200 <= status < 300:
-            errcode = decoded.get("errcode") if isinstance(decoded, dict) else None
-            error = decoded.get("error") if isinstance(decoded, dict) else None
-            raise FederationError(
-                destination,
-                f"{method} {path} answered {status} {errcode or ''} {error or ''}".rstrip(),
-                status=status,
-                errcode=errcode if isinstance(errcode, str) else None,
-                body=decoded,
-            )
-        return decoded
 
     async def _failed(self, destination: str) -> None:
         if self._backoff is not None:

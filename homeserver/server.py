@@ -16,6 +16,7 @@ from signedjson.types import SigningKey
 from federation.api import FederationVersionApi
 from federation.api_joins import FederationJoinsApi
 from federation.api_keys import KeysApi
+from federation.api_media import FederationMediaApi
 from federation.api_query import FederationQueryApi
 from federation.api_rooms import FederationRoomsApi
 from federation.auth import RequestVerifier
@@ -24,6 +25,7 @@ from federation.discovery import DnsSrv, HttpWellKnown, ServerResolver
 from federation.http import FederationRouter
 from federation.joins import JoinService
 from federation.keys import KeyRing, Notary, OldKey, OurKeys, decode_verify_key
+from federation.media_fetch import FederationMediaFetcher
 from federation.sender import FederationSender
 from federation.serving import FederationReads
 from federation.transport import FederationClient
@@ -150,6 +152,7 @@ from storage.push import PushStore
 from storage.pushers import PusherStore
 from storage.receipts import ReceiptStore
 from storage.relations import RelationStore
+from storage.remote_media import RemoteMediaStore
 from storage.reports import ReportStore
 from storage.rooms import RoomStore
 from storage.search import SearchStore
@@ -559,8 +562,8 @@ class HomeServer:
         return app
 
     async def _media_api(self, app: web.Application, pool: asyncpg.Pool) -> MediaApi:
-        """The content repository. Remote media needs a federation fetcher,
-        which does not exist yet: `remote=None` answers 404 for it."""
+        """The content repository. Remote media is fetched over federation
+        (the client is made later, with the federation listener)."""
         config = self.config
         media = config.media
         files = MediaFiles(config.path(media.store_path))
@@ -595,7 +598,12 @@ class HomeServer:
             server_name=config.server_name,
             unused_expiration_time_ms=media.unused_expiration_time_ms,
             authenticated_media=media.enable_authenticated_media,
-            remote=None,
+            remote=FederationMediaFetcher(
+                RemoteMediaStore(pool),
+                files,
+                lambda: self.federation_client,
+                max_size=media.max_upload_size,
+            ),
         )
         previewer = None
         if media.url_preview_enabled:
@@ -619,6 +627,8 @@ class HomeServer:
             sizes=media.thumbnail_sizes,
             max_image_pixels=media.max_image_pixels,
         )
+        # Also served to other servers by the federation listener.
+        self.media_downloads, self.thumbnailer = downloads, thumbnailer
         return MediaApi(uploader, downloads, thumbnailer, previewer)
 
     async def _serve_federation(self) -> int:
@@ -686,6 +696,9 @@ class HomeServer:
             KeysApi(self.key_ring),
             FederationRoomsApi(reads),
             FederationQueryApi(self.profiles, self.directory, server_name=config.server_name),
+            FederationMediaApi(
+                self.media_downloads, self.thumbnailer, server_name=config.server_name
+            ),
             FederationJoinsApi(
                 JoinService(
                     self.event_store,
