@@ -197,7 +197,8 @@ class DestinationQueue:
         except FederationError as e:
             logger.info("transaction %s to %s failed: %s", txn_id, self.destination, e)
             return False
-        for event_id, result in (answer or {}).get("pdus", {}).items():
+        results = answer.get("pdus") if isinstance(answer, dict) else None
+        for event_id, result in (results if isinstance(results, dict) else {}).items():
             if isinstance(result, dict) and result.get("error"):
                 logger.info("%s refused %s: %s", self.destination, event_id, result["error"])
         return True

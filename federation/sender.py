@@ -52,6 +52,10 @@ BATCH_SIZE = 500
 ERROR_RETRY_S = 5.0
 # How long shutdown waits for transactions in flight.
 STOP_TIMEOUT_S = 10.0
+# Batches that owe nothing to anyone (no other server in the rooms) do not
+# write the position, unless it moved this far: a restart re-reads at most
+# this much, and a server without federation pays no write per event.
+POSITION_WRITE_INTERVAL = 10_000
 
 
 def _server_of(user_id: str) -> str | None:
@@ -93,6 +97,7 @@ class FederationSender:
         self._queues: dict[str, DestinationQueue] = {}
         # How far the events and to-device streams have been read.
         self._position = 0
+        self._stored_position = 0
         self._to_device_position = 0
         self._moved = asyncio.Event()
         self._follower: asyncio.Task[None] | None = None
@@ -102,7 +107,7 @@ class FederationSender:
 
     async def start(self) -> None:
         """Resume from the stored position; catch up destinations left behind."""
-        self._position = await self._store.start_position(
+        self._position = self._stored_position = await self._store.start_position(
             self._notifier.positions.get(EVENTS_STREAM, 0)
         )
         self._to_device_position = self._notifier.positions.get(TO_DEVICE_STREAM, 0)
@@ -124,6 +129,8 @@ class FederationSender:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await asyncio.gather(*(q.stop(STOP_TIMEOUT_S) for q in self._queues.values()))
+        if self._position > self._stored_position:
+            await self._store.record_batch([], self._position)
 
     def _queue(self, destination: str, *, catching_up: bool = False) -> DestinationQueue:
         queue = self._queues.get(destination)
@@ -161,7 +168,7 @@ class FederationSender:
                 self._server_name, self._position, upto, BATCH_SIZE
             )
             end = events[-1].stream_ordering if len(events) == BATCH_SIZE else upto
-            servers = await self._store.room_servers({e.room_id for e in events})
+            servers = await self._store.room_servers({e.room_id for e in events}) if events else {}
             owed: dict[tuple[str, str], int] = {}
             deliveries: list[tuple[str, OutgoingEvent]] = []
             for event in events:
@@ -177,7 +184,9 @@ class FederationSender:
                 for destination in sorted(destinations):
                     owed[(destination, event.room_id)] = event.stream_ordering
                     deliveries.append((destination, event))
-            await self._store.record_batch([(d, r, s) for (d, r), s in owed.items()], end)
+            if owed or end - self._stored_position >= POSITION_WRITE_INTERVAL:
+                await self._store.record_batch([(d, r, s) for (d, r), s in owed.items()], end)
+                self._stored_position = end
             self._position = end
             for destination, event in deliveries:
                 self._queue(destination).add_pdu(event)
