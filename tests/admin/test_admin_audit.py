@@ -85,3 +85,25 @@ async def test_entries_cannot_be_changed_or_deleted(admin):
     for method in ("PUT", "POST", "DELETE"):
         status, _ = await admin.call(method, "/v1/audit_log", {})
         assert status == 405
+
+
+async def test_shared_secret_registration_is_logged_without_secrets(admin):
+    from tests.admin.test_admin_shared_secret import mac_by_hand, nonce
+
+    hs = admin.hs
+    n = await nonce(hs)
+    mac = mac_by_hand(n, "newbie", "pw-newbie", False)
+    status, _ = await hs.request(
+        "POST",
+        "/_synapse/admin/v1/register",
+        json={"nonce": n, "username": "newbie", "password": "pw-newbie", "mac": mac},
+    )
+    assert status == 200
+    status, body = await admin.call("GET", "/v1/audit_log")
+    (entry,) = body["entries"]
+    assert (entry["action"], entry["admin_user_id"], entry["target"]) == (
+        "user.register_shared_secret",
+        None,
+        "@newbie:localhost",
+    )
+    assert entry["params"] == {"body": {"nonce": n, "username": "newbie"}}
