@@ -22,6 +22,9 @@ from homeserver.errors import MatrixError, bad_json
 
 FEDERATION_V1 = "/_matrix/federation/v1"
 FEDERATION_V2 = "/_matrix/federation/v2"
+# A transaction holds up to 50 PDUs of up to 64 KiB and 100 EDUs: bigger than
+# the client API's default body limit, which must not refuse it.
+MAX_FEDERATION_BODY_BYTES = 8 * 1024 * 1024
 
 
 @attrs.frozen

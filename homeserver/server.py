@@ -22,7 +22,7 @@ from federation.api_rooms import FederationRoomsApi
 from federation.auth import RequestVerifier
 from federation.backoff import Backoff
 from federation.discovery import DnsSrv, HttpWellKnown, ServerResolver
-from federation.http import FederationRouter
+from federation.http import MAX_FEDERATION_BODY_BYTES, FederationRouter
 from federation.joins import JoinService
 from federation.keys import KeyRing, Notary, OldKey, OurKeys, decode_verify_key
 from federation.media_fetch import FederationMediaFetcher
@@ -639,7 +639,7 @@ class HomeServer:
         )
         app = web.Application(
             middlewares=[matrix_middleware(self.metrics)],
-            client_max_size=config.max_request_body_bytes,
+            client_max_size=max(config.max_request_body_bytes, MAX_FEDERATION_BODY_BYTES),
         )
         assert self.pool is not None
         pool = self.pool
