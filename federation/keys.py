@@ -209,8 +209,6 @@ class KeyRing:
         self._known: dict[str, dict[str, _Known]] = {}
         self._misses: dict[tuple[str, str], int] = {}
         self._inflight: dict[str, asyncio.Task[None]] = {}
-        # Count of network fetches per server, for operators' logs and tests.
-        self.fetch_count: dict[str, int] = {}
 
     async def verify_keys(
         self, server_name: str, key_ids: Iterable[str], at_ts: int
@@ -283,7 +281,6 @@ class KeyRing:
 
     async def _fetch(self, server_name: str) -> None:
         """Ask the server itself, then each notary, until one answers."""
-        self.fetch_count[server_name] = self.fetch_count.get(server_name, 0) + 1
         try:
             keys = await self.fetch_direct(server_name)
         except (FederationError, ValueError) as e:
