@@ -20,6 +20,7 @@ from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
 from homeserver.events.signing import verify_event_signatures
 from tests.conftest import RunningServer
 from tests.federation.conftest import ScriptedRemote
+from tests.federation.test_joins import make_join, send_join, sign_join
 from tests.test_e2e_keys import Device, cross_signing_keys
 
 SEND = "/_matrix/federation/v1/send/{txn_id}"
@@ -101,11 +102,27 @@ async def create_room(hs: RunningServer, user: Local) -> str:
     return body["room_id"]
 
 
-async def join_remote_user_locally_for_test(hs: RunningServer, room_id: str, user_id: str) -> None:
-    """Put a remote user's join into a local room through the pipeline's public
-    send interface (the event is built and signed here). It stands in for the
-    make_join/send_join handshake, which these tests are not about. Its sender
-    is a remote user, so the sender must never send it."""
+async def join_remote_user(
+    hs: RunningServer, remote: ScriptedRemote, room_id: str, user_id: str
+) -> None:
+    """The remote's user joins our room with make_join / send_join, as a real
+    server would. The join is the remote's event: the sender never sends it."""
+    version = await room_version(hs, room_id)
+    status, made = await make_join(remote, hs, room_id, user_id, version)
+    assert status == 200, made
+    status, joined, _ = await send_join(
+        remote, hs, room_id, sign_join(remote, made["event"], version), version
+    )
+    assert status == 200, joined
+
+
+async def join_unreachable_remote_user_for_test(
+    hs: RunningServer, room_id: str, user_id: str
+) -> None:
+    """Put the join of a user of a server that is not listening (so no
+    handshake is possible) into a local room, through the pipeline's public
+    send interface (built and signed here). Its sender is remote, so the
+    sender never sends it."""
     assert hs.server.pipeline is not None
     await hs.server.pipeline.send(
         room_id,
@@ -144,7 +161,7 @@ async def setup(
     await remote.expect_keys_of(hs)
     alice = await register(hs, "alice")
     room_id = await create_room(hs, alice)
-    await join_remote_user_locally_for_test(hs, room_id, f"@bob:{remote.server_name}")
+    await join_remote_user(hs, remote, room_id, f"@bob:{remote.server_name}")
     return hs, remote, inbox, alice, room_id
 
 
@@ -188,7 +205,7 @@ async def test_a_slow_remote_gets_transactions_of_at_most_50_pdus_in_order(
 ) -> None:
     hs, remote, inbox, alice, room_a = await setup(server_factory, remote_factory)
     room_b = await create_room(hs, alice)
-    await join_remote_user_locally_for_test(hs, room_b, f"@bob:{remote.server_name}")
+    await join_remote_user(hs, remote, room_b, f"@bob:{remote.server_name}")
     version = await room_version(hs, room_a)
     inbox.delay_s = 0.3
 
@@ -215,7 +232,7 @@ async def test_a_remote_that_was_down_is_caught_up_with_the_latest_event_per_roo
 ) -> None:
     hs, remote, inbox, alice, room_a = await setup(server_factory, remote_factory)
     room_b = await create_room(hs, alice)
-    await join_remote_user_locally_for_test(hs, room_b, f"@bob:{remote.server_name}")
+    await join_remote_user(hs, remote, room_b, f"@bob:{remote.server_name}")
     version = await room_version(hs, room_a)
     inbox.down = True
 
@@ -509,7 +526,7 @@ async def test_a_remote_refusing_connections_is_backed_off_then_caught_up(
     remote.app.router.add_put(SEND, remote.handler(respond))
     alice = await register(hs, "alice")
     room_id = await create_room(hs, alice)
-    await join_remote_user_locally_for_test(hs, room_id, f"@bob:{remote.server_name}")
+    await join_unreachable_remote_user_for_test(hs, room_id, f"@bob:{remote.server_name}")
     version = await room_version(hs, room_id)
     await send_message(hs, alice, room_id, "first")
     latest = await send_message(hs, alice, room_id, "second")
