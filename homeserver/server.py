@@ -22,6 +22,7 @@ from federation.api_rooms import FederationRoomsApi
 from federation.auth import RequestVerifier
 from federation.backoff import Backoff
 from federation.discovery import DnsSrv, HttpWellKnown, ServerResolver
+from federation.edu_registry import EduRegistry
 from federation.http import MAX_FEDERATION_BODY_BYTES, FederationRouter
 from federation.joins import JoinService
 from federation.keys import KeyRing, Notary, OldKey, OurKeys, decode_verify_key
@@ -678,6 +679,8 @@ class HomeServer:
                 for n in config.trusted_key_servers
             ],
         )
+        # Inbound EDUs (from /send transactions) by edu_type: services register here.
+        self.edu_registry = EduRegistry()
         if config.federation_sender_enabled:
             # Before close_client: cleanup runs in this order.
             await self._start_federation_sender(app, pool, backoff)
