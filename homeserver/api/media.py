@@ -118,6 +118,7 @@ class MediaApi:
             req.params["mediaId"],
             timeout_ms=_int_param(req, "timeout_ms", DEFAULT_TIMEOUT_MS),
             legacy=legacy,
+            allow_remote=req.query_bool("allow_remote", default=True),
         )
         return _file_response(file, req.params.get("fileName") or file.upload_name)
 
@@ -146,6 +147,7 @@ class MediaApi:
             animated=req.query_bool("animated"),
             timeout_ms=_int_param(req, "timeout_ms", DEFAULT_TIMEOUT_MS),
             legacy=legacy,
+            allow_remote=req.query_bool("allow_remote", default=True),
         )
         return _file_response(file, None)
 

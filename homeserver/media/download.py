@@ -63,17 +63,25 @@ class MediaDownloads:
         self._remote = remote
 
     async def find(
-        self, server_name: str, media_id: str, *, timeout_ms: int, legacy: bool
+        self,
+        server_name: str,
+        media_id: str,
+        *,
+        timeout_ms: int,
+        legacy: bool,
+        allow_remote: bool = True,
     ) -> MediaFile:
         """The file of an mxc URI, or a Matrix error.
 
         `legacy`: the request came through an unauthenticated endpoint, which
         may not serve media uploaded while authenticated media was enforced.
+        `allow_remote=False` (a legacy request of another server) never asks
+        a third server, so that servers cannot send requests round in a loop.
         Media reserved by /create but not uploaded yet is waited for up to
         `timeout_ms`, then 504 M_NOT_YET_UPLOADED.
         """
         if server_name != self._server_name:
-            if self._remote is None or (legacy and self._authenticated_media):
+            if self._remote is None or not allow_remote or (legacy and self._authenticated_media):
                 raise not_found("Not found")
             return await self._remote.fetch(server_name, media_id, timeout_ms)
         deadline = time.monotonic() + min(max(timeout_ms, 0), MAX_TIMEOUT_MS) / 1000

@@ -106,9 +106,10 @@ class Thumbnailer:
         animated: bool,
         timeout_ms: int,
         legacy: bool,
+        allow_remote: bool = True,
     ) -> MediaFile:
         source = await self._downloads.find(
-            server_name, media_id, timeout_ms=timeout_ms, legacy=legacy
+            server_name, media_id, timeout_ms=timeout_ms, legacy=legacy, allow_remote=allow_remote
         )
         source_type = source.content_type.split(";")[0].strip().lower()
         if source_type not in images.THUMBNAIL_SOURCE_TYPES:

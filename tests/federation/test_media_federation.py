@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -380,3 +381,45 @@ async def test_remote_errors_are_mapped(fed_hs: RunningServer, remote_factory: A
     # A server nobody can reach.
     status, body, _ = await download(fed_hs, token, "127.0.0.1:1", "anything")
     assert (status, json.loads(body)["errcode"]) == (502, "M_UNKNOWN")
+
+
+async def test_allow_remote_false_never_asks_another_server(
+    server_factory: Any, remote_factory: Any
+) -> None:
+    hs = await server_factory(federation_insecure=True, media={"enable_authenticated_media": False})
+
+    async def federation(request: web.Request) -> web.Response:
+        return multipart(b"shared", {"Content-Type": "text/plain"})
+
+    remote = await serving_remote(remote_factory, hs, federation)
+    legacy = f"/_matrix/media/v3/download/{path_quote(remote.server_name)}/m1"
+
+    async with hs.http.get(hs.url + legacy + "?allow_remote=false") as resp:
+        assert (resp.status, (await resp.json())["errcode"]) == (404, "M_NOT_FOUND")
+    assert federation_requests(remote) == []
+    async with hs.http.get(hs.url + legacy) as resp:
+        assert (resp.status, await resp.read()) == (200, b"shared")
+
+
+async def test_remote_that_does_not_answer_times_out(
+    fed_hs: RunningServer, remote_factory: Any
+) -> None:
+    release = asyncio.Event()
+
+    async def federation(request: web.Request) -> web.Response:
+        await asyncio.wait_for(release.wait(), 30)
+        return multipart(b"too late", {"Content-Type": "text/plain"})
+
+    remote = await serving_remote(remote_factory, fed_hs, federation)
+    token = await user_token(fed_hs)
+
+    started = time.monotonic()
+    status, body, _ = await download(
+        fed_hs, token, remote.server_name, "slow", query="?timeout_ms=500"
+    )
+    assert (status, json.loads(body)["errcode"]) == (502, "M_UNKNOWN")
+    # The requester's 500 ms, passed on to the remote, plus a few seconds'
+    # grace for the remote's own answer; not the 60 s of other requests.
+    assert time.monotonic() - started < 10
+    assert remote.received and remote.received[0][1] == FED_MEDIA + "/download/slow"
+    release.set()
