@@ -359,25 +359,36 @@ async def test_oversized_remote_media_is_refused(server_factory: Any, remote_fac
 
 
 async def test_remote_errors_are_mapped(fed_hs: RunningServer, remote_factory: Any) -> None:
+    truncated = multipart(b"cut short", {"Content-Type": "text/plain"}).body
+    assert isinstance(truncated, bytes)
     answers = {
-        "gone": web.json_response({"errcode": "M_NOT_FOUND", "error": "no"}, status=404),
-        "broken": web.json_response({"errcode": "M_UNKNOWN", "error": "oops"}, status=500),
-        "notmultipart": web.Response(body=b"plain bytes", content_type="text/plain"),
+        "gone": lambda: web.json_response({"errcode": "M_NOT_FOUND", "error": "no"}, status=404),
+        "notmultipart": lambda: web.Response(body=b"plain bytes", content_type="text/plain"),
+        "truncated": lambda: web.Response(
+            body=truncated[: -len("--b0undary--\r\n")],
+            headers={"Content-Type": "multipart/mixed; boundary=b0undary"},
+        ),
+        # Last: a server error puts the remote in backoff.
+        "broken": lambda: web.json_response({"errcode": "M_UNKNOWN", "error": "oops"}, status=500),
     }
 
     async def federation(request: web.Request) -> web.Response:
-        return answers[request.match_info["mediaId"]]
+        return answers[request.match_info["mediaId"]]()
 
     remote = await serving_remote(remote_factory, fed_hs, federation)
     token = await user_token(fed_hs)
     expected = {
         "gone": (404, "M_NOT_FOUND"),
-        "broken": (502, "M_UNKNOWN"),
         "notmultipart": (502, "M_UNKNOWN"),
+        "truncated": (502, "M_UNKNOWN"),
+        "broken": (502, "M_UNKNOWN"),
     }
     for media_id, (status_wanted, errcode) in expected.items():
         status, body, _ = await download(fed_hs, token, remote.server_name, media_id)
         assert (status, json.loads(body)["errcode"]) == (status_wanted, errcode), media_id
+    # Each answer was really received (and judged), and none was kept.
+    assert federation_requests(remote) == [FED_MEDIA + "/download/" + m for m in expected]
+    assert await fed_hs.pool.fetchval("SELECT count(*) FROM remote_media") == 0
     # A server nobody can reach.
     status, body, _ = await download(fed_hs, token, "127.0.0.1:1", "anything")
     assert (status, json.loads(body)["errcode"]) == (502, "M_UNKNOWN")
