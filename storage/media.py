@@ -219,8 +219,11 @@ class MediaStore:
             )
             if deleted is None:
                 return False
+            # Media cached from other servers (storage/remote_media.py) may share the bytes.
             if sha256 is not None and not await conn.fetchval(
-                "SELECT EXISTS (SELECT 1 FROM local_media WHERE sha256 = $1)", sha256
+                """SELECT EXISTS (SELECT 1 FROM local_media WHERE sha256 = $1)
+                       OR EXISTS (SELECT 1 FROM remote_media WHERE sha256 = $1)""",
+                sha256,
             ):
                 await conn.execute("DELETE FROM media_thumbnails WHERE sha256 = $1", sha256)
                 await remove_content(sha256)

@@ -434,3 +434,41 @@ async def test_remote_that_does_not_answer_times_out(
     assert time.monotonic() - started < 10
     assert remote.received and remote.received[0][1] == FED_MEDIA + "/download/slow"
     release.set()
+
+
+async def test_cached_remote_bytes_survive_deleting_a_local_copy(
+    fed_hs: RunningServer, remote_factory: Any
+) -> None:
+    data = png(64, 64)
+
+    async def federation(request: web.Request) -> web.Response:
+        return multipart(data, {"Content-Type": "image/png"})
+
+    remote = await serving_remote(remote_factory, fed_hs, federation)
+    token = await user_token(fed_hs)
+    assert (await download(fed_hs, token, remote.server_name, "shared"))[:2] == (200, data)
+    # The same bytes uploaded here share the file; deleting the upload keeps it.
+    local_id = await upload(fed_hs, token, data, "image/png", "same.png")
+    assert await fed_hs.server.media_manager.delete(local_id)
+
+    assert (await download(fed_hs, token, remote.server_name, "shared"))[:2] == (200, data)
+    assert len(federation_requests(remote)) == 1
+
+
+async def test_cached_remote_media_whose_file_is_gone_is_fetched_again(
+    fed_hs: RunningServer, remote_factory: Any
+) -> None:
+    data = b"fetch me twice"
+
+    async def federation(request: web.Request) -> web.Response:
+        return multipart(data, {"Content-Type": "text/plain"})
+
+    remote = await serving_remote(remote_factory, fed_hs, federation)
+    token = await user_token(fed_hs)
+    assert (await download(fed_hs, token, remote.server_name, "lost"))[:2] == (200, data)
+    sha256 = await fed_hs.pool.fetchval("SELECT sha256 FROM remote_media WHERE media_id = 'lost'")
+    files = fed_hs.server.config.path(fed_hs.server.config.media.store_path)
+    (files / "content" / sha256[:2] / sha256[2:4] / sha256).unlink()
+
+    assert (await download(fed_hs, token, remote.server_name, "lost"))[:2] == (200, data)
+    assert len(federation_requests(remote)) == 2
