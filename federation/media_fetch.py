@@ -125,8 +125,8 @@ class FederationMediaFetcher:
     async def fetch(self, server_name: str, media_id: str, timeout_ms: int) -> MediaFile:
         """The cached file of mxc://server_name/media_id, fetched first if needed.
 
-        A cached record whose file has gone (deleted with the local media that
-        shared its bytes) is fetched again.
+        A cached record whose file has gone from disk (lost, or removed by
+        hand to free space) is fetched again.
         """
         cached = await self._store.get(server_name, media_id)
         if cached is not None:
