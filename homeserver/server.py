@@ -14,6 +14,7 @@ from aiohttp import web
 from signedjson.types import SigningKey
 
 from federation.api import FederationVersionApi
+from federation.api_e2e import FederationE2eApi
 from federation.api_joins import FederationJoinsApi
 from federation.api_keys import KeysApi
 from federation.api_media import FederationMediaApi
@@ -22,7 +23,9 @@ from federation.api_rooms import FederationRoomsApi
 from federation.auth import RequestVerifier
 from federation.backoff import Backoff
 from federation.discovery import DnsSrv, HttpWellKnown, ServerResolver
+from federation.e2e_remote import FederationRemoteKeys
 from federation.edu_registry import EduRegistry
+from federation.edus import DEVICE_LIST_UPDATE, DIRECT_TO_DEVICE, SIGNING_KEY_UPDATE
 from federation.http import MAX_FEDERATION_BODY_BYTES, FederationRouter
 from federation.joins import JoinService
 from federation.keys import KeyRing, Notary, OldKey, OurKeys, decode_verify_key
@@ -30,6 +33,7 @@ from federation.media_fetch import FederationMediaFetcher
 from federation.sender import FederationSender
 from federation.serving import FederationReads
 from federation.transport import FederationClient
+from federation.user_devices import UserDevices
 from homeserver.account_data import AccountDataService
 from homeserver.accounts.login import PasswordChecker
 from homeserver.accounts.passwords import PasswordHasher
@@ -140,6 +144,7 @@ from storage.destinations import DestinationStore
 from storage.device_lists import DeviceListStore
 from storage.directory import DirectoryStore
 from storage.e2e_keys import E2eKeyStore
+from storage.e2e_remote import RemoteKeyStore
 from storage.events import EventStore
 from storage.federation_reads import FederationReadStore
 from storage.federation_sender import FederationSenderStore
@@ -408,6 +413,23 @@ class HomeServer:
         self.key_changes = KeyChanges(device_lists)
         sessions.add_device_listener(self.key_changes)
         e2e_keys = E2eKeyStore(pool)
+        # Remote users' keys over federation (the client comes with the
+        # federation listener, which also registers the EDU handlers).
+        self.remote_keys = FederationRemoteKeys(
+            RemoteKeyStore(pool),
+            lambda: self.federation_client,
+            device_lists,
+            self.notifier,
+            server_name=config.server_name,
+        )
+        self.key_service = KeyService(
+            e2e_keys,
+            DeviceListStore(pool),
+            self.key_changes,
+            server_name=config.server_name,
+            remote=self.remote_keys,
+        )
+        self.to_device = to_device
         # The federation sender, built with the federation listener, hears these.
         self.typing, self.receipts, self.presence = typing, receipts, presence
 
@@ -503,13 +525,7 @@ class HomeServer:
             OpenIdApi(OpenIdStore(pool), config.server_name),
             ToDeviceApi(to_device),
             E2eKeysApi(
-                KeyService(
-                    e2e_keys,
-                    DeviceListStore(pool),
-                    self.key_changes,
-                    server_name=config.server_name,
-                    remote=None,
-                ),
+                self.key_service,
                 CrossSigningService(e2e_keys, self.key_changes),
                 uia,
             ),
@@ -681,6 +697,9 @@ class HomeServer:
         )
         # Inbound EDUs (from /send transactions) by edu_type: services register here.
         self.edu_registry = EduRegistry()
+        self.edu_registry.register(DIRECT_TO_DEVICE, self.to_device.receive)
+        self.edu_registry.register(DEVICE_LIST_UPDATE, self.remote_keys.device_list_update)
+        self.edu_registry.register(SIGNING_KEY_UPDATE, self.remote_keys.signing_key_update)
         if config.federation_sender_enabled:
             # Before close_client: cleanup runs in this order.
             await self._start_federation_sender(app, pool, backoff)
@@ -701,6 +720,15 @@ class HomeServer:
             FederationQueryApi(self.profiles, self.directory, server_name=config.server_name),
             FederationMediaApi(
                 self.media_downloads, self.thumbnailer, server_name=config.server_name
+            ),
+            FederationE2eApi(
+                self.key_service,
+                UserDevices(
+                    E2eKeyStore(pool),
+                    SessionStore(pool),
+                    RemoteKeyStore(pool),
+                    server_name=config.server_name,
+                ),
             ),
             FederationJoinsApi(
                 JoinService(

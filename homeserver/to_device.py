@@ -14,12 +14,15 @@ lower the to_device position of `next_batch`.
 
 Messages for users of other servers are stored in an outbox per destination
 server; the federation sender delivers them and deletes them once delivered.
+Messages from other servers (m.direct_to_device EDUs) are delivered like
+local ones, once per sender and message_id.
 """
 
 from __future__ import annotations
 
 import json
 import secrets
+import time
 from typing import Any
 
 from canonicaljson import encode_canonical_json
@@ -35,6 +38,9 @@ from storage.to_device import LocalMessage, RemoteMessages, ToDeviceStore
 STREAM = "to_device"
 MAX_PER_SYNC = 100
 ALL_DEVICES = "*"
+# How long the message ids received from other servers are remembered: far
+# longer than any server retries a transaction.
+REMEMBER_RECEIVED_MS = 7 * 24 * 3600 * 1000
 
 
 def _encode(value: Any) -> str:
@@ -96,6 +102,47 @@ class ToDeviceService:
                 event_type,
                 local,
                 outgoing,
+            )
+        finally:
+            self._publisher.publish(position, recipients is not None, users=recipients or ())
+
+    async def receive(self, origin: str, content: dict[str, Any]) -> None:
+        """An m.direct_to_device EDU from another server: its messages for our
+        users' devices ("*": all of a user's devices), delivered once even if
+        the EDU comes again. A malformed EDU, or one whose sender is not of
+        `origin`, is dropped whole."""
+        sender, event_type = content.get("sender"), content.get("type")
+        message_id, messages = content.get("message_id"), content.get("messages")
+        parts = split_user_id(sender) if isinstance(sender, str) else None
+        if parts is None or parts[1] != origin or not isinstance(event_type, str):
+            return
+        if not isinstance(message_id, str) or not isinstance(messages, dict):
+            return
+        local: list[LocalMessage] = []
+        for user_id, devices in messages.items():
+            user_parts = split_user_id(user_id)
+            if user_parts is None or user_parts[1] != self._server_name:
+                continue
+            if not isinstance(devices, dict):
+                return
+            for device_id, message in devices.items():
+                if not isinstance(message, dict):
+                    return
+                local.append(LocalMessage(user_id, device_id, _encode(message)))
+        if not local:
+            return
+        position = await self._publisher.allocate()
+        recipients: set[str] | None = None
+        now_ms = int(time.time() * 1000)
+        try:
+            recipients = await self._store.receive(
+                position,
+                sender,
+                message_id,
+                event_type,
+                local,
+                now_ms,
+                now_ms - REMEMBER_RECEIVED_MS,
             )
         finally:
             self._publisher.publish(position, recipients is not None, users=recipients or ())

@@ -303,10 +303,10 @@ class E2eKeyStore:
         ]
 
     async def query_cross_signing(
-        self, user_ids: Collection[str], requester: str
+        self, user_ids: Collection[str], requester: str | None
     ) -> list[SignedKey]:
         """The cross-signing keys of the users, with the signatures made by
-        `requester` or by the key's owner."""
+        `requester` or by the key's owner (only the owner's when None)."""
         if not user_ids:
             return []
         rows = await self._pool.fetch(_QUERY_CROSS_SIGNING, list(user_ids), requester)

@@ -120,6 +120,45 @@ class ToDeviceStore:
                 )
             return recipients
 
+    async def receive(
+        self,
+        stream_id: int,
+        sender: str,
+        message_id: str,
+        event_type: str,
+        local: Sequence[LocalMessage],
+        now_ms: int,
+        forget_before_ms: int,
+    ) -> set[str] | None:
+        """Store a message from another server at `stream_id`, in one
+        transaction; return the local users who got it, or None if this
+        sender's message_id was already received (nothing is stored then).
+        Received ids older than `forget_before_ms` are forgotten on the way."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            fresh = await conn.fetchval(
+                """INSERT INTO to_device_federation_received (sender, message_id, received_ts)
+                   VALUES ($1, $2, $3) ON CONFLICT DO NOTHING RETURNING 1""",
+                sender,
+                message_id,
+                now_ms,
+            )
+            if fresh is None:
+                return None
+            await conn.execute(
+                "DELETE FROM to_device_federation_received WHERE received_ts < $1",
+                forget_before_ms,
+            )
+            rows = await conn.fetch(
+                _DELIVER,
+                [m.user_id for m in local],
+                [m.device_id for m in local],
+                [m.content_json for m in local],
+                stream_id,
+                sender,
+                event_type,
+            )
+            return {r["user_id"] for r in rows}
+
     async def acknowledge_and_read(
         self, user_id: str, device_id: str, acknowledged: int, upto: int, limit: int
     ) -> list[InboxMessage]:

@@ -147,6 +147,36 @@ class KeyService:
             if not isinstance(devices, list) or not all(isinstance(d, str) for d in devices):
                 raise bad_json(f"'device_keys.{user_id}' must be a list of device ids")
         local = {u: d for u, d in wanted.items() if self._is_local(u)}
+        result: dict[str, Any] = {
+            "device_keys": {},
+            "master_keys": {},
+            "self_signing_keys": {},
+            "user_signing_keys": {},
+            "failures": {},
+        }
+        await self._local_keys(local, requester.user_id, result)
+        remote = {u: d for u, d in wanted.items() if u not in local}
+        await self._per_server(remote, result, self._query_server, timeout)
+        return result
+
+    async def query_for_server(self, body: dict[str, Any]) -> dict[str, Any]:
+        """POST /federation/v1/user/keys/query: another server asks for our
+        users' keys. Users of other servers are left out; cross-signing keys
+        carry their owner's signatures only (and no user-signing key)."""
+        wanted = _user_map(body, "device_keys")
+        for user_id, devices in wanted.items():
+            if not isinstance(devices, list) or not all(isinstance(d, str) for d in devices):
+                raise bad_json(f"'device_keys.{user_id}' must be a list of device ids")
+        result: dict[str, Any] = {"device_keys": {}, "master_keys": {}, "self_signing_keys": {}}
+        local = {u: d for u, d in wanted.items() if self._is_local(u)}
+        await self._local_keys(local, None, result)
+        return result
+
+    async def _local_keys(
+        self, local: dict[str, list[str]], viewer: str | None, result: dict[str, Any]
+    ) -> None:
+        """Fill `result` with the keys of local users ({user: devices, [] for
+        all}) as `viewer` may see them (None: another server)."""
         pairs: list[tuple[str, str | None]] = list(
             {
                 (user_id, device_id)
@@ -154,27 +184,18 @@ class KeyService:
                 for device_id in (devices or [None])
             }
         )
-        result: dict[str, Any] = {
-            "device_keys": {user_id: {} for user_id in local},
-            "master_keys": {},
-            "self_signing_keys": {},
-            "user_signing_keys": {},
-            "failures": {},
-        }
+        result["device_keys"].update({user_id: {} for user_id in local})
         for device in await self._store.query_devices(pairs):
             key = with_signatures(loads(device.key_json), device.signatures)
             unsigned: dict[str, Any] = {}
             if device.display_name is not None:
                 unsigned["device_display_name"] = device.display_name
             result["device_keys"][device.user_id][device.name] = {**key, "unsigned": unsigned}
-        for key in await self._store.query_cross_signing(local, requester.user_id):
-            if key.name == "user_signing" and key.user_id != requester.user_id:
+        for key in await self._store.query_cross_signing(local, viewer):
+            if key.name == "user_signing" and key.user_id != viewer:
                 continue
             section = result[f"{key.name}_keys"]
             section[key.user_id] = with_signatures(loads(key.key_json), key.signatures)
-        remote = {u: d for u, d in wanted.items() if u not in local}
-        await self._per_server(remote, result, self._query_server, timeout)
-        return result
 
     async def claim(self, requester: Requester, body: dict[str, Any]) -> dict[str, Any]:
         """POST /keys/claim: one key per device and algorithm asked for."""
@@ -188,15 +209,33 @@ class KeyService:
                 raise bad_json(f"'one_time_keys.{user_id}' must map device ids to algorithms")
             if self._is_local(user_id):
                 triples.update((user_id, d, a) for d, a in devices.items())
-        result: dict[str, Any] = {"one_time_keys": {}, "failures": {}}
-        for key in await self._store.claim(triples):
-            device = result["one_time_keys"].setdefault(key.user_id, {})
-            device.setdefault(key.device_id, {})[f"{key.algorithm}:{key.key_id}"] = loads(
-                key.key_json
-            )
+        result: dict[str, Any] = {"one_time_keys": await self._claim_local(triples), "failures": {}}
         remote = {u: d for u, d in wanted.items() if not self._is_local(u)}
         await self._per_server(remote, result, self._claim_server, timeout)
         return result
+
+    async def claim_for_server(self, body: dict[str, Any]) -> dict[str, Any]:
+        """POST /federation/v1/user/keys/claim: another server claims keys of
+        our users' devices (users of other servers are left out)."""
+        wanted = _user_map(body, "one_time_keys")
+        triples: set[tuple[str, str, str]] = set()
+        for user_id, devices in wanted.items():
+            if not isinstance(devices, dict) or not all(
+                isinstance(a, str) for a in devices.values()
+            ):
+                raise bad_json(f"'one_time_keys.{user_id}' must map device ids to algorithms")
+            if self._is_local(user_id):
+                triples.update((user_id, d, a) for d, a in devices.items())
+        return {"one_time_keys": await self._claim_local(triples)}
+
+    async def _claim_local(self, triples: set[tuple[str, str, str]]) -> dict[str, Any]:
+        claimed: dict[str, Any] = {}
+        for key in await self._store.claim(triples):
+            device = claimed.setdefault(key.user_id, {})
+            device.setdefault(key.device_id, {})[f"{key.algorithm}:{key.key_id}"] = loads(
+                key.key_json
+            )
+        return claimed
 
     async def changes(
         self, requester: Requester, since: SyncToken, upto: SyncToken
