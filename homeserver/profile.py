@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from homeserver.errors import MatrixError, forbidden, not_found
+from homeserver.rooms.remote import RemoteQueries
 from storage.users import UserStore
 
 MAX_DISPLAYNAME_LENGTH = 256
@@ -21,9 +22,18 @@ ProfileListener = Callable[[str], Awaitable[None]]
 
 
 class ProfileService:
-    def __init__(self, users: UserStore) -> None:
+    def __init__(
+        self,
+        users: UserStore,
+        *,
+        server_name: str = "",
+        remote: RemoteQueries | None = None,
+    ) -> None:
         self._users = users
         self._listeners: list[ProfileListener] = []
+        self._server_name = server_name
+        # Other servers' users' profiles; None when this server does not federate.
+        self._remote = remote
 
     def add_listener(self, listener: ProfileListener) -> None:
         """Call `listener(user_id)` after each change of a display name or avatar."""
@@ -41,6 +51,15 @@ class ProfileService:
         if profile.avatar_url is not None:
             result["avatar_url"] = profile.avatar_url
         return result
+
+    async def lookup(self, user_id: str, key: str | None = None) -> dict[str, Any]:
+        """Anyone's profile (or one key of it), as the client API shows it:
+        another server's users are asked of their server."""
+        if self._remote is not None and user_id.partition(":")[2] != self._server_name:
+            return await self._remote.profile(user_id, key)
+        if key is None:
+            return await self.get_profile(user_id)
+        return {key: await self.get_field(user_id, key)}
 
     async def get_field(self, user_id: str, key: str) -> Any:
         profile = await self.get_profile(user_id)

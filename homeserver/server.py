@@ -18,6 +18,7 @@ from federation.api_e2e import FederationE2eApi
 from federation.api_joins import FederationJoinsApi
 from federation.api_keys import KeysApi
 from federation.api_media import FederationMediaApi
+from federation.api_membership import FederationMembershipApi
 from federation.api_query import FederationQueryApi
 from federation.api_rooms import FederationRoomsApi
 from federation.auth import RequestVerifier
@@ -26,10 +27,13 @@ from federation.discovery import DnsSrv, HttpWellKnown, ServerResolver
 from federation.e2e_remote import FederationRemoteKeys
 from federation.edu_registry import EduRegistry
 from federation.edus import DEVICE_LIST_UPDATE, DIRECT_TO_DEVICE, SIGNING_KEY_UPDATE
+from federation.handshakes import MembershipHandshakes
 from federation.http import MAX_FEDERATION_BODY_BYTES, FederationRouter
 from federation.joins import JoinService
 from federation.keys import KeyRing, Notary, OldKey, OurKeys, decode_verify_key
 from federation.media_fetch import FederationMediaFetcher
+from federation.membership import RemoteMembership
+from federation.queries import FederationQueries
 from federation.sender import FederationSender
 from federation.serving import FederationReads
 from federation.transport import FederationClient
@@ -159,6 +163,7 @@ from storage.pushers import PusherStore
 from storage.receipts import ReceiptStore
 from storage.relations import RelationStore
 from storage.remote_media import RemoteMediaStore
+from storage.remote_membership import RemoteMembershipStore
 from storage.reports import ReportStore
 from storage.rooms import RoomStore
 from storage.search import SearchStore
@@ -304,7 +309,10 @@ class HomeServer:
             limiters,
             AdminGate(users, AuditStore(pool)),
         )
-        profiles = ProfileService(users)
+        # Other servers' profiles, aliases and rooms, over the federation
+        # client that comes with the federation listener.
+        queries = FederationQueries(lambda: self.federation_client)
+        profiles = ProfileService(users, server_name=config.server_name, remote=queries)
         state = StateStore(pool)
         events = EventStore(pool, state)
         # Shared with the federation listener, which serves reads of the same rooms.
@@ -328,6 +336,15 @@ class HomeServer:
             server_name=config.server_name,
             default_room_version=config.default_room_version,
             moderation=moderation,
+            remote=RemoteMembership(
+                lambda: self.federation_client,
+                lambda: self.key_ring,
+                self.pipeline,
+                queries,
+                server_name=config.server_name,
+                signing_key=self.signing_key,
+            ),
+            remote_memberships=RemoteMembershipStore(pool),
         )
         profiles.add_listener(MemberProfileUpdater(rooms).profile_changed)
         history_store = HistoryStore(pool)
@@ -348,6 +365,7 @@ class HomeServer:
             room_store,
             directory_store,
             server_name=config.server_name,
+            remote=queries,
         )
         self.directory = directory
         directory_api = DirectoryApi(
@@ -447,6 +465,7 @@ class HomeServer:
                 visibility,
                 formatter,
                 IgnoredUsers(AccountDataStore(pool), self.notifier),
+                RemoteMembershipStore(pool),
             ),
             account_data,
             push_rules,
@@ -729,6 +748,18 @@ class HomeServer:
                     RemoteKeyStore(pool),
                     server_name=config.server_name,
                 ),
+            ),
+            FederationMembershipApi(
+                MembershipHandshakes(
+                    self.event_store,
+                    reads,
+                    read_store,
+                    self.pipeline,
+                    self.key_ring,
+                    UserStore(pool),
+                    server_name=config.server_name,
+                    signing_key=self.signing_key,
+                )
             ),
             FederationJoinsApi(
                 JoinService(

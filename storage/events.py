@@ -355,6 +355,67 @@ class RoomWriter:
             text,
         )
 
+    async def ensure_room(self, room_version: RoomVersion, creator: str) -> None:
+        """Record a room this server learnt of from another one (a join through
+        it, an invite into it); a room already known is left as it is."""
+        await self.conn.execute(
+            """INSERT INTO rooms (room_id, room_version, creator, created_ts)
+               VALUES ($1, $2, $3, $4) ON CONFLICT (room_id) DO NOTHING""",
+            self.room_id,
+            room_version.identifier,
+            creator,
+            now_ms(),
+        )
+
+    async def persist_outliers(
+        self, events: Iterable[Event], stream_orderings: Iterable[int | None] | None = None
+    ) -> None:
+        """Store events known without their place in the room's DAG (no prev
+        edges, no state, not extremities), with their auth edges; events
+        already stored are left alone.
+
+        An outlier that a user must see (an invite from another server) is
+        given a stream position; the others take a negative one, out of every
+        stream reader's range (schema/0020_federation_membership.sql).
+        """
+        events = list(events)
+        if not events:
+            return
+        positions = list(stream_orderings or [None] * len(events))
+        await self.conn.execute(
+            """INSERT INTO events (event_id, room_id, type, state_key, sender, depth,
+                   origin_server_ts, stream_ordering, json, outlier, redacts)
+               SELECT u.id, $1, u.type, u.state_key, u.sender, u.depth, u.ts,
+                      coalesce(u.pos, -nextval('outlier_stream')), u.json, TRUE, u.redacts
+               FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[],
+                           $7::bigint[], $8::bigint[], $9::text[], $10::text[])
+                   AS u(id, type, state_key, sender, depth, ts, pos, json, redacts)
+               ON CONFLICT (event_id) DO NOTHING""",
+            self.room_id,
+            [e.event_id for e in events],
+            [e.type for e in events],
+            [e.state_key for e in events],
+            [e.sender for e in events],
+            [e.depth for e in events],
+            [e.origin_server_ts for e in events],
+            positions,
+            [json.dumps(e.pdu, ensure_ascii=False, separators=(",", ":")) for e in events],
+            [e.redacts for e in events],
+        )
+        edges = [(e.event_id, a) for e in events for a in e.auth_event_ids]
+        await self.conn.execute(
+            """INSERT INTO event_auth (event_id, auth_id)
+               SELECT * FROM unnest($1::text[], $2::text[]) ON CONFLICT DO NOTHING""",
+            [e for e, _ in edges],
+            [a for _, a in edges],
+        )
+
+    async def reset_room_head(self) -> None:
+        """Forget the room's current state and forward extremities: this server
+        is about to rejoin it from the state another server gave."""
+        await self.conn.execute("DELETE FROM current_state WHERE room_id = $1", self.room_id)
+        await self.conn.execute("DELETE FROM forward_extremities WHERE room_id = $1", self.room_id)
+
     def remember(self, new: NewEvent) -> None:
         """After commit: cache the event as stored, so readers need no query."""
         self._store._remember(

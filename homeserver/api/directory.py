@@ -57,7 +57,7 @@ class DirectoryApi:
 
     @endpoint("GET", "/directory/room/{roomAlias}", auth=False)
     async def get_alias(self, req: ClientRequest) -> dict[str, Any]:
-        return await self._directory.resolve_alias(req.params["roomAlias"])
+        return await self._directory.resolve_any_alias(req.params["roomAlias"])
 
     @endpoint("DELETE", "/directory/room/{roomAlias}")
     async def delete_alias(self, req: ClientRequest) -> dict[str, Any]:

@@ -15,12 +15,11 @@ class ProfileApi:
 
     @endpoint("GET", "/profile/{userId}", auth=False)
     async def get_profile(self, req: ClientRequest) -> dict[str, Any]:
-        return await self._profiles.get_profile(req.params["userId"])
+        return await self._profiles.lookup(req.params["userId"])
 
     @endpoint("GET", "/profile/{userId}/{keyName}", auth=False)
     async def get_field(self, req: ClientRequest) -> dict[str, Any]:
-        key = req.params["keyName"]
-        return {key: await self._profiles.get_field(req.params["userId"], key)}
+        return await self._profiles.lookup(req.params["userId"], req.params["keyName"])
 
     @endpoint("PUT", "/profile/{userId}/{keyName}")
     async def set_field(self, req: ClientRequest) -> dict[str, Any]:

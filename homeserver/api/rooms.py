@@ -9,6 +9,12 @@ from homeserver.api.params import opt_str, req_str
 from homeserver.rooms.service import RoomService
 
 
+def _via(req: ClientRequest) -> list[str]:
+    """The servers a client says the room can be reached through (`via`, and
+    the older `server_name`)."""
+    return [*req.query.getall("via", []), *req.query.getall("server_name", [])]
+
+
 class RoomsApi:
     def __init__(self, rooms: RoomService) -> None:
         self._rooms = rooms
@@ -37,25 +43,41 @@ class RoomsApi:
 
     @endpoint("POST", "/join/{roomIdOrAlias}")
     async def join_by_id_or_alias(self, req: ClientRequest) -> dict[str, Any]:
-        room_id = await self._rooms.resolve_room(req.params["roomIdOrAlias"])
-        return await self._join(req, room_id)
+        room_id, servers = await self._rooms.resolve_room_via(
+            req.params["roomIdOrAlias"], _via(req)
+        )
+        return await self._join(req, room_id, servers)
 
     @endpoint("POST", "/rooms/{roomId}/join")
     async def join(self, req: ClientRequest) -> dict[str, Any]:
         return await self._join(req, req.params["roomId"])
 
-    async def _join(self, req: ClientRequest, room_id: str) -> dict[str, Any]:
+    async def _join(
+        self, req: ClientRequest, room_id: str, servers: list[str] | None = None
+    ) -> dict[str, Any]:
         body = req.json()
         await self._rooms.set_membership(
-            req.user, room_id, req.user.user_id, "join", reason=opt_str(body, "reason")
+            req.user,
+            room_id,
+            req.user.user_id,
+            "join",
+            reason=opt_str(body, "reason"),
+            servers=servers or (),
         )
         return {"room_id": room_id}
 
     @endpoint("POST", "/knock/{roomIdOrAlias}")
     async def knock(self, req: ClientRequest) -> dict[str, Any]:
-        room_id = await self._rooms.resolve_room(req.params["roomIdOrAlias"])
+        room_id, servers = await self._rooms.resolve_room_via(
+            req.params["roomIdOrAlias"], _via(req)
+        )
         await self._rooms.set_membership(
-            req.user, room_id, req.user.user_id, "knock", reason=opt_str(req.json(), "reason")
+            req.user,
+            room_id,
+            req.user.user_id,
+            "knock",
+            reason=opt_str(req.json(), "reason"),
+            servers=servers,
         )
         return {"room_id": room_id}
 

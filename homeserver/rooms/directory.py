@@ -19,6 +19,7 @@ from homeserver.events.auth import get_power_level, get_required_level
 from homeserver.events.event import Event, StateKey
 from homeserver.requester import Requester
 from homeserver.rooms.pipeline import EventPipeline
+from homeserver.rooms.remote import RemoteQueries
 from storage.directory import (
     DirectoryCursor,
     DirectoryFilter,
@@ -130,7 +131,10 @@ class DirectoryService:
         directory: DirectoryStore,
         *,
         server_name: str,
+        remote: RemoteQueries | None = None,
     ) -> None:
+        # Other servers' aliases; None when this server does not federate.
+        self._remote = remote
         self._pipeline = pipeline
         self._events = events
         self._rooms = rooms
@@ -192,6 +196,13 @@ class DirectoryService:
         # This server answers for the alias, so it is the first to try.
         ordered = [self._server_name, *(s for s in servers if s != self._server_name)]
         return {"room_id": room_id, "servers": ordered}
+
+    async def resolve_any_alias(self, alias: str) -> dict[str, Any]:
+        """An alias of this server or, through `remote`, of another one."""
+        _, server = split_alias(alias)
+        if self._remote is not None and server != self._server_name:
+            return await self._remote.alias(alias)
+        return await self.resolve_alias(alias)
 
     async def delete_alias(self, requester: Requester, alias: str) -> None:
         split_alias(alias)

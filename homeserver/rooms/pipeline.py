@@ -42,6 +42,7 @@ from storage.events import (
     RoomWriter,
     StoredEvent,
 )
+from storage.remote_membership import save_stripped_state
 from storage.state import MAX_CHAIN_LENGTH, StateMap, StateStore
 from storage.streams import StreamIds
 
@@ -293,6 +294,56 @@ class EventPipeline:
 
         return await self._commit(room_id, write)
 
+    async def build_local(
+        self,
+        room_id: str,
+        *,
+        type: str,
+        sender: str,
+        content: Mapping[str, Any],
+        state_key: str | None = None,
+    ) -> Event:
+        """Build, sign and authorise a local event on the room's current head
+        without persisting it: an invite of another server's user, which that
+        server must sign before it goes in through `accept_remote`."""
+        room_version = await self._events.room_version(room_id)
+        if room_version is None:
+            raise not_found("Unknown room")
+        draft = {"type": type, "state_key": state_key, "sender": sender, "content": content}
+        keys = auth_types_for_event(room_version, draft) | {CREATE_KEY}
+        if state_key is not None:
+            keys.add((type, state_key))
+        async with self._lock(room_id), self._events.room_writer(room_id) as writer:
+            head, _, current = await writer.prepare(keys, None)
+            if head is None:
+                raise not_found("Unknown room")
+            _, state_ids = await self._state_before(writer, head, keys, current)
+            extremities = sorted(head.extremities, key=lambda x: -x.depth)[:MAX_PREV_EVENTS]
+            loaded = await writer.get_events(
+                [*state_ids.values(), *(x.event_id for x in extremities)]
+            )
+        state = {k: loaded[i].event for k, i in state_ids.items() if i in loaded}
+        try:
+            event = build_event(
+                room_version,
+                room_id=room_id,
+                type=type,
+                sender=sender,
+                content=content,
+                state_key=state_key,
+                prev_events=[loaded[x.event_id].event for x in extremities],
+                state=lambda t, k: state.get((t, k)),
+                origin_server_ts=_now_ms(),
+                server_name=self._server_name,
+                signing_key=self._signing_key,
+            )
+            check_auth(room_version, event, state)
+        except InvalidEventError as e:
+            raise MatrixError(400, "M_BAD_JSON", str(e)) from None
+        except AuthError as e:
+            raise forbidden(e.message) from None
+        return event
+
     async def accept_remote(self, event: Event) -> StoredEvent:
         """Persist an event another server built and signed (a join through
         /send_join), after the caller checked its signatures and hashes.
@@ -371,6 +422,74 @@ class EventPipeline:
             )
 
         return await self._commit(event.room_id, write)
+
+    async def join_remote_room(
+        self, join: Event, state: Sequence[Event], auth_chain: Sequence[Event], creator: str
+    ) -> StoredEvent:
+        """Persist a local user's join to a room another server hosts, from the
+        state before the join and its auth chain that the send_join answer gave.
+
+        The caller verified all of it (signatures, hashes, auth). The state and
+        auth chain are stored as outliers, the state before the join becomes a
+        state group, and the join itself is persisted like any event on top of
+        it: it becomes the room's only forward extremity, and the room's
+        current state is materialised from scratch.
+        """
+        room_version = join.room_version
+        key = (join.type, join.state_key or "")
+        state_ids = {e.state_tuple: e.event_id for e in state}
+        memberships = {e.state_tuple: _membership(e) for e in state}
+
+        async def write(writer: RoomWriter) -> NewEvent | str:
+            await writer.ensure_room(room_version, creator)
+            if await writer.get_events([join.event_id]):
+                return join.event_id
+            await writer.persist_outliers({e.event_id: e for e in [*auth_chain, *state]}.values())
+            await writer.reset_room_head()
+            before, _ = await writer.add_state_group(None, state_ids)
+            group, chain = await writer.add_state_group(before, {key: join.event_id})
+            delta = {k: (i, memberships[k]) for k, i in state_ids.items()}
+            delta[key] = (join.event_id, "join")
+            return NewEvent(
+                join,
+                await self._stream.allocate(writer.conn),
+                group,
+                state_ids.get(key),
+                delta,
+                state_chain_length=chain,
+            )
+
+        return await self._commit(join.room_id, write)
+
+    async def store_out_of_band_member(
+        self,
+        event: Event,
+        creator: str,
+        stripped_state: list[dict[str, Any]] | None = None,
+    ) -> StoredEvent:
+        """Persist a member event of a room this server is not in: an invite
+        from another server, our knock on a remote room, our rejection of a
+        remote invite. It is an outlier (no place in the DAG, no state) with a
+        stream position, so that the member's /sync reports it, with the
+        stripped state the other server gave."""
+        room_id = event.room_id
+        new: NewEvent | None = None
+        committed = False
+        try:
+            async with self._lock(room_id), self._events.room_writer(room_id) as writer:
+                await writer.ensure_room(event.room_version, creator)
+                existing = await writer.get_events([event.event_id])
+                if existing:
+                    return existing[event.event_id]
+                new = NewEvent(event, await self._stream.allocate(writer.conn), None, None, None)
+                await writer.persist_outliers([event], [new.stream_ordering])
+                if stripped_state is not None:
+                    await save_stripped_state(writer.conn, event.event_id, stripped_state)
+            committed = True
+        finally:
+            if new is not None:
+                self._publish(new, committed)
+        return (await self._events.get_events([event.event_id]))[event.event_id]
 
     async def _commit(self, room_id: str, write: Any) -> StoredEvent:
         """Run `write` in the room's transaction, then publish the event.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from homeserver.errors import MatrixError, forbidden, invalid_param, not_found
@@ -10,7 +11,10 @@ from homeserver.profile import ProfileService
 from homeserver.requester import Requester
 from homeserver.rooms.create import create_content, initial_events, parse_create_request
 from homeserver.rooms.pipeline import EventPipeline
+from homeserver.rooms.remote import RemoteRooms
+from homeserver.rooms.stripped import stripped_room_state
 from storage.events import EventStore, StoredEvent
+from storage.remote_membership import RemoteMembershipStore
 from storage.rooms import AliasInUseError, RoomStore
 
 # Membership actions of the client API and the membership each one sets.
@@ -59,6 +63,8 @@ class RoomService:
         server_name: str,
         default_room_version: str,
         moderation: RoomModeration | None = None,
+        remote: RemoteRooms | None = None,
+        remote_memberships: RemoteMembershipStore | None = None,
     ) -> None:
         self._pipeline = pipeline
         self._events = events
@@ -67,6 +73,9 @@ class RoomService:
         self._server_name = server_name
         self._default_room_version = default_room_version
         self._moderation = moderation
+        # Rooms hosted elsewhere; None when this server does not federate.
+        self._remote = remote
+        self._remote_memberships = remote_memberships
 
     async def member_content(self, user_id: str, membership: str) -> dict[str, Any]:
         """A join's content carries the joiner's current display name and avatar."""
@@ -193,6 +202,7 @@ class RoomService:
         *,
         reason: str | None = None,
         extra: dict[str, Any] | None = None,
+        servers: Sequence[str] = (),
     ) -> StoredEvent:
         """Invite, join, knock, leave, kick, ban or unban: one member event.
 
@@ -204,6 +214,11 @@ class RoomService:
         membership = _ACTIONS[action]
         if not is_valid_user_id(target):
             raise invalid_param("Invalid user id")
+        elsewhere = await self._own_membership_elsewhere(
+            requester.user_id, room_id, target, action, reason, extra, servers
+        )
+        if elsewhere is not None:
+            return elsewhere
         if not await self._rooms.exists(room_id):
             raise not_found("Unknown room")
         if (
@@ -219,6 +234,8 @@ class RoomService:
         ):
             # As Synapse: a shadow-banned user's invites seem to work and reach nobody.
             raise FakeAccepted({})
+        if action == "invite" and self._needs_remote_invite(target):
+            return await self._invite_remote(requester.user_id, room_id, target, reason)
         current, current_id = await self._rooms.membership(room_id, target)
         if action == "kick" and current not in ("join", "invite", "knock"):
             raise forbidden("The target user is not in the room")
@@ -247,3 +264,89 @@ class RoomService:
             content=content,
             state_key=target,
         )
+
+    async def resolve_room_via(
+        self, room_id_or_alias: str, via: Sequence[str]
+    ) -> tuple[str, list[str]]:
+        """A room id and the servers to reach it through: those the client
+        named, then those another server's alias lists."""
+        if room_id_or_alias.startswith("#") and self._remote is not None:
+            if room_id_or_alias.partition(":")[2] != self._server_name:
+                room_id, servers = await self._remote.resolve_alias(room_id_or_alias)
+                return room_id, [*via, *servers]
+        return await self.resolve_room(room_id_or_alias), list(via)
+
+    async def _own_membership_elsewhere(
+        self,
+        user_id: str,
+        room_id: str,
+        target: str,
+        action: str,
+        reason: str | None,
+        extra: dict[str, Any] | None,
+        servers: Sequence[str],
+    ) -> StoredEvent | None:
+        """A join, knock or leave of one's own in a room no user of this
+        server is in goes through a server that is (make_join/send_join and
+        the like); None when this server can do it alone.
+
+        The servers tried: those the client named, the inviter's, the room
+        id's. A leave needs another server only to reject an invite or
+        withdraw a knock that came from there.
+        """
+        if (
+            self._remote is None
+            or self._remote_memberships is None
+            or target != user_id
+            or action not in ("join", "knock", "leave")
+            or await self._remote_memberships.is_resident(room_id, self._server_name)
+        ):
+            return None
+        latest = await self._remote_memberships.latest(room_id, user_id)
+        candidates = list(servers)
+        if latest is not None:
+            candidates.append(latest.sender.partition(":")[2])
+        candidates.append(room_id.partition(":")[2])
+        candidates = [s for s in dict.fromkeys(candidates) if s and s != self._server_name]
+        if not candidates:
+            return None
+        if action == "leave":
+            if latest is None or latest.membership not in ("invite", "knock"):
+                return None
+            content: dict[str, Any] = {"membership": "leave"}
+        else:
+            content = await self.member_content(user_id, action)
+            content.update(extra or {})
+        if reason is not None:
+            content["reason"] = reason
+        content.pop("membership")
+        handshake = {
+            "join": self._remote.join,
+            "knock": self._remote.knock,
+            "leave": self._remote.leave,
+        }[action]
+        return await handshake(room_id, user_id, content, candidates)
+
+    def _needs_remote_invite(self, target: str) -> bool:
+        return self._remote is not None and target.partition(":")[2] != self._server_name
+
+    async def _invite_remote(
+        self, sender: str, room_id: str, target: str, reason: str | None
+    ) -> StoredEvent:
+        """Invite another server's user: that server signs the invite first,
+        then it is persisted like any event (and sent to the room's servers)."""
+        assert self._remote is not None
+        current, current_id = await self._rooms.membership(room_id, target)
+        if current == "invite" and current_id is not None:
+            previous = (await self._events.get_events([current_id]))[current_id]
+            if previous.event.sender == sender:
+                return previous
+        content: dict[str, Any] = {"membership": "invite"}
+        if reason is not None:
+            content["reason"] = reason
+        event = await self._pipeline.build_local(
+            room_id, type="m.room.member", sender=sender, content=content, state_key=target
+        )
+        stripped = await stripped_room_state(self._events, room_id)
+        signed = await self._remote.invite(event, stripped)
+        return await self._pipeline.accept_remote(signed)

@@ -41,6 +41,7 @@ from homeserver.sync.room_state import (
 )
 from storage.events import EventStore, StoredEvent
 from storage.history import TimelineQuery
+from storage.remote_membership import RemoteMembershipStore
 from storage.state import StateKey, StateMap, StateStore
 from storage.sync import SyncStore, TimelineRange, TimelineRows
 
@@ -97,6 +98,16 @@ def _stripped(body: dict[str, Any]) -> dict[str, Any]:
     return {k: body[k] for k in ("type", "state_key", "content", "sender")}
 
 
+def _is_stripped(event: dict[str, Any]) -> bool:
+    """Whether another server's stripped state event has the fields clients need."""
+    return (
+        isinstance(event.get("type"), str)
+        and isinstance(event.get("state_key"), str)
+        and isinstance(event.get("content"), dict)
+        and isinstance(event.get("sender"), str)
+    )
+
+
 class RoomsSyncProvider:
     # Every room an incremental sync reports has an event (a message or a
     # membership change) in the range: nothing to do unless events moved.
@@ -110,8 +121,11 @@ class RoomsSyncProvider:
         visibility: HistoryVisibility,
         formatter: EventFormatter,
         ignored: IgnoredUsers,
+        out_of_band: RemoteMembershipStore,
     ) -> None:
         self._store = store
+        # The stripped state other servers sent with invites and knocks.
+        self._out_of_band = out_of_band
         self._events = events
         self._state = state
         self._visibility = visibility
@@ -144,6 +158,11 @@ class RoomsSyncProvider:
         known |= await self._summaries(user_id, rooms, lazy, known)
         stripped_ids, stripped_events = await self._stripped_state(stripped)
         known |= stripped_events
+        sent_along = await self._out_of_band.stripped_state(
+            i.event_id
+            for i in stripped
+            if i.event_id in known and known[i.event_id].state_group is None
+        )
 
         by_id = await self._serialize(request, rooms, known)
         for room in rooms:
@@ -159,6 +178,9 @@ class RoomsSyncProvider:
         for invited in stripped:
             ids = stripped_ids.get(invited.room_id, [])
             events = [_stripped(by_id[i]) for i in ids[:-1]]
+            events.extend(
+                _stripped(s) for s in sent_along.get(invited.event_id, []) if _is_stripped(s)
+            )
             events.extend(_client(by_id[i]) for i in ids[-1:])
             entry = room_entry(response, invited.section, invited.room_id)
             entry[f"{invited.section}_state"] = {"events": events}

@@ -1,0 +1,226 @@
+"""Other servers' membership handshakes with us, besides joins (federation/joins.py).
+
+- Invites of our users into rooms elsewhere (/invite v2, v1 for rooms 1-2):
+  checked (for one of our users, signed by the inviting server, sound
+  hash), signed by us, stored out of band with the stripped state the
+  inviting server sent, so that the invitee's /sync shows the invite.
+- Their users leaving or knocking on our rooms (make_leave / send_leave,
+  make_knock / send_knock): a template checked against the room's rules,
+  then the signed event verified and persisted by the event pipeline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from signedjson.types import SigningKey
+
+from federation.joins import _reference
+from federation.keys import KeyRing
+from federation.serving import FederationReads
+from federation.verification import verify_pdu_signatures
+from homeserver.errors import MatrixError, bad_json, forbidden, not_found
+from homeserver.events.auth import auth_types_for_event, check_auth
+from homeserver.events.errors import AuthError, InvalidEventError
+from homeserver.events.event import Event, max_depth, parse_event
+from homeserver.events.hashing import check_content_hash
+from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS, EventFormat, RoomVersion
+from homeserver.events.signing import sign_event
+from homeserver.rooms.pipeline import EventPipeline
+from homeserver.rooms.stripped import stripped_room_state
+from storage.database import now_ms
+from storage.events import EventStore
+from storage.federation_reads import FederationReadStore
+from storage.users import UserStore
+
+MAX_PREV_EVENTS = 20
+
+
+def _server_of(user_id: str) -> str:
+    return user_id.partition(":")[2]
+
+
+def _without_unsigned(pdu: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in pdu.items() if k != "unsigned"}
+
+
+class MembershipHandshakes:
+    def __init__(
+        self,
+        events: EventStore,
+        reads: FederationReads,
+        read_store: FederationReadStore,
+        pipeline: EventPipeline,
+        keys: KeyRing,
+        users: UserStore,
+        *,
+        server_name: str,
+        signing_key: SigningKey,
+    ) -> None:
+        self._events = events
+        self._reads = reads
+        self._read_store = read_store
+        self._pipeline = pipeline
+        self._keys = keys
+        self._users = users
+        self._server_name = server_name
+        self._signing_key = signing_key
+
+    # Invites of our users
+
+    async def receive_invite(
+        self,
+        origin: str,
+        room_id: str,
+        event_id: str,
+        room_version_id: str,
+        pdu: Any,
+        invite_room_state: Any,
+    ) -> dict[str, Any]:
+        """Check, countersign and store an invite of one of our users."""
+        room_version = KNOWN_ROOM_VERSIONS.get(room_version_id)
+        if room_version is None:
+            raise MatrixError(
+                400,
+                "M_INCOMPATIBLE_ROOM_VERSION",
+                "This server does not support the room's version",
+                room_version=room_version_id,
+            )
+        if not isinstance(pdu, dict):
+            raise bad_json("'event' must be an object")
+        if not isinstance(invite_room_state, list) or not all(
+            isinstance(s, dict) for s in invite_room_state
+        ):
+            raise bad_json("'invite_room_state' must be a list of objects")
+        event = self._parse(pdu, room_version, event_id, room_id)
+        invitee = event.state_key or ""
+        if (
+            event.type != "m.room.member"
+            or event.content.get("membership") != "invite"
+            or _server_of(invitee) != self._server_name
+        ):
+            raise bad_json("Not an invite of a user of this server")
+        if _server_of(event.sender) != origin:
+            raise forbidden("A server may only send its own users' invites")
+        user = await self._users.get_user(invitee)
+        if user is None or user.deactivated:
+            raise not_found("No such user here")
+        await self._verify(event)
+        signed = sign_event(
+            _without_unsigned(event.pdu), self._server_name, self._signing_key, room_version
+        )
+        invite = parse_event(signed, room_version)
+        creator = next(
+            (
+                s.get("sender")
+                for s in invite_room_state
+                if s.get("type") == "m.room.create" and isinstance(s.get("sender"), str)
+            ),
+            event.sender,
+        )
+        await self._pipeline.store_out_of_band_member(invite, creator, invite_room_state)
+        return {"event": signed}
+
+    # Leaves and knocks of their users
+
+    async def make_membership(
+        self, origin: str, room_id: str, user_id: str, membership: str, versions: list[str]
+    ) -> dict[str, Any]:
+        """A leave or knock template for `user_id`; 403 if the room would refuse it."""
+        if _server_of(user_id) != origin:
+            raise forbidden("A server may only act for its own users")
+        room_version = await self._room(origin, room_id)
+        if membership == "knock" and (
+            room_version.identifier not in versions or not room_version.knock_join_rule
+        ):
+            raise MatrixError(
+                400,
+                "M_INCOMPATIBLE_ROOM_VERSION",
+                "Your server does not support this room's version, or it has no knocking",
+                room_version=room_version.identifier,
+            )
+        draft = {
+            "type": "m.room.member",
+            "state_key": user_id,
+            "sender": user_id,
+            "content": {"membership": membership},
+        }
+        keys = sorted(auth_types_for_event(room_version, draft))
+        state_ids = await self._events.current_state_ids(room_id)
+        extremities = (await self._read_store.extremities(room_id))[:MAX_PREV_EVENTS]
+        loaded = await self._events.get_events({*state_ids.values(), *(e for e, _ in extremities)})
+        state = {k: loaded[i].event for k, i in state_ids.items() if i in loaded}
+        template: dict[str, Any] = {
+            **draft,
+            "room_id": room_id,
+            "prev_events": [_reference(loaded[e].event) for e, _ in extremities],
+            "auth_events": [_reference(state[k]) for k in keys if k in state],
+            "depth": min(max(d for _, d in extremities) + 1, max_depth(room_version)),
+            "origin_server_ts": now_ms(),
+        }
+        trial = dict(template)
+        if room_version.event_format is EventFormat.V1:
+            trial["event_id"] = f"$make_{membership}:{self._server_name}"
+        try:
+            event = parse_event(
+                sign_event(trial, self._server_name, self._signing_key, room_version),
+                room_version,
+            )
+            check_auth(room_version, event, state)
+        except AuthError as e:
+            raise forbidden(f"You may not {membership} this room: {e.message}") from None
+        except InvalidEventError as e:
+            raise MatrixError(500, "M_UNKNOWN", f"Cannot build the event: {e}") from None
+        return {"event": template, "room_version": room_version.identifier}
+
+    async def send_membership(
+        self, origin: str, room_id: str, event_id: str, pdu: Any, membership: str
+    ) -> dict[str, Any]:
+        """Verify and persist a leave or knock; a knock is answered with the
+        room's stripped state."""
+        room_version = await self._room(origin, room_id)
+        if not isinstance(pdu, dict):
+            raise bad_json("The event must be an object")
+        event = self._parse(pdu, room_version, event_id, room_id)
+        if (
+            event.type != "m.room.member"
+            or event.content.get("membership") != membership
+            or event.state_key != event.sender
+        ):
+            raise bad_json(f"Not a {membership} event")
+        if _server_of(event.sender) != origin:
+            raise forbidden("A server may only act for its own users")
+        await self._verify(event)
+        await self._pipeline.accept_remote(event)
+        if membership == "knock":
+            return {"knock_room_state": await stripped_room_state(self._events, room_id)}
+        return {}
+
+    async def _room(self, origin: str, room_id: str) -> RoomVersion:
+        room_version = await self._events.room_version(room_id)
+        if room_version is None or not await self._events.current_state_event_id(
+            room_id, "m.room.create", ""
+        ):
+            raise not_found("Unknown room")
+        await self._reads.check_acl(origin, room_id)
+        return room_version
+
+    def _parse(
+        self, pdu: Mapping[str, Any], room_version: RoomVersion, event_id: str, room_id: str
+    ) -> Event:
+        try:
+            event = parse_event(pdu, room_version, event_id=event_id)
+        except InvalidEventError as e:
+            raise bad_json(f"Invalid event: {e}") from None
+        if event.room_id != room_id:
+            raise bad_json("The event is for another room")
+        return event
+
+    async def _verify(self, event: Event) -> None:
+        try:
+            await verify_pdu_signatures(self._keys, event.pdu, event.room_version)
+        except InvalidEventError as e:
+            raise forbidden(str(e)) from None
+        if not check_content_hash(event.pdu):
+            raise bad_json("The event's content hash does not match")
