@@ -40,7 +40,8 @@ def new_device_id() -> str:
 
 
 class DeviceListener(Protocol):
-    """Told after a user's devices were created or deleted (device lists, to-device)."""
+    """Told after a user's devices were created (or renamed: `added`) or
+    deleted (device lists, to-device)."""
 
     async def devices_changed(
         self, user_id: str, added: Sequence[str], removed: Sequence[str]
@@ -201,8 +202,10 @@ class SessionService:
         return device
 
     async def rename_device(self, user_id: str, device_id: str, display_name: str | None) -> None:
+        """A new name changes the device list too: other servers' copies carry it."""
         if not await self._store.set_device_display_name(user_id, device_id, display_name):
             raise not_found("No such device")
+        await self._devices_changed(user_id, [device_id], [])
 
     async def delete_devices(self, user_id: str, device_ids: list[str]) -> None:
         """Delete devices with all their tokens; unknown ids are ignored, as the spec allows."""
