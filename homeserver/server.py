@@ -21,6 +21,7 @@ from federation.api_media import FederationMediaApi
 from federation.api_membership import FederationMembershipApi
 from federation.api_query import FederationQueryApi
 from federation.api_rooms import FederationRoomsApi
+from federation.api_send import FederationSendApi
 from federation.auth import RequestVerifier
 from federation.backoff import Backoff
 from federation.discovery import DnsSrv, HttpWellKnown, ServerResolver
@@ -29,6 +30,10 @@ from federation.edu_registry import EduRegistry
 from federation.edus import DEVICE_LIST_UPDATE, DIRECT_TO_DEVICE, SIGNING_KEY_UPDATE
 from federation.handshakes import MembershipHandshakes
 from federation.http import MAX_FEDERATION_BODY_BYTES, FederationRouter
+from federation.inbound.edus import EphemeralEdus
+from federation.inbound.fetching import RemoteEvents
+from federation.inbound.pdus import PduProcessor
+from federation.inbound.transaction import TransactionReceiver
 from federation.joins import JoinService
 from federation.keys import KeyRing, Notary, OldKey, OurKeys, decode_verify_key
 from federation.media_fetch import FederationMediaFetcher
@@ -150,6 +155,7 @@ from storage.directory import DirectoryStore
 from storage.e2e_keys import E2eKeyStore
 from storage.e2e_remote import RemoteKeyStore
 from storage.events import EventStore
+from storage.federation_inbound import InboundTransactionStore
 from storage.federation_reads import FederationReadStore
 from storage.federation_sender import FederationSenderStore
 from storage.filters import FilterStore
@@ -732,7 +738,24 @@ class HomeServer:
             self.event_store, self.state_store, read_store, server_name=config.server_name
         )
         assert self.pipeline is not None
+        EphemeralEdus(self.typing, self.receipts, self.presence, read_store).register(
+            self.edu_registry
+        )
+        receiver = TransactionReceiver(
+            InboundTransactionStore(pool),
+            PduProcessor(
+                self.event_store,
+                reads,
+                read_store,
+                self.pipeline,
+                self.key_ring,
+                RemoteEvents(self.federation_client, self.key_ring),
+                server_name=config.server_name,
+            ),
+            self.edu_registry,
+        )
         FederationRouter(app, RequestVerifier(self.key_ring, config.server_name)).mount(
+            FederationSendApi(receiver),
             FederationVersionApi(),
             KeysApi(self.key_ring),
             FederationRoomsApi(reads),

@@ -138,6 +138,13 @@ class PresenceService:
             ),
         )
 
+    async def set_remote(self, rows: list[PresenceRow]) -> None:
+        """Presence of other servers' users (the caller checked whose they
+        are): stored and announced as given. Their server runs their timers."""
+        valid = [r for r in rows if r.state in STATES and is_valid_user_id(r.user_id)]
+        if valid:
+            await self._persist(valid)
+
     async def get_status(self, requester: Requester, user_id: str) -> dict[str, Any]:
         """GET /status: for the user themself and those who share a room with them."""
         if not is_valid_user_id(user_id):

@@ -114,8 +114,29 @@ class ReceiptService:
             raise not_found("Unknown event in this room")
         return target
 
+    async def receive_remote(
+        self, room_id: str, user_id: str, event_ids: Sequence[str], thread_id: str | None, ts: int
+    ) -> None:
+        """m.read receipts of another server's user (the caller checked the
+        user is theirs): kept if the user is in the room and we have the
+        event; others are dropped."""
+        membership, _ = await self._rooms.membership(room_id, user_id)
+        if membership != "join":
+            return
+        for event_id in event_ids:
+            try:
+                await self._receipt(user_id, room_id, READ, event_id, thread_id, ts)
+            except MatrixError:
+                continue
+
     async def _receipt(
-        self, user_id: str, room_id: str, receipt_type: str, event_id: str, thread_id: str | None
+        self,
+        user_id: str,
+        room_id: str,
+        receipt_type: str,
+        event_id: str,
+        thread_id: str | None,
+        ts: int | None = None,
     ) -> None:
         target = await self._target(room_id, event_id)
         if thread_id is not None:
@@ -128,7 +149,7 @@ class ReceiptService:
             receipt_type=receipt_type,
             thread_id=UNTHREADED if thread_id is None else thread_id,
             event_id=event_id,
-            ts=int(time.time() * 1000),
+            ts=int(time.time() * 1000) if ts is None else ts,
         )
         position = await self._publisher.allocate()
         stored = False

@@ -22,6 +22,8 @@ STREAM = "typing"
 DEFAULT_TIMEOUT_MS = 30_000
 # As Synapse: nobody is typing for more than two minutes without saying so again.
 MAX_TIMEOUT_MS = 120_000
+# Other servers' typing notifications carry no timeout; Synapse's is a minute.
+REMOTE_TIMEOUT_MS = 60_000
 
 
 class ActivityTracker(Protocol):
@@ -68,6 +70,18 @@ class TypingService:
         await self._activity.bump_active(user_id)
         if typing:
             self._started(room_id, user_id, min(timeout_ms, MAX_TIMEOUT_MS))
+        else:
+            self._stopped(room_id, user_id)
+
+    async def set_remote(self, room_id: str, user_id: str, typing: bool) -> None:
+        """Typing of another server's user (the caller checked the user is
+        theirs); ignored unless the user is in the room. Their server renews
+        it; without news it ends after REMOTE_TIMEOUT_MS."""
+        membership, _ = await self._rooms.membership(room_id, user_id)
+        if membership != "join":
+            return
+        if typing:
+            self._started(room_id, user_id, REMOTE_TIMEOUT_MS)
         else:
             self._stopped(room_id, user_id)
 

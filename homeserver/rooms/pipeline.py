@@ -17,6 +17,7 @@ import weakref
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
+import attrs
 from signedjson.types import SigningKey
 
 from homeserver.errors import MatrixError, forbidden, not_found
@@ -42,6 +43,7 @@ from storage.events import (
     RoomWriter,
     StoredEvent,
 )
+from storage.received_events import current_state_ids, persist_received
 from storage.remote_membership import save_stripped_state
 from storage.state import MAX_CHAIN_LENGTH, StateMap, StateStore
 from storage.streams import StreamIds
@@ -65,6 +67,96 @@ def _membership(event: Event) -> str | None:
         return None
     membership = event.content.get("membership")
     return membership if isinstance(membership, str) else None
+
+
+@attrs.frozen
+class Reception:
+    """What became of an event received over federation."""
+
+    event_id: str
+    rejected_reason: str | None
+    soft_failed: bool
+
+
+def _auth_received(
+    event: Event,
+    loaded: Mapping[str, StoredEvent],
+    before_ids: StateMap,
+    current_ids: StateMap,
+) -> tuple[str | None, bool]:
+    """(rejection reason or None, soft-failed) of a received event: checked
+    against its own auth events, the state before it, then the current state."""
+    room_version = event.room_version
+    auth = [loaded.get(i) for i in event.auth_event_ids]
+    if any(a is None for a in auth):
+        return "its auth events are unknown", False
+    if any(a.rejected_reason is not None for a in auth if a is not None):
+        return "one of its auth events was rejected", False
+    create = loaded.get(before_ids.get(CREATE_KEY, ""))
+    try:
+        own = check_auth_events_selection(
+            room_version,
+            event,
+            [a.event for a in auth if a is not None],
+            create.event if create is not None else None,
+        )
+        check_auth(room_version, event, own)
+        before = {k: loaded[i].event for k, i in before_ids.items() if i in loaded}
+        check_auth(room_version, event, before)
+    except AuthError as e:
+        return e.message, False
+    current = {k: loaded[i].event for k, i in current_ids.items() if i in loaded}
+    try:
+        check_auth(room_version, event, current)
+    except AuthError:
+        return None, True
+    return None, False
+
+
+def _auth_order(events: Sequence[Event]) -> list[Event]:
+    """`events` with every event after those of its auth events in the list."""
+    by_id = {e.event_id: e for e in events}
+    done: set[str] = set()
+    order: list[Event] = []
+
+    def visit(event: Event) -> None:
+        stack = [(event, iter(event.auth_event_ids))]
+        done.add(event.event_id)
+        while stack:
+            current, pending = stack[-1]
+            for auth_id in pending:
+                child = by_id.get(auth_id)
+                if child is not None and auth_id not in done:
+                    done.add(auth_id)
+                    stack.append((child, iter(child.auth_event_ids)))
+                    break
+            else:
+                stack.pop()
+                order.append(current)
+
+    for event in events:
+        if event.event_id not in done:
+            visit(event)
+    return order
+
+
+def _outlier_refusal(event: Event, accepted: Mapping[str, Event]) -> str | None:
+    """Why an outlier fails against its own auth events, or None if it passes."""
+    room_version = event.room_version
+    auth = [accepted.get(i) for i in event.auth_event_ids]
+    if any(a is None for a in auth):
+        return "its auth events are unknown or refused"
+    create = (
+        accepted.get("$" + event.room_id[1:]) if room_version.room_id_from_create_event else None
+    )
+    try:
+        own = check_auth_events_selection(
+            room_version, event, [a for a in auth if a is not None], create
+        )
+        check_auth(room_version, event, own)
+    except AuthError as e:
+        return e.message
+    return None
 
 
 class EventPipeline:
@@ -490,6 +582,251 @@ class EventPipeline:
             if new is not None:
                 self._publish(new, committed)
         return (await self._events.get_events([event.event_id]))[event.event_id]
+
+    async def receive_remote(
+        self, event: Event, *, prev_states: Mapping[str, StateMap] | None = None
+    ) -> Reception:
+        """Persist an event another server sent in a transaction, after the
+        caller checked its signatures and hashes and fetched its auth events.
+
+        Unlike `accept_remote` it refuses nothing the spec says to keep: an
+        event failing the auth rules against its auth events or against the
+        state before it is stored rejected with the reason (never served,
+        never in timelines); one passing those but failing against the current
+        state is stored soft-failed (not shown to clients, not a forward
+        extremity). The state before it is the resolution of its prev events'
+        states; `prev_states` gives the state after prev events this server
+        does not have (learnt from /state_ids across a gap).
+        """
+        room_version = event.room_version
+        key = event.state_tuple if event.state_key is not None else None
+        auth_keys = auth_types_for_event(room_version, event) | {CREATE_KEY}
+        prev_states = prev_states or {}
+
+        async def write(writer: RoomWriter) -> tuple[NewEvent, bool, list[StateKey]] | str:
+            head, _, current_ids = await writer.prepare(auth_keys, None)
+            if head is None:
+                raise not_found("Unknown room")
+            known = await writer.get_events([event.event_id, *event.prev_event_ids])
+            existing = known.get(event.event_id)
+            if existing is not None and existing.state_group is not None:
+                return event.event_id
+            groups: list[int] = []
+            extra: list[StateMap] = []
+            for prev_id in dict.fromkeys(event.prev_event_ids):
+                prev = known.get(prev_id)
+                if prev is not None and prev.state_group is not None:
+                    groups.append(prev.state_group)
+                elif prev_id in prev_states:
+                    extra.append(dict(prev_states[prev_id]))
+                else:
+                    raise MatrixError(400, "M_BAD_JSON", f"No state is known at {prev_id}")
+            before_group, before_ids = await self._resolved_group(
+                writer, room_version, groups, extra
+            )
+            loaded = await writer.get_events(
+                {
+                    *event.auth_event_ids,
+                    *(i for k, i in before_ids.items() if k in auth_keys),
+                    *current_ids.values(),
+                }
+            )
+            rejected, soft_failed = _auth_received(
+                event, loaded, {k: i for k, i in before_ids.items() if k in auth_keys}, current_ids
+            )
+            group, replaces, chain = before_group, None, 0
+            if key is not None and rejected is None:
+                replaces = before_ids.get(key)
+                group, chain = await writer.add_state_group(before_group, {key: event.event_id})
+            delta: dict[StateKey, tuple[str, str | None]] | None = None
+            removed: list[StateKey] = []
+            redacts_valid = False
+            if rejected is None and not soft_failed:
+                after_ids = dict(before_ids)
+                if key is not None:
+                    after_ids[key] = event.event_id
+                delta, removed = await self._current_state_change(
+                    writer, head, event, after_ids, plain=not extra
+                )
+                redacts_valid = await self._remote_redaction_valid(
+                    writer, event, loaded, before_ids
+                )
+            new = NewEvent(
+                event,
+                await self._stream.allocate(writer.conn),
+                group,
+                replaces,
+                delta,
+                redacts_valid=redacts_valid,
+                rejected_reason=rejected,
+                state_chain_length=chain,
+            )
+            return new, soft_failed, removed
+
+        result: NewEvent | None = None
+        committed = False
+        try:
+            async with self._lock(event.room_id), self._events.room_writer(event.room_id) as writer:
+                written = await write(writer)
+                if isinstance(written, str):
+                    stored = (await writer.get_events([written]))[written]
+                    return Reception(written, stored.rejected_reason, soft_failed=False)
+                result, soft_failed, removed = written
+                await persist_received(
+                    writer.conn, result, soft_failed=soft_failed, removed_state=removed
+                )
+            committed = True
+            writer.remember(result)
+            if result.rejected_reason is None and not soft_failed:
+                for hook in self._commit_hooks:
+                    await hook(result.event, result.stream_ordering)
+        finally:
+            if result is not None:
+                self._publish(result, committed)
+        self._maybe_compact(result)
+        return Reception(event.event_id, result.rejected_reason, soft_failed)
+
+    async def store_outliers(self, events: Sequence[Event]) -> dict[str, str]:
+        """Store events of one room known without their place in its DAG (auth
+        events and state another server gave us), each checked against its own
+        auth events first; events already stored are left alone.
+
+        Returns {event id: why} for the events refused (an auth event missing
+        or refused, or the auth rules): those are not stored, so that nothing
+        built on them is accepted either.
+        """
+        if not events:
+            return {}
+        room_id = events[0].room_id
+        refused: dict[str, str] = {}
+        async with self._lock(room_id), self._events.room_writer(room_id) as writer:
+            stored = await writer.get_events(
+                {*(e.event_id for e in events), *(a for e in events for a in e.auth_event_ids)}
+            )
+            accepted = {i: s.event for i, s in stored.items() if s.rejected_reason is None}
+            fresh: list[Event] = []
+            for event in _auth_order(events):
+                if event.event_id in stored or event.event_id in accepted:
+                    continue
+                reason = _outlier_refusal(event, accepted)
+                if reason is not None:
+                    refused[event.event_id] = reason
+                    continue
+                accepted[event.event_id] = event
+                fresh.append(event)
+            await writer.persist_outliers(fresh)
+        return refused
+
+    async def _resolved_group(
+        self,
+        writer: RoomWriter,
+        room_version: RoomVersion,
+        groups: list[int],
+        extra: list[StateMap],
+    ) -> tuple[int, StateMap]:
+        """A state group for the resolution of the given groups' states and
+        other state maps, and its state (one group alone is itself)."""
+        unique = list(dict.fromkeys(groups))
+        if len(unique) == 1 and not extra:
+            return unique[0], await writer.state_of_group(unique[0])
+        state_sets = [await writer.state_of_group(g) for g in unique] + extra
+        resolved = await self._resolve(writer, room_version, state_sets)
+        base = state_sets[0] if unique else {}
+        delta: dict[StateKey, str | None] = {
+            k: v for k, v in resolved.items() if base.get(k) != v
+        } | {k: None for k in base if k not in resolved}
+        group, _ = await writer.add_state_group(unique[0] if unique else None, delta)
+        return group, resolved
+
+    @staticmethod
+    async def _resolve(
+        writer: RoomWriter, room_version: RoomVersion, state_sets: list[StateMap]
+    ) -> StateMap:
+        """State resolution over stored events (outliers included)."""
+        if len(state_sets) == 1:
+            return dict(state_sets[0])
+        conflicted = {
+            event_id
+            for key in {k for s in state_sets for k in s}
+            if len({s.get(key) for s in state_sets}) > 1
+            for s in state_sets
+            if (event_id := s.get(key)) is not None
+        }
+        needed = conflicted | await writer.auth_chain_ids(conflicted)
+        loaded = await writer.get_events(needed)
+        return resolve_state(
+            room_version,
+            state_sets,
+            lambda i: loaded[i].event if i in loaded else None,
+            is_rejected=lambda i: i in loaded and loaded[i].rejected_reason is not None,
+        )
+
+    async def _current_state_change(
+        self,
+        writer: RoomWriter,
+        head: RoomHead,
+        event: Event,
+        after_ids: StateMap,
+        *,
+        plain: bool,
+    ) -> tuple[dict[StateKey, tuple[str, str | None]], list[StateKey]]:
+        """How the room's current state changes when `event` joins its forward
+        extremities: the changed keys (with memberships) and the removed ones.
+
+        The usual case, an event on top of every extremity without a gap,
+        changes at most its own key. Otherwise the current state is the
+        resolution of the states after the extremities that remain.
+        """
+        prevs = set(event.prev_event_ids)
+        remaining = [x for x in head.extremities if x.event_id not in prevs]
+        if plain and prevs == {x.event_id for x in head.extremities}:
+            if event.state_key is None:
+                return {}, []
+            return {event.state_tuple: (event.event_id, _membership(event))}, []
+        state_sets = [after_ids] + [
+            await writer.state_of_group(x.state_group)
+            for x in remaining
+            if x.state_group is not None
+        ]
+        resolved = await self._resolve(writer, event.room_version, state_sets)
+        current = await current_state_ids(writer.conn, writer.room_id)
+        changed = {k: v for k, v in resolved.items() if current.get(k) != v}
+        members = await writer.get_events(
+            i for k, i in changed.items() if k[0] == "m.room.member" and i != event.event_id
+        )
+        delta = {
+            k: (
+                i,
+                _membership(event)
+                if i == event.event_id
+                else _membership(members[i].event)
+                if i in members
+                else None,
+            )
+            for k, i in changed.items()
+        }
+        return delta, [k for k in current if k not in resolved]
+
+    @staticmethod
+    async def _remote_redaction_valid(
+        writer: RoomWriter,
+        event: Event,
+        loaded: Mapping[str, StoredEvent],
+        before_ids: StateMap,
+    ) -> bool:
+        """A received redaction applies to an event of its room sent by the
+        same server, or by anyone if its sender has the redact power level."""
+        if event.redacts is None:
+            return False
+        target = (await writer.get_events([event.redacts])).get(event.redacts)
+        if target is None or target.event.room_id != event.room_id:
+            return False
+        if target.event.sender.partition(":")[2] == event.sender.partition(":")[2]:
+            return True
+        state = {k: loaded[i].event for k, i in before_ids.items() if i in loaded}
+        room_version = event.room_version
+        power = get_power_level(room_version, event.sender, state)
+        return power >= get_named_level(room_version, "redact", state)
 
     async def _commit(self, room_id: str, write: Any) -> StoredEvent:
         """Run `write` in the room's transaction, then publish the event.

@@ -1,0 +1,134 @@
+"""Persisting events other servers sent us, in the room's write transaction.
+
+Unlike a local event, a received event may not take its place at the head of
+the room: a rejected or soft-failed event is stored but neither becomes a
+forward extremity nor changes the current state, and a soft-failed one is
+hidden from clients (outlier = TRUE, see schema/0019_federation_inbound.sql).
+An event stored earlier as an outlier (an auth event, a state event fetched
+for a gap) is upgraded in place when it arrives again with its state.
+"""
+
+from __future__ import annotations
+
+import json
+
+import asyncpg
+
+from homeserver.events.event import Event
+from storage.events import NewEvent
+
+_PERSIST_RECEIVED = """
+WITH new_event AS (
+    INSERT INTO events (event_id, room_id, type, state_key, sender, depth, origin_server_ts,
+        stream_ordering, json, rejected_reason, state_group, replaces_state, redacts,
+        rel_type, relates_to, outlier, soft_failed)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16)
+    ON CONFLICT (event_id) DO UPDATE
+    SET stream_ordering = EXCLUDED.stream_ordering, rejected_reason = EXCLUDED.rejected_reason,
+        state_group = EXCLUDED.state_group, replaces_state = EXCLUDED.replaces_state,
+        outlier = EXCLUDED.outlier, soft_failed = EXCLUDED.soft_failed
+    WHERE events.state_group IS NULL
+), prev_edges AS (
+    INSERT INTO event_edges (event_id, prev_event_id) SELECT $1, unnest($17::text[])
+    ON CONFLICT DO NOTHING
+), auth_edges AS (
+    INSERT INTO event_auth (event_id, auth_id) SELECT $1, unnest($18::text[])
+    ON CONFLICT DO NOTHING
+), old_extremities AS (
+    DELETE FROM forward_extremities
+    WHERE $19 AND room_id = $2 AND event_id = ANY($17::text[])
+), new_extremity AS (
+    INSERT INTO forward_extremities (room_id, event_id) SELECT $2, $1 WHERE $19
+    ON CONFLICT DO NOTHING
+), state_now AS (
+    INSERT INTO current_state (room_id, type, state_key, event_id, membership)
+    SELECT $2, t, k, e, m FROM unnest($20::text[], $21::text[], $22::text[], $23::text[])
+        AS u(t, k, e, m)
+    ON CONFLICT (room_id, type, state_key) DO UPDATE
+    SET event_id = EXCLUDED.event_id, membership = EXCLUDED.membership
+), state_gone AS (
+    DELETE FROM current_state c USING unnest($24::text[], $25::text[]) AS g(t, k)
+    WHERE c.room_id = $2 AND c.type = g.t AND c.state_key = g.k
+), redaction AS (
+    INSERT INTO redactions (redacted_id, redaction_id) SELECT $26, $1 WHERE $26::text IS NOT NULL
+    ON CONFLICT DO NOTHING
+), search AS (
+    INSERT INTO event_search (event_id, room_id, sender, key, vector, stream_ordering,
+                              origin_server_ts)
+    SELECT $1, $2, $5, $3, to_tsvector('simple', $27), $8, $7 WHERE $27::text IS NOT NULL
+    ON CONFLICT DO NOTHING
+)
+UPDATE rooms SET head_stream = greatest(head_stream, $8) WHERE room_id = $2
+"""
+
+
+def _body_text(event: Event) -> str | None:
+    key = {"m.room.message": "body", "m.room.name": "name", "m.room.topic": "topic"}.get(event.type)
+    value = event.content.get(key) if key else None
+    return value if isinstance(value, str) else None
+
+
+def _relation(event: Event) -> tuple[str | None, str | None]:
+    relates = event.content.get("m.relates_to")
+    if not isinstance(relates, dict):
+        return None, None
+    rel_type, target = relates.get("rel_type"), relates.get("event_id")
+    if isinstance(rel_type, str) and isinstance(target, str):
+        return rel_type, target
+    return None, None
+
+
+async def persist_received(
+    conn: asyncpg.Connection,
+    new: NewEvent,
+    *,
+    soft_failed: bool,
+    removed_state: list[tuple[str, str]],
+) -> None:
+    """Write a received event with its edges, and, when it is live (neither
+    rejected nor soft-failed), make it a forward extremity in place of its
+    prev events and apply `new.current_state_delta` and `removed_state`
+    (keys state resolution dropped) to the current state."""
+    event = new.event
+    live = new.rejected_reason is None and not soft_failed
+    rel_type, relates_to = _relation(event) if live else (None, None)
+    delta = list((new.current_state_delta or {}).items()) if live else []
+    gone = removed_state if live else []
+    await conn.execute(
+        _PERSIST_RECEIVED,
+        event.event_id,
+        event.room_id,
+        event.type,
+        event.state_key,
+        event.sender,
+        event.depth,
+        event.origin_server_ts,
+        new.stream_ordering,
+        json.dumps(event.pdu, ensure_ascii=False, separators=(",", ":")),
+        new.rejected_reason,
+        new.state_group,
+        new.replaces_state,
+        event.redacts,
+        rel_type,
+        relates_to,
+        soft_failed,
+        list(event.prev_event_ids),
+        list(event.auth_event_ids),
+        live,
+        [k[0] for k, _ in delta],
+        [k[1] for k, _ in delta],
+        [e for _, (e, _m) in delta],
+        [m for _, (_e, m) in delta],
+        [k[0] for k in gone],
+        [k[1] for k in gone],
+        event.redacts if live and new.redacts_valid else None,
+        _body_text(event) if live else None,
+    )
+
+
+async def current_state_ids(conn: asyncpg.Connection, room_id: str) -> dict[tuple[str, str], str]:
+    """The room's whole current state, read inside its write transaction."""
+    rows = await conn.fetch(
+        "SELECT type, state_key, event_id FROM current_state WHERE room_id = $1", room_id
+    )
+    return {(r["type"], r["state_key"]): r["event_id"] for r in rows}
