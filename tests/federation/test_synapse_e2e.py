@@ -1,0 +1,136 @@
+"""End-to-end encryption across federation with a real Synapse: a matrix-nio
+client (vodozemac) on our server and one on Synapse exchange encrypted
+messages in an encrypted room of ours that the Synapse user joined. Each side
+fetches the other's device keys and claims a one-time key over federation,
+sends its room key as an Olm to-device message, and decrypts what the other
+sent."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import nio
+import pytest
+
+from tests.conftest import RunningServer
+from tests.interop.fixtures import start_federating_server
+from tests.interop.synapse import SynapseServer
+from tests.interop.waiting import wait_until
+
+MEGOLM = "m.megolm.v1.aes-sha2"
+
+MakeClient = Callable[[str, str, str, str], Awaitable[nio.AsyncClient]]
+
+
+@pytest.fixture
+async def e2e_client(tmp_path: Path) -> AsyncIterator[MakeClient]:
+    """e2e_client(base_url, user_id, device_id, token): a logged-in nio client
+    with encryption on and its own crypto store, its device keys uploaded."""
+    clients: list[nio.AsyncClient] = []
+
+    async def make(base_url: str, user_id: str, device_id: str, token: str) -> nio.AsyncClient:
+        store = tmp_path / f"store-{len(clients)}"
+        store.mkdir()
+        client = nio.AsyncClient(
+            base_url,
+            user_id,
+            store_path=str(store),
+            config=nio.AsyncClientConfig(encryption_enabled=True, store_sync_tokens=False),
+        )
+        client.restore_login(user_id, device_id, token)
+        clients.append(client)
+        upload = await client.keys_upload()
+        assert isinstance(upload, nio.KeysUploadResponse), upload
+        return client
+
+    yield make
+    for client in clients:
+        await client.close()
+
+
+async def sync(client: nio.AsyncClient) -> nio.SyncResponse:
+    resp = await client.sync(timeout=0, full_state=client.next_batch is None)
+    assert isinstance(resp, nio.SyncResponse), resp
+    if client.should_query_keys:
+        assert isinstance(await client.keys_query(), nio.KeysQueryResponse)
+    return resp
+
+
+def decrypted(resp: nio.SyncResponse, room_id: str) -> list[tuple[str, str]]:
+    room = resp.rooms.join.get(room_id)
+    if room is None:
+        return []
+    return [
+        (e.sender, e.body)
+        for e in room.timeline.events
+        if isinstance(e, nio.RoomMessageText) and e.decrypted
+    ]
+
+
+async def send(client: nio.AsyncClient, room_id: str, body: str) -> None:
+    resp = await client.room_send(
+        room_id,
+        "m.room.message",
+        {"msgtype": "m.text", "body": body},
+        ignore_unverified_devices=True,
+    )
+    assert isinstance(resp, nio.RoomSendResponse), resp
+
+
+async def receive(client: nio.AsyncClient, room_id: str, sender: str, body: str) -> None:
+    """Sync until the client has decrypted `body` from `sender` in the room."""
+    seen: list[tuple[str, str]] = []
+
+    async def arrived() -> bool:
+        seen.extend(decrypted(await sync(client), room_id))
+        return (sender, body) in seen
+
+    await wait_until(arrived, f"{client.user_id} decrypts {body!r}", within=30, interval=0.5)
+
+
+async def test_an_encrypted_exchange_between_our_user_and_a_synapse_user(
+    synapse: SynapseServer, server_factory: Any, e2e_client: MakeClient
+) -> None:
+    hs: RunningServer = await start_federating_server(server_factory)
+    our_name = hs.server.config.server_name
+    registered = await hs.register("alice")
+    alice = await e2e_client(
+        hs.url, registered["user_id"], registered["device_id"], registered["access_token"]
+    )
+    syn_user = await synapse.register()
+    bob = await e2e_client(
+        synapse.client_url, syn_user.user_id, syn_user.device_id, syn_user.access_token
+    )
+
+    created = await alice.room_create(
+        preset=nio.RoomPreset.public_chat,
+        initial_state=[
+            {"type": "m.room.encryption", "state_key": "", "content": {"algorithm": MEGOLM}}
+        ],
+    )
+    assert isinstance(created, nio.RoomCreateResponse), created
+    room_id = created.room_id
+    assert await syn_user.join(room_id, via=[our_name]) == room_id
+
+    async def bob_joined() -> bool:
+        await sync(alice)
+        room = alice.rooms.get(room_id)
+        return room is not None and bob.user_id in room.users
+
+    await wait_until(bob_joined, "alice sees bob in the room")
+    await sync(bob)
+    assert alice.rooms[room_id].encrypted and bob.rooms[room_id].encrypted
+
+    # Alice's client fetched bob's device keys through our server from Synapse.
+    assert bob.device_id in alice.device_store[bob.user_id]
+    await send(alice, room_id, "hello bob, across servers")
+    raw = await hs.pool.fetch("SELECT json FROM events WHERE room_id = $1", room_id)
+    assert not any("across servers" in r["json"] for r in raw)
+    await receive(bob, room_id, alice.user_id, "hello bob, across servers")
+
+    # Bob's client fetched alice's keys through Synapse from our server.
+    assert alice.device_id in bob.device_store[alice.user_id]
+    await send(bob, room_id, "hi alice, a secret reply")
+    await receive(alice, room_id, bob.user_id, "hi alice, a secret reply")
