@@ -9,52 +9,13 @@ one JSON object; this test checks it. `make test` installs the npm packages
 
 from __future__ import annotations
 
-import asyncio
-import json
-import shutil
-from pathlib import Path
-from typing import Any
+from tests.interop.node_script import JS_DIR, run_node_script
 
-import pytest
-
-JS_DIR = Path(__file__).parent / "interop" / "js"
 SCRIPT = JS_DIR / "account_flow.mjs"
-TIMEOUT = 120
-
-
-async def run_account_flow(url: str) -> dict[str, Any]:
-    node = shutil.which("node")
-    if node is None:
-        pytest.fail("Node.js (`node`) is not on PATH; the matrix-js-sdk tests need Node.js 20+")
-    if not (JS_DIR / "node_modules" / "matrix-js-sdk").is_dir():
-        pytest.fail(
-            f"{JS_DIR / 'node_modules'} is missing matrix-js-sdk: run `make test`, "
-            "which installs it (npm ci in tests/interop/js)"
-        )
-    proc = await asyncio.create_subprocess_exec(
-        node,
-        str(SCRIPT),
-        url,
-        cwd=JS_DIR,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        stdout, stderr = await asyncio.wait_for(proc.communicate(), TIMEOUT)
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
-        pytest.fail(f"account_flow.mjs did not finish within {TIMEOUT}s")
-    err = stderr.decode(errors="replace")
-    assert proc.returncode == 0, f"account_flow.mjs exited {proc.returncode}:\n{err}"
-    try:
-        return json.loads(stdout)
-    except ValueError:
-        pytest.fail(f"account_flow.mjs printed no JSON:\n{stdout!r}\nstderr:\n{err}")
 
 
 async def test_js_sdk_register_login_profile_logout(hs):
-    result = await run_account_flow(hs.url)
+    result = await run_node_script(SCRIPT, hs.url)
 
     # Element accepts the server when the user types its URL.
     assert result["discovery"]["state"] == "SUCCESS", result["discovery"]
