@@ -16,7 +16,8 @@ import pytest
 
 from tests.conftest import RunningServer
 from tests.interop.fixtures import start_federating_server
-from tests.interop.synapse import SynapseServer
+from tests.interop.matrix_client import login, quote
+from tests.interop.synapse import PASSWORD, SynapseServer
 from tests.interop.waiting import wait_until
 
 MEGOLM = "m.megolm.v1.aes-sha2"
@@ -134,3 +135,65 @@ async def test_an_encrypted_exchange_between_our_user_and_a_synapse_user(
     assert alice.device_id in bob.device_store[alice.user_id]
     await send(bob, room_id, "hi alice, a secret reply")
     await receive(alice, room_id, bob.user_id, "hi alice, a secret reply")
+
+
+async def test_our_user_in_a_synapse_encrypted_room_follows_a_new_device_of_its_user(
+    synapse: SynapseServer, server_factory: Any, e2e_client: MakeClient
+) -> None:
+    hs: RunningServer = await start_federating_server(server_factory)
+    registered = await hs.register("alice")
+    alice = await e2e_client(
+        hs.url, registered["user_id"], registered["device_id"], registered["access_token"]
+    )
+    syn_user = await synapse.register()
+    bob = await e2e_client(
+        synapse.client_url, syn_user.user_id, syn_user.device_id, syn_user.access_token
+    )
+    room_id = await syn_user.create_room(
+        preset="public_chat",
+        initial_state=[
+            {"type": "m.room.encryption", "state_key": "", "content": {"algorithm": MEGOLM}}
+        ],
+    )
+    status, joined = await hs.request(
+        "POST",
+        f"/_matrix/client/v3/join/{quote(room_id)}?server_name={quote(synapse.server_name)}",
+        token=registered["access_token"],
+        json={},
+    )
+    assert status == 200, joined
+
+    async def alice_joined() -> bool:
+        await sync(bob)
+        room = bob.rooms.get(room_id)
+        return room is not None and alice.user_id in room.users
+
+    await wait_until(alice_joined, "bob sees alice in the room")
+    await sync(alice)
+    assert alice.rooms[room_id].encrypted
+
+    await send(bob, room_id, "welcome to my encrypted room")
+    await receive(alice, room_id, bob.user_id, "welcome to my encrypted room")
+    await send(alice, room_id, "thanks, bob")
+    await receive(bob, room_id, alice.user_id, "thanks, bob")
+
+    # Bob logs in a second device on Synapse: Synapse sends our server an
+    # m.device_list_update, alice's client hears that bob changed and finds
+    # the new device in the keys our server answers with.
+    localpart = syn_user.user_id[1:].partition(":")[0]
+    second = await login(synapse.http, synapse.client_url, localpart, PASSWORD)
+    phone = await e2e_client(
+        synapse.client_url, second.user_id, second.device_id, second.access_token
+    )
+
+    async def alice_knows_the_phone() -> bool:
+        await sync(alice)
+        return phone.device_id in alice.device_store[bob.user_id]
+
+    await wait_until(alice_knows_the_phone, "alice's client learns bob's new device", within=30)
+    cached = await hs.pool.fetch(
+        "SELECT device_id FROM e2e_remote_devices WHERE user_id = $1", bob.user_id
+    )
+    assert {r["device_id"] for r in cached} == {bob.device_id, phone.device_id}
+    await send(alice, room_id, "to both of your devices")
+    await receive(phone, room_id, alice.user_id, "to both of your devices")
