@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from federation.http import FEDERATION_V1, FederationRequest, federation_endpoint
-from federation.inbound.transaction import TransactionReceiver
+from federation.receiver import TransactionReceiver
 
 
 class FederationSendApi:

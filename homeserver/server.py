@@ -33,12 +33,12 @@ from federation.http import MAX_FEDERATION_BODY_BYTES, FederationRouter
 from federation.inbound.edus import EphemeralEdus
 from federation.inbound.fetching import RemoteEvents
 from federation.inbound.pdus import PduProcessor
-from federation.inbound.transaction import TransactionReceiver
 from federation.joins import JoinService
 from federation.keys import KeyRing, Notary, OldKey, OurKeys, decode_verify_key
 from federation.media_fetch import FederationMediaFetcher
 from federation.membership import RemoteMembership
 from federation.queries import FederationQueries
+from federation.receiver import TransactionReceiver
 from federation.sender import FederationSender
 from federation.serving import FederationReads
 from federation.transport import FederationClient
@@ -738,7 +738,7 @@ class HomeServer:
             self.event_store, self.state_store, read_store, server_name=config.server_name
         )
         assert self.pipeline is not None
-        EphemeralEdus(self.typing, self.receipts, self.presence, read_store).register(
+        EphemeralEdus(self.typing, self.receipts, self.presence, reads, read_store).register(
             self.edu_registry
         )
         receiver = TransactionReceiver(

@@ -9,6 +9,10 @@ import asyncpg
 
 from storage.database import now_ms
 
+# How long an answer is kept for retries: senders retry within minutes, and
+# Synapse keeps them a day too.
+KEEP_MS = 24 * 3600 * 1000
+
 
 class InboundTransactionStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
@@ -25,11 +29,17 @@ class InboundTransactionStore:
         return json.loads(text) if text is not None else None
 
     async def remember(self, origin: str, txn_id: str, response: dict[str, Any]) -> None:
+        """Store the answer, forgetting those older than KEEP_MS on the way."""
+        now = now_ms()
         await self._pool.execute(
-            """INSERT INTO federation_inbound_transactions (origin, txn_id, response, received_ts)
+            """WITH expired AS (
+                   DELETE FROM federation_inbound_transactions WHERE received_ts < $5
+               )
+               INSERT INTO federation_inbound_transactions (origin, txn_id, response, received_ts)
                VALUES ($1, $2, $3, $4) ON CONFLICT (origin, txn_id) DO NOTHING""",
             origin,
             txn_id,
             json.dumps(response),
-            now_ms(),
+            now,
+            now - KEEP_MS,
         )

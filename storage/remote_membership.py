@@ -30,7 +30,7 @@ class RemoteMembershipStore:
             """SELECT event_id, sender, json::jsonb -> 'content' ->> 'membership' AS membership
                FROM events
                WHERE room_id = $1 AND type = 'm.room.member' AND state_key = $2
-                 AND rejected_reason IS NULL
+                 AND rejected_reason IS NULL AND NOT soft_failed
                ORDER BY stream_ordering DESC LIMIT 1""",
             room_id,
             user_id,

@@ -80,7 +80,7 @@ WITH mine AS (
            json::jsonb -> 'content' ->> 'membership' AS membership
     FROM events
     WHERE type = 'm.room.member' AND state_key = $1 AND stream_ordering <= $3
-      AND rejected_reason IS NULL
+      AND rejected_reason IS NULL AND NOT soft_failed
 )
 SELECT m.room_id,
        (array_agg(m.event_id ORDER BY m.stream_ordering DESC))[1] AS event_id,

@@ -1,7 +1,8 @@
 """Typing, receipt and presence EDUs from other servers.
 
 A server speaks only for its own users: an EDU about a user of another
-server is ignored, as is a receipt for a room the origin has nobody in.
+server is ignored, as is a receipt for a room the origin has nobody in, and
+typing or receipts in a room whose server ACL denies the origin.
 Each handler turns the EDU into a call of the service's narrow remote method.
 """
 
@@ -12,9 +13,11 @@ from typing import Any
 
 from federation.edu_registry import EduRegistry
 from federation.edus import PRESENCE, RECEIPT, TYPING
+from federation.serving import FederationReads
 from homeserver.ephemeral.presence import PresenceService
 from homeserver.ephemeral.receipts import READ, ReceiptService
 from homeserver.ephemeral.typing import TypingService
+from homeserver.errors import MatrixError
 from storage.federation_reads import FederationReadStore
 from storage.presence import PresenceRow
 
@@ -33,12 +36,21 @@ class EphemeralEdus:
         typing: TypingService,
         receipts: ReceiptService,
         presence: PresenceService,
-        reads: FederationReadStore,
+        reads: FederationReads,
+        read_store: FederationReadStore,
     ) -> None:
         self._typing = typing
         self._receipts = receipts
         self._presence = presence
         self._reads = reads
+        self._read_store = read_store
+
+    async def _allowed(self, origin: str, room_id: str) -> bool:
+        try:
+            await self._reads.check_acl(origin, room_id)
+        except MatrixError:
+            return False
+        return True
 
     def register(self, registry: EduRegistry) -> None:
         registry.register(TYPING, self.typing)
@@ -52,7 +64,9 @@ class EphemeralEdus:
             content.get("user_id"),
             content.get("typing"),
         )
-        if isinstance(room_id, str) and _of(user_id, origin) and isinstance(typing, bool):
+        if not (isinstance(room_id, str) and _of(user_id, origin) and isinstance(typing, bool)):
+            return
+        if await self._allowed(origin, room_id):
             await self._typing.set_remote(room_id, user_id, typing)
 
     async def receipt(self, origin: str, content: dict[str, Any]) -> None:
@@ -60,7 +74,9 @@ class EphemeralEdus:
         for room_id, by_type in content.items():
             if not isinstance(by_type, dict) or not isinstance(by_type.get(READ), dict):
                 continue
-            if not await self._reads.server_in_room(room_id, origin):
+            if not await self._read_store.server_in_room(room_id, origin):
+                continue
+            if not await self._allowed(origin, room_id):
                 continue
             for user_id, receipt in by_type[READ].items():
                 if not _of(user_id, origin) or not isinstance(receipt, dict):

@@ -30,6 +30,7 @@ from homeserver.errors import MatrixError
 from homeserver.events.errors import InvalidEventError
 from homeserver.events.event import Event
 from homeserver.events.hashing import compute_event_id
+from homeserver.events.room_versions import RoomVersion
 from homeserver.rooms.pipeline import EventPipeline
 from storage.events import EventStore
 from storage.federation_reads import FederationReadStore
@@ -82,17 +83,28 @@ class PduProcessor:
             event_id = compute_event_id(pdu, room_version)
         except (ValueError, TypeError):
             return PduResult(None, "the PDU has no valid event id")
+        try:
+            return PduResult(event_id, await self._process(origin, pdu, room_id, room_version))
+        except Exception:
+            # A bug or a database hiccup with one PDU must not fail the
+            # others, nor block the origin's transactions.
+            log.exception("PDU %s from %s failed", event_id, origin)
+            return PduResult(event_id, "the event could not be processed")
+
+    async def _process(
+        self, origin: str, pdu: Mapping[str, Any], room_id: str, room_version: RoomVersion
+    ) -> str | None:
         if not await self._read_store.server_in_room(room_id, self._server_name):
-            return PduResult(event_id, "this server is not in the room")
+            return "this server is not in the room"
         try:
             await self._reads.check_acl(origin, room_id)
         except MatrixError as e:
-            return PduResult(event_id, e.message)
+            return e.message
         try:
-            event = await checked_event(self._keys, pdu, room_version, event_id=event_id)
+            event = await checked_event(self._keys, pdu, room_version)
         except InvalidEventError as e:
-            return PduResult(event_id, f"invalid event: {e}")
-        return PduResult(event_id, await self._handle(origin, event, fetch_missing=True))
+            return f"invalid event: {e}"
+        return await self._handle(origin, event, fetch_missing=True)
 
     async def _handle(self, origin: str, event: Event, *, fetch_missing: bool) -> str | None:
         """Store an event that passed the first checks; the error, if any."""

@@ -104,3 +104,31 @@ async def test_remote_presence_shows_in_sync(
         "GET", f"/_matrix/client/v3/presence/{bob}/status", token=token
     )
     assert (status, status_body["presence"]) == (200, "online")
+
+
+async def test_typing_and_receipts_from_a_server_the_acl_denies_are_ignored(
+    setup: tuple[RunningServer, str, RemoteRoom],
+) -> None:
+    hs, token, room = setup
+    bob = room.user("bob")
+    message = room.message("seen?")
+    status, _ = await room.send([message])
+    assert status == 200
+    status, _ = await hs.request(
+        "PUT",
+        f"/_matrix/client/v3/rooms/{room.room_id}/state/m.room.server_acl/",
+        token=token,
+        json={"allow": ["*"], "deny": ["127.0.0.1"]},
+    )
+    assert status == 200
+    typing = {"room_id": room.room_id, "user_id": bob, "typing": True}
+    receipt = {"event_ids": [message.event_id], "data": {"ts": 1}}
+    edus = [
+        {"edu_type": "m.typing", "content": typing},
+        {"edu_type": "m.receipt", "content": {room.room_id: {"m.read": {bob: receipt}}}},
+    ]
+    status, _ = await room.send([], edus)
+    assert status == 200
+    entry = await sync_room(hs, token, room.room_id)
+    assert ephemeral(entry, "m.typing") == []
+    assert ephemeral(entry, "m.receipt") == []

@@ -1,5 +1,8 @@
 """PUT /send/{txnId}: a transaction of PDUs and EDUs from another server.
 
+The steps a PDU goes through are in federation/inbound/ (pdus.py is the
+spec's checklist); EDUs go to the services registered in edu_registry.py.
+
 A transaction is answered once: its answer is stored, and a retry with the
 same txnId gets it back without anything being processed again. One
 transaction per origin is processed at a time (the spec lets a sender have one
