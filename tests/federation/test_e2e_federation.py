@@ -79,6 +79,8 @@ class KeysRemote:
     queries: list[dict[str, Any]] = attrs.Factory(list)
     resyncs: list[str] = attrs.Factory(list)
     claims: list[dict[str, Any]] = attrs.Factory(list)
+    # /user/devices answers 404 (a resync fails).
+    devices_broken: bool = False
 
     def user(self, localpart: str) -> RemoteUser:
         user_id = f"@{localpart}:{self.remote.server_name}"
@@ -121,6 +123,8 @@ async def start_keys_remote(remote_factory: Any) -> KeysRemote:
     async def user_devices(request: web.Request, origin: str, body: Any) -> Any:
         user = keys.users[request.match_info["userId"]]
         keys.resyncs.append(user.user_id)
+        if keys.devices_broken:
+            raise web.HTTPNotFound(text='{"errcode": "M_NOT_FOUND"}')
         answer = {
             "user_id": user.user_id,
             "stream_id": user.stream_id,
@@ -358,6 +362,48 @@ async def test_a_remote_users_keys_are_fetched_once_then_kept_fresh_by_its_updat
     forged["content"]["user_id"] = "@bob:elsewhere.example"
     await remote.send_edus(hs, forged)
     assert "EVIL" not in await query_devices(alice, bob.user_id)
+
+
+async def test_the_cache_is_not_trusted_after_a_failed_resync_or_once_no_room_is_shared(
+    server_factory: Any, remote_factory: Any
+) -> None:
+    hs, remote, alice, room_id = await setup(server_factory, remote_factory)
+    bob = remote.user("bob")
+    await query_devices(alice, bob.user_id)
+    await remote.send_edus(hs, device_list_update(bob, "BOBLAPTOP", []))
+    await query_devices(alice, bob.user_id)
+    assert len(remote.queries) == 1 and len(remote.resyncs) == 1
+
+    # A gap whose resync fails: the list is stale, the next query asks again.
+    remote.devices_broken = True
+    device_list_update(bob, "BOBTABLET", [bob.stream_id])
+    await remote.send_edus(hs, device_list_update(bob, "BOBWATCH", [bob.stream_id]))
+    assert len(remote.resyncs) == 2
+    assert sorted(await query_devices(alice, bob.user_id)) == [
+        "BOBLAPTOP",
+        "BOBPHONE",
+        "BOBTABLET",
+        "BOBWATCH",
+    ]
+    assert len(remote.queries) == 2
+    await query_devices(alice, bob.user_id)
+    assert len(remote.queries) == 2
+
+    # Once bob shares no room with anyone here, nothing tells us of his
+    # changes: every query asks his server.
+    status, body = await hs.request(
+        "POST",
+        f"/_matrix/client/v3/rooms/{room_id}/kick",
+        token=alice.token,
+        json={"user_id": bob.user_id},
+    )
+    assert status == 200, body
+    for expected in (3, 4):
+        await query_devices(alice, bob.user_id)
+        assert len(remote.queries) == expected
+    # Nor are his updates applied.
+    await remote.send_edus(hs, device_list_update(bob, "BOBTV", [bob.stream_id]))
+    assert len(remote.resyncs) == 2
 
 
 async def test_a_remote_users_device_change_reaches_local_syncs(
