@@ -119,8 +119,23 @@ class MembershipHandshakes:
             ),
             event.sender,
         )
-        await self._pipeline.store_out_of_band_member(invite, creator, invite_room_state)
+        if not await self._joined_in_dag(invite):
+            await self._pipeline.store_out_of_band_member(invite, creator, invite_room_state)
         return {"event": signed}
+
+    async def _joined_in_dag(self, invite: Event) -> bool:
+        """In a room this server is in, the invite takes its place in the DAG
+        like any event (it will come again in a transaction, already known);
+        elsewhere, or when its prev events are unknown here, it is out of band."""
+        if not await self._events.current_state_event_id(invite.room_id, "m.room.create", ""):
+            return False
+        try:
+            await self._pipeline.accept_remote(invite)
+        except MatrixError as e:
+            if e.status == 400:
+                return False
+            raise
+        return True
 
     # Leaves and knocks of their users
 

@@ -14,8 +14,9 @@ from homeserver.events.redaction import redact
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
 from homeserver.events.signing import sign_event, verify_event_signatures, verify_json_signature
 from tests.conftest import RunningServer
-from tests.federation.conftest import ScriptedRemote
+from tests.federation.conftest import ScriptedRemote, path_quote
 from tests.federation.hosted_room import CREATE, NAME, V2, HostedRoom
+from tests.federation.remote_room import RemoteRoom
 from tests.federation.test_handshakes_join import CLIENT, started, sync
 from tests.federation.test_serving import make_room, our_key_lookup
 
@@ -143,3 +144,37 @@ async def test_our_user_invites_a_remote_user(fed_hs: RunningServer, remote_fact
         remote.server_name,
         lambda _s, _k: remote_key,
     )
+
+
+async def test_a_remote_members_invite_into_our_room_joins_the_dag(
+    fed_hs: RunningServer, remote: ScriptedRemote
+) -> None:
+    token = (await fed_hs.register("alice"))["access_token"]
+    ours = await make_room(
+        fed_hs,
+        token,
+        world_readable=False,
+        name="Shared",
+        room_version="10",
+        power_level_content_override={"invite": 0},
+    )
+    room = await RemoteRoom.join(fed_hs, remote, ours.room_id)
+    dave = (await fed_hs.register("dave"))["access_token"]
+    invite = room.build("m.room.member", {"membership": "invite"}, state_key="@dave:localhost")
+
+    status, body = await remote.request(
+        fed_hs,
+        "PUT",
+        f"{V2}/invite/{path_quote(ours.room_id)}/{path_quote(invite.event_id)}",
+        json_body={"room_version": "10", "event": dict(invite.pdu), "invite_room_state": []},
+    )
+    assert status == 200, body
+    # In the room's state, seen by its local members, not only by the invitee.
+    status, member = await fed_hs.request(
+        "GET", f"{CLIENT}/rooms/{ours.room_id}/state/m.room.member/@dave:localhost", token=token
+    )
+    assert (status, member) == (200, {"membership": "invite"})
+    entry = (await sync(fed_hs, dave))["rooms"]["invite"][ours.room_id]["invite_state"]["events"]
+    names = [e["content"] for e in entry if e["type"] == "m.room.name"]
+    assert names == [{"name": "Shared"}]
+    assert entry[-1]["event_id"] == invite.event_id
