@@ -26,7 +26,8 @@ WITH new_event AS (
     ON CONFLICT (event_id) DO UPDATE
     SET stream_ordering = EXCLUDED.stream_ordering, rejected_reason = EXCLUDED.rejected_reason,
         state_group = EXCLUDED.state_group, replaces_state = EXCLUDED.replaces_state,
-        outlier = EXCLUDED.outlier, soft_failed = EXCLUDED.soft_failed
+        outlier = EXCLUDED.outlier, soft_failed = EXCLUDED.soft_failed,
+        rel_type = EXCLUDED.rel_type, relates_to = EXCLUDED.relates_to
     WHERE events.state_group IS NULL
 ), prev_edges AS (
     INSERT INTO event_edges (event_id, prev_event_id) SELECT $1, unnest($17::text[])

@@ -240,3 +240,29 @@ async def test_across_a_large_gap_the_state_comes_from_state_ids(
         "GET", f"/_matrix/client/v3/rooms/{room.room_id}/state/m.room.member/{bob}", token=token
     )
     assert (status, member.get("displayname")) == (200, "Bobby")
+
+
+async def test_an_auth_event_first_stored_as_an_outlier_takes_its_place_in_the_timeline(
+    setup: tuple[RunningServer, str, RemoteRoom],
+) -> None:
+    """Bob's new membership is an auth event of his next message: it is fetched
+    (/event_auth) and stored as an outlier before /get_missing_events brings
+    it as a prev event, when it becomes a full event of the room."""
+    hs, token, room = setup
+    bob = room.user("bob")
+    renamed = room.build(
+        "m.room.member", {"membership": "join", "displayname": "Bob B."}, state_key=bob
+    )
+    last = room.message("new name")
+    assert renamed.event_id in last.auth_event_ids
+    status, body = await room.send([last])
+    assert (status, body) == (200, {"pdus": {last.event_id: {}}})
+    paths = [r[1] for r in room.remote.received]
+    assert any(p.startswith(f"{V1}/event_auth/") for p in paths)
+    events = await timeline(hs, token, room.room_id)
+    assert [e["event_id"] for e in events[-2:]] == [renamed.event_id, last.event_id]
+    assert events[-2]["content"]["displayname"] == "Bob B."
+    status, state = await hs.request(
+        "GET", f"/_matrix/client/v3/rooms/{room.room_id}/state", token=token
+    )
+    assert renamed.event_id in {e["event_id"] for e in state}
