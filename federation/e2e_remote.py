@@ -24,6 +24,7 @@ from urllib.parse import quote
 
 import attrs
 
+from federation.http import FEDERATION_V1
 from federation.transport import FederationClient, FederationError
 from homeserver.devices_sync import DeviceListService
 from homeserver.e2e.signing import canonical, loads
@@ -34,7 +35,6 @@ from storage.e2e_remote import CachedDevice, CachedUser, RemoteKeyStore
 
 logger = logging.getLogger(__name__)
 
-FEDERATION_V1 = "/_matrix/federation/v1"
 # A resync runs while the remote's transaction waits for our answer.
 RESYNC_TIMEOUT_S = 10.0
 
@@ -252,7 +252,7 @@ class FederationRemoteKeys:
         answer = await self._request(
             "POST", server, "/user/keys/query", {"device_keys": missing}, timeout_ms / 1000
         )
-        fetched = [u for u in (_from_query(u, answer) for u in missing) if u is not None]
+        fetched = [user for user in (_from_query(user_id, answer) for user_id in missing) if user]
         await self._store.replace([u for u in fetched if status[u.user_id].shares], position)
         for user in fetched:
             _add_to_answer(user, device_keys[user.user_id], result)
