@@ -14,8 +14,7 @@ import json
 
 import asyncpg
 
-from homeserver.events.event import Event
-from storage.events import NewEvent
+from storage.events import NewEvent, _body_text, _relation
 
 _PERSIST_RECEIVED = """
 WITH new_event AS (
@@ -61,22 +60,6 @@ WITH new_event AS (
 )
 UPDATE rooms SET head_stream = greatest(head_stream, $8) WHERE room_id = $2
 """
-
-
-def _body_text(event: Event) -> str | None:
-    key = {"m.room.message": "body", "m.room.name": "name", "m.room.topic": "topic"}.get(event.type)
-    value = event.content.get(key) if key else None
-    return value if isinstance(value, str) else None
-
-
-def _relation(event: Event) -> tuple[str | None, str | None]:
-    relates = event.content.get("m.relates_to")
-    if not isinstance(relates, dict):
-        return None, None
-    rel_type, target = relates.get("rel_type"), relates.get("event_id")
-    if isinstance(rel_type, str) and isinstance(target, str):
-        return rel_type, target
-    return None, None
 
 
 async def persist_received(
