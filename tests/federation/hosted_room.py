@@ -145,10 +145,15 @@ class HostedRoom:
         }
 
     def serve(
-        self, send_join_answer: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+        self,
+        send_join_answer: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+        *,
+        v2: bool = True,
     ) -> None:
         """Add the resident server's membership endpoints to the remote's app
-        (before it starts). `send_join_answer` may tamper with the answer."""
+        (before it starts). `send_join_answer` may tamper with the answer;
+        without `v2` only the v1 send_join and send_leave are served (their
+        answers are [200, body])."""
         remote = self.remote
         router = remote.app.router
 
@@ -181,8 +186,21 @@ class HostedRoom:
 
         for name in ("make_join", "make_leave", "make_knock"):
             router.add_get(f"{V1}/{name}/{{roomId}}/{{userId}}", remote.handler(make))
-        router.add_put(f"{V2}/send_join/{{roomId}}/{{eventId}}", remote.handler(send_join))
-        router.add_put(f"{V2}/send_leave/{{roomId}}/{{eventId}}", remote.handler(send_other))
+        if v2:
+            router.add_put(f"{V2}/send_join/{{roomId}}/{{eventId}}", remote.handler(send_join))
+            router.add_put(f"{V2}/send_leave/{{roomId}}/{{eventId}}", remote.handler(send_other))
+        else:
+
+            def v1(answer: Any) -> Any:
+                async def respond(request: web.Request, origin: str, body: Any) -> Any:
+                    return [200, await answer(request, origin, body)]
+
+                return respond
+
+            router.add_put(f"{V1}/send_join/{{roomId}}/{{eventId}}", remote.handler(v1(send_join)))
+            router.add_put(
+                f"{V1}/send_leave/{{roomId}}/{{eventId}}", remote.handler(v1(send_other))
+            )
         router.add_put(f"{V1}/send_knock/{{roomId}}/{{eventId}}", remote.handler(send_other))
 
     async def invite(self, hs: RunningServer, user_id: str) -> tuple[int, Any, Event]:

@@ -139,3 +139,21 @@ async def test_a_bad_send_join_answer_is_refused_and_nothing_is_stored(
     assert stored == {}
     assert await fed_hs.server.event_store.room_version(room.room_id) is None
     assert room.room_id not in (await sync(fed_hs, token)).get("rooms", {}).get("join", {})
+
+
+async def test_a_server_without_send_join_v2_is_joined_through_v1(
+    fed_hs: RunningServer, remote_factory: Any
+) -> None:
+    remote = await remote_factory(start=False)
+    room = HostedRoom(remote, "6")
+    room.serve(v2=False)
+    await started(remote, fed_hs)
+    token = (await fed_hs.register("bob"))["access_token"]
+
+    status, body = await fed_hs.request(
+        "POST", f"{CLIENT}/join/{room.room_id}?via={remote.server_name}", token=token, json={}
+    )
+    assert status == 200, body
+    sent = [(method, path.split("/")[3:5]) for method, path, _, _ in remote.received]
+    assert sent == [("GET", ["v1", "make_join"]), ("PUT", ["v1", "send_join"])]
+    assert room.room_id in (await sync(fed_hs, token))["rooms"]["join"]
