@@ -65,10 +65,12 @@ def _unversioned(answer: Any) -> Any:
 
 
 def _parse(pdu: Any, room_version: RoomVersion, room_id: str) -> Event:
+    """An event of another server's answer, without its `unsigned` (what the
+    sender's server said about it is not kept as part of the event)."""
     if not isinstance(pdu, Mapping):
         raise BadAnswer("an event is not an object")
     try:
-        event = parse_event(pdu, room_version)
+        event = parse_event({k: v for k, v in pdu.items() if k != "unsigned"}, room_version)
     except InvalidEventError as e:
         raise BadAnswer(f"invalid event: {e}") from None
     if event.room_id != room_id:
@@ -164,7 +166,7 @@ class RemoteMembership:
         except FederationError as e:
             raise _refused(e) from None
         try:
-            returned = await self._same_event(
+            returned = self._same_event(
                 answer.get("event") if isinstance(answer, dict) else None, event
             )
             await self._check_signature(returned.pdu, room_version, server)
@@ -277,8 +279,8 @@ class RemoteMembership:
         _check_all_auth([*state, *chain], create)
         join = ours
         if answer.get("event") is not None:
-            join = await self._same_event(answer["event"], ours)
-            await verify_or_bad(self._keys(), join)
+            join = self._same_event(answer["event"], ours)
+            await _verify(self._keys(), join)
         try:
             check_auth(room_version, join, by_key)
         except AuthError as e:
@@ -289,12 +291,12 @@ class RemoteMembership:
         """Parse one event of an answer and check its signatures; an event
         whose content hash does not match is taken redacted, as the spec says."""
         event = _parse(pdu, room_version, room_id)
-        await verify_or_bad(self._keys(), event)
+        await _verify(self._keys(), event)
         if not check_content_hash(event.pdu):
             event = _parse(redact(event.pdu, room_version), room_version, room_id)
         return event
 
-    async def _same_event(self, pdu: Any, ours: Event) -> Event:
+    def _same_event(self, pdu: Any, ours: Event) -> Event:
         """The resident or invited server's copy of our event: the same event
         with more signatures, nothing else changed."""
         returned = _parse(pdu, ours.room_version, ours.room_id)
@@ -319,7 +321,7 @@ class RemoteMembership:
             raise BadAnswer(f"{server}'s signature does not verify: {e}") from None
 
 
-async def verify_or_bad(keys: KeyRing, event: Event) -> None:
+async def _verify(keys: KeyRing, event: Event) -> None:
     try:
         await verify_pdu_signatures(keys, event.pdu, event.room_version)
     except InvalidEventError as e:
@@ -330,7 +332,7 @@ def _check_all_auth(events: Sequence[Event], create: Event) -> None:
     """Every event passes the auth rules against its own auth events, all of
     which must be in the answer."""
     by_id = {e.event_id: e for e in events}
-    for event in sorted(by_id.values(), key=lambda e: e.depth):
+    for event in by_id.values():
         room_version = event.room_version
         missing = [i for i in event.auth_event_ids if i not in by_id]
         if missing:
