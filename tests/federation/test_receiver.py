@@ -266,3 +266,22 @@ async def test_an_auth_event_first_stored_as_an_outlier_takes_its_place_in_the_t
         "GET", f"/_matrix/client/v3/rooms/{room.room_id}/state", token=token
     )
     assert renamed.event_id in {e["event_id"] for e in state}
+
+
+async def test_pdus_from_a_server_the_room_acl_denies_are_refused(
+    setup: tuple[RunningServer, str, RemoteRoom],
+) -> None:
+    hs, token, room = setup
+    status, acl = await hs.request(
+        "PUT",
+        f"/_matrix/client/v3/rooms/{room.room_id}/state/m.room.server_acl/",
+        token=token,
+        json={"allow": ["*"], "deny": ["127.0.0.1"]},
+    )
+    assert status == 200, acl
+    await room.learn(acl["event_id"])
+    denied = room.message("denied")
+    status, body = await room.send([denied])
+    assert status == 200
+    assert "server ACL" in body["pdus"][denied.event_id]["error"]
+    assert "denied" not in {b for _, b in bodies(await timeline(hs, token, room.room_id))}
