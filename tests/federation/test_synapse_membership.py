@@ -143,3 +143,77 @@ async def test_a_leave_and_a_ban_are_seen_on_both_sides(
 
 async def _equal(found: Any, expected: str) -> bool:
     return await found == expected
+
+
+async def test_our_user_joins_a_synapse_room_of_version_12(
+    synapse: SynapseServer, server_factory: Any
+) -> None:
+    hs = await start_federating_server(server_factory)
+    syd = await synapse.register()
+    room_id = await syd.create_room(preset="public_chat", name="Twelve", room_version="12")
+    bob = await ours(hs, synapse, "bob")
+
+    assert await bob.join(room_id, via=[synapse.server_name]) == room_id
+    create = await bob.ok("GET", f"/_matrix/client/v3/rooms/{quote(room_id)}/state/m.room.create/")
+    assert create["room_version"] == "12"
+    await wait_until(
+        lambda: _same(members(syd, room_id), {syd.user_id, bob.user_id}),
+        "Synapse to see our user joined",
+    )
+
+
+async def test_our_user_rejects_a_synapse_invite(
+    synapse: SynapseServer, server_factory: Any
+) -> None:
+    hs = await start_federating_server(server_factory)
+    syd = await synapse.register()
+    bob = await ours(hs, synapse, "bob")
+    room_id = await syd.create_room(preset="private_chat")
+    await syd.invite(room_id, bob.user_id)
+    await bob.sync_until_invite(room_id)
+
+    await bob.leave(room_id)
+    await wait_until(
+        lambda: _equal(membership_of(syd, room_id, bob.user_id), "leave"),
+        "Synapse to see the invite rejected",
+    )
+    rooms = (await bob.sync()).get("rooms", {})
+    assert room_id not in rooms.get("invite", {})
+    assert room_id in rooms.get("leave", {})
+
+
+async def test_our_user_knocks_on_a_synapse_room_and_is_let_in(
+    synapse: SynapseServer, server_factory: Any
+) -> None:
+    hs = await start_federating_server(server_factory)
+    syd = await synapse.register()
+    room_id = await syd.create_room(
+        preset="private_chat",
+        name="Knock knock",
+        room_version="10",
+        initial_state=[
+            {"type": "m.room.join_rules", "state_key": "", "content": {"join_rule": "knock"}}
+        ],
+    )
+    bob = await ours(hs, synapse, "bob")
+
+    await bob.ok(
+        "POST",
+        f"/_matrix/client/v3/knock/{quote(room_id)}?via={synapse.server_name}",
+        {"reason": "hello?"},
+    )
+    knock = await bob.sync_until(
+        lambda r: r.get("rooms", {}).get("knock", {}).get(room_id), what="the knock in sync"
+    )
+    names = [e["content"] for e in knock["knock_state"]["events"] if e["type"] == "m.room.name"]
+    assert names == [{"name": "Knock knock"}]
+    assert await membership_of(syd, room_id, bob.user_id) == "knock"
+
+    # Synapse's user lets ours in with an invite; ours accepts it.
+    await syd.invite(room_id, bob.user_id)
+    await bob.sync_until_invite(room_id)
+    assert await bob.join(room_id) == room_id
+    await wait_until(
+        lambda: _same(members(syd, room_id), {syd.user_id, bob.user_id}),
+        "Synapse to see the knocker joined",
+    )
