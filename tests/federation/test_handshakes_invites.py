@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
-from signedjson.key import get_verify_key
+from signedjson.key import generate_signing_key, get_verify_key
 
 from homeserver.events.event import parse_event
 from homeserver.events.redaction import redact
@@ -178,3 +178,52 @@ async def test_a_remote_members_invite_into_our_room_joins_the_dag(
     names = [e["content"] for e in entry if e["type"] == "m.room.name"]
     assert names == [{"name": "Shared"}]
     assert entry[-1]["event_id"] == invite.event_id
+
+
+async def test_an_invite_to_a_version_1_room_through_invite_v1(
+    fed_hs: RunningServer, remote_factory: Any
+) -> None:
+    remote = await remote_factory(start=False)
+    room = HostedRoom(remote, "1")
+    await started(remote, fed_hs)
+    token = (await fed_hs.register("bob"))["access_token"]
+    invite = room.build("m.room.member", {"membership": "invite"}, state_key=BOB)
+    pdu = {**invite.pdu, "unsigned": {"invite_room_state": [room.stripped(NAME)]}}
+
+    status, body = await remote.request(
+        fed_hs,
+        "PUT",
+        f"/_matrix/federation/v1/invite/{path_quote(room.room_id)}/{path_quote(invite.event_id)}",
+        json_body=pdu,
+    )
+    assert status == 200, body
+    assert body[0] == 200
+    assert set(body[1]["event"]["signatures"]) == {"localhost", remote.server_name}
+    entry = (await sync(fed_hs, token))["rooms"]["invite"][room.room_id]["invite_state"]["events"]
+    assert [e["type"] for e in entry] == ["m.room.name", "m.room.member"]
+
+
+async def test_an_invite_signed_with_another_key_is_refused(
+    fed_hs: RunningServer, remote_factory: Any
+) -> None:
+    remote = await remote_factory(start=False)
+    room = HostedRoom(remote, "10")
+    await started(remote, fed_hs)
+    token = (await fed_hs.register("bob"))["access_token"]
+    invite = room.build("m.room.member", {"membership": "invite"}, state_key=BOB)
+    forged = sign_event(
+        {k: v for k, v in invite.pdu.items() if k != "signatures"},
+        remote.server_name,
+        generate_signing_key(remote.signing_key.version),
+        room.version,
+    )
+
+    status, body = await remote.request(
+        fed_hs,
+        "PUT",
+        f"{V2}/invite/{path_quote(room.room_id)}/{path_quote(invite.event_id)}",
+        json_body={"room_version": "10", "event": forged, "invite_room_state": []},
+    )
+    assert (status, body["errcode"]) == (403, "M_FORBIDDEN")
+    assert await fed_hs.server.event_store.get_events([invite.event_id]) == {}
+    assert room.room_id not in (await sync(fed_hs, token)).get("rooms", {}).get("invite", {})
