@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import weakref
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -76,6 +78,11 @@ class RoomService:
         # Rooms hosted elsewhere; None when this server does not federate.
         self._remote = remote
         self._remote_memberships = remote_memberships
+        # One handshake with other servers per room at a time: a second local
+        # user joining the same remote room waits, then joins locally.
+        self._remote_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
 
     async def member_content(self, user_id: str, membership: str) -> dict[str, Any]:
         """A join's content carries the joiner's current display name and avatar."""
@@ -299,9 +306,27 @@ class RoomService:
             or self._remote_memberships is None
             or target != user_id
             or action not in ("join", "knock", "leave")
-            or await self._remote_memberships.is_resident(room_id, self._server_name)
         ):
             return None
+        lock = self._remote_locks.get(room_id)
+        if lock is None:
+            lock = self._remote_locks[room_id] = asyncio.Lock()
+        async with lock:
+            if await self._remote_memberships.is_resident(room_id, self._server_name):
+                return None
+            return await self._handshake(user_id, room_id, action, reason, extra, servers)
+
+    async def _handshake(
+        self,
+        user_id: str,
+        room_id: str,
+        action: str,
+        reason: str | None,
+        extra: dict[str, Any] | None,
+        servers: Sequence[str],
+    ) -> StoredEvent | None:
+        """The handshake through the candidate servers; None if there are none."""
+        assert self._remote is not None and self._remote_memberships is not None
         latest = await self._remote_memberships.latest(room_id, user_id)
         candidates = list(servers)
         if latest is not None:

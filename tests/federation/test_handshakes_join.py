@@ -3,6 +3,7 @@ ScriptedRemote resident server with a real, signed room DAG."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -157,3 +158,28 @@ async def test_a_server_without_send_join_v2_is_joined_through_v1(
     sent = [(method, path.split("/")[3:5]) for method, path, _, _ in remote.received]
     assert sent == [("GET", ["v1", "make_join"]), ("PUT", ["v1", "send_join"])]
     assert room.room_id in (await sync(fed_hs, token))["rooms"]["join"]
+
+
+async def test_two_of_our_users_join_a_remote_room_at_once(
+    fed_hs: RunningServer, remote_factory: Any
+) -> None:
+    remote = await remote_factory(start=False)
+    room = HostedRoom(remote, "10")
+    room.serve()
+    await started(remote, fed_hs)
+    tokens = [(await fed_hs.register(name))["access_token"] for name in ("bob", "carol")]
+
+    async def join(token: str) -> int:
+        status, body = await fed_hs.request(
+            "POST", f"{CLIENT}/join/{room.room_id}?via={remote.server_name}", token=token, json={}
+        )
+        assert status == 200, body
+        return status
+
+    await asyncio.gather(*(join(t) for t in tokens))
+    # One handshake; the second joiner found this server in the room already.
+    assert [e for e, _ in room.handshakes] == ["send_join"]
+    status, members = await fed_hs.request(
+        "GET", f"{CLIENT}/rooms/{room.room_id}/joined_members", token=tokens[0]
+    )
+    assert set(members["joined"]) == {room.alice, "@bob:localhost", "@carol:localhost"}
