@@ -583,6 +583,32 @@ class EventPipeline:
                 self._publish(new, committed)
         return (await self._events.get_events([event.event_id]))[event.event_id]
 
+    async def leave_out_of_band(self, member: Event, content: Mapping[str, Any]) -> StoredEvent:
+        """Reject an invite (or withdraw a knock) of a room none of whose
+        servers can be reached: a leave built and signed here on top of the
+        invite or knock alone (the only event of the room we know), stored
+        out of band, so that the user's sync moves the room to `leave`. The
+        room's servers never hear of it."""
+        assert member.state_key is not None
+        key = ("m.room.member", member.state_key)
+        try:
+            leave = build_event(
+                member.room_version,
+                room_id=member.room_id,
+                type="m.room.member",
+                sender=member.state_key,
+                content={**content, "membership": "leave"},
+                state_key=member.state_key,
+                prev_events=[member],
+                state=lambda t, k: member if (t, k) == key else None,
+                origin_server_ts=_now_ms(),
+                server_name=self._server_name,
+                signing_key=self._signing_key,
+            )
+        except InvalidEventError as e:
+            raise MatrixError(400, "M_BAD_JSON", str(e)) from None
+        return await self.store_out_of_band_member(leave, member.sender)
+
     async def receive_remote(
         self, event: Event, *, prev_states: Mapping[str, StateMap] | None = None
     ) -> Reception:

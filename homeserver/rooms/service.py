@@ -325,7 +325,8 @@ class RoomService:
         extra: dict[str, Any] | None,
         servers: Sequence[str],
     ) -> StoredEvent | None:
-        """The handshake through the candidate servers; None if there are none."""
+        """The handshake through the candidate servers; None when this server
+        can do it alone."""
         assert self._remote is not None and self._remote_memberships is not None
         latest = await self._remote_memberships.latest(room_id, user_id)
         candidates = list(servers)
@@ -333,23 +334,30 @@ class RoomService:
             candidates.append(latest.sender.partition(":")[2])
         candidates.append(room_id.partition(":")[2])
         candidates = [s for s in dict.fromkeys(candidates) if s and s != self._server_name]
-        if not candidates:
-            return None
         if action == "leave":
             if latest is None or latest.membership not in ("invite", "knock"):
                 return None
-            content: dict[str, Any] = {"membership": "leave"}
-        else:
-            content = await self.member_content(user_id, action)
-            content.update(extra or {})
+            content: dict[str, Any] = {} if reason is None else {"reason": reason}
+            if candidates:
+                try:
+                    return await self._remote.leave(room_id, user_id, content, candidates)
+                except MatrixError:
+                    pass
+            member = (await self._events.get_events([latest.event_id]))[latest.event_id]
+            if member.state_group is not None:
+                # In the room's DAG here: an ordinary leave event.
+                return None
+            # As Synapse: an invite from a server that cannot be reached (or
+            # refuses) is still rejected here, so that it goes away.
+            return await self._pipeline.leave_out_of_band(member.event, content)
+        if not candidates:
+            return None
+        content = await self.member_content(user_id, action)
+        content.update(extra or {})
         if reason is not None:
             content["reason"] = reason
         content.pop("membership")
-        handshake = {
-            "join": self._remote.join,
-            "knock": self._remote.knock,
-            "leave": self._remote.leave,
-        }[action]
+        handshake = self._remote.join if action == "join" else self._remote.knock
         return await handshake(room_id, user_id, content, candidates)
 
     def _needs_remote_invite(self, target: str) -> bool:

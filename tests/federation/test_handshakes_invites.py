@@ -227,3 +227,23 @@ async def test_an_invite_signed_with_another_key_is_refused(
     assert (status, body["errcode"]) == (403, "M_FORBIDDEN")
     assert await fed_hs.server.event_store.get_events([invite.event_id]) == {}
     assert room.room_id not in (await sync(fed_hs, token)).get("rooms", {}).get("invite", {})
+
+
+async def test_an_invite_from_a_server_that_does_not_answer_is_rejected_here(
+    fed_hs: RunningServer, remote_factory: Any
+) -> None:
+    remote = await remote_factory(start=False)
+    room = HostedRoom(remote, "10")  # serves no make_leave
+    await started(remote, fed_hs)
+    token = (await fed_hs.register("bob"))["access_token"]
+    status, body, _ = await room.invite(fed_hs, BOB)
+    assert status == 200, body
+    since = (await sync(fed_hs, token))["next_batch"]
+
+    status, body = await fed_hs.request(
+        "POST", f"{CLIENT}/rooms/{room.room_id}/leave", token=token, json={}
+    )
+    assert status == 200, body
+    rooms = (await sync(fed_hs, token, since))["rooms"]
+    assert room.room_id in rooms["leave"]
+    assert room.room_id not in rooms.get("invite", {})
