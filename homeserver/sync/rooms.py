@@ -158,11 +158,13 @@ class RoomsSyncProvider:
         known |= await self._summaries(user_id, rooms, lazy, known)
         stripped_ids, stripped_events = await self._stripped_state(stripped)
         known |= stripped_events
-        sent_along = await self._out_of_band.stripped_state(
+        # Invites and knocks out of band: their stripped state came with them.
+        out_of_band = [
             i.event_id
             for i in stripped
             if i.event_id in known and known[i.event_id].state_group is None
-        )
+        ]
+        sent_along = await self._out_of_band.stripped_state(out_of_band) if out_of_band else {}
 
         by_id = await self._serialize(request, rooms, known)
         for room in rooms:
