@@ -103,6 +103,7 @@ class MembershipHandshakes:
             raise bad_json("Not an invite of a user of this server")
         if _server_of(event.sender) != origin:
             raise forbidden("A server may only send its own users' invites")
+        await self._reads.check_acl(origin, room_id)
         user = await self._users.get_user(invitee)
         if user is None or user.deactivated:
             raise not_found("No such user here")
