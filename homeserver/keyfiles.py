@@ -7,10 +7,6 @@ import ipaddress
 import secrets
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from signedjson.key import generate_signing_key, read_signing_keys, write_signing_keys
 from signedjson.types import SigningKey
 
@@ -42,6 +38,13 @@ def ensure_self_signed_certificate(cert_path: Path, key_path: Path, server_name:
     """
     if cert_path.exists() and key_path.exists():
         return
+    # Imported here: only a first start needs it, and `cryptography` would
+    # otherwise stay resident in every server process (about 10 MB).
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
     key = ec.generate_private_key(ec.SECP256R1())
     host = server_name.rsplit(":", 1)[0].strip("[]") if server_name.count(":") <= 1 else server_name
     names: list[x509.GeneralName] = [x509.DNSName("localhost")]

@@ -3,15 +3,21 @@ their callers because decoding and resizing are CPU work.
 
 Only JPEG, PNG, GIF and WebP are ever decoded: every decoder Pillow is
 allowed to use on uploaded bytes is attack surface.
+
+Pillow is imported on first use, not with the module: a server that never
+makes a thumbnail keeps its memory (a few MB of resident pages) for other work.
 """
 
 from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import attrs
-from PIL import Image, ImageOps, ImageSequence
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 DECODERS = ("JPEG", "PNG", "GIF", "WEBP")
 THUMBNAIL_SOURCE_TYPES = frozenset(
@@ -36,6 +42,8 @@ class ImageInfo:
 
 
 def _open(source: Path | bytes, max_pixels: int) -> Image.Image:
+    from PIL import Image
+
     try:
         image = Image.open(
             source if isinstance(source, Path) else io.BytesIO(source), formats=DECODERS
@@ -87,6 +95,8 @@ def _rgb(image: Image.Image) -> Image.Image:
 
 
 def _resize(image: Image.Image, width: int, height: int, method: str) -> Image.Image:
+    from PIL import Image
+
     image = _rgb(image)
     if method == "scale":
         return image.resize((width, height), Image.Resampling.LANCZOS)
@@ -118,6 +128,8 @@ def render(
     (frame durations and loop count kept); otherwise the first frame only,
     encoded as `output_type`.
     """
+    from PIL import ImageOps, ImageSequence
+
     out = io.BytesIO()
     with _open(source, max_pixels) as image:
         # Every frame is decoded: the pixel bound covers all of them, and an
