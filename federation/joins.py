@@ -7,6 +7,12 @@ send_join takes the template back, signed by the joining server, verifies it
 event pipeline), persists it like any other event, and answers with the room
 state before the join and its auth chain, so that the joining server can
 start from there.
+
+Restricted rooms (rooms 8+): when the joiner needs someone's word, make_join
+names one of our members able to invite in `join_authorised_via_users_server`
+(homeserver/rooms/restricted.py decides), and send_join signs the join
+before anything else: the auth rules require that signature, so ours is what
+lets the join in, and the joining server gets the event back with it.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from homeserver.events.hashing import check_content_hash, compute_reference_hash
 from homeserver.events.room_versions import EventFormat, RoomVersion
 from homeserver.events.signing import sign_event
 from homeserver.rooms.pipeline import EventPipeline
+from homeserver.rooms.restricted import AUTHORISER_KEY, RestrictedJoins
 from storage.database import now_ms
 from storage.events import EventStore
 from storage.federation_reads import FederationReadStore
@@ -47,6 +54,7 @@ class JoinService:
         read_store: FederationReadStore,
         pipeline: EventPipeline,
         keys: KeyRing,
+        restricted: RestrictedJoins,
         *,
         server_name: str,
         signing_key: SigningKey,
@@ -56,6 +64,7 @@ class JoinService:
         self._read_store = read_store
         self._pipeline = pipeline
         self._keys = keys
+        self._restricted = restricted
         self._server_name = server_name
         self._signing_key = signing_key
 
@@ -69,7 +78,9 @@ class JoinService:
     async def make_join(
         self, origin: str, room_id: str, user_id: str, supported_versions: list[str]
     ) -> dict[str, Any]:
-        """A join template for `user_id`; 403 if the room would refuse the join."""
+        """A join template for `user_id`; 403 if the room would refuse the join
+        (400 M_UNABLE_TO_AUTHORISE_JOIN or M_UNABLE_TO_GRANT_JOIN when this
+        server cannot vouch for a restricted join another server might)."""
         if _server_of(user_id) != origin:
             raise forbidden("A server may only join its own users")
         room_version = await self._room(origin, room_id)
@@ -80,25 +91,26 @@ class JoinService:
                 "Your server does not support this room's version",
                 room_version=room_version.identifier,
             )
-        draft = {
-            "type": "m.room.member",
-            "state_key": user_id,
-            "sender": user_id,
-            "content": {"membership": "join"},
-        }
-        keys = sorted(auth_types_for_event(room_version, draft))
         state_ids = await self._events.current_state_ids(room_id)
         extremities = (await self._read_store.extremities(room_id))[:MAX_PREV_EVENTS]
         wanted = {*state_ids.values(), *(e for e, _ in extremities)}
         loaded = await self._events.get_events(wanted)
         state = {k: loaded[i].event for k, i in state_ids.items() if i in loaded}
-        auth_events = [state[k] for k in keys if k in state]
-        template: dict[str, Any] = {
-            "room_id": room_id,
+        content: dict[str, Any] = {"membership": "join"}
+        authoriser = await self._restricted.authoriser(room_version, room_id, state, user_id)
+        if authoriser is not None:
+            content[AUTHORISER_KEY] = authoriser
+        draft = {
             "type": "m.room.member",
             "state_key": user_id,
             "sender": user_id,
-            "content": {"membership": "join"},
+            "content": content,
+        }
+        keys = sorted(auth_types_for_event(room_version, draft))
+        auth_events = [state[k] for k in keys if k in state]
+        template: dict[str, Any] = {
+            **draft,
+            "room_id": room_id,
             "prev_events": [_reference(loaded[e].event) for e, _ in extremities],
             "auth_events": [_reference(e) for e in auth_events],
             "depth": min(max(d for _, d in extremities) + 1, max_depth(room_version)),
@@ -128,7 +140,8 @@ class JoinService:
     async def send_join(
         self, origin: str, room_id: str, event_id: str, pdu: Mapping[str, Any]
     ) -> dict[str, Any]:
-        """Verify and persist a join; answer with the state and auth chain before it."""
+        """Verify, sign and persist a join; answer with the state and auth
+        chain before it, and the join as signed here."""
         room_version = await self._room(origin, room_id)
         try:
             event = parse_event(pdu, room_version, event_id=event_id)
@@ -144,22 +157,25 @@ class JoinService:
             raise bad_json("Not a join event")
         if _server_of(event.sender) != origin:
             raise forbidden("A server may only join its own users")
-        try:
-            await verify_pdu_signatures(self._keys, pdu, room_version)
-        except InvalidEventError as e:
-            raise forbidden(str(e)) from None
+        if room_version.restricted_join_rule and AUTHORISER_KEY in event.content:
+            await self._check_vouching(room_id, event)
         if not check_content_hash(pdu):
             raise bad_json("The event's content hash does not match")
-        await self._pipeline.accept_remote(event)
-        state = await self._reads.state_before(room_id, event.event_id)
-        chain = await self._reads.auth_chain(
-            room_version, room_id, [*state.values(), *event.auth_event_ids]
-        )
         signed = sign_event(
             {k: v for k, v in pdu.items() if k != "unsigned"},
             self._server_name,
             self._signing_key,
             room_version,
+        )
+        try:
+            await verify_pdu_signatures(self._keys, signed, room_version)
+        except InvalidEventError as e:
+            raise forbidden(str(e)) from None
+        event = parse_event(signed, room_version, event_id=event_id)
+        await self._pipeline.accept_remote(event)
+        state = await self._reads.state_before(room_id, event.event_id)
+        chain = await self._reads.auth_chain(
+            room_version, room_id, [*state.values(), *event.auth_event_ids]
         )
         return {
             "origin": self._server_name,
@@ -168,6 +184,17 @@ class JoinService:
             "event": signed,
             "members_omitted": False,
         }
+
+    async def _check_vouching(self, room_id: str, event: Event) -> None:
+        """A join naming one of our users is signed only if we would name one
+        now: the joiner must still be in an allowed room (the auth rules then
+        check the named user is joined and may invite)."""
+        authoriser = event.content[AUTHORISER_KEY]
+        if not isinstance(authoriser, str) or _server_of(authoriser) != self._server_name:
+            raise bad_json(
+                f"This server vouches only for joins naming its own users in {AUTHORISER_KEY}"
+            )
+        await self._restricted.current_authoriser(room_id, event.sender)
 
 
 def _reference(event: Event) -> str | list[Any]:

@@ -35,6 +35,7 @@ from homeserver.events.redaction import redact
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS, EventFormat, RoomVersion
 from homeserver.events.signing import key_validity_ts, sign_event
 from homeserver.rooms.pipeline import EventPipeline
+from homeserver.rooms.restricted import AUTHORISER_KEY
 from storage.database import now_ms
 from storage.events import StoredEvent
 
@@ -281,6 +282,9 @@ class RemoteMembership:
         if answer.get("event") is not None:
             join = self._same_event(answer["event"], ours)
             await _verify(self._keys(), join)
+        elif AUTHORISER_KEY in ours.content:
+            # A restricted join is valid only with the authorising server's signature.
+            raise BadAnswer("send_join did not give back the join it authorised")
         try:
             check_auth(room_version, join, by_key)
         except AuthError as e:

@@ -23,6 +23,7 @@ from federation.api_query import FederationQueryApi
 from federation.api_rooms import FederationRoomsApi
 from federation.api_send import FederationSendApi
 from federation.auth import RequestVerifier
+from federation.backfill import FederationBackfill
 from federation.backoff import Backoff
 from federation.discovery import DnsSrv, HttpWellKnown, ServerResolver
 from federation.e2e_remote import FederationRemoteKeys
@@ -130,6 +131,7 @@ from homeserver.rooms.pipeline import EventPipeline
 from homeserver.rooms.profile_updates import MemberProfileUpdater
 from homeserver.rooms.relations import RelationsService
 from homeserver.rooms.reports import ReportService
+from homeserver.rooms.restricted import RestrictedJoins
 from homeserver.rooms.search import SearchService
 from homeserver.rooms.service import RoomService
 from homeserver.rooms.upgrade import RoomUpgrader
@@ -171,6 +173,7 @@ from storage.relations import RelationStore
 from storage.remote_media import RemoteMediaStore
 from storage.remote_membership import RemoteMembershipStore
 from storage.reports import ReportStore
+from storage.restricted_joins import RestrictedJoinStore
 from storage.rooms import RoomStore
 from storage.search import SearchStore
 from storage.server_keys import ServerKeyStore
@@ -334,6 +337,10 @@ class HomeServer:
         room_store = RoomStore(pool)
         moderation = Moderation(AdminUserStore(pool), AdminRoomStore(pool))
         await moderation.start()
+        # Shared with the federation listener, which authorises other servers' joins.
+        self.restricted_joins = RestrictedJoins(
+            events, RestrictedJoinStore(pool), server_name=config.server_name
+        )
         rooms = RoomService(
             self.pipeline,
             events,
@@ -351,6 +358,7 @@ class HomeServer:
                 signing_key=self.signing_key,
             ),
             remote_memberships=RemoteMembershipStore(pool),
+            restricted=self.restricted_joins,
         )
         profiles.add_listener(MemberProfileUpdater(rooms).profile_changed)
         history_store = HistoryStore(pool)
@@ -516,6 +524,15 @@ class HomeServer:
                     state,
                     room_store,
                     IgnoredUsers(AccountDataStore(pool), self.notifier),
+                    # Older history of rooms joined through other servers.
+                    remote=FederationBackfill(
+                        lambda: self.federation_client,
+                        lambda: self.key_ring,
+                        events,
+                        directory_store,
+                        self.pipeline,
+                        server_name=config.server_name,
+                    ),
                 ),
                 formatter,
             ),
@@ -791,6 +808,7 @@ class HomeServer:
                     read_store,
                     self.pipeline,
                     self.key_ring,
+                    self.restricted_joins,
                     server_name=config.server_name,
                     signing_key=self.signing_key,
                 )

@@ -14,6 +14,7 @@ from homeserver.requester import Requester
 from homeserver.rooms.create import create_content, initial_events, parse_create_request
 from homeserver.rooms.pipeline import EventPipeline
 from homeserver.rooms.remote import RemoteRooms
+from homeserver.rooms.restricted import AUTHORISER_KEY, RestrictedJoins
 from homeserver.rooms.stripped import stripped_room_state
 from storage.events import EventStore, StoredEvent
 from storage.remote_membership import RemoteMembershipStore
@@ -67,6 +68,7 @@ class RoomService:
         moderation: RoomModeration | None = None,
         remote: RemoteRooms | None = None,
         remote_memberships: RemoteMembershipStore | None = None,
+        restricted: RestrictedJoins | None = None,
     ) -> None:
         self._pipeline = pipeline
         self._events = events
@@ -78,6 +80,8 @@ class RoomService:
         # Rooms hosted elsewhere; None when this server does not federate.
         self._remote = remote
         self._remote_memberships = remote_memberships
+        # Picks the member vouching for joins to rooms with a restricted join rule.
+        self._restricted = restricted
         # One handshake with other servers per room at a time: a second local
         # user joining the same remote room waits, then joins locally.
         self._remote_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = (
@@ -256,6 +260,10 @@ class RoomService:
             content["reason"] = reason
         if extra:
             content.update(extra)
+        if action == "join" and current not in ("join", "invite") and self._restricted is not None:
+            authoriser = await self._restricted.current_authoriser(room_id, target)
+            if authoriser is not None:
+                content[AUTHORISER_KEY] = authoriser
         if current_id is not None:
             previous = (await self._events.get_events([current_id])).get(current_id)
             if (
