@@ -108,6 +108,35 @@ class HistoryStore:
         )
         return (row["depth"], row["stream_ordering"]) if row else None
 
+    async def backward_extremities(
+        self, room_id: str, *, low: int | None, high: int, limit: int
+    ) -> list[str]:
+        """Prev events this server lacks (unknown, or known only as outliers,
+        without their place in the DAG) of the room's timeline events with
+        depth in [low, high] (no lower bound for None), those of the newest
+        events first: where older history must come from other servers.
+
+        Read through the room's topological index over the depth range a
+        page covered, so the cost follows the page, not the room.
+        """
+        rows = await self._pool.fetch(
+            """SELECT g.prev_event_id, max(e.depth) AS depth
+               FROM events e
+               JOIN event_edges g ON g.event_id = e.event_id
+               LEFT JOIN events p ON p.event_id = g.prev_event_id
+               WHERE e.room_id = $1 AND NOT e.outlier AND e.rejected_reason IS NULL
+                 AND ($2::bigint IS NULL OR e.depth >= $2) AND e.depth <= $3
+                 AND (p.event_id IS NULL OR p.state_group IS NULL)
+               GROUP BY g.prev_event_id
+               ORDER BY depth DESC, g.prev_event_id
+               LIMIT $4""",
+            room_id,
+            low,
+            high,
+            limit,
+        )
+        return [r["prev_event_id"] for r in rows]
+
     async def depth_at_stream(self, room_id: str, stream: int) -> int:
         """Depth of the room's newest event at or before a stream position (0 if none).
 

@@ -68,11 +68,17 @@ async def persist_received(
     *,
     soft_failed: bool,
     removed_state: list[tuple[str, str]],
+    historical: bool = False,
 ) -> None:
     """Write a received event with its edges, and, when it is live (neither
     rejected nor soft-failed), make it a forward extremity in place of its
     prev events and apply `new.current_state_delta` and `removed_state`
-    (keys state resolution dropped) to the current state."""
+    (keys state resolution dropped) to the current state.
+
+    A `historical` event (backfilled: older than what the room's head is
+    built on) never becomes a forward extremity; the caller gives it no
+    current state delta.
+    """
     event = new.event
     live = new.rejected_reason is None and not soft_failed
     rel_type, relates_to = _relation(event) if live else (None, None)
@@ -98,7 +104,7 @@ async def persist_received(
         soft_failed,
         list(event.prev_event_ids),
         list(event.auth_event_ids),
-        live,
+        live and not historical,
         [k[0] for k, _ in delta],
         [k[1] for k, _ in delta],
         [e for _, (e, _m) in delta],
@@ -116,3 +122,11 @@ async def current_state_ids(conn: asyncpg.Connection, room_id: str) -> dict[tupl
         "SELECT type, state_key, event_id FROM current_state WHERE room_id = $1", room_id
     )
     return {(r["type"], r["state_key"]): r["event_id"] for r in rows}
+
+
+async def historical_stream_ordering(conn: asyncpg.Connection) -> int:
+    """A stream position for a backfilled event: negative, from the outliers'
+    sequence (schema/0020_federation_membership.sql), so that history older
+    than the room's head never shows up in any stream reader's range (/sync
+    sees nothing new) while /messages orders it by depth."""
+    return -int(await conn.fetchval("SELECT nextval('outlier_stream')"))

@@ -11,6 +11,8 @@ Tokens are opaque to clients but have two forms here:
   events with keys > it, oldest first. The gap just before an event
   (d, s) is ``t<d>-<s-1>``, since keys are integers. /messages and /context
   make only this form (a /messages `start` echoes the `from` it was given).
+  The stream part is negative for events backfilled from other servers
+  (they have no place in the live stream), hence ``t<depth>--<n>``.
 - ``s<stream>``: a stream position, such as /sync hands out as `prev_batch`
   (build them with `stream_token`): everything the server had learnt of up to
   and including stream position `stream`. It is turned into the topological
@@ -28,13 +30,22 @@ users read nothing but single events (/event, /context) they may see. Every even
 `HistoryVisibility`, so what each of these users sees is the spec's rule.
 For users who left, pagination stops at their leave, as in Synapse, instead
 of scanning history they cannot see.
+
+Older history from other servers
+---------------------------------
+A room joined through another server starts here with the state and the
+join: what came before lives on the other servers. When a backwards page
+runs out of events, or crosses a backward extremity (an event whose prev
+events we lack), `RemoteHistory` is asked once to backfill from the
+extremities nearest the page, and the page is read again. What it brings is
+judged by history visibility like everything else.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import Any, Protocol
 
 import attrs
 
@@ -49,9 +60,11 @@ from storage.rooms import RoomStore
 from storage.state import StateKey, StateStore
 
 MEMBERSHIPS = ("invite", "join", "knock", "leave", "ban")
+# The backward extremities one backfill round starts from (Synapse asks for 5).
+_BACKFILL_POINTS = 5
 # Visibility may hide events; a page tries this many fetches to fill itself.
 _MAX_ROUNDS = 4
-_TOPOLOGICAL = re.compile(r"t(\d{1,19})-(\d{1,19})")
+_TOPOLOGICAL = re.compile(r"t(\d{1,19})-(-?\d{1,19})")
 _STREAM = re.compile(r"s(\d{1,19})(?:_.*)?", re.DOTALL)
 
 
@@ -73,7 +86,7 @@ def check_token(token: str | None) -> None:
     if token is None:
         return
     match = _TOPOLOGICAL.fullmatch(token) or _STREAM.fullmatch(token)
-    if match is None or any(int(n) > _MAX_BIGINT for n in match.groups() if n is not None):
+    if match is None or any(abs(int(n)) > _MAX_BIGINT for n in match.groups() if n is not None):
         raise invalid_param(f"Invalid pagination token {token!r}")
 
 
@@ -178,6 +191,15 @@ class RoomEventFilter:
         return self.contains_url is None or self.contains_url == has_url
 
 
+class RemoteHistory(Protocol):
+    """Older history of a room from the other servers in it (federation)."""
+
+    async def backfill(self, room_id: str, extremities: Sequence[str]) -> int:
+        """Fetch, check and store the events at and before `extremities`;
+        how many were stored. Never raises for a remote failure."""
+        ...
+
+
 @attrs.frozen
 class Page:
     """A /messages answer: `end` is None when there is nothing further."""
@@ -229,7 +251,9 @@ class HistoryService:
         state: StateStore,
         rooms: RoomStore,
         ignored: IgnoredUsers,
+        remote: RemoteHistory | None = None,
     ) -> None:
+        self._remote = remote
         self._history = history
         self._visibility = visibility
         self._events = events
@@ -340,20 +364,40 @@ class HistoryService:
         start_token = from_token if from_token is not None else topological_token(start)
         if not event_filter.allows_room(room_id):
             return Page([], [], start_token, None)
+        query = event_filter.timeline_query()
         scan = await self._scan(
-            user_id,
-            room_id,
-            start,
-            backwards=backwards,
-            limit=limit,
-            bound=bound,
-            query=event_filter.timeline_query(),
+            user_id, room_id, start, backwards=backwards, limit=limit, bound=bound, query=query
         )
+        if backwards and await self._backfilled(room_id, start, scan, bound):
+            scan = await self._scan(
+                user_id, room_id, start, backwards=True, limit=limit, bound=bound, query=query
+            )
         state: list[StoredEvent] = []
         if event_filter.lazy_load_members and scan.events:
             state = await self._members_of_senders(scan.events[0], scan.events)
         end = topological_token(scan.position) if scan.more else None
         return Page(scan.events, state, start_token, end)
+
+    async def _backfilled(
+        self, room_id: str, start: Position, scan: _Scan, bound: Position | None
+    ) -> bool:
+        """One backfill round for a backwards page that ran out of events or
+        crossed a backward extremity; whether it stored anything.
+
+        Only extremities of the events the page covered count (all older
+        ones once it ran out), never below the `to` bound.
+        """
+        if self._remote is None:
+            return False
+        low = scan.position[0] if scan.more else None
+        if bound is not None:
+            low = bound[0] if low is None else max(low, bound[0])
+        extremities = await self._history.backward_extremities(
+            room_id, low=low, high=start[0], limit=_BACKFILL_POINTS
+        )
+        if not extremities:
+            return False
+        return await self._remote.backfill(room_id, extremities) > 0
 
     async def _members_of_senders(
         self, at: StoredEvent, events: Iterable[StoredEvent]

@@ -43,7 +43,11 @@ from storage.events import (
     RoomWriter,
     StoredEvent,
 )
-from storage.received_events import current_state_ids, persist_received
+from storage.received_events import (
+    current_state_ids,
+    historical_stream_ordering,
+    persist_received,
+)
 from storage.remote_membership import save_stripped_state
 from storage.state import MAX_CHAIN_LENGTH, StateMap, StateStore
 from storage.streams import StreamIds
@@ -157,6 +161,24 @@ def _outlier_refusal(event: Event, accepted: Mapping[str, Event]) -> str | None:
     except AuthError as e:
         return e.message
     return None
+
+
+def _prev_state_sets(
+    event: Event, known: Mapping[str, StoredEvent], prev_states: Mapping[str, StateMap]
+) -> tuple[list[int], list[StateMap]]:
+    """The states after an event's prev events: the state groups of those we
+    have with state, and the given maps for the others (400 if neither)."""
+    groups: list[int] = []
+    extra: list[StateMap] = []
+    for prev_id in dict.fromkeys(event.prev_event_ids):
+        prev = known.get(prev_id)
+        if prev is not None and prev.state_group is not None:
+            groups.append(prev.state_group)
+        elif prev_id in prev_states:
+            extra.append(dict(prev_states[prev_id]))
+        else:
+            raise MatrixError(400, "M_BAD_JSON", f"No state is known at {prev_id}")
+    return groups, extra
 
 
 class EventPipeline:
@@ -637,16 +659,7 @@ class EventPipeline:
             existing = known.get(event.event_id)
             if existing is not None and existing.state_group is not None:
                 return event.event_id
-            groups: list[int] = []
-            extra: list[StateMap] = []
-            for prev_id in dict.fromkeys(event.prev_event_ids):
-                prev = known.get(prev_id)
-                if prev is not None and prev.state_group is not None:
-                    groups.append(prev.state_group)
-                elif prev_id in prev_states:
-                    extra.append(dict(prev_states[prev_id]))
-                else:
-                    raise MatrixError(400, "M_BAD_JSON", f"No state is known at {prev_id}")
+            groups, extra = _prev_state_sets(event, known, prev_states)
             before_group, before_ids = await self._resolved_group(
                 writer, room_version, groups, extra
             )
@@ -711,6 +724,66 @@ class EventPipeline:
                 self._publish(result, committed)
         self._maybe_compact(result)
         return Reception(event.event_id, result.rejected_reason, soft_failed)
+
+    async def receive_backfilled(
+        self, event: Event, *, prev_states: Mapping[str, StateMap] | None = None
+    ) -> Reception:
+        """Persist a historical event another server gave us by /backfill,
+        after the caller checked its signatures and hashes and fetched its
+        auth events.
+
+        It is authorised like a received event against its auth events and
+        the state before it (the resolution of its prev events' states, or
+        `prev_states` for prev events we lack), but the room's head is left
+        alone: it becomes no forward extremity, changes no current state,
+        can never be soft-failed (the current state says nothing about the
+        past) and takes a negative stream position, so that /sync does not
+        see it while /messages finds it by depth. No commit hooks (push) run
+        for history. An outlier of the room (state from a join) is upgraded
+        in place.
+        """
+        room_version = event.room_version
+        key = event.state_tuple if event.state_key is not None else None
+        auth_keys = auth_types_for_event(room_version, event) | {CREATE_KEY}
+        result: NewEvent | None = None
+        async with self._lock(event.room_id), self._events.room_writer(event.room_id) as writer:
+            known = await writer.get_events([event.event_id, *event.prev_event_ids])
+            existing = known.get(event.event_id)
+            if existing is not None and existing.state_group is not None:
+                return Reception(event.event_id, existing.rejected_reason, soft_failed=False)
+            before_group: int | None = None
+            before_ids: StateMap = {}
+            if event.prev_event_ids:
+                groups, extra = _prev_state_sets(event, known, prev_states or {})
+                before_group, before_ids = await self._resolved_group(
+                    writer, room_version, groups, extra
+                )
+            before_auth = {k: i for k, i in before_ids.items() if k in auth_keys}
+            loaded = await writer.get_events({*event.auth_event_ids, *before_auth.values()})
+            # Judged at its place in the DAG only: the state before it stands
+            # in for the current state, so it is never soft-failed.
+            rejected, _ = _auth_received(event, loaded, before_auth, before_auth)
+            group, replaces, chain = before_group, None, 0
+            if key is not None and rejected is None:
+                replaces = before_ids.get(key)
+                group, chain = await writer.add_state_group(before_group, {key: event.event_id})
+            result = NewEvent(
+                event,
+                await historical_stream_ordering(writer.conn),
+                group,
+                replaces,
+                None,
+                redacts_valid=rejected is None
+                and await self._remote_redaction_valid(writer, event, loaded, before_ids),
+                rejected_reason=rejected,
+                state_chain_length=chain,
+            )
+            await persist_received(
+                writer.conn, result, soft_failed=False, removed_state=[], historical=True
+            )
+        writer.remember(result)
+        self._maybe_compact(result)
+        return Reception(event.event_id, rejected, soft_failed=False)
 
     async def store_outliers(self, events: Sequence[Event]) -> dict[str, str]:
         """Store events of one room known without their place in its DAG (auth
