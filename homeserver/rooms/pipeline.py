@@ -36,7 +36,6 @@ from homeserver.events.state_res import resolve_state
 from homeserver.notifier import Notifier
 from storage.events import (
     EventStore,
-    Extremity,
     NewEvent,
     RoomExistsError,
     RoomHead,
@@ -71,6 +70,32 @@ def _membership(event: Event) -> str | None:
         return None
     membership = event.content.get("membership")
     return membership if isinstance(membership, str) else None
+
+
+def _auth_keys(
+    room_version: RoomVersion,
+    type: str,
+    state_key: str | None,
+    sender: str,
+    content: Mapping[str, Any],
+) -> set[StateKey]:
+    """The state a new local event is authorised against: its auth types,
+    the create event, and its own key (the state it replaces)."""
+    draft = {"type": type, "state_key": state_key, "sender": sender, "content": content}
+    keys = auth_types_for_event(room_version, draft) | {CREATE_KEY}
+    if state_key is not None:
+        keys.add((type, state_key))
+    return keys
+
+
+def _authorise_local(
+    room_version: RoomVersion, event: Event, state: Mapping[StateKey, Event]
+) -> None:
+    """403 if the auth rules refuse a local event against `state`."""
+    try:
+        check_auth(room_version, event, state)
+    except AuthError as e:
+        raise forbidden(e.message) from None
 
 
 @attrs.frozen
@@ -286,21 +311,7 @@ class EventPipeline:
         fails with 400 before the room exists, instead of leaving half a room.
         """
         ts = _now_ms()
-        try:
-            create = build_create_event(
-                room_version,
-                sender=creator,
-                content=create_content,
-                origin_server_ts=ts,
-                server_name=self._server_name,
-                signing_key=self._signing_key,
-                room_id=None
-                if room_version.room_id_from_create_event
-                else f"!rehearsal:{self._server_name}",
-            )
-            check_auth(room_version, create, {})
-        except (AuthError, InvalidEventError) as e:
-            raise MatrixError(400, "M_BAD_JSON", f"Invalid create event: {e}") from None
+        create = self._build_create(room_version, creator, create_content, ts)
         state: dict[StateKey, Event] = {CREATE_KEY: create}
         last = create
         for type, state_key, content in state_events:
@@ -343,10 +354,7 @@ class EventPipeline:
         room_version = await self._events.room_version(room_id)
         if room_version is None:
             raise not_found("Unknown room")
-        draft = {"type": type, "state_key": state_key, "sender": sender, "content": content}
-        keys = auth_types_for_event(room_version, draft) | {CREATE_KEY}
-        if state_key is not None:
-            keys.add((type, state_key))
+        keys = _auth_keys(room_version, type, state_key, sender, content)
 
         async def write(writer: RoomWriter) -> NewEvent | str:
             head, earlier, current = await writer.prepare(
@@ -356,33 +364,21 @@ class EventPipeline:
                 raise not_found("Unknown room")
             if earlier is not None:
                 return earlier
-            prev_group, state_ids = await self._state_before(writer, head, keys, current)
-            extremities = sorted(head.extremities, key=lambda x: -x.depth)[:MAX_PREV_EVENTS]
-            loaded = await writer.get_events(
-                [*state_ids.values(), *(x.event_id for x in extremities)]
+            prev_group, state_ids, state, prev_events = await self._on_head(
+                writer, head, keys, current
             )
-            state = {k: loaded[i].event for k, i in state_ids.items() if i in loaded}
-            try:
-                event = build_event(
-                    room_version,
-                    room_id=room_id,
-                    type=type,
-                    sender=sender,
-                    content=content,
-                    state_key=state_key,
-                    redacts=redacts,
-                    prev_events=[loaded[x.event_id].event for x in extremities],
-                    state=lambda t, k: state.get((t, k)),
-                    origin_server_ts=_now_ms(),
-                    server_name=self._server_name,
-                    signing_key=self._signing_key,
-                )
-            except InvalidEventError as e:
-                raise MatrixError(400, "M_BAD_JSON", str(e)) from None
-            try:
-                check_auth(room_version, event, state)
-            except AuthError as e:
-                raise forbidden(e.message) from None
+            event = self._sign_event(
+                room_version,
+                room_id=room_id,
+                type=type,
+                sender=sender,
+                content=content,
+                state_key=state_key,
+                redacts=redacts,
+                prev_events=prev_events,
+                state=state,
+            )
+            _authorise_local(room_version, event, state)
             redacts_valid = (
                 await self._check_redaction(writer, event, state)
                 if event.redacts is not None
@@ -423,40 +419,69 @@ class EventPipeline:
         room_version = await self._events.room_version(room_id)
         if room_version is None:
             raise not_found("Unknown room")
-        draft = {"type": type, "state_key": state_key, "sender": sender, "content": content}
-        keys = auth_types_for_event(room_version, draft) | {CREATE_KEY}
-        if state_key is not None:
-            keys.add((type, state_key))
+        keys = _auth_keys(room_version, type, state_key, sender, content)
         async with self._lock(room_id), self._events.room_writer(room_id) as writer:
             head, _, current = await writer.prepare(keys, None)
             if head is None:
                 raise not_found("Unknown room")
-            _, state_ids = await self._state_before(writer, head, keys, current)
-            extremities = sorted(head.extremities, key=lambda x: -x.depth)[:MAX_PREV_EVENTS]
-            loaded = await writer.get_events(
-                [*state_ids.values(), *(x.event_id for x in extremities)]
-            )
+            _, _, state, prev_events = await self._on_head(writer, head, keys, current)
+        event = self._sign_event(
+            room_version,
+            room_id=room_id,
+            type=type,
+            sender=sender,
+            content=content,
+            state_key=state_key,
+            prev_events=prev_events,
+            state=state,
+        )
+        _authorise_local(room_version, event, state)
+        return event
+
+    async def _on_head(
+        self, writer: RoomWriter, head: RoomHead, keys: set[StateKey], current: StateMap
+    ) -> tuple[int | None, StateMap, dict[StateKey, Event], list[Event]]:
+        """Where a new local event goes: the state group it builds on, the
+        wanted keys of that state (ids, and the events), and its prev events
+        (the newest forward extremities, as many as the spec allows)."""
+        prev_group, state_ids = await self._state_before(writer, head, keys, current)
+        extremities = sorted(head.extremities, key=lambda x: -x.depth)[:MAX_PREV_EVENTS]
+        loaded = await writer.get_events([*state_ids.values(), *(x.event_id for x in extremities)])
         state = {k: loaded[i].event for k, i in state_ids.items() if i in loaded}
+        return prev_group, state_ids, state, [loaded[x.event_id].event for x in extremities]
+
+    def _sign_event(
+        self,
+        room_version: RoomVersion,
+        *,
+        room_id: str,
+        type: str,
+        sender: str,
+        content: Mapping[str, Any],
+        state_key: str | None,
+        prev_events: Sequence[Event],
+        state: Mapping[StateKey, Event],
+        redacts: str | None = None,
+    ) -> Event:
+        """Build and sign an event of this server now, its auth events chosen
+        from `state`; 400 if it breaks the event format."""
         try:
-            event = build_event(
+            return build_event(
                 room_version,
                 room_id=room_id,
                 type=type,
                 sender=sender,
                 content=content,
                 state_key=state_key,
-                prev_events=[loaded[x.event_id].event for x in extremities],
+                redacts=redacts,
+                prev_events=prev_events,
                 state=lambda t, k: state.get((t, k)),
                 origin_server_ts=_now_ms(),
                 server_name=self._server_name,
                 signing_key=self._signing_key,
             )
-            check_auth(room_version, event, state)
         except InvalidEventError as e:
             raise MatrixError(400, "M_BAD_JSON", str(e)) from None
-        except AuthError as e:
-            raise forbidden(e.message) from None
-        return event
 
     async def accept_remote(self, event: Event) -> StoredEvent:
         """Persist an event another server built and signed (a join through
@@ -481,23 +506,10 @@ class EventPipeline:
             prev = await writer.get_events(event.prev_event_ids)
             if len(prev) != len(set(event.prev_event_ids)):
                 raise MatrixError(400, "M_BAD_JSON", "The event's prev_events are unknown here")
-            groups = [p.state_group for p in prev.values()]
-            if None in groups:
+            groups = [p.state_group for p in prev.values() if p.state_group is not None]
+            if len(groups) != len(prev):
                 raise MatrixError(400, "M_BAD_JSON", "No state is known at the prev_events")
-            if len(set(groups)) == 1:
-                group = groups[0]
-            else:
-                fork = RoomHead(
-                    room_version,
-                    head.head_stream,
-                    tuple(
-                        Extremity(p.event.event_id, p.event.depth, p.state_group)
-                        for p in prev.values()
-                    ),
-                )
-                group, _ = await self._state_before(writer, fork, set(), {})
-            assert group is not None
-            before_ids = await writer.state_of_group(group)
+            group, before_ids = await self._resolved_group(writer, room_version, groups, [])
             create_id = before_ids.get(CREATE_KEY)
             loaded = await writer.get_events(
                 {*event.auth_event_ids, *before_ids.values(), *current_ids.values()}
@@ -612,23 +624,16 @@ class EventPipeline:
         out of band, so that the user's sync moves the room to `leave`. The
         room's servers never hear of it."""
         assert member.state_key is not None
-        key = ("m.room.member", member.state_key)
-        try:
-            leave = build_event(
-                member.room_version,
-                room_id=member.room_id,
-                type="m.room.member",
-                sender=member.state_key,
-                content={**content, "membership": "leave"},
-                state_key=member.state_key,
-                prev_events=[member],
-                state=lambda t, k: member if (t, k) == key else None,
-                origin_server_ts=_now_ms(),
-                server_name=self._server_name,
-                signing_key=self._signing_key,
-            )
-        except InvalidEventError as e:
-            raise MatrixError(400, "M_BAD_JSON", str(e)) from None
+        leave = self._sign_event(
+            member.room_version,
+            room_id=member.room_id,
+            type="m.room.member",
+            sender=member.state_key,
+            content={**content, "membership": "leave"},
+            state_key=member.state_key,
+            prev_events=[member],
+            state={("m.room.member", member.state_key): member},
+        )
         return await self.store_out_of_band_member(leave, member.sender)
 
     async def receive_remote(
@@ -984,27 +989,7 @@ class EventPipeline:
             group = head.extremities[0].state_group if head.extremities else None
             return group, current
         groups = [x.state_group for x in head.extremities if x.state_group is not None]
-        state_sets = [await writer.state_of_group(g) for g in groups]
-        conflicted = {
-            event_id
-            for key in {k for s in state_sets for k in s}
-            if len({s.get(key) for s in state_sets}) > 1
-            for s in state_sets
-            if (event_id := s.get(key)) is not None
-        }
-        needed = conflicted | await writer.auth_chain_ids(conflicted)
-        loaded = await writer.get_events(needed)
-        resolved = resolve_state(
-            head.room_version,
-            state_sets,
-            lambda i: loaded[i].event if i in loaded else None,
-            is_rejected=lambda i: i in loaded and loaded[i].rejected_reason is not None,
-        )
-        base = state_sets[0]
-        delta: dict[StateKey, str | None] = {
-            k: v for k, v in resolved.items() if base.get(k) != v
-        } | {k: None for k in base if k not in resolved}
-        group, _ = await writer.add_state_group(groups[0], delta)
+        group, resolved = await self._resolved_group(writer, head.room_version, groups, [])
         return group, {k: v for k, v in resolved.items() if k in keys}
 
     async def _check_redaction(
