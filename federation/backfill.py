@@ -15,7 +15,9 @@ history: authorised against its auth events and the state before it, at its
 depth in the DAG, outside the live stream (`receive_backfilled`). The oldest
 events of an answer, whose prev events we still lack, get the state before
 them from /state_ids (gaps.py), a few per round. One round is bounded in
-events, servers and time; failures are logged and leave the page as it was.
+events, servers and time, and one runs per room at a time (a second page
+asking meanwhile waits for it); failures are logged and leave the page as it
+was.
 """
 
 from __future__ import annotations
@@ -48,8 +50,8 @@ BACKFILL_LIMIT = 100
 # Servers tried in one round before the page is served as it is.
 MAX_SERVERS = 3
 # One server's answer, and the checking and storing of it.
-REQUEST_TIMEOUT_S = 15.0
-ROUND_TIMEOUT_S = 60.0
+REQUEST_TIMEOUT_S = 10.0
+ROUND_TIMEOUT_S = 30.0
 # /state_ids fetches for the oldest events of an answer, per round.
 MAX_STATE_FETCHES = 5
 
@@ -77,11 +79,34 @@ class FederationBackfill:
         self._directory = directory
         self._pipeline = pipeline
         self._server_name = server_name
+        # Room id -> its round in progress.
+        self._rounds: dict[str, asyncio.Task[int]] = {}
 
     async def backfill(self, room_id: str, extremities: Sequence[str]) -> int:
         """Ask the room's servers in turn for the history at and before
         `extremities` and store what passes the checks; how many events
-        were stored (0 when nobody could answer)."""
+        were stored (0 when nobody could answer, or a bug struck: the page
+        is then served as it is).
+
+        The round runs as its own task, shielded, so that a client going
+        away does not abandon it halfway, and a page asking while it runs
+        waits for it instead of asking again.
+        """
+        task = self._rounds.get(room_id)
+        if task is None:
+            task = asyncio.create_task(self._round(room_id, extremities))
+            self._rounds[room_id] = task
+            task.add_done_callback(lambda _: self._rounds.pop(room_id, None))
+        return await asyncio.shield(task)
+
+    async def _round(self, room_id: str, extremities: Sequence[str]) -> int:
+        try:
+            return await self._backfill(room_id, extremities)
+        except Exception:
+            log.exception("backfill of %s failed", room_id)
+            return 0
+
+    async def _backfill(self, room_id: str, extremities: Sequence[str]) -> int:
         room_version = await self._events.room_version(room_id)
         if room_version is None or not extremities:
             return 0

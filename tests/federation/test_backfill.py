@@ -4,6 +4,7 @@ back past our join, and the events before it come from the resident server's
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
@@ -23,7 +24,7 @@ MESSAGES = 30
 
 
 def serve_backfill(
-    room: HostedRoom, extra: Callable[[], list[dict[str, Any]]] = list
+    room: HostedRoom, extra: Callable[[], list[dict[str, Any]]] = list, delay_s: float = 0.0
 ) -> list[tuple[list[str], int]]:
     """GET /backfill (and /send) on the remote, walking the room's DAG back from `v`
     (newest first, at most `limit`), plus `extra()` PDUs; returns the list of
@@ -34,6 +35,7 @@ def serve_backfill(
         assert request.match_info["roomId"] == room.room_id
         v, limit = request.query.getall("v"), int(request.query["limit"])
         asked.append((v, limit))
+        await asyncio.sleep(delay_s)
         by_id = {e.event_id: e for e in room.events}
         found: dict[str, Event] = {}
         todo = list(v)
@@ -217,3 +219,24 @@ async def test_history_visibility_applies_to_backfilled_events(
     visible = [*room.events[: change + 1], room.events[-1]]
     assert [e["event_id"] for e in events] == [e.event_id for e in reversed(visible)]
     assert not [e for e in events if e["content"].get("body", "").startswith("secret")]
+
+
+async def test_pages_asked_for_at_once_share_one_backfill_round(
+    fed_hs: RunningServer, remote_factory: Any
+) -> None:
+    remote = await remote_factory(start=False)
+    room = room_with_history(remote, "10")
+    asked = serve_backfill(room, delay_s=0.5)
+    token, _ = await joined(fed_hs, remote, room)
+
+    async def first_page() -> list[str]:
+        status, body = await fed_hs.request(
+            "GET", f"{CLIENT}/rooms/{quote(room.room_id)}/messages?dir=b&limit=5", token=token
+        )
+        assert status == 200, body
+        return [e["event_id"] for e in body["chunk"]]
+
+    pages = await asyncio.gather(*(first_page() for _ in range(3)))
+    newest = [e.event_id for e in reversed(room.events)][:5]
+    assert pages == [newest] * 3
+    assert len(asked) == 1
