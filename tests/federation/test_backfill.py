@@ -56,9 +56,53 @@ def serve_backfill(
 
     router = room.remote.app.router
     router.add_get(V1 + "/backfill/{roomId}", room.remote.handler(backfill))
+    serve_reads(room)
     # Our join reaches the resident server by /send; an error would back us off.
     router.add_put(V1 + "/send/{txnId}", room.remote.handler(send))
     return asked
+
+
+def serve_reads(room: HostedRoom) -> None:
+    """/event, /event_auth and /state_ids of the remote's linear room: what
+    our server asks for at the edge of a backfill answer; /get_missing_events
+    finds nothing."""
+
+    def by_id() -> dict[str, Event]:
+        return {e.event_id: e for e in room.events}
+
+    def transaction(events: list[Event]) -> dict[str, Any]:
+        pdus = [dict(e.pdu) for e in events]
+        return {"origin": room.remote.server_name, "origin_server_ts": now_ms(), "pdus": pdus}
+
+    async def event(request: web.Request, _origin: str, _body: Any) -> Any:
+        return transaction([by_id()[request.match_info["eventId"]]])
+
+    async def event_auth(request: web.Request, _origin: str, _body: Any) -> Any:
+        chain = room.auth_chain([by_id()[request.match_info["eventId"]]])
+        return {"auth_chain": [dict(e.pdu) for e in chain]}
+
+    async def state_ids(request: web.Request, _origin: str, _body: Any) -> Any:
+        state: dict[Any, Event] = {}
+        for e in room.events:
+            if e.event_id == request.query["event_id"]:
+                break
+            if e.state_key is not None:
+                state[e.state_tuple] = e
+        chain = room.auth_chain(list(state.values()))
+        return {
+            "pdu_ids": [e.event_id for e in state.values()],
+            "auth_chain_ids": [e.event_id for e in chain],
+        }
+
+    async def no_missing_events(_request: web.Request, _origin: str, _body: Any) -> Any:
+        return {"events": []}
+
+    router = room.remote.app.router
+    # Across a gap the receiver then learns the state from /state_ids.
+    router.add_post(V1 + "/get_missing_events/{roomId}", room.remote.handler(no_missing_events))
+    router.add_get(V1 + "/event/{eventId}", room.remote.handler(event))
+    router.add_get(V1 + "/event_auth/{roomId}/{eventId}", room.remote.handler(event_auth))
+    router.add_get(V1 + "/state_ids/{roomId}", room.remote.handler(state_ids))
 
 
 async def joined(
@@ -101,9 +145,9 @@ async def paginate(
     raise AssertionError("pagination never ended")
 
 
-def room_with_history(remote: ScriptedRemote, version: str) -> HostedRoom:
+def room_with_history(remote: ScriptedRemote, version: str, messages: int = MESSAGES) -> HostedRoom:
     room = HostedRoom(remote, version)
-    for n in range(MESSAGES):
+    for n in range(messages):
         room.send("m.room.message", {"msgtype": "m.text", "body": f"message {n}"})
     room.serve()
     return room
@@ -240,3 +284,57 @@ async def test_pages_asked_for_at_once_share_one_backfill_round(
     newest = [e.event_id for e in reversed(room.events)][:5]
     assert pages == [newest] * 3
     assert len(asked) == 1
+
+
+async def test_history_longer_than_one_round_comes_in_several(
+    fed_hs: RunningServer, remote_factory: Any
+) -> None:
+    remote = await remote_factory(start=False)
+    room = room_with_history(remote, "10", messages=150)
+    asked = serve_backfill(room)
+    token, _ = await joined(fed_hs, remote, room)
+
+    events, _ = await paginate(fed_hs, token, room.room_id, limit=30)
+    assert [e["event_id"] for e in events] == [e.event_id for e in reversed(room.events)]
+    # The first round ends inside the messages; the second goes on from
+    # there, its edge's state learnt from /state_ids.
+    assert len(asked) == 2
+    by_id = {e.event_id: e for e in room.events}
+    assert by_id[asked[1][0][0]].depth < by_id[asked[0][0][0]].depth - 90
+    assert any(path.startswith(V1 + "/state_ids/") for _, path, _, _ in remote.received)
+
+
+async def test_a_gap_a_transaction_left_in_the_middle_is_filled_when_paged_across(
+    fed_hs: RunningServer, remote_factory: Any
+) -> None:
+    remote = await remote_factory(start=False)
+    room = room_with_history(remote, "10")
+    asked = serve_backfill(room)
+    token, _ = await joined(fed_hs, remote, room)
+    before, _ = await paginate(fed_hs, token, room.room_id, limit=50)
+    assert len(asked) == 1 and len(before) == len(room.events)
+    # 20 messages we never hear of, then one sent to us: stored on top of
+    # the state at its prev event, which leaves a hole behind it.
+    for n in range(20):
+        room.send("m.room.message", {"msgtype": "m.text", "body": f"unheard {n}"})
+    latest = room.send("m.room.message", {"msgtype": "m.text", "body": "latest"})
+    body = {"origin": remote.server_name, "origin_server_ts": now_ms(), "pdus": [dict(latest.pdu)]}
+    status, answer = await remote.request(fed_hs, "PUT", f"{V1}/send/gap1", json_body=body)
+    assert (status, answer) == (200, {"pdus": {latest.event_id: {}}}), answer
+
+    # A full page of what we have runs across the hole: filled, then served.
+    status, page = await fed_hs.request(
+        "GET", f"{CLIENT}/rooms/{quote(room.room_id)}/messages?dir=b&limit=5", token=token
+    )
+    assert status == 200, page
+    assert [e["content"].get("body") for e in page["chunk"]] == [
+        "latest",
+        "unheard 19",
+        "unheard 18",
+        "unheard 17",
+        "unheard 16",
+    ]
+    assert len(asked) == 2 and asked[1][0] == list(latest.prev_event_ids)
+    events, _ = await paginate(fed_hs, token, room.room_id, limit=50)
+    assert [e["event_id"] for e in events] == [e.event_id for e in reversed(room.events)]
+    assert len(asked) == 2
