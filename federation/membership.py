@@ -8,6 +8,11 @@ against the room id and version, and our join against the state. Leaving a
 room we only have an invite to, and knocking, go make_leave / make_knock ->
 send_leave / send_knock, and the result is stored out of band. Inviting
 another server's user sends the invite to their server, which signs it too.
+A restricted room's make_join may name a user of the resident server who
+vouches for the join: that server's signature must then come back on the
+join (send_join's `event`). In a restricted room this server is already in,
+but where none of its members may invite, a server whose member may vouches
+and the join enters our copy of the room like any event (`join_vouched`).
 The room service reaches other servers through this object
 (homeserver/rooms/remote.py).
 """
@@ -118,6 +123,21 @@ class RemoteMembership:
             state, chain, join = await self._check_join_answer(answer, event)
             create = next(e for e in state if e.state_tuple == CREATE_KEY)
             return await self._pipeline.join_remote_room(join, state, chain, create.sender)
+
+        return await self._through(servers, attempt)
+
+    async def join_vouched(
+        self, room_id: str, user_id: str, content: dict[str, Any], servers: Sequence[str]
+    ) -> StoredEvent:
+        async def attempt(server: str) -> StoredEvent:
+            event = await self._make(server, "make_join", room_id, user_id, content, "join")
+            answer = await self._send(server, "send_join", event, v2=True)
+            signed = answer.get("event") if isinstance(answer, dict) else None
+            if signed is None:
+                raise BadAnswer("send_join did not give back the join it authorised")
+            join = self._same_event(signed, event)
+            await _verify(self._keys(), join)
+            return await self._pipeline.accept_remote(join)
 
         return await self._through(servers, attempt)
 

@@ -1,6 +1,6 @@
 """Reads behind restricted joins: a user's membership in the rooms a join
-rule allows, as this server sees them, and the local members who could vouch
-for a join."""
+rule allows, as this server sees them, and the members who could vouch for a
+join."""
 
 from __future__ import annotations
 
@@ -45,14 +45,11 @@ class RestrictedJoinStore:
         )
         return [AllowedRoomView(r["room_id"], r["resident"], r["user_joined"]) for r in rows]
 
-    async def local_joined_members(self, room_id: str, server_name: str) -> list[str]:
-        """This server's users joined to the room, in user id order."""
+    async def joined_members(self, room_id: str) -> list[str]:
+        """The room's joined members."""
         rows = await self._pool.fetch(
             """SELECT state_key FROM current_state
-               WHERE room_id = $1 AND type = 'm.room.member' AND membership = 'join'
-                 AND right(state_key, length($2) + 1) = ':' || $2
-               ORDER BY state_key""",
+               WHERE room_id = $1 AND type = 'm.room.member' AND membership = 'join'""",
             room_id,
-            server_name,
         )
         return [r["state_key"] for r in rows]

@@ -27,6 +27,14 @@ class RemoteRooms(Protocol):
         send_join); the room, its state and the join are stored."""
         ...
 
+    async def join_vouched(
+        self, room_id: str, user_id: str, content: dict[str, Any], servers: Sequence[str]
+    ) -> StoredEvent:
+        """Join a restricted room this server is in but where none of its
+        members may invite: the first of `servers` that vouches for the join
+        (make_join, send_join) signs it, and it enters the room like any event."""
+        ...
+
     async def leave(
         self, room_id: str, user_id: str, content: dict[str, Any], servers: Sequence[str]
     ) -> StoredEvent:

@@ -52,6 +52,18 @@ def unable_to_authorise(message: str) -> MatrixError:
     return MatrixError(400, "M_UNABLE_TO_AUTHORISE_JOIN", message)
 
 
+class NoLocalAuthoriser(MatrixError):
+    """M_UNABLE_TO_GRANT_JOIN: none of our members may invite. `servers` are
+    those of members who may, most powerful first: a local user's join can
+    go through one of them instead."""
+
+    def __init__(self, servers: list[str]) -> None:
+        super().__init__(
+            400, "M_UNABLE_TO_GRANT_JOIN", "No member of this server may invite to the room"
+        )
+        self.servers = servers
+
+
 class RestrictedJoins:
     def __init__(self, events: EventStore, store: RestrictedJoinStore, *, server_name: str) -> None:
         self._events = events
@@ -105,14 +117,16 @@ class RestrictedJoins:
         invite_level = get_named_level(room_version, "invite", state)
         levels = {
             user: get_power_level(room_version, user, state)
-            for user in await self._store.local_joined_members(room_id, self._server_name)
+            for user in await self._store.joined_members(room_id)
         }
-        able = [u for u, level in levels.items() if level >= invite_level]
-        if not able:
-            raise MatrixError(
-                400, "M_UNABLE_TO_GRANT_JOIN", "No member of this server may invite to the room"
-            )
-        return min(able, key=lambda u: (-levels[u], u))
+        able = sorted(
+            (u for u, level in levels.items() if level >= invite_level),
+            key=lambda u: (-levels[u], u),
+        )
+        ours = [u for u in able if u.partition(":")[2] == self._server_name]
+        if not ours:
+            raise NoLocalAuthoriser(list(dict.fromkeys(u.partition(":")[2] for u in able)))
+        return ours[0]
 
     async def current_authoriser(self, room_id: str, user_id: str) -> str | None:
         """`authoriser` against the room's current state, for a local join."""

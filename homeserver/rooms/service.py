@@ -14,7 +14,7 @@ from homeserver.requester import Requester
 from homeserver.rooms.create import create_content, initial_events, parse_create_request
 from homeserver.rooms.pipeline import EventPipeline
 from homeserver.rooms.remote import RemoteRooms
-from homeserver.rooms.restricted import AUTHORISER_KEY, RestrictedJoins
+from homeserver.rooms.restricted import AUTHORISER_KEY, NoLocalAuthoriser, RestrictedJoins
 from homeserver.rooms.stripped import stripped_room_state
 from storage.events import EventStore, StoredEvent
 from storage.remote_membership import RemoteMembershipStore
@@ -261,7 +261,14 @@ class RoomService:
         if extra:
             content.update(extra)
         if action == "join" and current not in ("join", "invite") and self._restricted is not None:
-            authoriser = await self._restricted.current_authoriser(room_id, target)
+            try:
+                authoriser = await self._restricted.current_authoriser(room_id, target)
+            except NoLocalAuthoriser as e:
+                if self._remote is None or not e.servers:
+                    raise
+                # As Synapse: a server whose member may invite vouches instead.
+                content.pop("membership")
+                return await self._remote.join_vouched(room_id, target, content, e.servers)
             if authoriser is not None:
                 content[AUTHORISER_KEY] = authoriser
         if current_id is not None:

@@ -280,16 +280,22 @@ async def test_knock_restricted_lets_others_knock(
 
 
 class RestrictedHostedRoom(HostedRoom):
-    """A remote room whose join rule admits members of `space_id`; its
-    make_join names the room's creator as the authoriser."""
+    """A remote room whose join rule admits members of `allowed` rooms, where
+    only its creator may invite; its make_join names the creator as the
+    authoriser."""
 
-    def __init__(self, remote: ScriptedRemote, space_id: str) -> None:
+    def __init__(self, remote: ScriptedRemote, *allowed: str) -> None:
         super().__init__(remote, "10")
+        self.send(
+            "m.room.power_levels",
+            {"users": {self.alice: 100}, "invite": 50, "kick": 50, "ban": 50},
+            state_key="",
+        )
         self.send(
             "m.room.join_rules",
             {
                 "join_rule": "restricted",
-                "allow": [{"type": "m.room_membership", "room_id": space_id}],
+                "allow": [{"type": "m.room_membership", "room_id": r} for r in allowed],
             },
             state_key="",
         )
@@ -371,3 +377,46 @@ async def test_a_restricted_join_without_the_residents_signature_is_refused(
     assert (status, body["errcode"]) == (502, "M_UNKNOWN")
     status, body = await fed_hs.request("GET", f"{CLIENT}/joined_rooms", token=token)
     assert body["joined_rooms"] == []
+
+
+async def test_a_resident_server_without_a_member_able_to_invite_joins_through_another(
+    fed_hs: RunningServer, remote_factory: Any, alice: str, space: str
+) -> None:
+    remote = await remote_factory(start=False)
+    room = RestrictedHostedRoom(remote, space)
+    room.serve()
+    await remote.start()
+    await remote.expect_keys_of(fed_hs)
+    bob = (await fed_hs.register("bob"))["access_token"]
+    carol = (await fed_hs.register("carol"))["access_token"]
+    dave = (await fed_hs.register("dave"))["access_token"]
+    for token in (bob, carol):
+        status, body = await fed_hs.request("POST", f"{CLIENT}/join/{space}", token=token, json={})
+        assert status == 200, body
+
+    status, body = await fed_hs.request(
+        "POST", f"{CLIENT}/join/{room.room_id}?server_name={remote.server_name}", token=bob, json={}
+    )
+    assert status == 200, body
+    # Now this server is in the room, but bob may not invite: the remote vouches for carol.
+    status, body = await fed_hs.request(
+        "POST", f"{CLIENT}/join/{room.room_id}", token=carol, json={}
+    )
+    assert status == 200, body
+    assert [e.sender for _, e in room.handshakes] == ["@bob:localhost", "@carol:localhost"]
+    event_id = room.handshakes[-1][1].event_id
+    stored = (await fed_hs.server.event_store.get_events([event_id]))[event_id]
+    assert stored.event.content[AUTHORISER] == room.alice
+    assert set(stored.event.pdu["signatures"]) == {"localhost", remote.server_name}
+    assert await joined_members(fed_hs, bob, room.room_id) == {
+        room.alice,
+        "@bob:localhost",
+        "@carol:localhost",
+    }
+
+    # Dave is in no allowed room: refused here, without asking anyone.
+    status, body = await fed_hs.request(
+        "POST", f"{CLIENT}/join/{room.room_id}", token=dave, json={}
+    )
+    assert (status, body["errcode"]) == (403, "M_FORBIDDEN")
+    assert len(room.handshakes) == 2
