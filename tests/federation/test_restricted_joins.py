@@ -420,3 +420,30 @@ async def test_a_resident_server_without_a_member_able_to_invite_joins_through_a
     )
     assert (status, body["errcode"]) == (403, "M_FORBIDDEN")
     assert len(room.handshakes) == 2
+
+
+async def test_a_join_naming_our_user_without_our_signature_is_refused(
+    fed_hs: RunningServer, remote: ScriptedRemote, alice: str, space: str
+) -> None:
+    """Sent in a transaction rather than through send_join, the join lacks
+    the signature of the authoriser's server that the spec requires."""
+    bob = f"@bob:{remote.server_name}"
+    await remote_joins(remote, fed_hs, space, bob, "10")
+    room_id = await restricted_room(fed_hs, alice, "restricted", space)
+    status, made = await make_join(remote, fed_hs, room_id, bob, "10")
+    assert status == 200, made
+    pdu = sign_join(remote, made["event"], "10")
+    status, body = await remote.request(
+        fed_hs,
+        "PUT",
+        f"{V1}/send/restricted1",
+        json_body={
+            "origin": remote.server_name,
+            "origin_server_ts": made["event"]["origin_server_ts"],
+            "pdus": [pdu],
+            "edus": [],
+        },
+    )
+    assert status == 200, body
+    assert "localhost" in body["pdus"][event_id_of(pdu, "10")]["error"]
+    assert await joined_members(fed_hs, alice, room_id) == {"@alice:localhost"}
