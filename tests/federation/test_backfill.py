@@ -177,6 +177,24 @@ async def test_messages_pages_back_into_history_from_before_our_join(
     assert len(asked) == 1
     assert asked[0][0] == list(room.events[-1].prev_event_ids)
 
+    # /context around a backfilled message finds its neighbours by depth.
+    middle = room.events[20]
+    status, context = await fed_hs.request(
+        "GET",
+        f"{CLIENT}/rooms/{quote(room.room_id)}/context/{quote(middle.event_id)}?limit=4",
+        token=token,
+    )
+    assert status == 200, context
+    assert context["event"]["content"] == dict(middle.content)
+    assert [e["event_id"] for e in context["events_before"]] == [
+        room.events[19].event_id,
+        room.events[18].event_id,
+    ]
+    assert [e["event_id"] for e in context["events_after"]] == [
+        room.events[21].event_id,
+        room.events[22].event_id,
+    ]
+
     # History already here: paging again asks nobody.
     again, _ = await paginate(fed_hs, token, room.room_id, limit=7)
     assert [e["event_id"] for e in again] == [e["event_id"] for e in events]
