@@ -7,6 +7,7 @@ import json
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
+from typing import Any
 
 import asyncpg
 import attrs
@@ -122,6 +123,63 @@ UPDATE rooms SET head_stream = $8 WHERE room_id = $2
 """
 
 
+# Every event reachable through auth edges from the ids in $1 (one query).
+AUTH_CHAIN_IDS = """WITH RECURSIVE chain(id) AS (
+    SELECT auth_id FROM event_auth WHERE event_id = ANY($1)
+    UNION
+    SELECT a.auth_id FROM event_auth a JOIN chain c ON a.event_id = c.id
+) SELECT id FROM chain"""
+
+
+def pdu_json(event: Event) -> str:
+    """An event's PDU as the events table stores it: compact JSON."""
+    return json.dumps(event.pdu, ensure_ascii=False, separators=(",", ":"))
+
+
+def event_values(new: NewEvent, relation: tuple[str | None, str | None]) -> tuple[Any, ...]:
+    """$1 to $15 of the statements that persist a new or received event: the
+    columns of its events row from event_id to relates_to, in that order."""
+    event = new.event
+    return (
+        event.event_id,
+        event.room_id,
+        event.type,
+        event.state_key,
+        event.sender,
+        event.depth,
+        event.origin_server_ts,
+        new.stream_ordering,
+        pdu_json(event),
+        new.rejected_reason,
+        new.state_group,
+        new.replaces_state,
+        event.redacts,
+        *relation,
+    )
+
+
+def state_delta_values(
+    delta: Iterable[tuple[StateKey, tuple[str, str | None]]],
+) -> tuple[list[str], list[str], list[str], list[str | None]]:
+    """A current state delta as the four arrays (types, state keys, event ids,
+    memberships) that the persist statements unnest into current_state."""
+    delta = list(delta)
+    return (
+        [k[0] for k, _ in delta],
+        [k[1] for k, _ in delta],
+        [e for _, (e, _m) in delta],
+        [m for _, (_e, m) in delta],
+    )
+
+
+async def current_state_ids(conn: asyncpg.Connection | asyncpg.Pool, room_id: str) -> StateMap:
+    """A room's whole current state (inside its write transaction on `conn`)."""
+    rows = await conn.fetch(
+        "SELECT type, state_key, event_id FROM current_state WHERE room_id = $1", room_id
+    )
+    return {(r["type"], r["state_key"]): r["event_id"] for r in rows}
+
+
 def _body_text(event: Event) -> str | None:
     """What full-text search indexes: message bodies, room names and topics."""
     key = {"m.room.message": "body", "m.room.name": "name", "m.room.topic": "topic"}.get(event.type)
@@ -203,10 +261,7 @@ class EventStore:
         return self._room_versions[room_id]
 
     async def current_state_ids(self, room_id: str) -> StateMap:
-        rows = await self._pool.fetch(
-            "SELECT type, state_key, event_id FROM current_state WHERE room_id = $1", room_id
-        )
-        return {(r["type"], r["state_key"]): r["event_id"] for r in rows}
+        return await current_state_ids(self._pool, room_id)
 
     async def current_state_event_id(
         self, room_id: str, event_type: str, state_key: str
@@ -288,14 +343,7 @@ class RoomWriter:
 
     async def auth_chain_ids(self, event_ids: Iterable[str]) -> set[str]:
         """Every event reachable through auth edges from `event_ids` (one query)."""
-        rows = await self.conn.fetch(
-            """WITH RECURSIVE chain(id) AS (
-                   SELECT auth_id FROM event_auth WHERE event_id = ANY($1)
-                   UNION
-                   SELECT a.auth_id FROM event_auth a JOIN chain c ON a.event_id = c.id
-               ) SELECT id FROM chain""",
-            list(event_ids),
-        )
+        rows = await self.conn.fetch(AUTH_CHAIN_IDS, list(event_ids))
         return {r["id"] for r in rows}
 
     async def get_events(self, event_ids: Iterable[str]) -> dict[str, StoredEvent]:
@@ -316,8 +364,6 @@ class RoomWriter:
         as possible: this is the heart of send throughput.
         """
         event = new.event
-        rel_type, relates_to = _relation(event)
-        delta = list((new.current_state_delta or {}).items())
         member_key = ("m.room.member", event.state_key)
         rejoined = (new.current_state_delta or {}).get(member_key, (None, None))[1] in (
             "join",
@@ -327,29 +373,12 @@ class RoomWriter:
         text = _body_text(event) if new.rejected_reason is None else None
         await self.conn.execute(
             _PERSIST,
-            event.event_id,
-            event.room_id,
-            event.type,
-            event.state_key,
-            event.sender,
-            event.depth,
-            event.origin_server_ts,
-            new.stream_ordering,
-            json.dumps(event.pdu, ensure_ascii=False, separators=(",", ":")),
-            new.rejected_reason,
-            new.state_group,
-            new.replaces_state,
-            event.redacts,
-            rel_type,
-            relates_to,
+            *event_values(new, _relation(event)),
             new.txn_device_id,
             new.txn_id,
             list(event.prev_event_ids),
             list(event.auth_event_ids),
-            [k[0] for k, _ in delta],
-            [k[1] for k, _ in delta],
-            [e for _, (e, _m) in delta],
-            [m for _, (_e, m) in delta],
+            *state_delta_values((new.current_state_delta or {}).items()),
             event.state_key if rejoined else None,
             event.redacts if new.redacts_valid else None,
             text,
@@ -399,7 +428,7 @@ class RoomWriter:
             [e.depth for e in events],
             [e.origin_server_ts for e in events],
             positions,
-            [json.dumps(e.pdu, ensure_ascii=False, separators=(",", ":")) for e in events],
+            [pdu_json(e) for e in events],
             [e.redacts for e in events],
         )
         edges = [(e.event_id, a) for e in events for a in e.auth_event_ids]

@@ -7,6 +7,8 @@ from collections.abc import Iterable
 
 import asyncpg
 
+from storage.events import AUTH_CHAIN_IDS
+
 
 class FederationReadStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
@@ -27,14 +29,7 @@ class FederationReadStore:
 
     async def auth_chain_ids(self, event_ids: Iterable[str]) -> set[str]:
         """Every event reachable through auth edges from `event_ids`."""
-        rows = await self._pool.fetch(
-            """WITH RECURSIVE chain(id) AS (
-                   SELECT auth_id FROM event_auth WHERE event_id = ANY($1)
-                   UNION
-                   SELECT a.auth_id FROM event_auth a JOIN chain c ON a.event_id = c.id
-               ) SELECT id FROM chain""",
-            list(event_ids),
-        )
+        rows = await self._pool.fetch(AUTH_CHAIN_IDS, list(event_ids))
         return {r["id"] for r in rows}
 
     async def backfill_ids(self, room_id: str, from_ids: Iterable[str], limit: int) -> list[str]:

@@ -10,11 +10,9 @@ for a gap) is upgraded in place when it arrives again with its state.
 
 from __future__ import annotations
 
-import json
-
 import asyncpg
 
-from storage.events import NewEvent, _body_text, _relation
+from storage.events import NewEvent, _body_text, _relation, event_values, state_delta_values
 
 _PERSIST_RECEIVED = """
 WITH new_event AS (
@@ -81,47 +79,21 @@ async def persist_received(
     """
     event = new.event
     live = new.rejected_reason is None and not soft_failed
-    rel_type, relates_to = _relation(event) if live else (None, None)
     delta = list((new.current_state_delta or {}).items()) if live else []
     gone = removed_state if live else []
     await conn.execute(
         _PERSIST_RECEIVED,
-        event.event_id,
-        event.room_id,
-        event.type,
-        event.state_key,
-        event.sender,
-        event.depth,
-        event.origin_server_ts,
-        new.stream_ordering,
-        json.dumps(event.pdu, ensure_ascii=False, separators=(",", ":")),
-        new.rejected_reason,
-        new.state_group,
-        new.replaces_state,
-        event.redacts,
-        rel_type,
-        relates_to,
+        *event_values(new, _relation(event) if live else (None, None)),
         soft_failed,
         list(event.prev_event_ids),
         list(event.auth_event_ids),
         live and not historical,
-        [k[0] for k, _ in delta],
-        [k[1] for k, _ in delta],
-        [e for _, (e, _m) in delta],
-        [m for _, (_e, m) in delta],
+        *state_delta_values(delta),
         [k[0] for k in gone],
         [k[1] for k in gone],
         event.redacts if live and new.redacts_valid else None,
         _body_text(event) if live else None,
     )
-
-
-async def current_state_ids(conn: asyncpg.Connection, room_id: str) -> dict[tuple[str, str], str]:
-    """The room's whole current state, read inside its write transaction."""
-    rows = await conn.fetch(
-        "SELECT type, state_key, event_id FROM current_state WHERE room_id = $1", room_id
-    )
-    return {(r["type"], r["state_key"]): r["event_id"] for r in rows}
 
 
 async def historical_stream_ordering(conn: asyncpg.Connection) -> int:

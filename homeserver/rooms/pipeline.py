@@ -41,12 +41,9 @@ from storage.events import (
     RoomHead,
     RoomWriter,
     StoredEvent,
-)
-from storage.received_events import (
     current_state_ids,
-    historical_stream_ordering,
-    persist_received,
 )
+from storage.received_events import historical_stream_ordering, persist_received
 from storage.remote_membership import save_stripped_state
 from storage.state import MAX_CHAIN_LENGTH, StateMap, StateStore
 from storage.streams import StreamIds
