@@ -17,8 +17,8 @@ from aiohttp import web
 from multidict import MultiMapping
 
 from federation.auth import RequestVerifier
-from homeserver.api.http import json_response, parse_json_body
-from homeserver.errors import MatrixError, bad_json
+from homeserver.api.http import handler_response, json_object, parse_json_body
+from homeserver.errors import MatrixError
 
 FEDERATION_V1 = "/_matrix/federation/v1"
 FEDERATION_V2 = "/_matrix/federation/v2"
@@ -47,12 +47,7 @@ class FederationRequest:
 
     def json(self) -> dict[str, Any]:
         """The body as a JSON object (empty bodies count as {})."""
-        if not self.body.strip():
-            return {}
-        value = parse_json_body(self.body)
-        if not isinstance(value, dict):
-            raise bad_json("The request body must be a JSON object")
-        return value
+        return json_object(self.body)
 
 
 Handler = Callable[[Any, FederationRequest], Awaitable[Any]]
@@ -120,11 +115,7 @@ class FederationRouter:
                     body=body,
                 )
             )
-            if isinstance(result, web.StreamResponse):
-                return result
-            if isinstance(result, tuple):
-                return json_response(*result)
-            return json_response(200, result)
+            return handler_response(result)
 
         return aiohttp_handler
 

@@ -54,6 +54,16 @@ def parse_json_body(body: bytes) -> Any:
         raise MatrixError(400, "M_NOT_JSON", "Content not JSON.") from None
 
 
+def json_object(body: bytes) -> dict[str, Any]:
+    """A request body as a JSON object (empty bodies count as {})."""
+    if not body.strip():
+        return {}
+    value = parse_json_body(body)
+    if not isinstance(value, dict):
+        raise bad_json("The request body must be a JSON object")
+    return value
+
+
 @attrs.frozen
 class ClientRequest:
     """What a handler may know about a request."""
@@ -80,12 +90,7 @@ class ClientRequest:
 
     def json(self) -> dict[str, Any]:
         """The body as a JSON object (empty bodies count as {})."""
-        if not self.body.strip():
-            return {}
-        value = parse_json_body(self.body)
-        if not isinstance(value, dict):
-            raise bad_json("The request body must be a JSON object")
-        return value
+        return json_object(self.body)
 
     def query_bool(self, name: str, default: bool = False) -> bool:
         value = self.query.get(name)
@@ -193,6 +198,16 @@ def json_response(status: int, body: Any) -> web.Response:
     )
 
 
+def handler_response(result: Any) -> web.StreamResponse:
+    """What a handler returned as the response: a response as it is, a
+    `(status, body)` pair, or a body for 200."""
+    if isinstance(result, web.StreamResponse):
+        return result
+    if isinstance(result, tuple):
+        return json_response(*result)
+    return json_response(200, result)
+
+
 class Authenticator:
     """Turns the request's access token into a Requester."""
 
@@ -291,11 +306,7 @@ class Router:
             else:
                 assert admin_gate is not None
                 result = await _audited(admin_gate, spec.audit_action, handler, client_request)
-            if isinstance(result, web.StreamResponse):
-                return result
-            if isinstance(result, tuple):
-                return json_response(*result)
-            return json_response(200, result)
+            return handler_response(result)
 
         return aiohttp_handler
 
