@@ -15,7 +15,7 @@ import json
 import logging
 import socket
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypedDict, Unpack
 from urllib.parse import urlencode
 
 import aiohttp
@@ -46,6 +46,16 @@ class _Request:
     data: bytes | None
     # The name the certificate must be valid for; None when TLS is not checked.
     tls_name: str | None
+
+
+class RequestOptions(TypedDict, total=False):
+    """The options of `FederationClient.request_json` that its get, put and
+    post shorthands pass on."""
+
+    query: Mapping[str, Any] | None
+    signed: bool
+    ignore_backoff: bool
+    timeout_s: float | None
 
 
 class FederationError(Exception):
@@ -135,67 +145,18 @@ class FederationClient:
             await self._session.close()
             self._session = None
 
-    async def get_json(
-        self,
-        destination: str,
-        path: str,
-        *,
-        query: Mapping[str, Any] | None = None,
-        signed: bool = True,
-        ignore_backoff: bool = False,
-        timeout_s: float | None = None,
-    ) -> Any:
-        return await self.request_json(
-            "GET",
-            destination,
-            path,
-            query=query,
-            signed=signed,
-            ignore_backoff=ignore_backoff,
-            timeout_s=timeout_s,
-        )
+    async def get_json(self, destination: str, path: str, **options: Unpack[RequestOptions]) -> Any:
+        return await self.request_json("GET", destination, path, **options)
 
     async def put_json(
-        self,
-        destination: str,
-        path: str,
-        body: Any,
-        *,
-        query: Mapping[str, Any] | None = None,
-        ignore_backoff: bool = False,
-        timeout_s: float | None = None,
+        self, destination: str, path: str, body: Any, **options: Unpack[RequestOptions]
     ) -> Any:
-        return await self.request_json(
-            "PUT",
-            destination,
-            path,
-            body=body,
-            query=query,
-            ignore_backoff=ignore_backoff,
-            timeout_s=timeout_s,
-        )
+        return await self.request_json("PUT", destination, path, body=body, **options)
 
     async def post_json(
-        self,
-        destination: str,
-        path: str,
-        body: Any,
-        *,
-        query: Mapping[str, Any] | None = None,
-        signed: bool = True,
-        ignore_backoff: bool = False,
-        timeout_s: float | None = None,
+        self, destination: str, path: str, body: Any, **options: Unpack[RequestOptions]
     ) -> Any:
-        return await self.request_json(
-            "POST",
-            destination,
-            path,
-            body=body,
-            query=query,
-            signed=signed,
-            ignore_backoff=ignore_backoff,
-            timeout_s=timeout_s,
-        )
+        return await self.request_json("POST", destination, path, body=body, **options)
 
     async def request_json(
         self,
