@@ -61,6 +61,26 @@ LIMIT $5
 """
 
 
+async def _deliver(
+    conn: asyncpg.Connection,
+    stream_id: int,
+    sender: str,
+    event_type: str,
+    local: Sequence[LocalMessage],
+) -> set[str]:
+    """Put messages in local devices' inboxes; return the users who got one."""
+    rows = await conn.fetch(
+        _DELIVER,
+        [m.user_id for m in local],
+        [m.device_id for m in local],
+        [m.content_json for m in local],
+        stream_id,
+        sender,
+        event_type,
+    )
+    return {r["user_id"] for r in rows}
+
+
 class ToDeviceStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
@@ -91,16 +111,7 @@ class ToDeviceStore:
                 return None
             recipients: set[str] = set()
             if local:
-                rows = await conn.fetch(
-                    _DELIVER,
-                    [m.user_id for m in local],
-                    [m.device_id for m in local],
-                    [m.content_json for m in local],
-                    stream_id,
-                    sender,
-                    event_type,
-                )
-                recipients = {r["user_id"] for r in rows}
+                recipients = await _deliver(conn, stream_id, sender, event_type, local)
             if remote:
                 await conn.executemany(
                     """INSERT INTO to_device_outbox
@@ -148,16 +159,7 @@ class ToDeviceStore:
                 "DELETE FROM to_device_federation_received WHERE received_ts < $1",
                 forget_before_ms,
             )
-            rows = await conn.fetch(
-                _DELIVER,
-                [m.user_id for m in local],
-                [m.device_id for m in local],
-                [m.content_json for m in local],
-                stream_id,
-                sender,
-                event_type,
-            )
-            return {r["user_id"] for r in rows}
+            return await _deliver(conn, stream_id, sender, event_type, local)
 
     async def acknowledge_and_read(
         self, user_id: str, device_id: str, acknowledged: int, upto: int, limit: int
