@@ -385,6 +385,12 @@ async def test_a_resident_server_without_a_member_able_to_invite_joins_through_a
     remote = await remote_factory(start=False)
     room = RestrictedHostedRoom(remote, space)
     room.serve()
+
+    async def transaction(_request: web.Request, _origin: str, _body: Any) -> Any:
+        # Our server sends bob's join on; a failed delivery would back it off the remote.
+        return {"pdus": {}}
+
+    remote.app.router.add_put(f"{V1}/send/{{txnId}}", remote.handler(transaction))
     await remote.start()
     await remote.expect_keys_of(fed_hs)
     bob = (await fed_hs.register("bob"))["access_token"]
