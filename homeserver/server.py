@@ -363,13 +363,15 @@ class HomeServer:
         profiles.add_listener(MemberProfileUpdater(rooms).profile_changed)
         history_store = HistoryStore(pool)
         visibility = HistoryVisibility(state, events, history_store)
+        account_data_store = AccountDataStore(pool)
+        ignored = IgnoredUsers(account_data_store, self.notifier)
         relations = RelationsService(
             RelationStore(pool),
             events,
             room_store,
             history_store,
             visibility,
-            AccountDataStore(pool),
+            account_data_store,
         )
         formatter = EventFormatter(events, relations)
         directory_store = DirectoryStore(pool)
@@ -387,7 +389,8 @@ class HomeServer:
             RoomUpgrader(self.pipeline, events, rooms, directory, directory_store),
             SpaceHierarchy(events, room_store, directory_store),
         )
-        account_data = AccountDataService(AccountDataStore(pool), self.notifier, room_store)
+        account_data = AccountDataService(account_data_store, self.notifier, room_store)
+        tags = TagService(account_data, account_data_store)
         await account_data.start()
         push_store = PushStore(pool)
         push_rules = PushRulesService(push_store, account_data)
@@ -478,7 +481,7 @@ class HomeServer:
                 state,
                 visibility,
                 formatter,
-                IgnoredUsers(AccountDataStore(pool), self.notifier),
+                ignored,
                 RemoteMembershipStore(pool),
             ),
             account_data,
@@ -523,7 +526,7 @@ class HomeServer:
                     events,
                     state,
                     room_store,
-                    IgnoredUsers(AccountDataStore(pool), self.notifier),
+                    ignored,
                     # Older history of rooms joined through other servers.
                     remote=FederationBackfill(
                         lambda: self.federation_client,
@@ -572,7 +575,7 @@ class HomeServer:
                 uia,
             ),
             RoomKeysApi(KeyBackupService(KeyBackupStore(pool))),
-            TagsApi(TagService(account_data, AccountDataStore(pool))),
+            TagsApi(tags),
             UserDirectoryApi(user_directory),
             VoipApi(TurnService(config.turn)),
             ThirdPartyApi(),
@@ -607,7 +610,7 @@ class HomeServer:
                     rooms=rooms,
                     room_store=room_store,
                     store=AdminRoomStore(pool),
-                    tags=TagService(account_data, AccountDataStore(pool)),
+                    tags=tags,
                     server_name=config.server_name,
                 ),
                 SharedSecretRegistration(
