@@ -11,7 +11,7 @@ from typing import Any
 import nio
 import pytest
 
-MEGOLM = "m.megolm.v1.aes-sha2"
+from tests.nio_e2e import MEGOLM, decrypted, encrypted_client, send, sync, upload_keys
 
 Client = Callable[[str], Any]
 
@@ -28,19 +28,16 @@ async def e2e_client(hs: Any, tmp_path: Path) -> AsyncIterator[Client]:
 
     async def make(name: str) -> nio.AsyncClient:
         body = await hs.register(name)
-        store = tmp_path / f"store-{name}"
-        store.mkdir()
-        client = nio.AsyncClient(
+        client = encrypted_client(
+            tmp_path / f"store-{name}",
             hs.url,
             body["user_id"],
-            store_path=str(store),
-            config=nio.AsyncClientConfig(encryption_enabled=True, store_sync_tokens=False),
+            body["device_id"],
+            body["access_token"],
         )
-        client.restore_login(body["user_id"], body["device_id"], body["access_token"])
         clients.append(client)
         assert client.should_upload_keys
-        upload = await client.keys_upload()
-        assert isinstance(upload, nio.KeysUploadResponse), upload
+        upload = await upload_keys(client)
         assert upload.signed_curve25519_count > 0
         uploaded[client.user_id] = upload.signed_curve25519_count
         return client
@@ -48,36 +45,6 @@ async def e2e_client(hs: Any, tmp_path: Path) -> AsyncIterator[Client]:
     yield make
     for client in clients:
         await client.close()
-
-
-async def sync(client: nio.AsyncClient) -> nio.SyncResponse:
-    resp = await client.sync(timeout=0, full_state=client.next_batch is None)
-    assert isinstance(resp, nio.SyncResponse), resp
-    if client.should_query_keys:
-        assert isinstance(await client.keys_query(), nio.KeysQueryResponse)
-    return resp
-
-
-def texts(resp: nio.SyncResponse, room_id: str) -> list[tuple[str, str]]:
-    """(sender, body) of the decrypted text messages of the room in a response."""
-    room = resp.rooms.join.get(room_id)
-    if room is None:
-        return []
-    return [
-        (e.sender, e.body)
-        for e in room.timeline.events
-        if isinstance(e, nio.RoomMessageText) and e.decrypted
-    ]
-
-
-async def send(client: nio.AsyncClient, room_id: str, body: str) -> None:
-    resp = await client.room_send(
-        room_id,
-        "m.room.message",
-        {"msgtype": "m.text", "body": body},
-        ignore_unverified_devices=True,
-    )
-    assert isinstance(resp, nio.RoomSendResponse), resp
 
 
 async def test_two_users_exchange_encrypted_messages(e2e_client: Client, hs: Any) -> None:
@@ -105,10 +72,10 @@ async def test_two_users_exchange_encrypted_messages(e2e_client: Client, hs: Any
     assert any('"m.room.encrypted"' in r["json"] for r in raw)
 
     bob_sync = await sync(bob)
-    assert texts(bob_sync, room_id) == [(alice.user_id, "hello bob, this is secret")]
+    assert decrypted(bob_sync, room_id) == [(alice.user_id, "hello bob, this is secret")]
     # Alice claimed one of bob's one-time keys to start an Olm session with him.
     assert bob_sync.device_key_count.signed_curve25519 == uploaded[bob.user_id] - 1
 
     await send(bob, room_id, "hi alice, secret reply")
-    got = texts(await sync(alice), room_id)
+    got = decrypted(await sync(alice), room_id)
     assert (bob.user_id, "hi alice, secret reply") in got

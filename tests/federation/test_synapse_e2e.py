@@ -19,8 +19,7 @@ from tests.interop.fixtures import start_federating_server
 from tests.interop.matrix_client import login, quote
 from tests.interop.synapse import PASSWORD, SynapseServer
 from tests.interop.waiting import wait_until
-
-MEGOLM = "m.megolm.v1.aes-sha2"
+from tests.nio_e2e import MEGOLM, decrypted, encrypted_client, send, sync, upload_keys
 
 MakeClient = Callable[[str, str, str, str], Awaitable[nio.AsyncClient]]
 
@@ -32,52 +31,16 @@ async def e2e_client(tmp_path: Path) -> AsyncIterator[MakeClient]:
     clients: list[nio.AsyncClient] = []
 
     async def make(base_url: str, user_id: str, device_id: str, token: str) -> nio.AsyncClient:
-        store = tmp_path / f"store-{len(clients)}"
-        store.mkdir()
-        client = nio.AsyncClient(
-            base_url,
-            user_id,
-            store_path=str(store),
-            config=nio.AsyncClientConfig(encryption_enabled=True, store_sync_tokens=False),
+        client = encrypted_client(
+            tmp_path / f"store-{len(clients)}", base_url, user_id, device_id, token
         )
-        client.restore_login(user_id, device_id, token)
         clients.append(client)
-        upload = await client.keys_upload()
-        assert isinstance(upload, nio.KeysUploadResponse), upload
+        await upload_keys(client)
         return client
 
     yield make
     for client in clients:
         await client.close()
-
-
-async def sync(client: nio.AsyncClient) -> nio.SyncResponse:
-    resp = await client.sync(timeout=0, full_state=client.next_batch is None)
-    assert isinstance(resp, nio.SyncResponse), resp
-    if client.should_query_keys:
-        assert isinstance(await client.keys_query(), nio.KeysQueryResponse)
-    return resp
-
-
-def decrypted(resp: nio.SyncResponse, room_id: str) -> list[tuple[str, str]]:
-    room = resp.rooms.join.get(room_id)
-    if room is None:
-        return []
-    return [
-        (e.sender, e.body)
-        for e in room.timeline.events
-        if isinstance(e, nio.RoomMessageText) and e.decrypted
-    ]
-
-
-async def send(client: nio.AsyncClient, room_id: str, body: str) -> None:
-    resp = await client.room_send(
-        room_id,
-        "m.room.message",
-        {"msgtype": "m.text", "body": body},
-        ignore_unverified_devices=True,
-    )
-    assert isinstance(resp, nio.RoomSendResponse), resp
 
 
 async def receive(client: nio.AsyncClient, room_id: str, sender: str, body: str) -> None:
