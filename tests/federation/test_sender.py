@@ -165,6 +165,19 @@ async def setup(
     return hs, remote, inbox, alice, room_id
 
 
+async def second_room(hs: RunningServer, remote: ScriptedRemote, alice: Local) -> str:
+    """Another room of alice's, with the remote's bob in it too."""
+    room_id = await create_room(hs, alice)
+    await join_remote_user(hs, remote, room_id, f"@bob:{remote.server_name}")
+    return room_id
+
+
+async def stop(hs: RunningServer) -> None:
+    """Stop our server (a test then starts it again on the same database)."""
+    await hs.http.close()
+    await hs.server.stop()
+
+
 async def test_a_local_message_reaches_the_remote_as_its_signed_pdu(
     server_factory: Any, remote_factory: Any
 ) -> None:
@@ -204,8 +217,7 @@ async def test_a_slow_remote_gets_transactions_of_at_most_50_pdus_in_order(
     server_factory: Any, remote_factory: Any
 ) -> None:
     hs, remote, inbox, alice, room_a = await setup(server_factory, remote_factory)
-    room_b = await create_room(hs, alice)
-    await join_remote_user(hs, remote, room_b, f"@bob:{remote.server_name}")
+    room_b = await second_room(hs, remote, alice)
     version = await room_version(hs, room_a)
     inbox.delay_s = 0.3
 
@@ -231,8 +243,7 @@ async def test_a_remote_that_was_down_is_caught_up_with_the_latest_event_per_roo
     server_factory: Any, remote_factory: Any
 ) -> None:
     hs, remote, inbox, alice, room_a = await setup(server_factory, remote_factory)
-    room_b = await create_room(hs, alice)
-    await join_remote_user(hs, remote, room_b, f"@bob:{remote.server_name}")
+    room_b = await second_room(hs, remote, alice)
     version = await room_version(hs, room_a)
     inbox.down = True
 
@@ -273,8 +284,7 @@ async def test_a_restart_resumes_and_catches_up_where_it_left_off(
     await send_message(hs, alice, room_id, "while down 1")
     latest = await send_message(hs, alice, room_id, "while down 2")
     await wait_until(lambda: len(inbox.refused_at) >= 1)
-    await hs.http.close()
-    await hs.server.stop()
+    await stop(hs)
 
     inbox.down = False
     hs = await server_factory(**SENDER_CONFIG)
@@ -386,8 +396,7 @@ async def test_to_device_messages_arrive_once_in_order_and_at_most_100_edus_a_tr
 
     # After a restart nothing is sent again: the next transaction holds only
     # what is new.
-    await hs.http.close()
-    await hs.server.stop()
+    await stop(hs)
     hs = await server_factory(**SENDER_CONFIG)
     await send_to_device(hs, alice, "after-restart", {bob: {"*": {"n": "new"}}})
     await wait_until(lambda: len(inbox.edus("m.direct_to_device")) >= 151)
@@ -410,8 +419,7 @@ async def test_to_device_messages_wait_for_a_remote_that_is_down(
     inbox.down = True
     await send_to_device(hs, alice, "t1", {bob: {"D": {"secret": 1}}})
     await wait_until(lambda: len(inbox.refused_at) >= 1)
-    await hs.http.close()
-    await hs.server.stop()
+    await stop(hs)
 
     inbox.down = False
     hs = await server_factory(**SENDER_CONFIG)
