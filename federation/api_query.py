@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from federation.http import FEDERATION_V1, FederationRequest, federation_endpoint, query_int
+from homeserver.api.directory import directory_filter
 from homeserver.api.params import opt_str
 from homeserver.errors import MatrixError, bad_json, not_found
 from homeserver.profile import ProfileService
@@ -62,19 +63,7 @@ class FederationQueryApi:
             raise bad_json("'limit' must be an integer")
         if opt_str(body, "third_party_instance_id") is not None:
             return {"chunk": [], "total_room_count_estimate": 0}
-        raw = body.get("filter") or {}
-        if not isinstance(raw, dict):
-            raise bad_json("'filter' must be an object")
-        room_types = raw.get("room_types")
-        if room_types is not None and (
-            not isinstance(room_types, list)
-            or not all(t is None or isinstance(t, str) for t in room_types)
-        ):
-            raise bad_json("'room_types' must be a list of strings and nulls")
-        where = DirectoryFilter(
-            search_term=opt_str(raw, "generic_search_term"),
-            room_types=tuple(room_types) if room_types is not None else None,
-        )
+        where = directory_filter(body.get("filter") or None)
         page = await self._directory.public_rooms(
             server=None, limit=limit, since=opt_str(body, "since"), where=where
         )

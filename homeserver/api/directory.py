@@ -23,8 +23,8 @@ def _query_int(req: ClientRequest, name: str) -> int | None:
         raise invalid_param(f"{name} must be an integer") from None
 
 
-def _directory_filter(body: dict[str, Any]) -> DirectoryFilter:
-    raw = body.get("filter")
+def directory_filter(raw: Any) -> DirectoryFilter:
+    """The `filter` of a POST /publicRooms body (client or federation); 400 if malformed."""
     if raw is None:
         return DirectoryFilter()
     if not isinstance(raw, dict):
@@ -94,7 +94,7 @@ class DirectoryApi:
         limit = body.get("limit")
         if limit is not None and type(limit) is not int:
             raise bad_json("'limit' must be an integer")
-        where = _directory_filter(body)
+        where = directory_filter(body.get("filter"))
         # No application service bridges other networks into this directory.
         if opt_str(body, "third_party_instance_id") is not None:
             return {"chunk": [], "total_room_count_estimate": 0}
