@@ -201,14 +201,7 @@ class KeyService:
         """POST /keys/claim: one key per device and algorithm asked for."""
         wanted = _user_map(body, "one_time_keys")
         timeout = _timeout(body)
-        triples: set[tuple[str, str, str]] = set()
-        for user_id, devices in wanted.items():
-            if not isinstance(devices, dict) or not all(
-                isinstance(a, str) for a in devices.values()
-            ):
-                raise bad_json(f"'one_time_keys.{user_id}' must map device ids to algorithms")
-            if self._is_local(user_id):
-                triples.update((user_id, d, a) for d, a in devices.items())
+        triples = self._local_claims(wanted)
         result: dict[str, Any] = {"one_time_keys": await self._claim_local(triples), "failures": {}}
         remote = {u: d for u, d in wanted.items() if not self._is_local(u)}
         await self._per_server(remote, result, self._claim_server, timeout)
@@ -218,6 +211,12 @@ class KeyService:
         """POST /federation/v1/user/keys/claim: another server claims keys of
         our users' devices (users of other servers are left out)."""
         wanted = _user_map(body, "one_time_keys")
+        triples = self._local_claims(wanted)
+        return {"one_time_keys": await self._claim_local(triples)}
+
+    def _local_claims(self, wanted: dict[str, Any]) -> set[tuple[str, str, str]]:
+        """(user, device, algorithm) of our users' devices in a claim's
+        one_time_keys; 400 if a user's entry does not map devices to algorithms."""
         triples: set[tuple[str, str, str]] = set()
         for user_id, devices in wanted.items():
             if not isinstance(devices, dict) or not all(
@@ -226,7 +225,7 @@ class KeyService:
                 raise bad_json(f"'one_time_keys.{user_id}' must map device ids to algorithms")
             if self._is_local(user_id):
                 triples.update((user_id, d, a) for d, a in devices.items())
-        return {"one_time_keys": await self._claim_local(triples)}
+        return triples
 
     async def _claim_local(self, triples: set[tuple[str, str, str]]) -> dict[str, Any]:
         claimed: dict[str, Any] = {}
