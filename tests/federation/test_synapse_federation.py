@@ -29,6 +29,18 @@ async def register_ours(hs: RunningServer, name: str) -> str:
     return token
 
 
+async def create_public_room(hs: RunningServer, token: str, name: str) -> str:
+    """A public room of ours with that name; its id."""
+    status, created = await hs.request(
+        "POST",
+        "/_matrix/client/v3/createRoom",
+        token=token,
+        json={"preset": "public_chat", "name": name},
+    )
+    assert status == 200, created
+    return created["room_id"]
+
+
 async def test_synapse_and_we_check_each_others_keys_and_signatures(
     synapse: SynapseServer, server_factory: Any
 ) -> None:
@@ -63,14 +75,7 @@ async def test_a_synapse_user_joins_our_room(synapse: SynapseServer, server_fact
     hs = await start_federating_server(server_factory)
     our_name = hs.server.config.server_name
     token = await register_ours(hs, "alice")
-    status, created = await hs.request(
-        "POST",
-        "/_matrix/client/v3/createRoom",
-        token=token,
-        json={"preset": "public_chat", "name": "Interop"},
-    )
-    assert status == 200, created
-    room_id = created["room_id"]
+    room_id = await create_public_room(hs, token, "Interop")
     status, _ = await hs.request(
         "PUT",
         f"/_matrix/client/v3/rooms/{room_id}/send/m.room.message/1",

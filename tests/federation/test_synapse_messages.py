@@ -7,7 +7,7 @@ from typing import Any
 from urllib.parse import quote
 
 from tests.conftest import RunningServer
-from tests.federation.test_synapse_federation import register_ours
+from tests.federation.test_synapse_federation import create_public_room, register_ours
 from tests.interop.fixtures import start_federating_server
 from tests.interop.synapse import SynapseServer
 from tests.interop.waiting import wait_until
@@ -36,14 +36,7 @@ async def test_messages_flow_both_ways_and_the_room_state_agrees(
     hs = await start_federating_server(server_factory)
     our_name = hs.server.config.server_name
     token = await register_ours(hs, "alice")
-    status, created = await hs.request(
-        "POST",
-        "/_matrix/client/v3/createRoom",
-        token=token,
-        json={"preset": "public_chat", "name": "Chatter"},
-    )
-    assert status == 200, created
-    room_id = created["room_id"]
+    room_id = await create_public_room(hs, token, "Chatter")
     syn_user = await synapse.register()
     assert await syn_user.join(room_id, via=[our_name]) == room_id
 
