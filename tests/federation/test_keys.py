@@ -35,6 +35,19 @@ def key_ring(hs: RunningServer) -> KeyRing:
     return hs.server.key_ring
 
 
+async def trusting(server_factory: Any, notary: ScriptedRemote) -> RunningServer:
+    """Our server with `notary` as its one trusted key server."""
+    return await server_factory(
+        federation_insecure=True,
+        trusted_key_servers=[
+            {
+                "server_name": notary.server_name,
+                "verify_keys": {notary.key_id: notary.verify_key_base64},
+            }
+        ],
+    )
+
+
 async def test_our_key_answer_is_self_signed(fed_hs: RunningServer, remote: ScriptedRemote) -> None:
     before = now_ms()
     answer = await remote.our_keys(fed_hs)
@@ -160,15 +173,7 @@ async def test_keys_come_from_a_notary_when_the_server_cannot_answer(
 
     notary.app.router.add_post("/_matrix/key/v2/query", query)
     await notary.start()
-    hs = await server_factory(
-        federation_insecure=True,
-        trusted_key_servers=[
-            {
-                "server_name": notary.server_name,
-                "verify_keys": {notary.key_id: notary.verify_key_base64},
-            }
-        ],
-    )
+    hs = await trusting(server_factory, notary)
     keys = await key_ring(hs).verify_keys(absent.server_name, [absent.key_id], now_ms())
     assert encode_verify_key_base64(keys[absent.key_id]) == absent.verify_key_base64
     assert queries == [{"server_keys": {absent.server_name: {}}}]
@@ -193,15 +198,7 @@ async def test_a_notary_answer_not_signed_by_the_notary_is_refused(
 
     notary.app.router.add_post("/_matrix/key/v2/query", query)
     await notary.start()
-    hs = await server_factory(
-        federation_insecure=True,
-        trusted_key_servers=[
-            {
-                "server_name": notary.server_name,
-                "verify_keys": {notary.key_id: notary.verify_key_base64},
-            }
-        ],
-    )
+    hs = await trusting(server_factory, notary)
     assert await key_ring(hs).verify_keys(absent.server_name, [absent.key_id], now_ms()) == {}
 
 
