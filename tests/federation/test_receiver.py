@@ -44,18 +44,24 @@ async def local_room(hs: RunningServer, *, version: str = "10") -> tuple[str, st
     return token, body["room_id"]
 
 
+async def room_with_remote(hs: RunningServer, remote_factory: Any) -> tuple[str, RemoteRoom]:
+    """Alice's room (her token too) and a remote, serving its DAG, whose bob joined it."""
+    remote: ScriptedRemote = await remote_factory(start=False)
+    holder: dict[str, RemoteRoom] = {}
+    serve_dag(remote, holder)
+    await remote.start()
+    await remote.expect_keys_of(hs)
+    token, room_id = await local_room(hs)
+    holder["room"] = room = await RemoteRoom.join(hs, remote, room_id)
+    return token, room
+
+
 @pytest.fixture
 async def setup(
     fed_hs: RunningServer, remote_factory: Any
 ) -> tuple[RunningServer, str, RemoteRoom]:
     """Our server, alice's room, and a remote whose bob joined it."""
-    remote: ScriptedRemote = await remote_factory(start=False)
-    holder: dict[str, RemoteRoom] = {}
-    serve_dag(remote, holder)
-    await remote.start()
-    await remote.expect_keys_of(fed_hs)
-    token, room_id = await local_room(fed_hs)
-    holder["room"] = room = await RemoteRoom.join(fed_hs, remote, room_id)
+    token, room = await room_with_remote(fed_hs, remote_factory)
     return fed_hs, token, room
 
 

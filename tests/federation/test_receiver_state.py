@@ -9,9 +9,8 @@ from typing import Any
 import pytest
 
 from tests.conftest import RunningServer
-from tests.federation.conftest import ScriptedRemote
-from tests.federation.remote_room import V1, RemoteRoom, serve_dag
-from tests.federation.test_receiver import bodies, local_room, timeline
+from tests.federation.remote_room import V1, RemoteRoom
+from tests.federation.test_receiver import bodies, room_with_remote, timeline
 
 
 @pytest.fixture
@@ -21,13 +20,8 @@ async def promoted(
     """Alice's room where the remote's bob and carol joined and were made
     moderators (power 50, enough for state events) by alice's event X, which
     the remote knows. Returns X's power levels content too."""
-    remote: ScriptedRemote = await remote_factory(start=False)
-    holder: dict[str, RemoteRoom] = {}
-    serve_dag(remote, holder)
-    await remote.start()
-    await remote.expect_keys_of(fed_hs)
-    token, room_id = await local_room(fed_hs)
-    holder["room"] = room = await RemoteRoom.join(fed_hs, remote, room_id)
+    token, room = await room_with_remote(fed_hs, remote_factory)
+    room_id = room.room_id
     await room.join_user("carol")
     levels = await state_content(fed_hs, token, room_id, "m.room.power_levels")
     levels["users"] = {**levels["users"], room.user("bob"): 50, room.user("carol"): 50}
