@@ -54,6 +54,17 @@ async def receive(client: nio.AsyncClient, room_id: str, sender: str, body: str)
     await wait_until(arrived, f"{client.user_id} decrypts {body!r}", within=30, interval=0.5)
 
 
+async def see_member(client: nio.AsyncClient, room_id: str, user_id: str, what: str) -> None:
+    """Sync until the client sees `user_id` in the room."""
+
+    async def seen() -> bool:
+        await sync(client)
+        room = client.rooms.get(room_id)
+        return room is not None and user_id in room.users
+
+    await wait_until(seen, what)
+
+
 async def test_an_encrypted_exchange_between_our_user_and_a_synapse_user(
     synapse: SynapseServer, server_factory: Any, e2e_client: MakeClient
 ) -> None:
@@ -78,12 +89,7 @@ async def test_an_encrypted_exchange_between_our_user_and_a_synapse_user(
     room_id = created.room_id
     assert await syn_user.join(room_id, via=[our_name]) == room_id
 
-    async def bob_joined() -> bool:
-        await sync(alice)
-        room = alice.rooms.get(room_id)
-        return room is not None and bob.user_id in room.users
-
-    await wait_until(bob_joined, "alice sees bob in the room")
+    await see_member(alice, room_id, bob.user_id, "alice sees bob in the room")
     await sync(bob)
     assert alice.rooms[room_id].encrypted and bob.rooms[room_id].encrypted
 
@@ -126,12 +132,7 @@ async def test_our_user_in_a_synapse_encrypted_room_follows_a_new_device_of_its_
     )
     assert status == 200, joined
 
-    async def alice_joined() -> bool:
-        await sync(bob)
-        room = bob.rooms.get(room_id)
-        return room is not None and alice.user_id in room.users
-
-    await wait_until(alice_joined, "bob sees alice in the room")
+    await see_member(bob, room_id, alice.user_id, "bob sees alice in the room")
     await sync(alice)
     assert alice.rooms[room_id].encrypted
 
