@@ -130,9 +130,8 @@ def endpoint(
     stream_body: bool = False,
     allow_locked: bool = False,
 ) -> Callable[[Handler], Handler]:
-    def mark(func: Handler) -> Handler:
-        specs = getattr(func, "_endpoints", ())
-        spec = EndpointSpec(
+    return _mark(
+        EndpointSpec(
             method,
             tuple(p + path for p in prefixes),
             auth,
@@ -140,10 +139,7 @@ def endpoint(
             stream_body=stream_body,
             allow_locked=allow_locked,
         )
-        func._endpoints = (*specs, spec)  # type: ignore[attr-defined]
-        return func
-
-    return mark
+    )
 
 
 def admin_endpoint(
@@ -158,10 +154,8 @@ def admin_endpoint(
     """
     if (method == "GET") != (action is None):
         raise ValueError(f"{method} {path}: an action name is required exactly for changes")
-
-    def mark(func: Handler) -> Handler:
-        specs = getattr(func, "_endpoints", ())
-        spec = EndpointSpec(
+    return _mark(
+        EndpointSpec(
             method,
             tuple(p + path for p in ADMIN_PREFIXES),
             auth,
@@ -169,6 +163,15 @@ def admin_endpoint(
             admin=auth,
             audit_action=action,
         )
+    )
+
+
+def _mark(spec: EndpointSpec) -> Callable[[Handler], Handler]:
+    """A decorator adding `spec` to a handler's endpoints (a handler may
+    answer several), which `Router.mount` reads."""
+
+    def mark(func: Handler) -> Handler:
+        specs = getattr(func, "_endpoints", ())
         func._endpoints = (*specs, spec)  # type: ignore[attr-defined]
         return func
 
