@@ -95,6 +95,27 @@ def _authorise_local(
         raise forbidden(e.message) from None
 
 
+def _own_delta(event: Event) -> dict[StateKey, tuple[str, str | None]] | None:
+    """The current state change of an event on top of every forward
+    extremity: its own key, if it is a state event."""
+    if event.state_key is None:
+        return None
+    return {event.state_tuple: (event.event_id, _membership(event))}
+
+
+async def _state_after(
+    writer: RoomWriter, event: Event, before_group: int | None, before_ids: StateMap
+) -> tuple[int | None, str | None, int]:
+    """The state group after an event, the event it replaces in the state,
+    and the group's delta chain length: a state event sets its key on top of
+    the group before it; any other event stays on that group."""
+    if event.state_key is None:
+        return before_group, None, 0
+    key = event.state_tuple
+    group, chain = await writer.add_state_group(before_group, {key: event.event_id})
+    return group, before_ids.get(key), chain
+
+
 @attrs.frozen
 class Reception:
     """What became of an event received over federation."""
@@ -381,12 +402,8 @@ class EventPipeline:
                 if event.redacts is not None
                 else False
             )
-            group, chain, replaces, delta = prev_group, 0, None, None
-            if state_key is not None:
-                key = (type, state_key)
-                replaces = state_ids.get(key)
-                group, chain = await writer.add_state_group(prev_group, {key: event.event_id})
-                delta = {key: (event.event_id, _membership(event))}
+            group, replaces, chain = await _state_after(writer, event, prev_group, state_ids)
+            delta = _own_delta(event)
             return NewEvent(
                 event,
                 await self._stream.allocate(writer.conn),
@@ -490,7 +507,6 @@ class EventPipeline:
         An event already stored is returned as it is.
         """
         room_version = event.room_version
-        key = (event.type, event.state_key) if event.state_key is not None else None
 
         async def write(writer: RoomWriter) -> NewEvent | str:
             head, _, current_ids = await writer.prepare(
@@ -530,17 +546,13 @@ class EventPipeline:
                     check_auth(room_version, event, state)
             except AuthError as e:
                 raise forbidden(e.message) from None
-            replaces, delta, chain = None, None, 0
-            if key is not None:
-                replaces = before_ids.get(key)
-                group, chain = await writer.add_state_group(group, {key: event.event_id})
-                delta = {key: (event.event_id, _membership(event))}
+            group, replaces, chain = await _state_after(writer, event, group, before_ids)
             return NewEvent(
                 event,
                 await self._stream.allocate(writer.conn),
                 group,
                 replaces,
-                delta,
+                _own_delta(event),
                 state_chain_length=chain,
             )
 
@@ -675,10 +687,11 @@ class EventPipeline:
             rejected, soft_failed = _auth_received(
                 event, loaded, {k: i for k, i in before_ids.items() if k in auth_keys}, current_ids
             )
-            group, replaces, chain = before_group, None, 0
-            if key is not None and rejected is None:
-                replaces = before_ids.get(key)
-                group, chain = await writer.add_state_group(before_group, {key: event.event_id})
+            group, replaces, chain = (
+                await _state_after(writer, event, before_group, before_ids)
+                if rejected is None
+                else (before_group, None, 0)
+            )
             delta: dict[StateKey, tuple[str, str | None]] | None = None
             removed: list[StateKey] = []
             redacts_valid = False
