@@ -96,6 +96,24 @@ async def _backend_cpu(server: HomeServer) -> dict[int, float] | None:
     return found or None
 
 
+def _make_key_files(config: dict[str, Any]) -> None:
+    """Child process: the signing key and TLS certificate of a first start.
+
+    Done apart from the measured server, as `make run` does it through
+    `generate-config` and Synapse through `--generate-config`, so that the
+    server's memory is that of a server started on existing key files.
+    """
+    from homeserver.keyfiles import ensure_self_signed_certificate, ensure_signing_key
+
+    loaded = config_from_dict(config)
+    ensure_signing_key(loaded.path(loaded.signing_key_path))
+    ensure_self_signed_certificate(
+        loaded.path(loaded.tls_certificate_path),
+        loaded.path(loaded.tls_private_key_path),
+        loaded.server_name,
+    )
+
+
 def _serve(config: dict[str, Any], conn: Connection) -> None:
     """Child process: run the server until "exit"; between ("start", profile)
     and "stop", measure its CPU time and PostgreSQL's (and profile it)."""
@@ -166,10 +184,14 @@ def running_server(name: str, pool_size: int) -> Iterator[ServerProcess]:
     spawn = multiprocessing.get_context("spawn")
     try:
         with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as data_dir:
+            config = server_config(data_dir, dsn, pool_size)
+            keys = spawn.Process(target=_make_key_files, args=(config,))
+            keys.start()
+            keys.join()
+            if keys.exitcode != 0:
+                raise SystemExit(f"making the key files failed with exit code {keys.exitcode}")
             parent, child = spawn.Pipe()
-            process = spawn.Process(
-                target=_serve, args=(server_config(data_dir, dsn, pool_size), child)
-            )
+            process = spawn.Process(target=_serve, args=(config, child))
             process.start()
             try:
                 port = parent.recv()
