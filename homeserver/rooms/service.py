@@ -357,6 +357,9 @@ class RoomService:
                 try:
                     return await self._remote.leave(room_id, user_id, content, candidates)
                 except MatrixError:
+                    # No resident server would take the leave: like Synapse,
+                    # the rejection is still recorded here, out of band below,
+                    # so the invite does not stay in the user's sync for ever.
                     pass
             member = (await self._events.get_events([latest.event_id]))[latest.event_id]
             if member.state_group is not None:
