@@ -730,6 +730,7 @@ class EventPipeline:
                     writer.conn, result, soft_failed=soft_failed, removed_state=removed
                 )
             committed = True
+            self._maybe_compact(result)  # before any await, as in _commit
             writer.remember(result)
             if result.rejected_reason is None and not soft_failed:
                 for hook in self._commit_hooks:
@@ -737,7 +738,6 @@ class EventPipeline:
         finally:
             if result is not None:
                 self._publish(result, committed)
-        self._maybe_compact(result)
         return Reception(event.event_id, result.rejected_reason, soft_failed)
 
     async def receive_backfilled(
@@ -958,13 +958,16 @@ class EventPipeline:
                 new = result
                 await writer.persist(new)
             committed = True
+            # Before any await: the room's next writer cannot have built on
+            # this group yet, so the first group past the chain limit is the
+            # one compacted, not a later one that would leave it long.
+            self._maybe_compact(new)
             writer.remember(new)
             for hook in self._commit_hooks:
                 await hook(new.event, new.stream_ordering)
         finally:
             if new is not None:
                 self._publish(new, committed)
-        self._maybe_compact(new)
         stored = await self._events.get_events([new.event.event_id])
         return stored[new.event.event_id]
 
