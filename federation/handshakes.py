@@ -16,25 +16,21 @@ from typing import Any
 
 from signedjson.types import SigningKey
 
-from federation.joins import _reference
 from federation.keys import KeyRing
 from federation.serving import FederationReads
+from federation.templates import membership_template, room_head
 from federation.verification import verify_pdu_signatures
 from homeserver.errors import MatrixError, bad_json, forbidden, not_found
-from homeserver.events.auth import auth_types_for_event, check_auth
-from homeserver.events.errors import AuthError, InvalidEventError
-from homeserver.events.event import Event, max_depth, parse_event
+from homeserver.events.errors import InvalidEventError
+from homeserver.events.event import Event, parse_event
 from homeserver.events.hashing import check_content_hash
-from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS, EventFormat, RoomVersion
+from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
 from homeserver.events.signing import sign_event
 from homeserver.rooms.pipeline import EventPipeline
 from homeserver.rooms.stripped import stripped_room_state
-from storage.database import now_ms
 from storage.events import EventStore
 from storage.federation_reads import FederationReadStore
 from storage.users import UserStore
-
-MAX_PREV_EVENTS = 20
 
 
 def _server_of(user_id: str) -> str:
@@ -156,38 +152,16 @@ class MembershipHandshakes:
                 "Your server does not support this room's version, or it has no knocking",
                 room_version=room_version.identifier,
             )
-        draft = {
-            "type": "m.room.member",
-            "state_key": user_id,
-            "sender": user_id,
-            "content": {"membership": membership},
-        }
-        keys = sorted(auth_types_for_event(room_version, draft))
-        state_ids = await self._events.current_state_ids(room_id)
-        extremities = (await self._read_store.extremities(room_id))[:MAX_PREV_EVENTS]
-        loaded = await self._events.get_events({*state_ids.values(), *(e for e, _ in extremities)})
-        state = {k: loaded[i].event for k, i in state_ids.items() if i in loaded}
-        template: dict[str, Any] = {
-            **draft,
-            "room_id": room_id,
-            "prev_events": [_reference(loaded[e].event) for e, _ in extremities],
-            "auth_events": [_reference(state[k]) for k in keys if k in state],
-            "depth": min(max(d for _, d in extremities) + 1, max_depth(room_version)),
-            "origin_server_ts": now_ms(),
-        }
-        trial = dict(template)
-        if room_version.event_format is EventFormat.V1:
-            trial["event_id"] = f"$make_{membership}:{self._server_name}"
-        try:
-            event = parse_event(
-                sign_event(trial, self._server_name, self._signing_key, room_version),
-                room_version,
-            )
-            check_auth(room_version, event, state)
-        except AuthError as e:
-            raise forbidden(f"You may not {membership} this room: {e.message}") from None
-        except InvalidEventError as e:
-            raise MatrixError(500, "M_UNKNOWN", f"Cannot build the event: {e}") from None
+        head = await room_head(self._events, self._read_store, room_id, room_version)
+        template = membership_template(
+            room_version,
+            room_id,
+            user_id,
+            {"membership": membership},
+            head,
+            server_name=self._server_name,
+            signing_key=self._signing_key,
+        )
         return {"event": template, "room_version": room_version.identifier}
 
     async def send_membership(

@@ -24,22 +24,18 @@ from signedjson.types import SigningKey
 
 from federation.keys import KeyRing
 from federation.serving import FederationReads
+from federation.templates import membership_template, room_head
 from federation.verification import verify_pdu_signatures
 from homeserver.errors import MatrixError, bad_json, forbidden, not_found
-from homeserver.events.auth import auth_types_for_event, check_auth
-from homeserver.events.canonical import encode_base64
-from homeserver.events.errors import AuthError, InvalidEventError
-from homeserver.events.event import Event, max_depth, parse_event
-from homeserver.events.hashing import check_content_hash, compute_reference_hash
-from homeserver.events.room_versions import EventFormat, RoomVersion
+from homeserver.events.errors import InvalidEventError
+from homeserver.events.event import Event, parse_event
+from homeserver.events.hashing import check_content_hash
+from homeserver.events.room_versions import RoomVersion
 from homeserver.events.signing import sign_event
 from homeserver.rooms.pipeline import EventPipeline
 from homeserver.rooms.restricted import AUTHORISER_KEY, RestrictedJoins
-from storage.database import now_ms
 from storage.events import EventStore
 from storage.federation_reads import FederationReadStore
-
-MAX_PREV_EVENTS = 20
 
 
 def _server_of(user_id: str) -> str:
@@ -91,51 +87,21 @@ class JoinService:
                 "Your server does not support this room's version",
                 room_version=room_version.identifier,
             )
-        state_ids = await self._events.current_state_ids(room_id)
-        extremities = (await self._read_store.extremities(room_id))[:MAX_PREV_EVENTS]
-        wanted = {*state_ids.values(), *(e for e, _ in extremities)}
-        loaded = await self._events.get_events(wanted)
-        state = {k: loaded[i].event for k, i in state_ids.items() if i in loaded}
+        head = await room_head(self._events, self._read_store, room_id, room_version)
         content: dict[str, Any] = {"membership": "join"}
-        authoriser = await self._restricted.authoriser(room_version, room_id, state, user_id)
+        authoriser = await self._restricted.authoriser(room_version, room_id, head.state, user_id)
         if authoriser is not None:
             content[AUTHORISER_KEY] = authoriser
-        draft = {
-            "type": "m.room.member",
-            "state_key": user_id,
-            "sender": user_id,
-            "content": content,
-        }
-        keys = sorted(auth_types_for_event(room_version, draft))
-        auth_events = [state[k] for k in keys if k in state]
-        template: dict[str, Any] = {
-            **draft,
-            "room_id": room_id,
-            "prev_events": [_reference(loaded[e].event) for e, _ in extremities],
-            "auth_events": [_reference(e) for e in auth_events],
-            "depth": min(max(d for _, d in extremities) + 1, max_depth(room_version)),
-            "origin_server_ts": now_ms(),
-        }
-        self._check_allowed(template, room_version, state)
+        template = membership_template(
+            room_version,
+            room_id,
+            user_id,
+            content,
+            head,
+            server_name=self._server_name,
+            signing_key=self._signing_key,
+        )
         return {"event": template, "room_version": room_version.identifier}
-
-    def _check_allowed(
-        self, template: Mapping[str, Any], room_version: RoomVersion, state: Mapping[Any, Event]
-    ) -> None:
-        """Authorise a signed copy of the template against the current state."""
-        trial = dict(template)
-        if room_version.event_format is EventFormat.V1:
-            trial["event_id"] = f"$make_join:{self._server_name}"
-        try:
-            event = parse_event(
-                sign_event(trial, self._server_name, self._signing_key, room_version),
-                room_version,
-            )
-            check_auth(room_version, event, state)
-        except AuthError as e:
-            raise forbidden(f"You are not allowed to join this room: {e.message}") from None
-        except InvalidEventError as e:
-            raise MatrixError(500, "M_UNKNOWN", f"Cannot build a join event: {e}") from None
 
     async def send_join(
         self, origin: str, room_id: str, event_id: str, pdu: Mapping[str, Any]
@@ -195,11 +161,3 @@ class JoinService:
                 f"This server vouches only for joins naming its own users in {AUTHORISER_KEY}"
             )
         await self._restricted.current_authoriser(room_id, event.sender)
-
-
-def _reference(event: Event) -> str | list[Any]:
-    """How a PDU points at another event: its id, or in rooms 1-2 [id, {sha256: hash}]."""
-    if event.room_version.event_format is EventFormat.V1:
-        digest = compute_reference_hash(event.pdu, event.room_version)
-        return [event.event_id, {"sha256": encode_base64(digest)}]
-    return event.event_id
