@@ -340,7 +340,7 @@ class SynapseServer:
                     if resp.status == 200:
                         return
             except (aiohttp.ClientError, TimeoutError):
-                pass
+                pass  # not listening yet: Synapse is still starting; poll again
             await asyncio.sleep(0.2)
         raise RuntimeError(
             f"Synapse did not answer /_matrix/client/versions within {STARTUP_TIMEOUT:.0f} s:\n"
