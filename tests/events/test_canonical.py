@@ -19,7 +19,7 @@ from homeserver.events.canonical import (
 )
 from homeserver.events.errors import InvalidJSONError
 
-VECTORS = Path(__file__).resolve().parents[3] / "shared" / "vectors"
+VECTORS = Path(__file__).resolve().parents[1] / "vectors"
 
 
 def load_vectors(name: str) -> Any:

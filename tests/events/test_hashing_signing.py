@@ -33,7 +33,7 @@ from homeserver.events.signing import (
     verify_json_signature,
 )
 
-VECTORS = Path(__file__).resolve().parents[3] / "shared" / "vectors"
+VECTORS = Path(__file__).resolve().parents[1] / "vectors"
 V1 = KNOWN_ROOM_VERSIONS["1"]
 V3 = KNOWN_ROOM_VERSIONS["3"]
 V4 = KNOWN_ROOM_VERSIONS["4"]
