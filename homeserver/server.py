@@ -345,7 +345,6 @@ class HomeServer:
             events, RestrictedJoinStore(pool), server_name=config.server_name
         )
         guest_access = GuestAccessRules(events, GuestStore(pool), self.pipeline)
-        self.pipeline.add_commit_hook(guest_access.on_commit)
         rooms = RoomService(
             self.pipeline,
             events,
@@ -406,6 +405,8 @@ class HomeServer:
             UserDirectoryStore(pool), search_all_users=config.user_directory.search_all_users
         )
         self.pipeline.add_commit_hook(user_directory.on_commit)
+        # Last: the guest access change is fully recorded before guests leave.
+        self.pipeline.add_commit_hook(guest_access.on_commit)
         filters = FilterService(FilterStore(pool))
         presence = PresenceService(
             PresenceStore(pool),
