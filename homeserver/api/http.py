@@ -4,7 +4,8 @@ A handler is a method decorated with `@endpoint(...)`. It receives a
 `ClientRequest` (path parameters, query, the authenticated requester, the body
 parsed on demand) and returns a JSON-able dict, or a `(status, dict)` pair.
 Authentication, rate limiting, errors as Matrix JSON, CORS, metrics and
-request ids are handled here once, for every endpoint.
+request ids are handled here once, for every endpoint; so is which endpoints
+guest accounts may call (`guest_ok`).
 """
 
 from __future__ import annotations
