@@ -220,6 +220,8 @@ class Config:
     enable_registration: bool = False
     registration_requires_token: bool = True
     registration_shared_secret: str | None = None
+    # Guest accounts (POST /register?kind=guest) and their upgrade to full ones.
+    allow_guest_access: bool = False
     bcrypt_rounds: int = 12
     # Lifetime of an access token that comes with a refresh token.
     refreshable_access_token_lifetime_ms: int = 5 * 60 * 1000

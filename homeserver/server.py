@@ -45,6 +45,7 @@ from federation.serving import FederationReads
 from federation.transport import FederationClient
 from federation.user_devices import UserDevices
 from homeserver.account_data import AccountDataService
+from homeserver.accounts.guests import GuestAccounts
 from homeserver.accounts.login import PasswordChecker
 from homeserver.accounts.passwords import PasswordHasher
 from homeserver.accounts.registration import AccountService
@@ -125,6 +126,7 @@ from homeserver.push.sender import PushSender
 from homeserver.ratelimit import RateLimiter
 from homeserver.rooms.directory import DirectoryService
 from homeserver.rooms.format import EventFormatter
+from homeserver.rooms.guest_access import GuestAccessRules
 from homeserver.rooms.hierarchy import SpaceHierarchy
 from homeserver.rooms.history import HistoryService
 from homeserver.rooms.pipeline import EventPipeline
@@ -161,6 +163,7 @@ from storage.federation_inbound import InboundTransactionStore
 from storage.federation_reads import FederationReadStore
 from storage.federation_sender import FederationSenderStore
 from storage.filters import FilterStore
+from storage.guests import GuestStore
 from storage.history import HistoryStore
 from storage.key_backup import KeyBackupStore
 from storage.media import MediaStore
@@ -341,6 +344,7 @@ class HomeServer:
         self.restricted_joins = RestrictedJoins(
             events, RestrictedJoinStore(pool), server_name=config.server_name
         )
+        guest_access = GuestAccessRules(events, GuestStore(pool), self.pipeline)
         rooms = RoomService(
             self.pipeline,
             events,
@@ -359,6 +363,7 @@ class HomeServer:
             ),
             remote_memberships=RemoteMembershipStore(pool),
             restricted=self.restricted_joins,
+            guest_access=guest_access,
         )
         profiles.add_listener(MemberProfileUpdater(rooms).profile_changed)
         history_store = HistoryStore(pool)
@@ -400,6 +405,8 @@ class HomeServer:
             UserDirectoryStore(pool), search_all_users=config.user_directory.search_all_users
         )
         self.pipeline.add_commit_hook(user_directory.on_commit)
+        # Last: the guest access change is fully recorded before guests leave.
+        self.pipeline.add_commit_hook(guest_access.on_commit)
         filters = FilterService(FilterStore(pool))
         presence = PresenceService(
             PresenceStore(pool),
@@ -508,6 +515,15 @@ class HomeServer:
             SessionApi(
                 server_name=config.server_name,
                 accounts=accounts,
+                guests=GuestAccounts(
+                    users,
+                    GuestStore(pool),
+                    accounts,
+                    sessions,
+                    hasher,
+                    registration_tokens,
+                    enabled=config.allow_guest_access,
+                ),
                 sessions=sessions,
                 passwords=passwords,
                 uia=uia,

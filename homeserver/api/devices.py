@@ -26,17 +26,17 @@ class DevicesApi:
         self._sessions = sessions
         self._uia = uia
 
-    @endpoint("GET", "/devices")
+    @endpoint("GET", "/devices", guest_ok=True)
     async def list_devices(self, req: ClientRequest) -> dict[str, Any]:
         devices = await self._sessions.list_devices(req.user.user_id)
         return {"devices": [device_json(d) for d in devices]}
 
-    @endpoint("GET", "/devices/{deviceId}")
+    @endpoint("GET", "/devices/{deviceId}", guest_ok=True)
     async def get_device(self, req: ClientRequest) -> dict[str, Any]:
         device = await self._sessions.get_device(req.user.user_id, req.params["deviceId"])
         return device_json(device)
 
-    @endpoint("PUT", "/devices/{deviceId}")
+    @endpoint("PUT", "/devices/{deviceId}", guest_ok=True)
     async def rename_device(self, req: ClientRequest) -> dict[str, Any]:
         display_name = opt_str(req.json(), "display_name")
         await self._sessions.rename_device(req.user.user_id, req.params["deviceId"], display_name)

@@ -88,7 +88,7 @@ class DirectoryApi:
         )
         return page.to_json()
 
-    @endpoint("POST", "/publicRooms")
+    @endpoint("POST", "/publicRooms", guest_ok=True)
     async def post_public_rooms(self, req: ClientRequest) -> dict[str, Any]:
         body = req.json()
         limit = body.get("limit")
@@ -117,7 +117,7 @@ class DirectoryApi:
         )
         return {"replacement_room": new_room}
 
-    @endpoint("GET", "/rooms/{roomId}/hierarchy", prefixes=CLIENT_V1)
+    @endpoint("GET", "/rooms/{roomId}/hierarchy", prefixes=CLIENT_V1, guest_ok=True)
     async def hierarchy(self, req: ClientRequest) -> dict[str, Any]:
         return await self._hierarchy.hierarchy(
             req.user,

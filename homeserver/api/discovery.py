@@ -43,7 +43,7 @@ class DiscoveryApi:
     async def well_known_server(self, req: ClientRequest) -> dict[str, Any]:
         return {"m.server": self._federation_address}
 
-    @endpoint("GET", "/capabilities")
+    @endpoint("GET", "/capabilities", guest_ok=True)
     async def capabilities(self, req: ClientRequest) -> dict[str, Any]:
         return {
             "capabilities": {

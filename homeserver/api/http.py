@@ -4,7 +4,8 @@ A handler is a method decorated with `@endpoint(...)`. It receives a
 `ClientRequest` (path parameters, query, the authenticated requester, the body
 parsed on demand) and returns a JSON-able dict, or a `(status, dict)` pair.
 Authentication, rate limiting, errors as Matrix JSON, CORS, metrics and
-request ids are handled here once, for every endpoint.
+request ids are handled here once, for every endpoint; so is which endpoints
+guest accounts may call (`guest_ok`).
 """
 
 from __future__ import annotations
@@ -102,6 +103,9 @@ class ClientRequest:
 
 
 Handler = Callable[[Any, ClientRequest], Awaitable[Any]]
+# Whether guest accounts may call an endpoint: True or False, or a test of the
+# request's path parameters for endpoints open to guests for some values only.
+GuestRule = bool | Callable[[Mapping[str, str]], bool]
 
 
 @attrs.frozen
@@ -118,6 +122,9 @@ class EndpointSpec:
     stream_body: bool = False
     # Served to locked accounts too (the spec lets them log out).
     allow_locked: bool = False
+    # Guest accounts get 403 M_GUEST_ACCESS_FORBIDDEN unless this allows them
+    # (the spec's guest access module lists what they may call).
+    guest_ok: GuestRule = False
 
 
 def endpoint(
@@ -129,6 +136,7 @@ def endpoint(
     ratelimit: str | None = None,
     stream_body: bool = False,
     allow_locked: bool = False,
+    guest_ok: GuestRule = False,
 ) -> Callable[[Handler], Handler]:
     return _mark(
         EndpointSpec(
@@ -138,6 +146,7 @@ def endpoint(
             ratelimit,
             stream_body=stream_body,
             allow_locked=allow_locked,
+            guest_ok=guest_ok,
         )
     )
 
@@ -285,6 +294,8 @@ class Router:
                 if auth and spec.auth
                 else None
             )
+            if requester is not None and requester.is_guest:
+                _check_guest(spec.guest_ok, request.match_info)
             if spec.admin:
                 assert admin_gate is not None and requester is not None
                 await admin_gate.require_admin(requester)
@@ -312,6 +323,13 @@ class Router:
             return handler_response(result)
 
         return aiohttp_handler
+
+
+def _check_guest(rule: GuestRule, params: Mapping[str, str]) -> None:
+    """Refuse a guest an endpoint the guest access rules keep from guests."""
+    allowed = rule(params) if callable(rule) else rule
+    if not allowed:
+        raise MatrixError(403, "M_GUEST_ACCESS_FORBIDDEN", "Guest access not allowed")
 
 
 async def _audited(

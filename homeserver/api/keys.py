@@ -20,19 +20,19 @@ class E2eKeysApi:
         self._cross_signing = cross_signing
         self._uia = uia
 
-    @endpoint("POST", "/keys/upload")
+    @endpoint("POST", "/keys/upload", guest_ok=True)
     async def upload(self, req: ClientRequest) -> dict[str, Any]:
         return await self._keys.upload(req.user, req.json())
 
-    @endpoint("POST", "/keys/query")
+    @endpoint("POST", "/keys/query", guest_ok=True)
     async def query(self, req: ClientRequest) -> dict[str, Any]:
         return await self._keys.query(req.user, req.json())
 
-    @endpoint("POST", "/keys/claim")
+    @endpoint("POST", "/keys/claim", guest_ok=True)
     async def claim(self, req: ClientRequest) -> dict[str, Any]:
         return await self._keys.claim(req.user, req.json())
 
-    @endpoint("GET", "/keys/changes")
+    @endpoint("GET", "/keys/changes", guest_ok=True)
     async def changes(self, req: ClientRequest) -> dict[str, Any]:
         since, upto = req.query.get("from"), req.query.get("to")
         if since is None or upto is None:
@@ -51,6 +51,6 @@ class E2eKeysApi:
         await self._cross_signing.upload_keys(user_id, body)
         return {}
 
-    @endpoint("POST", "/keys/signatures/upload")
+    @endpoint("POST", "/keys/signatures/upload", guest_ok=True)
     async def upload_signatures(self, req: ClientRequest) -> dict[str, Any]:
         return await self._cross_signing.upload_signatures(req.user.user_id, req.json())

@@ -102,8 +102,10 @@ class MediaApi:
     async def config(self, req: ClientRequest) -> dict[str, Any]:
         return {"m.upload.size": self._uploader.max_upload_size}
 
-    @endpoint("GET", "/download/{serverName}/{mediaId}", prefixes=AUTHENTICATED)
-    @endpoint("GET", "/download/{serverName}/{mediaId}/{fileName}", prefixes=AUTHENTICATED)
+    @endpoint("GET", "/download/{serverName}/{mediaId}", prefixes=AUTHENTICATED, guest_ok=True)
+    @endpoint(
+        "GET", "/download/{serverName}/{mediaId}/{fileName}", prefixes=AUTHENTICATED, guest_ok=True
+    )
     async def download(self, req: ClientRequest) -> web.StreamResponse:
         return await self._download(req, legacy=False)
 
@@ -122,7 +124,7 @@ class MediaApi:
         )
         return _file_response(file, req.params.get("fileName") or file.upload_name)
 
-    @endpoint("GET", "/thumbnail/{serverName}/{mediaId}", prefixes=AUTHENTICATED)
+    @endpoint("GET", "/thumbnail/{serverName}/{mediaId}", prefixes=AUTHENTICATED, guest_ok=True)
     async def thumbnail(self, req: ClientRequest) -> web.StreamResponse:
         return await self._thumbnail(req, legacy=False)
 

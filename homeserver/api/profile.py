@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from homeserver.api.http import ClientRequest, endpoint
 from homeserver.errors import bad_json, missing_param
 from homeserver.profile import ProfileService
+
+
+def _display_name_only(params: Mapping[str, str]) -> bool:
+    """Guests may set their display name and nothing else of their profile."""
+    return params.get("keyName") == "displayname"
 
 
 class ProfileApi:
@@ -21,7 +27,7 @@ class ProfileApi:
     async def get_field(self, req: ClientRequest) -> dict[str, Any]:
         return await self._profiles.lookup(req.params["userId"], req.params["keyName"])
 
-    @endpoint("PUT", "/profile/{userId}/{keyName}")
+    @endpoint("PUT", "/profile/{userId}/{keyName}", guest_ok=_display_name_only)
     async def set_field(self, req: ClientRequest) -> dict[str, Any]:
         key = req.params["keyName"]
         body = req.json()
@@ -32,7 +38,7 @@ class ProfileApi:
         await self._profiles.set_field(req.user.user_id, req.params["userId"], key, body[key])
         return {}
 
-    @endpoint("DELETE", "/profile/{userId}/{keyName}")
+    @endpoint("DELETE", "/profile/{userId}/{keyName}", guest_ok=_display_name_only)
     async def delete_field(self, req: ClientRequest) -> dict[str, Any]:
         await self._profiles.set_field(
             req.user.user_id, req.params["userId"], req.params["keyName"], None

@@ -30,10 +30,15 @@ class RelationsApi:
         self._relations = relations
         self._formatter = formatter
 
-    @endpoint("GET", "/rooms/{roomId}/relations/{eventId}", prefixes=CLIENT_V1)
-    @endpoint("GET", "/rooms/{roomId}/relations/{eventId}/{relType}", prefixes=CLIENT_V1)
+    @endpoint("GET", "/rooms/{roomId}/relations/{eventId}", prefixes=CLIENT_V1, guest_ok=True)
     @endpoint(
-        "GET", "/rooms/{roomId}/relations/{eventId}/{relType}/{eventType}", prefixes=CLIENT_V1
+        "GET", "/rooms/{roomId}/relations/{eventId}/{relType}", prefixes=CLIENT_V1, guest_ok=True
+    )
+    @endpoint(
+        "GET",
+        "/rooms/{roomId}/relations/{eventId}/{relType}/{eventType}",
+        prefixes=CLIENT_V1,
+        guest_ok=True,
     )
     async def relations(self, req: ClientRequest) -> dict[str, Any]:
         p, q = req.params, req.query

@@ -41,7 +41,7 @@ class RoomHistoryApi:
         self._history = history
         self._formatter = formatter
 
-    @endpoint("GET", "/rooms/{roomId}/messages")
+    @endpoint("GET", "/rooms/{roomId}/messages", guest_ok=True)
     async def messages(self, req: ClientRequest) -> dict[str, Any]:
         # The spec makes dir required; like Synapse, a missing dir means forwards.
         direction = req.query.get("dir", "f")
@@ -66,7 +66,7 @@ class RoomHistoryApi:
             body["state"] = await self._formatter.serialize(page.state, req.user)
         return body
 
-    @endpoint("GET", "/rooms/{roomId}/context/{eventId}")
+    @endpoint("GET", "/rooms/{roomId}/context/{eventId}", guest_ok=True)
     async def context(self, req: ClientRequest) -> dict[str, Any]:
         found = await self._history.context(
             req.user,
@@ -88,13 +88,13 @@ class RoomHistoryApi:
             "end": found.end,
         }
 
-    @endpoint("GET", "/rooms/{roomId}/event/{eventId}")
+    @endpoint("GET", "/rooms/{roomId}/event/{eventId}", guest_ok=True)
     async def event(self, req: ClientRequest) -> dict[str, Any]:
         stored = await self._history.event(req.user, req.params["roomId"], req.params["eventId"])
         [event] = await self._formatter.serialize([stored], req.user)
         return event
 
-    @endpoint("GET", "/rooms/{roomId}/members")
+    @endpoint("GET", "/rooms/{roomId}/members", guest_ok=True)
     async def members(self, req: ClientRequest) -> dict[str, Any]:
         events = await self._history.members(
             req.user,
@@ -109,14 +109,14 @@ class RoomHistoryApi:
     async def joined_members(self, req: ClientRequest) -> dict[str, Any]:
         return {"joined": await self._history.joined_members(req.user, req.params["roomId"])}
 
-    @endpoint("GET", "/rooms/{roomId}/state")
+    @endpoint("GET", "/rooms/{roomId}/state", guest_ok=True)
     async def state(self, req: ClientRequest) -> Any:
         events = await self._history.room_state(req.user, req.params["roomId"])
         return await self._formatter.serialize(events, req.user)
 
-    @endpoint("GET", "/rooms/{roomId}/state/{eventType}")
-    @endpoint("GET", "/rooms/{roomId}/state/{eventType}/")
-    @endpoint("GET", "/rooms/{roomId}/state/{eventType}/{stateKey}")
+    @endpoint("GET", "/rooms/{roomId}/state/{eventType}", guest_ok=True)
+    @endpoint("GET", "/rooms/{roomId}/state/{eventType}/", guest_ok=True)
+    @endpoint("GET", "/rooms/{roomId}/state/{eventType}/{stateKey}", guest_ok=True)
     async def state_event(self, req: ClientRequest) -> dict[str, Any]:
         p = req.params
         stored = await self._history.state_event(

@@ -23,7 +23,7 @@ class RoomsApi:
     async def create_room(self, req: ClientRequest) -> dict[str, Any]:
         return {"room_id": await self._rooms.create_room(req.user, req.json())}
 
-    @endpoint("PUT", "/rooms/{roomId}/send/{eventType}/{txnId}")
+    @endpoint("PUT", "/rooms/{roomId}/send/{eventType}/{txnId}", guest_ok=True)
     async def send(self, req: ClientRequest) -> dict[str, Any]:
         p = req.params
         stored = await self._rooms.send_event(
@@ -31,9 +31,9 @@ class RoomsApi:
         )
         return {"event_id": stored.event.event_id}
 
-    @endpoint("PUT", "/rooms/{roomId}/state/{eventType}")
-    @endpoint("PUT", "/rooms/{roomId}/state/{eventType}/")
-    @endpoint("PUT", "/rooms/{roomId}/state/{eventType}/{stateKey}")
+    @endpoint("PUT", "/rooms/{roomId}/state/{eventType}", guest_ok=True)
+    @endpoint("PUT", "/rooms/{roomId}/state/{eventType}/", guest_ok=True)
+    @endpoint("PUT", "/rooms/{roomId}/state/{eventType}/{stateKey}", guest_ok=True)
     async def put_state(self, req: ClientRequest) -> dict[str, Any]:
         p = req.params
         stored = await self._rooms.send_event(
@@ -41,14 +41,14 @@ class RoomsApi:
         )
         return {"event_id": stored.event.event_id}
 
-    @endpoint("POST", "/join/{roomIdOrAlias}")
+    @endpoint("POST", "/join/{roomIdOrAlias}", guest_ok=True)
     async def join_by_id_or_alias(self, req: ClientRequest) -> dict[str, Any]:
         room_id, servers = await self._rooms.resolve_room_via(
             req.params["roomIdOrAlias"], _via(req)
         )
         return await self._join(req, room_id, servers)
 
-    @endpoint("POST", "/rooms/{roomId}/join")
+    @endpoint("POST", "/rooms/{roomId}/join", guest_ok=True)
     async def join(self, req: ClientRequest) -> dict[str, Any]:
         return await self._join(req, req.params["roomId"])
 
@@ -81,7 +81,7 @@ class RoomsApi:
         )
         return {"room_id": room_id}
 
-    @endpoint("POST", "/rooms/{roomId}/leave")
+    @endpoint("POST", "/rooms/{roomId}/leave", guest_ok=True)
     async def leave(self, req: ClientRequest) -> dict[str, Any]:
         await self._rooms.set_membership(
             req.user,
@@ -124,7 +124,7 @@ class RoomsApi:
     async def unban(self, req: ClientRequest) -> dict[str, Any]:
         return await self._member_action(req, "unban")
 
-    @endpoint("GET", "/joined_rooms")
+    @endpoint("GET", "/joined_rooms", guest_ok=True)
     async def joined_rooms(self, req: ClientRequest) -> dict[str, Any]:
         return {"joined_rooms": await self._rooms.joined_rooms(req.user.user_id)}
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from homeserver.accounts.guests import GuestAccounts
 from homeserver.accounts.login import PasswordChecker, identifier_user
 from homeserver.accounts.registration import AccountService
 from homeserver.accounts.sessions import Session, SessionService
@@ -34,6 +35,7 @@ class SessionApi:
         *,
         server_name: str,
         accounts: AccountService,
+        guests: GuestAccounts,
         sessions: SessionService,
         passwords: PasswordChecker,
         uia: UiaService,
@@ -44,6 +46,7 @@ class SessionApi:
     ) -> None:
         self._server_name = server_name
         self._accounts = accounts
+        self._guests = guests
         self._sessions = sessions
         self._passwords = passwords
         self._uia = uia
@@ -58,7 +61,11 @@ class SessionApi:
     async def register(self, req: ClientRequest) -> dict[str, Any]:
         kind = req.query.get("kind", "user")
         if kind == "guest":
-            raise MatrixError(403, "M_GUEST_ACCESS_FORBIDDEN", "Guest access is disabled")
+            # As Synapse: a guest registers without auth stages or a user name.
+            display_name = opt_str(req.json(), "initial_device_display_name")
+            return session_json(
+                await self._guests.register(display_name, ip=req.ip), self._server_name
+            )
         if kind != "user":
             raise MatrixError(400, "M_INVALID_PARAM", "kind must be 'user' or 'guest'")
         if not self._enable_registration:
@@ -70,15 +77,24 @@ class SessionApi:
         display_name = opt_str(body, "initial_device_display_name")
         inhibit_login = opt_bool(body, "inhibit_login", False)
         want_refresh = opt_bool(body, "refresh_token", False)
-        # A taken or invalid name is refused before any auth stage, as clients expect.
-        if username is not None:
+        guest_token = opt_str(body, "guest_access_token")
+        # A taken or invalid name is refused before any auth stage, as clients
+        # expect; a guest upgrading keeps its own name.
+        if guest_token is not None:
+            user_id = await self._guests.upgradable(
+                username, guest_token, ip=req.ip, user_agent=req.user_agent
+            )
+        elif username is not None:
             user_id = await self._accounts.check_username(username.lower())
         completed = await self._uia.authenticate(
             body.get("auth"), self._registration_flows, method=req.method, uri=req.path
         )
-        if username is None:
+        if guest_token is None and username is None:
             user_id = await self._accounts.generate_user_id()
-        session = await self._accounts.register_and_login(
+        complete = (
+            self._guests.upgrade if guest_token is not None else self._accounts.register_and_login
+        )
+        session = await complete(
             user_id,
             password,
             registration_token=completed.get(REGISTRATION_TOKEN),
@@ -193,7 +209,7 @@ class SessionApi:
         await self._accounts.deactivate(req.user.user_id)
         return {"id_server_unbind_result": "no-support"}
 
-    @endpoint("GET", "/account/whoami")
+    @endpoint("GET", "/account/whoami", guest_ok=True)
     async def whoami(self, req: ClientRequest) -> dict[str, Any]:
         return {
             "user_id": req.user.user_id,

@@ -19,7 +19,7 @@ class SyncApi:
         self._sync = sync
         self._filters = filters
 
-    @endpoint("GET", "/sync")
+    @endpoint("GET", "/sync", guest_ok=True)
     async def sync(self, req: ClientRequest) -> dict[str, Any]:
         since = req.query.get("since")
         timeout = req.query.get("timeout", "0")

@@ -19,23 +19,23 @@ class VoipApi:
     def __init__(self, turn: TurnService) -> None:
         self._turn = turn
 
-    @endpoint("GET", "/voip/turnServer")
+    @endpoint("GET", "/voip/turnServer", guest_ok=True)
     async def turn_server(self, req: ClientRequest) -> dict[str, Any]:
         return self._turn.credentials(req.user)
 
 
 class ThirdPartyApi:
-    @endpoint("GET", "/thirdparty/protocols")
+    @endpoint("GET", "/thirdparty/protocols", guest_ok=True)
     async def protocols(self, req: ClientRequest) -> dict[str, Any]:
         return {}
 
-    @endpoint("GET", "/thirdparty/protocol/{protocol}")
+    @endpoint("GET", "/thirdparty/protocol/{protocol}", guest_ok=True)
     async def protocol(self, req: ClientRequest) -> dict[str, Any]:
         raise not_found(f"Unknown protocol {req.params['protocol']!r}")
 
-    @endpoint("GET", "/thirdparty/location")
-    @endpoint("GET", "/thirdparty/location/{protocol}")
-    @endpoint("GET", "/thirdparty/user")
-    @endpoint("GET", "/thirdparty/user/{protocol}")
+    @endpoint("GET", "/thirdparty/location", guest_ok=True)
+    @endpoint("GET", "/thirdparty/location/{protocol}", guest_ok=True)
+    @endpoint("GET", "/thirdparty/user", guest_ok=True)
+    @endpoint("GET", "/thirdparty/user/{protocol}", guest_ok=True)
     async def lookup(self, req: ClientRequest) -> tuple[int, list[Any]]:
         return 200, []

@@ -12,6 +12,7 @@ from homeserver.identifiers import is_valid_user_id
 from homeserver.profile import ProfileService
 from homeserver.requester import Requester
 from homeserver.rooms.create import create_content, initial_events, parse_create_request
+from homeserver.rooms.guest_access import GuestAccessRules
 from homeserver.rooms.pipeline import EventPipeline
 from homeserver.rooms.remote import RemoteRooms
 from homeserver.rooms.restricted import AUTHORISER_KEY, NoLocalAuthoriser, RestrictedJoins
@@ -69,6 +70,7 @@ class RoomService:
         remote: RemoteRooms | None = None,
         remote_memberships: RemoteMembershipStore | None = None,
         restricted: RestrictedJoins | None = None,
+        guest_access: GuestAccessRules | None = None,
     ) -> None:
         self._pipeline = pipeline
         self._events = events
@@ -82,6 +84,8 @@ class RoomService:
         self._remote_memberships = remote_memberships
         # Picks the member vouching for joins to rooms with a restricted join rule.
         self._restricted = restricted
+        # Which rooms this server's guest accounts may join.
+        self._guest_access = guest_access
         # One handshake with other servers per room at a time: a second local
         # user joining the same remote room waits, then joins locally.
         self._remote_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = (
@@ -225,6 +229,9 @@ class RoomService:
         membership = _ACTIONS[action]
         if not is_valid_user_id(target):
             raise invalid_param("Invalid user id")
+        if membership == "join" and requester.is_guest and self._guest_access is not None:
+            # Guests are this server's notion: no auth rule checks this for us.
+            await self._guest_access.check_join(room_id)
         elsewhere = await self._own_membership_elsewhere(
             requester.user_id, room_id, target, action, reason, extra, servers
         )
