@@ -43,6 +43,7 @@ from federation.queries import FederationQueries
 from federation.receiver import TransactionReceiver
 from federation.sender import FederationSender
 from federation.serving import FederationReads
+from federation.third_party_invites import InviteExchange
 from federation.transport import FederationClient
 from federation.user_devices import UserDevices
 from homeserver.account_data import AccountDataService
@@ -468,8 +469,8 @@ class HomeServer:
             rooms,
             room_store,
             events,
-            self.pipeline,
             server_name=config.server_name,
+            forwarder=InviteExchange(lambda: self.federation_client),
         )
         to_device = ToDeviceService(
             ToDeviceStore(pool),

@@ -12,13 +12,18 @@ rules check against the keys of the `m.room.third_party_invite` event.
 Before that, the identity server is asked whether the key is still valid,
 so a revoked key (or an identity server that no longer answers) completes
 no invite.
+
+The identity server calls the invitee's server. When the room is on another
+server, this server forwards the invite to the inviter's server
+(exchange_third_party_invite), which checks and sends it; this server does
+the same for invites forwarded to it (`on_exchange`).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import attrs
 
@@ -26,7 +31,6 @@ from homeserver.errors import MatrixError, forbidden, invalid_param, missing_par
 from homeserver.events.auth.membership import third_party_signing_key
 from homeserver.identity.client import IdentityServerClient, check_id_server
 from homeserver.requester import Requester
-from homeserver.rooms.pipeline import EventPipeline
 from homeserver.rooms.service import RoomService
 from homeserver.rooms.stripped import stripped_room_state
 from storage.events import EventStore
@@ -43,6 +47,12 @@ _ROOM_DETAILS: Final = {
     ("m.room.canonical_alias", "alias"): "room_alias",
     ("m.room.create", "type"): "room_type",
 }
+
+
+class InviteForwarder(Protocol):
+    """Hands a third-party invite to the server of a room this server is not in."""
+
+    async def exchange(self, destination: str, room_id: str, event: dict[str, Any]) -> None: ...
 
 
 @attrs.frozen
@@ -76,16 +86,17 @@ class ThirdPartyInvites:
         rooms: RoomService,
         room_store: RoomStore,
         events: EventStore,
-        pipeline: EventPipeline,
         *,
         server_name: str,
+        forwarder: InviteForwarder | None = None,
     ) -> None:
         self._client = client
         self._rooms = rooms
         self._room_store = room_store
         self._events = events
-        self._pipeline = pipeline
         self._server_name = server_name
+        # None when this server does not federate.
+        self._forwarder = forwarder
 
     async def invite(self, requester: Requester, room_id: str, invite: ThreepidInvite) -> None:
         """Invite the user bound to the 3PID, or leave a third-party invite for it."""
@@ -163,7 +174,31 @@ class ThirdPartyInvites:
         if failure is not None:
             raise failure
 
-    async def _complete(self, invite: Mapping[str, Any]) -> None:
+    async def on_exchange(self, origin: str, room_id: str, event: Mapping[str, Any]) -> None:
+        """Another server forwards an invite the identity server gave it:
+        the member event it would like, for a room of ours. Only the
+        invitee's server gets invites from identity servers, so only it
+        may forward one."""
+        if event.get("type") != "m.room.member" or event.get("room_id") != room_id:
+            raise invalid_param("expected an m.room.member event for this room")
+        target = event.get("state_key")
+        if not isinstance(target, str) or target.partition(":")[2] != origin:
+            raise forbidden("Only the invitee's server may forward a third-party invite")
+        content = event.get("content")
+        invite = content.get("third_party_invite") if isinstance(content, Mapping) else None
+        if not isinstance(invite, Mapping):
+            raise invalid_param("the event has no 'third_party_invite'")
+        await self._complete(
+            {
+                "room_id": room_id,
+                "mxid": target,
+                "sender": event.get("sender"),
+                "signed": invite.get("signed"),
+            },
+            forward=False,
+        )
+
+    async def _complete(self, invite: Mapping[str, Any], *, forward: bool = True) -> None:
         room_id, mxid, signed = invite.get("room_id"), invite.get("mxid"), invite.get("signed")
         if not isinstance(room_id, str) or not isinstance(mxid, str):
             raise invalid_param("the invite needs 'room_id' and 'mxid'")
@@ -174,20 +209,39 @@ class ThirdPartyInvites:
         )
         stored = (await self._events.get_events([event_id])).get(event_id) if event_id else None
         if stored is None:
+            if forward and not await self._room_store.exists(room_id):
+                await self._forward(invite.get("sender"), room_id, mxid, signed)
+                return
             raise MatrixError(404, "M_NOT_FOUND", "No third-party invite with this token")
         tpi = stored.event
         if tpi.sender.partition(":")[2] != self._server_name:
-            # The inviter's server completes the invite (exchange_third_party_invite).
-            raise MatrixError(400, "M_UNKNOWN", "The inviter is not a user of this server")
+            # Only the inviter's server may send the invite in their name.
+            if not forward:
+                raise forbidden("The inviter is not a user of this server")
+            await self._forward(tpi.sender, room_id, mxid, signed)
+            return
         await self._check_key(signed, tpi.content)
-        content = await self._rooms.member_content(mxid, "invite")
-        content["third_party_invite"] = {
-            "display_name": tpi.content.get("display_name", ""),
-            "signed": dict(signed),
-        }
-        await self._pipeline.send(
-            room_id, type="m.room.member", sender=tpi.sender, content=content, state_key=mxid
+        await self._rooms.invite_third_party(
+            tpi.sender,
+            room_id,
+            mxid,
+            {"display_name": tpi.content.get("display_name", ""), "signed": dict(signed)},
         )
+
+    async def _forward(
+        self, sender: Any, room_id: str, mxid: str, signed: Mapping[str, Any]
+    ) -> None:
+        """The inviter's server completes the invite."""
+        if self._forwarder is None or not isinstance(sender, str) or ":" not in sender:
+            raise MatrixError(404, "M_NOT_FOUND", "Unknown room")
+        event = {
+            "type": "m.room.member",
+            "room_id": room_id,
+            "sender": sender,
+            "state_key": mxid,
+            "content": {"membership": "invite", "third_party_invite": {"signed": dict(signed)}},
+        }
+        await self._forwarder.exchange(sender.partition(":")[2], room_id, event)
 
     async def _check_key(self, signed: Mapping[str, Any], tpi_content: Mapping[str, Any]) -> None:
         """The key that signed the invite must still be valid at its identity server."""
