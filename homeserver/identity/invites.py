@@ -27,7 +27,7 @@ from typing import Any, Final, Protocol
 
 import attrs
 
-from homeserver.errors import MatrixError, forbidden, invalid_param, missing_param
+from homeserver.errors import MatrixError, forbidden, invalid_param, missing_param, not_found
 from homeserver.events.auth.membership import third_party_signing_key
 from homeserver.identity.client import IdentityServerClient, check_id_server
 from homeserver.requester import Requester
@@ -103,7 +103,7 @@ class ThirdPartyInvites:
         membership, _ = await self._room_store.membership(room_id, requester.user_id)
         if membership != "join":
             if not await self._room_store.exists(room_id):
-                raise MatrixError(404, "M_NOT_FOUND", "Unknown room")
+                raise not_found("Unknown room")
             raise forbidden("Only members of the room may invite")
         mxid = await self._client.lookup(
             invite.id_server, invite.id_access_token, invite.medium, invite.address
@@ -212,7 +212,7 @@ class ThirdPartyInvites:
             if forward and not await self._room_store.exists(room_id):
                 await self._forward(invite.get("sender"), room_id, mxid, signed)
                 return
-            raise MatrixError(404, "M_NOT_FOUND", "No third-party invite with this token")
+            raise not_found("No third-party invite with this token")
         tpi = stored.event
         if tpi.sender.partition(":")[2] != self._server_name:
             # Only the inviter's server may send the invite in their name.
@@ -233,7 +233,7 @@ class ThirdPartyInvites:
     ) -> None:
         """The inviter's server completes the invite."""
         if self._forwarder is None or not isinstance(sender, str) or ":" not in sender:
-            raise MatrixError(404, "M_NOT_FOUND", "Unknown room")
+            raise not_found("Unknown room")
         event = {
             "type": "m.room.member",
             "room_id": room_id,
