@@ -253,6 +253,11 @@ class Config:
     # [{"type": "livekit", "livekit_service_url": "https://..."}].
     rtc_foci: list[dict[str, Any]] = attrs.Factory(list)
     media: MediaConfig = MediaConfig()
+    # CA bundle trusted by outbound HTTPS (push, identity servers, previews)
+    # besides the system's; relative to data_dir. None: the system's only.
+    outbound_tls_ca_file: str | None = None
+    # Check no certificates on that outbound HTTPS. For test harnesses only.
+    outbound_tls_insecure: bool = False
 
     def path(self, name: str) -> Path:
         """A path from the config, relative paths taken from the data directory."""
@@ -283,6 +288,9 @@ class Config:
             raise ConfigError("log_level: expected one of DEBUG, INFO, WARNING, ERROR")
         self.media.validate()
         self._validate_federation()
+        ca_file = self.outbound_tls_ca_file
+        if ca_file is not None and not self.path(ca_file).is_file():
+            raise ConfigError(f"outbound_tls_ca_file: no such file: {ca_file!r}")
 
     def _validate_federation(self) -> None:
         if self.federation_min_retry_interval_ms < 1:

@@ -22,7 +22,8 @@ from federation.api_membership import FederationMembershipApi
 from federation.api_query import FederationQueryApi
 from federation.api_rooms import FederationRoomsApi
 from federation.api_send import FederationSendApi
-from federation.auth import RequestVerifier
+from federation.api_threepid import FederationThreepidApi
+from federation.auth import RequestVerifier, sign_request
 from federation.backfill import FederationBackfill
 from federation.backoff import Backoff
 from federation.discovery import DnsSrv, HttpWellKnown, ServerResolver
@@ -42,6 +43,7 @@ from federation.queries import FederationQueries
 from federation.receiver import TransactionReceiver
 from federation.sender import FederationSender
 from federation.serving import FederationReads
+from federation.third_party_invites import InviteExchange
 from federation.transport import FederationClient
 from federation.user_devices import UserDevices
 from homeserver.account_data import AccountDataService
@@ -88,6 +90,7 @@ from homeserver.api.search import SearchApi
 from homeserver.api.session import SessionApi
 from homeserver.api.sync import SyncApi
 from homeserver.api.tags import TagsApi
+from homeserver.api.threepids import ThreepidOnBindApi, ThreepidsApi
 from homeserver.api.to_device import ToDeviceApi
 from homeserver.api.user_data import UserDataApi
 from homeserver.api.user_directory import UserDirectoryApi
@@ -104,6 +107,9 @@ from homeserver.ephemeral.presence import PresenceService
 from homeserver.ephemeral.receipts import ReceiptService
 from homeserver.ephemeral.typing import TypingService
 from homeserver.filters import FilterService
+from homeserver.identity.bindings import ThreepidBindings
+from homeserver.identity.client import IdentityServerClient
+from homeserver.identity.invites import ThirdPartyInvites
 from homeserver.ignored import IgnoredUsers
 from homeserver.keyfiles import ensure_self_signed_certificate, ensure_signing_key, load_signing_key
 from homeserver.media.download import MediaDownloads
@@ -141,6 +147,7 @@ from homeserver.rooms.visibility import HistoryVisibility
 from homeserver.sync.rooms import RoomsSyncProvider
 from homeserver.sync.service import SyncProvider, SyncService
 from homeserver.tags import TagService
+from homeserver.tls_trust import outbound_ssl_context
 from homeserver.to_device import ToDeviceService
 from homeserver.turn import TurnService
 from homeserver.uia import UiaService
@@ -184,6 +191,7 @@ from storage.sessions import SessionStore
 from storage.state import StateStore
 from storage.streams import StreamIds
 from storage.sync import SyncStore
+from storage.threepids import ThreepidBindingStore
 from storage.to_device import ToDeviceStore
 from storage.uia import RegistrationTokenStore, UiaStore
 from storage.user_directory import UserDirectoryStore
@@ -296,6 +304,11 @@ class HomeServer:
 
     async def _build_client_app(self, pool: asyncpg.Pool) -> web.Application:
         config = self.config
+        # Push gateways, identity servers and URL previews (outbound_tls_ca_file).
+        ca_file = config.outbound_tls_ca_file
+        self.outbound_ssl = outbound_ssl_context(
+            config.path(ca_file) if ca_file else None, insecure=config.outbound_tls_insecure
+        )
         users = UserStore(pool)
         hasher = PasswordHasher(config.bcrypt_rounds)
         sessions = SessionService(
@@ -431,6 +444,7 @@ class HomeServer:
             receipts,
             include_content=config.push.include_content,
             is_active=presence.is_syncing if config.push.suppress_when_active else None,
+            ssl_context=self.outbound_ssl,
         )
         push_notifier.add_listener(push_sender.notified)
 
@@ -438,6 +452,33 @@ class HomeServer:
             await push_sender.stop()
 
         app.on_cleanup.append(stop_pushes)
+        identity_client = IdentityServerClient(
+            ssl_context=self.outbound_ssl,
+            # Unbinding is signed like a federation request.
+            sign=lambda method, uri, destination, content: sign_request(
+                method=method,
+                uri=uri,
+                origin=config.server_name,
+                destination=destination,
+                content=content,
+                signing_key=self.signing_key,
+            ),
+        )
+
+        async def close_identity_client(_: web.Application) -> None:
+            await identity_client.close()
+
+        app.on_cleanup.append(close_identity_client)
+        threepid_bindings = ThreepidBindings(ThreepidBindingStore(pool), identity_client)
+        # Also completed by identity servers calling the federation listener.
+        self.third_party_invites = third_party_invites = ThirdPartyInvites(
+            identity_client,
+            rooms,
+            room_store,
+            events,
+            server_name=config.server_name,
+            forwarder=InviteExchange(lambda: self.federation_client),
+        )
         to_device = ToDeviceService(
             ToDeviceStore(pool),
             StreamPublisher("to_device", StreamIds(pool, "to_device_stream"), self.notifier),
@@ -531,10 +572,13 @@ class HomeServer:
                 login_account_limiter=RateLimiter(limits.login, enabled=limits.enabled),
                 enable_registration=config.enable_registration,
                 registration_requires_token=config.registration_requires_token,
+                threepids=threepid_bindings,
             ),
             DevicesApi(sessions, uia),
             ProfileApi(profiles),
-            RoomsApi(rooms),
+            RoomsApi(rooms, third_party_invites),
+            ThreepidsApi(threepid_bindings),
+            ThreepidOnBindApi(third_party_invites),
             RoomHistoryApi(
                 HistoryService(
                     history_store,
@@ -689,6 +733,7 @@ class HomeServer:
                 AddressPolicy(media.url_preview_ip_range_whitelist),
                 max_size=media.url_preview_max_size,
                 timeout_s=media.url_preview_timeout_s,
+                ssl_context=self.outbound_ssl,
             )
             previewer = UrlPreviewer(
                 store, uploader, fetcher, max_image_pixels=media.max_image_pixels
@@ -799,6 +844,7 @@ class HomeServer:
             FederationMediaApi(
                 self.media_downloads, self.thumbnailer, server_name=config.server_name
             ),
+            FederationThreepidApi(self.third_party_invites),
             FederationE2eApi(
                 self.key_service,
                 UserDevices(

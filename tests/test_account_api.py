@@ -175,7 +175,7 @@ async def test_deactivate(hs):
         token=reg["access_token"],
         json={"auth": password_auth("xena", "pw")},
     )
-    assert (status, body) == (200, {"id_server_unbind_result": "no-support"})
+    assert (status, body) == (200, {"id_server_unbind_result": "success"})
     status, body = await whoami_status(hs, reg["access_token"])
     assert (status, body["errcode"]) == (401, "M_UNKNOWN_TOKEN")
     status, body = await hs.request(

@@ -6,7 +6,12 @@ from typing import Any
 
 from homeserver.api.http import ClientRequest, endpoint
 from homeserver.api.params import opt_str, req_str
+from homeserver.errors import bad_json
+from homeserver.identity.invites import ThirdPartyInvites, ThreepidInvite, parse_threepid_invite
 from homeserver.rooms.service import RoomService
+
+# The fields of an /invite body that invite by 3PID instead of by user id.
+_THREEPID_FIELDS = ("id_server", "id_access_token", "medium", "address")
 
 
 def _via(req: ClientRequest) -> list[str]:
@@ -15,13 +20,27 @@ def _via(req: ClientRequest) -> list[str]:
     return [*req.query.getall("via", []), *req.query.getall("server_name", [])]
 
 
+def _invite_3pid(body: dict[str, Any]) -> list[ThreepidInvite]:
+    """createRoom's `invite_3pid`, checked before the room is made."""
+    entries = body.get("invite_3pid", [])
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise bad_json("invite_3pid must be a list of objects")
+    return [parse_threepid_invite(entry) for entry in entries]
+
+
 class RoomsApi:
-    def __init__(self, rooms: RoomService) -> None:
+    def __init__(self, rooms: RoomService, third_party: ThirdPartyInvites) -> None:
         self._rooms = rooms
+        self._third_party = third_party
 
     @endpoint("POST", "/createRoom")
     async def create_room(self, req: ClientRequest) -> dict[str, Any]:
-        return {"room_id": await self._rooms.create_room(req.user, req.json())}
+        body = req.json()
+        threepid_invites = _invite_3pid(body)
+        room_id = await self._rooms.create_room(req.user, body)
+        for invite in threepid_invites:
+            await self._third_party.invite(req.user, room_id, invite)
+        return {"room_id": room_id}
 
     @endpoint("PUT", "/rooms/{roomId}/send/{eventType}/{txnId}", guest_ok=True)
     async def send(self, req: ClientRequest) -> dict[str, Any]:
@@ -110,6 +129,12 @@ class RoomsApi:
 
     @endpoint("POST", "/rooms/{roomId}/invite")
     async def invite(self, req: ClientRequest) -> dict[str, Any]:
+        body = req.json()
+        if "user_id" not in body and any(k in body for k in _THREEPID_FIELDS):
+            await self._third_party.invite(
+                req.user, req.params["roomId"], parse_threepid_invite(body)
+            )
+            return {}
         return await self._member_action(req, "invite")
 
     @endpoint("POST", "/rooms/{roomId}/kick")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import ssl
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -94,15 +95,26 @@ def _dns_failure() -> MatrixError:
 
 
 class SafeFetcher:
-    def __init__(self, policy: AddressPolicy, *, max_size: int, timeout_s: float) -> None:
+    def __init__(
+        self,
+        policy: AddressPolicy,
+        *,
+        max_size: int,
+        timeout_s: float,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         self._policy = policy
+        # None: the system's trust store (config: outbound_tls_ca_file).
+        self._ssl: ssl.SSLContext | bool = ssl_context if ssl_context is not None else True
         self._max_size = max_size
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._session: aiohttp.ClientSession | None = None
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
-            connector = aiohttp.TCPConnector(resolver=_CheckingResolver(self._policy))
+            connector = aiohttp.TCPConnector(
+                resolver=_CheckingResolver(self._policy), ssl=self._ssl
+            )
             self._session = aiohttp.ClientSession(
                 connector=connector,
                 timeout=self._timeout,

@@ -22,6 +22,7 @@ import contextlib
 import json
 import logging
 import re
+import ssl
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
@@ -174,6 +175,7 @@ class PushSender:
         *,
         include_content: bool,
         is_active: Callable[[str], bool] | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self._pushers = pushers
         self._push_store = push_store
@@ -185,6 +187,8 @@ class PushSender:
         self._lanes: dict[LaneKey, _Lane] = {}
         self._preparing: set[asyncio.Task[None]] = set()
         self._session: aiohttp.ClientSession | None = None
+        # None: the system's trust store (config: outbound_tls_ca_file).
+        self._ssl: ssl.SSLContext | bool = ssl_context if ssl_context is not None else True
 
     def notified(self, event: Event, notifications: Sequence[NewNotification]) -> None:
         """The PushNotifier listener: returns at once, pushing in the background."""
@@ -274,7 +278,9 @@ class PushSender:
     async def _send(self, pusher: Pusher, event_id: str, body: dict[str, Any]) -> list[str]:
         """POST one push, retrying with backoff; the pushkeys the gateway rejected."""
         if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=TIMEOUT)
+            self._session = aiohttp.ClientSession(
+                timeout=TIMEOUT, connector=aiohttp.TCPConnector(ssl=self._ssl)
+            )
         url = pusher.data["url"]
         delay = INITIAL_BACKOFF_S
         for attempt in range(1, MAX_ATTEMPTS + 1):

@@ -253,7 +253,7 @@ class RoomService:
             # As Synapse: a shadow-banned user's invites seem to work and reach nobody.
             raise FakeAccepted({})
         if action == "invite" and self._needs_remote_invite(target):
-            return await self._invite_remote(requester.user_id, room_id, target, reason)
+            return await self._invite_remote(requester.user_id, room_id, target, reason, extra)
         current, current_id = await self._rooms.membership(room_id, target)
         if action == "kick" and current not in ("join", "invite", "knock"):
             raise forbidden("The target user is not in the room")
@@ -385,11 +385,31 @@ class RoomService:
         handshake = self._remote.join if action == "join" else self._remote.knock
         return await handshake(room_id, user_id, content, candidates)
 
+    async def invite_third_party(
+        self, sender: str, room_id: str, target: str, third_party_invite: dict[str, Any]
+    ) -> StoredEvent:
+        """Complete a third-party invite: `sender` (who made it, and may have
+        left since) invites `target`, the identity server's `signed` proof
+        in the content for the auth rules to check."""
+        extra = {"third_party_invite": third_party_invite}
+        if self._needs_remote_invite(target):
+            return await self._invite_remote(sender, room_id, target, None, extra)
+        content = await self.member_content(target, "invite")
+        content.update(extra)
+        return await self._pipeline.send(
+            room_id, type="m.room.member", sender=sender, content=content, state_key=target
+        )
+
     def _needs_remote_invite(self, target: str) -> bool:
         return self._remote is not None and target.partition(":")[2] != self._server_name
 
     async def _invite_remote(
-        self, sender: str, room_id: str, target: str, reason: str | None
+        self,
+        sender: str,
+        room_id: str,
+        target: str,
+        reason: str | None,
+        extra: dict[str, Any] | None = None,
     ) -> StoredEvent:
         """Invite another server's user: that server signs the invite first,
         then it is persisted like any event (and sent to the room's servers)."""
@@ -402,6 +422,7 @@ class RoomService:
         content: dict[str, Any] = {"membership": "invite"}
         if reason is not None:
             content["reason"] = reason
+        content.update(extra or {})
         event = await self._pipeline.build_local(
             room_id, type="m.room.member", sender=sender, content=content, state_key=target
         )

@@ -187,7 +187,7 @@ def _check_third_party_signed(event: Event, target: str, auth_events: AuthEvents
             "member.invite.third_party.sender_mismatch",
             "only the sender of the third-party invite may complete it",
         )
-    if not _signed_by_any(signed, _public_keys(invite_event.content)):
+    if third_party_signing_key(signed, invite_event.content) is None:
         raise AuthError(
             "member.invite.third_party.bad_signature",
             "no signature of 'signed' matches a public key of the third-party invite",
@@ -210,15 +210,20 @@ def _public_keys(content: Mapping[str, Any]) -> Iterator[str]:
                     yield key
 
 
-def _signed_by_any(signed: Mapping[str, Any], public_keys: Iterator[str]) -> bool:
-    """Whether any ed25519 signature in `signed` verifies under any of `public_keys`.
+def third_party_signing_key(
+    signed: Mapping[str, Any], invite_content: Mapping[str, Any]
+) -> str | None:
+    """The public key of a third-party invite's content under which an
+    ed25519 signature in `signed` verifies, or None.
 
     The identity server's name in `signatures` is not known in advance, so
-    every server's ed25519 signatures are tried against every key.
+    every server's ed25519 signatures are tried against every key. The
+    homeserver completing an invite also needs the key itself, to ask the
+    identity server whether it is still valid.
     """
     signatures = signed.get("signatures")
     if not isinstance(signatures, Mapping):
-        return False
+        return None
     candidates: list[str] = [
         signature
         for block in signatures.values()
@@ -227,13 +232,13 @@ def _signed_by_any(signed: Mapping[str, Any], public_keys: Iterator[str]) -> boo
         if isinstance(key_id, str) and key_id.startswith("ed25519:") and isinstance(signature, str)
     ]
     if not candidates:
-        return False
+        return None
     unsigned_part = {k: v for k, v in signed.items() if k != "signatures" and k != "unsigned"}
     try:
         message = encode_canonical_json(unsigned_part)
     except (TypeError, ValueError):
-        return False
-    for public_key in public_keys:
+        return None
+    for public_key in _public_keys(invite_content):
         try:
             verify_key = VerifyKey(decode_base64(public_key))
         except (ValueError, CryptoError):
@@ -243,8 +248,8 @@ def _signed_by_any(signed: Mapping[str, Any], public_keys: Iterator[str]) -> boo
                 verify_key.verify(message, decode_base64(signature))
             except (ValueError, CryptoError):
                 continue
-            return True
-    return False
+            return public_key
+    return None
 
 
 def _check_leave(

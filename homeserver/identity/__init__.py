@@ -1,0 +1,1 @@
+"""Identity servers: 3PID bindings and invites by email, over the Identity Service API."""
