@@ -88,6 +88,12 @@ class SyncService:
                 requester, since, timeout_ms, full_state, filter, set_presence
             )
 
+    async def snapshot(self, requester: Requester, filter: dict[str, Any]) -> dict[str, Any]:
+        """An initial sync's response, without the presence effects of a /sync
+        request: what the legacy /initialSync reshapes."""
+        request = SyncRequest(requester, None, self.current_token(), filter, False, "offline")
+        return await self._build(request)
+
     async def _respond(
         self,
         requester: Requester,
