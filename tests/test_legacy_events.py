@@ -188,6 +188,7 @@ async def test_single_event_only_if_visible(users: Any) -> None:
     room = await alice.create_room()
     event_id = await alice.say(room, "hello")
     event = await alice.ok("GET", f"/events/{quote(event_id)}")
+    assert event["user_id"] == alice.user_id
     assert (event["event_id"], event["room_id"], event["content"]["body"]) == (
         event_id,
         room,
@@ -211,9 +212,13 @@ async def test_initial_sync_rooms_receipts_account_data(users: Any) -> None:
 
     body = await alice.initial_sync(limit=2)
     [entry] = body["rooms"]
-    assert (entry["room_id"], entry["membership"]) == (room, "join")
+    assert (entry["room_id"], entry["membership"], entry["visibility"]) == (room, "join", "private")
     assert [e["type"] for e in entry["messages"]["chunk"]] == ["m.room.message", "m.room.topic"]
-    assert all(e["room_id"] == room for e in entry["messages"]["chunk"])
+    # Legacy clients read the sender as user_id, and age at the top level.
+    assert all(
+        (e["room_id"], e["user_id"]) == (room, alice.user_id) and "age" in e
+        for e in entry["messages"]["chunk"]
+    )
     # The state is the state now, timeline state events included.
     state = {(e["type"], e["state_key"]): e["content"] for e in entry["state"]}
     assert state[("m.room.name", "")] == {"name": "Kitchen"}
@@ -229,6 +234,9 @@ async def test_initial_sync_rooms_receipts_account_data(users: Any) -> None:
     [receipt] = body["receipts"]
     assert receipt["room_id"] == room and alice.user_id in receipt["content"][last]["m.read"]
     assert isinstance(body["presence"], list)
+    [nothing] = (await alice.initial_sync(limit=0))["rooms"]
+    assert nothing["messages"]["chunk"] == []
+    assert {e["type"] for e in nothing["state"]} >= {"m.room.create", "m.room.topic"}
     # The end token carries on as an /events stream.
     await alice.say(room, "later")
     page = await alice.events(**{"from": body["end"], "timeout": 0})
@@ -283,6 +291,12 @@ async def test_room_initial_sync_for_members_and_world_readable_readers(users: A
     assert bodies(own["messages"]["chunk"]) == ["private", "public"]
     assert own["account_data"][0]["type"] == "m.tag"
     assert own["receipts"][0]["content"][last]["m.read"][alice.user_id]["ts"] > 0
+    # The presence of every member, offline ones included.
+    assert [(p["content"]["user_id"], p["content"]["presence"]) for p in own["presence"]] == [
+        (alice.user_id, "offline")
+    ]
+    status, empty = await alice.room_initial_sync(room, limit=0)
+    assert status == 200 and empty["messages"]["chunk"] == [] and empty["state"]
 
     status, peek = await bob.room_initial_sync(room)
     assert status == 200, peek

@@ -11,6 +11,7 @@ from homeserver.errors import invalid_param
 from homeserver.rooms.format import EventFormatter
 from homeserver.sync.event_stream import EventStream
 from homeserver.sync.initial_sync import InitialSync
+from homeserver.sync.legacy_format import client_v1
 from homeserver.sync.token import SyncToken
 
 # Synapse's defaults: /events returns at most this many room events, the
@@ -31,7 +32,7 @@ def _number(req: ClientRequest, name: str, default: int) -> int:
 
 
 def _limit(req: ClientRequest, default: int) -> int:
-    return min(_number(req, "limit", default) or default, MAX_LIMIT)
+    return min(_number(req, "limit", default), MAX_LIMIT)
 
 
 class LegacyEventsApi:
@@ -44,7 +45,8 @@ class LegacyEventsApi:
 
     @endpoint("GET", "/events")
     async def events(self, req: ClientRequest) -> dict[str, Any]:
-        limit = _limit(req, DEFAULT_STREAM_LIMIT)
+        # A stream page of no events could never move on: 0 means the default.
+        limit = _limit(req, DEFAULT_STREAM_LIMIT) or DEFAULT_STREAM_LIMIT
         timeout = _number(req, "timeout", 0)
         raw_from = req.query.get("from")
         return await self._stream.stream(
@@ -59,7 +61,7 @@ class LegacyEventsApi:
     async def event(self, req: ClientRequest) -> dict[str, Any]:
         stored = await self._stream.event(req.user, req.params["eventId"])
         [event] = await self._formatter.serialize([stored], req.user)
-        return event
+        return client_v1(event)
 
     @endpoint("GET", "/initialSync")
     async def initial_sync(self, req: ClientRequest) -> dict[str, Any]:

@@ -5,7 +5,7 @@ sync tokens (homeserver/sync/token.py), so a token from /sync, /initialSync
 or a room initialSync works as `from`, and `end` works as a /sync `since`.
 
 A response holds, oldest first, the events of the user's rooms that they may
-see (history visibility) and then what the /sync providers for account data,
+see (history visibility), in the legacy format (legacy_format.py), and then what the /sync providers for account data,
 typing, receipts and presence report for the same range, flattened: room
 account data and ephemeral events carry their `room_id`, and presence
 content carries its `user_id`, as Synapse gives them. `limit` caps the room
@@ -36,6 +36,7 @@ from homeserver.notifier import Notifier
 from homeserver.requester import Requester
 from homeserver.rooms.format import EventFormatter
 from homeserver.rooms.visibility import WORLD_READABLE, HistoryVisibility
+from homeserver.sync.legacy_format import clients_v1
 from homeserver.sync.response import SyncRequest
 from homeserver.sync.service import MAX_TIMEOUT_MS, SyncActivity, SyncProvider
 from homeserver.sync.token import STREAMS, SyncToken
@@ -188,7 +189,7 @@ class EventStream:
         visible = await self._visibility.filter(
             requester.user_id, [loaded[i] for i, _ in rows if i in loaded]
         )
-        chunk = await self._formatter.serialize(visible, requester)
+        chunk = clients_v1(await self._formatter.serialize(visible, requester))
         request = SyncRequest(
             requester,
             since,

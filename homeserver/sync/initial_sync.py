@@ -7,16 +7,19 @@ own:
   room's `state` is the state at the end of its timeline (the /sync state
   plus the timeline's state events), its timeline becomes `messages`
   (`start` a /messages token for older history, `end` the sync token of the
-  response), and the rooms' receipts move to a top-level `receipts` list.
+  response), its `visibility` says whether it is published in the room
+  directory, and the rooms' receipts move to a top-level `receipts` list.
   Rooms the user left are included only with `archived=true`, as they were
   when the user left.
 - A room initialSync reads the room through HistoryService, which decides
   who may (members, users who left it as it was when they left, anyone for
   a world_readable room) and applies history visibility; its receipts,
   presence and room account data come from the /sync providers, asked for
-  that one room. A user who left sees no receipts or presence, as in Synapse.
+  that one room: the presence of all its members. A user who left sees no
+  receipts or presence, as in Synapse.
 
-Events carry their `room_id`, and presence content its `user_id`, as in Synapse.
+Events are in the legacy format (legacy_format.py) with their `room_id`, and
+presence content carries its `user_id`, as in Synapse.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from homeserver.requester import Requester
 from homeserver.rooms.format import EventFormatter
 from homeserver.rooms.history import HistoryService, RoomEventFilter
 from homeserver.sync.event_stream import legacy_presence
+from homeserver.sync.legacy_format import client_v1, clients_v1
 from homeserver.sync.response import SyncRequest
 from homeserver.sync.service import SyncProvider, SyncService
 from storage.rooms import RoomStore
@@ -38,6 +42,11 @@ PUSH_RULES = "m.push_rules"
 
 def _with_room(events: Sequence[dict[str, Any]], room_id: str) -> list[dict[str, Any]]:
     return [{**e, "room_id": room_id} for e in events]
+
+
+def _room_events(events: Sequence[dict[str, Any]], room_id: str) -> list[dict[str, Any]]:
+    """Events of a /sync room entry in the legacy format, with their room_id."""
+    return clients_v1(_with_room(events, room_id))
 
 
 def _state_at_end(
@@ -92,12 +101,15 @@ class InitialSync:
                     for e in entry.get("ephemeral", {}).get("events", [])
                     if e["type"] == "m.receipt"
                 )
+        published = await self._rooms.published([r["room_id"] for r in rooms])
+        for room in rooms:
+            room["visibility"] = "public" if room["room_id"] in published else "private"
         for section in ("invite", "knock"):
             for room_id, entry in sections.get(section, {}).items():
                 stripped = entry.get(f"{section}_state", {}).get("events", [])
                 room: dict[str, Any] = {"room_id": room_id, "membership": section}
                 if stripped:
-                    room[section] = {**stripped[-1], "room_id": room_id}
+                    room[section] = client_v1({**stripped[-1], "room_id": room_id})
                     room["inviter" if section == "invite" else "sender"] = stripped[-1]["sender"]
                 rooms.append(room)
         return {
@@ -121,8 +133,10 @@ class InitialSync:
         user_id: str, room_id: str, section: str, entry: dict[str, Any], end: str
     ) -> dict[str, Any]:
         timeline = entry.get("timeline", {})
-        events = _with_room(timeline.get("events", []), room_id)
-        state = _state_at_end(_with_room(entry.get("state", {}).get("events", []), room_id), events)
+        events = _room_events(timeline.get("events", []), room_id)
+        state = _state_at_end(
+            _room_events(entry.get("state", {}).get("events", []), room_id), events
+        )
         membership = section
         if section == "leave":
             mine = next(
@@ -163,11 +177,11 @@ class InitialSync:
         body: dict[str, Any] = {
             "room_id": room_id,
             "messages": {
-                "chunk": await self._formatter.serialize(page.events[::-1], requester),
+                "chunk": clients_v1(await self._formatter.serialize(page.events[::-1], requester)),
                 "start": page.end or page.start,
                 "end": str(now),
             },
-            "state": await self._formatter.serialize(state, requester),
+            "state": clients_v1(await self._formatter.serialize(state, requester)),
             "presence": [
                 legacy_presence(e) for e in response.get("presence", {}).get("events", [])
             ],
