@@ -18,6 +18,7 @@ Two forms, as in Synapse:
   of theirs changed in the range (so a leave or an invite shows up);
 - a peek, `room_id` of a room the user has not joined: that room alone, which
   must be world_readable; its ephemeral events and its members' presence.
+  Guests have only this form (and `room_id` of a room they joined).
 
 With nothing to report, a request waits up to `timeout` for the notifier to
 say that something concerning the user or those rooms moved.
@@ -31,7 +32,7 @@ from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager, nullcontext
 from typing import Any
 
-from homeserver.errors import forbidden, not_found
+from homeserver.errors import forbidden, missing_param, not_found
 from homeserver.notifier import Notifier
 from homeserver.requester import Requester
 from homeserver.rooms.format import EventFormatter
@@ -100,7 +101,12 @@ class EventStream:
         limit: int,
         room_id: str | None,
     ) -> dict[str, Any]:
-        """{"chunk", "start", "end"}: what happened after `from_token` (now if None)."""
+        """{"chunk", "start", "end"}: what happened after `from_token` (now if None).
+
+        Guests read rooms only (as in Synapse): 400 without `room_id`.
+        """
+        if requester.is_guest and room_id is None:
+            raise missing_param("Guest users must name a room_id")
         peek = room_id is not None and await self._peek(requester.user_id, room_id)
         # As in Synapse, a user's own stream keeps them online; guests and peeks do not.
         activity: AbstractAsyncContextManager[None] = (
