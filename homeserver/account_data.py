@@ -90,7 +90,7 @@ class AccountDataService:
             if not event_allowed(room_filter, data_type, room_id=room_id):
                 continue
             if joined is None:
-                joined = set(await self._rooms.rooms_for_user(request.user_id))
+                joined = set(await request.rooms(self._rooms))
             if room_id in joined:
                 entry = room_entry(response, "join", room_id)
                 entry.setdefault("account_data", {"events": []})["events"].append(

@@ -77,6 +77,7 @@ from homeserver.api.discovery import DiscoveryApi
 from homeserver.api.ephemeral import EphemeralApi
 from homeserver.api.http import Authenticator, Router, matrix_middleware
 from homeserver.api.keys import E2eKeysApi
+from homeserver.api.legacy_events import LegacyEventsApi
 from homeserver.api.media import MediaApi
 from homeserver.api.misc import OpenIdApi
 from homeserver.api.profile import ProfileApi
@@ -144,6 +145,8 @@ from homeserver.rooms.search import SearchService
 from homeserver.rooms.service import RoomService
 from homeserver.rooms.upgrade import RoomUpgrader
 from homeserver.rooms.visibility import HistoryVisibility
+from homeserver.sync.event_stream import EventStream
+from homeserver.sync.initial_sync import InitialSync
 from homeserver.sync.rooms import RoomsSyncProvider
 from homeserver.sync.service import SyncProvider, SyncService
 from homeserver.tags import TagService
@@ -165,6 +168,7 @@ from storage.device_lists import DeviceListStore
 from storage.directory import DirectoryStore
 from storage.e2e_keys import E2eKeyStore
 from storage.e2e_remote import RemoteKeyStore
+from storage.event_stream import EventStreamStore
 from storage.events import EventStore
 from storage.federation_inbound import InboundTransactionStore
 from storage.federation_reads import FederationReadStore
@@ -621,6 +625,28 @@ class HomeServer:
             SyncApi(
                 SyncService(self.notifier, sync_providers, room_store, presence),
                 filters,
+            ),
+            LegacyEventsApi(
+                EventStream(
+                    self.notifier,
+                    SyncStore(pool),
+                    EventStreamStore(pool),
+                    events,
+                    room_store,
+                    visibility,
+                    formatter,
+                    [account_data, typing, receipts, presence],
+                    presence,
+                ),
+                InitialSync(
+                    SyncService(self.notifier, sync_providers, room_store),
+                    HistoryService(history_store, visibility, events, state, room_store, ignored),
+                    room_store,
+                    formatter,
+                    account_data,
+                    [receipts, presence],
+                ),
+                formatter,
             ),
             PushRulesApi(push_rules),
             PushersApi(

@@ -100,6 +100,43 @@ class PresenceStore:
         )
         return [PresenceRow(**dict(r)) for r in rows]
 
+    async def changed_in_rooms(
+        self, room_ids: Sequence[str], after: int, upto: int
+    ) -> list[PresenceRow]:
+        """Presence set in (after, upto] of the users joined to these rooms
+        (what a reader of a room they have not joined sees)."""
+        rows = await self._pool.fetch(
+            f"""SELECT {_COLUMNS} FROM presence p
+                WHERE p.stream_id > $2 AND p.stream_id <= $3 AND EXISTS (
+                    SELECT 1 FROM current_state m
+                    WHERE m.room_id = ANY($1) AND m.type = 'm.room.member'
+                      AND m.state_key = p.user_id AND m.membership = 'join')
+                ORDER BY p.stream_id""",
+            list(room_ids),
+            after,
+            upto,
+        )
+        return [PresenceRow(**dict(r)) for r in rows]
+
+    async def current_in_rooms(self, room_ids: Sequence[str], upto: int) -> list[PresenceRow]:
+        """The presence (up to `upto`) of every user joined to these rooms,
+        offline ones included (as offline if they never had any): what a
+        room initialSync shows of its members."""
+        rows = await self._pool.fetch(
+            """SELECT DISTINCT ON (m.state_key) m.state_key AS user_id,
+                      coalesce(p.state, 'offline') AS state, p.status_msg,
+                      coalesce(p.last_active_ts, 0) AS last_active_ts,
+                      coalesce(p.currently_active, false) AS currently_active
+               FROM current_state m
+               LEFT JOIN presence p ON p.user_id = m.state_key AND p.stream_id <= $2
+               WHERE m.room_id = ANY($1) AND m.type = 'm.room.member'
+                 AND m.membership = 'join'
+               ORDER BY m.state_key""",
+            list(room_ids),
+            upto,
+        )
+        return [PresenceRow(**dict(r)) for r in rows]
+
     async def shares_room(self, user_id: str, other: str) -> bool:
         return bool(
             await self._pool.fetchval(

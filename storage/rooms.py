@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import asyncpg
 
 from storage.state import StateMap
@@ -55,6 +57,13 @@ class RoomStore:
             membership,
         )
         return [r["room_id"] for r in rows]
+
+    async def published(self, room_ids: Sequence[str]) -> set[str]:
+        """Those of the rooms that are published in the room directory."""
+        rows = await self._pool.fetch(
+            "SELECT room_id FROM rooms WHERE room_id = ANY($1) AND is_public", list(room_ids)
+        )
+        return {r["room_id"] for r in rows}
 
     async def members(self, room_id: str) -> StateMap:
         """{(m.room.member, user id): event id} of the room's current state."""

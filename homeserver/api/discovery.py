@@ -7,8 +7,14 @@ from typing import Any
 from homeserver.api.http import ClientRequest, endpoint
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
 
-# Spec versions whose client-server API this server implements.
-SUPPORTED_VERSIONS = [f"v1.{n}" for n in range(1, 13)]
+# Spec versions whose client-server API this server implements. The r0
+# releases are listed as Synapse lists them: older clients look for them.
+LEGACY_VERSIONS = ["r0.0.1", "r0.1.0", "r0.2.0", "r0.3.0", "r0.4.0", "r0.5.0", "r0.6.0", "r0.6.1"]
+SUPPORTED_VERSIONS = [*LEGACY_VERSIONS, *(f"v1.{n}" for n in range(1, 13))]
+# Features older Element builds check for before they lazy-load members
+# (without it they show an "Incompatible local cache" dialog) or set up
+# cross-signing; both are stable in the spec now.
+UNSTABLE_FEATURES = {"m.lazy_load_members": True, "org.matrix.e2e_cross_signing": True}
 
 
 class DiscoveryApi:
@@ -30,7 +36,7 @@ class DiscoveryApi:
 
     @endpoint("GET", "/_matrix/client/versions", auth=False, prefixes=("",))
     async def versions(self, req: ClientRequest) -> dict[str, Any]:
-        return {"versions": SUPPORTED_VERSIONS, "unstable_features": {}}
+        return {"versions": SUPPORTED_VERSIONS, "unstable_features": UNSTABLE_FEATURES}
 
     @endpoint("GET", "/.well-known/matrix/client", auth=False, prefixes=("",))
     async def well_known_client(self, req: ClientRequest) -> dict[str, Any]:

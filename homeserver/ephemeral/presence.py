@@ -280,18 +280,29 @@ class PresenceService:
 
     async def add(self, request: SyncRequest, response: dict[str, Any]) -> None:
         """response["presence"]: what changed in (since, now] for the user and
-        those who share a room with them; on an initial sync, who is not offline."""
+        those who share a room with them; on an initial sync, who is not
+        offline. For a peek (a room initialSync, the /events peek), the
+        members of the peeked rooms, and on an initial sync all of them."""
         presence_filter = request.filter.get("presence", {})
         if not event_allowed(presence_filter, "m.presence"):
             return
         now = request.now[STREAM]
+        peek = request.peek_rooms
         if request.since is None or request.full_state:
-            rows = await self._store.current_for(request.user_id, now) if now else []
+            if peek is not None:
+                rows = await self._store.current_in_rooms(peek, now)
+            elif not now:
+                rows = []
+            else:
+                rows = await self._store.current_for(request.user_id, now)
         else:
             since = request.since[STREAM]
             if since >= now:
                 return
-            rows = await self._store.changed_for(request.user_id, since, now)
+            if peek is not None:
+                rows = await self._store.changed_in_rooms(peek, since, now)
+            else:
+                rows = await self._store.changed_for(request.user_id, since, now)
         now_ms = self._clock()
         events = [
             {"type": "m.presence", "sender": row.user_id, "content": presence_content(row, now_ms)}

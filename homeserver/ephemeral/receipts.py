@@ -221,7 +221,7 @@ class ReceiptService:
         since = since_position(request, STREAM)
         if since is None:
             return
-        joined = await self._rooms.rooms_for_user(request.user_id)
+        joined = await request.rooms(self._rooms)
         room_ids = ephemeral_rooms(request, "m.receipt", joined)
         if not room_ids:
             return

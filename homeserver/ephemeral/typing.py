@@ -128,7 +128,7 @@ class TypingService:
             since = 0
         if since == now:
             return
-        joined = await self._rooms.rooms_for_user(request.user_id)
+        joined = await request.rooms(self._rooms)
         changed = [r for r in joined if since < self._changed.get(r, 0) <= now]
         for room_id in ephemeral_rooms(request, "m.typing", changed):
             user_ids = self.typing_users(room_id)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 import attrs
 
 from homeserver.requester import Requester
 from homeserver.sync.token import SyncToken
+
+
+class RoomsOfUser(Protocol):
+    async def rooms_for_user(self, user_id: str, membership: str = "join") -> list[str]: ...
 
 
 @attrs.frozen
@@ -21,10 +25,20 @@ class SyncRequest:
     filter: dict[str, Any]
     full_state: bool
     set_presence: str
+    # The rooms to report ephemeral events, room account data and presence
+    # for instead of the user's joined rooms: the room of a legacy /events
+    # peek or of a room initialSync, which the user need not have joined.
+    peek_rooms: tuple[str, ...] | None = None
 
     @property
     def user_id(self) -> str:
         return self.requester.user_id
+
+    async def rooms(self, joined: RoomsOfUser) -> list[str]:
+        """The rooms this response reports: `peek_rooms`, or the user's joined rooms."""
+        if self.peek_rooms is not None:
+            return list(self.peek_rooms)
+        return await joined.rooms_for_user(self.user_id)
 
     def since_position(self, stream: str) -> int:
         return self.since[stream] if self.since is not None else 0

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from homeserver.notifier import Notifier
 from homeserver.requester import Requester
-from homeserver.sync.response import SyncRequest, has_news
+from homeserver.sync.response import RoomsOfUser, SyncRequest, has_news
 from homeserver.sync.token import STREAMS, SyncToken
 
 MAX_TIMEOUT_MS = 5 * 60 * 1000
@@ -38,10 +38,6 @@ class SyncProvider(Protocol):
 def _streams_of(provider: SyncProvider) -> Collection[str] | None:
     streams: Collection[str] | None = getattr(provider, "sync_streams", None)
     return streams
-
-
-class RoomsOfUser(Protocol):
-    async def rooms_for_user(self, user_id: str, membership: str = "join") -> list[str]: ...
 
 
 class SyncActivity(Protocol):
@@ -87,6 +83,12 @@ class SyncService:
             return await self._respond(
                 requester, since, timeout_ms, full_state, filter, set_presence
             )
+
+    async def snapshot(self, requester: Requester, filter: dict[str, Any]) -> dict[str, Any]:
+        """An initial sync's response, without the presence effects of a /sync
+        request: what the legacy /initialSync reshapes."""
+        request = SyncRequest(requester, None, self.current_token(), filter, False, "offline")
+        return await self._build(request)
 
     async def _respond(
         self,
