@@ -159,10 +159,20 @@ async def test_uploaded_device_keys_are_queried_with_display_name_and_valid_sign
 
 
 @pytest.mark.parametrize(
-    "case",
-    ["bad signature", "other device", "other user", "unsigned", "no ed25519 key"],
+    ("case", "errcode"),
+    [
+        ("bad signature", "M_INVALID_PARAM"),
+        ("other device", "M_INVALID_PARAM"),
+        ("other user", "M_INVALID_PARAM"),
+        # Missing required fields: malformed JSON, as SyTest expects.
+        ("unsigned", "M_BAD_JSON"),
+        ("no ed25519 key", "M_BAD_JSON"),
+        ("no algorithms or keys", "M_BAD_JSON"),
+    ],
 )
-async def test_bad_device_keys_are_refused_and_nothing_is_stored(device: Any, case: str) -> None:
+async def test_bad_device_keys_are_refused_and_nothing_is_stored(
+    device: Any, case: str, errcode: str
+) -> None:
     alice, bob = await device("alice"), await device("bob")
     if case == "bad signature":
         keys = alice.device_keys()
@@ -177,6 +187,8 @@ async def test_bad_device_keys_are_refused_and_nothing_is_stored(device: Any, ca
         keys = {**bob.device_keys(), "device_id": alice.device_id}
     elif case == "unsigned":
         keys = {k: v for k, v in alice.device_keys().items() if k != "signatures"}
+    elif case == "no algorithms or keys":
+        keys = {"user_id": alice.user_id, "device_id": alice.device_id}
     else:
         keys = alice.device_keys()
         keys["keys"] = {f"curve25519:{alice.device_id}": "abc"}
@@ -185,7 +197,7 @@ async def test_bad_device_keys_are_refused_and_nothing_is_stored(device: Any, ca
         "/keys/upload",
         {"device_keys": keys, "one_time_keys": alice.one_time_keys("x", 2)},
     )
-    assert (status, error["errcode"]) == (400, "M_INVALID_PARAM"), error
+    assert (status, error["errcode"]) == (400, errcode), error
     got = await bob.query(alice.user_id)
     assert got["device_keys"] == {alice.user_id: {}}
     assert await bob.claim(alice) == {}
