@@ -41,6 +41,16 @@ class DeviceListService:
                 position, sharing is not None, users=[user_id, *(sharing or ())]
             )
 
+    async def record_private_change(self, user_id: str, only_for: str) -> None:
+        """The user's keys changed in a way only `only_for` may see."""
+        position = await self._publisher.allocate()
+        recorded = False
+        try:
+            await self._store.record_private(user_id, position, only_for)
+            recorded = True
+        finally:
+            self._publisher.publish(position, recorded, users=[only_for])
+
     async def devices_changed(
         self, user_id: str, added: Sequence[str], removed: Sequence[str]
     ) -> None:

@@ -3,28 +3,45 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from canonicaljson import encode_canonical_json
 
 from homeserver.errors import bad_json, forbidden, not_found
+from homeserver.identifiers import is_valid_room_id, is_valid_user_id
 from storage.filters import FilterStore
 
 _STRING_LISTS = ("types", "not_types", "senders", "not_senders", "rooms", "not_rooms")
 _ROOM_EVENT_FILTERS = ("state", "timeline", "ephemeral", "account_data")
+# The lists whose entries must be ids of their kind, and what they must be.
+_ID_LISTS: dict[str, tuple[Callable[[str], bool], str]] = {
+    "senders": (is_valid_user_id, "user ids"),
+    "not_senders": (is_valid_user_id, "user ids"),
+    "rooms": (is_valid_room_id, "room ids"),
+    "not_rooms": (is_valid_room_id, "room ids"),
+}
+
+
+def _check_string_list(where: str, key: str, value: Any) -> None:
+    if not isinstance(value, list) or not all(isinstance(s, str) for s in value):
+        raise bad_json(f"{where}{key} must be a list of strings")
+    if key in _ID_LISTS:
+        valid, what = _ID_LISTS[key]
+        if not all(valid(s) for s in value):
+            raise bad_json(f"{where}{key} must hold {what}")
 
 
 def _check_event_filter(where: str, value: Any) -> None:
     if not isinstance(value, dict):
         raise bad_json(f"{where} must be an object")
     for key in _STRING_LISTS:
-        if key in value and (
-            not isinstance(value[key], list) or not all(isinstance(s, str) for s in value[key])
-        ):
-            raise bad_json(f"{where}.{key} must be a list of strings")
+        if key in value:
+            _check_string_list(f"{where}.", key, value[key])
+    # 0 is allowed: a client that wants only state asks for no timeline events.
     limit = value.get("limit")
-    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
-        raise bad_json(f"{where}.limit must be a positive integer")
+    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 0):
+        raise bad_json(f"{where}.limit must be a non-negative integer")
     for flag in (
         "lazy_load_members",
         "include_redundant_members",
@@ -55,10 +72,8 @@ def validate_filter(definition: Any) -> None:
     if not isinstance(room, dict):
         raise bad_json("room must be an object")
     for key in ("rooms", "not_rooms"):
-        if key in room and (
-            not isinstance(room[key], list) or not all(isinstance(s, str) for s in room[key])
-        ):
-            raise bad_json(f"room.{key} must be a list of strings")
+        if key in room:
+            _check_string_list("room.", key, room[key])
     if "include_leave" in room and not isinstance(room["include_leave"], bool):
         raise bad_json("room.include_leave must be true or false")
     for key in _ROOM_EVENT_FILTERS:

@@ -28,6 +28,11 @@ WHERE a.type = 'm.room.member' AND a.state_key = $1 AND a.membership = 'join'
   AND b.type = 'm.room.member' AND b.membership = 'join'
 """
 
+# A change that only the user $3 is told of.
+_RECORD_PRIVATE = """
+INSERT INTO device_list_changes (stream_id, user_id, only_for) VALUES ($2, $1, $3)
+"""
+
 # $1 the syncing user, ($2, $3] the device list range, ($4, $5] the event range.
 # `moves`: joins and departures (not profile changes, nor rejected invites) in
 # the range, in rooms the user has any membership in.
@@ -59,7 +64,8 @@ members_of_my_moves AS (
     WHERE m.user_id = $1 AND c.type = 'm.room.member' AND c.membership = 'join'
 ),
 changed AS (
-    SELECT user_id FROM device_list_changes WHERE stream_id > $2 AND stream_id <= $3
+    SELECT user_id FROM device_list_changes
+    WHERE stream_id > $2 AND stream_id <= $3 AND (only_for IS NULL OR only_for = $1)
     UNION
     SELECT user_id FROM moves WHERE membership = 'join' AND user_id <> $1
     UNION
@@ -94,6 +100,10 @@ class DeviceListStore:
         users who share a room with them (the user among them if in any room)."""
         rows = await self._pool.fetch(_RECORD, user_id, stream_id)
         return [r["user_id"] for r in rows]
+
+    async def record_private(self, user_id: str, stream_id: int, only_for: str) -> None:
+        """Record a change of the user's keys that only `only_for` is told of."""
+        await self._pool.execute(_RECORD_PRIVATE, user_id, stream_id, only_for)
 
     async def changes(
         self,

@@ -159,10 +159,20 @@ async def test_uploaded_device_keys_are_queried_with_display_name_and_valid_sign
 
 
 @pytest.mark.parametrize(
-    "case",
-    ["bad signature", "other device", "other user", "unsigned", "no ed25519 key"],
+    ("case", "errcode"),
+    [
+        ("bad signature", "M_INVALID_PARAM"),
+        ("other device", "M_INVALID_PARAM"),
+        ("other user", "M_INVALID_PARAM"),
+        # Missing required fields: malformed JSON, as SyTest expects.
+        ("unsigned", "M_BAD_JSON"),
+        ("no ed25519 key", "M_BAD_JSON"),
+        ("no algorithms or keys", "M_BAD_JSON"),
+    ],
 )
-async def test_bad_device_keys_are_refused_and_nothing_is_stored(device: Any, case: str) -> None:
+async def test_bad_device_keys_are_refused_and_nothing_is_stored(
+    device: Any, case: str, errcode: str
+) -> None:
     alice, bob = await device("alice"), await device("bob")
     if case == "bad signature":
         keys = alice.device_keys()
@@ -177,6 +187,8 @@ async def test_bad_device_keys_are_refused_and_nothing_is_stored(device: Any, ca
         keys = {**bob.device_keys(), "device_id": alice.device_id}
     elif case == "unsigned":
         keys = {k: v for k, v in alice.device_keys().items() if k != "signatures"}
+    elif case == "no algorithms or keys":
+        keys = {"user_id": alice.user_id, "device_id": alice.device_id}
     else:
         keys = alice.device_keys()
         keys["keys"] = {f"curve25519:{alice.device_id}": "abc"}
@@ -185,7 +197,7 @@ async def test_bad_device_keys_are_refused_and_nothing_is_stored(device: Any, ca
         "/keys/upload",
         {"device_keys": keys, "one_time_keys": alice.one_time_keys("x", 2)},
     )
-    assert (status, error["errcode"]) == (400, "M_INVALID_PARAM"), error
+    assert (status, error["errcode"]) == (400, errcode), error
     got = await bob.query(alice.user_id)
     assert got["device_keys"] == {alice.user_id: {}}
     assert await bob.claim(alice) == {}
@@ -527,6 +539,51 @@ async def test_key_changes_reach_users_sharing_a_room(device: Any) -> None:
     assert (status, error["errcode"]) == (400, "M_MISSING_PARAM")
     status, error = await bob.call("GET", f"/keys/changes?from=nonsense&to={start}")
     assert (status, error["errcode"]) == (400, "M_INVALID_PARAM")
+
+
+async def test_private_key_changes_reach_only_the_user_who_may_see_them(device: Any) -> None:
+    alice, bob = await device("alice"), await device("bob")
+    await shared_room(alice, bob)
+    secrets, body = cross_signing_keys(alice.user_id)
+    del body["user_signing_key"]
+    await alice.ok("POST", "/keys/device_signing/upload", body)
+    bob_secrets = await upload_cross_signing(bob)
+    alice_since = (await alice.sync())["next_batch"]
+    bob_since = (await bob.sync())["next_batch"]
+
+    # A new user-signing key: alice's clients refetch, bob is not told.
+    user_signing = generate_signing_key("")
+    user_signing.version = public(user_signing)
+    key = {
+        "user_id": alice.user_id,
+        "usage": ["user_signing"],
+        "keys": {f"ed25519:{public(user_signing)}": public(user_signing)},
+    }
+    auth = {
+        "type": "m.login.password",
+        "identifier": {"type": "m.id.user", "user": alice.user_id},
+        "password": "secret",
+    }
+    await alice.ok(
+        "POST",
+        "/keys/device_signing/upload",
+        {"user_signing_key": sign_json(key, alice.user_id, secrets["master"]), "auth": auth},
+    )
+    assert alice.user_id in (await alice.sync(alice_since))["device_lists"]["changed"]
+    assert alice.user_id not in (await bob.sync(bob_since))["device_lists"]["changed"]
+
+    # Bob signs alice's master key: only bob is told of alice.
+    alice_since = (await alice.sync())["next_batch"]
+    bob_since = (await bob.sync())["next_batch"]
+    master = (await bob.query(alice.user_id))["master_keys"][alice.user_id]
+    signed = sign_json(copy.deepcopy(master), bob.user_id, bob_secrets["user_signing"])
+    master_public = public(secrets["master"])
+    answer = await bob.ok(
+        "POST", "/keys/signatures/upload", {alice.user_id: {master_public: signed}}
+    )
+    assert answer == {"failures": {}}
+    assert alice.user_id in (await bob.sync(bob_since))["device_lists"]["changed"]
+    assert alice.user_id not in (await alice.sync(alice_since))["device_lists"]["changed"]
 
 
 async def test_key_changes_are_announced_to_listeners(device: Any, hs: Any) -> None:

@@ -204,5 +204,13 @@ async def test_bad_key_data_is_refused_and_changes_nothing(hs: Any) -> None:
         status, error = await alice.call("PUT", f"/room_keys/keys?version={version}", body)
         assert (status, error["errcode"]) == (400, "M_BAD_JSON"), body
     assert await alice.ok("GET", f"/room_keys/keys?version={version}") == {"rooms": {}}
-    status, error = await alice.call("POST", "/room_keys/version", {"algorithm": ALGORITHM})
-    assert status == 400
+    for body, errcode in (
+        ({"algorithm": ALGORITHM}, "M_MISSING_PARAM"),
+        ({"auth_data": {}}, "M_MISSING_PARAM"),
+        # The spec's auth_data is an object; SyTest's opaque string is not.
+        ({"algorithm": ALGORITHM, "auth_data": "anopaquestring"}, "M_BAD_JSON"),
+        ({"algorithm": 1, "auth_data": {}}, "M_BAD_JSON"),
+    ):
+        status, error = await alice.call("POST", "/room_keys/version", body)
+        assert (status, error["errcode"]) == (400, errcode), body
+    assert (await alice.ok("GET", "/room_keys/version"))["version"] == version

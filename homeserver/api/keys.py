@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from homeserver.api.http import ClientRequest, endpoint
+from homeserver.api.http import CLIENT_PREFIXES, ClientRequest, endpoint
 from homeserver.e2e.cross_signing import CrossSigningService
 from homeserver.e2e.keys import KeyService
 from homeserver.errors import missing_param
 from homeserver.sync.token import SyncToken
 from homeserver.uia import PASSWORD, UiaService
+
+# Element's legacy crypto (and SyTest) still upload cross-signing keys and
+# signatures under the prefix they had before Matrix 1.1.
+_WITH_UNSTABLE = (*CLIENT_PREFIXES, "/_matrix/client/unstable")
 
 
 class E2eKeysApi:
@@ -40,7 +44,7 @@ class E2eKeysApi:
         changes = await self._keys.changes(req.user, SyncToken.parse(since), SyncToken.parse(upto))
         return {"changed": changes.changed, "left": changes.left}
 
-    @endpoint("POST", "/keys/device_signing/upload")
+    @endpoint("POST", "/keys/device_signing/upload", prefixes=_WITH_UNSTABLE)
     async def upload_signing_keys(self, req: ClientRequest) -> dict[str, Any]:
         body = req.json()
         user_id = req.user.user_id
@@ -51,6 +55,6 @@ class E2eKeysApi:
         await self._cross_signing.upload_keys(user_id, body)
         return {}
 
-    @endpoint("POST", "/keys/signatures/upload", guest_ok=True)
+    @endpoint("POST", "/keys/signatures/upload", prefixes=_WITH_UNSTABLE, guest_ok=True)
     async def upload_signatures(self, req: ClientRequest) -> dict[str, Any]:
         return await self._cross_signing.upload_signatures(req.user.user_id, req.json())

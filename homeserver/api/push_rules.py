@@ -6,7 +6,7 @@ from typing import Any
 
 from homeserver.api.http import ClientRequest, endpoint
 from homeserver.api.params import opt_bool
-from homeserver.errors import missing_param
+from homeserver.errors import MatrixError, missing_param
 from homeserver.push.rules import PushRulesService
 
 _RULE = "/pushrules/global/{kind}/{ruleId}"
@@ -66,6 +66,16 @@ class PushRulesApi:
             opt_bool(body, "enabled", True),
         )
         return {}
+
+    @endpoint("GET", "/pushrules/{rest:.*}")
+    @endpoint("PUT", "/pushrules/{rest:.*}")
+    @endpoint("DELETE", "/pushrules/{rest:.*}")
+    async def malformed_path(self, req: ClientRequest) -> dict[str, Any]:
+        """Any other path under /pushrules/: no scope, an unknown scope, no
+        kind or rule id, an unknown attribute. A 400, as in Synapse, rather
+        than 404: clients read 404 as "no such rule". The router tries the
+        routes above first (they are longer), so this only catches the rest."""
+        raise MatrixError(400, "M_UNRECOGNIZED", f"Unrecognised push rule path: {req.path}")
 
     @endpoint("GET", _RULE + "/actions")
     async def get_actions(self, req: ClientRequest) -> dict[str, Any]:

@@ -43,10 +43,15 @@ class RoomsApi:
         return {"room_id": room_id}
 
     @endpoint("PUT", "/rooms/{roomId}/send/{eventType}/{txnId}", guest_ok=True)
+    @endpoint("POST", "/rooms/{roomId}/send/{eventType}", guest_ok=True)
     async def send(self, req: ClientRequest) -> dict[str, Any]:
+        """PUT with the client's transaction id, or the older POST without
+        one (which SyTest and old clients use): a POST is never deduplicated,
+        and, as in Synapse, its event carries no transaction id back to the
+        sender (an id the client never chose would tell it nothing)."""
         p = req.params
         stored = await self._rooms.send_event(
-            req.user, p["roomId"], p["eventType"], req.json(), txn_id=p["txnId"]
+            req.user, p["roomId"], p["eventType"], req.json(), txn_id=p.get("txnId")
         )
         return {"event_id": stored.event.event_id}
 

@@ -113,12 +113,16 @@ class KeyBackupService:
 
     @staticmethod
     def _algorithm_and_auth_data(body: dict[str, Any]) -> tuple[str, str]:
-        algorithm = body.get("algorithm")
+        """Both are required (M_MISSING_PARAM); the spec makes `auth_data` an
+        object, so anything else, such as SyTest's opaque string, is M_BAD_JSON."""
+        for field in ("algorithm", "auth_data"):
+            if field not in body:
+                raise missing_param(f"'{field}' is required")
+        algorithm, auth_data = body["algorithm"], body["auth_data"]
         if not isinstance(algorithm, str):
-            raise missing_param("'algorithm' is required")
-        auth_data = body.get("auth_data")
+            raise bad_json("'algorithm' must be a string")
         if not isinstance(auth_data, dict):
-            raise missing_param("'auth_data' must be an object")
+            raise bad_json("'auth_data' must be an object")
         return algorithm, canonical(auth_data)
 
     async def create_version(self, user_id: str, body: dict[str, Any]) -> dict[str, Any]:

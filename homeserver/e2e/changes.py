@@ -49,17 +49,19 @@ class KeyChanges:
 
     async def signing_keys_changed(self, user_id: str, *, public: bool) -> None:
         """`public` is False when only the user-signing key changed, which
-        nobody but the user sees (their own clients still refetch)."""
+        nobody but the user sees: only their own clients refetch."""
+        if not public:
+            await self._device_lists.record_private_change(user_id, user_id)
+            return
         await self._device_lists.record_change(user_id)
-        if public:
-            await self._tell(SigningKeysChanged(user_id))
+        await self._tell(SigningKeysChanged(user_id))
 
-    async def signed_by_user(self, user_ids: Sequence[str]) -> None:
-        """A user signed these users' master keys: clients refetch their keys
-        (the signature is visible to the signer only, so nothing goes to
-        other servers)."""
+    async def signed_by_user(self, signer: str, user_ids: Sequence[str]) -> None:
+        """`signer` signed these users' master keys: the signer's clients
+        refetch their keys (the signature is visible to the signer only, so
+        no one else is told, and nothing goes to other servers)."""
         for user_id in user_ids:
-            await self._device_lists.record_change(user_id)
+            await self._device_lists.record_private_change(user_id, signer)
 
     async def devices_changed(
         self, user_id: str, added: Sequence[str], removed: Sequence[str]

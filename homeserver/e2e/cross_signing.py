@@ -182,7 +182,7 @@ class CrossSigningService:
             await self._changes.signing_keys_changed(user_id, public=True)
         others = {s.target_user_id for s in signatures.values()} - {user_id}
         if others:
-            await self._changes.signed_by_user(sorted(others))
+            await self._changes.signed_by_user(user_id, sorted(others))
         return {"failures": failures}
 
     @staticmethod

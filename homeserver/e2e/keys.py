@@ -68,22 +68,29 @@ def _parse_keys(value: Any, field: str) -> list[NewKey]:
 
 def _check_device_keys(device_keys: Any, requester: Requester) -> str:
     """The canonical JSON to store for a device_keys object, which must be
-    the caller's own device's, signed by the device's own ed25519 key."""
+    the caller's own device's, signed by the device's own ed25519 key.
+
+    A missing or mistyped field is 400 M_BAD_JSON (the spec's code for
+    malformed JSON); keys for another device, or a signature that does not
+    verify, are 400 M_INVALID_PARAM.
+    """
     if not isinstance(device_keys, dict):
-        raise invalid_param("'device_keys' must be an object")
+        raise bad_json("'device_keys' must be an object")
     user_id, device_id = requester.user_id, requester.device_id
     if device_keys.get("user_id") != user_id or device_keys.get("device_id") != device_id:
         raise invalid_param("'device_keys' must be for the device making the request")
     algorithms = device_keys.get("algorithms")
     if not isinstance(algorithms, list) or not all(isinstance(a, str) for a in algorithms):
-        raise invalid_param("'device_keys.algorithms' must be a list of strings")
+        raise bad_json("'device_keys.algorithms' must be a list of strings")
     keys = device_keys.get("keys")
     if not isinstance(keys, dict) or not all(isinstance(k, str) for k in keys.values()):
-        raise invalid_param("'device_keys.keys' must be an object of strings")
+        raise bad_json("'device_keys.keys' must be an object of strings")
+    if not isinstance(device_keys.get("signatures"), dict):
+        raise bad_json("'device_keys.signatures' must be an object")
     signing_key_id = f"ed25519:{device_id}"
     public_key = keys.get(signing_key_id)
     if public_key is None:
-        raise invalid_param(f"'device_keys.keys' has no '{signing_key_id}'")
+        raise bad_json(f"'device_keys.keys' has no '{signing_key_id}'")
     if not verifies(device_keys, user_id, signing_key_id, public_key):
         raise invalid_param("'device_keys' is not signed by the device's own ed25519 key")
     return canonical({k: v for k, v in device_keys.items() if k != "unsigned"})

@@ -13,7 +13,8 @@ from typing import Any
 from signedjson.types import SigningKey
 
 from homeserver.events.auth import auth_types_for_event
-from homeserver.events.canonical import encode_base64
+from homeserver.events.canonical import check_json_value, encode_base64
+from homeserver.events.errors import InvalidEventError, InvalidJSONError
 from homeserver.events.event import Event, max_depth, parse_event
 from homeserver.events.hashing import compute_reference_hash
 from homeserver.events.room_versions import EventFormat, RoomVersion
@@ -119,7 +120,18 @@ def _reference(event: Event, room_version: RoomVersion) -> str | list[Any]:
 def _finish(
     pdu: dict[str, Any], room_version: RoomVersion, server_name: str, signing_key: SigningKey
 ) -> Event:
-    """Give the PDU its id (rooms 1-2 only), hash and sign it, and validate the result."""
+    """Give the PDU its id (rooms 1-2 only), hash and sign it, and validate the result.
+
+    The content of what this server signs holds only canonical JSON numbers
+    (integers in [-(2**53)+1, 2**53-1]) in every room version: floats and
+    larger integers hash differently from one implementation to the next.
+    Events of other servers in rooms 1-5, which predate that rule, are still
+    read leniently (`parse_event`); so is the depth of a room 1-5 event here.
+    """
+    try:
+        check_json_value(pdu["content"], strict=True)
+    except InvalidJSONError as e:
+        raise InvalidEventError(str(e)) from e
     if room_version.event_format is EventFormat.V1:
         pdu["event_id"] = f"${secrets.token_urlsafe(18)}:{server_name}"
     return parse_event(sign_event(pdu, server_name, signing_key, room_version), room_version)

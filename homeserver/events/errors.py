@@ -20,6 +20,13 @@ class InvalidEventError(ValueError):
         self.message = message
 
 
+class EventTooLargeError(InvalidEventError):
+    """The event, or one of its size-limited fields, is over the spec's byte limit.
+
+    Its own class because clients get 413 M_TOO_LARGE for it, not 400.
+    """
+
+
 class AuthError(Exception):
     """A well-formed event fails the authorization rules.
 

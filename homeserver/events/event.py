@@ -19,7 +19,7 @@ from typing import Any
 import attrs
 
 from homeserver.events.canonical import check_json_value, encode_canonical_json
-from homeserver.events.errors import InvalidEventError, InvalidJSONError
+from homeserver.events.errors import EventTooLargeError, InvalidEventError, InvalidJSONError
 from homeserver.events.hashing import compute_event_id
 from homeserver.events.room_versions import EventFormat, RoomVersion
 
@@ -141,7 +141,7 @@ def parse_event(
         raise InvalidEventError(str(e)) from e
     size = len(encode_canonical_json(pdu))
     if size > MAX_PDU_BYTES:
-        raise InvalidEventError(f"event is {size} bytes, over the {MAX_PDU_BYTES} byte limit")
+        raise EventTooLargeError(f"event is {size} bytes, over the {MAX_PDU_BYTES} byte limit")
 
     event_type = _short_string(pdu, "type")
     state_key = pdu.get("state_key")
@@ -202,7 +202,7 @@ def _short_string(pdu: Mapping[str, Any], key: str) -> str:
     if not isinstance(value, str):
         raise InvalidEventError(f"{key} must be a string")
     if len(value.encode("utf-8")) > MAX_ID_BYTES:
-        raise InvalidEventError(f"{key} is longer than {MAX_ID_BYTES} bytes")
+        raise EventTooLargeError(f"{key} is longer than {MAX_ID_BYTES} bytes")
     return value
 
 

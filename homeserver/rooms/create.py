@@ -78,7 +78,10 @@ def parse_create_request(
 ) -> CreateRoomRequest:
     """400 with the spec's errcode for anything malformed."""
     version_id = body.get("room_version", default_room_version)
-    room_version = KNOWN_ROOM_VERSIONS.get(version_id) if isinstance(version_id, str) else None
+    if not isinstance(version_id, str):
+        # A version is a string even when it looks like a number ("1", not 1).
+        raise bad_json("room_version must be a string")
+    room_version = KNOWN_ROOM_VERSIONS.get(version_id)
     if room_version is None:
         raise MatrixError(400, "M_UNSUPPORTED_ROOM_VERSION", f"Unknown room version {version_id!r}")
     visibility = body.get("visibility", "private")

@@ -20,7 +20,7 @@ from typing import Any
 import attrs
 from signedjson.types import SigningKey
 
-from homeserver.errors import MatrixError, forbidden, not_found
+from homeserver.errors import MatrixError, forbidden, invalid_param, not_found
 from homeserver.events.auth import (
     auth_types_for_event,
     check_auth,
@@ -29,7 +29,7 @@ from homeserver.events.auth import (
     get_power_level,
 )
 from homeserver.events.builder import build_create_event, build_event
-from homeserver.events.errors import AuthError, InvalidEventError
+from homeserver.events.errors import AuthError, EventTooLargeError, InvalidEventError
 from homeserver.events.event import Event, StateKey
 from homeserver.events.room_versions import RoomVersion
 from homeserver.events.state_res import resolve_state
@@ -93,6 +93,14 @@ def _authorise_local(
         check_auth(room_version, event, state)
     except AuthError as e:
         raise forbidden(e.message) from None
+
+
+def _refused_format(error: InvalidEventError, what: str) -> MatrixError:
+    """The client's error for a local event that breaks the event format:
+    413 M_TOO_LARGE for the spec's size limits, 400 M_BAD_JSON otherwise."""
+    if isinstance(error, EventTooLargeError):
+        return MatrixError(413, "M_TOO_LARGE", f"The {what} is too large: {error}")
+    return MatrixError(400, "M_BAD_JSON", f"Invalid {what}: {error}")
 
 
 def _own_delta(event: Event) -> dict[StateKey, tuple[str, str | None]] | None:
@@ -310,8 +318,10 @@ class EventPipeline:
                 room_id=room_id,
             )
             check_auth(room_version, create, {})
-        except (AuthError, InvalidEventError) as e:
+        except AuthError as e:
             raise MatrixError(400, "M_BAD_JSON", f"Invalid create event: {e}") from None
+        except InvalidEventError as e:
+            raise _refused_format(e, "create event") from None
         return create
 
     def rehearse_new_room(
@@ -348,7 +358,7 @@ class EventPipeline:
                     signing_key=self._signing_key,
                 )
             except InvalidEventError as e:
-                raise MatrixError(400, "M_BAD_JSON", f"Invalid {type} event: {e}") from None
+                raise _refused_format(e, f"{type} event") from None
             try:
                 check_auth(room_version, last, state)
             except AuthError as e:
@@ -495,7 +505,7 @@ class EventPipeline:
                 signing_key=self._signing_key,
             )
         except InvalidEventError as e:
-            raise MatrixError(400, "M_BAD_JSON", str(e)) from None
+            raise _refused_format(e, f"{type} event") from None
 
     async def accept_remote(self, event: Event) -> StoredEvent:
         """Persist an event another server built and signed (a join through
@@ -1011,12 +1021,16 @@ class EventPipeline:
         """May this local redaction take effect? 403 if its sender lacks the power.
 
         A redaction of an event we have not seen is accepted and applies
-        nothing; one of another user's event needs the redact power level.
+        nothing; one of another room's event is refused (400), as in Synapse,
+        since it could never apply; one of another user's event needs the
+        redact power level.
         """
         assert event.redacts is not None
         target = (await writer.get_events([event.redacts])).get(event.redacts)
-        if target is None or target.event.room_id != event.room_id:
+        if target is None:
             return False
+        if target.event.room_id != event.room_id:
+            raise invalid_param("Cannot redact an event of another room")
         if target.event.sender == event.sender:
             return True
         room_version = event.room_version

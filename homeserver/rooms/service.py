@@ -11,6 +11,7 @@ from homeserver.errors import MatrixError, forbidden, invalid_param, not_found
 from homeserver.identifiers import is_valid_user_id
 from homeserver.profile import ProfileService
 from homeserver.requester import Requester
+from homeserver.rooms.canonical_alias import check_canonical_alias
 from homeserver.rooms.create import create_content, initial_events, parse_create_request
 from homeserver.rooms.guest_access import GuestAccessRules
 from homeserver.rooms.pipeline import EventPipeline
@@ -153,6 +154,8 @@ class RoomService:
         if self._moderation is not None and self._moderation.is_shadow_banned(requester.user_id):
             # As Synapse: the sender sees success; nobody sees the event.
             raise FakeAccepted({"event_id": self._moderation.fake_event_id()})
+        if event_type == "m.room.canonical_alias" and state_key == "":
+            await self._check_canonical_alias(room_id, content)
         if state_key is not None:
             same = await self._unchanged_state(
                 requester.user_id, room_id, event_type, state_key, content
@@ -168,6 +171,23 @@ class RoomService:
             redacts=redacts,
             txn=(requester.device_id, txn_id) if txn_id is not None else None,
         )
+
+    async def _check_canonical_alias(self, room_id: str, content: dict[str, Any]) -> None:
+        """400 unless the aliases the new event adds point to the room."""
+        event_id = await self._events.current_state_event_id(room_id, "m.room.canonical_alias", "")
+        current = (await self._events.get_events([event_id])).get(event_id) if event_id else None
+        previous = current.event.content if current is not None else None
+        await check_canonical_alias(room_id, content, previous, self._alias_room)
+
+    async def _alias_room(self, alias: str) -> str | None:
+        """The room an alias points to, asking its server if it is another's."""
+        if self._remote is not None and alias.partition(":")[2] != self._server_name:
+            try:
+                room_id, _ = await self._remote.resolve_alias(alias)
+            except MatrixError:
+                return None
+            return room_id
+        return await self._rooms.room_for_alias(alias)
 
     async def _unchanged_state(
         self, sender: str, room_id: str, event_type: str, state_key: str, content: dict[str, Any]

@@ -94,6 +94,18 @@ def _client(body: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in body.items() if k != "room_id"}
 
 
+def _federation(stored: StoredEvent, body: dict[str, Any]) -> dict[str, Any]:
+    """An event as a filter with `event_format: federation` asks: the PDU as
+    signed (content redacted if the event is), with its id and the unsigned
+    data a client gets."""
+    return {
+        **stored.event.pdu,
+        "content": body["content"],
+        "event_id": stored.event.event_id,
+        "unsigned": body.get("unsigned", {}),
+    }
+
+
 def _stripped(body: dict[str, Any]) -> dict[str, Any]:
     return {k: body[k] for k in ("type", "state_key", "content", "sender")}
 
@@ -167,16 +179,21 @@ class RoomsSyncProvider:
         sent_along = await self._out_of_band.stripped_state(out_of_band) if out_of_band else {}
 
         by_id = await self._serialize(request, rooms, known)
+        as_federation = request.filter.get("event_format") == "federation"
+        shown = (lambda b: b) if as_federation else _client
         for room in rooms:
             entry = room_entry(response, room.plan.section, room.room_id)
             entry["timeline"] = {
-                "events": [_client(by_id[e.event.event_id]) for e in room.timeline],
+                "events": [shown(by_id[e.event.event_id]) for e in room.timeline],
                 "limited": room.limited,
                 "prev_batch": room.prev_batch,
             }
-            entry["state"] = {"events": [_client(by_id[i]) for i in room.state_ids]}
+            entry["state"] = {"events": [shown(by_id[i]) for i in room.state_ids]}
             if room.plan.section == "join":
                 entry["summary"] = room.summary or {}
+                # As in Synapse, a joined room always has the key; the
+                # typing and receipt providers add to it.
+                entry.setdefault("ephemeral", {"events": []})
         for invited in stripped:
             ids = stripped_ids.get(invited.room_id, [])
             events = [_stripped(by_id[i]) for i in ids[:-1]]
@@ -203,6 +220,8 @@ class RoomsSyncProvider:
                 bodies += await self._formatter.serialize(
                     events, request.requester, aggregations=aggregations
                 )
+        if request.filter.get("event_format") == "federation":
+            return {b["event_id"]: _federation(known[b["event_id"]], b) for b in bodies}
         return {b["event_id"]: b for b in bodies}
 
     async def _timelines(
