@@ -15,6 +15,7 @@ from homeserver.events.event import Event
 from tests.conftest import RunningServer
 from tests.federation.conftest import ScriptedRemote
 from tests.federation.remote_room import V1, RemoteRoom, serve_dag
+from tests.federation.test_joins import make_join, send_join, sign_join
 from tests.federation.test_receiver import local_room, timeline
 from tests.federation.test_receiver_state import current_state, put_state, state_content
 
@@ -185,3 +186,40 @@ async def test_a_local_event_builds_on_the_state_of_its_own_prev_events(
     state = await current_state(hs, token, room.room_id)
     assert state[("m.room.name", "")] == name.event_id
     assert state[("m.room.power_levels", "")] == x
+
+
+@pytest.mark.parametrize("forked", ["12"], indirect=True)
+async def test_a_join_on_an_older_extremity_merges_with_the_other_branch(
+    forked: tuple[RunningServer, str, RemoteRoom, dict[str, Any]],
+) -> None:
+    """Dave's make_join template cites X; bob's name N (on X) arrives before
+    the signed join comes back through send_join. The join forks the room:
+    the current state is the resolution of both branches (N's name and
+    dave's membership), and alice's next event merges them."""
+    hs, token, room, levels = forked
+    dave = room.user("dave")
+    status, made = await make_join(room.remote, hs, room.room_id, dave, "12")
+    assert status == 200, made
+    x = room.heads[0]
+    assert made["event"]["prev_events"] == [x]
+    name, _ = branches(room, levels)
+    status, body = await room.send([name])
+    assert (status, body) == (200, {"pdus": {name.event_id: {}}})
+
+    pdu = sign_join(room.remote, made["event"], "12")
+    status, joined, join_id = await send_join(room.remote, hs, room.room_id, pdu, "12")
+    assert status == 200, joined
+    state = await current_state(hs, token, room.room_id)
+    assert state[("m.room.name", "")] == name.event_id
+    assert state[("m.room.member", dave)] == join_id
+
+    status, sent = await hs.request(
+        "PUT",
+        f"/_matrix/client/v3/rooms/{room.room_id}/send/m.room.message/merge",
+        token=token,
+        json={"msgtype": "m.text", "body": "welcome dave"},
+    )
+    assert status == 200, sent
+    assert set((await served(room, sent["event_id"]))["prev_events"]) == {name.event_id, join_id}
+    before = await state_ids_before(room, sent["event_id"])
+    assert {name.event_id, join_id} <= before
