@@ -98,6 +98,11 @@ async def test_the_demotion_wins_whichever_branch_arrives_first(
     # Both are stored and served: the name passed auth at its place in the DAG.
     assert (await served(room, name.event_id))["content"] == {"name": "bob's name"}
     assert (await served(room, demotion.event_id))["sender"] == room.user("carol")
+    # Arriving first, the name was accepted and shown; arriving after the
+    # demotion, it fails the current state: soft-failed, never shown.
+    ids = [e["event_id"] for e in await timeline(hs, token, room.room_id)]
+    assert demotion.event_id in ids
+    assert (name.event_id in ids) == name_first
 
     # Alice's next event builds on the resolved state.
     topic = await put_state(hs, token, room.room_id, "m.room.topic", {"topic": "after the fork"})
