@@ -20,6 +20,7 @@ from cattrs.errors import ClassValidationError
 from unpaddedbase64 import decode_base64
 
 from homeserver.events.room_versions import DEFAULT_ROOM_VERSION, KNOWN_ROOM_VERSIONS
+from homeserver.public_addresses import split_server_name
 
 
 class ConfigError(Exception):
@@ -278,6 +279,10 @@ class Config:
                 raise ConfigError(f"{key}: {e}") from None
         if not self.server_name or "/" in self.server_name:
             raise ConfigError(f"server_name: not a valid server name: {self.server_name!r}")
+        try:
+            split_server_name(self.server_name)
+        except ValueError as e:
+            raise ConfigError(f"server_name: {e}") from None
         if self.default_room_version not in KNOWN_ROOM_VERSIONS:
             raise ConfigError(
                 f"default_room_version: unknown room version {self.default_room_version!r}"

@@ -124,6 +124,7 @@ from homeserver.media.upload import MediaUploader, UploadLimits
 from homeserver.metrics import Metrics
 from homeserver.notifier import Notifier
 from homeserver.profile import ProfileService
+from homeserver.public_addresses import public_addresses
 from homeserver.push.counts import UnreadCounts
 from homeserver.push.notification_list import NotificationList
 from homeserver.push.notifications import PushNotifier
@@ -548,12 +549,18 @@ class HomeServer:
         ]
         host, port = parse_listen(config.client_listen)
         fed_host, fed_port = parse_listen(config.federation_listen)
+        addresses = public_addresses(
+            config.server_name,
+            client_port=port,
+            federation_port=fed_port,
+            public_baseurl=config.public_baseurl,
+            federation_public_address=config.federation_public_address,
+        )
         router.mount(
             DiscoveryApi(
                 server_name=config.server_name,
-                public_baseurl=config.public_baseurl or f"http://{config.server_name}:{port}/",
-                federation_address=config.federation_public_address
-                or f"{config.server_name}:{fed_port}",
+                public_baseurl=addresses.client_base_url,
+                federation_address=addresses.federation_address,
                 default_room_version=config.default_room_version,
                 rtc_foci=config.rtc_foci,
             ),

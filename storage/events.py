@@ -67,6 +67,8 @@ class NewEvent:
     rejected_reason: str | None = None
     # Length of the delta chain behind state_group, when this event made a group.
     state_chain_length: int = 0
+    # Current state keys that state resolution dropped (a fork merged).
+    removed_state: tuple[StateKey, ...] = ()
 
 
 _EVENT_COLUMNS = """e.event_id, e.room_id, r.room_version, e.json, e.stream_ordering,
@@ -109,6 +111,9 @@ WITH new_event AS (
         AS u(t, k, e, m)
     ON CONFLICT (room_id, type, state_key) DO UPDATE
     SET event_id = EXCLUDED.event_id, membership = EXCLUDED.membership
+), state_gone AS (
+    DELETE FROM current_state c USING unnest($27::text[], $28::text[]) AS g(t, k)
+    WHERE c.room_id = $2 AND c.type = g.t AND c.state_key = g.k
 ), remembered AS (
     -- Back in the room: a room forgotten earlier is remembered again.
     DELETE FROM room_forgotten WHERE $24::text IS NOT NULL AND user_id = $24 AND room_id = $2
@@ -382,6 +387,8 @@ class RoomWriter:
             event.state_key if rejoined else None,
             event.redacts if new.redacts_valid else None,
             text,
+            [k[0] for k in new.removed_state],
+            [k[1] for k in new.removed_state],
         )
 
     async def ensure_room(self, room_version: RoomVersion, creator: str) -> None:

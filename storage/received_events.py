@@ -65,12 +65,11 @@ async def persist_received(
     new: NewEvent,
     *,
     soft_failed: bool,
-    removed_state: list[tuple[str, str]],
     historical: bool = False,
 ) -> None:
     """Write a received event with its edges, and, when it is live (neither
     rejected nor soft-failed), make it a forward extremity in place of its
-    prev events and apply `new.current_state_delta` and `removed_state`
+    prev events and apply `new.current_state_delta` and `new.removed_state`
     (keys state resolution dropped) to the current state.
 
     A `historical` event (backfilled: older than what the room's head is
@@ -80,7 +79,7 @@ async def persist_received(
     event = new.event
     live = new.rejected_reason is None and not soft_failed
     delta = list((new.current_state_delta or {}).items()) if live else []
-    gone = removed_state if live else []
+    gone = new.removed_state if live else ()
     await conn.execute(
         _PERSIST_RECEIVED,
         *event_values(new, _relation(event) if live else (None, None)),

@@ -36,6 +36,7 @@ from homeserver.events.state_res import resolve_state
 from homeserver.notifier import Notifier
 from storage.events import (
     EventStore,
+    Extremity,
     NewEvent,
     RoomExistsError,
     RoomHead,
@@ -101,14 +102,6 @@ def _refused_format(error: InvalidEventError, what: str) -> MatrixError:
     if isinstance(error, EventTooLargeError):
         return MatrixError(413, "M_TOO_LARGE", f"The {what} is too large: {error}")
     return MatrixError(400, "M_BAD_JSON", f"Invalid {what}: {error}")
-
-
-def _own_delta(event: Event) -> dict[StateKey, tuple[str, str | None]] | None:
-    """The current state change of an event on top of every forward
-    extremity: its own key, if it is a state event."""
-    if event.state_key is None:
-        return None
-    return {event.state_tuple: (event.event_id, _membership(event))}
 
 
 async def _state_after(
@@ -413,7 +406,7 @@ class EventPipeline:
                 else False
             )
             group, replaces, chain = await _state_after(writer, event, prev_group, state_ids)
-            delta = _own_delta(event)
+            delta, removed = await self._current_state_change(writer, head, event, group)
             return NewEvent(
                 event,
                 await self._stream.allocate(writer.conn),
@@ -424,6 +417,7 @@ class EventPipeline:
                 txn_device_id=txn[0] if txn else None,
                 txn_id=txn[1] if txn else None,
                 state_chain_length=chain,
+                removed_state=removed,
             )
 
         return await self._commit(room_id, write)
@@ -468,8 +462,8 @@ class EventPipeline:
         """Where a new local event goes: the state group it builds on, the
         wanted keys of that state (ids, and the events), and its prev events
         (the newest forward extremities, as many as the spec allows)."""
-        prev_group, state_ids = await self._state_before(writer, head, keys, current)
         extremities = sorted(head.extremities, key=lambda x: -x.depth)[:MAX_PREV_EVENTS]
+        prev_group, state_ids = await self._state_before(writer, head, extremities, keys, current)
         loaded = await writer.get_events([*state_ids.values(), *(x.event_id for x in extremities)])
         state = {k: loaded[i].event for k, i in state_ids.items() if i in loaded}
         return prev_group, state_ids, state, [loaded[x.event_id].event for x in extremities]
@@ -556,14 +550,21 @@ class EventPipeline:
                     check_auth(room_version, event, state)
             except AuthError as e:
                 raise forbidden(e.message) from None
-            group, replaces, chain = await _state_after(writer, event, group, before_ids)
+            after_group, replaces, chain = await _state_after(writer, event, group, before_ids)
+            after_ids = dict(before_ids)
+            if event.state_key is not None:
+                after_ids[event.state_tuple] = event.event_id
+            delta, removed = await self._current_state_change(
+                writer, head, event, after_group, after_ids
+            )
             return NewEvent(
                 event,
                 await self._stream.allocate(writer.conn),
-                group,
+                after_group,
                 replaces,
-                _own_delta(event),
+                delta,
                 state_chain_length=chain,
+                removed_state=removed,
             )
 
         return await self._commit(event.room_id, write)
@@ -675,7 +676,7 @@ class EventPipeline:
         auth_keys = auth_types_for_event(room_version, event) | {CREATE_KEY}
         prev_states = prev_states or {}
 
-        async def write(writer: RoomWriter) -> tuple[NewEvent, bool, list[StateKey]] | str:
+        async def write(writer: RoomWriter) -> tuple[NewEvent, bool] | str:
             head, _, current_ids = await writer.prepare(auth_keys, None)
             if head is None:
                 raise not_found("Unknown room")
@@ -703,14 +704,14 @@ class EventPipeline:
                 else (before_group, None, 0)
             )
             delta: dict[StateKey, tuple[str, str | None]] | None = None
-            removed: list[StateKey] = []
+            removed: tuple[StateKey, ...] = ()
             redacts_valid = False
             if rejected is None and not soft_failed:
                 after_ids = dict(before_ids)
                 if key is not None:
                     after_ids[key] = event.event_id
                 delta, removed = await self._current_state_change(
-                    writer, head, event, after_ids, plain=not extra
+                    writer, head, event, group, after_ids, plain=not extra
                 )
                 redacts_valid = await self._remote_redaction_valid(
                     writer, event, loaded, before_ids
@@ -724,8 +725,9 @@ class EventPipeline:
                 redacts_valid=redacts_valid,
                 rejected_reason=rejected,
                 state_chain_length=chain,
+                removed_state=removed,
             )
-            return new, soft_failed, removed
+            return new, soft_failed
 
         result: NewEvent | None = None
         committed = False
@@ -735,10 +737,8 @@ class EventPipeline:
                 if isinstance(written, str):
                     stored = (await writer.get_events([written]))[written]
                     return Reception(written, stored.rejected_reason, soft_failed=False)
-                result, soft_failed, removed = written
-                await persist_received(
-                    writer.conn, result, soft_failed=soft_failed, removed_state=removed
-                )
+                result, soft_failed = written
+                await persist_received(writer.conn, result, soft_failed=soft_failed)
             committed = True
             self._maybe_compact(result)  # before any await, as in _commit
             writer.remember(result)
@@ -803,9 +803,7 @@ class EventPipeline:
                 rejected_reason=rejected,
                 state_chain_length=chain,
             )
-            await persist_received(
-                writer.conn, result, soft_failed=False, removed_state=[], historical=True
-            )
+            await persist_received(writer.conn, result, soft_failed=False, historical=True)
         writer.remember(result)
         self._maybe_compact(result)
         return Reception(event.event_id, rejected, soft_failed=False)
@@ -864,9 +862,19 @@ class EventPipeline:
 
     @staticmethod
     async def _resolve(
-        writer: RoomWriter, room_version: RoomVersion, state_sets: list[StateMap]
+        writer: RoomWriter,
+        room_version: RoomVersion,
+        state_sets: list[StateMap],
+        pending: Event | None = None,
     ) -> StateMap:
-        """State resolution over stored events (outliers included)."""
+        """State resolution over stored events (outliers included) and
+        `pending`, the event being persisted, which a state set may hold but
+        the database does not yet: an event the resolution cannot see is left
+        out of it, and the other branch would win by default.
+
+        The create event is loaded too: from room 12 no event lists it among
+        its auth events, yet the auth rules of every event read it.
+        """
         if len(state_sets) == 1:
             return dict(state_sets[0])
         conflicted = {
@@ -876,13 +884,18 @@ class EventPipeline:
             for s in state_sets
             if (event_id := s.get(key)) is not None
         }
-        needed = conflicted | await writer.auth_chain_ids(conflicted)
-        loaded = await writer.get_events(needed)
+        starts = set(conflicted)
+        if pending is not None:
+            starts.update(pending.auth_event_ids)
+        creates = {s[CREATE_KEY] for s in state_sets if CREATE_KEY in s}
+        needed = starts | creates | await writer.auth_chain_ids(starts)
+        stored = await writer.get_events(needed)
+        loaded = {i: s.event for i, s in stored.items()}
+        rejected = {i for i, s in stored.items() if s.rejected_reason is not None}
+        if pending is not None:
+            loaded[pending.event_id] = pending
         return resolve_state(
-            room_version,
-            state_sets,
-            lambda i: loaded[i].event if i in loaded else None,
-            is_rejected=lambda i: i in loaded and loaded[i].rejected_reason is not None,
+            room_version, state_sets, loaded.get, is_rejected=rejected.__contains__
         )
 
     async def _current_state_change(
@@ -890,29 +903,36 @@ class EventPipeline:
         writer: RoomWriter,
         head: RoomHead,
         event: Event,
-        after_ids: StateMap,
+        after_group: int | None,
+        after_ids: StateMap | None = None,
         *,
-        plain: bool,
-    ) -> tuple[dict[StateKey, tuple[str, str | None]], list[StateKey]]:
+        plain: bool = True,
+    ) -> tuple[dict[StateKey, tuple[str, str | None]], tuple[StateKey, ...]]:
         """How the room's current state changes when `event` joins its forward
         extremities: the changed keys (with memberships) and the removed ones.
+        Every path that makes an event a forward extremity (local sends,
+        joins through /send_join, events received over /send) comes here.
 
-        The usual case, an event on top of every extremity without a gap,
-        changes at most its own key. Otherwise the current state is the
-        resolution of the states after the extremities that remain.
+        The usual case, an event on top of every extremity whose state before
+        is theirs (`plain`: not learnt across a gap), changes at most its own
+        key. Otherwise the current state is the resolution of the state after
+        it (`after_ids`, or that of `after_group`) with the states after the
+        extremities it leaves in place.
         """
         prevs = set(event.prev_event_ids)
         remaining = [x for x in head.extremities if x.event_id not in prevs]
         if plain and prevs == {x.event_id for x in head.extremities}:
             if event.state_key is None:
-                return {}, []
-            return {event.state_tuple: (event.event_id, _membership(event))}, []
+                return {}, ()
+            return {event.state_tuple: (event.event_id, _membership(event))}, ()
+        if after_ids is None:
+            after_ids = await writer.state_of_group(after_group) if after_group is not None else {}
         state_sets = [after_ids] + [
             await writer.state_of_group(x.state_group)
             for x in remaining
             if x.state_group is not None
         ]
-        resolved = await self._resolve(writer, event.room_version, state_sets)
+        resolved = await self._resolve(writer, event.room_version, state_sets, event)
         current = await current_state_ids(writer.conn, writer.room_id)
         changed = {k: v for k, v in resolved.items() if current.get(k) != v}
         members = await writer.get_events(
@@ -929,7 +949,7 @@ class EventPipeline:
             )
             for k, i in changed.items()
         }
-        return delta, [k for k in current if k not in resolved]
+        return delta, tuple(k for k in current if k not in resolved)
 
     @staticmethod
     async def _remote_redaction_valid(
@@ -1000,18 +1020,25 @@ class EventPipeline:
         self._notifier.notify("events", self._stream.current, rooms=rooms, users=users)
 
     async def _state_before(
-        self, writer: RoomWriter, head: RoomHead, keys: set[StateKey], current: StateMap
+        self,
+        writer: RoomWriter,
+        head: RoomHead,
+        prevs: Sequence[Extremity],
+        keys: set[StateKey],
+        current: StateMap,
     ) -> tuple[int | None, StateMap]:
-        """The state group new events build on, and the wanted keys of its state.
+        """The state group a new event on the forward extremities `prevs`
+        builds on, and the wanted keys of its state.
 
         One forward extremity: the room's current state (`current`, the wanted
-        keys of it) is its state. Several (forks from federation): resolve
-        them, and store the result as a group.
+        keys of it) is its state. Several (forks from federation): resolve the
+        states after `prevs` (not those of extremities the event leaves out,
+        past the spec's limit on prev events), and store the result as a group.
         """
         if len(head.extremities) <= 1:
             group = head.extremities[0].state_group if head.extremities else None
             return group, current
-        groups = [x.state_group for x in head.extremities if x.state_group is not None]
+        groups = [x.state_group for x in prevs if x.state_group is not None]
         group, resolved = await self._resolved_group(writer, head.room_version, groups, [])
         return group, {k: v for k, v in resolved.items() if k in keys}
 
