@@ -190,7 +190,7 @@ class SessionApi:
             uri=req.path,
             user_id=req.user.user_id,
         )
-        await self._accounts.deactivate(req.user.user_id)
+        await self._accounts.deactivate(req.user.user_id, erase=body.get("erase", False))
         return {"id_server_unbind_result": "no-support"}
 
     @endpoint("GET", "/account/whoami")
