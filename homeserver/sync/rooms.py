@@ -15,7 +15,8 @@ sync costs the same number of queries for 1 room as for 100:
 memberships, ignored users, timelines, their events, visibility, the state
 groups and changed keys the state needs, the state maps, their events,
 member counts and the events a summary names, stripped state, and the
-formatting.
+formatting; when history visibility leaves timelines short, up to
+`_FILL_ROUNDS` more rounds of timeline reads fill them from further back.
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ from storage.state import StateKey, StateMap, StateStore
 from storage.sync import SyncStore, TimelineRange, TimelineRows
 
 DEFAULT_TIMELINE_LIMIT = 10
+# Further reads for timelines that history visibility left short (Synapse: 5 in all).
+_FILL_ROUNDS = 4
 # The timeline filter's fields that can leave events of the range out.
 _NARROWING_KEYS = ("types", "not_types", "senders", "not_senders", "contains_url")
 # What invitees and knockers see of a room (the spec's recommended stripped state).
@@ -74,6 +77,8 @@ class _Room:
     complete: bool
     # Every event of the range is in the timeline.
     gapless: bool
+    # The oldest event the timeline was read back to, while older ones remain.
+    scanned_to: int | None = None
     state_ids: list[str] = attrs.Factory(list)
     summary: dict[str, Any] | None = None
 
@@ -257,20 +262,10 @@ class RoomsSyncProvider:
             )
             for p in plans
         ]
-        found = await self._store.timelines(ranges, _timeline_query(timeline_filter), ignored)
-        ids = [i for rows in found.values() for i, _ in rows.rows[:limit]]
-        loaded = await self._events.get_events(ids)
-        candidates = [loaded[i] for i in ids if i in loaded]
-        # What the user sees of each (erased senders' events may be pruned).
-        seen = {s.event.event_id: s for s in await self._visibility.filter(user_id, candidates)}
-        visible = set(seen)
-        # As in Synapse, state events that are the room's current state are
-        # shown whatever history visibility says (a client must see the
-        # joins that happened while the user was away).
-        visible |= await self._store.in_current_state(
-            (s.event.event_id, s.event.room_id, s.event.type, s.event.state_key)
-            for s in candidates
-            if s.event.state_key is not None and s.event.event_id not in visible
+        query = _timeline_query(timeline_filter)
+        found = await self._store.timelines(ranges, query, ignored)
+        seen = await self._seen(
+            user_id, [i for rows in found.values() for i, _ in rows.rows[:limit]]
         )
         rooms = []
         for plan, wanted in zip(plans, ranges, strict=True):
@@ -278,8 +273,8 @@ class RoomsSyncProvider:
             if not plan.always and not rows.any_events:
                 continue
             kept = rows.rows[:limit][::-1]
-            shown = [i in visible for i, _ in kept]
-            timeline = [seen.get(i, loaded[i]) for i, _ in kept if i in visible]
+            shown = [i in seen for i, _ in kept]
+            timeline = [seen[i] for i, _ in kept if i in seen]
             first = shown.index(True) if timeline else len(kept)
             exact = not narrowed and wanted.limit > 0
             more = len(rows.rows) > limit
@@ -302,9 +297,57 @@ class RoomsSyncProvider:
                     prev_batch=stream_token(prev),
                     complete=exact and bool(timeline) and all(shown[first:]),
                     gapless=exact and not more and all(shown),
+                    scanned_to=kept[0][1] if kept and more else None,
                 )
             )
+        await self._fill_hidden(user_id, rooms, limit, query, ignored)
         return rooms
+
+    async def _seen(self, user_id: str, ids: Sequence[str]) -> dict[str, StoredEvent]:
+        """{event id: the event as the user sees it} of those they may see."""
+        loaded = await self._events.get_events(ids)
+        candidates = [loaded[i] for i in ids if i in loaded]
+        # Erased senders' events may come back pruned.
+        seen = {s.event.event_id: s for s in await self._visibility.filter(user_id, candidates)}
+        # As in Synapse, state events that are the room's current state are
+        # shown whatever history visibility says (a client must see the
+        # joins that happened while the user was away).
+        current = await self._store.in_current_state(
+            (s.event.event_id, s.event.room_id, s.event.type, s.event.state_key)
+            for s in candidates
+            if s.event.state_key is not None and s.event.event_id not in seen
+        )
+        return seen | {i: loaded[i] for i in current}
+
+    async def _fill_hidden(
+        self,
+        user_id: str,
+        rooms: Sequence[_Room],
+        limit: int,
+        query: TimelineQuery,
+        ignored: Collection[str],
+    ) -> None:
+        """Timelines that history visibility left short, with older events
+        beyond them, are filled from further back, as Synapse does: a few
+        rounds, each one batch over all such rooms."""
+        load = max(limit * 2, 10)
+        for _ in range(_FILL_ROUNDS):
+            short = [r for r in rooms if r.scanned_to is not None and len(r.timeline) < limit]
+            if not short:
+                return
+            ranges = [
+                TimelineRange(r.room_id, r.plan.lo, r.scanned_to - 1, load + 1) for r in short
+            ]
+            found = await self._store.timelines(ranges, query, ignored)
+            seen = await self._seen(user_id, [i for f in found.values() for i, _ in f.rows[:load]])
+            for room in short:
+                rows = found.get(room.room_id, TimelineRows([], False)).rows[: load + 1]
+                older = [seen[i] for i, _ in rows[:load] if i in seen][: limit - len(room.timeline)]
+                room.timeline[:0] = older[::-1]
+                room.complete = room.gapless = False
+                room.scanned_to = rows[load - 1][1] if len(rows) > load else None
+                if room.timeline:
+                    room.prev_batch = stream_token(room.timeline[0].stream_ordering - 1)
 
     async def _room_state(
         self, user_id: str, rooms: Sequence[_Room], lazy: bool, state_filter: dict[str, Any]
