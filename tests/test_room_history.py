@@ -525,3 +525,45 @@ def test_more_permissive():
     assert more_permissive("joined", "shared") == "shared"
     assert more_permissive("world_readable", "invited") == "world_readable"
     assert more_permissive("invited", "joined") == "invited"
+
+
+async def test_context_in_a_room_never_joined_is_forbidden(users):
+    alice, dave = await users("alice"), await users("dave")
+    room = await alice.create_room(preset="public_chat")
+    said = await alice.say(room, "members only")
+    status, body = await dave.call("GET", f"/rooms/{room}/context/{said}")
+    assert (status, body["errcode"]) == (403, "M_FORBIDDEN")
+    status, body = await dave.call("GET", f"/rooms/!nowhere:localhost/context/{said}")
+    assert (status, body["errcode"]) == (404, "M_NOT_FOUND")
+
+
+async def test_erased_users_messages_are_redacted_for_later_joiners(hs):
+    """As in Synapse: after a deactivation with erase, those who were in the
+    room when a message was sent still see it; those who joined later see
+    it redacted."""
+    regs = {name: await hs.register(name, "pw") for name in ("alice", "bob", "carol")}
+    alice, bob, carol = (User(hs, n, regs[n]["access_token"]) for n in ("alice", "bob", "carol"))
+    room = await alice.create_room(preset="public_chat")
+    await bob.join(room)
+    said = await alice.say(room, "body1")
+    await carol.join(room)
+    assert (await carol.ok("GET", f"/rooms/{room}/event/{said}"))["content"]["body"] == "body1"
+
+    status, challenge = await alice.call("POST", "/account/deactivate", {"erase": True})
+    assert status == 401
+    auth = {
+        "type": "m.login.password",
+        "identifier": {"type": "m.id.user", "user": "alice"},
+        "password": "pw",
+        "session": challenge["session"],
+    }
+    await alice.ok("POST", "/account/deactivate", {"erase": True, "auth": auth})
+
+    assert (await bob.ok("GET", f"/rooms/{room}/event/{said}"))["content"]["body"] == "body1"
+    assert (await carol.ok("GET", f"/rooms/{room}/event/{said}"))["content"] == {}
+    page = await carol.page(room, dir="b", filter=MESSAGES_ONLY)
+    assert [e["content"] for e in page["chunk"]] == [{}]
+    assert bodies((await bob.page(room, dir="b", filter=MESSAGES_ONLY))["chunk"]) == ["body1"]
+    status, sync = await hs.request("GET", f"{V3}/sync", token=carol.token)
+    timeline = sync["rooms"]["join"][room]["timeline"]["events"]
+    assert [e["content"] for e in timeline if e["event_id"] == said] == [{}]
