@@ -332,15 +332,20 @@ class RoomsSyncProvider:
         rounds, each one batch over all such rooms."""
         load = max(limit * 2, 10)
         for _ in range(_FILL_ROUNDS):
-            short = [r for r in rooms if r.scanned_to is not None and len(r.timeline) < limit]
+            short = {
+                r.room_id: (r, r.scanned_to)
+                for r in rooms
+                if r.scanned_to is not None and len(r.timeline) < limit
+            }
             if not short:
                 return
             ranges = [
-                TimelineRange(r.room_id, r.plan.lo, r.scanned_to - 1, load + 1) for r in short
+                TimelineRange(r.room_id, r.plan.lo, below - 1, load + 1)
+                for r, below in short.values()
             ]
             found = await self._store.timelines(ranges, query, ignored)
             seen = await self._seen(user_id, [i for f in found.values() for i, _ in f.rows[:load]])
-            for room in short:
+            for room, _ in short.values():
                 rows = found.get(room.room_id, TimelineRows([], False)).rows[: load + 1]
                 older = [seen[i] for i, _ in rows[:load] if i in seen][: limit - len(room.timeline)]
                 room.timeline[:0] = older[::-1]
