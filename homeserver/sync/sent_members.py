@@ -9,8 +9,9 @@ sender only costs bandwidth. An initial sync starts the device afresh.
 Memory is bounded: each device remembers its most recent
 `PER_DEVICE` (room, user) pairs, and the most recently syncing `DEVICES`
 devices are kept. A forgotten entry only means that member event is sent
-again, which is always correct. Each process keeps its own memory, as
-Synapse's workers do.
+again, which is always correct (Synapse keeps 100 per device too). Each
+process keeps its own memory, as Synapse's workers do, so a device's syncs
+belong on one process.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Final
 
-DEVICES: Final = 10_000
-PER_DEVICE: Final = 1_000
+DEVICES: Final = 5_000
+PER_DEVICE: Final = 100
 
 # (user id, device id)
 DeviceKey = tuple[str, str]
