@@ -202,7 +202,8 @@ class RemoteHistory(Protocol):
 
 @attrs.frozen
 class Page:
-    """A /messages answer: `end` is None when there is nothing further."""
+    """A /messages answer: `end` is None only for an empty page at the end of
+    the history (a page with events has one, even if the next page is empty)."""
 
     events: list[StoredEvent]
     state: list[StoredEvent]
