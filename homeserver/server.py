@@ -132,6 +132,7 @@ from homeserver.push.pushers import PusherService
 from homeserver.push.rules import PushRulesService
 from homeserver.push.sender import PushSender
 from homeserver.ratelimit import RateLimiter
+from homeserver.rooms.carry_over import UpgradeCarryOver
 from homeserver.rooms.directory import DirectoryService
 from homeserver.rooms.format import EventFormatter
 from homeserver.rooms.guest_access import GuestAccessRules
@@ -419,6 +420,10 @@ class HomeServer:
         push_rules = PushRulesService(push_store, account_data)
         push_notifier = PushNotifier(push_rules, push_store, events, server_name=config.server_name)
         self.pipeline.add_commit_hook(push_notifier.on_commit)
+        carry_over = UpgradeCarryOver(
+            push_rules, account_data, account_data_store, events, server_name=config.server_name
+        )
+        self.pipeline.add_commit_hook(carry_over.on_commit)
         user_directory = UserDirectory(
             UserDirectoryStore(pool), search_all_users=config.user_directory.search_all_users
         )

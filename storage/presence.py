@@ -81,6 +81,44 @@ class PresenceStore:
         )
         return [PresenceRow(**dict(r)) for r in rows]
 
+    async def newly_shared(
+        self, viewer: str, after: int, upto: int, presence_upto: int
+    ) -> list[PresenceRow]:
+        """The presence (up to `presence_upto`) of the users who came to share
+        a joined room with the viewer through joins at event stream positions
+        in (after, upto]: every member of a room the viewer joined, and each
+        user who joined a room the viewer is in. The viewer is left out;
+        users with no presence yet are offline."""
+        rows = await self._pool.fetch(
+            """WITH joins AS (
+                    SELECT e.room_id, e.state_key FROM events e
+                    JOIN current_state mine ON mine.room_id = e.room_id
+                     AND mine.type = 'm.room.member' AND mine.state_key = $1
+                     AND mine.membership = 'join'
+                    WHERE e.type = 'm.room.member'
+                      AND e.stream_ordering > $2 AND e.stream_ordering <= $3
+                      AND NOT e.outlier AND e.rejected_reason IS NULL
+                      AND e.json::jsonb -> 'content' ->> 'membership' = 'join'
+                ), peers AS (
+                    SELECT state_key AS user_id FROM joins WHERE state_key <> $1
+                    UNION
+                    SELECT theirs.state_key FROM joins j
+                    JOIN current_state theirs ON theirs.room_id = j.room_id
+                     AND theirs.type = 'm.room.member' AND theirs.membership = 'join'
+                    WHERE j.state_key = $1 AND theirs.state_key <> $1)
+                SELECT u.user_id, coalesce(p.state, 'offline') AS state, p.status_msg,
+                       coalesce(p.last_active_ts, 0) AS last_active_ts,
+                       coalesce(p.currently_active, FALSE) AS currently_active
+                FROM peers u
+                LEFT JOIN presence p ON p.user_id = u.user_id AND p.stream_id <= $4
+                ORDER BY p.stream_id NULLS FIRST, u.user_id""",
+            viewer,
+            after,
+            upto,
+            presence_upto,
+        )
+        return [PresenceRow(**dict(r)) for r in rows]
+
     async def current_for(self, viewer: str, upto: int) -> list[PresenceRow]:
         """The presence (up to `upto`, offline left out) of the viewer and of
         the users who share a joined room with them: those users first."""

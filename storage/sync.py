@@ -291,3 +291,21 @@ class SyncStore:
             )
             for r in rows
         }
+
+    async def in_current_state(self, events: Iterable[tuple[str, str, str, str]]) -> set[str]:
+        """Which of these (event id, room, type, state key) state events are
+        their room's current state."""
+        events = list(events)
+        if not events:
+            return set()
+        rows = await self._pool.fetch(
+            """SELECT c.event_id
+               FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
+                    AS e(event_id, room_id, type, state_key)
+               JOIN current_state c USING (room_id, type, state_key, event_id)""",
+            [e[0] for e in events],
+            [e[1] for e in events],
+            [e[2] for e in events],
+            [e[3] for e in events],
+        )
+        return {r["event_id"] for r in rows}

@@ -85,12 +85,16 @@ class UserStore:
             "UPDATE users SET password_hash = $2 WHERE user_id = $1", user_id, password_hash
         )
 
-    async def deactivate(self, user_id: str) -> None:
-        """Mark deactivated, forget the password and clear the profile, in one step."""
+    async def deactivate(self, user_id: str, *, erase: bool = False) -> None:
+        """Mark deactivated (and erased, with `erase`), forget the password and
+        clear the profile, in one step."""
         async with self._pool.acquire() as conn, conn.transaction():
             await conn.execute(
-                "UPDATE users SET deactivated = TRUE, password_hash = NULL WHERE user_id = $1",
+                """UPDATE users SET deactivated = TRUE, password_hash = NULL,
+                                    erased = erased OR $2
+                   WHERE user_id = $1""",
                 user_id,
+                erase,
             )
             await conn.execute(
                 """UPDATE profiles SET displayname = NULL, avatar_url = NULL, fields = '{}'

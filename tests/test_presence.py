@@ -186,3 +186,33 @@ async def test_presence_timers(hs, users):
         assert notifier.positions["presence"] - start == 4
     finally:
         await presence.stop()
+
+
+async def test_incremental_sync_carries_presence_of_new_room_members(users):
+    """As in Synapse: joining a room brings its members' presence, and a new
+    member's presence reaches those already in the room, changed or not."""
+    alice, bob, carol = await users("alice"), await users("bob"), await users("carol")
+    await alice.set_presence("online", "here")
+    await carol.set_presence("unavailable", "away")
+    created = await alice.room_create(preset=nio.RoomPreset.public_chat)
+    assert isinstance(created, nio.RoomCreateResponse), created
+    room = created.room_id
+    bob_since = (await bob.sync(timeout=0, set_presence="offline")).next_batch
+    alice_since = (await alice.sync(timeout=0, set_presence="offline")).next_batch
+
+    assert isinstance(await bob.join(room), nio.JoinResponse)
+    joined = await bob.sync(timeout=0, since=bob_since, set_presence="offline")
+    assert states(joined.presence_events) == {alice.user_id: ("online", "here")}
+    # Only once: the next sync has nothing new.
+    again = await bob.sync(timeout=0, since=joined.next_batch, set_presence="offline")
+    assert again.presence_events == []
+
+    assert isinstance(await carol.join(room), nio.JoinResponse)
+    seen = await alice.sync(timeout=0, since=alice_since, set_presence="offline")
+    assert states(seen.presence_events)[carol.user_id] == ("unavailable", "away")
+
+    # Someone who never set a presence arrives offline.
+    dave = await users("dave")
+    assert isinstance(await dave.join(room), nio.JoinResponse)
+    arrived = await alice.sync(timeout=0, since=seen.next_batch, set_presence="offline")
+    assert states(arrived.presence_events) == {dave.user_id: ("offline", None)}

@@ -116,7 +116,12 @@ async def test_pages_back_and_forward_over_25_messages(users):
         room, dir="b", limit=10, filter=MESSAGES_ONLY, **{"from": second["end"]}
     )
     assert bodies(third["chunk"]) == [f"m{i}" for i in range(4, -1, -1)]
-    assert "end" not in third, "the start of the room was reached"
+    # As in Synapse, a page with events has an `end`; the page after it is
+    # empty and has none: the start of the room was reached.
+    beyond = await alice.page(
+        room, dir="b", limit=10, filter=MESSAGES_ONLY, **{"from": third["end"]}
+    )
+    assert beyond["chunk"] == [] and "end" not in beyond
 
     # Forwards again from where the second page ended (just before m5).
     forward = await alice.page(
@@ -140,7 +145,8 @@ async def test_pages_back_and_forward_over_25_messages(users):
     # `to` stops a page: from the live end back to the gap before m5.
     between = await alice.page(room, dir="b", limit=100, to=second["end"], filter=MESSAGES_ONLY)
     assert bodies(between["chunk"]) == [f"m{i}" for i in range(25, 4, -1)]
-    assert "end" not in between
+    beyond = await alice.page(room, dir="b", to=second["end"], **{"from": between["end"]})
+    assert beyond["chunk"] == [] and "end" not in beyond
 
     # dir=f without `from` starts at the room's creation.
     start = await alice.page(room, dir="f", limit=3)
@@ -254,7 +260,8 @@ async def test_joined_visibility_hides_history_before_the_join(users):
     older = [(e["type"], e.get("content", {}).get("history_visibility")) for e in page["chunk"][2:]]
     assert older[0] == ("m.room.history_visibility", "joined")
     assert older[-1] == ("m.room.create", None)
-    assert "end" not in page
+    beyond = await bob.page(room, dir="b", limit=50, **{"from": page["end"]})
+    assert beyond["chunk"] == [] and "end" not in beyond
     status, body = await bob.call("GET", f"/rooms/{room}/event/{before}")
     assert (status, body["errcode"]) == (404, "M_NOT_FOUND")
     assert (await bob.ok("GET", f"/rooms/{room}/event/{after}"))["content"]["body"] == "after bob"
@@ -315,7 +322,10 @@ async def test_a_user_who_left_sees_history_up_to_their_leave(users):
     assert page["chunk"][0]["content"]["membership"] == "leave"
     forward = await bob.page(room, dir="f", limit=50, filter=MESSAGES_ONLY)
     assert bodies(forward["chunk"]) == ["before bob", "bob was here"]
-    assert "end" not in forward
+    beyond = await bob.page(
+        room, dir="f", limit=50, filter=MESSAGES_ONLY, **{"from": forward["end"]}
+    )
+    assert beyond["chunk"] == [] and "end" not in beyond
 
     assert (await bob.ok("GET", f"/rooms/{room}/event/{seen}"))["event_id"] == seen
     status, body = await bob.call("GET", f"/rooms/{room}/event/{unseen}")
@@ -515,3 +525,45 @@ def test_more_permissive():
     assert more_permissive("joined", "shared") == "shared"
     assert more_permissive("world_readable", "invited") == "world_readable"
     assert more_permissive("invited", "joined") == "invited"
+
+
+async def test_context_in_a_room_never_joined_is_forbidden(users):
+    alice, dave = await users("alice"), await users("dave")
+    room = await alice.create_room(preset="public_chat")
+    said = await alice.say(room, "members only")
+    status, body = await dave.call("GET", f"/rooms/{room}/context/{said}")
+    assert (status, body["errcode"]) == (403, "M_FORBIDDEN")
+    status, body = await dave.call("GET", f"/rooms/!nowhere:localhost/context/{said}")
+    assert (status, body["errcode"]) == (404, "M_NOT_FOUND")
+
+
+async def test_erased_users_messages_are_redacted_for_later_joiners(hs):
+    """As in Synapse: after a deactivation with erase, those who were in the
+    room when a message was sent still see it; those who joined later see
+    it redacted."""
+    regs = {name: await hs.register(name, "pw") for name in ("alice", "bob", "carol")}
+    alice, bob, carol = (User(hs, n, regs[n]["access_token"]) for n in ("alice", "bob", "carol"))
+    room = await alice.create_room(preset="public_chat")
+    await bob.join(room)
+    said = await alice.say(room, "body1")
+    await carol.join(room)
+    assert (await carol.ok("GET", f"/rooms/{room}/event/{said}"))["content"]["body"] == "body1"
+
+    status, challenge = await alice.call("POST", "/account/deactivate", {"erase": True})
+    assert status == 401
+    auth = {
+        "type": "m.login.password",
+        "identifier": {"type": "m.id.user", "user": "alice"},
+        "password": "pw",
+        "session": challenge["session"],
+    }
+    await alice.ok("POST", "/account/deactivate", {"erase": True, "auth": auth})
+
+    assert (await bob.ok("GET", f"/rooms/{room}/event/{said}"))["content"]["body"] == "body1"
+    assert (await carol.ok("GET", f"/rooms/{room}/event/{said}"))["content"] == {}
+    page = await carol.page(room, dir="b", filter=MESSAGES_ONLY)
+    assert [e["content"] for e in page["chunk"]] == [{}]
+    assert bodies((await bob.page(room, dir="b", filter=MESSAGES_ONLY))["chunk"]) == ["body1"]
+    status, sync = await hs.request("GET", f"{V3}/sync", token=carol.token)
+    timeline = sync["rooms"]["join"][room]["timeline"]["events"]
+    assert [e["content"] for e in timeline if e["event_id"] == said] == [{}]

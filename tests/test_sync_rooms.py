@@ -611,3 +611,78 @@ def test_heroes_follow_synapse():
     assert heroes(counts, "@me:x") == [("@amy:x", "$3"), ("@inv:x", "$4"), ("@zed:x", "$2")]
     alone = MemberCounts(1, 0, None, None, [("@me:x", "join", "$1"), ("@b:x", "leave", "$2")])
     assert heroes(alone, "@me:x") == [("@b:x", "$2")]
+
+
+async def test_lazy_loaded_members_are_not_resent_to_a_device(hs, login):
+    alice, bob, carol = await login("alice"), await login("bob"), await login("carol")
+    room = await create(alice, name="Lazy", preset=nio.RoomPreset.public_chat)
+    await join(bob, room)
+    await join(carol, room)
+    await say(alice, room, "one")
+    await say(carol, room, "two")
+    lazy = {"room": {"timeline": {"limit": 2}, "state": {"lazy_load_members": True}}}
+    redundant = {
+        "room": {
+            "timeline": {"limit": 2},
+            "state": {"lazy_load_members": True, "include_redundant_members": True},
+        }
+    }
+
+    first = await raw_sync(hs, bob, filter=lazy)
+    state = first["rooms"]["join"][room]["state"]["events"]
+    assert {e["state_key"] for e in state if e["type"] == "m.room.member"} == {
+        "@alice:localhost",
+        "@bob:localhost",
+        "@carol:localhost",
+    }
+    # The same senders again (after a gap): the device has their member events.
+    for text in ("three", "four", "five"):
+        await say(alice, room, text)
+    await say(carol, room, "six")
+    second = await raw_sync(hs, bob, filter=lazy, since=first["next_batch"])
+    entry = second["rooms"]["join"][room]
+    assert raw_texts(entry["timeline"]["events"]) == ["five", "six"]
+    assert entry["timeline"]["limited"] is True
+    assert [e for e in entry["state"]["events"] if e["type"] == "m.room.member"] == []
+
+    # Asked for, they come every time; a changed member event comes anyway.
+    asked = await raw_sync(hs, bob, filter=redundant, since=first["next_batch"])
+    state = asked["rooms"]["join"][room]["state"]["events"]
+    assert {e["state_key"] for e in state if e["type"] == "m.room.member"} == {
+        "@alice:localhost",
+        "@carol:localhost",
+    }
+    await alice.set_displayname("Alice A.")
+    await say(bob, room, "seven")
+    for text in ("eight", "nine"):
+        await say(alice, room, text)
+    third = await raw_sync(hs, bob, filter=lazy, since=second["next_batch"])
+    state = third["rooms"]["join"][room]["state"]["events"]
+    assert [(e["state_key"], e["content"].get("displayname")) for e in state] == [
+        ("@alice:localhost", "Alice A.")
+    ]
+
+
+async def test_current_state_shows_through_joined_history_visibility(hs, login):
+    """A join that happened while the user was away is in the timeline of
+    their next sync, even behind many messages they may not see."""
+    alice, bob, carol = await login("alice"), await login("bob"), await login("carol")
+    room = await create(alice, preset=nio.RoomPreset.public_chat)
+    await join(bob, room)
+    await alice.room_put_state(room, "m.room.history_visibility", {"history_visibility": "joined"})
+    since = (await sync(bob)).next_batch
+    assert isinstance(await bob.room_leave(room), nio.RoomLeaveResponse)
+    await join(carol, room)
+    for i in range(25):
+        await say(alice, room, f"m{i}")
+    await join(bob, room)
+    body = await raw_sync(hs, bob, since=since)
+    timeline = body["rooms"]["join"][room]["timeline"]["events"]
+    members = [
+        (e["state_key"], e["content"]["membership"])
+        for e in timeline
+        if e["type"] == "m.room.member"
+    ]
+    assert ("@carol:localhost", "join") in members
+    assert ("@bob:localhost", "join") in members
+    assert raw_texts(timeline) == []

@@ -154,3 +154,57 @@ async def test_upgrade_needs_membership(hs, login):
     assert (status, body["errcode"]) == (404, "M_NOT_FOUND")
     state = await state_of(alice, old)
     assert ("m.room.tombstone", "") not in state
+
+
+async def test_upgrade_names_the_tombstone_and_carries_settings_over(hs, login):
+    """Room 10 to 11 (room ids chosen ahead): the new room's predecessor is the
+    tombstone, guests may join as after Synapse's upgrade, and joining the new
+    room carries the user's push rules, tags and m.direct over."""
+    alice = await login("alice")
+    bob = await login("bob")
+    old = await create(alice, room_version="10", preset=nio.RoomPreset.public_chat)
+    assert isinstance(await bob.join(old), nio.JoinResponse)
+    rules = f"{V3}/pushrules/global"
+    for path, body in (
+        (f"{rules}/room/{old}", {"actions": ["dont_notify"]}),
+        (
+            f"{rules}/override/quiet-{old}",
+            {
+                "actions": [],
+                "conditions": [{"kind": "event_match", "key": "room_id", "pattern": old}],
+            },
+        ),
+        (f"{V3}/user/@bob:localhost/rooms/{old}/tags/u.work", {"order": 0.5}),
+        (f"{V3}/user/@bob:localhost/account_data/m.direct", {"@alice:localhost": [old]}),
+    ):
+        status, result = await hs.request("PUT", path, token=bob.access_token, json=body)
+        assert status == 200, result
+
+    status, body = await upgrade(hs, alice, old, {"new_version": "11"})
+    assert status == 200, body
+    new = body["replacement_room"]
+    tombstone = (await state_of(alice, old))[("m.room.tombstone", "")]
+    new_state = await state_of(alice, new)
+    assert new_state[("m.room.create", "")]["content"]["predecessor"] == {
+        "room_id": old,
+        "event_id": tombstone["event_id"],
+    }
+    assert new_state[("m.room.guest_access", "")]["content"] == {"guest_access": "can_join"}
+
+    assert isinstance(await bob.join(new), nio.JoinResponse)
+    status, ruleset = await hs.request("GET", f"{V3}/pushrules/", token=bob.access_token)
+    assert status == 200
+    room_rules = {r["rule_id"]: r["actions"] for r in ruleset["global"]["room"]}
+    assert room_rules[new] == room_rules[old] == ["dont_notify"]
+    overrides = {r["rule_id"]: r for r in ruleset["global"]["override"]}
+    assert overrides[f"quiet-{new}"]["conditions"] == [
+        {"kind": "event_match", "key": "room_id", "pattern": new}
+    ]
+    status, tags = await hs.request(
+        "GET", f"{V3}/user/@bob:localhost/rooms/{new}/tags", token=bob.access_token
+    )
+    assert (status, tags) == (200, {"tags": {"u.work": {"order": 0.5}}})
+    status, direct = await hs.request(
+        "GET", f"{V3}/user/@bob:localhost/account_data/m.direct", token=bob.access_token
+    )
+    assert (status, direct) == (200, {"@alice:localhost": [old, new]})

@@ -95,6 +95,8 @@ class AccountService:
         if logout_devices:
             await self._sessions.delete_all_devices(user_id, except_device=keep_device)
 
-    async def deactivate(self, user_id: str) -> None:
+    async def deactivate(self, user_id: str, *, erase: bool = False) -> None:
+        """With `erase`, the user's messages are shown redacted to those who
+        were not in the room when they were sent (rooms/visibility.py)."""
         await self._sessions.delete_all_devices(user_id)
-        await self._users.deactivate(user_id)
+        await self._users.deactivate(user_id, erase=erase)

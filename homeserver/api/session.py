@@ -214,7 +214,7 @@ class SessionApi:
         # account, which this server never has (see api/threepids.py).
         opt_id_server(body)
         unbind_result = await self._threepids.unbind_all(req.user.user_id)
-        await self._accounts.deactivate(req.user.user_id)
+        await self._accounts.deactivate(req.user.user_id, erase=body.get("erase", False))
         return {"id_server_unbind_result": unbind_result}
 
     @endpoint("GET", "/account/whoami", guest_ok=True)

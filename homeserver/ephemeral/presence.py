@@ -278,11 +278,26 @@ class PresenceService:
             except Exception:
                 logger.exception("presence timeouts failed")
 
+    async def _newly_shared(
+        self, request: SyncRequest, changed: list[PresenceRow]
+    ) -> list[PresenceRow]:
+        """As in Synapse, an incremental sync also carries the presence of users
+        who came to share a room with the user in its range (whether it changed
+        or not), so that a client learns it for new room members."""
+        assert request.since is not None
+        since, now = request.since["events"], request.now["events"]
+        if since >= now:
+            return []
+        seen = {row.user_id for row in changed}
+        found = await self._store.newly_shared(request.user_id, since, now, request.now[STREAM])
+        return [row for row in found if row.user_id not in seen]
+
     async def add(self, request: SyncRequest, response: dict[str, Any]) -> None:
         """response["presence"]: what changed in (since, now] for the user and
-        those who share a room with them; on an initial sync, who is not
-        offline. For a peek (a room initialSync, the /events peek), the
-        members of the peeked rooms, and on an initial sync all of them."""
+        those who share a room with them, and of those who came to share one;
+        on an initial sync, who is not offline. For a peek (a room initialSync,
+        the /events peek), the members of the peeked rooms, and on an initial
+        sync all of them."""
         presence_filter = request.filter.get("presence", {})
         if not event_allowed(presence_filter, "m.presence"):
             return
@@ -297,12 +312,17 @@ class PresenceService:
                 rows = await self._store.current_for(request.user_id, now)
         else:
             since = request.since[STREAM]
-            if since >= now:
-                return
             if peek is not None:
+                if since >= now:
+                    return
                 rows = await self._store.changed_in_rooms(peek, since, now)
             else:
-                rows = await self._store.changed_for(request.user_id, since, now)
+                rows = (
+                    await self._store.changed_for(request.user_id, since, now)
+                    if since < now
+                    else []
+                )
+                rows += await self._newly_shared(request, rows)
         now_ms = self._clock()
         events = [
             {"type": "m.presence", "sender": row.user_id, "content": presence_content(row, now_ms)}

@@ -114,6 +114,16 @@ def _find(ruleset: Mapping[str, Any], kind: str, rule_id: str) -> dict[str, Any]
     raise not_found("The push rule was not found.")
 
 
+def _names_room(condition: Any, room_id: str) -> bool:
+    """Whether a push condition matches exactly the events of one room."""
+    return (
+        isinstance(condition, dict)
+        and condition.get("kind") == "event_match"
+        and condition.get("key") == "room_id"
+        and condition.get("pattern") == room_id
+    )
+
+
 def _encode(value: Any) -> str:
     return encode_canonical_json(value).decode()
 
@@ -260,6 +270,43 @@ class PushRulesService:
         ):
             raise not_found("The push rule was not found.")
         await self._changed(user_id)
+
+    async def copy_room_rules(self, user_id: str, old_room_id: str, new_room_id: str) -> None:
+        """Give the user's rules about `old_room_id` to `new_room_id` (a room
+        upgrade, as Synapse does on joining the successor): the room rule
+        named after it, and override/underride rules with a condition on its
+        id. Rules the user already has for the new room are left alone."""
+        stored = (await self._store.rules_for_users([user_id])).get(user_id, [])
+        have = {(r.kind, r.rule_id) for r in stored}
+        copies = []
+        for rule in stored:
+            if rule.is_default:
+                continue
+            if rule.kind == "room" and rule.rule_id == old_room_id:
+                copies.append((rule, new_room_id, None))
+            elif rule.kind in ("override", "underride") and rule.conditions_json:
+                conditions = json.loads(rule.conditions_json)
+                if not any(_names_room(c, old_room_id) for c in conditions):
+                    continue
+                moved = [
+                    {**c, "pattern": new_room_id} if _names_room(c, old_room_id) else c
+                    for c in conditions
+                ]
+                copies.append((rule, rule.rule_id.replace(old_room_id, new_room_id), moved))
+        copies = [c for c in copies if (c[0].kind, c[1]) not in have]
+        for rule, rule_id, conditions in copies:
+            await self._store.put_rule(
+                user_id,
+                rule.kind,
+                rule_id,
+                conditions_json=_encode(conditions) if conditions is not None else None,
+                pattern=rule.pattern,
+                actions_json=rule.actions_json or "[]",
+                before=None,
+                after=None,
+            )
+        if copies:
+            await self._changed(user_id)
 
     async def _changed(self, user_id: str) -> None:
         """Forget the cached ruleset and tell the user's clients through /sync."""

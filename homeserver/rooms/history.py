@@ -202,7 +202,8 @@ class RemoteHistory(Protocol):
 
 @attrs.frozen
 class Page:
-    """A /messages answer: `end` is None when there is nothing further."""
+    """A /messages answer: `end` is None only for an empty page at the end of
+    the history (a page with events has one, even if the next page is empty)."""
 
     events: list[StoredEvent]
     state: list[StoredEvent]
@@ -276,6 +277,17 @@ class HistoryService:
             return _Access(membership, found.get(member_event_id), world_readable)
         if world_readable:
             return _Access(membership, None, world_readable)
+        if not await self._rooms.exists(room_id):
+            raise not_found("Unknown room")
+        raise forbidden("You are not allowed to read this room")
+
+    async def _check_ever_member(self, user_id: str, room_id: str) -> None:
+        """403 for a user with no membership at all in a room that is not
+        world-readable (404 for unknown rooms), as Synapse answers /context;
+        members, past members and invitees go on to the per-event check."""
+        membership, _ = await self._rooms.membership(room_id, user_id)
+        if membership is not None or await self._visibility.current(room_id) == WORLD_READABLE:
+            return
         if not await self._rooms.exists(room_id):
             raise not_found("Unknown room")
         raise forbidden("You are not allowed to read this room")
@@ -375,7 +387,9 @@ class HistoryService:
         state: list[StoredEvent] = []
         if event_filter.lazy_load_members and scan.events:
             state = await self._members_of_senders(scan.events[0], scan.events)
-        end = topological_token(scan.position) if scan.more else None
+        # As in Synapse: `end` whenever the page holds events (the next page may
+        # be empty), and omitted only once a page comes back empty at the end.
+        end = topological_token(scan.position) if scan.events or scan.more else None
         return Page(scan.events, state, start_token, end)
 
     async def _backfilled(
@@ -415,13 +429,14 @@ class HistoryService:
         """One event of the room, if the requester may see it (404 otherwise)."""
         found = await self._events.get_events([event_id])
         stored = found.get(event_id)
-        if (
-            stored is None
-            or stored.event.room_id != room_id
-            or not await self._visibility.visible(requester.user_id, stored)
-        ):
+        seen = (
+            await self._visibility.as_seen(requester.user_id, stored)
+            if stored is not None and stored.event.room_id == room_id
+            else None
+        )
+        if seen is None:
             raise not_found("Event not found")
-        return stored
+        return seen
 
     async def context(
         self,
@@ -435,6 +450,7 @@ class HistoryService:
         """The event, up to `limit` visible events around it (half before), and the
         state after the last of them, as Synapse gives it."""
         user_id = requester.user_id
+        await self._check_ever_member(user_id, room_id)
         event = await self.event(requester, room_id, event_id)
         cap = await self._departed_cap(user_id, room_id)
         query = event_filter.timeline_query()

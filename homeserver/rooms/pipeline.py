@@ -263,10 +263,23 @@ class EventPipeline:
             lock = self._locks[room_id] = asyncio.Lock()
         return lock
 
+    def new_room_id(self) -> str:
+        """A fresh room id for a room version whose ids are not the create event's hash."""
+        opaque = "".join(secrets.choice(string.ascii_letters) for _ in range(18))
+        return f"!{opaque}:{self._server_name}"
+
     async def create_room(
-        self, room_version: RoomVersion, creator: str, content: Mapping[str, Any]
+        self,
+        room_version: RoomVersion,
+        creator: str,
+        content: Mapping[str, Any],
+        room_id: str | None = None,
     ) -> StoredEvent:
         """Persist a new room's create event; the room id is in the result.
+
+        `room_id` (from `new_room_id`) is for versions whose ids are not the
+        create event's hash, when the id must be known beforehand (an upgrade
+        names it in the old room's tombstone).
 
         From room 12 the room id is the create event's hash, so two rooms
         created by one user in the same millisecond with the same content
@@ -274,7 +287,7 @@ class EventPipeline:
         """
         ts = _now_ms()
         for attempt in range(_CREATE_ATTEMPTS):
-            create = self._build_create(room_version, creator, content, ts + attempt)
+            create = self._build_create(room_version, creator, content, ts + attempt, room_id)
 
             async def write(writer: RoomWriter, create: Event = create) -> NewEvent:
                 await writer.create_room(room_version, creator)
@@ -290,16 +303,23 @@ class EventPipeline:
             try:
                 return await self._commit(create.room_id, write)
             except RoomExistsError:
+                if room_id is not None:
+                    break
                 continue
         raise MatrixError(500, "M_UNKNOWN", "Could not find a free room id")
 
     def _build_create(
-        self, room_version: RoomVersion, creator: str, content: Mapping[str, Any], ts: int
+        self,
+        room_version: RoomVersion,
+        creator: str,
+        content: Mapping[str, Any],
+        ts: int,
+        room_id: str | None = None,
     ) -> Event:
-        room_id = None
-        if not room_version.room_id_from_create_event:
-            opaque = "".join(secrets.choice(string.ascii_letters) for _ in range(18))
-            room_id = f"!{opaque}:{self._server_name}"
+        if room_version.room_id_from_create_event:
+            room_id = None
+        elif room_id is None:
+            room_id = self.new_room_id()
         try:
             create = build_create_event(
                 room_version,

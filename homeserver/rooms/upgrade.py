@@ -35,13 +35,14 @@ logger = logging.getLogger(__name__)
 CREATE_KEY: StateKey = ("m.room.create", "")
 POWER_LEVELS_KEY: StateKey = ("m.room.power_levels", "")
 TOMBSTONE = "m.room.tombstone"
+GUEST_ACCESS = "m.room.guest_access"
 SPACE_CHILD = "m.space.child"
 
 # State copied to the new room, in this order (the spec's recommended list).
 COPIED_STATE = (
     "m.room.join_rules",
     "m.room.history_visibility",
-    "m.room.guest_access",
+    GUEST_ACCESS,
     "m.room.name",
     "m.room.avatar",
     "m.room.topic",
@@ -146,15 +147,8 @@ class RoomUpgrader:
         async with self._lock(room_id):
             state = await self._old_state(room_id, requester.user_id)
             self._check_may_upgrade(requester.user_id, state)
-            new_room_id = await self._create_replacement(
+            new_room_id = await self._replace(
                 requester.user_id, room_id, version, state, additional_creators or []
-            )
-            await self._pipeline.send(
-                room_id,
-                type=TOMBSTONE,
-                sender=requester.user_id,
-                content={"body": "This room has been replaced", "replacement_room": new_room_id},
-                state_key="",
             )
             await self._move_aliases(requester.user_id, room_id, new_room_id, state)
             if await self._store.is_public(room_id):
@@ -162,6 +156,44 @@ class RoomUpgrader:
                 await self._store.set_public(new_room_id, True)
             await self._restrict_old_room(requester.user_id, room_id)
             return new_room_id
+
+    async def _replace(
+        self,
+        user_id: str,
+        room_id: str,
+        version: RoomVersion,
+        state: Mapping[StateKey, Event],
+        additional_creators: list[str],
+    ) -> str:
+        """Create the new room and tombstone the old one; the new room's id.
+
+        As in Synapse, the new room's create event names the tombstone as
+        the predecessor's last event: the tombstone is built first, on the
+        new room's id chosen beforehand, and stored once the new room is set
+        up. Rooms whose id is their create event's hash cannot know it before
+        the create event exists; they name the old room's last event instead.
+        """
+
+        def content(new_room_id: str) -> dict[str, Any]:
+            return {"body": "This room has been replaced", "replacement_room": new_room_id}
+
+        if version.room_id_from_create_event:
+            new_room_id = await self._create_replacement(
+                user_id, room_id, version, state, additional_creators, None
+            )
+            await self._pipeline.send(
+                room_id, type=TOMBSTONE, sender=user_id, content=content(new_room_id), state_key=""
+            )
+            return new_room_id
+        new_room_id = self._pipeline.new_room_id()
+        built = await self._pipeline.build_local(
+            room_id, type=TOMBSTONE, sender=user_id, content=content(new_room_id), state_key=""
+        )
+        await self._create_replacement(
+            user_id, room_id, version, state, additional_creators, (new_room_id, built.event_id)
+        )
+        await self._pipeline.accept_remote(built)
+        return new_room_id
 
     async def _old_state(self, room_id: str, user_id: str) -> dict[StateKey, Event]:
         """The old room's state that the upgrade reads or copies, redactions applied,
@@ -206,10 +238,12 @@ class RoomUpgrader:
         version: RoomVersion,
         state: Mapping[StateKey, Event],
         additional_creators: list[str],
+        chosen: tuple[str, str] | None,
     ) -> str:
+        """The new room, set up; `chosen` is its id and the tombstone's, when known."""
         old_create = state[CREATE_KEY]
         predecessor: dict[str, Any] = {"room_id": old_room_id}
-        last = await self._store.latest_event_id(old_room_id)
+        last = chosen[1] if chosen is not None else await self._store.latest_event_id(old_room_id)
         if last is not None:
             predecessor["event_id"] = last
         create: dict[str, Any] = {"room_version": version.identifier, "predecessor": predecessor}
@@ -222,7 +256,9 @@ class RoomUpgrader:
         if version.privileged_creators and additional_creators:
             create["additional_creators"] = additional_creators
             new_creators.update(additional_creators)
-        new = await self._pipeline.create_room(version, user_id, create)
+        new = await self._pipeline.create_room(
+            version, user_id, create, chosen[0] if chosen is not None else None
+        )
         new_room_id = new.event.room_id
 
         async def send(type: str, content: Mapping[str, Any], state_key: str = "") -> None:
@@ -235,6 +271,10 @@ class RoomUpgrader:
         await send("m.room.power_levels", setup)
         for event_type in COPIED_STATE:
             event = state.get((event_type, ""))
+            if event is None and event_type == GUEST_ACCESS:
+                # Synapse sets the new room up with the private_chat preset,
+                # whose guest access stays when the old room had none.
+                await send(GUEST_ACCESS, {"guest_access": "can_join"})
             if event is not None:
                 content = dict(event.content)
                 if event_type == "m.room.join_rules":

@@ -24,8 +24,14 @@ Unknown or missing settings count as `shared`, the spec's default.
 
 `HistoryVisibility.filter` applies this to a batch of events with a bounded
 number of queries: one for the two state keys at every event's state group,
-one to load the events those keys point at, and one, only when a `shared`
-event needs it, for the user's last join in each room.
+one to load the events those keys point at, one, only when a `shared`
+event needs it, for the user's last join in each room, and one, only when
+the user was not joined at some of the events, for which of their senders
+erased their account.
+
+Erasure (deactivation with `erase`), as in Synapse: users who were joined
+at an event of an erased user still see it as it was; everyone else who
+may see it sees it with its content redacted.
 """
 
 from __future__ import annotations
@@ -33,6 +39,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import attrs
+
+from homeserver.events.redaction import redact
 from storage.events import EventStore, StoredEvent
 from storage.history import HistoryStore, Position
 from storage.state import StateKey, StateStore
@@ -83,6 +92,14 @@ def _membership_of(stored: StoredEvent | None) -> str | None:
         return None
     value = stored.event.content.get("membership")
     return value if isinstance(value, str) else None
+
+
+def _pruned(stored: StoredEvent) -> StoredEvent:
+    """The event with its content redacted, as users see an erased user's
+    events that they were not joined for (as Synapse does)."""
+    event = stored.event
+    content = redact(dict(event.pdu), event.room_version)["content"]
+    return attrs.evolve(stored, event=attrs.evolve(event, content=content))
 
 
 def _is_visibility_change(stored: StoredEvent) -> bool:
@@ -138,8 +155,8 @@ class HistoryVisibility:
             f[0].event.room_id for f in facts if f is not None and f[1] == SHARED and f[2] != "join"
         }
         last_joins = await self._history.last_joins(user_id, needs_join) if needs_join else {}
-        return [
-            stored
+        seen = [
+            (stored, fact)
             for stored, fact in zip(candidates, facts, strict=True)
             if fact is None
             or may_see(
@@ -149,6 +166,20 @@ class HistoryVisibility:
                 last_join=last_joins.get(stored.event.room_id),
             )
         ]
+        # Senders who erased their account: only users joined at an event see it whole.
+        outsiders = {s.event.sender for s, fact in seen if fact is not None and fact[2] != "join"}
+        erased = await self._history.erased_users(outsiders) if outsiders else set()
+        return [
+            _pruned(stored)
+            if fact is not None and fact[2] != "join" and stored.event.sender in erased
+            else stored
+            for stored, fact in seen
+        ]
 
     async def visible(self, user_id: str, stored: StoredEvent) -> bool:
         return bool(await self.filter(user_id, [stored]))
+
+    async def as_seen(self, user_id: str, stored: StoredEvent) -> StoredEvent | None:
+        """The event as the user sees it (pruned, for an erased sender), or None."""
+        found = await self.filter(user_id, [stored])
+        return found[0] if found else None

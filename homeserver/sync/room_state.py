@@ -13,9 +13,9 @@ the timeline's state events, ends with the state at the end of the timeline.
   those are compared (a big room's membership is never loaded whole). When
   the timeline holds every event of the range there is nothing to add.
 - Lazy loading of members: member events only of the timeline's senders
-  (and of the user, on a full state sync). Which of them the client already
-  has is not remembered between requests, so they are sent every time they
-  are needed, as with `include_redundant_members`; the spec allows that.
+  (and of the user, on a full state sync). Those a device was already sent
+  are then left out by rooms.py (sent_members.py), unless the filter asks
+  for `include_redundant_members`.
 """
 
 from __future__ import annotations

@@ -1,9 +1,11 @@
 """The rooms part of /sync: rooms.join, rooms.leave, rooms.invite and rooms.knock.
 
 For each room room_plan.py chose, the timeline is the newest events of its
-range that pass the filter and that the user may see (history visibility),
-oldest first, with `limited` when older events of the range were left out
-and `prev_batch` a /messages token for the gap just before the first event.
+range that pass the filter and that the user may see (history visibility;
+state events that are the room's current state are always shown, as in
+Synapse), oldest first, with `limited` when older events of the range were left out
+and `prev_batch` a /messages token for the gap just before the first event
+(the end of the range, as in Synapse, when the whole range fits).
 The state and summary follow room_state.py; invited and knocked rooms get
 stripped state. As in Synapse, the messages (not the state events) of users
 in the user's m.ignored_user_list are left out, and so are their invites.
@@ -13,7 +15,8 @@ sync costs the same number of queries for 1 room as for 100:
 memberships, ignored users, timelines, their events, visibility, the state
 groups and changed keys the state needs, the state maps, their events,
 member counts and the events a summary names, stripped state, and the
-formatting.
+formatting; when history visibility leaves timelines short, up to
+`_FILL_ROUNDS` more rounds of timeline reads fill them from further back.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from homeserver.sync.room_state import (
     state_before,
     summary,
 )
+from homeserver.sync.sent_members import SentMembers
 from storage.events import EventStore, StoredEvent
 from storage.history import TimelineQuery
 from storage.remote_membership import RemoteMembershipStore
@@ -46,6 +50,8 @@ from storage.state import StateKey, StateMap, StateStore
 from storage.sync import SyncStore, TimelineRange, TimelineRows
 
 DEFAULT_TIMELINE_LIMIT = 10
+# Further reads for timelines that history visibility left short (Synapse: 5 in all).
+_FILL_ROUNDS = 4
 # The timeline filter's fields that can leave events of the range out.
 _NARROWING_KEYS = ("types", "not_types", "senders", "not_senders", "contains_url")
 # What invitees and knockers see of a room (the spec's recommended stripped state).
@@ -71,6 +77,8 @@ class _Room:
     complete: bool
     # Every event of the range is in the timeline.
     gapless: bool
+    # The oldest event the timeline was read back to, while older ones remain.
+    scanned_to: int | None = None
     state_ids: list[str] = attrs.Factory(list)
     summary: dict[str, Any] | None = None
 
@@ -134,8 +142,10 @@ class RoomsSyncProvider:
         formatter: EventFormatter,
         ignored: IgnoredUsers,
         out_of_band: RemoteMembershipStore,
+        sent_members: SentMembers | None = None,
     ) -> None:
         self._store = store
+        self._sent_members = sent_members or SentMembers()
         # The stripped state other servers sent with invites and knocks.
         self._out_of_band = out_of_band
         self._events = events
@@ -164,10 +174,13 @@ class RoomsSyncProvider:
             ignored=ignored,
         )
         rooms = await self._timelines(user_id, plans, room_filter.get("timeline", {}), ignored)
-        known = {e.event.event_id: e for r in rooms for e in r.timeline}
-        known |= await self._room_state(user_id, rooms, lazy, state_filter)
+        # Timeline events last: they are as the user sees them (pruned, for erased senders).
+        known = await self._room_state(user_id, rooms, lazy, state_filter)
+        known |= {e.event.event_id: e for r in rooms for e in r.timeline}
         rooms = [r for r in rooms if r.plan.always or r.timeline or r.state_ids]
         known |= await self._summaries(user_id, rooms, lazy, known)
+        if lazy and not state_filter.get("include_redundant_members", False):
+            self._leave_out_sent_members(request, rooms, known)
         stripped_ids, stripped_events = await self._stripped_state(stripped)
         known |= stripped_events
         # Invites and knocks out of band: their stripped state came with them.
@@ -203,6 +216,31 @@ class RoomsSyncProvider:
             events.extend(_client(by_id[i]) for i in ids[-1:])
             entry = room_entry(response, invited.section, invited.room_id)
             entry[f"{invited.section}_state"] = {"events": events}
+
+    def _leave_out_sent_members(
+        self, request: SyncRequest, rooms: Sequence[_Room], known: dict[str, StoredEvent]
+    ) -> None:
+        """Drop from the state the member events this device already has
+        (see sent_members.py), and remember the ones it gets now."""
+        device = (request.user_id, request.requester.device_id)
+        if request.since is None:
+            self._sent_members.forget(device)
+        for room in rooms:
+            if request.since is not None:
+                room.state_ids = [
+                    i
+                    for i in room.state_ids
+                    if known[i].event.type != MEMBER
+                    or not self._sent_members.was_sent(
+                        device, room.room_id, known[i].event.state_key or "", i
+                    )
+                ]
+            for stored in [*(known[i] for i in room.state_ids), *room.timeline]:
+                event = stored.event
+                if event.type == MEMBER and event.state_key is not None:
+                    self._sent_members.remember(
+                        device, room.room_id, event.state_key, event.event_id
+                    )
 
     async def _serialize(
         self, request: SyncRequest, rooms: Sequence[_Room], known: dict[str, StoredEvent]
@@ -243,25 +281,28 @@ class RoomsSyncProvider:
             )
             for p in plans
         ]
-        found = await self._store.timelines(ranges, _timeline_query(timeline_filter), ignored)
-        ids = [i for rows in found.values() for i, _ in rows.rows[:limit]]
-        loaded = await self._events.get_events(ids)
-        visible = {
-            s.event.event_id
-            for s in await self._visibility.filter(user_id, [loaded[i] for i in ids if i in loaded])
-        }
+        query = _timeline_query(timeline_filter)
+        found = await self._store.timelines(ranges, query, ignored)
+        seen = await self._seen(
+            user_id, [i for rows in found.values() for i, _ in rows.rows[:limit]]
+        )
         rooms = []
         for plan, wanted in zip(plans, ranges, strict=True):
             rows = found.get(plan.room_id, TimelineRows([], False))
             if not plan.always and not rows.any_events:
                 continue
             kept = rows.rows[:limit][::-1]
-            shown = [i in visible for i, _ in kept]
-            timeline = [loaded[i] for i, _ in kept if i in visible]
+            shown = [i in seen for i, _ in kept]
+            timeline = [seen[i] for i, _ in kept if i in seen]
             first = shown.index(True) if timeline else len(kept)
             exact = not narrowed and wanted.limit > 0
             more = len(rows.rows) > limit
-            if timeline:
+            if plan.full_state and not more:
+                # As in Synapse: a room learnt afresh whose whole history fits
+                # the timeline gets the end of the range as prev_batch, from
+                # which /messages pages back over the same events.
+                prev = plan.hi
+            elif timeline:
                 prev = timeline[0].stream_ordering - 1
             elif kept:
                 prev = kept[0][1] - 1
@@ -275,9 +316,62 @@ class RoomsSyncProvider:
                     prev_batch=stream_token(prev),
                     complete=exact and bool(timeline) and all(shown[first:]),
                     gapless=exact and not more and all(shown),
+                    scanned_to=kept[0][1] if kept and more else None,
                 )
             )
+        await self._fill_hidden(user_id, rooms, limit, query, ignored)
         return rooms
+
+    async def _seen(self, user_id: str, ids: Sequence[str]) -> dict[str, StoredEvent]:
+        """{event id: the event as the user sees it} of those they may see."""
+        loaded = await self._events.get_events(ids)
+        candidates = [loaded[i] for i in ids if i in loaded]
+        # Erased senders' events may come back pruned.
+        seen = {s.event.event_id: s for s in await self._visibility.filter(user_id, candidates)}
+        # As in Synapse, state events that are the room's current state are
+        # shown whatever history visibility says (a client must see the
+        # joins that happened while the user was away).
+        current = await self._store.in_current_state(
+            (s.event.event_id, s.event.room_id, s.event.type, s.event.state_key)
+            for s in candidates
+            if s.event.state_key is not None and s.event.event_id not in seen
+        )
+        return seen | {i: loaded[i] for i in current}
+
+    async def _fill_hidden(
+        self,
+        user_id: str,
+        rooms: Sequence[_Room],
+        limit: int,
+        query: TimelineQuery,
+        ignored: Collection[str],
+    ) -> None:
+        """Timelines that history visibility left short, with older events
+        beyond them, are filled from further back, as Synapse does: a few
+        rounds, each one batch over all such rooms."""
+        load = max(limit * 2, 10)
+        for _ in range(_FILL_ROUNDS):
+            short = {
+                r.room_id: (r, r.scanned_to)
+                for r in rooms
+                if r.scanned_to is not None and len(r.timeline) < limit
+            }
+            if not short:
+                return
+            ranges = [
+                TimelineRange(r.room_id, r.plan.lo, below - 1, load + 1)
+                for r, below in short.values()
+            ]
+            found = await self._store.timelines(ranges, query, ignored)
+            seen = await self._seen(user_id, [i for f in found.values() for i, _ in f.rows[:load]])
+            for room, _ in short.values():
+                rows = found.get(room.room_id, TimelineRows([], False)).rows[: load + 1]
+                older = [seen[i] for i, _ in rows[:load] if i in seen][: limit - len(room.timeline)]
+                room.timeline[:0] = older[::-1]
+                room.complete = room.gapless = False
+                room.scanned_to = rows[load - 1][1] if len(rows) > load else None
+                if room.timeline:
+                    room.prev_batch = stream_token(room.timeline[0].stream_ordering - 1)
 
     async def _room_state(
         self, user_id: str, rooms: Sequence[_Room], lazy: bool, state_filter: dict[str, Any]
