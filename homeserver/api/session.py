@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from homeserver.accounts.client_registration import ClientRegistration, RegistrationRequest
 from homeserver.accounts.login import PasswordChecker, identifier_user
 from homeserver.accounts.registration import AccountService
 from homeserver.accounts.sessions import Session, SessionService
@@ -13,6 +14,10 @@ from homeserver.errors import MatrixError, bad_json, forbidden, missing_param
 from homeserver.ratelimit import RateLimiter
 from homeserver.uia import DUMMY, REGISTRATION_TOKEN, UiaService
 from storage.uia import RegistrationTokenStore
+
+
+def _opt_bool_or_none(body: dict[str, Any], key: str) -> bool | None:
+    return opt_bool(body, key, False) if key in body else None
 
 
 def session_json(session: Session, server_name: str) -> dict[str, Any]:
@@ -42,6 +47,7 @@ class SessionApi:
         enable_registration: bool,
         registration_requires_token: bool,
     ) -> None:
+        flows = [[REGISTRATION_TOKEN] if registration_requires_token else [DUMMY]]
         self._server_name = server_name
         self._accounts = accounts
         self._sessions = sessions
@@ -50,9 +56,7 @@ class SessionApi:
         self._registration_tokens = registration_tokens
         self._login_account_limiter = login_account_limiter
         self._enable_registration = enable_registration
-        self._registration_flows = [
-            [REGISTRATION_TOKEN] if registration_requires_token else [DUMMY]
-        ]
+        self._registration = ClientRegistration(accounts, sessions, uia, flows)
 
     @endpoint("POST", "/register", auth=False, ratelimit="registration")
     async def register(self, req: ClientRequest) -> dict[str, Any]:
@@ -64,33 +68,20 @@ class SessionApi:
         if not self._enable_registration:
             raise forbidden("Registration has been disabled")
         body = req.json()
-        username = opt_str(body, "username")
-        password = opt_str(body, "password")
-        device_id = opt_str(body, "device_id")
-        display_name = opt_str(body, "initial_device_display_name")
-        inhibit_login = opt_bool(body, "inhibit_login", False)
-        want_refresh = opt_bool(body, "refresh_token", False)
-        # A taken or invalid name is refused before any auth stage, as clients expect.
-        if username is not None:
-            user_id = await self._accounts.check_username(username.lower())
-        completed = await self._uia.authenticate(
-            body.get("auth"), self._registration_flows, method=req.method, uri=req.path
+        request = RegistrationRequest(
+            username=opt_str(body, "username"),
+            password=opt_str(body, "password"),
+            device_id=opt_str(body, "device_id"),
+            initial_device_display_name=opt_str(body, "initial_device_display_name"),
+            inhibit_login=_opt_bool_or_none(body, "inhibit_login"),
+            refresh_token=_opt_bool_or_none(body, "refresh_token"),
         )
-        if username is None:
-            user_id = await self._accounts.generate_user_id()
-        session = await self._accounts.register_and_login(
-            user_id,
-            password,
-            registration_token=completed.get(REGISTRATION_TOKEN),
-            login=not inhibit_login,
-            device_id=device_id,
-            display_name=display_name,
-            want_refresh=want_refresh,
-            ip=req.ip,
+        registered = await self._registration.register(
+            request, body.get("auth"), method=req.method, uri=req.path, ip=req.ip
         )
-        if session is None:
-            return {"user_id": user_id, "home_server": self._server_name}
-        return session_json(session, self._server_name)
+        if registered.session is None:
+            return {"user_id": registered.user_id, "home_server": self._server_name}
+        return session_json(registered.session, self._server_name)
 
     @endpoint("GET", "/register/available", auth=False, ratelimit="registration")
     async def register_available(self, req: ClientRequest) -> dict[str, Any]:
