@@ -8,6 +8,9 @@ from homeserver.api.http import ClientRequest, endpoint
 from homeserver.api.params import opt_str, req_str
 from homeserver.rooms.service import RoomService
 
+# Keys of a join's body that are request parameters, not member event content.
+_JOIN_PARAMS = frozenset({"reason", "third_party_signed"})
+
 
 def _via(req: ClientRequest) -> list[str]:
     """The servers a client says the room can be reached through (`via`, and
@@ -62,6 +65,8 @@ class RoomsApi:
             req.user.user_id,
             "join",
             reason=opt_str(body, "reason"),
+            # As Synapse: other keys of the body go into the member event.
+            extra={k: v for k, v in body.items() if k not in _JOIN_PARAMS},
             servers=servers or (),
         )
         return {"room_id": room_id}

@@ -225,6 +225,9 @@ class RoomService:
         membership = _ACTIONS[action]
         if not is_valid_user_id(target):
             raise invalid_param("Invalid user id")
+        if extra:
+            # The membership, and the restricted-join authoriser, are the server's to set.
+            extra = {k: v for k, v in extra.items() if k not in ("membership", AUTHORISER_KEY)}
         elsewhere = await self._own_membership_elsewhere(
             requester.user_id, room_id, target, action, reason, extra, servers
         )
