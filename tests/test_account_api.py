@@ -388,6 +388,9 @@ async def test_extended_profile_fields(hs):
     assert profile == {"displayname": "quinn", "m.tz": "Europe/Paris"}
     assert (await hs.request("DELETE", f"{base}/m.tz", token=token))[0] == 200
     assert (await hs.request("GET", f"{base}/m.tz"))[0] == 404
+    # An unset avatar is null, as Synapse answers; unknown users stay 404.
+    assert await hs.request("GET", f"{base}/avatar_url") == (200, {"avatar_url": None})
+    assert (await hs.request("GET", f"{V3}/profile/@nobody:localhost/avatar_url"))[0] == 404
     status, body = await hs.request(
         "PUT", f"{base}/displayname", token=token, json={"displayname": 5}
     )
