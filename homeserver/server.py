@@ -19,6 +19,7 @@ from federation.api_joins import FederationJoinsApi
 from federation.api_keys import KeysApi
 from federation.api_media import FederationMediaApi
 from federation.api_membership import FederationMembershipApi
+from federation.api_openid import FederationOpenIdApi
 from federation.api_query import FederationQueryApi
 from federation.api_rooms import FederationRoomsApi
 from federation.api_send import FederationSendApi
@@ -115,6 +116,7 @@ from homeserver.media.thumbnailer import Thumbnailer
 from homeserver.media.upload import MediaUploader, UploadLimits
 from homeserver.metrics import Metrics
 from homeserver.notifier import Notifier
+from homeserver.openid import OpenIdTokens
 from homeserver.profile import ProfileService
 from homeserver.push.counts import UnreadCounts
 from homeserver.push.notification_list import NotificationList
@@ -494,6 +496,8 @@ class HomeServer:
             device_lists,
             KeyCountsSyncProvider(e2e_keys),
         ]
+        # Shared with the federation listener, which answers OpenID userinfo too.
+        self.openid_tokens = OpenIdTokens(OpenIdStore(pool))
         host, port = parse_listen(config.client_listen)
         fed_host, fed_port = parse_listen(config.federation_listen)
         router.mount(
@@ -567,7 +571,7 @@ class HomeServer:
                 PusherService(pusher_store),
                 NotificationList(pusher_store, events, receipts, formatter),
             ),
-            OpenIdApi(OpenIdStore(pool), config.server_name),
+            OpenIdApi(self.openid_tokens, config.server_name),
             ToDeviceApi(to_device),
             E2eKeysApi(
                 self.key_service,
@@ -777,6 +781,7 @@ class HomeServer:
         FederationRouter(app, RequestVerifier(self.key_ring, config.server_name)).mount(
             FederationSendApi(receiver),
             FederationVersionApi(),
+            FederationOpenIdApi(self.openid_tokens),
             KeysApi(self.key_ring),
             FederationRoomsApi(reads),
             FederationQueryApi(self.profiles, self.directory, server_name=config.server_name),
