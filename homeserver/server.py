@@ -135,6 +135,7 @@ from homeserver.rooms.relations import RelationsService
 from homeserver.rooms.reports import ReportService
 from homeserver.rooms.restricted import RestrictedJoins
 from homeserver.rooms.search import SearchService
+from homeserver.rooms.self_destruct import SelfDestructingEvents
 from homeserver.rooms.service import RoomService
 from homeserver.rooms.upgrade import RoomUpgrader
 from homeserver.rooms.visibility import HistoryVisibility
@@ -158,6 +159,7 @@ from storage.device_lists import DeviceListStore
 from storage.directory import DirectoryStore
 from storage.e2e_keys import E2eKeyStore
 from storage.e2e_remote import RemoteKeyStore
+from storage.event_expiry import EventExpiryStore
 from storage.events import EventStore
 from storage.federation_inbound import InboundTransactionStore
 from storage.federation_reads import FederationReadStore
@@ -402,6 +404,8 @@ class HomeServer:
             UserDirectoryStore(pool), search_all_users=config.user_directory.search_all_users
         )
         self.pipeline.add_commit_hook(user_directory.on_commit)
+        if config.enable_ephemeral_messages:
+            self._start_self_destruct(app, pool, events)
         filters = FilterService(FilterStore(pool))
         presence = PresenceService(
             PresenceStore(pool),
@@ -626,6 +630,21 @@ class HomeServer:
             ),
         )
         return app
+
+    def _start_self_destruct(
+        self, app: web.Application, pool: asyncpg.Pool, events: EventStore
+    ) -> None:
+        """Self-destructing messages (MSC2228): scheduled as they are
+        committed, censored by a background task stopped with the client app."""
+        assert self.pipeline is not None
+        expiry = SelfDestructingEvents(EventExpiryStore(pool), events)
+        self.pipeline.add_commit_hook(expiry.on_commit)
+        expiry.start()
+
+        async def stop_expiry(_: web.Application) -> None:
+            await expiry.stop()
+
+        app.on_cleanup.append(stop_expiry)
 
     async def _media_api(self, app: web.Application, pool: asyncpg.Pool) -> MediaApi:
         """The content repository. Remote media is fetched over federation
