@@ -46,6 +46,7 @@ from federation.serving import FederationReads
 from federation.transport import FederationClient
 from federation.user_devices import UserDevices
 from homeserver.account_data import AccountDataService
+from homeserver.accounts.client_registration import ClientRegistration
 from homeserver.accounts.login import PasswordChecker
 from homeserver.accounts.passwords import PasswordHasher
 from homeserver.accounts.registration import AccountService
@@ -522,7 +523,9 @@ class HomeServer:
                 registration_tokens=registration_tokens,
                 login_account_limiter=RateLimiter(limits.login, enabled=limits.enabled),
                 enable_registration=config.enable_registration,
-                registration_requires_token=config.registration_requires_token,
+                registration=ClientRegistration(
+                    accounts, sessions, uia, requires_token=config.registration_requires_token
+                ),
             ),
             DevicesApi(sessions, uia),
             ProfileApi(profiles),

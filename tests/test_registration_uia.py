@@ -4,6 +4,9 @@ and inhibit_login means no device at all."""
 
 from __future__ import annotations
 
+from storage.database import now_ms
+from storage.uia import RegistrationTokenStore, UiaStore
+
 V3 = "/_matrix/client/v3"
 DUMMY = {"type": "m.login.dummy"}
 
@@ -142,3 +145,29 @@ async def test_failed_password_stage_lists_completed_stages(hs):
     assert body["completed"] == [] and body["flows"] and "params" in body and body["session"]
     status, _ = await hs.request("GET", f"{V3}/account/whoami", token=reg["access_token"])
     assert status == 200
+
+
+async def test_a_retry_and_the_session_expiring_count_the_token_once(server_factory):
+    hs = await server_factory(registration_requires_token=True)
+    await RegistrationTokenStore(hs.pool).create("twice", uses_allowed=2)
+    status, challenge = await hs.request(
+        "POST", f"{V3}/register", json={"username": "tom", "password": "pw"}
+    )
+    assert status == 401
+    auth = {"type": "m.login.registration_token", "token": "twice"}
+    for _ in range(2):
+        status, body = await hs.request(
+            "POST",
+            f"{V3}/register",
+            json={"auth": {**auth, "session": challenge["session"]}},
+        )
+        assert (status, body["user_id"]) == (200, "@tom:localhost")
+    token_use = "SELECT pending, completed FROM registration_tokens WHERE token = 'twice'"
+    assert tuple(await hs.pool.fetchrow(token_use)) == (0, 1)
+    # When the kept session expires, the token's use is not given back.
+    await UiaStore(hs.pool).delete_sessions_before(now_ms() + 3_600_000)
+    assert tuple(await hs.pool.fetchrow(token_use)) == (0, 1)
+    status, body = await hs.request(
+        "GET", "/_matrix/client/v1/register/m.login.registration_token/validity?token=twice"
+    )
+    assert body == {"valid": True}

@@ -16,7 +16,7 @@ import attrs
 
 from homeserver.accounts.registration import AccountService
 from homeserver.accounts.sessions import Session, SessionService
-from homeserver.uia import REGISTRATION_TOKEN, UiaService
+from homeserver.uia import DUMMY, REGISTRATION_TOKEN, UiaService
 from storage.uia import REGISTERED_USER_KEY
 
 
@@ -49,16 +49,13 @@ class ClientRegistration:
         accounts: AccountService,
         sessions: SessionService,
         uia: UiaService,
-        flows: list[list[str]],
+        *,
+        requires_token: bool,
     ) -> None:
         self._accounts = accounts
         self._sessions = sessions
         self._uia = uia
-        self._flows = flows
-
-    @property
-    def flows(self) -> list[list[str]]:
-        return self._flows
+        self._flows = [[REGISTRATION_TOKEN] if requires_token else [DUMMY]]
 
     async def register(
         self, request: RegistrationRequest, auth: Any, *, method: str, uri: str, ip: str | None
@@ -66,9 +63,14 @@ class ClientRegistration:
         stored = await self._uia.stored_params(auth)
         if REGISTERED_USER_KEY in stored:
             # A retry of a completed registration: the session must still be
-            # this operation's and complete, which authenticate checks.
+            # this operation's and complete, which authenticate checks. The
+            # stage is not run again (a registration token would count twice).
             await self._uia.authenticate(
-                auth, self._flows, method=method, uri=uri, keep_session=True
+                {"session": auth["session"]},
+                self._flows,
+                method=method,
+                uri=uri,
+                keep_session=True,
             )
             return await self._log_in(stored[REGISTERED_USER_KEY], stored, ip)
         username = stored.get("username") if stored else request.username

@@ -12,7 +12,7 @@ from homeserver.api.http import CLIENT_V1, ClientRequest, endpoint
 from homeserver.api.params import opt_bool, opt_str, req_str
 from homeserver.errors import MatrixError, bad_json, forbidden, missing_param
 from homeserver.ratelimit import RateLimiter
-from homeserver.uia import DUMMY, REGISTRATION_TOKEN, UiaService
+from homeserver.uia import UiaService
 from storage.uia import RegistrationTokenStore
 
 
@@ -45,9 +45,8 @@ class SessionApi:
         registration_tokens: RegistrationTokenStore,
         login_account_limiter: RateLimiter,
         enable_registration: bool,
-        registration_requires_token: bool,
+        registration: ClientRegistration,
     ) -> None:
-        flows = [[REGISTRATION_TOKEN] if registration_requires_token else [DUMMY]]
         self._server_name = server_name
         self._accounts = accounts
         self._sessions = sessions
@@ -56,7 +55,7 @@ class SessionApi:
         self._registration_tokens = registration_tokens
         self._login_account_limiter = login_account_limiter
         self._enable_registration = enable_registration
-        self._registration = ClientRegistration(accounts, sessions, uia, flows)
+        self._registration = registration
 
     @endpoint("POST", "/register", auth=False, ratelimit="registration")
     async def register(self, req: ClientRequest) -> dict[str, Any]:
