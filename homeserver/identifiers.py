@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 # Historical user ids may hold more characters; new accounts get only these.
-_LOCALPART = re.compile(r"^[a-z0-9._=\-/+]+$")
+_LOCALPART = re.compile(r"[a-z0-9._=\-/+]+")
 MAX_USER_ID_LENGTH = 255
 
 
@@ -14,7 +14,8 @@ def user_id_for(localpart: str, server_name: str) -> str:
 
 
 def is_valid_localpart(localpart: str) -> bool:
-    return bool(_LOCALPART.match(localpart))
+    # fullmatch: with match and `$`, a trailing newline would pass.
+    return bool(_LOCALPART.fullmatch(localpart))
 
 
 def split_user_id(user_id: str) -> tuple[str, str] | None:

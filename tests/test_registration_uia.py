@@ -171,3 +171,12 @@ async def test_a_retry_and_the_session_expiring_count_the_token_once(server_fact
         "GET", "/_matrix/client/v1/register/m.login.registration_token/validity?token=twice"
     )
     assert body == {"valid": True}
+
+
+async def test_a_name_ending_in_a_newline_is_invalid(hs):
+    status, body = await hs.request(
+        "POST",
+        f"{V3}/register",
+        json={"username": "newline\n", "password": "pw", "auth": DUMMY},
+    )
+    assert (status, body["errcode"]) == (400, "M_INVALID_USERNAME")
