@@ -40,7 +40,12 @@ class SelfDestructingEvents:
         expiry = event.content.get(SELF_DESTRUCT_AFTER)
         if event.state_key is not None or type(expiry) is not int:
             return
-        await self._store.schedule(event.event_id, expiry)
+        try:
+            await self._store.schedule(event.event_id, expiry)
+        except Exception:
+            # The event is committed already; its sender must not see an error.
+            logger.exception("scheduling the expiry of %s failed", event.event_id)
+            return
         self._wake.set()
 
     def start(self) -> None:
