@@ -379,9 +379,15 @@ def matrix_middleware(metrics: Metrics) -> Any:
                     raise
                 err = _error_for_http_exception(e)
                 response = json_response(err.status, err.to_json())
-            except Exception:
+            except Exception as e:
                 if _client_gone(request):
-                    logger.info("client disconnected during %s %s", request.method, request.path)
+                    logger.info(
+                        "client disconnected during %s %s (%s: %s)",
+                        request.method,
+                        request.path,
+                        type(e).__name__,
+                        e,
+                    )
                     response = web.Response(status=CLIENT_CLOSED_REQUEST)
                 else:
                     logger.exception("request %s %s failed", request.method, request.path)
