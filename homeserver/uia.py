@@ -61,11 +61,11 @@ class UiaService:
 
         Otherwise raise the 401 whose body tells the client what to do next.
         `user_id` is the account that must prove itself (None for
-        registration). `params` is stored with the session unless it holds
-        some already, and returned on completion: the spec makes the first
-        request's parameters the ones that count. A completed session is
-        deleted unless `keep_session`, which lets a client retry an operation
-        whose response it lost (registration) with the same session.
+        registration). `params`, when given, replace what the session keeps,
+        which is returned on completion: the operation's parameters may then
+        be sent once, not with every stage. A completed session is deleted
+        unless `keep_session`, which lets a client retry an operation whose
+        response it lost (registration) with the same session.
         """
         session = await self._session_for(auth, method, uri, params or {})
         if auth is not None and "type" in auth:
@@ -110,8 +110,8 @@ class UiaService:
             raise MatrixError(400, "M_UNKNOWN", "Unknown or expired auth session")
         if (session.method, session.uri) != (method, uri):
             raise forbidden("This auth session was started for another request")
-        if params and not session.params:
-            await self._store.update_params(session_id, params)
+        if params and params != session.params:
+            await self._store.set_params(session_id, params)
             session = attrs.evolve(session, params=params)
         return session
 

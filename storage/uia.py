@@ -68,6 +68,14 @@ class UiaStore:
             json.dumps(result),
         )
 
+    async def set_params(self, session_id: str, params: dict[str, Any]) -> None:
+        """Replace what the session keeps."""
+        await self._pool.execute(
+            "UPDATE ui_auth_sessions SET params = $2::jsonb WHERE session_id = $1",
+            session_id,
+            json.dumps(params),
+        )
+
     async def update_params(self, session_id: str, params: dict[str, Any]) -> None:
         """Merge `params` into what the session keeps."""
         await self._pool.execute(

@@ -1,11 +1,12 @@
 """POST /register as the spec's UIA describes it.
 
 A registration spans several requests sharing one auth session. The session
-keeps the parameters of the first request that carried any (the password
-only as its hash), so a client may send them once and then only `auth`. It
-also records the account it created: a client that lost the response and
-retries with the same session gets the same account back, logged in again,
-instead of an error or a second account.
+keeps the parameters of the latest request that carried any (as Synapse
+does), so a client may send them once and then only `auth`; the password is
+kept as its hash, made once, from the first request that gave one. It also
+records the account it created: a client that lost the response and retries
+with the same session gets the same account back, logged in again, instead
+of an error or a second account.
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ from homeserver.accounts.sessions import Session, SessionService
 from homeserver.uia import DUMMY, REGISTRATION_TOKEN, UiaService
 from storage.uia import REGISTERED_USER_KEY
 
+# What a registration session keeps that no request may replace.
+_SESSION_ONLY = frozenset({"password_hash", REGISTERED_USER_KEY})
+
 
 @attrs.frozen
 class RegistrationRequest:
@@ -30,9 +34,6 @@ class RegistrationRequest:
     initial_device_display_name: str | None = None
     inhibit_login: bool | None = None
     refresh_token: bool | None = None
-
-    def is_empty(self) -> bool:
-        return all(value is None for value in attrs.astuple(self))
 
 
 @attrs.frozen
@@ -61,7 +62,17 @@ class ClientRegistration:
         self, request: RegistrationRequest, auth: Any, *, method: str, uri: str, ip: str | None
     ) -> Registered:
         stored = await self._uia.stored_params(auth)
-        if REGISTERED_USER_KEY in stored:
+        given = {
+            key: value
+            for key, value in attrs.asdict(request).items()
+            if value is not None and key != "password"
+        }
+        # The request's parameters replace the session's, but for what the
+        # session alone knows (the password's hash, the account made).
+        params = stored
+        if given:
+            params = {k: v for k, v in stored.items() if k in _SESSION_ONLY} | given
+        if REGISTERED_USER_KEY in params:
             # A retry of a completed registration: the session must still be
             # this operation's and complete, which authenticate checks. The
             # stage is not run again (a registration token would count twice).
@@ -70,18 +81,22 @@ class ClientRegistration:
                 self._flows,
                 method=method,
                 uri=uri,
+                params=params,
                 keep_session=True,
             )
-            return await self._log_in(stored[REGISTERED_USER_KEY], stored, ip)
-        username = stored.get("username") if stored else request.username
+            return await self._log_in(params[REGISTERED_USER_KEY], params, ip)
+        username = params.get("username")
         # A taken or invalid name is refused before any auth stage (and before
         # hashing the password), as clients expect.
         user_id = await self._accounts.check_username(username.lower()) if username else None
-        params = stored or await self._params_of(request)
+        if request.password and "password_hash" not in params:
+            params = {
+                **params,
+                "password_hash": await self._accounts.hash_password(request.password),
+            }
         result = await self._uia.authenticate(
             auth, self._flows, method=method, uri=uri, params=params, keep_session=True
         )
-        params = result.params or params
         if user_id is None:
             user_id = await self._accounts.generate_user_id()
         await self._accounts.create(
@@ -91,19 +106,6 @@ class ClientRegistration:
         )
         await self._uia.remember(result.session_id, {REGISTERED_USER_KEY: user_id})
         return await self._log_in(user_id, params, ip)
-
-    async def _params_of(self, request: RegistrationRequest) -> dict[str, Any]:
-        """The request's parameters as a session keeps them: the password hashed."""
-        if request.is_empty():
-            return {}
-        params: dict[str, Any] = {
-            key: value
-            for key, value in attrs.asdict(request).items()
-            if value is not None and key != "password"
-        }
-        if request.password:
-            params["password_hash"] = await self._accounts.hash_password(request.password)
-        return params
 
     async def _log_in(self, user_id: str, params: dict[str, Any], ip: str | None) -> Registered:
         if params.get("inhibit_login"):
