@@ -245,6 +245,8 @@ class Config:
     # Wait after a first failure to reach a server; doubles with each failure.
     federation_min_retry_interval_ms: int = 30_000
     default_room_version: str = DEFAULT_ROOM_VERSION
+    # Redact messages at the time their `org.matrix.self_destruct_after` says (MSC2228).
+    enable_ephemeral_messages: bool = False
     log_level: str = "INFO"
     turn: TurnConfig = TurnConfig()
     push: PushConfig = PushConfig()

@@ -62,7 +62,11 @@ class ProfileService:
         return {key: await self.get_field(user_id, key)}
 
     async def get_field(self, user_id: str, key: str) -> Any:
+        """One key of a profile. An unset display name or avatar is null, not
+        404 (as Synapse): clients read those of every user, set or not."""
         profile = await self.get_profile(user_id)
+        if key in MEMBER_EVENT_KEYS:
+            return profile.get(key)
         if key not in profile:
             raise not_found(f"The profile has no {key!r}")
         return profile[key]

@@ -19,6 +19,7 @@ from federation.api_joins import FederationJoinsApi
 from federation.api_keys import KeysApi
 from federation.api_media import FederationMediaApi
 from federation.api_membership import FederationMembershipApi
+from federation.api_openid import FederationOpenIdApi
 from federation.api_query import FederationQueryApi
 from federation.api_rooms import FederationRoomsApi
 from federation.api_send import FederationSendApi
@@ -47,6 +48,7 @@ from federation.third_party_invites import InviteExchange
 from federation.transport import FederationClient
 from federation.user_devices import UserDevices
 from homeserver.account_data import AccountDataService
+from homeserver.accounts.client_registration import ClientRegistration
 from homeserver.accounts.guests import GuestAccounts
 from homeserver.accounts.login import PasswordChecker
 from homeserver.accounts.passwords import PasswordHasher
@@ -123,6 +125,7 @@ from homeserver.media.thumbnailer import Thumbnailer
 from homeserver.media.upload import MediaUploader, UploadLimits
 from homeserver.metrics import Metrics
 from homeserver.notifier import Notifier
+from homeserver.openid import OpenIdTokens
 from homeserver.profile import ProfileService
 from homeserver.public_addresses import public_addresses
 from homeserver.push.counts import UnreadCounts
@@ -144,6 +147,7 @@ from homeserver.rooms.relations import RelationsService
 from homeserver.rooms.reports import ReportService
 from homeserver.rooms.restricted import RestrictedJoins
 from homeserver.rooms.search import SearchService
+from homeserver.rooms.self_destruct import SelfDestructingEvents
 from homeserver.rooms.service import RoomService
 from homeserver.rooms.upgrade import RoomUpgrader
 from homeserver.rooms.visibility import HistoryVisibility
@@ -170,6 +174,7 @@ from storage.device_lists import DeviceListStore
 from storage.directory import DirectoryStore
 from storage.e2e_keys import E2eKeyStore
 from storage.e2e_remote import RemoteKeyStore
+from storage.event_expiry import EventExpiryStore
 from storage.event_stream import EventStreamStore
 from storage.events import EventStore
 from storage.federation_inbound import InboundTransactionStore
@@ -430,6 +435,8 @@ class HomeServer:
         self.pipeline.add_commit_hook(user_directory.on_commit)
         # Last: the guest access change is fully recorded before guests leave.
         self.pipeline.add_commit_hook(guest_access.on_commit)
+        if config.enable_ephemeral_messages:
+            self._start_self_destruct(app, pool, events)
         filters = FilterService(FilterStore(pool))
         presence = PresenceService(
             PresenceStore(pool),
@@ -552,8 +559,18 @@ class HomeServer:
             device_lists,
             KeyCountsSyncProvider(e2e_keys),
         ]
+        # Shared with the federation listener, which answers OpenID userinfo too.
+        self.openid_tokens = OpenIdTokens(OpenIdStore(pool))
         host, port = parse_listen(config.client_listen)
         fed_host, fed_port = parse_listen(config.federation_listen)
+        guests = GuestAccounts(
+            users,
+            GuestStore(pool),
+            accounts,
+            sessions,
+            registration_tokens,
+            enabled=config.allow_guest_access,
+        )
         addresses = public_addresses(
             config.server_name,
             client_port=port,
@@ -572,23 +589,21 @@ class HomeServer:
             SessionApi(
                 server_name=config.server_name,
                 accounts=accounts,
-                guests=GuestAccounts(
-                    users,
-                    GuestStore(pool),
-                    accounts,
-                    sessions,
-                    hasher,
-                    registration_tokens,
-                    enabled=config.allow_guest_access,
-                ),
+                guests=guests,
                 sessions=sessions,
                 passwords=passwords,
                 uia=uia,
                 registration_tokens=registration_tokens,
                 login_account_limiter=RateLimiter(limits.login, enabled=limits.enabled),
                 enable_registration=config.enable_registration,
-                registration_requires_token=config.registration_requires_token,
                 threepids=threepid_bindings,
+                registration=ClientRegistration(
+                    accounts,
+                    sessions,
+                    uia,
+                    guests,
+                    requires_token=config.registration_requires_token,
+                ),
             ),
             DevicesApi(sessions, uia),
             ProfileApi(profiles),
@@ -665,7 +680,7 @@ class HomeServer:
                 PusherService(pusher_store),
                 NotificationList(pusher_store, events, receipts, formatter),
             ),
-            OpenIdApi(OpenIdStore(pool), config.server_name),
+            OpenIdApi(self.openid_tokens, config.server_name),
             ToDeviceApi(to_device),
             E2eKeysApi(
                 self.key_service,
@@ -720,6 +735,21 @@ class HomeServer:
             ),
         )
         return app
+
+    def _start_self_destruct(
+        self, app: web.Application, pool: asyncpg.Pool, events: EventStore
+    ) -> None:
+        """Self-destructing messages (MSC2228): scheduled as they are
+        committed, censored by a background task stopped with the client app."""
+        assert self.pipeline is not None
+        expiry = SelfDestructingEvents(EventExpiryStore(pool), events)
+        self.pipeline.add_commit_hook(expiry.on_commit)
+        expiry.start()
+
+        async def stop_expiry(_: web.Application) -> None:
+            await expiry.stop()
+
+        app.on_cleanup.append(stop_expiry)
 
     async def _media_api(self, app: web.Application, pool: asyncpg.Pool) -> MediaApi:
         """The content repository. Remote media is fetched over federation
@@ -876,6 +906,7 @@ class HomeServer:
         FederationRouter(app, RequestVerifier(self.key_ring, config.server_name)).mount(
             FederationSendApi(receiver),
             FederationVersionApi(),
+            FederationOpenIdApi(self.openid_tokens),
             KeysApi(self.key_ring),
             FederationRoomsApi(reads),
             FederationQueryApi(self.profiles, self.directory, server_name=config.server_name),

@@ -12,6 +12,8 @@ import secrets
 import time
 from typing import Any
 
+import attrs
+
 from homeserver.accounts.login import PasswordChecker, identifier_user
 from homeserver.errors import MatrixError, bad_json, forbidden
 from storage.uia import RegistrationTokenStore, UiaSessionRecord, UiaStore
@@ -20,6 +22,15 @@ DUMMY = "m.login.dummy"
 PASSWORD = "m.login.password"
 REGISTRATION_TOKEN = "m.login.registration_token"
 _SESSION_LIFETIME_MS = 30 * 60 * 1000
+
+
+@attrs.frozen
+class UiaResult:
+    """A completed session: its id, each stage's result, and the operation's parameters."""
+
+    session_id: str
+    completed: dict[str, Any]
+    params: dict[str, Any]
 
 
 class UiaService:
@@ -44,13 +55,17 @@ class UiaService:
         uri: str,
         user_id: str | None = None,
         params: dict[str, Any] | None = None,
-    ) -> dict[str, Any]:
-        """Return the completed stages' results once a flow is complete.
+        keep_session: bool = False,
+    ) -> UiaResult:
+        """Return the completed session once a flow is complete.
 
         Otherwise raise the 401 whose body tells the client what to do next.
         `user_id` is the account that must prove itself (None for
-        registration). `params` is stored with a new session and returned on
-        completion, so an operation can keep what its first request said.
+        registration). `params`, when given, replace what the session keeps,
+        which is returned on completion: the operation's parameters may then
+        be sent once, not with every stage. A completed session is deleted
+        unless `keep_session`, which lets a client retry an operation whose
+        response it lost (registration) with the same session.
         """
         session = await self._session_for(auth, method, uri, params or {})
         if auth is not None and "type" in auth:
@@ -59,9 +74,22 @@ class UiaService:
                 raise self._challenge(session, flows, error)
             session = await self._store.get_session(session.session_id) or session
         if any(all(stage in session.completed for stage in flow) for flow in flows):
-            await self._store.delete_session(session.session_id)
-            return {**session.completed, "params": session.params}
+            if not keep_session:
+                await self._store.delete_session(session.session_id)
+            return UiaResult(session.session_id, session.completed, session.params)
         raise self._challenge(session, flows)
+
+    async def stored_params(self, auth: Any) -> dict[str, Any]:
+        """The parameters kept by the session `auth` names ({} if none or unknown)."""
+        session_id = auth.get("session") if isinstance(auth, dict) else None
+        if not isinstance(session_id, str):
+            return {}
+        session = await self._store.get_session(session_id)
+        return session.params if session is not None else {}
+
+    async def remember(self, session_id: str, params: dict[str, Any]) -> None:
+        """Add to what a session keeps, e.g. what a completed operation produced."""
+        await self._store.update_params(session_id, params)
 
     async def _session_for(
         self, auth: Any, method: str, uri: str, params: dict[str, Any]
@@ -82,6 +110,9 @@ class UiaService:
             raise MatrixError(400, "M_UNKNOWN", "Unknown or expired auth session")
         if (session.method, session.uri) != (method, uri):
             raise forbidden("This auth session was started for another request")
+        if params and params != session.params:
+            await self._store.set_params(session_id, params)
+            session = attrs.evolve(session, params=params)
         return session
 
     async def _try_stage(
@@ -120,9 +151,9 @@ class UiaService:
             "flows": [{"stages": flow} for flow in flows],
             "params": {},
             "session": session.session_id,
+            # Always present, even empty: clients (and SyTest) read it after a failed stage.
+            "completed": list(session.completed),
         }
-        if session.completed:
-            body["completed"] = list(session.completed)
         if error is None:
             return UiaChallenge(body)
         return UiaChallenge({**body, **error.to_json()})

@@ -238,6 +238,10 @@ class EventStore:
         if len(self._cache) > _EVENT_CACHE_SIZE:
             self._cache.popitem(last=False)
 
+    def forget_cached(self, event_id: str) -> None:
+        """Drop the cached copy of an event whose stored JSON was rewritten (censored)."""
+        self._cache.pop(event_id, None)
+
     async def redactions_of(self, event_ids: Iterable[str]) -> dict[str, str]:
         """{redacted event id: id of the first valid redaction of it}."""
         ids = list(event_ids)

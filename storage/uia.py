@@ -10,6 +10,10 @@ import attrs
 
 from storage.database import now_ms
 
+# The params key under which a registration session records the account it
+# created: its registration token was counted as used then, not pending.
+REGISTERED_USER_KEY = "registered_user_id"
+
 
 @attrs.frozen
 class UiaSessionRecord:
@@ -64,21 +68,40 @@ class UiaStore:
             json.dumps(result),
         )
 
+    async def set_params(self, session_id: str, params: dict[str, Any]) -> None:
+        """Replace what the session keeps."""
+        await self._pool.execute(
+            "UPDATE ui_auth_sessions SET params = $2::jsonb WHERE session_id = $1",
+            session_id,
+            json.dumps(params),
+        )
+
+    async def update_params(self, session_id: str, params: dict[str, Any]) -> None:
+        """Merge `params` into what the session keeps."""
+        await self._pool.execute(
+            "UPDATE ui_auth_sessions SET params = params || $2::jsonb WHERE session_id = $1",
+            session_id,
+            json.dumps(params),
+        )
+
     async def delete_session(self, session_id: str) -> None:
         await self._pool.execute("DELETE FROM ui_auth_sessions WHERE session_id = $1", session_id)
 
     async def delete_sessions_before(self, ts: int) -> None:
-        """Drop expired sessions; the registration tokens they held are pending no more."""
+        """Drop expired sessions; the registration tokens they held are pending no more
+        (except those of sessions whose registration completed: already counted)."""
         await self._pool.execute(
             """WITH gone AS (
                    DELETE FROM ui_auth_sessions WHERE created_ts < $1
-                   RETURNING completed ->> 'm.login.registration_token' AS token
+                   RETURNING CASE WHEN params ? $2 THEN NULL
+                                  ELSE completed ->> 'm.login.registration_token' END AS token
                )
                UPDATE registration_tokens t SET pending = GREATEST(t.pending - g.n, 0)
                FROM (SELECT token, count(*) AS n FROM gone WHERE token IS NOT NULL
                      GROUP BY token) g
                WHERE t.token = g.token""",
             ts,
+            REGISTERED_USER_KEY,
         )
 
 

@@ -376,6 +376,32 @@ async def test_push_rules_and_openid(hs):
     assert (status, body["errcode"]) == (403, "M_FORBIDDEN")
 
 
+async def test_openid_userinfo_on_both_listeners(hs):
+    reg = await hs.register("olga")
+    status, issued = await hs.request(
+        "POST", f"{V3}/user/@olga:localhost/openid/request_token", token=reg["access_token"]
+    )
+    assert status == 200
+    userinfo = "/_matrix/federation/v1/openid/userinfo"
+    federation = f"https://127.0.0.1:{hs.server.federation_port}{userinfo}"
+
+    async def ask(query: str) -> list[tuple[int, dict]]:
+        answers = [await hs.request("GET", userinfo + query)]
+        async with hs.http.get(federation + query, ssl=False) as resp:
+            answers.append((resp.status, await resp.json()))
+        return answers
+
+    token = issued["access_token"]
+    assert await ask(f"?access_token={token}") == [(200, {"sub": "@olga:localhost"})] * 2
+    for status, body in await ask("?access_token=not-a-token"):
+        assert (status, body["errcode"]) == (401, "M_UNKNOWN_TOKEN")
+    for status, body in await ask(""):
+        assert (status, body["errcode"]) == (401, "M_MISSING_TOKEN")
+    # The client access token is not an OpenID token.
+    for status, body in await ask(f"?access_token={reg['access_token']}"):
+        assert (status, body["errcode"]) == (401, "M_UNKNOWN_TOKEN")
+
+
 async def test_extended_profile_fields(hs):
     reg = await hs.register("quinn")
     token = reg["access_token"]
@@ -388,6 +414,9 @@ async def test_extended_profile_fields(hs):
     assert profile == {"displayname": "quinn", "m.tz": "Europe/Paris"}
     assert (await hs.request("DELETE", f"{base}/m.tz", token=token))[0] == 200
     assert (await hs.request("GET", f"{base}/m.tz"))[0] == 404
+    # An unset avatar is null, as Synapse answers; unknown users stay 404.
+    assert await hs.request("GET", f"{base}/avatar_url") == (200, {"avatar_url": None})
+    assert (await hs.request("GET", f"{V3}/profile/@nobody:localhost/avatar_url"))[0] == 404
     status, body = await hs.request(
         "PUT", f"{base}/displayname", token=token, json={"displayname": 5}
     )

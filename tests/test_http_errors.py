@@ -4,8 +4,13 @@ body limits, rate limits and metrics."""
 
 from __future__ import annotations
 
-import aiohttp
+import logging
 
+import aiohttp
+from aiohttp import web
+
+from homeserver.api.http import matrix_middleware
+from homeserver.metrics import Metrics
 from tests.conftest import rate_limits_on
 
 V3 = "/_matrix/client/v3"
@@ -169,3 +174,28 @@ async def test_metrics_listener(server_factory):
     assert 'status="404"' in text
     assert "homeserver_http_request_duration_seconds_bucket" in text
     assert "homeserver_db_pool_connections " in text
+
+
+async def test_a_failing_handler_is_a_logged_500(caplog):
+    """The other side of a client hanging up (test_media): a connected
+    client gets 500 M_UNKNOWN, and the server logs the traceback."""
+
+    async def broken(_: web.Request) -> web.Response:
+        raise RuntimeError("bug")
+
+    app = web.Application(middlewares=[matrix_middleware(Metrics())])
+    app.router.add_get("/broken", broken)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"http://127.0.0.1:{port}/broken") as resp:
+                assert resp.status == 500
+                assert (await resp.json())["errcode"] == "M_UNKNOWN"
+    finally:
+        await runner.cleanup()
+    (failure,) = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert failure.exc_info is not None

@@ -3,7 +3,9 @@ storage on disk, limits, quarantine, safe headers and URL previews."""
 
 from __future__ import annotations
 
+import asyncio
 import io
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -651,3 +653,32 @@ async def test_expiry(server_factory: Any, website: tuple[str, list[str]], tmp_p
     assert [f.read_bytes() for f in content_files(tmp_path)] == [kept]
     status, got, _ = await get(hs, f"{MEDIA}/download/{media_path(body['content_uri'])}", token)
     assert (status, got) == (200, kept)
+
+
+async def test_client_hanging_up_mid_upload_is_a_disconnect(
+    hs: RunningServer, alice: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    reader, writer = await asyncio.open_connection("127.0.0.1", hs.server.client_port)
+    writer.write(
+        (
+            f"POST {UPLOAD} HTTP/1.1\r\nHost: localhost\r\n"
+            f"Authorization: Bearer {alice}\r\nContent-Type: image/png\r\n"
+            "Content-Length: 100000\r\n\r\n"
+        ).encode()
+        + b"x" * 1000
+    )
+    await writer.drain()
+    await asyncio.sleep(0.2)
+    writer.close()
+    await writer.wait_closed()
+    for _ in range(50):
+        if any("disconnect" in r.getMessage() for r in caplog.records):
+            break
+        await asyncio.sleep(0.05)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+    assert not [r for r in caplog.records if " 500 " in r.getMessage()]
+    assert any("disconnect" in r.getMessage() for r in caplog.records)
+    # Nothing of it was kept.
+    assert await hs.pool.fetchval("SELECT count(*) FROM local_media") == 0
+    assert list((Path(hs.server.config.data_dir) / "media" / "tmp").iterdir()) == []

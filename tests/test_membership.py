@@ -97,6 +97,34 @@ async def test_join_public_room_by_id_and_alias(hs, session):
     assert isinstance(rooms, nio.JoinedRoomsResponse) and rooms.rooms == [room_id]
 
 
+async def test_join_keeps_custom_content(hs, session):
+    alice = await session("alice")
+    bob = await session("bob")
+    carol = await session("carol")
+    room_id = await create(alice, visibility=nio.RoomVisibility.public, alias="club")
+    status, _ = await request(
+        bob,
+        "POST",
+        f"/rooms/{room_id}/join",
+        {"foo": "bar", "reason": "hi", "third_party_signed": {"x": 1}},
+    )
+    assert status == 200
+    event = await member(alice, room_id, "@bob:localhost")
+    assert event["content"] == {
+        "membership": "join",
+        "displayname": "bob",
+        "foo": "bar",
+        "reason": "hi",
+    }
+    # By alias too; the membership itself is not the client's to set.
+    status, _ = await request(
+        carol, "POST", f"/join/{quote('#club:localhost')}", {"foo": 1, "membership": "leave"}
+    )
+    assert status == 200
+    event = await member(alice, room_id, "@carol:localhost")
+    assert event["content"] == {"membership": "join", "displayname": "carol", "foo": 1}
+
+
 async def test_invite_only_room(hs, session):
     alice = await session("alice")
     bob = await session("bob")

@@ -281,6 +281,7 @@ async def test_mention_pushes_once_with_the_full_payload(hs, users, gateway):
     device = pushed["devices"][0]
     assert before_s <= device.pop("pushkey_ts") <= after_s
     assert pushed == {
+        "id": mention,
         "event_id": mention,
         "room_id": room_id,
         "type": "m.room.message",
@@ -335,6 +336,7 @@ async def test_notifications_list_with_highlights_pages_and_read_marks(hs, users
     assert {"set_tweak": "highlight"} in oldest["actions"]
     assert oldest["room_id"] == room_id
     assert oldest["read"] is False
+    assert oldest["profile_tag"] is None
     assert isinstance(oldest["ts"], int)
     assert oldest["event"]["content"]["body"] == "ping Bob"
     assert oldest["event"]["sender"] == alice.user_id

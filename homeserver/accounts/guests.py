@@ -8,7 +8,6 @@ as `username` and its token as `guest_access_token`.
 
 from __future__ import annotations
 
-from homeserver.accounts.passwords import PasswordHasher
 from homeserver.accounts.registration import AccountService
 from homeserver.accounts.sessions import Session, SessionService
 from homeserver.errors import MatrixError, forbidden
@@ -24,7 +23,6 @@ class GuestAccounts:
         guests: GuestStore,
         accounts: AccountService,
         sessions: SessionService,
-        hasher: PasswordHasher,
         registration_tokens: RegistrationTokenStore,
         *,
         enabled: bool,
@@ -33,7 +31,6 @@ class GuestAccounts:
         self._guests = guests
         self._accounts = accounts
         self._sessions = sessions
-        self._hasher = hasher
         self._registration_tokens = registration_tokens
         # New guests only: existing guests keep working and may still upgrade.
         self._enabled = enabled
@@ -75,29 +72,14 @@ class GuestAccounts:
         return requester.user_id
 
     async def upgrade(
-        self,
-        user_id: str,
-        password: str | None,
-        *,
-        registration_token: str | None,
-        login: bool,
-        device_id: str | None,
-        display_name: str | None,
-        want_refresh: bool,
-        ip: str | None,
-    ) -> Session | None:
-        """Turn the guest into a full account, then log in as with a registration.
+        self, user_id: str, password_hash: str | None, *, registration_token: str | None
+    ) -> None:
+        """Turn the guest into a full account (logging in is the registration's).
 
         The guest's existing tokens stay valid, now with a full account's rights.
         """
-        password_hash = await self._hasher.hash(password) if password else None
         if not await self._guests.upgrade(user_id, password_hash):
             raise forbidden("This account is no longer a guest account")
         self._sessions.account_changed(user_id)
         if registration_token is not None:
             await self._registration_tokens.complete(registration_token)
-        if not login:
-            return None
-        return await self._sessions.start_session(
-            user_id, device_id, display_name, want_refresh=want_refresh, ip=ip
-        )

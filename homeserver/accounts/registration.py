@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 
 from homeserver.accounts.passwords import PasswordHasher
-from homeserver.accounts.sessions import Session, SessionService
+from homeserver.accounts.sessions import SessionService
 from homeserver.errors import MatrixError
 from homeserver.identifiers import MAX_USER_ID_LENGTH, is_valid_localpart, user_id_for
 from storage.uia import RegistrationTokenStore
@@ -58,7 +58,28 @@ class AccountService:
         registration_token: str | None = None,
         user_type: str | None = None,
     ) -> None:
-        password_hash = await self._hasher.hash(password) if password else None
+        password_hash = await self.hash_password(password) if password else None
+        await self.create(
+            user_id,
+            password_hash,
+            admin=admin,
+            registration_token=registration_token,
+            user_type=user_type,
+        )
+
+    async def hash_password(self, password: str) -> str:
+        return await self._hasher.hash(password)
+
+    async def create(
+        self,
+        user_id: str,
+        password_hash: str | None,
+        *,
+        admin: bool = False,
+        registration_token: str | None = None,
+        user_type: str | None = None,
+    ) -> None:
+        """Create the account with an already hashed password (or none)."""
         localpart = user_id[1:].partition(":")[0]
         try:
             await self._users.create_user(
@@ -68,25 +89,6 @@ class AccountService:
             raise MatrixError(400, "M_USER_IN_USE", "User ID already taken") from None
         if registration_token is not None:
             await self._registration_tokens.complete(registration_token)
-
-    async def register_and_login(
-        self,
-        user_id: str,
-        password: str | None,
-        *,
-        registration_token: str | None,
-        login: bool,
-        device_id: str | None,
-        display_name: str | None,
-        want_refresh: bool,
-        ip: str | None,
-    ) -> Session | None:
-        await self.register(user_id, password, registration_token=registration_token)
-        if not login:
-            return None
-        return await self._sessions.start_session(
-            user_id, device_id, display_name, want_refresh=want_refresh, ip=ip
-        )
 
     async def change_password(
         self, user_id: str, new_password: str, *, keep_device: str | None, logout_devices: bool

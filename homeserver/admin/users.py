@@ -12,7 +12,7 @@ from homeserver.accounts.passwords import PasswordHasher
 from homeserver.accounts.registration import AccountService
 from homeserver.accounts.sessions import Session, SessionService
 from homeserver.admin.moderation import Moderation
-from homeserver.errors import MatrixError, invalid_param, not_found
+from homeserver.errors import MatrixError, forbidden, invalid_param, not_found
 from homeserver.identifiers import split_user_id
 from homeserver.profile import ProfileService
 from homeserver.ratelimit import RateLimiter
@@ -184,22 +184,28 @@ class AdminUsers:
             await self._sessions.delete_all_devices(user_id)
 
     async def whois(self, user_id: str) -> dict[str, Any]:
+        """Where and with what the user's devices were last seen, in Synapse's
+        shape: one session holding a connection per device seen."""
         await self.existing(user_id)
         devices = await self._store.devices(user_id)
-        sessions = [
+        connections = [
             {
-                "connections": [
-                    {
-                        "ip": d["last_seen_ip"],
-                        "last_seen": d["last_seen_ts"],
-                        "user_agent": d["last_seen_user_agent"],
-                    }
-                ]
+                "ip": d["last_seen_ip"],
+                "last_seen": d["last_seen_ts"],
+                "user_agent": d["last_seen_user_agent"],
             }
             for d in devices
             if d["last_seen_ts"] is not None
         ]
-        return {"user_id": user_id, "devices": {"": {"sessions": sessions}}}
+        return {"user_id": user_id, "devices": {"": {"sessions": [{"connections": connections}]}}}
+
+    async def whois_for(self, requester: Requester, user_id: str) -> dict[str, Any]:
+        """The client API's whois: for server admins, and for users about themselves."""
+        if requester.user_id != user_id:
+            user = await self._users.get_user(requester.user_id)
+            if user is None or not user.admin:
+                raise forbidden("Only server admins may look up other users")
+        return await self.whois(user_id)
 
     async def joined_rooms(self, user_id: str) -> dict[str, Any]:
         await self.existing(user_id)

@@ -363,6 +363,18 @@ def _error_for_http_exception(exc: web.HTTPException) -> MatrixError:
     return MatrixError(exc.status, "M_UNKNOWN", exc.reason)
 
 
+# The status logged (never sent) for a request whose client hung up, as nginx does.
+CLIENT_CLOSED_REQUEST = 499
+
+
+def _client_gone(request: web.Request) -> bool:
+    """Whether the client closed its connection: reading the rest of its body
+    (a large upload, say) then fails, which is the client's doing, not an
+    error of the server."""
+    transport = request.transport
+    return transport is None or transport.is_closing()
+
+
 def matrix_middleware(metrics: Metrics) -> Any:
     """Request ids, logs, metrics, CORS, and Matrix errors for everything."""
 
@@ -385,11 +397,21 @@ def matrix_middleware(metrics: Metrics) -> Any:
                     raise
                 err = _error_for_http_exception(e)
                 response = json_response(err.status, err.to_json())
-            except Exception:
-                logger.exception("request %s %s failed", request.method, request.path)
-                response = json_response(
-                    500, {"errcode": "M_UNKNOWN", "error": "Internal server error"}
-                )
+            except Exception as e:
+                if _client_gone(request):
+                    logger.info(
+                        "client disconnected during %s %s (%s: %s)",
+                        request.method,
+                        request.path,
+                        type(e).__name__,
+                        e,
+                    )
+                    response = web.Response(status=CLIENT_CLOSED_REQUEST)
+                else:
+                    logger.exception("request %s %s failed", request.method, request.path)
+                    response = json_response(
+                        500, {"errcode": "M_UNKNOWN", "error": "Internal server error"}
+                    )
         response.headers.update(CORS_HEADERS)
         elapsed = time.perf_counter() - started
         metrics.observe_request(request.method, endpoint_name, response.status, elapsed)

@@ -2,33 +2,36 @@
 
 from __future__ import annotations
 
-import secrets
-import time
 from typing import Any
 
-from homeserver.accounts.sessions import hash_token
 from homeserver.api.http import ClientRequest, endpoint
 from homeserver.errors import forbidden
-from storage.openid import OpenIdStore
+from homeserver.openid import OpenIdTokens
 
-OPENID_TOKEN_LIFETIME_MS = 60 * 60 * 1000
+FEDERATION_V1 = ("/_matrix/federation/v1",)
 
 
 class OpenIdApi:
-    def __init__(self, store: OpenIdStore, server_name: str) -> None:
-        self._store = store
+    def __init__(self, tokens: OpenIdTokens, server_name: str) -> None:
+        self._tokens = tokens
         self._server_name = server_name
 
     @endpoint("POST", "/user/{userId}/openid/request_token")
     async def request_token(self, req: ClientRequest) -> dict[str, Any]:
         if req.params["userId"] != req.user.user_id:
             raise forbidden("Cannot request an OpenID token for another user")
-        token = secrets.token_urlsafe(32)
-        valid_until = int(time.time() * 1000) + OPENID_TOKEN_LIFETIME_MS
-        await self._store.add(hash_token(token), req.user.user_id, valid_until)
+        issued = await self._tokens.issue(req.user.user_id)
         return {
-            "access_token": token,
+            "access_token": issued.token,
             "token_type": "Bearer",
             "matrix_server_name": self._server_name,
-            "expires_in": OPENID_TOKEN_LIFETIME_MS // 1000,
+            "expires_in": issued.expires_in_ms // 1000,
         }
+
+    # The federation listener serves this too (federation/api_openid.py). It
+    # is here as well because third parties (and SyTest) often reach only the
+    # client listener, as with Synapse; the OpenID token is its only
+    # authentication, so either listener answers the same.
+    @endpoint("GET", "/openid/userinfo", auth=False, prefixes=FEDERATION_V1)
+    async def userinfo(self, req: ClientRequest) -> dict[str, Any]:
+        return {"sub": await self._tokens.user_for(req.query.get("access_token"))}

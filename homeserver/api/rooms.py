@@ -13,6 +13,9 @@ from homeserver.rooms.service import RoomService
 # The fields of an /invite body that invite by 3PID instead of by user id.
 _THREEPID_FIELDS = ("id_server", "id_access_token", "medium", "address")
 
+# Keys of a join's body that are request parameters, not member event content.
+_JOIN_PARAMS = frozenset({"reason", "third_party_signed"})
+
 
 def _via(req: ClientRequest) -> list[str]:
     """The servers a client says the room can be reached through (`via`, and
@@ -86,6 +89,8 @@ class RoomsApi:
             req.user.user_id,
             "join",
             reason=opt_str(body, "reason"),
+            # As Synapse: other keys of the body go into the member event.
+            extra={k: v for k, v in body.items() if k not in _JOIN_PARAMS},
             servers=servers or (),
         )
         return {"room_id": room_id}

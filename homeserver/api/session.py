@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from homeserver.accounts.client_registration import ClientRegistration, RegistrationRequest
 from homeserver.accounts.guests import GuestAccounts
 from homeserver.accounts.login import PasswordChecker, identifier_user
 from homeserver.accounts.registration import AccountService
@@ -14,8 +15,12 @@ from homeserver.api.threepids import opt_id_server
 from homeserver.errors import MatrixError, bad_json, forbidden, missing_param
 from homeserver.identity.bindings import ThreepidBindings
 from homeserver.ratelimit import RateLimiter
-from homeserver.uia import DUMMY, REGISTRATION_TOKEN, UiaService
+from homeserver.uia import UiaService
 from storage.uia import RegistrationTokenStore
+
+
+def _opt_bool_or_none(body: dict[str, Any], key: str) -> bool | None:
+    return opt_bool(body, key, False) if key in body else None
 
 
 def session_json(session: Session, server_name: str) -> dict[str, Any]:
@@ -44,8 +49,8 @@ class SessionApi:
         registration_tokens: RegistrationTokenStore,
         login_account_limiter: RateLimiter,
         enable_registration: bool,
-        registration_requires_token: bool,
         threepids: ThreepidBindings,
+        registration: ClientRegistration,
     ) -> None:
         self._server_name = server_name
         self._accounts = accounts
@@ -57,9 +62,7 @@ class SessionApi:
         self._login_account_limiter = login_account_limiter
         self._enable_registration = enable_registration
         self._threepids = threepids
-        self._registration_flows = [
-            [REGISTRATION_TOKEN] if registration_requires_token else [DUMMY]
-        ]
+        self._registration = registration
 
     @endpoint("POST", "/register", auth=False, ratelimit="registration")
     async def register(self, req: ClientRequest) -> dict[str, Any]:
@@ -75,42 +78,26 @@ class SessionApi:
         if not self._enable_registration:
             raise forbidden("Registration has been disabled")
         body = req.json()
-        username = opt_str(body, "username")
-        password = opt_str(body, "password")
-        device_id = opt_str(body, "device_id")
-        display_name = opt_str(body, "initial_device_display_name")
-        inhibit_login = opt_bool(body, "inhibit_login", False)
-        want_refresh = opt_bool(body, "refresh_token", False)
-        guest_token = opt_str(body, "guest_access_token")
-        # A taken or invalid name is refused before any auth stage, as clients
-        # expect; a guest upgrading keeps its own name.
-        if guest_token is not None:
-            user_id = await self._guests.upgradable(
-                username, guest_token, ip=req.ip, user_agent=req.user_agent
-            )
-        elif username is not None:
-            user_id = await self._accounts.check_username(username.lower())
-        completed = await self._uia.authenticate(
-            body.get("auth"), self._registration_flows, method=req.method, uri=req.path
+        request = RegistrationRequest(
+            username=opt_str(body, "username"),
+            password=opt_str(body, "password"),
+            device_id=opt_str(body, "device_id"),
+            initial_device_display_name=opt_str(body, "initial_device_display_name"),
+            inhibit_login=_opt_bool_or_none(body, "inhibit_login"),
+            refresh_token=_opt_bool_or_none(body, "refresh_token"),
+            guest_access_token=opt_str(body, "guest_access_token"),
         )
-        if guest_token is None and username is None:
-            user_id = await self._accounts.generate_user_id()
-        complete = (
-            self._guests.upgrade if guest_token is not None else self._accounts.register_and_login
-        )
-        session = await complete(
-            user_id,
-            password,
-            registration_token=completed.get(REGISTRATION_TOKEN),
-            login=not inhibit_login,
-            device_id=device_id,
-            display_name=display_name,
-            want_refresh=want_refresh,
+        registered = await self._registration.register(
+            request,
+            body.get("auth"),
+            method=req.method,
+            uri=req.path,
             ip=req.ip,
+            user_agent=req.user_agent,
         )
-        if session is None:
-            return {"user_id": user_id, "home_server": self._server_name}
-        return session_json(session, self._server_name)
+        if registered.session is None:
+            return {"user_id": registered.user_id, "home_server": self._server_name}
+        return session_json(registered.session, self._server_name)
 
     @endpoint("GET", "/register/available", auth=False, ratelimit="registration")
     async def register_available(self, req: ClientRequest) -> dict[str, Any]:

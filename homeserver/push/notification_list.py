@@ -65,6 +65,9 @@ class NotificationList:
                 {
                     "actions": json.loads(row.actions_json),
                     "event": event,
+                    # The spec's profile tag of the matching rule: push rules
+                    # here have none (as in Synapse), so always null.
+                    "profile_tag": None,
                     "read": row.stream_ordering <= upto,
                     "room_id": row.room_id,
                     "ts": row.ts,

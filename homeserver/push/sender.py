@@ -138,6 +138,9 @@ def notification_payload(
         return {"notification": notification}
     if tweaks:
         device["tweaks"] = dict(tweaks)
+    # The deprecated name of event_id: Synapse still sends it in full pushes,
+    # and push gateways read it.
+    notification["id"] = event.event_id
     notification["type"] = event.type
     notification["sender"] = event.sender
     invited = False

@@ -252,6 +252,9 @@ class RoomService:
         if membership == "join" and requester.is_guest and self._guest_access is not None:
             # Guests are this server's notion: no auth rule checks this for us.
             await self._guest_access.check_join(room_id)
+        if extra:
+            # The membership, and the restricted-join authoriser, are the server's to set.
+            extra = {k: v for k, v in extra.items() if k not in ("membership", AUTHORISER_KEY)}
         elsewhere = await self._own_membership_elsewhere(
             requester.user_id, room_id, target, action, reason, extra, servers
         )

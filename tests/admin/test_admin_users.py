@@ -153,6 +153,21 @@ async def test_whois_devices_and_joined_rooms(admin):
     assert connection["ip"] == "127.0.0.1"
     assert isinstance(connection["last_seen"], int)
 
+    # The client API's whois: for admins, and for the user about themselves.
+    path = f"{V3}/admin/whois/@fred:localhost"
+    for token in (admin.token, fred["access_token"]):
+        status, mine = await hs.request("GET", path, token=token)
+        assert (status, mine) == (200, body)
+    (connection,) = mine["devices"][""]["sessions"][0]["connections"]
+    assert connection["user_agent"] == "whois-test/1.0"
+    other = await hs.register("gina")
+    status, refused = await hs.request("GET", path, token=other["access_token"])
+    assert (status, refused["errcode"]) == (403, "M_FORBIDDEN")
+    status, new = await hs.request(
+        "GET", f"{V3}/admin/whois/@gina:localhost", token=other["access_token"]
+    )
+    assert status == 200 and new["user_id"] == "@gina:localhost"
+
     status, body = await admin.call("GET", "/v1/users/@fred:localhost/joined_rooms")
     assert body == {"joined_rooms": [room["room_id"]], "total": 1}
 

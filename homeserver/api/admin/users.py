@@ -7,7 +7,7 @@ from typing import Any
 from homeserver.admin.shared_secret import SharedSecretRegistration
 from homeserver.admin.users import AdminUsers, UserChanges
 from homeserver.api.admin.common import order_by, paging, query_bool_or_none
-from homeserver.api.http import ClientRequest, admin_endpoint
+from homeserver.api.http import ClientRequest, admin_endpoint, endpoint
 from homeserver.api.params import opt_bool, opt_str, opt_str_list, req_str
 from homeserver.api.session import session_json
 from homeserver.errors import bad_json, invalid_param, missing_param
@@ -90,6 +90,10 @@ class AdminUsersApi:
     @admin_endpoint("GET", "/v1/whois/{userId}")
     async def whois(self, req: ClientRequest) -> dict[str, Any]:
         return await self._users.whois(req.params["userId"])
+
+    @endpoint("GET", "/admin/whois/{userId}")
+    async def client_whois(self, req: ClientRequest) -> dict[str, Any]:
+        return await self._users.whois_for(req.user, req.params["userId"])
 
     @admin_endpoint("GET", "/v1/users/{userId}/joined_rooms")
     async def joined_rooms(self, req: ClientRequest) -> dict[str, Any]:
