@@ -464,6 +464,7 @@ class HomeServer:
             ssl_context=self.outbound_ssl,
         )
         push_notifier.add_listener(push_sender.notified)
+        receipts.add_listener(push_sender.receipt_stored, private=True)
 
         async def stop_pushes(_: web.Application) -> None:
             await push_sender.stop()

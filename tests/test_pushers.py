@@ -397,6 +397,45 @@ async def test_one_to_one_messages_push_and_count_rooms(hs, users, gateway):
     assert (await gateway.wait_for("bob-key", last))["counts"] == {"unread": 1}
 
 
+async def badge_pushes(gateway: Gateway, pushkey: str, count: int) -> list[dict[str, Any]]:
+    """The first `count` badge-only pushes (no event) to `pushkey`, waiting for them."""
+    for _ in range(500):
+        found = [p for p in gateway.pushes(pushkey) if p.get("id") == "" and "event_id" not in p]
+        if len(found) >= count:
+            return found
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"fewer than {count} badge pushes to {pushkey}: {gateway.received}")
+
+
+async def test_reading_pushes_the_new_badge(hs, users, gateway):
+    alice = await users("alice", "Alice")
+    bob = await users("bob")
+    first_room = await room_with(alice, bob)
+    second_room = await room_with(alice, bob)
+    await add_pusher(hs, bob, "bob-key", gateway.url)
+    first = await send_text(alice, first_room, "one")
+    await gateway.wait_for("bob-key", first)
+    second = await send_text(alice, second_room, "two")
+    assert (await gateway.wait_for("bob-key", second))["counts"] == {"unread": 2}
+
+    # A public read receipt, then a private one: each sends the lower badge.
+    receipt = await bob.update_receipt_marker(first_room, first)
+    assert isinstance(receipt, nio.UpdateReceiptMarkerResponse), receipt
+    (badge,) = await badge_pushes(gateway, "bob-key", 1)
+    assert badge["counts"] == {"unread": 1}
+    assert badge["type"] is None and badge["sender"] == ""
+    assert badge["devices"][0]["pushkey"] == "bob-key"
+    status, _ = await hs.request(
+        "POST",
+        f"/_matrix/client/v3/rooms/{second_room}/receipt/m.read.private/{second}",
+        token=bob.access_token,
+        json={},
+    )
+    assert status == 200
+    badges = await badge_pushes(gateway, "bob-key", 2)
+    assert badges[1]["counts"] == {"unread": 0}
+
+
 async def test_group_room_without_a_name_is_named_by_members(hs, users, gateway):
     alice = await users("alice", "Alice")
     bob = await users("bob", "Bob")

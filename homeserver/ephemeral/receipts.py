@@ -56,9 +56,11 @@ class ReceiptService:
             weakref.WeakValueDictionary()
         )
         self._listeners: list[ReceiptListener] = []
+        self._private_listeners: list[ReceiptListener] = []
 
-    def add_listener(self, listener: ReceiptListener) -> None:
-        self._listeners.append(listener)
+    def add_listener(self, listener: ReceiptListener, *, private: bool = False) -> None:
+        """Hear stored receipts: public ones, and with `private` m.read.private too."""
+        (self._private_listeners if private else self._listeners).append(listener)
 
     async def start(self) -> None:
         await self._publisher.start()
@@ -161,8 +163,9 @@ class ReceiptService:
                 self._publisher.publish(position, stored, users=[user_id])
             else:
                 self._publisher.publish(position, stored, rooms=[room_id])
-        if stored and receipt_type != READ_PRIVATE:
-            for listener in self._listeners:
+        if stored:
+            public = self._listeners if receipt_type != READ_PRIVATE else []
+            for listener in [*public, *self._private_listeners]:
                 listener(receipt)
 
     async def _move_marker(self, user_id: str, room_id: str, event_id: str) -> None:

@@ -30,11 +30,13 @@ from typing import Any, Final
 import aiohttp
 import attrs
 
+from homeserver.ephemeral.receipts import READ, READ_PRIVATE
 from homeserver.events.event import Event
 from homeserver.push.counts import ReadPositions, read_up_to
 from homeserver.push.pushers import EVENT_ID_ONLY
 from storage.push import NewNotification, PushStore
 from storage.pushers import Pusher, PusherStore, RoomNames
+from storage.receipts import Receipt
 from storage.rooms import RoomStore
 
 logger = logging.getLogger(__name__)
@@ -121,12 +123,7 @@ def notification_payload(
 ) -> dict[str, Any]:
     """The body of a /notify request for one pusher. event_id_only pushers
     get the ids, priority and counts only (no tweaks, as Synapse)."""
-    device: dict[str, Any] = {
-        "app_id": pusher.app_id,
-        "pushkey": pusher.pushkey,
-        "pushkey_ts": pusher.pushkey_ts // 1000,
-        "data": {k: v for k, v in pusher.data.items() if k != "url"},
-    }
+    device = _device(pusher)
     notification: dict[str, Any] = {
         "event_id": event.event_id,
         "room_id": event.room_id,
@@ -157,6 +154,22 @@ def notification_payload(
     if room.alias:
         notification["room_alias"] = room.alias
     return {"notification": notification}
+
+
+def badge_payload(pusher: Pusher, badge: int) -> dict[str, Any]:
+    """The body of a /notify request that only updates the app's badge (sent
+    when the user reads: no event, as Synapse sends it)."""
+    notification = {"id": "", "type": None, "sender": "", "counts": {"unread": badge}}
+    return {"notification": {**notification, "devices": [_device(pusher)]}}
+
+
+def _device(pusher: Pusher) -> dict[str, Any]:
+    return {
+        "app_id": pusher.app_id,
+        "pushkey": pusher.pushkey,
+        "pushkey_ts": pusher.pushkey_ts // 1000,
+        "data": {k: v for k, v in pusher.data.items() if k != "url"},
+    }
 
 
 @attrs.define
@@ -202,6 +215,26 @@ class PushSender:
         task = asyncio.create_task(self._prepare(event, wanted))
         self._preparing.add(task)
         task.add_done_callback(self._preparing.discard)
+
+    def receipt_stored(self, receipt: Receipt) -> None:
+        """ReceiptService listener: a user who reads may have fewer unread
+        rooms, so their devices get the new badge count (as Synapse does)."""
+        if receipt.receipt_type not in (READ, READ_PRIVATE):
+            return
+        task = asyncio.create_task(self._push_badge(receipt.user_id))
+        self._preparing.add(task)
+        task.add_done_callback(self._preparing.discard)
+
+    async def _push_badge(self, user_id: str) -> None:
+        try:
+            pushers = (await self._pushers.for_users([user_id])).get(user_id)
+            if not pushers:
+                return
+            badge = await self._badge(user_id)
+            for pusher in pushers:
+                self._enqueue(pusher, "badge", badge_payload(pusher, badge))
+        except Exception:
+            logger.exception("pushing the badge of %s failed", user_id)
 
     async def _prepare(self, event: Event, notifications: Sequence[NewNotification]) -> None:
         try:
