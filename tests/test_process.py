@@ -7,9 +7,12 @@ import asyncio
 import signal
 import socket
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 
 def free_port() -> int:
@@ -47,8 +50,18 @@ async def wait_until_up(url: str, proc: asyncio.subprocess.Process) -> None:
     raise AssertionError("the server did not start")
 
 
-async def test_embedded_postgres_server_cli_and_sigterm(tmp_path: Path):
-    config = tmp_path / "data" / "homeserver.yaml"
+@pytest.fixture
+def data_root() -> Iterator[Path]:
+    """A directory outside pytest's temporary root: when the tests run as root,
+    the embedded PostgreSQL runs as its own system user, which is given access
+    to the path, and any other pytest run on the machine resets pytest's root
+    to mode 0700 as it starts."""
+    with tempfile.TemporaryDirectory(prefix="hs-process-") as tmp:
+        yield Path(tmp)
+
+
+async def test_embedded_postgres_server_cli_and_sigterm(data_root: Path):
+    config = data_root / "data" / "homeserver.yaml"
     port = free_port()
     code, out = await run_cli(
         "generate-config",
@@ -68,7 +81,7 @@ async def test_embedded_postgres_server_cli_and_sigterm(tmp_path: Path):
     )
     assert code == 0 and "@root:localhost" in out, out
 
-    log = (tmp_path / "server.log").open("wb")
+    log = (data_root / "server.log").open("wb")
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "homeserver", "run", "--config", str(config), stdout=log, stderr=log
     )
@@ -80,7 +93,7 @@ async def test_embedded_postgres_server_cli_and_sigterm(tmp_path: Path):
             async with http.post(f"{base}/_matrix/client/v3/login", json=login) as resp:
                 assert resp.status == 200
                 assert (await resp.json())["user_id"] == "@root:localhost"
-        assert (tmp_path / "data" / "postgres").is_dir()
+        assert (data_root / "data" / "postgres").is_dir()
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(proc.wait(), timeout=60) == 0
     finally:
