@@ -388,6 +388,7 @@ class HomeServer:
             remote_memberships=RemoteMembershipStore(pool),
             restricted=self.restricted_joins,
             guest_access=guest_access,
+            limits=config.request_limits,
         )
         profiles.add_listener(MemberProfileUpdater(rooms).profile_changed)
         history_store = HistoryStore(pool)
@@ -500,6 +501,7 @@ class HomeServer:
             ToDeviceStore(pool),
             StreamPublisher("to_device", StreamIds(pool, "to_device_stream"), self.notifier),
             server_name=config.server_name,
+            limits=config.request_limits,
         )
         await to_device.start()
         device_lists = DeviceListService(
@@ -528,6 +530,7 @@ class HomeServer:
             self.key_changes,
             server_name=config.server_name,
             remote=self.remote_keys,
+            limits=config.request_limits,
         )
         self.to_device = to_device
         # The federation sender, built with the federation listener, hears these.

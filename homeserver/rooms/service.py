@@ -7,9 +7,11 @@ import weakref
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+from homeserver.config import RequestLimits
 from homeserver.errors import MatrixError, forbidden, invalid_param, not_found
 from homeserver.identifiers import is_valid_user_id
 from homeserver.profile import ProfileService
+from homeserver.request_limits import DEFAULT_LIMITS
 from homeserver.requester import Requester
 from homeserver.rooms.canonical_alias import check_canonical_alias
 from homeserver.rooms.create import create_content, initial_events, parse_create_request
@@ -72,6 +74,7 @@ class RoomService:
         remote_memberships: RemoteMembershipStore | None = None,
         restricted: RestrictedJoins | None = None,
         guest_access: GuestAccessRules | None = None,
+        limits: RequestLimits = DEFAULT_LIMITS,
     ) -> None:
         self._pipeline = pipeline
         self._events = events
@@ -87,6 +90,7 @@ class RoomService:
         self._restricted = restricted
         # Which rooms this server's guest accounts may join.
         self._guest_access = guest_access
+        self._limits = limits
         # One handshake with other servers per room at a time: a second local
         # user joining the same remote room waits, then joins locally.
         self._remote_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = (
@@ -114,7 +118,10 @@ class RoomService:
         """
         user_id = requester.user_id
         req = parse_create_request(
-            body, server_name=self._server_name, default_room_version=self._default_room_version
+            body,
+            server_name=self._server_name,
+            default_room_version=self._default_room_version,
+            limits=self._limits,
         )
         if req.alias is not None and await self._rooms.room_for_alias(req.alias) is not None:
             raise MatrixError(400, "M_ROOM_IN_USE", "Room alias already taken")
