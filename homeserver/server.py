@@ -73,6 +73,7 @@ from homeserver.api.admin.rooms import AdminRoomsApi
 from homeserver.api.admin.server import AdminServerApi
 from homeserver.api.admin.tokens import AdminTokensApi
 from homeserver.api.admin.users import AdminUsersApi, SharedSecretApi
+from homeserver.api.completion import drain_writes
 from homeserver.api.devices import DevicesApi
 from homeserver.api.directory import DirectoryApi
 from homeserver.api.discovery import DiscoveryApi
@@ -256,7 +257,7 @@ class HomeServer:
         self.notifier.notify("events", self.event_stream.current)
         client_app = await self._build_client_app(pool)
         host, port = parse_listen(config.client_listen)
-        self.client_port = await self._serve(client_app, host, port)
+        self.client_port = await self._serve(client_app, host, port, cancel_on_disconnect=True)
         self.federation_port = await self._serve_federation()
         if config.metrics.enabled:
             host, port = parse_listen(config.metrics.listen)
@@ -988,9 +989,22 @@ class HomeServer:
         return app
 
     async def _serve(
-        self, app: web.Application, host: str, port: int, tls: ssl.SSLContext | None = None
+        self,
+        app: web.Application,
+        host: str,
+        port: int,
+        tls: ssl.SSLContext | None = None,
+        *,
+        cancel_on_disconnect: bool = False,
     ) -> int:
-        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5)
+        runner = web.AppRunner(
+            app,
+            access_log=None,
+            handle_signals=False,
+            shutdown_timeout=5,
+            # Stop a request's work when its client hangs up (writes are shielded, completion.py).
+            handler_cancellation=cancel_on_disconnect,
+        )
         await runner.setup()
         site = web.TCPSite(runner, host, port, ssl_context=tls)
         await site.start()
@@ -1004,6 +1018,7 @@ class HomeServer:
         for runner in reversed(self._runners):
             await runner.cleanup()
         self._runners.clear()
+        await drain_writes()
         if self.pipeline is not None:
             await self.pipeline.drain()
         if self.pool is not None:
