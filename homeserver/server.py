@@ -392,6 +392,11 @@ class HomeServer:
             limits=config.request_limits,
         )
         profiles.add_listener(MemberProfileUpdater(rooms).profile_changed)
+
+        async def stop_remote_invites(_: web.Application) -> None:
+            await rooms.stop()
+
+        app.on_cleanup.append(stop_remote_invites)
         history_store = HistoryStore(pool)
         visibility = HistoryVisibility(state, events, history_store)
         account_data_store = AccountDataStore(pool)

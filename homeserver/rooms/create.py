@@ -237,8 +237,8 @@ def initial_events(
     if req.topic is not None:
         topic_content = {"topic": req.topic, "m.topic": {"m.text": [{"body": req.topic}]}}
         events.append(("m.room.topic", "", topic_content))
-    for invitee in req.invites:
-        invite = dict(invite_contents[invitee])
+    for invitee, content in invite_contents.items():
+        invite = dict(content)
         if req.is_direct:
             invite["is_direct"] = True
         events.append(("m.room.member", invitee, invite))

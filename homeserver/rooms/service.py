@@ -18,6 +18,7 @@ from homeserver.rooms.create import create_content, initial_events, parse_create
 from homeserver.rooms.guest_access import GuestAccessRules
 from homeserver.rooms.pipeline import EventPipeline
 from homeserver.rooms.remote import RemoteRooms
+from homeserver.rooms.remote_invites import ANSWER_WITHIN_S, RemoteInvites
 from homeserver.rooms.restricted import AUTHORISER_KEY, NoLocalAuthoriser, RestrictedJoins
 from homeserver.rooms.stripped import stripped_room_state
 from storage.events import EventStore, StoredEvent
@@ -91,6 +92,7 @@ class RoomService:
         # Which rooms this server's guest accounts may join.
         self._guest_access = guest_access
         self._limits = limits
+        self._remote_invites = RemoteInvites(self._invite_for_create)
         # One handshake with other servers per room at a time: a second local
         # user joining the same remote room waits, then joins locally.
         self._remote_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = (
@@ -126,7 +128,11 @@ class RoomService:
         if req.alias is not None and await self._rooms.room_for_alias(req.alias) is not None:
             raise MatrixError(400, "M_ROOM_IN_USE", "Room alias already taken")
         content = create_content(req, user_id)
-        invites = {i: await self.member_content(i, "invite") for i in req.invites}
+        # Other servers' users are invited after the room is made, through
+        # their servers (RemoteInvites); ours with the room's first events.
+        remote_invitees = [i for i in req.invites if self._needs_remote_invite(i)]
+        local_invitees = [i for i in req.invites if i not in remote_invitees]
+        invites = {i: await self.member_content(i, "invite") for i in local_invitees}
         events = initial_events(req, user_id, await self.member_content(user_id, "join"), invites)
         self._pipeline.rehearse_new_room(req.room_version, user_id, content, events)
 
@@ -143,7 +149,20 @@ class RoomService:
             await self._pipeline.send(
                 room_id, type=type, sender=user_id, content=event_content, state_key=state_key
             )
+        if remote_invitees:
+            extra = {"is_direct": True} if req.is_direct else {}
+            job = self._remote_invites.start(user_id, room_id, remote_invitees, extra)
+            await asyncio.wait({job}, timeout=ANSWER_WITHIN_S)
         return room_id
+
+    async def _invite_for_create(
+        self, sender: str, room_id: str, target: str, extra: dict[str, Any]
+    ) -> StoredEvent:
+        return await self._invite_remote(sender, room_id, target, None, extra)
+
+    async def stop(self) -> None:
+        """Give up the remote invites still waiting for their servers."""
+        await self._remote_invites.stop()
 
     async def send_event(
         self,
