@@ -219,6 +219,9 @@ class RequestLimits:
     max_devices_per_key_claim: int = 10_000
     # Messages (one per user and device) in one PUT /sendToDevice.
     max_messages_per_to_device: int = 10_000
+    # Servers named by `via` (or `server_name`) in one join or knock: each
+    # one not answering may cost a connection attempt before the next.
+    max_via_servers: int = 20
 
     def validate(self) -> None:
         for field in attrs.fields(RequestLimits):

@@ -18,6 +18,7 @@ SMALL_LIMITS = {
         "max_users_per_key_query": 3,
         "max_devices_per_key_claim": 3,
         "max_messages_per_to_device": 3,
+        "max_via_servers": 2,
     }
 }
 
@@ -123,6 +124,20 @@ async def test_to_device_over_the_limit_is_refused_and_stores_nothing(server_fac
     )
     assert status == 200, body
     assert await hs.pool.fetchval("SELECT count(*) FROM to_device_inbox") == 1
+
+
+async def test_a_join_naming_too_many_via_servers_is_refused(server_factory):
+    hs = await server_factory(**SMALL_LIMITS)
+    token = (await hs.register("alice"))["access_token"]
+    via = "&".join(f"via=s{i}.example" for i in range(3))
+    status, body = await hs.request(
+        "POST", f"{V3}/join/!room:elsewhere.example?{via}", token=token, json={}
+    )
+    assert_refused(status, body, "via servers")
+    status, body = await hs.request(
+        "POST", f"{V3}/knock/!room:elsewhere.example?{via}", token=token, json={}
+    )
+    assert_refused(status, body, "via servers")
 
 
 def test_limits_must_be_positive():

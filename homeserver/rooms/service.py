@@ -11,7 +11,7 @@ from homeserver.config import RequestLimits
 from homeserver.errors import MatrixError, forbidden, invalid_param, not_found
 from homeserver.identifiers import is_valid_user_id
 from homeserver.profile import ProfileService
-from homeserver.request_limits import DEFAULT_LIMITS
+from homeserver.request_limits import DEFAULT_LIMITS, check_count
 from homeserver.requester import Requester
 from homeserver.rooms.canonical_alias import check_canonical_alias
 from homeserver.rooms.create import create_content, initial_events, parse_create_request
@@ -348,6 +348,7 @@ class RoomService:
     ) -> tuple[str, list[str]]:
         """A room id and the servers to reach it through: those the client
         named, then those another server's alias lists."""
+        check_count(len(set(via)), self._limits.max_via_servers, "via servers")
         if room_id_or_alias.startswith("#") and self._remote is not None:
             if room_id_or_alias.partition(":")[2] != self._server_name:
                 room_id, servers = await self._remote.resolve_alias(room_id_or_alias)
