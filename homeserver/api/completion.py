@@ -58,7 +58,13 @@ async def run_to_completion(work: Coroutine[Any, Any, T]) -> T:
         raise
 
 
-async def drain_writes() -> None:
+# How long a shutdown waits for such writes before it goes on without them.
+DRAIN_TIMEOUT_S = 10.0
+
+
+async def drain_writes(timeout_s: float = DRAIN_TIMEOUT_S) -> None:
     """Wait for the writes still running for clients that left (at shutdown)."""
     if _running:
-        await asyncio.gather(*list(_running), return_exceptions=True)
+        _, late = await asyncio.wait(list(_running), timeout=timeout_s)
+        if late:
+            logger.warning("shutting down with %d writes unfinished", len(late))
