@@ -204,6 +204,32 @@ class ServerNoticesConfig:
 
 
 @attrs.frozen
+class RequestLimits:
+    """How much one client request may ask for: each list in a body that
+    costs work per entry (an event, a lookup, a remote call) has a ceiling,
+    so that one request cannot occupy the server for minutes."""
+
+    # Users invited by one createRoom (`invite` and `invite_3pid` together).
+    max_invites_per_create_room: int = 100
+    # Entries of createRoom's `initial_state` (each is an event).
+    max_initial_state_per_create_room: int = 100
+    # Users named in one POST /keys/query.
+    max_users_per_key_query: int = 10_000
+    # Devices named in one POST /keys/claim.
+    max_devices_per_key_claim: int = 10_000
+    # Messages (one per user and device) in one PUT /sendToDevice.
+    max_messages_per_to_device: int = 10_000
+    # Servers named by `via` (or `server_name`) in one join or knock: each
+    # one not answering may cost a connection attempt before the next.
+    max_via_servers: int = 20
+
+    def validate(self) -> None:
+        for field in attrs.fields(RequestLimits):
+            if getattr(self, field.name) < 1:
+                raise ConfigError(f"request_limits.{field.name}: expected a positive integer")
+
+
+@attrs.frozen
 class Config:
     server_name: str
     # Relative to the directory of the config file.
@@ -228,6 +254,7 @@ class Config:
     refreshable_access_token_lifetime_ms: int = 5 * 60 * 1000
     max_request_body_bytes: int = 1024 * 1024
     rate_limits: RateLimits = RateLimits()
+    request_limits: RequestLimits = RequestLimits()
     metrics: MetricsConfig = MetricsConfig()
     # Accept self-signed certificates and loopback/private addresses for
     # outbound federation. For tests only.
@@ -294,6 +321,7 @@ class Config:
         if self.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise ConfigError("log_level: expected one of DEBUG, INFO, WARNING, ERROR")
         self.media.validate()
+        self.request_limits.validate()
         self._validate_federation()
         ca_file = self.outbound_tls_ca_file
         if ca_file is not None and not self.path(ca_file).is_file():

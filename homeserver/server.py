@@ -73,6 +73,7 @@ from homeserver.api.admin.rooms import AdminRoomsApi
 from homeserver.api.admin.server import AdminServerApi
 from homeserver.api.admin.tokens import AdminTokensApi
 from homeserver.api.admin.users import AdminUsersApi, SharedSecretApi
+from homeserver.api.completion import drain_writes
 from homeserver.api.devices import DevicesApi
 from homeserver.api.directory import DirectoryApi
 from homeserver.api.discovery import DiscoveryApi
@@ -256,7 +257,7 @@ class HomeServer:
         self.notifier.notify("events", self.event_stream.current)
         client_app = await self._build_client_app(pool)
         host, port = parse_listen(config.client_listen)
-        self.client_port = await self._serve(client_app, host, port)
+        self.client_port = await self._serve(client_app, host, port, cancel_on_disconnect=True)
         self.federation_port = await self._serve_federation()
         if config.metrics.enabled:
             host, port = parse_listen(config.metrics.listen)
@@ -388,8 +389,14 @@ class HomeServer:
             remote_memberships=RemoteMembershipStore(pool),
             restricted=self.restricted_joins,
             guest_access=guest_access,
+            limits=config.request_limits,
         )
         profiles.add_listener(MemberProfileUpdater(rooms).profile_changed)
+
+        async def stop_remote_invites(_: web.Application) -> None:
+            await rooms.stop()
+
+        app.on_cleanup.append(stop_remote_invites)
         history_store = HistoryStore(pool)
         visibility = HistoryVisibility(state, events, history_store)
         account_data_store = AccountDataStore(pool)
@@ -501,6 +508,7 @@ class HomeServer:
             ToDeviceStore(pool),
             StreamPublisher("to_device", StreamIds(pool, "to_device_stream"), self.notifier),
             server_name=config.server_name,
+            limits=config.request_limits,
         )
         await to_device.start()
         device_lists = DeviceListService(
@@ -529,6 +537,7 @@ class HomeServer:
             self.key_changes,
             server_name=config.server_name,
             remote=self.remote_keys,
+            limits=config.request_limits,
         )
         self.to_device = to_device
         # The federation sender, built with the federation listener, hears these.
@@ -986,9 +995,22 @@ class HomeServer:
         return app
 
     async def _serve(
-        self, app: web.Application, host: str, port: int, tls: ssl.SSLContext | None = None
+        self,
+        app: web.Application,
+        host: str,
+        port: int,
+        tls: ssl.SSLContext | None = None,
+        *,
+        cancel_on_disconnect: bool = False,
     ) -> int:
-        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5)
+        runner = web.AppRunner(
+            app,
+            access_log=None,
+            handle_signals=False,
+            shutdown_timeout=5,
+            # Stop a request's work when its client hangs up (writes are shielded, completion.py).
+            handler_cancellation=cancel_on_disconnect,
+        )
         await runner.setup()
         site = web.TCPSite(runner, host, port, ssl_context=tls)
         await site.start()
@@ -1002,6 +1024,7 @@ class HomeServer:
         for runner in reversed(self._runners):
             await runner.cleanup()
         self._runners.clear()
+        await drain_writes()
         if self.pipeline is not None:
             await self.pipeline.drain()
         if self.pool is not None:

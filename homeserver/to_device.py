@@ -27,9 +27,11 @@ from typing import Any
 
 from canonicaljson import encode_canonical_json
 
+from homeserver.config import RequestLimits
 from homeserver.ephemeral.common import StreamPublisher
 from homeserver.errors import bad_json, invalid_param, missing_param
 from homeserver.identifiers import is_valid_user_id, split_user_id
+from homeserver.request_limits import DEFAULT_LIMITS, check_count
 from homeserver.requester import Requester
 from homeserver.sync.response import SyncRequest
 from homeserver.sync.token import SyncToken
@@ -49,9 +51,15 @@ def _encode(value: Any) -> str:
 
 class ToDeviceService:
     def __init__(
-        self, store: ToDeviceStore, publisher: StreamPublisher, *, server_name: str
+        self,
+        store: ToDeviceStore,
+        publisher: StreamPublisher,
+        *,
+        server_name: str,
+        limits: RequestLimits = DEFAULT_LIMITS,
     ) -> None:
         self._store = store
+        self._limits = limits
         self._publisher = publisher
         self._server_name = server_name
 
@@ -71,6 +79,8 @@ class ToDeviceService:
         messages = body["messages"]
         if not isinstance(messages, dict):
             raise bad_json("'messages' must be an object of user ids")
+        count = sum(len(d) if isinstance(d, dict) else 1 for d in messages.values())
+        check_count(count, self._limits.max_messages_per_to_device, "to-device messages")
         local: list[LocalMessage] = []
         remote: dict[str, dict[str, dict[str, Any]]] = {}
         for user_id, devices in messages.items():

@@ -88,7 +88,7 @@ class DirectoryApi:
         )
         return page.to_json()
 
-    @endpoint("POST", "/publicRooms", guest_ok=True)
+    @endpoint("POST", "/publicRooms", guest_ok=True, cancellable=True)
     async def post_public_rooms(self, req: ClientRequest) -> dict[str, Any]:
         body = req.json()
         limit = body.get("limit")

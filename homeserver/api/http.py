@@ -10,6 +10,7 @@ guest accounts may call (`guest_ok`).
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import json
 import logging
@@ -22,6 +23,7 @@ import attrs
 from aiohttp import StreamReader, web
 from multidict import MultiMapping
 
+from homeserver.api.completion import run_to_completion
 from homeserver.errors import MatrixError, bad_json
 from homeserver.metrics import Metrics
 from homeserver.ratelimit import RateLimiter
@@ -125,6 +127,9 @@ class EndpointSpec:
     # Guest accounts get 403 M_GUEST_ACCESS_FORBIDDEN unless this allows them
     # (the spec's guest access module lists what they may call).
     guest_ok: GuestRule = False
+    # Stopped when its client disconnects (see completion.py). None: reads
+    # (GET, HEAD) are, writes run to their end; a POST that only reads says True.
+    cancellable: bool | None = None
 
 
 def endpoint(
@@ -137,6 +142,7 @@ def endpoint(
     stream_body: bool = False,
     allow_locked: bool = False,
     guest_ok: GuestRule = False,
+    cancellable: bool | None = None,
 ) -> Callable[[Handler], Handler]:
     return _mark(
         EndpointSpec(
@@ -147,6 +153,7 @@ def endpoint(
             stream_body=stream_body,
             allow_locked=allow_locked,
             guest_ok=guest_ok,
+            cancellable=cancellable,
         )
     )
 
@@ -284,6 +291,9 @@ class Router:
         ip_limiter = self._limiters[spec.ratelimit] if spec.ratelimit else None
         write_limiter = self._limiters.get("client_writes")
         is_write = spec.method in ("PUT", "POST", "DELETE")
+        cancellable = (
+            spec.cancellable if spec.cancellable is not None else spec.method in ("GET", "HEAD")
+        )
 
         async def aiohttp_handler(request: web.Request) -> web.StreamResponse:
             ip = request.remote
@@ -316,10 +326,11 @@ class Router:
                 headers=request.headers,
             )
             if spec.audit_action is None:
-                result = await handler(client_request)
+                work = handler(client_request)
             else:
                 assert admin_gate is not None
-                result = await _audited(admin_gate, spec.audit_action, handler, client_request)
+                work = _audited(admin_gate, spec.audit_action, handler, client_request)
+            result = await (work if cancellable else run_to_completion(work))
             return handler_response(result)
 
         return aiohttp_handler
@@ -390,6 +401,10 @@ def matrix_middleware(metrics: Metrics) -> Any:
         else:
             try:
                 response = await handler(request)
+            except asyncio.CancelledError:
+                # The client hung up (handler_cancellation): nothing to answer.
+                logger.info("client disconnected during %s %s", request.method, request.path)
+                raise
             except MatrixError as e:
                 response = json_response(e.status, e.to_json())
             except web.HTTPException as e:

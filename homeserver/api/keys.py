@@ -28,7 +28,7 @@ class E2eKeysApi:
     async def upload(self, req: ClientRequest) -> dict[str, Any]:
         return await self._keys.upload(req.user, req.json())
 
-    @endpoint("POST", "/keys/query", guest_ok=True)
+    @endpoint("POST", "/keys/query", guest_ok=True, cancellable=True)
     async def query(self, req: ClientRequest) -> dict[str, Any]:
         return await self._keys.query(req.user, req.json())
 

@@ -82,7 +82,7 @@ class SearchApi:
         self._search = search
         self._reports = reports
 
-    @endpoint("POST", "/search")
+    @endpoint("POST", "/search", cancellable=True)
     async def search(self, req: ClientRequest) -> dict[str, Any]:
         body = req.json()
         categories = _object(body, "search_categories")

@@ -18,7 +18,7 @@ class UserDirectoryApi:
     def __init__(self, directory: UserDirectory) -> None:
         self._directory = directory
 
-    @endpoint("POST", "/user_directory/search")
+    @endpoint("POST", "/user_directory/search", cancellable=True)
     async def search(self, req: ClientRequest) -> dict[str, Any]:
         body = req.json()
         term = req_str(body, "search_term")

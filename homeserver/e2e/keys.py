@@ -12,11 +12,13 @@ import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from homeserver.config import RequestLimits
 from homeserver.e2e.changes import KeyChanges
 from homeserver.e2e.remote import UNREACHABLE, RemoteKeys
 from homeserver.e2e.signing import canonical, loads, verifies, with_signatures
 from homeserver.errors import MatrixError, bad_json, invalid_param
 from homeserver.identifiers import split_user_id
+from homeserver.request_limits import DEFAULT_LIMITS, check_count
 from homeserver.requester import Requester
 from homeserver.sync.token import SyncToken
 from storage.device_lists import DeviceListChanges, DeviceListStore
@@ -115,7 +117,9 @@ class KeyService:
         *,
         server_name: str,
         remote: RemoteKeys | None,
+        limits: RequestLimits = DEFAULT_LIMITS,
     ) -> None:
+        self._limits = limits
         self._store = store
         self._device_lists = device_list_store
         self._changes = changes
@@ -149,6 +153,7 @@ class KeyService:
     async def query(self, requester: Requester, body: dict[str, Any]) -> dict[str, Any]:
         """POST /keys/query."""
         wanted = _user_map(body, "device_keys")
+        check_count(len(wanted), self._limits.max_users_per_key_query, "users")
         timeout = _timeout(body)
         for user_id, devices in wanted.items():
             if not isinstance(devices, list) or not all(isinstance(d, str) for d in devices):
@@ -207,6 +212,8 @@ class KeyService:
     async def claim(self, requester: Requester, body: dict[str, Any]) -> dict[str, Any]:
         """POST /keys/claim: one key per device and algorithm asked for."""
         wanted = _user_map(body, "one_time_keys")
+        devices = sum(len(d) if isinstance(d, dict) else 1 for d in wanted.values())
+        check_count(devices, self._limits.max_devices_per_key_claim, "devices")
         timeout = _timeout(body)
         triples = self._local_claims(wanted)
         result: dict[str, Any] = {"one_time_keys": await self._claim_local(triples), "failures": {}}

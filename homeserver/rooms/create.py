@@ -11,9 +11,11 @@ from typing import Any
 
 import attrs
 
+from homeserver.config import RequestLimits
 from homeserver.errors import MatrixError, bad_json, invalid_param
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
 from homeserver.identifiers import is_valid_user_id
+from homeserver.request_limits import DEFAULT_LIMITS, check_count
 
 StateDraft = tuple[str, str, dict[str, Any]]
 """(type, state_key, content) of a state event to send."""
@@ -74,9 +76,14 @@ class CreateRoomRequest:
 
 
 def parse_create_request(
-    body: dict[str, Any], *, server_name: str, default_room_version: str
+    body: dict[str, Any],
+    *,
+    server_name: str,
+    default_room_version: str,
+    limits: RequestLimits = DEFAULT_LIMITS,
 ) -> CreateRoomRequest:
-    """400 with the spec's errcode for anything malformed."""
+    """400 with the spec's errcode for anything malformed, and for more
+    invites or initial state than `limits` allow (each is an event)."""
     version_id = body.get("room_version", default_room_version)
     if not isinstance(version_id, str):
         # A version is a string even when it looks like a number ("1", not 1).
@@ -98,6 +105,16 @@ def parse_create_request(
         isinstance(i, str) and is_valid_user_id(i) for i in invites
     ):
         raise bad_json("invite must be a list of user ids")
+    threepid_invites = body.get("invite_3pid", [])
+    invite_count = len(set(invites)) + (
+        len(threepid_invites) if isinstance(threepid_invites, list) else 0
+    )
+    check_count(invite_count, limits.max_invites_per_create_room, "invites")
+    raw_initial_state = body.get("initial_state", [])
+    if isinstance(raw_initial_state, list):
+        check_count(
+            len(raw_initial_state), limits.max_initial_state_per_create_room, "initial_state events"
+        )
     creation_content = body.get("creation_content", {})
     override = body.get("power_level_content_override", {})
     if not isinstance(creation_content, dict) or not isinstance(override, dict):
@@ -121,7 +138,7 @@ def parse_create_request(
         invites=list(dict.fromkeys(invites)),
         creation_content=creation_content,
         power_level_override=override,
-        initial_state=_initial_state(body.get("initial_state", [])),
+        initial_state=_initial_state(raw_initial_state),
         name=body.get("name"),
         topic=body.get("topic"),
         alias=alias,
@@ -220,8 +237,8 @@ def initial_events(
     if req.topic is not None:
         topic_content = {"topic": req.topic, "m.topic": {"m.text": [{"body": req.topic}]}}
         events.append(("m.room.topic", "", topic_content))
-    for invitee in req.invites:
-        invite = dict(invite_contents[invitee])
+    for invitee, content in invite_contents.items():
+        invite = dict(content)
         if req.is_direct:
             invite["is_direct"] = True
         events.append(("m.room.member", invitee, invite))

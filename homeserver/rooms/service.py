@@ -7,15 +7,18 @@ import weakref
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+from homeserver.config import RequestLimits
 from homeserver.errors import MatrixError, forbidden, invalid_param, not_found
 from homeserver.identifiers import is_valid_user_id
 from homeserver.profile import ProfileService
+from homeserver.request_limits import DEFAULT_LIMITS, check_count
 from homeserver.requester import Requester
 from homeserver.rooms.canonical_alias import check_canonical_alias
 from homeserver.rooms.create import create_content, initial_events, parse_create_request
 from homeserver.rooms.guest_access import GuestAccessRules
 from homeserver.rooms.pipeline import EventPipeline
 from homeserver.rooms.remote import RemoteRooms
+from homeserver.rooms.remote_invites import ANSWER_WITHIN_S, RemoteInvites
 from homeserver.rooms.restricted import AUTHORISER_KEY, NoLocalAuthoriser, RestrictedJoins
 from homeserver.rooms.stripped import stripped_room_state
 from storage.events import EventStore, StoredEvent
@@ -72,6 +75,7 @@ class RoomService:
         remote_memberships: RemoteMembershipStore | None = None,
         restricted: RestrictedJoins | None = None,
         guest_access: GuestAccessRules | None = None,
+        limits: RequestLimits = DEFAULT_LIMITS,
     ) -> None:
         self._pipeline = pipeline
         self._events = events
@@ -87,6 +91,8 @@ class RoomService:
         self._restricted = restricted
         # Which rooms this server's guest accounts may join.
         self._guest_access = guest_access
+        self._limits = limits
+        self._remote_invites = RemoteInvites(self._invite_for_create)
         # One handshake with other servers per room at a time: a second local
         # user joining the same remote room waits, then joins locally.
         self._remote_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = (
@@ -114,12 +120,19 @@ class RoomService:
         """
         user_id = requester.user_id
         req = parse_create_request(
-            body, server_name=self._server_name, default_room_version=self._default_room_version
+            body,
+            server_name=self._server_name,
+            default_room_version=self._default_room_version,
+            limits=self._limits,
         )
         if req.alias is not None and await self._rooms.room_for_alias(req.alias) is not None:
             raise MatrixError(400, "M_ROOM_IN_USE", "Room alias already taken")
         content = create_content(req, user_id)
-        invites = {i: await self.member_content(i, "invite") for i in req.invites}
+        # Other servers' users are invited after the room is made, through
+        # their servers (RemoteInvites); ours with the room's first events.
+        remote_invitees = [i for i in req.invites if self._needs_remote_invite(i)]
+        local_invitees = [i for i in req.invites if i not in remote_invitees]
+        invites = {i: await self.member_content(i, "invite") for i in local_invitees}
         events = initial_events(req, user_id, await self.member_content(user_id, "join"), invites)
         self._pipeline.rehearse_new_room(req.room_version, user_id, content, events)
 
@@ -136,7 +149,20 @@ class RoomService:
             await self._pipeline.send(
                 room_id, type=type, sender=user_id, content=event_content, state_key=state_key
             )
+        if remote_invitees:
+            extra = {"is_direct": True} if req.is_direct else {}
+            job = self._remote_invites.start(user_id, room_id, remote_invitees, extra)
+            await asyncio.wait({job}, timeout=ANSWER_WITHIN_S)
         return room_id
+
+    async def _invite_for_create(
+        self, sender: str, room_id: str, target: str, extra: dict[str, Any]
+    ) -> StoredEvent:
+        return await self._invite_remote(sender, room_id, target, None, extra)
+
+    async def stop(self) -> None:
+        """Give up the remote invites still waiting for their servers."""
+        await self._remote_invites.stop()
 
     async def send_event(
         self,
@@ -322,6 +348,7 @@ class RoomService:
     ) -> tuple[str, list[str]]:
         """A room id and the servers to reach it through: those the client
         named, then those another server's alias lists."""
+        check_count(len(set(via)), self._limits.max_via_servers, "via servers")
         if room_id_or_alias.startswith("#") and self._remote is not None:
             if room_id_or_alias.partition(":")[2] != self._server_name:
                 room_id, servers = await self._remote.resolve_alias(room_id_or_alias)
