@@ -24,6 +24,7 @@ import pytest
 from homeserver.config import Config, RateLimits, config_from_dict
 from homeserver.server import HomeServer
 from storage.database import EmbeddedPostgres, migrate
+from tests.fake_identity_server import ca, idserver  # noqa: F401 (identity server fixtures)
 from tests.interop.fixtures import (  # noqa: F401 (the Synapse fixture and its report hook)
     pytest_runtest_makereport,
     synapse,

@@ -8,11 +8,13 @@ import datetime
 import hashlib
 import ipaddress
 import ssl
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import attrs
+import pytest
 from aiohttp import web
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -238,3 +240,19 @@ async def post_onbind(url: str, body: dict) -> int:
     async with aiohttp.ClientSession() as http:
         async with http.post(url + "/_matrix/federation/v1/3pid/onbind", json=body) as resp:
             return resp.status
+
+
+@pytest.fixture
+def ca(tmp_path: Path) -> CaFiles:
+    """A CA made for the test; the homeserver trusts it with outbound_tls_ca_file."""
+    directory = tmp_path / "ca"
+    directory.mkdir()
+    return make_ca(directory)
+
+
+@pytest.fixture
+async def idserver(ca: CaFiles) -> AsyncIterator[FakeIdentityServer]:
+    server = FakeIdentityServer()
+    await server.start(ca)
+    yield server
+    await server.stop()

@@ -3,8 +3,6 @@ invite once the address is bound."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,27 +12,11 @@ from tests.fake_identity_server import (
     ACCESS_TOKEN,
     CaFiles,
     FakeIdentityServer,
-    make_ca,
     post_onbind,
 )
 
 V3 = "/_matrix/client/v3"
 EMAIL = "bob@example.org"
-
-
-@pytest.fixture
-def ca(tmp_path: Path) -> CaFiles:
-    directory = tmp_path / "ca"
-    directory.mkdir()
-    return make_ca(directory)
-
-
-@pytest.fixture
-async def idserver(ca: CaFiles) -> AsyncIterator[FakeIdentityServer]:
-    server = FakeIdentityServer()
-    await server.start(ca)
-    yield server
-    await server.stop()
 
 
 @pytest.fixture

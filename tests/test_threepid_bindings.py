@@ -3,32 +3,15 @@ and unbinding them: /account/3pid/unbind, /delete and deactivation."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.fake_identity_server import ACCESS_TOKEN, CaFiles, FakeIdentityServer, make_ca
+from tests.fake_identity_server import ACCESS_TOKEN, CaFiles, FakeIdentityServer
 
 V3 = "/_matrix/client/v3"
 UNSTABLE = "/_matrix/client/unstable"
 EMAIL = "bob@example.org"
-
-
-@pytest.fixture
-def ca(tmp_path: Path) -> CaFiles:
-    directory = tmp_path / "ca"
-    directory.mkdir()
-    return make_ca(directory)
-
-
-@pytest.fixture
-async def idserver(ca: CaFiles) -> AsyncIterator[FakeIdentityServer]:
-    server = FakeIdentityServer()
-    await server.start(ca)
-    yield server
-    await server.stop()
 
 
 @pytest.fixture

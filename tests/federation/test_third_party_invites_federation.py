@@ -4,8 +4,6 @@ invitee's server, which hands the invite to the inviter's server
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,7 +17,6 @@ from tests.fake_identity_server import (
     ACCESS_TOKEN,
     CaFiles,
     FakeIdentityServer,
-    make_ca,
     post_onbind,
 )
 from tests.federation.conftest import ScriptedRemote, path_quote
@@ -29,21 +26,6 @@ from tests.federation.test_handshakes_join import started
 CLIENT = "/_matrix/client/v3"
 V1 = "/_matrix/federation/v1"
 EMAIL = "carol@example.org"
-
-
-@pytest.fixture
-def ca(tmp_path: Path) -> CaFiles:
-    directory = tmp_path / "ca"
-    directory.mkdir()
-    return make_ca(directory)
-
-
-@pytest.fixture
-async def idserver(ca: CaFiles) -> AsyncIterator[FakeIdentityServer]:
-    server = FakeIdentityServer()
-    await server.start(ca)
-    yield server
-    await server.stop()
 
 
 @pytest.fixture
