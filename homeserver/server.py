@@ -80,6 +80,7 @@ from homeserver.api.ephemeral import EphemeralApi
 from homeserver.api.http import Authenticator, Router, matrix_middleware
 from homeserver.api.keys import E2eKeysApi
 from homeserver.api.legacy_events import LegacyEventsApi
+from homeserver.api.listener import Listener
 from homeserver.api.media import MediaApi
 from homeserver.api.misc import OpenIdApi
 from homeserver.api.profile import ProfileApi
@@ -238,6 +239,7 @@ class HomeServer:
         self.pipeline: EventPipeline | None = None
         self._embedded: EmbeddedPostgres | None = None
         self._runners: list[web.AppRunner] = []
+        self._listeners: list[Listener] = []
         self.client_port: int | None = None
         self.federation_port: int | None = None
         self.metrics_port: int | None = None
@@ -989,15 +991,16 @@ class HomeServer:
     ) -> int:
         runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5)
         await runner.setup()
-        site = web.TCPSite(runner, host, port, ssl_context=tls)
-        await site.start()
         self._runners.append(runner)
-        server = site._server
-        assert server is not None and server.sockets
-        return server.sockets[0].getsockname()[1]
+        listener = await Listener.start(runner, host, port, self.config.http, tls)
+        self._listeners.append(listener)
+        return listener.port
 
     async def stop(self) -> None:
         """Stop taking requests, let the ones in flight finish, then close the database."""
+        for listener in self._listeners:
+            listener.close()
+        self._listeners.clear()
         for runner in reversed(self._runners):
             await runner.cleanup()
         self._runners.clear()
