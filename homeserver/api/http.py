@@ -26,6 +26,7 @@ from homeserver.errors import MatrixError, bad_json
 from homeserver.metrics import Metrics
 from homeserver.ratelimit import RateLimiter
 from homeserver.requester import Requester
+from storage.database import is_database_unavailable
 
 logger = logging.getLogger(__name__)
 
@@ -375,6 +376,11 @@ def _client_gone(request: web.Request) -> bool:
     return transport is None or transport.is_closing()
 
 
+# Seconds a client is asked to wait while the database is away: the pool
+# connects again on the first request after PostgreSQL is back.
+DATABASE_RETRY_AFTER_S = 1
+
+
 def _failure_response(request: web.Request, e: Exception) -> web.StreamResponse:
     """The answer to an exception no handler turned into a Matrix error."""
     if _client_gone(request):
@@ -394,6 +400,19 @@ def _failure_response(request: web.Request, e: Exception) -> web.StreamResponse:
             400, {"errcode": "M_NOT_JSON", "error": "The request body could not be read"}
         )
         response.force_close()
+        return response
+    if is_database_unavailable(e):
+        logger.warning(
+            "database unavailable during %s %s: %s: %s",
+            request.method,
+            request.path,
+            type(e).__name__,
+            e,
+        )
+        response = json_response(
+            503, {"errcode": "M_UNKNOWN", "error": "The database is unavailable; retry shortly"}
+        )
+        response.headers["Retry-After"] = str(DATABASE_RETRY_AFTER_S)
         return response
     logger.exception("request %s %s failed", request.method, request.path)
     return json_response(500, {"errcode": "M_UNKNOWN", "error": "Internal server error"})
