@@ -66,6 +66,8 @@ def head(target: bytes | str, *headers: bytes, method: bytes = b"GET") -> bytes:
     if isinstance(target, str):
         target = target.encode()
     lines = [method + b" " + target + b" HTTP/1.1", b"Host: localhost", *headers]
+    if not any(h.lower().startswith(b"connection:") for h in headers):
+        lines.append(b"Connection: close")
     return b"\r\n".join(lines) + b"\r\n\r\n"
 
 
@@ -85,8 +87,15 @@ def hostile_requests(target: str, method: bytes) -> list[tuple[str, bytes, int, 
             431,
             "M_TOO_LARGE",
         ),
+        # llhttp refuses a method it does not know (400); aiohttp's pure-Python
+        # parser (AIOHTTP_NO_EXTENSIONS) takes any token and the router answers 405.
         ("unknown method", head(target, method=b"BREW"), 400, "M_UNRECOGNIZED"),
-        ("TLS on a plain port", b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" * 4, 400, ""),
+        (
+            "TLS on a plain port",
+            b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" * 4 + b"\r\n\r\n",
+            400,
+            "",
+        ),
         (
             "Content-Length and Transfer-Encoding",
             body_request(
@@ -140,7 +149,10 @@ async def test_requests_the_parser_refuses_get_matrix_errors(hs, caplog, listene
             continue
         raw = await exchange(hs, listener, request)
         got_status, headers, body = parse_response(raw)
-        assert got_status == status, (what, raw[:300])
+        assert got_status == status or (what, got_status) == ("unknown method", 405), (
+            what,
+            raw[:300],
+        )
         assert headers["content-type"].startswith("application/json"), what
         assert set(body) == {"errcode", "error"}, what
         if errcode:
@@ -319,7 +331,7 @@ async def test_keep_alive_requests_are_not_cut_off(server_factory):
     reader, writer = await connect(hs, "client")
     try:
         for _ in range(4):
-            writer.write(head("/_matrix/client/versions"))
+            writer.write(head("/_matrix/client/versions", b"Connection: keep-alive"))
             await writer.drain()
             status, body = await read_response(reader)
             assert status == 200 and "versions" in body

@@ -20,7 +20,12 @@ import ssl
 from typing import Any
 
 from aiohttp import web
-from aiohttp.http_exceptions import BadHttpMethod, HttpProcessingError, LineTooLong
+from aiohttp.http_exceptions import (
+    BadHttpMethod,
+    HttpProcessingError,
+    LineTooLong,
+    PayloadEncodingError,
+)
 from aiohttp.streams import StreamReader
 from aiohttp.web_protocol import RequestHandler
 
@@ -49,7 +54,7 @@ def parse_error(exc: BaseException | None, max_url_bytes: int) -> tuple[int, str
         return 431, "M_TOO_LARGE", "Too many request headers"
     if isinstance(exc, BadHttpMethod):
         return 400, "M_UNRECOGNIZED", "Unrecognized request method"
-    if _FRAMING.search(message):
+    if isinstance(exc, PayloadEncodingError) or _FRAMING.search(message):
         return 400, "M_NOT_JSON", "The request body is not framed correctly"
     return 400, "M_UNRECOGNIZED", "Malformed HTTP request"
 
