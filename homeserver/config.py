@@ -195,6 +195,36 @@ class MediaConfig:
 
 
 @attrs.frozen
+class HttpConfig:
+    """What the HTTP listeners (client and federation) accept of a request's
+    head, and how long they wait for a slow client."""
+
+    # Longest request target (path and query string), in bytes: 414 beyond.
+    max_url_bytes: int = 8192
+    # Longest header line (name and value), in bytes: 431 beyond.
+    max_header_bytes: int = 8192
+    # Most header lines in one request: 431 beyond.
+    max_headers: int = 100
+    # A request's headers must be complete this long after its first byte.
+    header_timeout_s: float = 30.0
+    # A request body must be complete this long after its headers, plus one
+    # second for every body_min_rate_bytes received (large uploads).
+    body_timeout_s: float = 60.0
+    body_min_rate_bytes: int = 1024
+    # A connection that sends no request for this long is closed.
+    idle_timeout_s: float = 75.0
+
+    def validate(self) -> None:
+        sizes = ("max_url_bytes", "max_header_bytes", "max_headers", "body_min_rate_bytes")
+        for name in sizes:
+            if getattr(self, name) < 1:
+                raise ConfigError(f"http.{name}: expected a positive integer")
+        for name in ("header_timeout_s", "body_timeout_s", "idle_timeout_s"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"http.{name}: expected a positive number of seconds")
+
+
+@attrs.frozen
 class ServerNoticesConfig:
     """Server notices (admin API send_server_notice); off while the localpart is None."""
 
@@ -253,6 +283,7 @@ class Config:
     # Lifetime of an access token that comes with a refresh token.
     refreshable_access_token_lifetime_ms: int = 5 * 60 * 1000
     max_request_body_bytes: int = 1024 * 1024
+    http: HttpConfig = HttpConfig()
     rate_limits: RateLimits = RateLimits()
     request_limits: RequestLimits = RequestLimits()
     metrics: MetricsConfig = MetricsConfig()
@@ -322,6 +353,7 @@ class Config:
             raise ConfigError("log_level: expected one of DEBUG, INFO, WARNING, ERROR")
         self.media.validate()
         self.request_limits.validate()
+        self.http.validate()
         self._validate_federation()
         ca_file = self.outbound_tls_ca_file
         if ca_file is not None and not self.path(ca_file).is_file():

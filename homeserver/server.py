@@ -81,6 +81,7 @@ from homeserver.api.ephemeral import EphemeralApi
 from homeserver.api.http import Authenticator, Router, matrix_middleware
 from homeserver.api.keys import E2eKeysApi
 from homeserver.api.legacy_events import LegacyEventsApi
+from homeserver.api.listener import Listener
 from homeserver.api.media import MediaApi
 from homeserver.api.misc import OpenIdApi
 from homeserver.api.profile import ProfileApi
@@ -239,6 +240,7 @@ class HomeServer:
         self.pipeline: EventPipeline | None = None
         self._embedded: EmbeddedPostgres | None = None
         self._runners: list[web.AppRunner] = []
+        self._listeners: list[Listener] = []
         self.client_port: int | None = None
         self.federation_port: int | None = None
         self.metrics_port: int | None = None
@@ -1012,15 +1014,16 @@ class HomeServer:
             handler_cancellation=cancel_on_disconnect,
         )
         await runner.setup()
-        site = web.TCPSite(runner, host, port, ssl_context=tls)
-        await site.start()
         self._runners.append(runner)
-        server = site._server
-        assert server is not None and server.sockets
-        return server.sockets[0].getsockname()[1]
+        listener = await Listener.start(runner, host, port, self.config.http, tls)
+        self._listeners.append(listener)
+        return listener.port
 
     async def stop(self) -> None:
         """Stop taking requests, let the ones in flight finish, then close the database."""
+        for listener in self._listeners:
+            listener.close()
+        self._listeners.clear()
         for runner in reversed(self._runners):
             await runner.cleanup()
         self._runners.clear()

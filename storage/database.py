@@ -97,6 +97,50 @@ class _Connection(asyncpg.Connection):
         return ""
 
 
+class DatabaseUnavailableError(Exception):
+    """PostgreSQL cannot be reached: stopped, restarting or refusing connections."""
+
+
+# Errors of a connection PostgreSQL closed or refused: the server is going
+# away, restarting or full, not a fault of the query.
+_UNAVAILABLE = (
+    DatabaseUnavailableError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+)
+
+
+def is_database_unavailable(exc: BaseException) -> bool:
+    """Whether `exc` (or an exception it was raised from or while handling)
+    means PostgreSQL is unreachable for now, so a retry later may succeed.
+
+    A transaction interrupted by a restart fails leaving its block with
+    "the underlying connection is closed", the connection error as its context.
+    """
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            return False
+        if isinstance(seen, _UNAVAILABLE):
+            return True
+        if isinstance(seen, asyncpg.InterfaceError) and re.search(r"\bclos(ed|ing)\b", str(seen)):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+async def _connect(*args: Any, **kwargs: Any) -> asyncpg.Connection:
+    """asyncpg's connect, with failures to reach the server as DatabaseUnavailableError
+    (a missing socket or a refused connection is otherwise a bare OSError)."""
+    try:
+        return await asyncpg.connect(*args, **kwargs)
+    except (OSError, *_UNAVAILABLE) as e:
+        raise DatabaseUnavailableError(f"cannot connect to PostgreSQL: {e}") from e
+
+
 async def create_pool(dsn: str, *, min_size: int, max_size: int) -> asyncpg.Pool:
     pool: Any = await asyncpg.create_pool(
         dsn,
@@ -104,6 +148,7 @@ async def create_pool(dsn: str, *, min_size: int, max_size: int) -> asyncpg.Pool
         max_size=max_size,
         init=_init_connection,
         connection_class=_Connection,
+        connect=_connect,
     )
     return pool
 

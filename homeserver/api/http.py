@@ -28,6 +28,7 @@ from homeserver.errors import MatrixError, bad_json
 from homeserver.metrics import Metrics
 from homeserver.ratelimit import RateLimiter
 from homeserver.requester import Requester
+from storage.database import is_database_unavailable
 
 logger = logging.getLogger(__name__)
 
@@ -386,6 +387,48 @@ def _client_gone(request: web.Request) -> bool:
     return transport is None or transport.is_closing()
 
 
+# Seconds a client is asked to wait while the database is away: the pool
+# connects again on the first request after PostgreSQL is back.
+DATABASE_RETRY_AFTER_S = 1
+
+
+def _failure_response(request: web.Request, e: Exception) -> web.StreamResponse:
+    """The answer to an exception no handler turned into a Matrix error."""
+    if _client_gone(request):
+        logger.info(
+            "client disconnected during %s %s (%s: %s)",
+            request.method,
+            request.path,
+            type(e).__name__,
+            e,
+        )
+        return web.Response(status=CLIENT_CLOSED_REQUEST)
+    if isinstance(e, web.RequestPayloadError):
+        # The body broke off or could not be decoded (bad chunking, bad gzip).
+        reason = " ".join(str(e).split())
+        logger.info("unreadable body in %s %s: %s", request.method, request.path, reason)
+        response = json_response(
+            400, {"errcode": "M_NOT_JSON", "error": "The request body could not be read"}
+        )
+        response.force_close()
+        return response
+    if is_database_unavailable(e):
+        logger.warning(
+            "database unavailable during %s %s: %s: %s",
+            request.method,
+            request.path,
+            type(e).__name__,
+            e,
+        )
+        response = json_response(
+            503, {"errcode": "M_UNKNOWN", "error": "The database is unavailable; retry shortly"}
+        )
+        response.headers["Retry-After"] = str(DATABASE_RETRY_AFTER_S)
+        return response
+    logger.exception("request %s %s failed", request.method, request.path)
+    return json_response(500, {"errcode": "M_UNKNOWN", "error": "Internal server error"})
+
+
 def matrix_middleware(metrics: Metrics) -> Any:
     """Request ids, logs, metrics, CORS, and Matrix errors for everything."""
 
@@ -413,20 +456,7 @@ def matrix_middleware(metrics: Metrics) -> Any:
                 err = _error_for_http_exception(e)
                 response = json_response(err.status, err.to_json())
             except Exception as e:
-                if _client_gone(request):
-                    logger.info(
-                        "client disconnected during %s %s (%s: %s)",
-                        request.method,
-                        request.path,
-                        type(e).__name__,
-                        e,
-                    )
-                    response = web.Response(status=CLIENT_CLOSED_REQUEST)
-                else:
-                    logger.exception("request %s %s failed", request.method, request.path)
-                    response = json_response(
-                        500, {"errcode": "M_UNKNOWN", "error": "Internal server error"}
-                    )
+                response = _failure_response(request, e)
         response.headers.update(CORS_HEADERS)
         elapsed = time.perf_counter() - started
         metrics.observe_request(request.method, endpoint_name, response.status, elapsed)
