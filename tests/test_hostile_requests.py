@@ -298,7 +298,13 @@ CASES = [
         200,
         None,
     ),
-    Case("notifications limit 10^20", "GET", f"{V3}/notifications?limit={HUGE}", 200, None),
+    Case(
+        "notifications limit 10^20",
+        "GET",
+        f"{V3}/notifications?limit={HUGE}",
+        400,
+        "M_INVALID_PARAM",
+    ),
     Case(
         "user directory limit 10^20",
         "POST",
@@ -425,6 +431,58 @@ CASES = [
         f"/_matrix/client/v1/rooms/{{room}}/hierarchy?from={_token(DEEP_ARRAY)}",
         400,
         "M_INVALID_PARAM",
+    ),
+    Case(
+        "members at a token of 10^20",
+        "GET",
+        f"{V3}/rooms/{{room}}/members?at=t{HUGE}-{HUGE}",
+        400,
+        "M_INVALID_PARAM",
+    ),
+    Case(
+        "legacy events from a token of 10^20",
+        "GET",
+        f"{V3}/events?from=s{HUGE}&timeout=0",
+        400,
+        "M_INVALID_PARAM",
+    ),
+    Case(
+        "key changes from a token of 10^20",
+        "GET",
+        f"{V3}/keys/changes?from=s{HUGE}&to={{since}}",
+        400,
+        "M_INVALID_PARAM",
+    ),
+    Case(
+        "notifications from 10^20", "GET", f"{V3}/notifications?from={HUGE}", 400, "M_INVALID_PARAM"
+    ),
+    Case(
+        "relations from 10^20",
+        "GET",
+        f"/_matrix/client/v1/rooms/{{room}}/relations/{{event}}?from={HUGE}",
+        400,
+        "M_INVALID_PARAM",
+    ),
+    Case(
+        "threads from 10^20",
+        "GET",
+        f"/_matrix/client/v1/rooms/{{room}}/threads?from={HUGE}",
+        400,
+        "M_INVALID_PARAM",
+    ),
+    Case(
+        "public rooms since 10^20", "GET", f"{V3}/publicRooms?since={HUGE}", 400, "M_INVALID_PARAM"
+    ),
+    Case(
+        "room keys version path 10^20", "GET", f"{V3}/room_keys/version/{HUGE}", 404, "M_NOT_FOUND"
+    ),
+    Case("filter id 10^20", "GET", f"{V3}/user/{{user}}/filter/{HUGE}", 404, "M_NOT_FOUND"),
+    Case(
+        "initialSync limit 10^20",
+        "GET",
+        f"{V3}/rooms/{{room}}/initialSync?limit={HUGE}",
+        200,
+        None,
     ),
     Case(
         "1e400 in event content",
