@@ -21,6 +21,7 @@ from yarl import URL
 V3 = "/_matrix/client/v3"
 MEDIA = "/_matrix/media/v3"
 FED = "/_matrix/federation/v1"
+ADMIN = "/_synapse/admin"
 DEEP_ARRAY = b"[" * 1000 + b"]" * 1000
 DEEP_OBJECT = b'{"a":' * 1000 + b"1" + b"}" * 1000
 HUGE = "100000000000000000000"
@@ -45,6 +46,7 @@ class Case:
     errcode: str | None
     body: bytes | None = None
     listener: str = "client"
+    as_admin: bool = False
 
 
 def _raw(value: Any) -> bytes:
@@ -485,6 +487,55 @@ CASES = [
         None,
     ),
     Case(
+        "admin users from 10^20",
+        "GET",
+        f"{ADMIN}/v2/users?from={HUGE}",
+        400,
+        "M_INVALID_PARAM",
+        as_admin=True,
+    ),
+    Case(
+        "admin rooms from and limit 10^20",
+        "GET",
+        f"{ADMIN}/v1/rooms?from={HUGE}&limit={HUGE}",
+        400,
+        "M_INVALID_PARAM",
+        as_admin=True,
+    ),
+    Case(
+        "admin reports from 10^20",
+        "GET",
+        f"{ADMIN}/v1/event_reports?from={HUGE}",
+        400,
+        "M_INVALID_PARAM",
+        as_admin=True,
+    ),
+    Case(
+        "admin audit log from_ts 10^20",
+        "GET",
+        f"{ADMIN}/v1/audit_log?from_ts={HUGE}",
+        400,
+        "M_INVALID_PARAM",
+        as_admin=True,
+    ),
+    Case(
+        "admin rate limit override 10^12",
+        "POST",
+        f"{ADMIN}/v1/users/{{user}}/override_ratelimit",
+        400,
+        "M_INVALID_PARAM",
+        _raw({"messages_per_second": 10**12}),
+        as_admin=True,
+    ),
+    Case(
+        "admin user not-a-user",
+        "GET",
+        f"{ADMIN}/v2/users/not-a-user",
+        400,
+        "M_INVALID_PARAM",
+        as_admin=True,
+    ),
+    Case(
         "1e400 in event content",
         "PUT",
         f"{V3}/rooms/{{room}}/send/m.room.message/t4",
@@ -574,6 +625,7 @@ class World:
     event_id: str
     big_filter: str
     since: str
+    admin_token: str
 
 
 @pytest.fixture
@@ -600,7 +652,11 @@ async def world(hs) -> World:
     big_filter = body["filter_id"]
     status, body = await hs.request("GET", f"{V3}/sync", token=token)
     assert status == 200, body
-    return World(token, reg["user_id"], room_id, event_id, big_filter, body["next_batch"])
+    since = body["next_batch"]
+    # Server administrators are made in the database, as `make-admin` does.
+    root = await hs.register("root")
+    await hs.pool.execute("UPDATE users SET admin = TRUE WHERE user_id = $1", root["user_id"])
+    return World(token, reg["user_id"], room_id, event_id, big_filter, since, root["access_token"])
 
 
 async def _send(hs, world: World, case: Case) -> tuple[int, Any]:
@@ -619,7 +675,8 @@ async def _send(hs, world: World, case: Case) -> tuple[int, Any]:
         base = f"https://127.0.0.1:{hs.server.federation_port}"
     url = URL(base + fill(case.path), encoded=True)
     body = fill(case.body.decode("utf-8")).encode() if case.body is not None else None
-    headers = {"Authorization": f"Bearer {world.token}"} if case.listener == "client" else {}
+    token = world.admin_token if case.as_admin else world.token
+    headers = {"Authorization": f"Bearer {token}"} if case.listener == "client" else {}
     if body is not None:
         headers["Content-Type"] = "application/json"
     async with hs.http.request(case.method, url, data=body, headers=headers, ssl=False) as resp:
