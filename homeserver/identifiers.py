@@ -86,5 +86,10 @@ def is_valid_room_alias(alias: str) -> bool:
 
 
 def is_valid_room_id(room_id: str) -> bool:
-    """Room ids are opaque after the sigil; rooms before v12 also name a server."""
-    return room_id.startswith("!") and 1 < len(room_id) <= 255
+    """Room ids are opaque after the sigil; rooms before v12 also name a
+    server, which must then be a valid server name (one could be asked)."""
+    return (
+        room_id.startswith("!")
+        and 1 < len(room_id) <= 255
+        and (":" not in room_id or server_name_of(room_id) is not None)
+    )

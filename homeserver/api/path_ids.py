@@ -1,6 +1,6 @@
 """Identifiers in request paths, checked once by the router.
 
-A path parameter named `userId`, `roomAlias` or `roomIdOrAlias` names
+A path parameter named `userId`, `roomId`, `roomAlias` or `roomIdOrAlias` names
 something that may live on another server. One without a valid server name
 could only make the server try to federate with a name that is not one, so it
 is refused here with 400 M_INVALID_PARAM, for every endpoint, before any
@@ -25,6 +25,7 @@ def _is_room_id_or_alias(value: str) -> bool:
 
 _CHECKS: dict[str, tuple[Callable[[str], bool], str]] = {
     "userId": (_is_user_id, "a user id (@localpart:server)"),
+    "roomId": (is_valid_room_id, "a room id"),
     "roomAlias": (is_valid_room_alias, "a room alias (#localpart:server)"),
     "roomIdOrAlias": (_is_room_id_or_alias, "a room id or a room alias (#localpart:server)"),
 }
