@@ -17,7 +17,12 @@ from aiohttp import web
 from multidict import MultiMapping
 
 from federation.auth import RequestVerifier
-from homeserver.api.http import handler_response, json_object, parse_json_body
+from homeserver.api.http import (
+    check_request_params,
+    handler_response,
+    json_object,
+    parse_json_body,
+)
 from homeserver.errors import MatrixError
 
 FEDERATION_V1 = "/_matrix/federation/v1"
@@ -95,6 +100,7 @@ class FederationRouter:
         verifier = self._verifier
 
         async def aiohttp_handler(request: web.Request) -> web.StreamResponse:
+            check_request_params(request)
             body = await request.read() if request.can_read_body else b""
             origin = None
             if spec.auth:

@@ -24,10 +24,12 @@ from aiohttp import StreamReader, web
 from multidict import MultiMapping
 
 from homeserver.api.completion import run_to_completion
+from homeserver.api.path_ids import check_path_ids
 from homeserver.errors import MatrixError, bad_json
 from homeserver.metrics import Metrics
 from homeserver.ratelimit import RateLimiter
 from homeserver.requester import Requester
+from homeserver.strict_json import check_text_param, parse_strict_json
 from storage.database import is_database_unavailable
 
 logger = logging.getLogger(__name__)
@@ -46,16 +48,10 @@ CORS_HEADERS = {
 }
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
 def parse_json_body(body: bytes) -> Any:
-    """JSON as the spec allows it: UTF-8, no NaN or Infinity; 400 M_NOT_JSON otherwise."""
-    try:
-        return json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
-    except (UnicodeDecodeError, ValueError):
-        raise MatrixError(400, "M_NOT_JSON", "Content not JSON.") from None
+    """JSON as the spec allows it (UTF-8, no NaN or Infinity) and as the
+    server can store it (see strict_json); a 400 Matrix error otherwise."""
+    return parse_strict_json(body)
 
 
 def json_object(body: bytes) -> dict[str, Any]:
@@ -297,6 +293,7 @@ class Router:
         )
 
         async def aiohttp_handler(request: web.Request) -> web.StreamResponse:
+            check_client_params(request)
             ip = request.remote
             if ip_limiter is not None:
                 ip_limiter.check(ip or "")
@@ -335,6 +332,23 @@ class Router:
             return handler_response(result)
 
         return aiohttp_handler
+
+
+def check_request_params(request: web.Request) -> None:
+    """Refuse NUL and lone surrogates in path and query parameters once, for
+    every endpoint: no identifier or string holding them can be stored."""
+    for name, value in request.match_info.items():
+        check_text_param(name, value)
+    for name, value in request.query.items():
+        check_text_param(name, name)
+        check_text_param(name, value)
+
+
+def check_client_params(request: web.Request) -> None:
+    """The checks of `check_request_params`, then the identifiers in the
+    path (see path_ids): the client API's edge."""
+    check_request_params(request)
+    check_path_ids(request.match_info)
 
 
 def _check_guest(rule: GuestRule, params: Mapping[str, str]) -> None:

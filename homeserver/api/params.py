@@ -6,6 +6,11 @@ from typing import Any
 
 from homeserver.errors import bad_json, missing_param
 
+# The ranges of PostgreSQL's integer columns: a client-supplied number bound
+# for one is checked against its range before any SQL runs.
+INT32 = range(-(2**31), 2**31)
+BIGINT = range(-(2**63), 2**63)
+
 
 def opt_str(body: dict[str, Any], key: str) -> str | None:
     value = body.get(key)

@@ -32,6 +32,8 @@ def _query_int(value: str | None, name: str) -> int | None:
         raise invalid_param(f"'{name}' must be an integer") from None
     if number < 0:
         raise invalid_param(f"'{name}' must not be negative")
+    if number >= 2**63:
+        raise invalid_param(f"'{name}' is out of range")
     return number
 
 

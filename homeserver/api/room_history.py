@@ -3,13 +3,13 @@ and single events (see homeserver/rooms/history.py for tokens and access)."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from homeserver.api.http import ClientRequest, endpoint
-from homeserver.errors import invalid_param
+from homeserver.errors import MatrixError, invalid_param
 from homeserver.rooms.format import EventFormatter
 from homeserver.rooms.history import HistoryService, RoomEventFilter, parse_membership
+from homeserver.strict_json import parse_strict_json
 
 DEFAULT_LIMIT = 10
 MAX_LIMIT = 1000
@@ -30,9 +30,9 @@ def _filter(req: ClientRequest) -> RoomEventFilter:
     if raw is None:
         return RoomEventFilter()
     try:
-        value = json.loads(raw)
-    except ValueError:
-        raise invalid_param("filter must be a JSON RoomEventFilter") from None
+        value = parse_strict_json(raw)
+    except MatrixError as e:
+        raise invalid_param(f"filter must be a JSON RoomEventFilter: {e.message}") from None
     return RoomEventFilter.parse(value)
 
 

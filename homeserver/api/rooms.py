@@ -6,7 +6,8 @@ from typing import Any
 
 from homeserver.api.http import ClientRequest, endpoint
 from homeserver.api.params import opt_str, req_str
-from homeserver.errors import bad_json
+from homeserver.errors import bad_json, invalid_param
+from homeserver.identifiers import is_valid_server_name
 from homeserver.identity.invites import ThirdPartyInvites, ThreepidInvite, parse_threepid_invite
 from homeserver.rooms.service import RoomService
 
@@ -19,8 +20,12 @@ _JOIN_PARAMS = frozenset({"reason", "third_party_signed"})
 
 def _via(req: ClientRequest) -> list[str]:
     """The servers a client says the room can be reached through (`via`, and
-    the older `server_name`)."""
-    return [*req.query.getall("via", []), *req.query.getall("server_name", [])]
+    the older `server_name`); each must be a valid server name."""
+    servers = [*req.query.getall("via", []), *req.query.getall("server_name", [])]
+    for server in servers:
+        if not is_valid_server_name(server):
+            raise invalid_param(f"via: {server!r} is not a valid server name")
+    return servers
 
 
 def _invite_3pid(body: dict[str, Any]) -> list[ThreepidInvite]:

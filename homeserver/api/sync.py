@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from homeserver.api.http import ClientRequest, endpoint
-from homeserver.errors import MatrixError, invalid_param
+from homeserver.errors import invalid_param
 from homeserver.filters import FilterService, validate_filter
+from homeserver.strict_json import parse_strict_json
 from homeserver.sync.service import SyncService
 from homeserver.sync.token import SyncToken
 
@@ -43,10 +43,7 @@ class SyncApi:
         if raw is None:
             return {}
         if raw.lstrip().startswith("{"):
-            try:
-                definition = json.loads(raw)
-            except ValueError:
-                raise MatrixError(400, "M_NOT_JSON", "The filter is not valid JSON") from None
+            definition = parse_strict_json(raw)
             validate_filter(definition)
             return definition
         return await self._filters.get(req.user.user_id, req.user.user_id, raw)

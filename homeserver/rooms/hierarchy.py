@@ -17,10 +17,11 @@ from typing import Any
 
 import attrs
 
-from homeserver.errors import forbidden, invalid_param
+from homeserver.errors import MatrixError, forbidden, invalid_param
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
 from homeserver.requester import Requester
 from homeserver.rooms.directory import summary_fields
+from homeserver.strict_json import parse_strict_json
 from storage.directory import DirectoryStore, RoomSummaryRow
 from storage.events import EventStore
 from storage.rooms import RoomStore
@@ -56,8 +57,8 @@ class _Token:
     def decode(cls, token: str) -> _Token:
         try:
             raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-            root, depth, suggested, offset = json.loads(raw)
-        except (binascii.Error, ValueError, TypeError):
+            root, depth, suggested, offset = parse_strict_json(raw)
+        except (binascii.Error, ValueError, TypeError, MatrixError):
             raise invalid_param("Unknown pagination token") from None
         if not (
             isinstance(root, str)

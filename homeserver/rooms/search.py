@@ -24,11 +24,12 @@ from typing import Any
 
 import attrs
 
-from homeserver.errors import invalid_param
+from homeserver.errors import MatrixError, invalid_param
 from homeserver.requester import Requester
 from homeserver.rooms.format import EventFormatter
 from homeserver.rooms.history import topological_token
 from homeserver.rooms.visibility import HistoryVisibility
+from homeserver.strict_json import parse_strict_json
 from storage.events import EventStore, StoredEvent
 from storage.search import SearchHit, SearchScope, SearchStore
 from storage.state import StateStore
@@ -148,7 +149,7 @@ class _Batch:
     @classmethod
     def decode(cls, token: str) -> _Batch:
         try:
-            data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+            data = parse_strict_json(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
             group = data.get("g")
             if group is not None:
                 key, value = group
@@ -158,8 +159,10 @@ class _Batch:
             rank, stream = data["r"], data["s"]
             if not isinstance(rank, int | float) or type(stream) is not int:
                 raise ValueError
+            if not -(2**63) <= stream < 2**63:
+                raise ValueError
             return cls(data["o"] == "rank", float(rank), stream, group)
-        except (binascii.Error, ValueError, TypeError, KeyError, UnicodeDecodeError):
+        except (binascii.Error, ValueError, TypeError, KeyError, AttributeError, MatrixError):
             raise invalid_param("Invalid next_batch token") from None
 
 

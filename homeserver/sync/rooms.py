@@ -50,6 +50,9 @@ from storage.state import StateKey, StateMap, StateStore
 from storage.sync import SyncStore, TimelineRange, TimelineRows
 
 DEFAULT_TIMELINE_LIMIT = 10
+# A filter may ask for any number of timeline events (filters are validated
+# for type, not size); a sync answers at most this many per room.
+MAX_TIMELINE_LIMIT = 1000
 # Further reads for timelines that history visibility left short (Synapse: 5 in all).
 _FILL_ROUNDS = 4
 # The timeline filter's fields that can leave events of the range out.
@@ -273,7 +276,7 @@ class RoomsSyncProvider:
         no reason to be reported regardless are left out."""
         if not plans:
             return []
-        limit = timeline_filter.get("limit", DEFAULT_TIMELINE_LIMIT)
+        limit = min(timeline_filter.get("limit", DEFAULT_TIMELINE_LIMIT), MAX_TIMELINE_LIMIT)
         narrowed = bool(ignored) or any(k in timeline_filter for k in _NARROWING_KEYS)
         ranges = [
             TimelineRange(

@@ -38,6 +38,10 @@ class SyncToken:
     @classmethod
     def parse(cls, text: str) -> SyncToken:
         parts = text[1:].split("_") if text.startswith("s") else []
-        if not parts or len(parts) > len(STREAMS) or not all(p.isdigit() for p in parts):
+        if (
+            not parts
+            or len(parts) > len(STREAMS)
+            or not all(p.isdigit() and len(p) <= 18 for p in parts)
+        ):
             raise MatrixError(400, "M_INVALID_PARAM", "Invalid sync token")
         return cls(dict(zip(STREAMS, map(int, parts), strict=False)))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from homeserver.api.http import ClientRequest
+from homeserver.api.params import BIGINT
 from homeserver.errors import invalid_param
 
 MAX_LIMIT = 1000
@@ -13,9 +14,12 @@ def query_int(req: ClientRequest, name: str, default: int | None = None) -> int 
     if value is None:
         return default
     try:
-        return int(value)
+        number = int(value)
     except ValueError:
         raise invalid_param(f"Query parameter {name!r} must be an integer") from None
+    if number not in BIGINT:
+        raise invalid_param(f"Query parameter {name!r} is out of range")
+    return number
 
 
 def query_bool_or_none(req: ClientRequest, name: str) -> bool | None:

@@ -8,16 +8,18 @@ from homeserver.admin.shared_secret import SharedSecretRegistration
 from homeserver.admin.users import AdminUsers, UserChanges
 from homeserver.api.admin.common import order_by, paging, query_bool_or_none
 from homeserver.api.http import ClientRequest, admin_endpoint, endpoint
-from homeserver.api.params import opt_bool, opt_str, opt_str_list, req_str
+from homeserver.api.params import BIGINT, INT32, opt_bool, opt_str, opt_str_list, req_str
 from homeserver.api.session import session_json
 from homeserver.errors import bad_json, invalid_param, missing_param
 from storage.admin_users import USER_ORDER, RateLimitOverride, UserFilter
 
 
-def _opt_int(body: dict[str, Any], key: str) -> int | None:
+def _opt_int(body: dict[str, Any], key: str, valid: range = BIGINT) -> int | None:
     value = body.get(key)
     if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
         raise invalid_param(f"'{key}' must be an integer")
+    if value is not None and value not in valid:
+        raise invalid_param(f"'{key}' is out of range")
     return value
 
 
@@ -154,7 +156,7 @@ class AdminUsersApi:
         body = req.json()
         values = {}
         for key in ("messages_per_second", "burst_count"):
-            value = _opt_int(body, key)
+            value = _opt_int(body, key, INT32)
             if value is not None and value < 0:
                 raise invalid_param(f"'{key}' must be a non-negative integer")
             values[key] = value or 0
