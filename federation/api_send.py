@@ -14,4 +14,4 @@ class FederationSendApi:
 
     @federation_endpoint("PUT", FEDERATION_V1 + "/send/{txnId}")
     async def send(self, req: FederationRequest) -> dict[str, Any]:
-        return await self._receiver.receive(req.origin, req.params["txnId"], req.json())
+        return await self._receiver.receive(req.origin, req.params["txnId"], req.transaction_json())

@@ -19,6 +19,7 @@ from typing import Any
 from federation.edu_registry import EduRegistry
 from federation.inbound.pdus import PduProcessor
 from homeserver.errors import MatrixError, bad_json, forbidden
+from homeserver.strict_json import holds_nul
 from storage.federation_inbound import InboundTransactionStore
 
 MAX_PDUS = 50
@@ -54,7 +55,8 @@ class TransactionReceiver:
                     results[result.event_id] = (
                         {} if result.error is None else {"error": result.error}
                     )
-            await self._edus.dispatch(origin, edus)
+            # An EDU holding NUL could not be stored: dropped, like a malformed one.
+            await self._edus.dispatch(origin, [edu for edu in edus if not holds_nul(edu)])
             response = {"pdus": results}
             await self._store.remember(origin, txn_id, response)
             return response

@@ -38,7 +38,7 @@ def _finite_float(text: str) -> float:
     return value
 
 
-def parse_strict_json(text: str | bytes) -> Any:
+def parse_strict_json(text: str | bytes, *, allow_nul: bool = False) -> Any:
     """The JSON value of `text`, or a 400 Matrix error saying what is wrong.
 
     Bytes must be UTF-8. The parser's own recursion is bounded by the
@@ -52,31 +52,41 @@ def parse_strict_json(text: str | bytes) -> Any:
         raise not_json("JSON nested too deeply") from None
     except (UnicodeDecodeError, ValueError):
         raise not_json() from None
-    check_json_value(value)
+    check_json_value(value, allow_nul=allow_nul)
     return value
 
 
-def check_json_value(value: Any) -> None:
+def check_json_value(value: Any, *, allow_nul: bool = False) -> None:
     """Refuse nesting deeper than MAX_JSON_DEPTH and strings (keys included)
-    that hold NUL or a lone surrogate; one iterative pass over the value."""
+    that hold NUL (unless `allow_nul`) or a lone surrogate; one iterative
+    pass over the value."""
     stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
         item, depth = stack.pop()
         if isinstance(item, str):
-            _check_string(item)
+            _check_string(item, allow_nul)
         elif isinstance(item, dict | list):
             if depth > MAX_JSON_DEPTH:
                 raise not_json(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
             if isinstance(item, dict):
                 for key, child in item.items():
-                    _check_string(key)
+                    _check_string(key, allow_nul)
                     stack.append((child, depth + 1))
             else:
                 stack.extend((child, depth + 1) for child in item)
 
 
-def _check_string(text: str) -> None:
-    if "\x00" in text:
+def holds_nul(value: Any) -> bool:
+    """Whether a parsed value holds NUL in any string or key."""
+    try:
+        check_json_value(value)
+    except MatrixError:
+        return True
+    return False
+
+
+def _check_string(text: str, allow_nul: bool = False) -> None:
+    if not allow_nul and "\x00" in text:
         raise bad_json("Strings may not contain NUL characters")
     if not text.isascii():
         try:

@@ -32,6 +32,7 @@ from homeserver.events.event import Event
 from homeserver.events.hashing import compute_event_id
 from homeserver.events.room_versions import RoomVersion
 from homeserver.rooms.pipeline import EventPipeline
+from homeserver.strict_json import holds_nul
 from storage.events import EventStore
 from storage.federation_reads import FederationReadStore
 from storage.state import StateMap
@@ -83,6 +84,9 @@ class PduProcessor:
             event_id = compute_event_id(pdu, room_version)
         except (ValueError, TypeError):
             return PduResult(None, "the PDU has no valid event id")
+        if holds_nul(pdu):
+            # Its strings could not be stored (PostgreSQL text holds no NUL).
+            return PduResult(event_id, "the event holds a NUL character")
         try:
             return PduResult(event_id, await self._process(origin, pdu, room_id, room_version))
         except Exception:

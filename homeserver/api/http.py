@@ -48,17 +48,17 @@ CORS_HEADERS = {
 }
 
 
-def parse_json_body(body: bytes) -> Any:
+def parse_json_body(body: bytes, *, allow_nul: bool = False) -> Any:
     """JSON as the spec allows it (UTF-8, no NaN or Infinity) and as the
     server can store it (see strict_json); a 400 Matrix error otherwise."""
-    return parse_strict_json(body)
+    return parse_strict_json(body, allow_nul=allow_nul)
 
 
-def json_object(body: bytes) -> dict[str, Any]:
+def json_object(body: bytes, *, allow_nul: bool = False) -> dict[str, Any]:
     """A request body as a JSON object (empty bodies count as {})."""
     if not body.strip():
         return {}
-    value = parse_json_body(body)
+    value = parse_json_body(body, allow_nul=allow_nul)
     if not isinstance(value, dict):
         raise bad_json("The request body must be a JSON object")
     return value

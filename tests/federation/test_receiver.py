@@ -291,3 +291,25 @@ async def test_pdus_from_a_server_the_room_acl_denies_are_refused(
     assert status == 200
     assert "server ACL" in body["pdus"][denied.event_id]["error"]
     assert "denied" not in {b for _, b in bodies(await timeline(hs, token, room.room_id))}
+
+
+async def test_an_event_holding_nul_is_refused_alone(
+    setup: tuple[RunningServer, str, RemoteRoom],
+) -> None:
+    """NUL is valid JSON and other servers may send it, but it cannot be
+    stored: that event is refused, the rest of the transaction goes through."""
+    hs, token, room = setup
+    bob = room.user("bob")
+    nul = room.message("before\u0000after", add=False)
+    good = room.message("fine")
+    typing = {
+        "edu_type": "m.typing",
+        "content": {"room_id": room.room_id, "user_id": bob, "typing": True, "x": "\u0000"},
+    }
+    status, body = await room.send([nul, good], edus=[typing])
+    assert status == 200, body
+    assert body["pdus"][good.event_id] == {}
+    assert "NUL" in body["pdus"][nul.event_id]["error"]
+    events = await timeline(hs, token, room.room_id)
+    assert bodies(events)[-1] == (bob, "fine")
+    assert nul.event_id not in [e["event_id"] for e in events]
