@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +16,16 @@ from tests.interop.matrix_client import MatrixClient, register
 
 
 @pytest.fixture
-async def drill_postgres(tmp_path: Path) -> AsyncIterator[DrillPostgres]:
-    postgres = DrillPostgres(tmp_path / "postgres")
+def drill_dir() -> Iterator[Path]:
+    """A directory of the drill's own, outside pytest's base temp directory:
+    other pytest sessions on the machine prune that one while a drill runs."""
+    with tempfile.TemporaryDirectory(prefix="hs-drill-") as directory:
+        yield Path(directory)
+
+
+@pytest.fixture
+async def drill_postgres(drill_dir: Path) -> AsyncIterator[DrillPostgres]:
+    postgres = DrillPostgres(drill_dir / "postgres")
     await asyncio.to_thread(postgres.start)
     yield postgres
     await asyncio.to_thread(postgres.cleanup)
@@ -24,14 +33,14 @@ async def drill_postgres(tmp_path: Path) -> AsyncIterator[DrillPostgres]:
 
 @pytest.fixture
 async def homeserver_process(
-    drill_postgres: DrillPostgres, tmp_path: Path
+    drill_postgres: DrillPostgres, drill_dir: Path
 ) -> AsyncIterator[Callable[..., Awaitable[HomeserverProcess]]]:
     """Start our server as a process on a fresh database of the drill's PostgreSQL."""
     started: list[HomeserverProcess] = []
 
     async def start(name: str = "hs", **overrides: Any) -> HomeserverProcess:
         dsn = await asyncio.to_thread(drill_postgres.create_database, name)
-        process = HomeserverProcess(tmp_path / name, dsn, **overrides)
+        process = HomeserverProcess(drill_dir / name, dsn, **overrides)
         started.append(process)
         await process.start()
         return process
