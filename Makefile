@@ -13,7 +13,7 @@ SYNAPSE_VENV := .venv-synapse
 SYNAPSE_VERSION := 1.142.0
 SYNAPSE_STAMP := $(SYNAPSE_VENV)/.installed-$(SYNAPSE_VERSION)
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench clean drills
 
 run: $(STAMP) $(CONFIG)
 	$(PY) -m homeserver run --config $(CONFIG)
@@ -21,6 +21,11 @@ run: $(STAMP) $(CONFIG)
 test: $(STAMP) $(JS_STAMP)
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest
+
+# The fault drills (tests/drills): a fuzzer over the spec's client-server API,
+# kill -9 and a PostgreSQL restart under load, a Synapse peer down for minutes.
+drills: $(STAMP)
+	$(PY) -m pytest tests/drills -m drills -p no:cacheprovider
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -1,6 +1,8 @@
 """Per-destination backoff: a server that stops answering is retried later and
 later (exponentially), so that one dead server costs little; a good answer
-resets it. Kept in PostgreSQL so that restarts remember, cached in memory so
+resets it. During the first hour of an outage the waits stay short: a server
+that went away recently is most likely restarting or being upgraded, and it
+should be caught up within a minute of its return, not an hour later. Kept in PostgreSQL so that restarts remember, cached in memory so
 that the check costs no query on the hot path."""
 
 from __future__ import annotations
@@ -14,6 +16,9 @@ from storage.destinations import DestinationRetry, DestinationStore
 MIN_RETRY_INTERVAL_MS = 30_000
 MAX_RETRY_INTERVAL_MS = 24 * 3600 * 1000
 RETRY_MULTIPLIER = 2
+# While an outage is younger than this, the wait is at most RECENT_OUTAGE_MAX_INTERVAL_MS.
+RECENT_OUTAGE_MS = 3600 * 1000
+RECENT_OUTAGE_MAX_INTERVAL_MS = 45_000
 
 
 class Backoff:
@@ -56,6 +61,8 @@ class Backoff:
             failure_ts = retry.failure_ts if retry.failure_ts is not None else now
         # Jitter, so that servers that went down together are not retried together.
         interval = min(int(interval * random.uniform(0.9, 1.1)), self._max)
+        if now - failure_ts < RECENT_OUTAGE_MS:
+            interval = min(interval, max(self._min, RECENT_OUTAGE_MAX_INTERVAL_MS))
         new = DestinationRetry(destination, failure_ts, now, interval)
         self._known[destination] = new
         await self._store.set(new)

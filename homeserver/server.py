@@ -4,6 +4,7 @@ apps, and owns start-up and shutdown. Nothing else constructs services."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import ssl
 from pathlib import Path
@@ -27,6 +28,7 @@ from federation.api_threepid import FederationThreepidApi
 from federation.auth import RequestVerifier, sign_request
 from federation.backfill import FederationBackfill
 from federation.backoff import Backoff
+from federation.catch_up_on_start import CatchUpOnStart
 from federation.discovery import DnsSrv, HttpWellKnown, ServerResolver
 from federation.e2e_remote import FederationRemoteKeys
 from federation.edu_registry import EduRegistry
@@ -902,19 +904,18 @@ class HomeServer:
         EphemeralEdus(self.typing, self.receipts, self.presence, reads, read_store).register(
             self.edu_registry
         )
-        receiver = TransactionReceiver(
-            InboundTransactionStore(pool),
-            PduProcessor(
-                self.event_store,
-                reads,
-                read_store,
-                self.pipeline,
-                self.key_ring,
-                RemoteEvents(self.federation_client, self.key_ring),
-                server_name=config.server_name,
-            ),
-            self.edu_registry,
+        pdus = PduProcessor(
+            self.event_store,
+            reads,
+            read_store,
+            self.pipeline,
+            self.key_ring,
+            RemoteEvents(self.federation_client, self.key_ring),
+            server_name=config.server_name,
         )
+        receiver = TransactionReceiver(InboundTransactionStore(pool), pdus, self.edu_registry)
+        if config.federation_sender_enabled:
+            self._catch_up_on_start(app, read_store, pdus)
         FederationRouter(app, RequestVerifier(self.key_ring, config.server_name)).mount(
             FederationSendApi(receiver),
             FederationVersionApi(),
@@ -962,6 +963,27 @@ class HomeServer:
         )
         host, port = parse_listen(config.federation_listen)
         return await self._serve(app, host, port, tls)
+
+    def _catch_up_on_start(
+        self, app: web.Application, read_store: FederationReadStore, pdus: PduProcessor
+    ) -> None:
+        """Ask the other servers of shared rooms for what they sent while we
+        were down, in the background; cancelled first when the app stops."""
+        catch_up = CatchUpOnStart(
+            server_name=self.config.server_name,
+            client=self.federation_client,
+            read_store=read_store,
+            events=self.event_store,
+            pdus=pdus,
+        )
+        task = asyncio.create_task(catch_up.run())
+
+        async def cancel(_: web.Application) -> None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+        app.on_cleanup.insert(0, cancel)
 
     async def _start_federation_sender(
         self, app: web.Application, pool: asyncpg.Pool, backoff: Backoff

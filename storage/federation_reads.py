@@ -103,3 +103,21 @@ class FederationReadStore:
             room_id,
         )
         return [(r["event_id"], r["depth"]) for r in rows]
+
+    async def rooms_shared_with_others(self, server_name: str) -> dict[str, list[str]]:
+        """The rooms `server_name` has a joined member in, each with the other
+        servers that have joined members there (one query)."""
+        rows = await self._pool.fetch(
+            """WITH joined AS (
+                   SELECT DISTINCT room_id,
+                          substring(state_key FROM position(':' IN state_key) + 1) AS server
+                   FROM current_state
+                   WHERE type = 'm.room.member' AND membership = 'join')
+               SELECT room_id, array_agg(server ORDER BY server) AS servers
+               FROM joined
+               WHERE server <> $1
+                 AND room_id IN (SELECT room_id FROM joined WHERE server = $1)
+               GROUP BY room_id""",
+            server_name,
+        )
+        return {r["room_id"]: list(r["servers"]) for r in rows}

@@ -840,10 +840,17 @@ class EventPipeline:
         if not events:
             return {}
         room_id = events[0].room_id
+        # Where the room id names the create event, no event lists it among
+        # its auth events, yet every check needs it.
+        create = ["$" + room_id[1:]] if events[0].room_version.room_id_from_create_event else []
         refused: dict[str, str] = {}
         async with self._lock(room_id), self._events.room_writer(room_id) as writer:
             stored = await writer.get_events(
-                {*(e.event_id for e in events), *(a for e in events for a in e.auth_event_ids)}
+                {
+                    *(e.event_id for e in events),
+                    *(a for e in events for a in e.auth_event_ids),
+                    *create,
+                }
             )
             accepted = {i: s.event for i, s in stored.items() if s.rejected_reason is None}
             fresh: list[Event] = []

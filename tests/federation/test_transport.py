@@ -212,13 +212,13 @@ async def test_failing_destinations_are_backed_off(
         with pytest.raises(FederationError) as caught:
             await client.get_json("127.0.0.1:1", "/_matrix/federation/v1/version")
         assert "backing off" in str(caught.value)
-        # ...and a second failure doubles the wait.
+        # ...and a second failure waits longer (doubled, at most 45 s early in an outage).
         with pytest.raises(FederationError):
             await client.get_json(
                 "127.0.0.1:1", "/_matrix/federation/v1/version", ignore_backoff=True
             )
         again = await store.get("127.0.0.1:1")
-        assert again is not None and again.retry_interval_ms > row.retry_interval_ms * 1.5
+        assert again is not None and again.retry_interval_ms > row.retry_interval_ms
 
         # A server that answers is no longer backed off.
         await Backoff(store).failed(remote.server_name)
