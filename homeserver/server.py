@@ -1,5 +1,8 @@
 """The composition root: builds every service from the config, mounts the HTTP
-apps, and owns start-up and shutdown. Nothing else constructs services."""
+apps, and owns start-up and shutdown. Nothing else constructs services.
+
+Long on purpose: it is the composition root, where every service is built
+and wired explicitly, once (docs/architecture.md)."""
 
 from __future__ import annotations
 

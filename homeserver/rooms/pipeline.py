@@ -1,5 +1,9 @@
 """The one way in for new local events.
 
+(Long on purpose: every path that stores an event or moves a room's current
+state goes through this one module, so that no path can differ in how it
+authorises, resolves forks or persists.)
+
 build -> auth against the room's current state -> sign -> compute the state
 snapshot -> persist in one transaction -> advance the stream -> wake waiters.
 Events of one room are serialised by an asyncio lock in this process and a
