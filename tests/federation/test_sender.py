@@ -82,6 +82,15 @@ async def wait_until(check: Callable[[], bool], timeout_s: float = 15.0) -> None
         await asyncio.sleep(0.05)
 
 
+async def wait_until_emptied(hs: RunningServer, outbox: str) -> None:
+    """An outbox row is deleted once the remote has answered the transaction
+    that carried it, a moment after the remote's inbox recorded it."""
+    deadline = time.monotonic() + 15
+    while await hs.pool.fetchval(f"SELECT count(*) FROM {outbox}"):
+        assert time.monotonic() < deadline, f"{outbox} was never emptied"
+        await asyncio.sleep(0.05)
+
+
 @attrs.define
 class Local:
     user_id: str
@@ -399,12 +408,7 @@ async def test_to_device_messages_arrive_once_in_order_and_at_most_100_edus_a_tr
     assert all(e["sender"] == alice.user_id and e["type"] == "m.test" for e in edus)
     assert len({e["message_id"] for e in edus}) == 150
     assert all(len(t["edus"]) <= 100 for t in inbox.transactions)
-    # The outbox is emptied once the remote has answered the last
-    # transaction, a moment after the inbox recorded it.
-    deadline = time.monotonic() + 15
-    while await hs.pool.fetchval("SELECT count(*) FROM to_device_outbox"):
-        assert time.monotonic() < deadline, "the outbox was never emptied"
-        await asyncio.sleep(0.05)
+    await wait_until_emptied(hs, "to_device_outbox")
 
     # After a restart nothing is sent again: the next transaction holds only
     # what is new.
@@ -440,7 +444,7 @@ async def test_to_device_messages_wait_for_a_remote_that_is_down(
     assert [e["messages"] for e in inbox.edus("m.direct_to_device")] == [
         {bob: {"D": {"secret": 1}}}
     ]
-    assert await hs.pool.fetchval("SELECT count(*) FROM to_device_outbox") == 0
+    await wait_until_emptied(hs, "to_device_outbox")
 
 
 @pytest.mark.parametrize("membership", ["leave", "ban"])
@@ -528,7 +532,7 @@ async def test_device_list_and_signing_key_updates(
             "self_signing_key": body["self_signing_key"],
         }
     ]
-    assert await hs.pool.fetchval("SELECT count(*) FROM federation_edu_outbox") == 0
+    await wait_until_emptied(hs, "federation_edu_outbox")
 
 
 async def test_a_remote_refusing_connections_is_backed_off_then_caught_up(
