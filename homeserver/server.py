@@ -168,6 +168,7 @@ from homeserver.to_device import ToDeviceService
 from homeserver.turn import TurnService
 from homeserver.uia import UiaService
 from homeserver.user_directory import UserDirectory
+from homeserver.web.browser_sessions import BrowserSessions
 from storage.account_data import AccountDataStore
 from storage.admin_audit import AuditStore
 from storage.admin_media import AdminMediaStore
@@ -175,6 +176,7 @@ from storage.admin_reports import AdminReportStore
 from storage.admin_rooms import AdminRoomStore
 from storage.admin_tokens import AdminTokenStore
 from storage.admin_users import AdminUserStore
+from storage.browser_sessions import BrowserSessionStore
 from storage.database import EmbeddedPostgres, create_pool, migrate
 from storage.destinations import DestinationStore
 from storage.device_lists import DeviceListStore
@@ -594,6 +596,12 @@ class HomeServer:
             federation_port=fed_port,
             public_baseurl=config.public_baseurl,
             federation_public_address=config.federation_public_address,
+        )
+        # One signed-in browser across the server's web pages (OAuth 2.0,
+        # single sign-on, the account page); see homeserver/web.
+        self.browser_sessions = BrowserSessions(
+            BrowserSessionStore(pool),
+            secure_cookie=addresses.client_base_url.startswith("https:"),
         )
         router.mount(
             DiscoveryApi(

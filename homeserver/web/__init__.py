@@ -1,0 +1,1 @@
+"""The server's own web pages, for people in a browser rather than clients."""
