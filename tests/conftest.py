@@ -8,6 +8,7 @@ each other's data.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
 import tempfile
@@ -54,8 +55,24 @@ def postgres() -> Iterator[PostgresServer]:
         return
     with tempfile.TemporaryDirectory(prefix="hs-pg-") as tmp:
         embedded = EmbeddedPostgres(Path(tmp) / "pgdata")
-        yield PostgresServer(embedded.start())
+        dsn = embedded.start()
+        asyncio.run(_skip_durability(dsn))
+        yield PostgresServer(dsn)
         embedded.stop()
+
+
+async def _skip_durability(dsn: str) -> None:
+    """The throw-away test server need not survive a power cut: without
+    fsync, each test's CREATE DATABASE and every commit skip the disk flushes
+    that dominate a test's setup. (Crash-safety itself is what the drills
+    test, with their own PostgreSQL.)"""
+    conn = await asyncpg.connect(dsn)
+    try:
+        for setting in ("fsync", "synchronous_commit", "full_page_writes"):
+            await conn.execute(f"ALTER SYSTEM SET {setting} = off")
+        await conn.execute("SELECT pg_reload_conf()")
+    finally:
+        await conn.close()
 
 
 @pytest.fixture(scope="session")
