@@ -73,15 +73,20 @@ async def test_user_outside_the_filter_is_refused(ldap_hs):
     assert not await exists(ldap_hs, "@carol:localhost")
 
 
-@pytest.mark.parametrize(
-    "username",
-    ["*", ")(uid=*", "alice)(|(uid=*", "admin)(|(uid=*", "alice\x00", "al*", "a*e", "\\2a"],
-)
-async def test_filter_injection_in_the_user_name_is_refused(ldap_hs, username):
+async def test_filter_injection_in_the_user_name_is_refused(ldap_hs):
     before = await account_count(ldap_hs)
-    status, body = await login(ldap_hs, username, "alice-pw")
-    assert status in (400, 403), body
-    assert body["errcode"] in ("M_FORBIDDEN", "M_INVALID_USERNAME", "M_BAD_JSON")
+    for username in [
+        "*",
+        ")(uid=*",
+        "alice)(|(uid=*",
+        "admin)(|(uid=*",
+        "alice\x00",
+        "al*",
+        "\\2a",
+    ]:
+        status, body = await login(ldap_hs, username, "alice-pw")
+        assert status in (400, 403), (username, body)
+        assert body["errcode"] in ("M_FORBIDDEN", "M_INVALID_USERNAME"), (username, body)
     assert await account_count(ldap_hs) == before
 
 

@@ -58,14 +58,9 @@ class LdapDirectory:
             validate=ssl.CERT_REQUIRED if config.tls_verify else ssl.CERT_NONE,
             version=ssl.PROTOCOL_TLS_CLIENT,
         )
-        servers = [
-            ldap3.Server(uri, get_info=ldap3.NONE, tls=tls, connect_timeout=config.connect_timeout)
-            for uri in config.uri
-        ]
-        # FIRST with one round: the first server that answers, in the order configured.
-        self._pool = ldap3.ServerPool(servers, ldap3.FIRST, active=1, exhaust=False)
-        # Open, StartTLS, two binds and a search, each bounded by ldap3's timeouts.
-        self._deadline = config.connect_timeout * len(servers) + 4 * config.timeout
+        self._tls = tls
+        # Each connection may try every server; then StartTLS, binds and a search.
+        self._deadline = 2 * config.connect_timeout * len(config.uri) + 4 * config.timeout
 
     async def authenticate(self, localpart: str, password: str) -> DirectoryUser | None:
         """The user's entry if `password` binds as them (and they pass `user_filter`).
@@ -110,23 +105,47 @@ class LdapDirectory:
 
         Not ldap3's own `with`, which binds on entering and raises on a wrong password.
         """
-        conn = ldap3.Connection(
-            self._pool,
-            user=user,
-            password=password,
-            auto_bind=ldap3.AUTO_BIND_NONE,
-            read_only=True,
-            raise_exceptions=False,
-            receive_timeout=self._config.timeout,
-        )
+        conn = self._open(user, password)
         try:
-            conn.open()
             if self._config.start_tls and not conn.server.ssl and not conn.start_tls():
                 raise DirectoryUnavailable(f"StartTLS refused: {conn.result}")
             yield conn
         finally:
             with contextlib.suppress(LDAPException):
                 conn.unbind()
+
+    def _open(self, user: str | None, password: str | None) -> ldap3.Connection:
+        """A connection to the first configured server that accepts one.
+
+        Failover is done here, in order, rather than by ldap3's ServerPool,
+        which sleeps ten seconds between rounds when every server is down; and
+        with a fresh ldap3.Server each time, since one remembers an address
+        that failed as unusable long after the directory is back.
+        """
+        failure: LDAPException | None = None
+        for uri in self._config.uri:
+            server = ldap3.Server(
+                uri,
+                get_info=ldap3.NONE,
+                tls=self._tls,
+                connect_timeout=self._config.connect_timeout,
+            )
+            conn = ldap3.Connection(
+                server,
+                user=user,
+                password=password,
+                auto_bind=ldap3.AUTO_BIND_NONE,
+                read_only=True,
+                raise_exceptions=False,
+                receive_timeout=self._config.timeout,
+            )
+            try:
+                conn.open()
+                return conn
+            except LDAPException as e:
+                logger.warning("LDAP: cannot reach %s: %s", server, e)
+                failure = e
+        raise DirectoryUnavailable(f"no directory server answers: {failure}")
 
     def _bind(self, conn: ldap3.Connection, *, user: bool) -> bool:
         if conn.bind():
