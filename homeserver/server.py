@@ -631,6 +631,7 @@ class HomeServer:
                 federation_address=addresses.federation_address,
                 default_room_version=config.default_room_version,
                 rtc_foci=config.rtc_foci,
+                change_password=config.ldap is None or config.ldap.local_passwords_enabled,
             ),
             SessionApi(
                 server_name=config.server_name,

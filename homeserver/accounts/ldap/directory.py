@@ -1,8 +1,10 @@
 """Talking to the LDAP / Active Directory server: is this the user's password?
 
-ldap3 is synchronous, so each sign-in runs in a worker thread, bounded twice:
-ldap3's own connect and receive timeouts, and an overall deadline here, so a
-directory that hangs never holds up the event loop or a request for long.
+ldap3 is synchronous, so each sign-in runs in a worker thread of its own
+small pool (a hanging directory must not use up the threads that bcrypt and
+others share), bounded twice: ldap3's own connect and receive timeouts, and
+an overall deadline here, so a directory that hangs never holds up the event
+loop or a request for long.
 
 Everything typed by the user is escaped with ldap3's own helpers before it
 goes into a filter (`escape_filter_chars`) or a DN (`escape_rdn`), and only a
@@ -18,6 +20,7 @@ import contextlib
 import logging
 import ssl
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import attrs
@@ -33,6 +36,8 @@ logger = logging.getLogger(__name__)
 # Bind and search results that mean "the directory cannot answer now" rather
 # than "no": busy, unavailable, unwilling, time or admin limit, other.
 _UNAVAILABLE_RESULTS = {3, 11, 51, 52, 53, 80}
+# Sign-ins talking to the directory at once; more wait (within their deadline).
+_THREADS = 8
 
 
 class DirectoryUnavailable(Exception):
@@ -59,6 +64,7 @@ class LdapDirectory:
             version=ssl.PROTOCOL_TLS_CLIENT,
         )
         self._tls = tls
+        self._threads = ThreadPoolExecutor(_THREADS, thread_name_prefix="ldap")
         # Each connection may try every server; then StartTLS, binds and a search.
         self._deadline = 2 * config.connect_timeout * len(config.uri) + 4 * config.timeout
 
@@ -71,8 +77,10 @@ class LdapDirectory:
         if not password:
             return None
         try:
+            loop = asyncio.get_running_loop()
             return await asyncio.wait_for(
-                asyncio.to_thread(self._authenticate, localpart, password), self._deadline
+                loop.run_in_executor(self._threads, self._authenticate, localpart, password),
+                self._deadline,
             )
         except TimeoutError:
             logger.warning("LDAP: no answer within %.0f s", self._deadline)
