@@ -309,6 +309,9 @@ class LdapConfig:
             raise ConfigError("ldap.base: the DN under which users are searched")
         if (self.bind_dn is None) != (self.bind_password is None):
             raise ConfigError("ldap.bind_dn and ldap.bind_password go together")
+        if self.bind_password == "":
+            # An empty password makes the bind anonymous (RFC 4513 5.1.2).
+            raise ConfigError("ldap.bind_password: empty; leave both out for anonymous search")
         if self.bind_template is not None and "{localpart}" not in self.bind_template:
             raise ConfigError("ldap.bind_template: must contain {localpart}")
         if self.bind_template is not None and self.bind_dn is not None:

@@ -60,7 +60,9 @@ class PasswordChecker:
         User ids are matched exactly first and then in lower case, because
         people type their user name with capitals that the server folded away.
         A directory that cannot be asked is a 503 unless a local password
-        matched: never a sign-in without a verified password.
+        matched: never a sign-in without a verified password. (Synapse's
+        ldap3 provider answers 403 then; a 503 tells the person to try again
+        rather than to doubt a password that may be right.)
         """
         if not isinstance(password, str):
             raise bad_json("'password' must be a string")

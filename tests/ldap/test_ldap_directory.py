@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from homeserver.accounts.ldap.directory import LdapDirectory
+from homeserver.accounts.ldap.directory import DirectoryUnavailable, LdapDirectory
 from homeserver.config import ConfigError
 from tests.conftest import make_config
 from tests.fake_identity_server import CaFiles
@@ -22,7 +22,7 @@ from tests.ldap.test_ldap_sign_in import account_count, login
 def directory(slapd: Slapd, tmp_path: Path, **overrides: Any) -> LdapDirectory:
     config = make_config("postgresql://unused", tmp_path, ldap=ldap_config(slapd, **overrides))
     assert config.ldap is not None
-    return LdapDirectory(config.ldap, None)
+    return LdapDirectory(config.ldap, config.ldap.tls_ca_file)
 
 
 @pytest.fixture
@@ -107,6 +107,23 @@ async def test_an_untrusted_certificate_is_never_a_sign_in(server_factory, slapd
         assert await account_count(hs) == before
 
 
+async def test_tls_checks_the_host_name(slapd, ldap_ca: CaFiles, tmp_path):
+    """The certificate names 127.0.0.1 only: reaching it as localhost is refused
+    (unless checking is off, for test directories)."""
+    localhost = f"ldaps://localhost:{slapd.ldaps_port}"
+    ca = str(ldap_ca.ca_file)
+    checked = directory(slapd, tmp_path, uri=[localhost], tls_ca_file=ca)
+    with pytest.raises(DirectoryUnavailable):
+        await checked.authenticate("alice", "alice-pw")
+    starttls = directory(
+        slapd, tmp_path, uri=[f"ldap://localhost:{slapd.port}"], start_tls=True, tls_ca_file=ca
+    )
+    with pytest.raises(DirectoryUnavailable):
+        await starttls.authenticate("alice", "alice-pw")
+    unchecked = directory(slapd, tmp_path, uri=[localhost], tls_verify=False)
+    assert await unchecked.authenticate("alice", "alice-pw") is not None
+
+
 async def test_filter_and_dn_input_is_escaped(slapd, tmp_path):
     """Below the localpart check of /login: the directory layer itself escapes."""
     search = directory(slapd, tmp_path, user_filter=None)
@@ -134,6 +151,7 @@ async def test_filter_and_dn_input_is_escaped(slapd, tmp_path):
         ({"uri": ["http://x"], "base": "dc=x"}, "ldap.uri"),
         ({"uri": ["ldap://x"]}, "ldap.base"),
         ({"uri": ["ldap://x"], "base": "dc=x", "bind_dn": "cn=a"}, "bind_password"),
+        ({"uri": ["ldap://x"], "base": "dc=x", "bind_dn": "cn=a", "bind_password": ""}, "empty"),
         ({"uri": ["ldap://x"], "base": "dc=x", "bind_template": "uid=x"}, "{localpart}"),
         ({"uri": ["ldap://x"], "base": "dc=x", "user_filter": "a=b"}, "user_filter"),
         ({"uri": ["ldap://x"], "base": "dc=x", "tls_ca_file": "nope.pem"}, "tls_ca_file"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -53,6 +54,15 @@ async def test_first_sign_in_creates_the_account_with_the_directory_name(ldap_hs
     for token in (body["access_token"], again["access_token"]):
         status, who = await ldap_hs.request("GET", f"{V3}/account/whoami", token=token)
         assert status == 200 and who["user_id"] == "@alice:localhost"
+
+
+async def test_simultaneous_first_sign_ins_make_one_account(ldap_hs):
+    results = await asyncio.gather(*(login(ldap_hs, "bob", "bob-pw") for _ in range(4)))
+    assert {(status, body.get("user_id")) for status, body in results} == {(200, "@bob:localhost")}
+    count = await ldap_hs.pool.fetchval(
+        "SELECT count(*) FROM users WHERE user_id = '@bob:localhost'"
+    )
+    assert count == 1
 
 
 async def test_wrong_password_is_refused_and_creates_nothing(ldap_hs):
