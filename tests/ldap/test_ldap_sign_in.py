@@ -47,6 +47,10 @@ async def test_first_sign_in_creates_the_account_with_the_directory_name(ldap_hs
     assert body["user_id"] == "@alice:localhost"
     status, profile = await ldap_hs.request("GET", f"{V3}/profile/@alice:localhost")
     assert status == 200 and profile["displayname"] == "Alice Liddell"
+    row = await ldap_hs.pool.fetchrow(
+        "SELECT * FROM ldap_users WHERE user_id = $1", body["user_id"]
+    )
+    assert row["dn"] == f"uid=alice,{PEOPLE}" and row["email"] == "alice@example.org"
     # The second sign-in opens the same account, and both sessions work.
     status, again = await login(ldap_hs, "@Alice:localhost", "alice-pw")
     assert status == 200 and again["user_id"] == "@alice:localhost"

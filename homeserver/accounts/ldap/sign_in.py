@@ -56,6 +56,8 @@ class LdapSignIn:
             return None
         localpart = parts[0].lower()
         if not is_valid_localpart(localpart):
+            # Never sent to the directory: filter syntax or worse (logged).
+            logger.warning("LDAP: refused user name %r: not a valid localpart", localpart)
             return None
         entry = await self._directory.authenticate(localpart, password)
         if entry is None:
