@@ -224,3 +224,20 @@ async def test_no_password_changes_when_local_passwords_are_off(server_factory, 
     assert (status, body["errcode"]) == (403, "M_FORBIDDEN")
     status, body = await hs.request("GET", f"{V3}/capabilities", token=token)
     assert body["capabilities"]["m.change_password"] == {"enabled": False}
+
+
+async def test_a_deactivated_directory_account_stays_closed(ldap_hs):
+    status, body = await login(ldap_hs, "bob", "bob-pw")
+    auth = {
+        "type": "m.login.password",
+        "identifier": {"type": "m.id.user", "user": "bob"},
+        "password": "bob-pw",
+    }
+    status, _ = await ldap_hs.request(
+        "POST", f"{V3}/account/deactivate", token=body["access_token"], json={"auth": auth}
+    )
+    assert status == 200
+    before = await account_count(ldap_hs)
+    status, body = await login(ldap_hs, "bob", "bob-pw")
+    assert (status, body["errcode"]) == (403, "M_USER_DEACTIVATED")
+    assert await account_count(ldap_hs) == before
