@@ -12,13 +12,17 @@ JS_STAMP := $(JS_DIR)/node_modules/.installed
 SYNAPSE_VENV := .venv-synapse
 SYNAPSE_VERSION := 1.142.0
 SYNAPSE_STAMP := $(SYNAPSE_VENV)/.installed-$(SYNAPSE_VERSION)
+# Debian's slapd for the LDAP tests (tests/ldap start their own throw-away
+# directory from it); installed by `make test` when run as root on Debian,
+# otherwise those tests are skipped with a message saying so.
+SLAPD := /usr/sbin/slapd
 
 .PHONY: run test lint bench clean drills
 
 run: $(STAMP) $(CONFIG)
 	$(PY) -m homeserver run --config $(CONFIG)
 
-test: $(STAMP) $(JS_STAMP)
+test: $(STAMP) $(JS_STAMP) $(SLAPD)
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest
 
@@ -45,6 +49,15 @@ $(STAMP): pyproject.toml
 $(JS_STAMP): $(JS_DIR)/package.json $(JS_DIR)/package-lock.json
 	cd $(JS_DIR) && npm ci --no-audit --no-fund
 	touch $(JS_STAMP)
+
+$(SLAPD):
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get install -y -q --no-install-recommends slapd ldap-utils \
+		|| { apt-get update -q && apt-get install -y -q --no-install-recommends slapd ldap-utils; }; \
+	else \
+		echo "slapd is not installed: the LDAP tests will be skipped (apt-get install slapd ldap-utils)"; \
+	fi
 
 $(SYNAPSE_STAMP):
 	$(PYTHON) -m venv $(SYNAPSE_VENV)

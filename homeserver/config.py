@@ -260,6 +260,71 @@ class RequestLimits:
 
 
 @attrs.frozen
+class LdapAttributes:
+    """Which directory attributes hold the user name, display name and email."""
+
+    # Compared with the login's localpart; OpenLDAP: uid, Active Directory: sAMAccountName.
+    uid: str = "uid"
+    name: str = "cn"
+    mail: str = "mail"
+
+
+@attrs.frozen
+class LdapConfig:
+    """Sign-in against LDAP / Active Directory (homeserver/accounts/ldap.py)."""
+
+    # One or more ldap:// or ldaps:// servers, tried in order (failover).
+    uri: list[str] = attrs.Factory(list)
+    # Upgrade ldap:// connections with StartTLS before any password is sent.
+    start_tls: bool = False
+    # CA bundle the directory's certificate must chain to (None: the system's).
+    tls_ca_file: str | None = None
+    # Check the directory's certificate and host name; only for test directories.
+    tls_verify: bool = True
+    # Where users are searched for.
+    base: str = ""
+    # Search-then-bind: the service account that searches (None: anonymous search).
+    bind_dn: str | None = None
+    bind_password: str | None = None
+    # Direct bind: the user's DN (or AD's user@domain) with {localpart} filled in.
+    bind_template: str | None = None
+    # An extra filter the user's entry must match, e.g. "(memberOf=cn=chat,ou=groups,...)".
+    user_filter: str | None = None
+    attributes: LdapAttributes = LdapAttributes()
+    # Create the Matrix account at the first successful sign-in.
+    create_users: bool = True
+    # false: only the directory's passwords sign in; local password hashes are refused.
+    local_passwords_enabled: bool = True
+    # Whole seconds to connect, and to wait for each answer from the directory.
+    connect_timeout: int = 5
+    timeout: int = 10
+
+    def validate(self) -> None:
+        if not self.uri:
+            raise ConfigError("ldap.uri: at least one ldap:// or ldaps:// URI")
+        for uri in self.uri:
+            if not uri.lower().startswith(("ldap://", "ldaps://")):
+                raise ConfigError(f"ldap.uri: expected ldap:// or ldaps://, got {uri!r}")
+        if not self.base:
+            raise ConfigError("ldap.base: the DN under which users are searched")
+        if (self.bind_dn is None) != (self.bind_password is None):
+            raise ConfigError("ldap.bind_dn and ldap.bind_password go together")
+        if self.bind_password == "":
+            # An empty password makes the bind anonymous (RFC 4513 5.1.2).
+            raise ConfigError("ldap.bind_password: empty; leave both out for anonymous search")
+        if self.bind_template is not None and "{localpart}" not in self.bind_template:
+            raise ConfigError("ldap.bind_template: must contain {localpart}")
+        if self.bind_template is not None and self.bind_dn is not None:
+            raise ConfigError("ldap: bind_template (direct bind) or bind_dn (search), not both")
+        if self.user_filter is not None and not (
+            self.user_filter.startswith("(") and self.user_filter.endswith(")")
+        ):
+            raise ConfigError("ldap.user_filter: expected a filter in parentheses")
+        if self.connect_timeout <= 0 or self.timeout <= 0:
+            raise ConfigError("ldap.connect_timeout and ldap.timeout: positive seconds")
+
+
+@attrs.frozen
 class Config:
     server_name: str
     # Relative to the directory of the config file.
@@ -319,6 +384,8 @@ class Config:
     outbound_tls_ca_file: str | None = None
     # Check no certificates on that outbound HTTPS. For test harnesses only.
     outbound_tls_insecure: bool = False
+    # LDAP / Active Directory sign-in (None: local passwords only).
+    ldap: LdapConfig | None = None
 
     def path(self, name: str) -> Path:
         """A path from the config, relative paths taken from the data directory."""
@@ -355,6 +422,10 @@ class Config:
         self.request_limits.validate()
         self.http.validate()
         self._validate_federation()
+        if self.ldap is not None:
+            self.ldap.validate()
+            if self.ldap.tls_ca_file is not None and not self.path(self.ldap.tls_ca_file).is_file():
+                raise ConfigError(f"ldap.tls_ca_file: no such file: {self.ldap.tls_ca_file!r}")
         ca_file = self.outbound_tls_ca_file
         if ca_file is not None and not self.path(ca_file).is_file():
             raise ConfigError(f"outbound_tls_ca_file: no such file: {ca_file!r}")

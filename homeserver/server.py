@@ -55,6 +55,8 @@ from federation.user_devices import UserDevices
 from homeserver.account_data import AccountDataService
 from homeserver.accounts.client_registration import ClientRegistration
 from homeserver.accounts.guests import GuestAccounts
+from homeserver.accounts.ldap.directory import LdapDirectory
+from homeserver.accounts.ldap.sign_in import LdapSignIn
 from homeserver.accounts.login import PasswordChecker
 from homeserver.accounts.passwords import PasswordHasher
 from homeserver.accounts.registration import AccountService
@@ -193,6 +195,7 @@ from storage.filters import FilterStore
 from storage.guests import GuestStore
 from storage.history import HistoryStore
 from storage.key_backup import KeyBackupStore
+from storage.ldap_users import LdapUserStore
 from storage.media import MediaStore
 from storage.openid import OpenIdStore
 from storage.presence import PresenceStore
@@ -323,6 +326,24 @@ class HomeServer:
             ),
         ]
 
+    def _ldap_sign_in(
+        self, pool: asyncpg.Pool, users: UserStore, accounts: AccountService
+    ) -> LdapSignIn | None:
+        """Passwords checked against LDAP / Active Directory, if `ldap` is configured."""
+        ldap = self.config.ldap
+        if ldap is None:
+            return None
+        ca_file = str(self.config.path(ldap.tls_ca_file)) if ldap.tls_ca_file else None
+        return LdapSignIn(
+            LdapDirectory(ldap, ca_file),
+            accounts,
+            users,
+            LdapUserStore(pool),
+            self.config.server_name,
+            create_users=ldap.create_users,
+            local_passwords_enabled=ldap.local_passwords_enabled,
+        )
+
     async def _build_client_app(self, pool: asyncpg.Pool) -> web.Application:
         config = self.config
         # Push gateways, identity servers and URL previews (outbound_tls_ca_file).
@@ -337,9 +358,9 @@ class HomeServer:
             refreshable_lifetime_ms=config.refreshable_access_token_lifetime_ms,
         )
         registration_tokens = RegistrationTokenStore(pool)
-        passwords = PasswordChecker(users, hasher)
-        uia = UiaService(UiaStore(pool), passwords, registration_tokens, config.server_name)
         accounts = AccountService(users, sessions, hasher, registration_tokens, config.server_name)
+        passwords = PasswordChecker(users, hasher, self._ldap_sign_in(pool, users, accounts))
+        uia = UiaService(UiaStore(pool), passwords, registration_tokens, config.server_name)
         limits = config.rate_limits
         limiters = {
             name: RateLimiter(getattr(limits, name), enabled=limits.enabled)
@@ -610,6 +631,7 @@ class HomeServer:
                 federation_address=addresses.federation_address,
                 default_room_version=config.default_room_version,
                 rtc_foci=config.rtc_foci,
+                change_password=config.ldap is None or config.ldap.local_passwords_enabled,
             ),
             SessionApi(
                 server_name=config.server_name,

@@ -78,12 +78,18 @@ class AccountService:
         admin: bool = False,
         registration_token: str | None = None,
         user_type: str | None = None,
+        displayname: str | None = None,
     ) -> None:
-        """Create the account with an already hashed password (or none)."""
+        """Create the account with an already hashed password (or none), its
+        display name `displayname` or else the localpart."""
         localpart = user_id[1:].partition(":")[0]
         try:
             await self._users.create_user(
-                user_id, password_hash, admin=admin, displayname=localpart, user_type=user_type
+                user_id,
+                password_hash,
+                admin=admin,
+                displayname=displayname or localpart,
+                user_type=user_type,
             )
         except UserExistsError:
             raise MatrixError(400, "M_USER_IN_USE", "User ID already taken") from None

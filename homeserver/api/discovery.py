@@ -26,6 +26,7 @@ class DiscoveryApi:
         federation_address: str,
         default_room_version: str,
         rtc_foci: list[dict[str, Any]] | None = None,
+        change_password: bool = True,
     ) -> None:
         self._server_name = server_name
         self._baseurl = public_baseurl
@@ -33,6 +34,9 @@ class DiscoveryApi:
         self._default_room_version = default_room_version
         # MatrixRTC (Element Call) backends, advertised as MSC4143 asks.
         self._rtc_foci = rtc_foci or []
+        # False when only the LDAP directory's passwords count (as Synapse
+        # without its local password database), so clients hide the form.
+        self._change_password = change_password
 
     @endpoint("GET", "/_matrix/client/versions", auth=False, prefixes=("",))
     async def versions(self, req: ClientRequest) -> dict[str, Any]:
@@ -53,7 +57,7 @@ class DiscoveryApi:
     async def capabilities(self, req: ClientRequest) -> dict[str, Any]:
         return {
             "capabilities": {
-                "m.change_password": {"enabled": True},
+                "m.change_password": {"enabled": self._change_password},
                 "m.room_versions": {
                     "default": self._default_room_version,
                     "available": {

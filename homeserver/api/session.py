@@ -170,6 +170,7 @@ class SessionApi:
         if not new_password:
             raise MatrixError(400, "M_WEAK_PASSWORD", "The new password must not be empty")
         logout_devices = opt_bool(body, "logout_devices", True)
+        await self._passwords.ensure_changeable(req.user.user_id)
         await self._uia.authenticate(
             body.get("auth"),
             [["m.login.password"]],
