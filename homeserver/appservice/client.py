@@ -131,13 +131,12 @@ class AppServiceClient:
             ) as resp:
                 text = (await resp.content.read(_PING_BODY_LIMIT)).decode("utf-8", "replace")
                 if not 200 <= resp.status < 300:
-                    raise MatrixError(
-                        502,
-                        "M_BAD_STATUS",
-                        f"Ping returned status {resp.status}",
-                        status=resp.status,
-                        body=text,
+                    error = MatrixError(
+                        502, "M_BAD_STATUS", f"Ping returned status {resp.status}", body=text
                     )
+                    # `status` is also MatrixError's own argument: set apart.
+                    error.extra["status"] = resp.status
+                    raise error
         except TimeoutError:
             raise MatrixError(
                 504, "M_CONNECTION_TIMEOUT", "Timed out waiting for the application service"
