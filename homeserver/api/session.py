@@ -230,13 +230,15 @@ class SessionApi:
         body = req.json()
         if "erase" in body and not isinstance(body["erase"], bool):
             raise bad_json("'erase' must be true or false")
-        await self._uia.authenticate(
-            body.get("auth"),
-            [["m.login.password"]],
-            method=req.method,
-            uri=req.path,
-            user_id=req.user.user_id,
-        )
+        # As Synapse: an appservice deactivates its users without UIA.
+        if req.user.app_service_id is None:
+            await self._uia.authenticate(
+                body.get("auth"),
+                [["m.login.password"]],
+                method=req.method,
+                uri=req.path,
+                user_id=req.user.user_id,
+            )
         # A named identity server would matter only for 3PIDs added to the
         # account, which this server never has (see api/threepids.py).
         opt_id_server(body)

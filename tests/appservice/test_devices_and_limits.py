@@ -67,13 +67,31 @@ async def test_users_still_need_uia_and_cannot_create_devices(bridge: Bridge) ->
     assert status == 401 and "flows" in body
 
 
-async def test_without_msc4190_an_appservice_cannot_create_devices(
+async def test_without_msc4190_devices_are_not_created_but_deleted(
     server_factory: Any, tmp_path: Path
 ) -> None:
     paths = write_registrations(tmp_path, registration(None, **{"io.element.msc4190": False}))
     hs = await server_factory(app_service_config_files=paths)
     status, err = await hs.request("PUT", f"{V3}/devices/NEW", token=AS_TOKEN, json={})
     assert (status, err["errcode"]) == (404, "M_NOT_FOUND")
+    # Deleting and deactivating need no UIA from any appservice (as in Synapse).
+    status, body = await hs.request(
+        "POST",
+        f"{V3}/register",
+        token=AS_TOKEN,
+        json={"type": "m.login.application_service", "username": "bridge_old"},
+    )
+    ghost = "user_id=%40bridge_old:localhost"
+    status, _ = await hs.request(
+        "DELETE", f"{V3}/devices/{body['device_id']}?{ghost}", token=AS_TOKEN, json={}
+    )
+    assert status == 200
+    status, _ = await hs.request("POST", f"{V3}/account/deactivate?{ghost}", token=AS_TOKEN)
+    assert status == 200
+    status, err = await hs.request(
+        "GET", "/_matrix/client/v3/profile/%40bridge_old:localhost", token=AS_TOKEN
+    )
+    assert status == 404
 
 
 async def test_rate_limited_false_is_never_limited(server_factory: Any, tmp_path: Path) -> None:
