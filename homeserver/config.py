@@ -386,6 +386,8 @@ class Config:
     outbound_tls_insecure: bool = False
     # LDAP / Active Directory sign-in (None: local passwords only).
     ldap: LdapConfig | None = None
+    # Application service (bridge, bot) registration YAML files; relative to data_dir.
+    app_service_config_files: list[str] = attrs.Factory(list)
 
     def path(self, name: str) -> Path:
         """A path from the config, relative paths taken from the data directory."""

@@ -80,6 +80,7 @@ from homeserver.api.admin.rooms import AdminRoomsApi
 from homeserver.api.admin.server import AdminServerApi
 from homeserver.api.admin.tokens import AdminTokensApi
 from homeserver.api.admin.users import AdminUsersApi, SharedSecretApi
+from homeserver.api.appservice import AppServiceApi
 from homeserver.api.completion import drain_writes
 from homeserver.api.devices import DevicesApi
 from homeserver.api.directory import DirectoryApi
@@ -102,11 +103,20 @@ from homeserver.api.search import SearchApi
 from homeserver.api.session import SessionApi
 from homeserver.api.sync import SyncApi
 from homeserver.api.tags import TagsApi
+from homeserver.api.thirdparty import ThirdPartyApi
 from homeserver.api.threepids import ThreepidOnBindApi, ThreepidsApi
 from homeserver.api.to_device import ToDeviceApi
 from homeserver.api.user_data import UserDataApi
 from homeserver.api.user_directory import UserDirectoryApi
-from homeserver.api.voip import ThirdPartyApi, VoipApi
+from homeserver.api.voip import VoipApi
+from homeserver.appservice.accounts import AppServiceAccounts
+from homeserver.appservice.aliases import AppServiceAliases
+from homeserver.appservice.auth import AppServiceAuth
+from homeserver.appservice.client import AppServiceClient
+from homeserver.appservice.directory import AppServiceDirectory
+from homeserver.appservice.ping import AppServicePing
+from homeserver.appservice.queries import AppServiceQueries
+from homeserver.appservice.registration import load_appservices
 from homeserver.config import Config, parse_listen
 from homeserver.devices_sync import DeviceListService
 from homeserver.e2e.backup import KeyBackupService
@@ -178,6 +188,7 @@ from storage.admin_reports import AdminReportStore
 from storage.admin_rooms import AdminRoomStore
 from storage.admin_tokens import AdminTokenStore
 from storage.admin_users import AdminUserStore
+from storage.appservice_directory import AppServiceDirectoryStore
 from storage.browser_sessions import BrowserSessionStore
 from storage.database import EmbeddedPostgres, create_pool, migrate
 from storage.destinations import DestinationStore
@@ -254,6 +265,10 @@ class HomeServer:
         self.client_port: int | None = None
         self.federation_port: int | None = None
         self.metrics_port: int | None = None
+        # Bridges and bots; a bad registration file stops start-up here.
+        self.appservices = load_appservices(
+            (config.path(p) for p in config.app_service_config_files), config.server_name
+        )
 
     async def start(self) -> None:
         config = self.config
@@ -358,9 +373,30 @@ class HomeServer:
             refreshable_lifetime_ms=config.refreshable_access_token_lifetime_ms,
         )
         registration_tokens = RegistrationTokenStore(pool)
-        accounts = AccountService(users, sessions, hasher, registration_tokens, config.server_name)
+        accounts = AccountService(
+            users,
+            sessions,
+            hasher,
+            registration_tokens,
+            config.server_name,
+            reserved=lambda user_id: self.appservices.exclusive_user_owner(user_id) is not None,
+        )
         passwords = PasswordChecker(users, hasher, self._ldap_sign_in(pool, users, accounts))
         uia = UiaService(UiaStore(pool), passwords, registration_tokens, config.server_name)
+        appservice_accounts = AppServiceAccounts(
+            self.appservices, accounts, sessions, users, server_name=config.server_name
+        )
+        await appservice_accounts.ensure_senders()
+        # Requests to the appservices: user and alias queries, lookups, pings.
+        appservice_client = AppServiceClient(ssl_context=self.outbound_ssl)
+
+        async def close_appservice_client(_: web.Application) -> None:
+            await appservice_client.close()
+
+        appservice_queries = AppServiceQueries(
+            self.appservices, appservice_client, users, server_name=config.server_name
+        )
+        appservice_aliases = AppServiceAliases(self.appservices, appservice_queries)
         limits = config.rate_limits
         limiters = {
             name: RateLimiter(getattr(limits, name), enabled=limits.enabled)
@@ -370,16 +406,26 @@ class HomeServer:
             middlewares=[matrix_middleware(self.metrics)],
             client_max_size=config.max_request_body_bytes,
         )
+        appservice_auth = AppServiceAuth(
+            self.appservices, users, SessionStore(pool), server_name=config.server_name
+        )
         router = Router(
             app,
-            Authenticator(sessions.authenticate),
+            Authenticator(
+                sessions.authenticate, appservice_auth.requester, appservice_auth.is_unlimited
+            ),
             limiters,
             AdminGate(users, AuditStore(pool)),
         )
         # Other servers' profiles, aliases and rooms, over the federation
         # client that comes with the federation listener.
         queries = FederationQueries(lambda: self.federation_client)
-        profiles = ProfileService(users, server_name=config.server_name, remote=queries)
+        profiles = ProfileService(
+            users,
+            server_name=config.server_name,
+            remote=queries,
+            unknown_user=appservice_queries.query_user,
+        )
         state = StateStore(pool)
         events = EventStore(pool, state)
         # Shared with the federation listener, which serves reads of the same rooms.
@@ -420,6 +466,7 @@ class HomeServer:
             restricted=self.restricted_joins,
             guest_access=guest_access,
             limits=config.request_limits,
+            appservice_aliases=appservice_aliases,
         )
         profiles.add_listener(MemberProfileUpdater(rooms).profile_changed)
 
@@ -427,6 +474,7 @@ class HomeServer:
             await rooms.stop()
 
         app.on_cleanup.append(stop_remote_invites)
+        app.on_cleanup.append(close_appservice_client)
         history_store = HistoryStore(pool)
         visibility = HistoryVisibility(state, events, history_store)
         account_data_store = AccountDataStore(pool)
@@ -448,6 +496,7 @@ class HomeServer:
             directory_store,
             server_name=config.server_name,
             remote=queries,
+            appservices=appservice_aliases,
         )
         self.directory = directory
         directory_api = DirectoryApi(
@@ -651,8 +700,9 @@ class HomeServer:
                     guests,
                     requires_token=config.registration_requires_token,
                 ),
+                appservices=appservice_accounts,
             ),
-            DevicesApi(sessions, uia),
+            DevicesApi(sessions, uia, appservice_accounts),
             ProfileApi(profiles),
             RoomsApi(rooms, third_party_invites),
             ThreepidsApi(threepid_bindings),
@@ -738,7 +788,11 @@ class HomeServer:
             TagsApi(tags),
             UserDirectoryApi(user_directory),
             VoipApi(TurnService(config.turn)),
-            ThirdPartyApi(),
+            ThirdPartyApi(appservice_queries),
+            AppServiceApi(
+                AppServicePing(self.appservices, appservice_client),
+                AppServiceDirectory(AppServiceDirectoryStore(pool)),
+            ),
             await self._media_api(app, pool),
             *await self._admin_apis(
                 app,
