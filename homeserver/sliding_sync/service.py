@@ -244,7 +244,7 @@ class SlidingSyncService:
         # Newest rooms first, so they are the ones the connection's mirror keeps.
         works.sort(key=lambda w: (-w.room.bump_stamp, w.room_id))
         rooms = await self._rooms.build(
-            requester, works, since["events"] if since is not None else None
+            requester, works, since["events"] if since is not None else None, now["events"]
         )
         extensions = await self._extensions.build(
             request.extensions,  # type: ignore[arg-type]
