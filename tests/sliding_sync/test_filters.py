@@ -36,7 +36,7 @@ async def test_filters(hs: RunningServer) -> None:
         ]
     )
     space = await alice.create_room(creation_content={"type": "m.space"})
-    child = await alice.create_room()
+    child = await alice.create_room(name="The Garden Shed")
     await alice.state(space, "m.space.child", {"via": ["localhost"]}, key=child)
     await alice.call(
         "PUT", f"/_matrix/client/v3/user/{alice.user_id}/rooms/{secret}/tags/m.favourite", {}
@@ -58,6 +58,7 @@ async def test_filters(hs: RunningServer) -> None:
         favourites={"tags": ["m.favourite"]},
         not_favourites={"not_tags": ["m.favourite"]},
         everything={},
+        named={"room_name_like": "garden"},
     )
     response = await alice.sync_ok(body)
     counts = {name: v["count"] for name, v in response["lists"].items()}
@@ -74,6 +75,7 @@ async def test_filters(hs: RunningServer) -> None:
         "favourites": 1,
         "not_favourites": 4,
         "everything": 5,
+        "named": 1,
     }
     assert set(response["rooms"]) == everything
     rooms = response["rooms"]
