@@ -139,3 +139,15 @@ async def test_a_bigger_timeline_limit_sends_older_events_again(hs: RunningServe
     assert bodies(entry["timeline"]) == ["m1", "m2", "m3"]
     assert entry["unstable_expanded_timeline"] is True
     assert entry["num_live"] == 0
+
+
+async def test_pos_is_a_messages_token(hs: RunningServer) -> None:
+    alice = await new_user(hs, "alice")
+    room = await alice.create_room()
+    await alice.send(room, "before")
+    first = await alice.sync_ok(all_rooms())
+    await alice.send(room, "after")
+    page = await alice.call(
+        "GET", f"/_matrix/client/v3/rooms/{room}/messages?dir=b&limit=1&from={first['pos']}"
+    )
+    assert bodies(page["chunk"]) == ["before"]
