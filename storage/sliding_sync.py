@@ -47,9 +47,9 @@ class StoredPosition:
 # whether it is encrypted and its name, from current state.
 _FACTS = """
 SELECT r.room_id, last.stream_ordering AS last_event, bump.stream_ordering AS bump,
-       ce.json::jsonb -> 'content' ->> 'type' AS room_type,
+       ce.json::json -> 'content' ->> 'type' AS room_type,
        enc.event_id IS NOT NULL AS encrypted,
-       ne.json::jsonb -> 'content' ->> 'name' AS name
+       ne.json::json -> 'content' ->> 'name' AS name
 FROM unnest($1::text[], $2::bigint[]) AS r(room_id, cap)
 LEFT JOIN LATERAL (
     SELECT stream_ordering FROM events
