@@ -7,7 +7,8 @@
    device's one of the same conn_id. An unknown `pos`: 400 M_UNKNOWN_POS.
 2. The user's server list (room_list.py), from one read of every room's
    membership and one of every room's activity and kind, whatever the number
-   of rooms; each list filters, orders and windows it.
+   of rooms (user_rooms.py, which on a long poll's later looks reads only
+   what moved); each list filters, orders and windows it.
 3. The rooms in the lists' windows and the subscriptions, each with the
    superset of the configs it matches, that are new to the connection or
    changed for it; their data (rooms.py).
@@ -37,7 +38,6 @@ from homeserver.requester import Requester
 from homeserver.sliding_sync.extensions import ExtensionScope, SlidingSyncExtensions
 from homeserver.sliding_sync.model import RoomConfig, SlidingSyncRequest, merged
 from homeserver.sliding_sync.room_list import (
-    BUMP_TYPES,
     ListRoom,
     account_view,
     in_server_list,
@@ -47,6 +47,7 @@ from homeserver.sliding_sync.room_list import (
     window,
 )
 from homeserver.sliding_sync.rooms import RoomDataBuilder, RoomWork
+from homeserver.sliding_sync.user_rooms import UserRooms, UserRoomsReader
 from homeserver.sync.response import RoomsOfUser
 from homeserver.sync.service import SyncActivity
 from homeserver.sync.token import STREAMS, SyncToken
@@ -101,12 +102,12 @@ class SlidingSyncService:
     ) -> None:
         self._notifier = notifier
         self._store = store
-        self._sync_store = sync_store
         self._rooms = rooms
         self._ignored = ignored
         self._extensions = extensions
         self._joined = joined
         self._activity = activity
+        self._user_rooms = UserRoomsReader(sync_store, store)
 
     def _current_token(self) -> SyncToken:
         return SyncToken({s: self._notifier.positions.get(s, 0) for s in STREAMS})
@@ -168,9 +169,11 @@ class SlidingSyncService:
         since = SyncToken.parse(stored.token) if stored is not None else None
         timeout = request.timeout_ms if stored is not None else 0
         deadline = time.monotonic() + timeout / 1000
+        view: UserRooms | None = None
         while True:
             now = self._current_token()
-            outcome = await self._build(requester, request, stored, since, now)
+            view = await self._user_rooms.read(requester.user_id, now["events"], view)
+            outcome = await self._build(requester, request, stored, since, now, view)
             remaining = deadline - time.monotonic()
             if outcome.news(stored) or remaining <= 0:
                 return now, outcome
@@ -188,23 +191,17 @@ class SlidingSyncService:
         stored: StoredPosition | None,
         since: SyncToken | None,
         now: SyncToken,
+        view: UserRooms,
     ) -> _Outcome:
         user_id = requester.user_id
         remembered: dict[str, Any] = dict(stored.rooms) if stored is not None else {}
-        memberships = await self._sync_store.memberships(user_id, 0, now["events"])
         ignored = await self._ignored.ignored_users(user_id)
         candidates = [
             m
-            for m in memberships
+            for m in view.memberships
             if in_server_list(user_id, m, ignored, remembered.get(m.room_id, {}).get("m"))
         ]
-        facts = await self._store.room_facts(
-            [
-                (m.room_id, now["events"] if m.membership == "join" else m.stream_ordering)
-                for m in candidates
-            ],
-            BUMP_TYPES,
-        )
+        facts = view.facts
         direct, tags = await self._store.direct_and_tags(user_id)
         spaces = {s for c in request.lists.values() for s in (c.filters.spaces or ()) if s in facts}
         joined_spaces = {m.room_id for m in candidates if m.membership == "join"} & spaces
