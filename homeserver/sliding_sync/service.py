@@ -61,6 +61,8 @@ MAX_CONNECTIONS_PER_DEVICE = 10
 # Per connection, what was sent is remembered for at most this many rooms
 # (the most recently active); the others are sent afresh if they come back.
 MAX_REMEMBERED_ROOMS = 10_000
+# Per room, the lazily loaded members remembered as sent (beyond: sent again).
+MAX_LAZY_MEMBERS_REMEMBERED = 200
 
 
 # A `pos` is "s<event stream position>_<stored position id>": the id names
@@ -237,6 +239,7 @@ class SlidingSyncService:
             assert config is not None
             room = by_id[room_id]
             work = self._work(room, config, remembered.get(room_id), lists_of, account.dm_rooms)
+            previous = remembered.get(room_id)
             remembered[room_id] = {
                 "u": room.position,
                 "m": room.membership.membership,
@@ -244,13 +247,19 @@ class SlidingSyncService:
                 "rs": config.state_json(),
                 "dm": room_id in account.dm_rooms,
             }
+            if previous is not None and "lz" in previous and work is None:
+                remembered[room_id]["lz"] = previous["lz"]
             if work is not None:
                 works.append(work)
         # Newest rooms first, so they are the ones the connection's mirror keeps.
         works.sort(key=lambda w: (-w.room.bump_stamp, w.room_id))
-        rooms = await self._rooms.build(
+        rooms, members_sent = await self._rooms.build(
             requester, works, since["events"] if since is not None else None, now["events"]
         )
+        for work in works:
+            if work.config.lazy:
+                known = members_sent.get(work.room_id, set()) | work.members_sent
+                remembered[work.room_id]["lz"] = sorted(known)[:MAX_LAZY_MEMBERS_REMEMBERED]
         extensions = await self._extensions.build(
             request.extensions,  # type: ignore[arg-type]
             ExtensionScope(
@@ -293,6 +302,7 @@ class SlidingSyncService:
                 send_dm=is_dm,
             )
         sent_upto = int(before.get("u", 0))
+        members_sent = frozenset(before.get("lz", ()))
         expanded_timeline = config.timeline_limit > int(before.get("tl", 0))
         old_rules = {json.dumps(r, sort_keys=True) for r in before.get("rs", [])}
         expanded_state = any(
@@ -317,6 +327,8 @@ class SlidingSyncService:
             lists=tuple(lists_of.get(room.room_id, ())),
             is_dm=is_dm,
             send_dm=dm_changed,
+            # A widened required_state starts lazy loading over.
+            members_sent=frozenset() if expanded_state else members_sent,
         )
 
 
