@@ -234,3 +234,15 @@ async def test_lazy_members_are_sent_once_per_connection(hs: RunningServer) -> N
     # A new connection starts over.
     fresh = await alice.sync_ok(body)
     assert state_keys(fresh["rooms"][room]) == {("m.room.member", bob.user_id)}
+
+
+async def test_knocks_carry_knock_state(hs: RunningServer) -> None:
+    alice = await new_user(hs, "alice")
+    bob = await new_user(hs, "bob")
+    room = await alice.create_room(name="door")
+    await alice.state(room, "m.room.join_rules", {"join_rule": "knock"})
+    await bob.call("POST", f"/_matrix/client/v3/knock/{room}", {"reason": "hi"})
+    entry = (await bob.sync_ok(all_rooms()))["rooms"][room]
+    assert entry["initial"] is True
+    assert entry["knock_state"][-1]["content"]["membership"] == "knock"
+    assert ("m.room.name", "") in {(e["type"], e["state_key"]) for e in entry["knock_state"]}
