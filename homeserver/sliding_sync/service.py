@@ -7,8 +7,8 @@
    device's one of the same conn_id. An unknown `pos`: 400 M_UNKNOWN_POS.
 2. The user's server list (room_list.py), from one read of every room's
    membership and one of every room's activity and kind, whatever the number
-   of rooms (user_rooms.py, which on a long poll's later looks reads only
-   what moved); each list filters, orders and windows it.
+   of rooms (user_rooms.py, which after a first look reads only what
+   moved); each list filters, orders and windows it.
 3. The rooms in the lists' windows and the subscriptions, each with the
    superset of the configs it matches, that are new to the connection or
    changed for it; their data (rooms.py).
@@ -171,10 +171,9 @@ class SlidingSyncService:
         since = SyncToken.parse(stored.token) if stored is not None else None
         timeout = request.timeout_ms if stored is not None else 0
         deadline = time.monotonic() + timeout / 1000
-        view: UserRooms | None = None
         while True:
             now = self._current_token()
-            view = await self._user_rooms.read(requester.user_id, now["events"], view)
+            view = await self._user_rooms.read(requester.user_id, now["events"])
             outcome = await self._build(requester, request, stored, since, now, view)
             remaining = deadline - time.monotonic()
             if outcome.news(stored) or remaining <= 0:

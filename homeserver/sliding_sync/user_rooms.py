@@ -3,16 +3,20 @@ from, read in two statements however many rooms there are, and brought up
 to date cheaply while a long poll waits.
 
 A first look reads the user's memberships and every room's facts
-(storage/sliding_sync.py `room_facts`). Between two looks of the same
-request, only what moved is read again: the memberships when the user's own
-member events moved, otherwise the facts of the joined rooms that have new
-events in between, found by a walk over that short stream range. So a
-long poll woken by a message costs a few small statements, not a read of
-all the user's rooms.
+(storage/sliding_sync.py `room_facts`). After that, only what moved is read
+again: the memberships when the user's own member events moved, otherwise
+the facts of the joined rooms that have new events in between, found by a
+walk over that stream range. So a long poll woken by a message, and the
+next request of a connection, cost a few small statements, not a read of
+all the user's rooms. The last view of the most recently active users is
+kept in memory for that; as every look checks the database for what moved
+since the view's position, a view is never stale, even with several
+processes. Far behind (`MAX_CATCH_UP` positions), a full read is cheaper.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Mapping
 
 import attrs
@@ -35,18 +39,34 @@ def _cap(m: Membership, now: int) -> int:
     return now if m.membership == "join" else m.stream_ordering
 
 
+# Users whose last view is kept (a few hundred bytes per room of theirs).
+MAX_CACHED_USERS = 256
+# Beyond this many event positions behind, a view is read afresh.
+MAX_CATCH_UP = 20_000
+
+
 class UserRoomsReader:
     def __init__(self, sync_store: SyncStore, store: SlidingSyncStore) -> None:
         self._sync_store = sync_store
         self._store = store
+        self._views: OrderedDict[str, UserRooms] = OrderedDict()
 
-    async def read(self, user_id: str, now: int, before: UserRooms | None) -> UserRooms:
-        """The view as of `now`, from `before` (an earlier look) where that is cheaper."""
+    async def read(self, user_id: str, now: int) -> UserRooms:
+        """The user's rooms as of `now`."""
+        view = await self._read(user_id, now, self._views.get(user_id))
+        self._views[user_id] = view
+        self._views.move_to_end(user_id)
+        while len(self._views) > MAX_CACHED_USERS:
+            self._views.popitem(last=False)
+        return view
+
+    async def _read(self, user_id: str, now: int, before: UserRooms | None) -> UserRooms:
         if before is not None and before.at == now:
             return before
         if (
             before is None
             or before.at > now
+            or now - before.at > MAX_CATCH_UP
             or await self._store.member_events_between(user_id, before.at, now)
         ):
             memberships = [
