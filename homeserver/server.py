@@ -98,10 +98,12 @@ from homeserver.api.room_keys import RoomKeysApi
 from homeserver.api.rooms import RoomsApi
 from homeserver.api.search import SearchApi
 from homeserver.api.session import SessionApi
+from homeserver.api.sso import SsoApi
 from homeserver.api.sync import SyncApi
 from homeserver.api.tags import TagsApi
 from homeserver.api.threepids import ThreepidOnBindApi, ThreepidsApi
 from homeserver.api.to_device import ToDeviceApi
+from homeserver.api.upstream import UpstreamApi
 from homeserver.api.user_data import UserDataApi
 from homeserver.api.user_directory import UserDirectoryApi
 from homeserver.api.voip import ThirdPartyApi, VoipApi
@@ -158,6 +160,9 @@ from homeserver.rooms.self_destruct import SelfDestructingEvents
 from homeserver.rooms.service import RoomService
 from homeserver.rooms.upgrade import RoomUpgrader
 from homeserver.rooms.visibility import HistoryVisibility
+from homeserver.sso.login_tokens import TokenLogin
+from homeserver.sso.provider import OidcProvider
+from homeserver.sso.upstream import ProviderHttp, UpstreamSignIn
 from homeserver.sync.event_stream import EventStream
 from homeserver.sync.initial_sync import InitialSync
 from homeserver.sync.rooms import RoomsSyncProvider
@@ -169,6 +174,7 @@ from homeserver.turn import TurnService
 from homeserver.uia import UiaService
 from homeserver.user_directory import UserDirectory
 from homeserver.web.browser_sessions import BrowserSessions
+from homeserver.web.links import UPSTREAM_PREFIX
 from storage.account_data import AccountDataStore
 from storage.admin_audit import AuditStore
 from storage.admin_media import AdminMediaStore
@@ -193,6 +199,7 @@ from storage.filters import FilterStore
 from storage.guests import GuestStore
 from storage.history import HistoryStore
 from storage.key_backup import KeyBackupStore
+from storage.login_tokens import LoginTokenStore
 from storage.media import MediaStore
 from storage.openid import OpenIdStore
 from storage.presence import PresenceStore
@@ -214,6 +221,7 @@ from storage.sync import SyncStore
 from storage.threepids import ThreepidBindingStore
 from storage.to_device import ToDeviceStore
 from storage.uia import RegistrationTokenStore, UiaStore
+from storage.upstream import UpstreamStore
 from storage.user_directory import UserDirectoryStore
 from storage.users import UserStore
 
@@ -338,7 +346,13 @@ class HomeServer:
         )
         registration_tokens = RegistrationTokenStore(pool)
         passwords = PasswordChecker(users, hasher)
-        uia = UiaService(UiaStore(pool), passwords, registration_tokens, config.server_name)
+        uia = UiaService(
+            UiaStore(pool),
+            passwords,
+            registration_tokens,
+            config.server_name,
+            sso_enabled=bool(config.oidc_providers),
+        )
         accounts = AccountService(users, sessions, hasher, registration_tokens, config.server_name)
         limits = config.rate_limits
         limiters = {
@@ -603,6 +617,34 @@ class HomeServer:
             BrowserSessionStore(pool),
             secure_cookie=addresses.client_base_url.startswith("https:"),
         )
+        # Upstream OpenID Connect providers and legacy SSO (homeserver/sso).
+        provider_http = ProviderHttp(self.outbound_ssl)
+        app.on_cleanup.append(lambda _: provider_http.close())
+        self.upstream_sign_in = UpstreamSignIn(
+            [
+                OidcProvider(
+                    p,
+                    provider_http,
+                    f"{addresses.client_base_url.rstrip('/')}{UPSTREAM_PREFIX}/{p.idp_id}/callback",
+                    config.path(p.client_auth_key_file) if p.client_auth_key_file else None,
+                )
+                for p in config.oidc_providers
+            ],
+            UpstreamStore(pool),
+            users,
+            accounts,
+            profiles,
+            sessions,
+            self.browser_sessions,
+            config.server_name,
+        )
+        token_login = TokenLogin(
+            LoginTokenStore(pool),
+            users,
+            sessions,
+            self.upstream_sign_in,
+            get_login_token_enabled=config.sso.login_via_existing_session,
+        )
         router.mount(
             DiscoveryApi(
                 server_name=config.server_name,
@@ -610,6 +652,7 @@ class HomeServer:
                 federation_address=addresses.federation_address,
                 default_room_version=config.default_room_version,
                 rtc_foci=config.rtc_foci,
+                get_login_token=config.sso.login_via_existing_session,
             ),
             SessionApi(
                 server_name=config.server_name,
@@ -629,6 +672,20 @@ class HomeServer:
                     guests,
                     requires_token=config.registration_requires_token,
                 ),
+                token_login=token_login,
+            ),
+            UpstreamApi(
+                self.upstream_sign_in,
+                self.browser_sessions,
+                secure_cookie=addresses.client_base_url.startswith("https:"),
+            ),
+            SsoApi(
+                upstream=self.upstream_sign_in,
+                token_login=token_login,
+                browser_sessions=self.browser_sessions,
+                uia=uia,
+                client_whitelist=config.sso.client_whitelist,
+                public_baseurl=addresses.client_base_url,
             ),
             DevicesApi(sessions, uia),
             ProfileApi(profiles),

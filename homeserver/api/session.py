@@ -15,6 +15,7 @@ from homeserver.api.threepids import opt_id_server
 from homeserver.errors import MatrixError, bad_json, forbidden, missing_param
 from homeserver.identity.bindings import ThreepidBindings
 from homeserver.ratelimit import RateLimiter
+from homeserver.sso.login_tokens import TokenLogin
 from homeserver.uia import UiaService
 from storage.uia import RegistrationTokenStore
 
@@ -51,7 +52,10 @@ class SessionApi:
         enable_registration: bool,
         threepids: ThreepidBindings,
         registration: ClientRegistration,
+        token_login: TokenLogin | None = None,
     ) -> None:
+        # m.login.sso and m.login.token (homeserver/sso/login_tokens.py).
+        self._token_login = token_login
         self._server_name = server_name
         self._accounts = accounts
         self._guests = guests
@@ -122,12 +126,24 @@ class SessionApi:
 
     @endpoint("GET", "/login", auth=False)
     async def login_flows(self, req: ClientRequest) -> dict[str, Any]:
-        return {"flows": [{"type": "m.login.password"}]}
+        flows: list[dict[str, Any]] = [{"type": "m.login.password"}]
+        if self._token_login is not None:
+            flows += self._token_login.login_flows()
+        return {"flows": flows}
 
     @endpoint("POST", "/login", auth=False, ratelimit="login")
     async def login(self, req: ClientRequest) -> dict[str, Any]:
         body = req.json()
         login_type = req_str(body, "type")
+        if login_type == "m.login.token" and self._token_login is not None:
+            session = await self._token_login.login(
+                body.get("token"),
+                opt_str(body, "device_id"),
+                opt_str(body, "initial_device_display_name"),
+                want_refresh=opt_bool(body, "refresh_token", False),
+                ip=req.ip,
+            )
+            return session_json(session, self._server_name)
         if login_type != "m.login.password":
             raise MatrixError(400, "M_UNKNOWN", f"Unknown login type {login_type!r}")
         user_id = identifier_user(body, self._server_name)
