@@ -79,6 +79,10 @@ class CraftedProvider:
         self.sign_with: RSAKey | None = None
         self.header: dict[str, Any] = {}
         self.nonce_override: str | None = None
+        self.userinfo_claims: dict[str, Any] = {}
+        # With a key: the token endpoint wants private_key_jwt signed by it.
+        self.client_key: RSAKey | None = None
+        self.client_auth_seen: list[str] = []
         self._nonces: dict[str, str] = {}
 
     def rotate(self) -> None:
@@ -90,7 +94,36 @@ class CraftedProvider:
         app.router.add_get("/jwks", self._jwks)
         app.router.add_get("/authorize", self._authorize)
         app.router.add_post("/token", self._token)
+        app.router.add_get("/userinfo", self._userinfo)
         return app
+
+    def logout_token(self, **claims: Any) -> str:
+        body = {
+            "iss": self.url,
+            "aud": self.client_id,
+            "iat": int(time.time()),
+            "jti": str(uuid.uuid4()),
+            "events": {BACKCHANNEL_EVENT: {}},
+            **claims,
+        }
+        return jwt.encode({"alg": "RS256", "kid": self.key.kid}, body, self.key)
+
+    def _check_client_assertion(self, assertion: str) -> None:
+        assert self.client_key is not None
+        claims = jwt.decode(assertion, self.client_key, algorithms=["RS256"]).claims
+        registry = jwt.JWTClaimsRegistry(
+            iss={"essential": True, "value": self.client_id},
+            sub={"essential": True, "value": self.client_id},
+            aud={"essential": True, "value": self.url + "/token"},
+            exp={"essential": True},
+            jti={"essential": True},
+        )
+        registry.validate(claims)
+
+    async def _userinfo(self, request: web.Request) -> web.Response:
+        if request.headers.get("Authorization") != "Bearer at":
+            raise web.HTTPUnauthorized()
+        return web.json_response({"sub": "crafted-user", **self.userinfo_claims})
 
     async def _discovery(self, _: web.Request) -> web.Response:
         return web.json_response(
@@ -99,6 +132,7 @@ class CraftedProvider:
                 "authorization_endpoint": self.url + "/authorize",
                 "token_endpoint": self.url + "/token",
                 "jwks_uri": self.url + "/jwks",
+                "userinfo_endpoint": self.url + "/userinfo",
             }
         )
 
@@ -113,6 +147,11 @@ class CraftedProvider:
 
     async def _token(self, request: web.Request) -> web.Response:
         form = await request.post()
+        if self.client_key is not None:
+            self._check_client_assertion(str(form.get("client_assertion", "")))
+        self.client_auth_seen.append(
+            "private_key_jwt" if "client_assertion" in form else "client_secret"
+        )
         nonce = self._nonces.pop(str(form["code"]))
         now = int(time.time())
         claims = {
