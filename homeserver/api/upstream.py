@@ -10,7 +10,7 @@ from urllib.parse import parse_qs
 
 from aiohttp import web
 
-from homeserver.api.http import ClientRequest, endpoint
+from homeserver.api.http import ClientRequest, endpoint, json_response
 from homeserver.api.sso_pages import error_page, redirect
 from homeserver.sso.provider import UpstreamError
 from homeserver.sso.upstream import SIGN_IN_LIFETIME_MS, UpstreamSignIn
@@ -98,9 +98,15 @@ class UpstreamApi:
         return response
 
     @endpoint("POST", UPSTREAM_PREFIX + "/{idp_id}/backchannel_logout", auth=False, prefixes=_ROOT)
-    async def backchannel_logout(self, req: ClientRequest) -> tuple[int, dict[str, Any]]:
+    async def backchannel_logout(self, req: ClientRequest) -> web.Response:
         """OpenID Connect Back-Channel Logout 1.0, 2.8: 200 when done, 400 with
-        an OAuth error body for a token we refuse."""
+        an OAuth error body for a token we refuse; never cached."""
+        status, body = await self._logout(req)
+        response = json_response(status, body)
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    async def _logout(self, req: ClientRequest) -> tuple[int, dict[str, Any]]:
         idp_id = req.params["idp_id"]
         if not self._upstream.has(idp_id):
             return 404, {"error": "invalid_request", "error_description": "Unknown provider"}

@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from joserfc.jwk import RSAKey
 
-from tests.sso.conftest import login_token_of
+from tests.sso.conftest import free_port, login_token_of
 from tests.sso.providers import CraftedProvider
 from tests.sso.test_upstream_checks import crafted_config, crafted_sign_in
 
@@ -95,3 +95,32 @@ async def test_logout_by_sid_ends_only_that_provider_session(
             "GET", "/_matrix/client/v3/account/whoami", token=session["access_token"]
         )
         assert status == expected
+
+
+async def test_explicit_endpoints_without_discovery(
+    sso_factory: Any, crafted_provider: CraftedProvider, browser_factory: Any
+):
+    url = crafted_provider.url
+    hs = await sso_factory(
+        [
+            crafted_config(
+                crafted_provider,
+                discover=False,
+                authorization_endpoint=url + "/authorize",
+                token_endpoint=url + "/token",
+                jwks_uri=url + "/jwks",
+            )
+        ]
+    )
+    session = await login(hs, await crafted_sign_in(hs, browser_factory, crafted_provider))
+    assert session["user_id"] == "@crafted:localhost"
+
+
+async def test_unreachable_provider_shows_an_error_page(
+    sso_factory: Any, crafted_provider: CraftedProvider, browser_factory: Any
+):
+    gone = dict(crafted_config(crafted_provider), issuer=f"http://127.0.0.1:{free_port()}")
+    hs = await sso_factory([gone])
+    page = await browser_factory(hs.url).go(f"{hs.url}/_homeserver/upstream/crafted/start?next=/")
+    assert page.status == 502 and "cannot be reached" in page.text
+    assert await hs.pool.fetchval("SELECT count(*) FROM upstream_auth_requests") == 0
