@@ -276,6 +276,8 @@ class UserMappingConfig:
 
     localpart_template: str = "{{ user.preferred_username }}"
     display_name_template: str | None = None
+    # Kept with the account's link to the provider (upstream_links.email).
+    email_template: str | None = None
 
 
 @attrs.frozen

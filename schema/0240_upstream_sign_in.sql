@@ -21,6 +21,8 @@ CREATE TABLE upstream_links (
     idp_id TEXT NOT NULL,
     sub TEXT NOT NULL,
     user_id TEXT NOT NULL REFERENCES users (user_id),
+    -- What the provider's claims said at the last sign-in (email_template).
+    email TEXT,
     created_ts BIGINT NOT NULL,
     PRIMARY KEY (idp_id, sub)
 );

@@ -64,19 +64,27 @@ class UpstreamStore:
         )
         return PendingRequest(**row) if row else None
 
-    async def linked_user(self, idp_id: str, sub: str) -> str | None:
-        return await self._pool.fetchval(
-            "SELECT user_id FROM upstream_links WHERE idp_id = $1 AND sub = $2", idp_id, sub
-        )
-
-    async def link(self, idp_id: str, sub: str, user_id: str, now_ts: int) -> None:
+    async def link(
+        self, idp_id: str, sub: str, user_id: str, email: str | None, now_ts: int
+    ) -> None:
         await self._pool.execute(
-            "INSERT INTO upstream_links (idp_id, sub, user_id, created_ts)"
-            " VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+            "INSERT INTO upstream_links (idp_id, sub, user_id, email, created_ts)"
+            " VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
             idp_id,
             sub,
             user_id,
+            email,
             now_ts,
+        )
+
+    async def linked_user(self, idp_id: str, sub: str, email: str | None) -> str | None:
+        """The account linked to the subject; its email updated to what the
+        provider says now."""
+        return await self._pool.fetchval(
+            "UPDATE upstream_links SET email = $3 WHERE idp_id = $1 AND sub = $2 RETURNING user_id",
+            idp_id,
+            sub,
+            email,
         )
 
     async def add_sign_in(

@@ -42,6 +42,9 @@ class UserMapper:
             if config.display_name_template is not None
             else None
         )
+        self._email = (
+            env.from_string(config.email_template) if config.email_template is not None else None
+        )
         self._requirements = tuple(requirements)
 
     def check_requirements(self, claims: Mapping[str, Any]) -> None:
@@ -67,6 +70,19 @@ class UserMapper:
         if not localpart:
             raise MappingError("The provider sent no usable user name")
         return MappedUser(localpart, display or None)
+
+    def email(self, claims: Mapping[str, Any]) -> str | None:
+        """The mapped email address, if the template gives something like one."""
+        if self._email is None:
+            return None
+        try:
+            value = self._email.render(user=claims).strip()
+        except TemplateError:
+            return None
+        ok = (
+            3 <= len(value) <= 254 and value.count("@") == 1 and not any(c.isspace() for c in value)
+        )
+        return value if ok else None
 
 
 def sanitise_localpart(value: str) -> str:

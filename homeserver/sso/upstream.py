@@ -189,7 +189,8 @@ class UpstreamSignIn:
             mapper.check_requirements(claims)
         except MappingError as e:
             raise UpstreamError(str(e)) from e
-        linked = await self._store.linked_user(idp_id, sub)
+        email = mapper.email(claims)
+        linked = await self._store.linked_user(idp_id, sub, email)
         if linked is not None:
             user = await self._users.get_user(linked)
             if user is None or user.deactivated:
@@ -211,7 +212,7 @@ class UpstreamSignIn:
             user = await self._users.get_user(user_id)
             if user is None or user.deactivated:
                 raise UpstreamError("This account has been deactivated") from e
-            await self._store.link(idp_id, sub, user_id, _now_ms())
+            await self._store.link(idp_id, sub, user_id, email, _now_ms())
             return user_id
         try:
             await self._accounts.register(user_id, None)
@@ -219,7 +220,7 @@ class UpstreamSignIn:
             raise UpstreamError(f"The user name {mapped.localpart!r} is already taken") from e
         if mapped.display_name is not None:
             await self._profiles.set_field(user_id, user_id, "displayname", mapped.display_name)
-        await self._store.link(idp_id, sub, user_id, _now_ms())
+        await self._store.link(idp_id, sub, user_id, email, _now_ms())
         logger.info("created %s at first sign-in through %s", user_id, idp_id)
         return user_id
 

@@ -53,10 +53,11 @@ def mock_provider_config(provider: MockProvider, **overrides: Any) -> dict[str, 
         "issuer": provider.issuer,
         "client_id": MOCK_CLIENT_ID,
         "client_secret": "not-so-secret",
-        "scopes": ["openid", "profile"],
+        "scopes": ["openid", "profile", "email"],
         "user_mapping_provider": {
             "localpart_template": "{{ user.preferred_username }}",
             "display_name_template": "{{ user.name }}",
+            "email_template": "{{ user.email }}",
         },
         **overrides,
     }

@@ -69,7 +69,13 @@ async def test_first_sign_in_creates_the_account_and_the_second_links_to_it(
     hs = await sso_factory([mock_provider_config(mock_provider)])
     sub = new_sub()
     name = f"Alice Ü{secrets.token_hex(2)}"
-    await set_claims(mock_provider, sub, preferred_username=name, name="Alice Example")
+    await set_claims(
+        mock_provider,
+        sub,
+        preferred_username=name,
+        name="Alice Example",
+        email="alice@corp.example",
+    )
     browser = browser_factory(hs.url, mock_provider.url)
     token = await sso_login_token(hs, browser, sub)
     status, session = await token_login(hs, token)
@@ -81,6 +87,10 @@ async def test_first_sign_in_creates_the_account_and_the_second_links_to_it(
         "GET", f"/_matrix/client/v3/profile/{quote(session['user_id'])}"
     )
     assert profile["displayname"] == "Alice Example"
+    email = await hs.pool.fetchval(
+        "SELECT email FROM upstream_links WHERE user_id = $1", session["user_id"]
+    )
+    assert email == "alice@corp.example"
     status, who = await hs.request(
         "GET", "/_matrix/client/v3/account/whoami", token=session["access_token"]
     )
