@@ -22,7 +22,7 @@ DUMMY = "m.login.dummy"
 PASSWORD = "m.login.password"
 REGISTRATION_TOKEN = "m.login.registration_token"
 # Completed only by the fallback page, after signing in again at an upstream
-# provider (homeserver/api/sso_uia.py); its result is the user who did.
+# provider (homeserver/api/sso.py); its result is the user who did.
 SSO = "m.login.sso"
 _SESSION_LIFETIME_MS = 30 * 60 * 1000
 
