@@ -12,6 +12,8 @@ to see the server refuse each; it skips the sign-in form.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import secrets
 import threading
 import time
@@ -84,6 +86,7 @@ class CraftedProvider:
         self.client_key: RSAKey | None = None
         self.client_auth_seen: list[str] = []
         self._nonces: dict[str, str] = {}
+        self._challenges: dict[str, str] = {}
 
     def rotate(self) -> None:
         self.key = RSAKey.generate_key(2048, {"kid": secrets.token_hex(4)})
@@ -141,7 +144,9 @@ class CraftedProvider:
 
     async def _authorize(self, request: web.Request) -> web.Response:
         code = secrets.token_urlsafe(8)
+        assert request.query["code_challenge_method"] == "S256"
         self._nonces[code] = request.query["nonce"]
+        self._challenges[code] = request.query["code_challenge"]
         query = urlencode({"code": code, "state": request.query["state"]})
         raise web.HTTPFound(f"{request.query['redirect_uri']}?{query}")
 
@@ -153,6 +158,13 @@ class CraftedProvider:
             "private_key_jwt" if "client_assertion" in form else "client_secret"
         )
         nonce = self._nonces.pop(str(form["code"]))
+        # PKCE (RFC 7636): the verifier must hash to the challenge of the code.
+        verifier = str(form.get("code_verifier", ""))
+        digest = hashlib.sha256(verifier.encode()).digest()
+        if base64.urlsafe_b64encode(digest).rstrip(b"=").decode() != self._challenges.pop(
+            str(form["code"])
+        ):
+            return web.json_response({"error": "invalid_grant"}, status=400)
         now = int(time.time())
         claims = {
             "iss": self.url,
