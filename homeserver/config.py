@@ -481,6 +481,11 @@ class Config:
         seen: set[str] = set()
         for i, provider in enumerate(self.oidc_providers):
             provider.validate(f"oidc_providers[{i}]")
+            key_file = provider.client_auth_key_file
+            if key_file is not None and not self.path(key_file).is_file():
+                raise ConfigError(
+                    f"oidc_providers[{i}].client_auth_key_file: no such file: {key_file!r}"
+                )
             if provider.idp_id in seen:
                 raise ConfigError(f"oidc_providers[{i}].idp_id: {provider.idp_id!r} is used twice")
             seen.add(provider.idp_id)

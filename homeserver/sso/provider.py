@@ -30,7 +30,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import KeySet, import_key
 from joserfc.jwt import JWTClaimsRegistry
 
-from homeserver.config import OidcProviderConfig
+from homeserver.config import ConfigError, OidcProviderConfig
 
 logger = logging.getLogger(__name__)
 
@@ -79,11 +79,7 @@ class OidcProvider:
         self._endpoints_ts = 0.0
         self._jwks: KeySet | None = None
         self._jwks_ts = 0.0
-        self._client_key = (
-            import_key(key_file.read_bytes(), _key_type(config.client_auth_signing_alg))
-            if key_file is not None
-            else None
-        )
+        self._client_key = _client_key(config, key_file) if key_file is not None else None
 
     @property
     def idp_id(self) -> str:
@@ -297,5 +293,13 @@ def _str(value: Any) -> str:
     return value
 
 
-def _key_type(alg: str) -> Any:
-    return "EC" if alg.startswith("ES") else "RSA"
+def _client_key(config: OidcProviderConfig, key_file: Path) -> Any:
+    """The private_key_jwt signing key; a bad file stops start-up naming it."""
+    key_type = "EC" if config.client_auth_signing_alg.startswith("ES") else "RSA"
+    try:
+        return import_key(key_file.read_bytes(), key_type)
+    except (OSError, ValueError, JoseError) as e:
+        raise ConfigError(
+            f"oidc_providers ({config.idp_id}).client_auth_key_file: not a usable"
+            f" {key_type} private key: {e}"
+        ) from None

@@ -56,3 +56,11 @@ def test_a_provider_loads_with_defaults():
 def test_mistakes_name_the_key(providers: list[dict[str, Any]], key: str):
     with pytest.raises(ConfigError, match=key.replace("[", r"\[").replace("]", r"\]")):
         load(*[{k: v for k, v in p.items() if v is not None} for p in providers])
+
+
+def test_a_missing_client_key_file_is_named(tmp_path):
+    with pytest.raises(ConfigError, match="client_auth_key_file: no such file"):
+        load(
+            provider(client_auth_method="private_key_jwt", client_auth_key_file="gone.pem"),
+            data_dir=str(tmp_path),
+        )
