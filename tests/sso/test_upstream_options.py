@@ -124,3 +124,26 @@ async def test_unreachable_provider_shows_an_error_page(
     page = await browser_factory(hs.url).go(f"{hs.url}/_homeserver/upstream/crafted/start?next=/")
     assert page.status == 502 and "cannot be reached" in page.text
     assert await hs.pool.fetchval("SELECT count(*) FROM upstream_auth_requests") == 0
+
+
+async def test_deactivated_account_cannot_sign_in_again(
+    sso_factory: Any, crafted_provider: CraftedProvider, browser_factory: Any
+):
+    hs = await sso_factory([crafted_config(crafted_provider)])
+    session = await login(hs, await crafted_sign_in(hs, browser_factory, crafted_provider))
+    status, _ = await hs.request(
+        "POST",
+        "/_synapse/admin/v1/deactivate/" + session["user_id"],
+        token=(await admin_token(hs)),
+        json={},
+    )
+    assert status == 200
+    page = await crafted_sign_in(hs, browser_factory, crafted_provider)
+    assert page.status == 400 and "deactivated" in page.text
+    assert await hs.pool.fetchval("SELECT count(*) FROM login_tokens") == 0
+
+
+async def admin_token(hs: Any) -> str:
+    admin = await hs.register("ssoadmin", "pw")
+    await hs.pool.execute("UPDATE users SET admin = TRUE WHERE user_id = $1", admin["user_id"])
+    return admin["access_token"]
