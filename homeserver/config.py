@@ -9,6 +9,7 @@ a security bug waiting to happen.
 from __future__ import annotations
 
 import ipaddress
+import re
 import typing
 from pathlib import Path
 from typing import Any
@@ -259,6 +260,40 @@ class RequestLimits:
                 raise ConfigError(f"request_limits.{field.name}: expected a positive integer")
 
 
+_COLOUR = re.compile(r"#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})")
+
+
+@attrs.frozen
+class WebConfig:
+    """The look of the server's web pages (sign-in, consent, account):
+    homeserver/web/. Colours go into the served stylesheet, never inline."""
+
+    # The name shown in titles and headings.
+    product_name: str = "Matrix"
+    # An https:// URL or a path on this server; None: no logo.
+    logo_url: str | None = None
+    # CSS colours as #rgb or #rrggbb.
+    primary_colour: str = "#0b6e4f"
+    background_colour: str = "#f4f6f8"
+    text_colour: str = "#1b1d21"
+    # A line shown at the bottom of every page, and a link to the terms.
+    footer_text: str | None = None
+    terms_url: str | None = None
+
+    def validate(self) -> None:
+        for name in ("primary_colour", "background_colour", "text_colour"):
+            if not _COLOUR.fullmatch(getattr(self, name)):
+                raise ConfigError(f"web.{name}: expected a colour like #0b6e4f")
+        logo = self.logo_url
+        if logo is not None and not (
+            logo.startswith("https://") or (logo.startswith("/") and not logo.startswith("//"))
+        ):
+            raise ConfigError("web.logo_url: expected an https:// URL or a path on this server")
+        terms = self.terms_url
+        if terms is not None and not terms.startswith(("https://", "http://")):
+            raise ConfigError("web.terms_url: expected an http(s):// URL")
+
+
 @attrs.frozen
 class Config:
     server_name: str
@@ -319,6 +354,7 @@ class Config:
     outbound_tls_ca_file: str | None = None
     # Check no certificates on that outbound HTTPS. For test harnesses only.
     outbound_tls_insecure: bool = False
+    web: WebConfig = WebConfig()
 
     def path(self, name: str) -> Path:
         """A path from the config, relative paths taken from the data directory."""
@@ -354,6 +390,7 @@ class Config:
         self.media.validate()
         self.request_limits.validate()
         self.http.validate()
+        self.web.validate()
         self._validate_federation()
         ca_file = self.outbound_tls_ca_file
         if ca_file is not None and not self.path(ca_file).is_file():
