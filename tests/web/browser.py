@@ -65,6 +65,9 @@ class Page:
     def location(self) -> str | None:
         return self.headers.get("Location")
 
+    def form_list(self) -> list[Form]:
+        return forms_of(self.html)
+
     def form(self, action_contains: str = "") -> Form:
         matching = [f for f in forms_of(self.html) if action_contains in f.action]
         assert matching, f"no form with action containing {action_contains!r} in {self.html}"
