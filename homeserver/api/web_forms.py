@@ -43,8 +43,9 @@ PageHandler = Callable[[Self, ClientRequest], Awaitable[web.StreamResponse]]
 
 
 def html_errors(handler: PageHandler[Self]) -> PageHandler[Self]:
-    """Show an error page for a refused form or a Matrix error a service
-    raised; the Router's JSON error is for API clients, not people."""
+    """Show an error page for a refused form, a Matrix error a service
+    raised or a failure; the Router's JSON errors are for API clients, not
+    people."""
 
     @functools.wraps(handler)
     async def wrapped(self: Self, req: ClientRequest) -> web.StreamResponse:
@@ -56,6 +57,14 @@ def html_errors(handler: PageHandler[Self]) -> PageHandler[Self]:
         except MatrixError as e:
             title = _TITLES.get(e.status, "Something went wrong")
             return self.pages.error(e.status, title, e.message)
+        except Exception:
+            # Logged with its stack trace; the person sees a page, never the trace.
+            logger.exception("web page %s %s failed", req.method, req.path)
+            return self.pages.error(
+                500,
+                "Something went wrong",
+                "The server could not complete this request. Try again in a moment.",
+            )
 
     return wrapped
 

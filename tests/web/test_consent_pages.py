@@ -60,11 +60,15 @@ class FakeGrants:
     pendings: dict[str, FakePending] = attrs.Factory(dict)
     devices: dict[str, FakePending] = attrs.Factory(dict)
     calls: list[tuple[str, ...]] = attrs.Factory(list)
+    # Approving fails, as a broken authorization server would.
+    broken: bool = False
 
     async def pending(self, authorization_id: str) -> FakePending | None:
         return self.pendings.get(authorization_id)
 
     async def approve(self, authorization_id: str, user_id: str) -> str:
+        if self.broken:
+            raise RuntimeError("the authorization server fell over")
         self.calls.append(("approve", authorization_id, user_id))
         del self.pendings[authorization_id]
         return f"{CALLBACK}?code=the-code&state=xyz"
@@ -326,3 +330,14 @@ async def test_without_oauth_its_pages_say_so(hs: Any) -> None:
             assert page.status == 404 and "does not offer OAuth sign-in" in page.html
     finally:
         await browser.close()
+
+
+async def test_a_failure_shows_an_error_page_not_a_trace(pages: Pages, browser: Browser) -> None:
+    pages.grants.pendings["a1"] = FakePending()
+    await browser.sign_in("alice", "pw")
+    consent = await browser.get("/_homeserver/web/consent/a1")
+    pages.grants.broken = True
+    failed = await browser.submit(consent, "consent", button="allow")
+    assert failed.status == 500 and "Something went wrong" in failed.html
+    assert "fell over" not in failed.html and "Traceback" not in failed.html
+    assert failed.headers["Content-Type"].startswith("text/html")
