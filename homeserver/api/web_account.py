@@ -82,11 +82,6 @@ NOTICES = {
 }
 
 
-def supported_actions() -> list[str]:
-    """For the server metadata's account_management_actions_supported."""
-    return list(ACTIONS)
-
-
 def _notice_url(notice: str) -> str:
     return f"{ACCOUNT_PATH}?{urlencode({'notice': notice})}"
 

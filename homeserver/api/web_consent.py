@@ -80,7 +80,7 @@ class ConsentPages:
             redirects_to_client=True,
             action=here,
             csrf_token=browser.csrf_token(_consent_purpose(authorization_id)),
-            client=client_view(pending.client_name, pending.client_uri, pending.logo_uri),
+            client=client_view(pending.client),
             asks=describe_scopes(pending.scopes),
             user_id=browser.user_id,
         )
@@ -101,10 +101,13 @@ class ConsentPages:
         decision = _decision(form)
         if await self._grants.pending(authorization_id) is None:
             return self._expired()
-        if decision:
-            target = await self._grants.approve(authorization_id, browser.user_id)
-        else:
-            target = await self._grants.deny(authorization_id)
+        try:
+            if decision:
+                target = await self._grants.approve(authorization_id, browser.user_id)
+            else:
+                target = await self._grants.deny(authorization_id)
+        except LookupError:
+            return self._expired()
         return _to_client(target)
 
     @endpoint("GET", "/device", auth=False, prefixes=WEB_PREFIXES)
@@ -133,7 +136,7 @@ class ConsentPages:
             action=DEVICE_PATH,
             csrf_token=browser.csrf_token(_device_purpose(user_code)),
             user_code=user_code,
-            client=client_view(pending.client_name, pending.client_uri, pending.logo_uri),
+            client=client_view(pending.client),
             asks=describe_scopes(pending.scopes),
             user_id=browser.user_id,
         )
@@ -155,7 +158,12 @@ class ConsentPages:
             return self._code_entry(
                 status=404, user_code=user_code, error="That code is not valid or has expired."
             )
-        return await self._answer_device(browser, user_code, decision)
+        try:
+            return await self._answer_device(browser, user_code, decision)
+        except LookupError:
+            return self._code_entry(
+                status=404, user_code=user_code, error="That code is not valid or has expired."
+            )
 
     async def _answer_device(
         self, browser: BrowserSession, user_code: str, allow: bool

@@ -12,6 +12,8 @@ from urllib.parse import urlsplit
 
 import attrs
 
+from homeserver.web.grants_protocol import ClientInfo
+
 _API_SCOPES = ("urn:matrix:client:api:*", "urn:matrix:org.matrix.msc2967.client:api:*")
 _DEVICE_PREFIXES = ("urn:matrix:client:device:", "urn:matrix:org.matrix.msc2967.client:device:")
 _MAX_NAME = 100
@@ -31,12 +33,12 @@ def _https(url: str | None) -> str | None:
     return url if parts.scheme == "https" and parts.netloc else None
 
 
-def client_view(name: str | None, uri: str | None, logo_uri: str | None) -> ClientView:
-    safe_uri = _https(uri)
-    shown = (name or "").strip()[:_MAX_NAME]
+def client_view(client: ClientInfo) -> ClientView:
+    safe_uri = _https(client.client_uri)
+    shown = (client.name or "").strip()[:_MAX_NAME]
     if not shown:
         shown = urlsplit(safe_uri).hostname or "An application" if safe_uri else "An application"
-    return ClientView(shown, safe_uri, _https(logo_uri))
+    return ClientView(shown, safe_uri, _https(client.logo_uri))
 
 
 def describe_scopes(scopes: Sequence[str]) -> list[str]:

@@ -13,11 +13,12 @@ from collections.abc import Sequence
 from typing import Protocol
 
 
-class PendingAuthorization(Protocol):
-    """An authorization request waiting for the person's consent."""
+class ClientInfo(Protocol):
+    """A registered client as a page shows it (anyone may register one:
+    homeserver/web/client_view.py decides what of it is shown)."""
 
     @property
-    def client_name(self) -> str | None: ...
+    def name(self) -> str | None: ...
 
     @property
     def client_uri(self) -> str | None: ...
@@ -25,14 +26,17 @@ class PendingAuthorization(Protocol):
     @property
     def logo_uri(self) -> str | None: ...
 
+
+class PendingAuthorization(Protocol):
+    """An authorization request waiting for the person's consent."""
+
+    @property
+    def client(self) -> ClientInfo: ...
+
     @property
     def scopes(self) -> Sequence[str]: ...
 
-    # The device the client asks for (urn:matrix:client:device:<ID>).
-    @property
-    def device_id(self) -> str | None: ...
-
-    # The client sent prompt=create: it wants a new account made first.
+    # The client sent prompt=create: it wants a new account made first (MSC4254).
     @property
     def prompt_create(self) -> bool: ...
 
@@ -41,20 +45,16 @@ class PendingDevice(Protocol):
     """A device authorization (RFC 8628) waiting for its user code."""
 
     @property
-    def client_name(self) -> str | None: ...
-
-    @property
-    def client_uri(self) -> str | None: ...
-
-    @property
-    def logo_uri(self) -> str | None: ...
+    def client(self) -> ClientInfo: ...
 
     @property
     def scopes(self) -> Sequence[str]: ...
 
 
 class OAuthGrants(Protocol):
-    """The decisions the pages hand to the authorization server."""
+    """The decisions the pages hand to the authorization server. Each
+    decision raises a LookupError when the request is no longer pending
+    (answered meanwhile, in another tab, or expired)."""
 
     async def pending(self, authorization_id: str) -> PendingAuthorization | None:
         """The pending authorization, or None if unknown, used or expired."""

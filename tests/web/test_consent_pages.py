@@ -44,12 +44,16 @@ CALLBACK = "https://client.example/callback"
 
 
 @attrs.define
-class FakePending:
-    client_name: str | None = "Element X"
+class FakeClient:
+    name: str | None = "Element X"
     client_uri: str | None = "https://element.io/"
     logo_uri: str | None = "https://element.io/logo.png"
+
+
+@attrs.define
+class FakePending:
+    client: FakeClient = attrs.Factory(FakeClient)
     scopes: Sequence[str] = (API_SCOPE, "urn:matrix:client:device:ABCDEFGH")
-    device_id: str | None = "ABCDEFGH"
     prompt_create: bool = False
 
 
@@ -70,7 +74,8 @@ class FakeGrants:
         if self.broken:
             raise RuntimeError("the authorization server fell over")
         self.calls.append(("approve", authorization_id, user_id))
-        del self.pendings[authorization_id]
+        if self.pendings.pop(authorization_id, None) is None:
+            raise LookupError(authorization_id)
         return f"{CALLBACK}?code=the-code&state=xyz"
 
     async def deny(self, authorization_id: str) -> str:
@@ -83,7 +88,8 @@ class FakeGrants:
 
     async def approve_device(self, user_code: str, user_id: str) -> None:
         self.calls.append(("approve_device", user_code, user_id))
-        del self.devices[user_code]
+        if self.devices.pop(user_code, None) is None:
+            raise LookupError(user_code)
 
     async def deny_device(self, user_code: str) -> None:
         self.calls.append(("deny_device", user_code))
@@ -252,9 +258,11 @@ async def test_unknown_authorizations_and_hostile_client_metadata(
     assert unknown.status == 404 and "This link has expired" in unknown.html
     assert "Traceback" not in unknown.html
     pages.grants.pendings["a1"] = FakePending(
-        client_name='<script>alert("x")</script>',
-        client_uri="javascript:alert(1)",
-        logo_uri="http://insecure.example/logo.png",
+        FakeClient(
+            name='<script>alert("x")</script>',
+            client_uri="javascript:alert(1)",
+            logo_uri="http://insecure.example/logo.png",
+        )
     )
     page = await browser.get("/_homeserver/web/consent/a1")
     assert "<script>" not in page.html and "&lt;script&gt;" in page.html
@@ -263,7 +271,7 @@ async def test_unknown_authorizations_and_hostile_client_metadata(
 
 
 async def test_device_code_confirmation(pages: Pages, browser: Browser) -> None:
-    pages.grants.devices["WDJB-MJHT"] = FakePending(client_name="Element X on a phone")
+    pages.grants.devices["WDJB-MJHT"] = FakePending(FakeClient(name="Element X on a phone"))
     page = await browser.get("/_homeserver/web/device?user_code=WDJB-MJHT", follow=False)
     assert page.location == (
         "/_homeserver/web/sign_in?next=%2F_homeserver%2Fweb%2Fdevice%3Fuser_code%3DWDJB-MJHT"
@@ -341,3 +349,15 @@ async def test_a_failure_shows_an_error_page_not_a_trace(pages: Pages, browser: 
     assert failed.status == 500 and "Something went wrong" in failed.html
     assert "fell over" not in failed.html and "Traceback" not in failed.html
     assert failed.headers["Content-Type"].startswith("text/html")
+
+
+async def test_an_authorization_answered_meanwhile_shows_expired(
+    pages: Pages, browser: Browser
+) -> None:
+    pages.grants.pendings["a1"] = FakePending()
+    await browser.sign_in("alice", "pw")
+    first = await browser.get("/_homeserver/web/consent/a1")
+    second = await browser.get("/_homeserver/web/consent/a1")  # another tab
+    await browser.submit(first, "consent", button="allow", follow=False)
+    late = await browser.submit(second, "consent", button="allow", follow=False)
+    assert late.status == 404 and "This link has expired" in late.html
