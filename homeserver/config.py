@@ -345,6 +345,8 @@ class Config:
     push: PushConfig = PushConfig()
     user_directory: UserDirectoryConfig = UserDirectoryConfig()
     server_notices: ServerNoticesConfig = ServerNoticesConfig()
+    # The look of the web pages (sign-in, consent, account).
+    web: WebConfig = WebConfig()
     # MatrixRTC foci advertised in /.well-known/matrix/client, e.g.
     # [{"type": "livekit", "livekit_service_url": "https://..."}].
     rtc_foci: list[dict[str, Any]] = attrs.Factory(list)
@@ -354,7 +356,6 @@ class Config:
     outbound_tls_ca_file: str | None = None
     # Check no certificates on that outbound HTTPS. For test harnesses only.
     outbound_tls_insecure: bool = False
-    web: WebConfig = WebConfig()
 
     def path(self, name: str) -> Path:
         """A path from the config, relative paths taken from the data directory."""
@@ -388,9 +389,9 @@ class Config:
         if self.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise ConfigError("log_level: expected one of DEBUG, INFO, WARNING, ERROR")
         self.media.validate()
+        self.web.validate()
         self.request_limits.validate()
         self.http.validate()
-        self.web.validate()
         self._validate_federation()
         ca_file = self.outbound_tls_ca_file
         if ca_file is not None and not self.path(ca_file).is_file():
