@@ -11,9 +11,10 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
-from homeserver.api.http import ClientRequest
+from homeserver.api.http import DATABASE_RETRY_AFTER_S, ClientRequest
 from homeserver.errors import MatrixError
 from homeserver.web.pages import PageRenderer
+from storage.database import is_database_unavailable
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +58,16 @@ def html_errors(handler: PageHandler[Self]) -> PageHandler[Self]:
         except MatrixError as e:
             title = _TITLES.get(e.status, "Something went wrong")
             return self.pages.error(e.status, title, e.message)
-        except Exception:
+        except Exception as e:
+            if is_database_unavailable(e):
+                logger.warning("database unavailable during web page %s: %s", req.path, e)
+                response = self.pages.error(
+                    503,
+                    "Temporarily unavailable",
+                    "The server cannot reach its database. Try again in a moment.",
+                )
+                response.headers["Retry-After"] = str(DATABASE_RETRY_AFTER_S)
+                return response
             # Logged with its stack trace; the person sees a page, never the trace.
             logger.exception("web page %s %s failed", req.method, req.path)
             return self.pages.error(

@@ -43,6 +43,27 @@ class _FormParser(HTMLParser):
             self._current = None
 
 
+class _LabelParser(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.labelled: set[str] = set()
+        self.inputs: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs_: list[tuple[str, str | None]]) -> None:
+        a = {k: v or "" for k, v in attrs_}
+        if tag == "label" and "for" in a:
+            self.labelled.add(a["for"])
+        elif tag in ("input", "select", "textarea") and a.get("type") != "hidden":
+            self.inputs.append(a.get("id", f"<{tag} name={a.get('name')} without id>"))
+
+
+def unlabelled_inputs(html: str) -> list[str]:
+    """The visible form controls that no <label for=...> names."""
+    parser = _LabelParser()
+    parser.feed(html)
+    return [i for i in parser.inputs if i not in parser.labelled]
+
+
 def forms_of(html: str) -> list[Form]:
     parser = _FormParser()
     parser.feed(html)

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.web.browser import Browser
+from tests.web.browser import Browser, unlabelled_inputs
 
 SIGN_IN = "/_homeserver/web/sign_in"
 ACCOUNT = "/_homeserver/web/account"
@@ -208,3 +208,13 @@ async def test_signing_out_ends_the_browser_session(hs: Any, browser: Browser) -
     assert out.path == SIGN_IN and await browser_sessions(hs) == 0
     again = await browser.get(ACCOUNT, follow=False)
     assert again.status == 303 and again.location.startswith(SIGN_IN)
+
+
+async def test_every_field_has_a_label(hs: Any, browser: Browser) -> None:
+    await hs.register("alice", "pw")
+    for path in (SIGN_IN, "/_homeserver/web/register"):
+        page = await browser.get(path)
+        assert page.html.startswith("<!DOCTYPE html>") and '<html lang="en">' in page.html
+        assert unlabelled_inputs(page.html) == [], path
+    account = await browser.sign_in("alice", "pw")
+    assert "<main" in account.html and unlabelled_inputs(account.html) == []
