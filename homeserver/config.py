@@ -9,6 +9,7 @@ a security bug waiting to happen.
 from __future__ import annotations
 
 import ipaddress
+import re
 import typing
 from pathlib import Path
 from typing import Any
@@ -259,6 +260,127 @@ class RequestLimits:
                 raise ConfigError(f"request_limits.{field.name}: expected a positive integer")
 
 
+_COLOUR = re.compile(r"#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})")
+
+
+@attrs.frozen
+class WebConfig:
+    """The look of the server's web pages (sign-in, consent, account):
+    homeserver/web/. Colours go into the served stylesheet, never inline."""
+
+    # The name shown in titles and headings.
+    product_name: str = "Matrix"
+    # An https:// URL or a path on this server; None: no logo.
+    logo_url: str | None = None
+    # CSS colours as #rgb or #rrggbb.
+    primary_colour: str = "#0b6e4f"
+    background_colour: str = "#f4f6f8"
+    text_colour: str = "#1b1d21"
+    # A line shown at the bottom of every page, and a link to the terms.
+    footer_text: str | None = None
+    terms_url: str | None = None
+
+    def validate(self) -> None:
+        for name in ("primary_colour", "background_colour", "text_colour"):
+            if not _COLOUR.fullmatch(getattr(self, name)):
+                raise ConfigError(f"web.{name}: expected a colour like #0b6e4f")
+        logo = self.logo_url
+        if logo is not None and not (
+            logo.startswith("https://") or (logo.startswith("/") and not logo.startswith("//"))
+        ):
+            raise ConfigError("web.logo_url: expected an https:// URL or a path on this server")
+        terms = self.terms_url
+        if terms is not None and not terms.startswith(("https://", "http://")):
+            raise ConfigError("web.terms_url: expected an http(s):// URL")
+
+
+@attrs.frozen
+class AttributeRequirement:
+    """A claim an upstream provider must assert for a user to be let in:
+    equal to `value`, or (for a list claim such as `groups`) containing it."""
+
+    attribute: str
+    value: str
+
+
+@attrs.frozen
+class UserMappingConfig:
+    """Jinja2 templates over the provider's claims (`user`), as Synapse's
+    `user_mapping_provider.config`."""
+
+    localpart_template: str = "{{ user.preferred_username }}"
+    display_name_template: str | None = None
+    # Kept with the account's link to the provider (upstream_links.email).
+    email_template: str | None = None
+
+
+@attrs.frozen
+class OidcProviderConfig:
+    """One upstream OpenID Connect provider (homeserver/sso/)."""
+
+    idp_id: str
+    idp_name: str
+    issuer: str
+    client_id: str
+    idp_icon: str | None = None
+    idp_brand: str | None = None
+    # Read the endpoints from <issuer>/.well-known/openid-configuration.
+    discover: bool = True
+    authorization_endpoint: str | None = None
+    token_endpoint: str | None = None
+    userinfo_endpoint: str | None = None
+    jwks_uri: str | None = None
+    client_secret: str | None = None
+    # client_secret_basic, client_secret_post or private_key_jwt.
+    client_auth_method: str = "client_secret_basic"
+    # PEM private key for private_key_jwt, relative to data_dir.
+    client_auth_key_file: str | None = None
+    client_auth_signing_alg: str = "RS256"
+    scopes: list[str] = attrs.Factory(lambda: ["openid", "profile"])
+    id_token_signing_algs: list[str] = attrs.Factory(lambda: ["RS256"])
+    # Also read the claims of the userinfo endpoint.
+    user_profile_method: str = "auto"
+    user_mapping_provider: UserMappingConfig = UserMappingConfig()
+    attribute_requirements: list[AttributeRequirement] = attrs.Factory(list)
+    # Link a first sign-in to an existing account of the mapped localpart.
+    allow_existing_users: bool = False
+
+    def validate(self, where: str) -> None:
+        if not re.fullmatch(r"[A-Za-z0-9._~-]{1,255}", self.idp_id):
+            raise ConfigError(f"{where}.idp_id: letters, digits and . _ ~ - only")
+        if self.client_auth_method not in _CLIENT_AUTH_METHODS:
+            raise ConfigError(
+                f"{where}.client_auth_method: one of {', '.join(_CLIENT_AUTH_METHODS)}"
+            )
+        if self.client_auth_method == "private_key_jwt" and self.client_auth_key_file is None:
+            raise ConfigError(f"{where}.client_auth_key_file: required for private_key_jwt")
+        if self.client_auth_method != "private_key_jwt" and self.client_secret is None:
+            raise ConfigError(f"{where}.client_secret: required for {self.client_auth_method}")
+        if not self.discover:
+            for key in ("authorization_endpoint", "token_endpoint", "jwks_uri"):
+                if getattr(self, key) is None:
+                    raise ConfigError(f"{where}.{key}: required when discover is false")
+        if "openid" not in self.scopes:
+            raise ConfigError(f"{where}.scopes: must include 'openid'")
+        if not self.id_token_signing_algs or "none" in self.id_token_signing_algs:
+            raise ConfigError(f"{where}.id_token_signing_algs: signing algorithms, not 'none'")
+        if self.user_profile_method not in ("auto", "userinfo_endpoint"):
+            raise ConfigError(f"{where}.user_profile_method: 'auto' or 'userinfo_endpoint'")
+
+
+_CLIENT_AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt")
+
+
+@attrs.frozen
+class SsoConfig:
+    """Legacy single sign-on (m.login.sso, m.login.token)."""
+
+    # Client URL prefixes sent their loginToken without a confirmation page.
+    client_whitelist: list[str] = attrs.Factory(list)
+    # POST /login/get_token (MSC3882): a signed-in device logs in another.
+    login_via_existing_session: bool = False
+
+
 @attrs.frozen
 class LdapAttributes:
     """Which directory attributes hold the user name, display name and email."""
@@ -375,6 +497,8 @@ class Config:
     push: PushConfig = PushConfig()
     user_directory: UserDirectoryConfig = UserDirectoryConfig()
     server_notices: ServerNoticesConfig = ServerNoticesConfig()
+    # The look of the web pages (sign-in, consent, account).
+    web: WebConfig = WebConfig()
     # MatrixRTC foci advertised in /.well-known/matrix/client, e.g.
     # [{"type": "livekit", "livekit_service_url": "https://..."}].
     rtc_foci: list[dict[str, Any]] = attrs.Factory(list)
@@ -388,6 +512,9 @@ class Config:
     ldap: LdapConfig | None = None
     # Application service (bridge, bot) registration YAML files; relative to data_dir.
     app_service_config_files: list[str] = attrs.Factory(list)
+    # Upstream OpenID Connect providers people sign in with (homeserver/sso/).
+    oidc_providers: list[OidcProviderConfig] = attrs.Factory(list)
+    sso: SsoConfig = SsoConfig()
 
     def path(self, name: str) -> Path:
         """A path from the config, relative paths taken from the data directory."""
@@ -421,6 +548,7 @@ class Config:
         if self.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise ConfigError("log_level: expected one of DEBUG, INFO, WARNING, ERROR")
         self.media.validate()
+        self.web.validate()
         self.request_limits.validate()
         self.http.validate()
         self._validate_federation()
@@ -428,6 +556,7 @@ class Config:
             self.ldap.validate()
             if self.ldap.tls_ca_file is not None and not self.path(self.ldap.tls_ca_file).is_file():
                 raise ConfigError(f"ldap.tls_ca_file: no such file: {self.ldap.tls_ca_file!r}")
+        self._validate_oidc_providers()
         ca_file = self.outbound_tls_ca_file
         if ca_file is not None and not self.path(ca_file).is_file():
             raise ConfigError(f"outbound_tls_ca_file: no such file: {ca_file!r}")
@@ -457,6 +586,19 @@ class Config:
                 if not isinstance(key, str):
                     raise ConfigError(f"trusted_key_servers[{i}].verify_keys.{key_id}: a string")
                 _check_verify_key(key, f"trusted_key_servers[{i}].verify_keys.{key_id}")
+
+    def _validate_oidc_providers(self) -> None:
+        seen: set[str] = set()
+        for i, provider in enumerate(self.oidc_providers):
+            provider.validate(f"oidc_providers[{i}]")
+            key_file = provider.client_auth_key_file
+            if key_file is not None and not self.path(key_file).is_file():
+                raise ConfigError(
+                    f"oidc_providers[{i}].client_auth_key_file: no such file: {key_file!r}"
+                )
+            if provider.idp_id in seen:
+                raise ConfigError(f"oidc_providers[{i}].idp_id: {provider.idp_id!r} is used twice")
+            seen.add(provider.idp_id)
 
 
 def _check_verify_key(key: str, where: str) -> None:

@@ -102,14 +102,19 @@ from homeserver.api.rooms import RoomsApi
 from homeserver.api.search import SearchApi
 from homeserver.api.session import SessionApi
 from homeserver.api.sliding_sync import SlidingSyncApi
+from homeserver.api.sso import SsoApi
 from homeserver.api.sync import SyncApi
 from homeserver.api.tags import TagsApi
 from homeserver.api.thirdparty import ThirdPartyApi
 from homeserver.api.threepids import ThreepidOnBindApi, ThreepidsApi
 from homeserver.api.to_device import ToDeviceApi
+from homeserver.api.upstream import UpstreamApi
 from homeserver.api.user_data import UserDataApi
 from homeserver.api.user_directory import UserDirectoryApi
 from homeserver.api.voip import VoipApi
+from homeserver.api.web_account import AccountPages
+from homeserver.api.web_consent import ConsentPages
+from homeserver.api.web_sign_in import SignInPages
 from homeserver.appservice.accounts import AppServiceAccounts
 from homeserver.appservice.aliases import AppServiceAliases
 from homeserver.appservice.auth import AppServiceAuth
@@ -174,6 +179,9 @@ from homeserver.rooms.visibility import HistoryVisibility
 from homeserver.sliding_sync.extensions import SlidingSyncExtensions
 from homeserver.sliding_sync.rooms import RoomDataBuilder
 from homeserver.sliding_sync.service import SlidingSyncService
+from homeserver.sso.login_tokens import TokenLogin
+from homeserver.sso.provider import OidcProvider
+from homeserver.sso.upstream import ProviderHttp, UpstreamSignIn
 from homeserver.sync.event_stream import EventStream
 from homeserver.sync.initial_sync import InitialSync
 from homeserver.sync.rooms import RoomsSyncProvider
@@ -185,6 +193,9 @@ from homeserver.turn import TurnService
 from homeserver.uia import UiaService
 from homeserver.user_directory import UserDirectory
 from homeserver.web.browser_sessions import BrowserSessions
+from homeserver.web.form_keys import FormKeys, derive_form_key
+from homeserver.web.links import UPSTREAM_PREFIX
+from homeserver.web.pages import PageRenderer
 from storage.account_data import AccountDataStore
 from storage.admin_audit import AuditStore
 from storage.admin_media import AdminMediaStore
@@ -211,6 +222,7 @@ from storage.guests import GuestStore
 from storage.history import HistoryStore
 from storage.key_backup import KeyBackupStore
 from storage.ldap_users import LdapUserStore
+from storage.login_tokens import LoginTokenStore
 from storage.media import MediaStore
 from storage.openid import OpenIdStore
 from storage.presence import PresenceStore
@@ -233,6 +245,7 @@ from storage.sync import SyncStore
 from storage.threepids import ThreepidBindingStore
 from storage.to_device import ToDeviceStore
 from storage.uia import RegistrationTokenStore, UiaStore
+from storage.upstream import UpstreamStore
 from storage.user_directory import UserDirectoryStore
 from storage.users import UserStore
 
@@ -387,7 +400,13 @@ class HomeServer:
             reserved=lambda user_id: self.appservices.exclusive_user_owner(user_id) is not None,
         )
         passwords = PasswordChecker(users, hasher, self._ldap_sign_in(pool, users, accounts))
-        uia = UiaService(UiaStore(pool), passwords, registration_tokens, config.server_name)
+        uia = UiaService(
+            UiaStore(pool),
+            passwords,
+            registration_tokens,
+            config.server_name,
+            sso_enabled=bool(config.oidc_providers),
+        )
         appservice_accounts = AppServiceAccounts(
             self.appservices, accounts, sessions, users, server_name=config.server_name
         )
@@ -680,6 +699,76 @@ class HomeServer:
             BrowserSessionStore(pool),
             secure_cookie=addresses.client_base_url.startswith("https:"),
         )
+        # Upstream OpenID Connect providers and legacy SSO (homeserver/sso).
+        provider_http = ProviderHttp(self.outbound_ssl)
+        app.on_cleanup.append(lambda _: provider_http.close())
+        self.upstream_sign_in = UpstreamSignIn(
+            [
+                OidcProvider(
+                    p,
+                    provider_http,
+                    f"{addresses.client_base_url.rstrip('/')}{UPSTREAM_PREFIX}/{p.idp_id}/callback",
+                    config.path(p.client_auth_key_file) if p.client_auth_key_file else None,
+                )
+                for p in config.oidc_providers
+            ],
+            UpstreamStore(pool),
+            users,
+            accounts,
+            profiles,
+            sessions,
+            self.browser_sessions,
+            config.server_name,
+        )
+        token_login = TokenLogin(
+            LoginTokenStore(pool),
+            users,
+            sessions,
+            self.upstream_sign_in,
+            get_login_token_enabled=config.sso.login_via_existing_session,
+        )
+        # The pages people see: sign-in, registration, OAuth consent and
+        # device codes, the account page (homeserver/web, api/web_*.py).
+        web_pages = PageRenderer(config.web)
+        # The OAuth authorization server's OAuthGrants (homeserver/oauth), or
+        # None while OAuth is off: its pages then say so.
+        web_grants = None
+        router.mount(
+            SignInPages(
+                pages=web_pages,
+                browser_sessions=self.browser_sessions,
+                form_keys=FormKeys(
+                    derive_form_key(bytes(self.signing_key)),
+                    secure_cookie=addresses.client_base_url.startswith("https:"),
+                ),
+                passwords=passwords,
+                accounts=accounts,
+                registration_tokens=registration_tokens,
+                login_ip_limiter=limiters["login"],
+                login_account_limiter=RateLimiter(limits.login, enabled=limits.enabled),
+                registration_limiter=limiters["registration"],
+                upstream_links=self.upstream_sign_in.links(),
+                server_name=config.server_name,
+                enable_registration=config.enable_registration,
+                registration_requires_token=config.registration_requires_token,
+            ),
+            ConsentPages(
+                pages=web_pages,
+                browser_sessions=self.browser_sessions,
+                grants=web_grants,
+                registration_open=config.enable_registration,
+            ),
+            AccountPages(
+                pages=web_pages,
+                browser_sessions=self.browser_sessions,
+                sessions=sessions,
+                profiles=profiles,
+                accounts=accounts,
+                passwords=passwords,
+                threepids=threepid_bindings,
+                grants=web_grants,
+            ),
+        )
         router.mount(
             DiscoveryApi(
                 server_name=config.server_name,
@@ -688,6 +777,7 @@ class HomeServer:
                 default_room_version=config.default_room_version,
                 rtc_foci=config.rtc_foci,
                 change_password=config.ldap is None or config.ldap.local_passwords_enabled,
+                get_login_token=config.sso.login_via_existing_session,
             ),
             SessionApi(
                 server_name=config.server_name,
@@ -708,6 +798,20 @@ class HomeServer:
                     requires_token=config.registration_requires_token,
                 ),
                 appservices=appservice_accounts,
+                token_login=token_login,
+            ),
+            UpstreamApi(
+                self.upstream_sign_in,
+                self.browser_sessions,
+                secure_cookie=addresses.client_base_url.startswith("https:"),
+            ),
+            SsoApi(
+                upstream=self.upstream_sign_in,
+                token_login=token_login,
+                browser_sessions=self.browser_sessions,
+                uia=uia,
+                client_whitelist=config.sso.client_whitelist,
+                public_baseurl=addresses.client_base_url,
             ),
             DevicesApi(sessions, uia, appservice_accounts),
             ProfileApi(profiles),

@@ -21,6 +21,9 @@ from storage.uia import RegistrationTokenStore, UiaSessionRecord, UiaStore
 DUMMY = "m.login.dummy"
 PASSWORD = "m.login.password"
 REGISTRATION_TOKEN = "m.login.registration_token"
+# Completed only by the fallback page, after signing in again at an upstream
+# provider (homeserver/api/sso.py); its result is the user who did.
+SSO = "m.login.sso"
 _SESSION_LIFETIME_MS = 30 * 60 * 1000
 
 
@@ -40,7 +43,10 @@ class UiaService:
         passwords: PasswordChecker,
         registration_tokens: RegistrationTokenStore,
         server_name: str,
+        *,
+        sso_enabled: bool = False,
     ) -> None:
+        self._sso = sso_enabled
         self._store = store
         self._passwords = passwords
         self._tokens = registration_tokens
@@ -67,12 +73,18 @@ class UiaService:
         unless `keep_session`, which lets a client retry an operation whose
         response it lost (registration) with the same session.
         """
+        if self._sso and user_id is not None and [PASSWORD] in flows:
+            # As Synapse: whoever may prove themselves with a password may
+            # instead sign in again at an upstream provider.
+            flows = [*flows, [SSO]]
         session = await self._session_for(auth, method, uri, params or {})
         if auth is not None and "type" in auth:
             error = await self._try_stage(session, auth, flows, user_id)
             if error is not None:
                 raise self._challenge(session, flows, error)
             session = await self._store.get_session(session.session_id) or session
+        if SSO in session.completed and session.completed[SSO] != user_id:
+            raise forbidden("The single sign-on was completed by another account")
         if any(all(stage in session.completed for stage in flow) for flow in flows):
             if not keep_session:
                 await self._store.delete_session(session.session_id)
@@ -90,6 +102,15 @@ class UiaService:
     async def remember(self, session_id: str, params: dict[str, Any]) -> None:
         """Add to what a session keeps, e.g. what a completed operation produced."""
         await self._store.update_params(session_id, params)
+
+    async def session_started(self, session_id: str) -> int | None:
+        """When a session began (ms), or None if there is no such session."""
+        session = await self._store.get_session(session_id)
+        return session.created_ts if session is not None else None
+
+    async def complete_sso(self, session_id: str, user_id: str) -> None:
+        """The m.login.sso stage, done by `user_id` on the fallback page."""
+        await self._store.complete_stage(session_id, SSO, user_id)
 
     async def _session_for(
         self, auth: Any, method: str, uri: str, params: dict[str, Any]
@@ -126,6 +147,9 @@ class UiaService:
         if not any(stage in flow for flow in flows):
             return MatrixError(400, "M_UNRECOGNIZED", f"Auth stage {stage!r} is not offered")
         result: Any = True
+        if stage == SSO:
+            # Only the fallback page completes it; the client just asks again.
+            return None
         if stage == PASSWORD:
             claimed = identifier_user(auth, self._server_name)
             try:

@@ -32,7 +32,10 @@ class DiscoveryApi:
         default_room_version: str,
         rtc_foci: list[dict[str, Any]] | None = None,
         change_password: bool = True,
+        get_login_token: bool = False,
     ) -> None:
+        # MSC3882's POST /login/get_token is offered (sso.login_via_existing_session).
+        self._get_login_token = get_login_token
         self._server_name = server_name
         self._baseurl = public_baseurl
         self._federation_address = federation_address
@@ -73,7 +76,7 @@ class DiscoveryApi:
                 "m.set_displayname": {"enabled": True},
                 "m.set_avatar_url": {"enabled": True},
                 "m.3pid_changes": {"enabled": False},
-                "m.get_login_token": {"enabled": False},
+                "m.get_login_token": {"enabled": self._get_login_token},
                 "m.profile_fields": {"enabled": True},
             }
         }

@@ -16,6 +16,7 @@ from homeserver.appservice.accounts import APPSERVICE_LOGIN_TYPE, AppServiceAcco
 from homeserver.errors import MatrixError, bad_json, forbidden, missing_param
 from homeserver.identity.bindings import ThreepidBindings
 from homeserver.ratelimit import RateLimiter
+from homeserver.sso.login_tokens import TokenLogin
 from homeserver.uia import UiaService
 from storage.uia import RegistrationTokenStore
 
@@ -53,7 +54,10 @@ class SessionApi:
         threepids: ThreepidBindings,
         registration: ClientRegistration,
         appservices: AppServiceAccounts | None = None,
+        token_login: TokenLogin | None = None,
     ) -> None:
+        # m.login.sso and m.login.token (homeserver/sso/login_tokens.py).
+        self._token_login = token_login
         self._server_name = server_name
         self._accounts = accounts
         self._guests = guests
@@ -147,7 +151,9 @@ class SessionApi:
 
     @endpoint("GET", "/login", auth=False)
     async def login_flows(self, req: ClientRequest) -> dict[str, Any]:
-        flows = [{"type": "m.login.password"}]
+        flows: list[dict[str, Any]] = [{"type": "m.login.password"}]
+        if self._token_login is not None:
+            flows += self._token_login.login_flows()
         # Offered where some appservice is registered (Synapse offers it always).
         if self._appservices is not None and self._appservices.any_registered():
             flows.append({"type": APPSERVICE_LOGIN_TYPE})
@@ -164,6 +170,15 @@ class SessionApi:
                 identifier_user(body, self._server_name),
                 device_id=opt_str(body, "device_id"),
                 display_name=opt_str(body, "initial_device_display_name"),
+                want_refresh=opt_bool(body, "refresh_token", False),
+                ip=req.ip,
+            )
+            return session_json(session, self._server_name)
+        if login_type == "m.login.token" and self._token_login is not None:
+            session = await self._token_login.login(
+                body.get("token"),
+                opt_str(body, "device_id"),
+                opt_str(body, "initial_device_display_name"),
                 want_refresh=opt_bool(body, "refresh_token", False),
                 ip=req.ip,
             )
