@@ -260,6 +260,24 @@ class RequestLimits:
 
 
 @attrs.frozen
+class OAuthConfig:
+    """The built-in OAuth 2.0 authorization server (homeserver/oauth)."""
+
+    enabled: bool = False
+    # Keep password registration (POST /register) open beside OAuth's
+    # prompt=create; off, /register tells clients to use OAuth.
+    legacy_registration: bool = False
+    # How long a device authorization grant's user code is valid, and how
+    # often its device may poll the token endpoint (RFC 8628).
+    device_code_lifetime_s: int = 600
+    device_poll_interval_s: int = 5
+
+    def validate(self) -> None:
+        if self.device_code_lifetime_s < 1 or self.device_poll_interval_s < 1:
+            raise ConfigError("oauth.device_*: expected positive numbers of seconds")
+
+
+@attrs.frozen
 class Config:
     server_name: str
     # Relative to the directory of the config file.
@@ -319,6 +337,7 @@ class Config:
     outbound_tls_ca_file: str | None = None
     # Check no certificates on that outbound HTTPS. For test harnesses only.
     outbound_tls_insecure: bool = False
+    oauth: OAuthConfig = OAuthConfig()
 
     def path(self, name: str) -> Path:
         """A path from the config, relative paths taken from the data directory."""
@@ -354,6 +373,7 @@ class Config:
         self.media.validate()
         self.request_limits.validate()
         self.http.validate()
+        self.oauth.validate()
         self._validate_federation()
         ca_file = self.outbound_tls_ca_file
         if ca_file is not None and not self.path(ca_file).is_file():

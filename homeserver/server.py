@@ -73,6 +73,7 @@ from homeserver.admin.users import AdminUsers
 from homeserver.api.admin.audit import AdminAuditApi
 from homeserver.api.admin.media import AdminMediaApi
 from homeserver.api.admin.notices import AdminNoticesApi
+from homeserver.api.admin.oauth import AdminOAuthApi
 from homeserver.api.admin.reports import AdminReportsApi
 from homeserver.api.admin.rooms import AdminRoomsApi
 from homeserver.api.admin.server import AdminServerApi
@@ -89,6 +90,7 @@ from homeserver.api.legacy_events import LegacyEventsApi
 from homeserver.api.listener import Listener
 from homeserver.api.media import MediaApi
 from homeserver.api.misc import OpenIdApi
+from homeserver.api.oauth import OAuthApi, OAuthMetadataApi
 from homeserver.api.profile import ProfileApi
 from homeserver.api.push_rules import PushRulesApi
 from homeserver.api.pushers import PushersApi
@@ -132,6 +134,12 @@ from homeserver.media.thumbnailer import Thumbnailer
 from homeserver.media.upload import MediaUploader, UploadLimits
 from homeserver.metrics import Metrics
 from homeserver.notifier import Notifier
+from homeserver.oauth.authorization import AuthorizationRequests
+from homeserver.oauth.clients import OAuthClients
+from homeserver.oauth.device_flow import DeviceAuthorizations
+from homeserver.oauth.grants import OAuthGrants
+from homeserver.oauth.metadata import account_management_uri
+from homeserver.oauth.tokens import OAuthTokens
 from homeserver.openid import OpenIdTokens
 from homeserver.profile import ProfileService
 from homeserver.public_addresses import public_addresses
@@ -166,7 +174,7 @@ from homeserver.tags import TagService
 from homeserver.tls_trust import outbound_ssl_context
 from homeserver.to_device import ToDeviceService
 from homeserver.turn import TurnService
-from homeserver.uia import UiaService
+from homeserver.uia import CROSS_SIGNING_RESET, UiaService
 from homeserver.user_directory import UserDirectory
 from homeserver.web.browser_sessions import BrowserSessions
 from storage.account_data import AccountDataStore
@@ -194,6 +202,9 @@ from storage.guests import GuestStore
 from storage.history import HistoryStore
 from storage.key_backup import KeyBackupStore
 from storage.media import MediaStore
+from storage.oauth_clients import OAuthClientStore
+from storage.oauth_grants import OAuthGrantStore
+from storage.oauth_sessions import OAuthSessionStore
 from storage.openid import OpenIdStore
 from storage.presence import PresenceStore
 from storage.push import PushStore
@@ -323,6 +334,46 @@ class HomeServer:
             ),
         ]
 
+    def _client_base_url(self) -> str:
+        """The client API's public base URL (see public_addresses)."""
+        config = self.config
+        return public_addresses(
+            config.server_name,
+            client_port=parse_listen(config.client_listen)[1],
+            federation_port=parse_listen(config.federation_listen)[1],
+            public_baseurl=config.public_baseurl,
+            federation_public_address=config.federation_public_address,
+        ).client_base_url
+
+    def _oauth_apis(
+        self, pool: asyncpg.Pool, sessions: SessionService, base_url: str
+    ) -> list[object]:
+        """The OAuth 2.0 API (homeserver/oauth) when `oauth.enabled`, and the
+        admin API over its sessions."""
+        config = self.config
+        apis: list[object] = [AdminOAuthApi(self.oauth_grants, config.server_name)]
+        if not config.oauth.enabled:
+            return apis
+        clients = OAuthClients(OAuthClientStore(pool))
+        grants = OAuthGrantStore(pool)
+        registration_open = config.enable_registration
+        apis += [
+            OAuthMetadataApi(base_url, registration_open=registration_open),
+            OAuthApi(
+                clients,
+                AuthorizationRequests(clients, grants, registration_open=registration_open),
+                OAuthTokens(clients, grants, OAuthSessionStore(pool), sessions),
+                DeviceAuthorizations(
+                    clients,
+                    grants,
+                    base_url=base_url,
+                    lifetime_s=config.oauth.device_code_lifetime_s,
+                    poll_interval_s=config.oauth.device_poll_interval_s,
+                ),
+            ),
+        ]
+        return apis
+
     async def _build_client_app(self, pool: asyncpg.Pool) -> web.Application:
         config = self.config
         # Push gateways, identity servers and URL previews (outbound_tls_ca_file).
@@ -338,7 +389,26 @@ class HomeServer:
         )
         registration_tokens = RegistrationTokenStore(pool)
         passwords = PasswordChecker(users, hasher)
-        uia = UiaService(UiaStore(pool), passwords, registration_tokens, config.server_name)
+        # The OAuth 2.0 authorization server's grants (homeserver/oauth), for
+        # its web pages; with OAuth on they approve cross-signing resets (UIA).
+        self.oauth_grants = OAuthGrants(
+            OAuthGrantStore(pool),
+            OAuthClients(OAuthClientStore(pool)),
+            OAuthSessionStore(pool),
+            sessions,
+        )
+        oauth_on = config.oauth.enabled
+        reset_url = (
+            f"{account_management_uri(self._client_base_url())}?action={CROSS_SIGNING_RESET}"
+        )
+        uia = UiaService(
+            UiaStore(pool),
+            passwords,
+            registration_tokens,
+            config.server_name,
+            reset_approvals=self.oauth_grants if oauth_on else None,
+            reset_url=reset_url if oauth_on else None,
+        )
         accounts = AccountService(users, sessions, hasher, registration_tokens, config.server_name)
         limits = config.rate_limits
         limiters = {
@@ -629,7 +699,10 @@ class HomeServer:
                     guests,
                     requires_token=config.registration_requires_token,
                 ),
+                oauth_enabled=oauth_on,
+                password_registration=not oauth_on or config.oauth.legacy_registration,
             ),
+            *self._oauth_apis(pool, sessions, addresses.client_base_url),
             DevicesApi(sessions, uia),
             ProfileApi(profiles),
             RoomsApi(rooms, third_party_invites),

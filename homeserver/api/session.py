@@ -51,6 +51,8 @@ class SessionApi:
         enable_registration: bool,
         threepids: ThreepidBindings,
         registration: ClientRegistration,
+        oauth_enabled: bool = False,
+        password_registration: bool = True,
     ) -> None:
         self._server_name = server_name
         self._accounts = accounts
@@ -63,6 +65,9 @@ class SessionApi:
         self._enable_registration = enable_registration
         self._threepids = threepids
         self._registration = registration
+        # The OAuth 2.0 API is on (homeserver/oauth): see login_flows and register.
+        self._oauth_enabled = oauth_enabled
+        self._password_registration = password_registration
 
     @endpoint("POST", "/register", auth=False, ratelimit="registration")
     async def register(self, req: ClientRequest) -> dict[str, Any]:
@@ -77,6 +82,10 @@ class SessionApi:
             raise MatrixError(400, "M_INVALID_PARAM", "kind must be 'user' or 'guest'")
         if not self._enable_registration:
             raise forbidden("Registration has been disabled")
+        if not self._password_registration:
+            # As Synapse with OAuth delegated: accounts are created through
+            # the OAuth 2.0 API (prompt=create, MSC4254).
+            raise forbidden("Registration is done through the OAuth 2.0 API (prompt=create)")
         body = req.json()
         request = RegistrationRequest(
             username=opt_str(body, "username"),
@@ -122,7 +131,14 @@ class SessionApi:
 
     @endpoint("GET", "/login", auth=False)
     async def login_flows(self, req: ClientRequest) -> dict[str, Any]:
-        return {"flows": [{"type": "m.login.password"}]}
+        flows: list[dict[str, Any]] = [{"type": "m.login.password"}]
+        if self._oauth_enabled:
+            # The spec's (v1.15, MSC3824) sign for OAuth-aware clients that
+            # the server prefers the OAuth 2.0 API, on its m.login.sso flow.
+            for flow in flows:
+                if flow["type"] == "m.login.sso":
+                    flow["oauth_aware_preferred"] = True
+        return {"flows": flows}
 
     @endpoint("POST", "/login", auth=False, ratelimit="login")
     async def login(self, req: ClientRequest) -> dict[str, Any]:
