@@ -271,6 +271,9 @@ class OAuthConfig:
     # often its device may poll the token endpoint (RFC 8628).
     device_code_lifetime_s: int = 600
     device_poll_interval_s: int = 5
+    # The RSA key signing ID tokens (clients asking for `openid`), relative
+    # to data_dir; created at first start.
+    signing_key_path: str = "oauth_signing_key.pem"
 
     def validate(self) -> None:
         if self.device_code_lifetime_s < 1 or self.device_poll_interval_s < 1:

@@ -138,7 +138,8 @@ from homeserver.oauth.authorization import AuthorizationRequests
 from homeserver.oauth.clients import OAuthClients
 from homeserver.oauth.device_flow import DeviceAuthorizations
 from homeserver.oauth.grants import OAuthGrants
-from homeserver.oauth.metadata import account_management_uri
+from homeserver.oauth.id_tokens import IdTokens, load_or_create_key
+from homeserver.oauth.metadata import account_management_uri, issuer_of
 from homeserver.oauth.tokens import OAuthTokens
 from homeserver.openid import OpenIdTokens
 from homeserver.profile import ProfileService
@@ -357,12 +358,15 @@ class HomeServer:
         clients = OAuthClients(OAuthClientStore(pool))
         grants = OAuthGrantStore(pool)
         registration_open = config.enable_registration
+        id_tokens = IdTokens(
+            load_or_create_key(config.path(config.oauth.signing_key_path)), issuer_of(base_url)
+        )
         apis += [
             OAuthMetadataApi(base_url, registration_open=registration_open),
             OAuthApi(
                 clients,
                 AuthorizationRequests(clients, grants, registration_open=registration_open),
-                OAuthTokens(clients, grants, OAuthSessionStore(pool), sessions),
+                OAuthTokens(clients, grants, OAuthSessionStore(pool), sessions, id_tokens),
                 DeviceAuthorizations(
                     clients,
                     grants,
@@ -370,6 +374,7 @@ class HomeServer:
                     lifetime_s=config.oauth.device_code_lifetime_s,
                     poll_interval_s=config.oauth.device_poll_interval_s,
                 ),
+                id_tokens,
             ),
         ]
         return apis

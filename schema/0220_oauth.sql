@@ -20,6 +20,8 @@ CREATE TABLE oauth_authorizations (
     scope TEXT NOT NULL,
     device_id TEXT NOT NULL,
     state TEXT,
+    -- OpenID Connect's nonce, echoed in the ID token of an `openid` request.
+    nonce TEXT,
     code_challenge TEXT NOT NULL,
     response_mode TEXT NOT NULL,
     prompt_create BOOLEAN NOT NULL,

@@ -21,6 +21,7 @@ class AuthorizationRecord:
     scope: str
     device_id: str
     state: str | None
+    nonce: str | None
     code_challenge: str
     response_mode: str
     prompt_create: bool
@@ -30,7 +31,7 @@ class AuthorizationRecord:
     exchanged_ts: int | None
 
 
-_AUTH_COLUMNS = """authorization_id, client_id, redirect_uri, scope, device_id, state,
+_AUTH_COLUMNS = """authorization_id, client_id, redirect_uri, scope, device_id, state, nonce,
     code_challenge, response_mode, prompt_create, created_ts, expires_ts, user_id,
     exchanged_ts"""
 
@@ -61,7 +62,7 @@ class OAuthGrantStore:
         await self._pool.execute("DELETE FROM oauth_authorizations WHERE expires_ts < $1", now_ms())
         await self._pool.execute(
             f"INSERT INTO oauth_authorizations ({_AUTH_COLUMNS}) "
-            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
             *attrs.astuple(record),
         )
 

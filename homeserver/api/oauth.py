@@ -24,6 +24,7 @@ from homeserver.oauth.authorization import AuthorizationRequests
 from homeserver.oauth.clients import OAuthClients
 from homeserver.oauth.device_flow import DeviceAuthorizations
 from homeserver.oauth.errors import OAuthError, RedirectError, invalid_request
+from homeserver.oauth.id_tokens import IdTokens
 from homeserver.oauth.metadata import OAUTH_PREFIX, auth_metadata, issuer_of
 from homeserver.oauth.tokens import OAuthTokens
 
@@ -98,6 +99,14 @@ class OAuthMetadataApi:
     async def metadata(self, req: ClientRequest) -> dict[str, Any]:
         return self._metadata
 
+    @endpoint("GET", "/.well-known/openid-configuration", auth=False, prefixes=("",))
+    @endpoint("GET", "/.well-known/oauth-authorization-server", auth=False, prefixes=("",))
+    async def issuer_metadata(self, req: ClientRequest) -> dict[str, Any]:
+        """The same metadata where generic OAuth and OpenID Connect clients
+        look for it under the issuer (RFC 8414, OpenID Connect Discovery);
+        oidc-client-ts, under Element Web's sign-in, fetches it from there."""
+        return self._metadata
+
     @endpoint("GET", "/auth_issuer", auth=False, prefixes=MSC2965)
     async def issuer(self, req: ClientRequest) -> dict[str, Any]:
         # MSC2965's first draft, which older Element X and js-sdk versions call.
@@ -111,11 +120,17 @@ class OAuthApi:
         authorizations: AuthorizationRequests,
         tokens: OAuthTokens,
         devices: DeviceAuthorizations,
+        id_tokens: IdTokens,
     ) -> None:
         self._clients = clients
         self._authorizations = authorizations
         self._tokens = tokens
         self._devices = devices
+        self._id_tokens = id_tokens
+
+    @endpoint("GET", "/keys.json", auth=False, prefixes=OAUTH)
+    async def jwks(self, req: ClientRequest) -> dict[str, Any]:
+        return self._id_tokens.jwks()
 
     @endpoint("POST", "/registration", auth=False, prefixes=OAUTH, ratelimit="registration")
     async def register(self, req: ClientRequest) -> web.StreamResponse:

@@ -78,8 +78,9 @@ class AuthorizationRequests:
 
         if response_mode not in RESPONSE_MODES:
             return back("invalid_request", "response_mode must be query or fragment")
-        if state is not None and len(state) > _MAX_STATE:
-            return back("invalid_request", "state is too long")
+        nonce = query.get("nonce")
+        if any(v is not None and len(v) > _MAX_STATE for v in (state, nonce)):
+            return back("invalid_request", "state or nonce is too long")
         if query.get("response_type") != "code":
             return back("unsupported_response_type", "response_type must be code")
         if AUTHORIZATION_CODE not in client.grant_types:
@@ -108,6 +109,7 @@ class AuthorizationRequests:
                 scope=scope.scope,
                 device_id=scope.device_id,
                 state=state,
+                nonce=nonce,
                 code_challenge=challenge,
                 response_mode=response_mode,
                 prompt_create=prompt == "create",

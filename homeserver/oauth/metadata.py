@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from homeserver.oauth.clients import GRANT_TYPES
+from homeserver.oauth.id_tokens import ALGORITHM as ID_TOKEN_ALGORITHM
 from homeserver.oauth.redirects import RESPONSE_MODES
 
 OAUTH_PREFIX = "/_homeserver/oauth2"
@@ -48,7 +49,11 @@ def auth_metadata(base_url: str, *, registration_open: bool) -> dict[str, Any]:
         "code_challenge_methods_supported": ["S256"],
         "token_endpoint_auth_methods_supported": ["none"],
         "revocation_endpoint_auth_methods_supported": ["none"],
-        "scopes_supported": ["urn:matrix:client:api:*", "urn:matrix:client:device:*"],
+        "scopes_supported": ["openid", "urn:matrix:client:api:*", "urn:matrix:client:device:*"],
+        # OpenID Connect, for clients that want an ID token (see id_tokens.py).
+        "jwks_uri": f"{base}{OAUTH_PREFIX}/keys.json",
+        "id_token_signing_alg_values_supported": [ID_TOKEN_ALGORITHM],
+        "subject_types_supported": ["public"],
         "prompt_values_supported": ["create"] if registration_open else [],
         "account_management_uri": account_management_uri(base_url),
         "account_management_actions_supported": ACCOUNT_ACTIONS,

@@ -17,7 +17,9 @@ from homeserver.accounts.sessions import Session, SessionService, hash_token
 from homeserver.errors import MatrixError
 from homeserver.oauth.clients import AUTHORIZATION_CODE, DEVICE_CODE, REFRESH_TOKEN, OAuthClients
 from homeserver.oauth.errors import OAuthError, invalid_client, invalid_grant, invalid_request
+from homeserver.oauth.id_tokens import IdTokens
 from homeserver.oauth.pkce import verifier_matches
+from homeserver.oauth.scopes import OPENID
 from storage.database import now_ms
 from storage.oauth_grants import OAuthGrantStore
 from storage.oauth_sessions import OAuthSessionStore, TokenOwner
@@ -35,11 +37,13 @@ class OAuthTokens:
         grants: OAuthGrantStore,
         oauth_sessions: OAuthSessionStore,
         sessions: SessionService,
+        id_tokens: IdTokens,
     ) -> None:
         self._clients = clients
         self._grants = grants
         self._oauth_sessions = oauth_sessions
         self._sessions = sessions
+        self._id_tokens = id_tokens
 
     async def token(self, form: dict[str, str], *, ip: str | None) -> dict[str, Any]:
         """Answer a token request; raise OAuthError as RFC 6749 section 5.2 says."""
@@ -89,7 +93,12 @@ class OAuthTokens:
         session = await self._start(
             record.user_id, record.device_id, client_id, client_name, record.scope, ip
         )
-        return self._token_response(session, record.scope)
+        body = self._token_response(session, record.scope)
+        if OPENID in record.scope.split(" "):
+            body["id_token"] = self._id_tokens.sign(
+                record.user_id, client_id, record.nonce, now_ms()
+            )
+        return body
 
     async def _device_code(
         self, client_id: str, client_name: str | None, form: dict[str, str], ip: str | None

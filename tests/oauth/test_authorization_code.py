@@ -9,6 +9,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from authlib.integrations.base_client.errors import OAuthError as AuthlibError
+from joserfc import jwt
+from joserfc.jwk import KeySet
 
 from tests.oauth.conftest import API_SCOPE, DEVICE_SCOPE, query_of
 
@@ -173,3 +175,20 @@ async def test_admin_lists_and_ends_oauth_sessions(element_x: Any, oauth_hs: Any
     assert (await whoami(oauth_hs, user["access_token"]))[0] == 200
     status, body = await oauth_hs.request("GET", path, token=admin["access_token"])
     assert body == {"sessions": [], "total": 0}
+
+
+async def test_openid_scope_gets_a_signed_id_token(element_x: Any, oauth_hs: Any) -> None:
+    user = await oauth_hs.register("grace")
+    token, _ = await element_x.sign_in(user["user_id"], f"openid {API_SCOPE}", nonce="n-42")
+    well_known = await element_x.web.get(oauth_hs.url + "/.well-known/openid-configuration")
+    assert well_known.json() == element_x.metadata
+    keys = KeySet.import_key_set((await element_x.web.get(element_x.metadata["jwks_uri"])).json())
+    decoded = jwt.decode(token["id_token"], keys, algorithms=["RS256"])
+    claims = decoded.claims
+    assert claims["iss"] == element_x.metadata["issuer"]
+    assert (claims["sub"], claims["aud"], claims["nonce"]) == (
+        user["user_id"],
+        element_x.client_id,
+        "n-42",
+    )
+    assert claims["exp"] > claims["iat"]
