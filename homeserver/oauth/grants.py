@@ -190,7 +190,11 @@ class OAuthGrants:
         ]
 
     async def end_session(self, user_id: str, session_or_device_id: str) -> None:
-        """Log the session's device out, as /logout would (its tokens die with it)."""
+        """Log an OAuth session's device out, as /logout would (its tokens die
+        with it); a device that is no OAuth session of the user is left alone."""
+        ours = {r.device_id for r in await self._oauth_sessions.list(user_id)}
+        if session_or_device_id not in ours:
+            return
         await self._sessions.delete_devices(user_id, [session_or_device_id])
         logger.info("OAuth session %s of %s ended", session_or_device_id, user_id)
 

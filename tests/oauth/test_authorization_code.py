@@ -177,6 +177,23 @@ async def test_admin_lists_and_ends_oauth_sessions(element_x: Any, oauth_hs: Any
     assert body == {"sessions": [], "total": 0}
 
 
+async def test_account_page_contract_lists_and_ends_only_oauth_sessions(
+    element_x: Any, oauth_hs: Any
+) -> None:
+    grants = oauth_hs.server.oauth_grants
+    user = await oauth_hs.register("heidi")
+    token, _ = await element_x.sign_in(user["user_id"], f"{API_SCOPE} {DEVICE_SCOPE}HEIDI")
+    (session,) = await grants.sessions(user["user_id"])
+    assert (session.device_id, session.client_name) == ("HEIDI", "Element X")
+    assert session.scopes == [API_SCOPE, f"{DEVICE_SCOPE}HEIDI"]
+    # The password session is not the OAuth server's to end.
+    await grants.end_session(user["user_id"], user["device_id"])
+    assert (await whoami(oauth_hs, user["access_token"]))[0] == 200
+    await grants.end_session(user["user_id"], "HEIDI")
+    assert (await whoami(oauth_hs, token["access_token"]))[0] == 401
+    assert await grants.sessions(user["user_id"]) == []
+
+
 async def test_openid_scope_gets_a_signed_id_token(element_x: Any, oauth_hs: Any) -> None:
     user = await oauth_hs.register("grace")
     token, _ = await element_x.sign_in(user["user_id"], f"openid {API_SCOPE}", nonce="n-42")
