@@ -81,7 +81,7 @@ class DeviceAuthorizations:
             "device_code": device_code,
             "user_code": _display(user_code),
             "verification_uri": verification_uri,
-            "verification_uri_complete": f"{verification_uri}?code={user_code}",
+            "verification_uri_complete": f"{verification_uri}?user_code={user_code}",
             "expires_in": self._lifetime_s,
             "interval": self._poll_interval_s,
         }

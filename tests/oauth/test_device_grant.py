@@ -40,7 +40,7 @@ async def test_device_signs_in_once_the_person_confirms(element_x: Any, oauth_hs
     base = oauth_hs.url
     assert grant["verification_uri"] == base + "/_homeserver/web/device"
     code = grant["user_code"]
-    assert grant["verification_uri_complete"].endswith("?code=" + code.replace("-", ""))
+    assert grant["verification_uri_complete"].endswith("?user_code=" + code.replace("-", ""))
     assert grant["interval"] == 1 and grant["expires_in"] == 600
 
     first = await poll(element_x, grant["device_code"])
