@@ -11,7 +11,7 @@ from authlib.common.security import generate_token
 from authlib.integrations.base_client.errors import OAuthError as AuthlibError
 from authlib.oauth2.rfc6749.errors import MismatchingStateException
 
-from tests.oauth.conftest import API_SCOPE, DEVICE_SCOPE, query_of
+from tests.oauth.conftest import API_SCOPE, DEVICE_SCOPE, ELEMENT_X, free_port, query_of
 
 
 async def device_count(hs: Any, user_id: str) -> int:
@@ -206,3 +206,38 @@ async def test_token_endpoint_refuses_malformed_requests(element_x: Any, web: An
         assert (response.status_code, response.json()["error"]) == (status, error), form
     as_json = await web.post(endpoint, json={"grant_type": "authorization_code"})
     assert as_json.json()["error"] == "invalid_request"
+
+
+async def test_token_endpoint_refuses_repeated_parameters(element_x: Any, web: Any) -> None:
+    """RFC 6749 section 3.2: a parameter may not be sent twice."""
+    body = (
+        f"grant_type=authorization_code&client_id={element_x.client_id}"
+        "&code=a&code=b&code_verifier=" + "v" * 43
+    )
+    response = await web.post(
+        element_x.metadata["token_endpoint"],
+        content=body.encode(),
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert (response.status_code, response.json()["error"]) == (400, "invalid_request")
+
+
+async def test_prompt_create_needs_open_registration(server_factory: Any, web: Any) -> None:
+    port = free_port()
+    closed = await server_factory(
+        client_listen=f"127.0.0.1:{port}",
+        public_baseurl=f"http://127.0.0.1:{port}/",
+        enable_registration=False,
+        oauth={"enabled": True},
+    )
+    metadata = (await web.get(closed.url + "/_matrix/client/v1/auth_metadata")).json()
+    assert metadata["prompt_values_supported"] == []
+    client_id = (await web.post(metadata["registration_endpoint"], json=ELEMENT_X)).json()[
+        "client_id"
+    ]
+    response = await web.get(
+        f"{metadata['authorization_endpoint']}?client_id={client_id}"
+        "&redirect_uri=io.element:/callback&response_type=code&prompt=create"
+        f"&code_challenge_method=S256&code_challenge={'c' * 43}&scope={API_SCOPE}"
+    )
+    assert query_of(response.headers["Location"])["error"] == "invalid_request"
