@@ -9,6 +9,7 @@ a security bug waiting to happen.
 from __future__ import annotations
 
 import ipaddress
+import re
 import typing
 from pathlib import Path
 from typing import Any
@@ -259,6 +260,40 @@ class RequestLimits:
                 raise ConfigError(f"request_limits.{field.name}: expected a positive integer")
 
 
+_COLOUR = re.compile(r"#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})")
+
+
+@attrs.frozen
+class WebConfig:
+    """The look of the server's web pages (sign-in, consent, account):
+    homeserver/web/. Colours go into the served stylesheet, never inline."""
+
+    # The name shown in titles and headings.
+    product_name: str = "Matrix"
+    # An https:// URL or a path on this server; None: no logo.
+    logo_url: str | None = None
+    # CSS colours as #rgb or #rrggbb.
+    primary_colour: str = "#0b6e4f"
+    background_colour: str = "#f4f6f8"
+    text_colour: str = "#1b1d21"
+    # A line shown at the bottom of every page, and a link to the terms.
+    footer_text: str | None = None
+    terms_url: str | None = None
+
+    def validate(self) -> None:
+        for name in ("primary_colour", "background_colour", "text_colour"):
+            if not _COLOUR.fullmatch(getattr(self, name)):
+                raise ConfigError(f"web.{name}: expected a colour like #0b6e4f")
+        logo = self.logo_url
+        if logo is not None and not (
+            logo.startswith("https://") or (logo.startswith("/") and not logo.startswith("//"))
+        ):
+            raise ConfigError("web.logo_url: expected an https:// URL or a path on this server")
+        terms = self.terms_url
+        if terms is not None and not terms.startswith(("https://", "http://")):
+            raise ConfigError("web.terms_url: expected an http(s):// URL")
+
+
 @attrs.frozen
 class OAuthConfig:
     """The built-in OAuth 2.0 authorization server (homeserver/oauth)."""
@@ -331,6 +366,8 @@ class Config:
     push: PushConfig = PushConfig()
     user_directory: UserDirectoryConfig = UserDirectoryConfig()
     server_notices: ServerNoticesConfig = ServerNoticesConfig()
+    # The look of the web pages (sign-in, consent, account).
+    web: WebConfig = WebConfig()
     # MatrixRTC foci advertised in /.well-known/matrix/client, e.g.
     # [{"type": "livekit", "livekit_service_url": "https://..."}].
     rtc_foci: list[dict[str, Any]] = attrs.Factory(list)
@@ -374,6 +411,7 @@ class Config:
         if self.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise ConfigError("log_level: expected one of DEBUG, INFO, WARNING, ERROR")
         self.media.validate()
+        self.web.validate()
         self.request_limits.validate()
         self.http.validate()
         self.oauth.validate()

@@ -107,6 +107,9 @@ from homeserver.api.to_device import ToDeviceApi
 from homeserver.api.user_data import UserDataApi
 from homeserver.api.user_directory import UserDirectoryApi
 from homeserver.api.voip import ThirdPartyApi, VoipApi
+from homeserver.api.web_account import AccountPages
+from homeserver.api.web_consent import ConsentPages
+from homeserver.api.web_sign_in import SignInPages
 from homeserver.config import Config, parse_listen
 from homeserver.devices_sync import DeviceListService
 from homeserver.e2e.backup import KeyBackupService
@@ -178,6 +181,8 @@ from homeserver.turn import TurnService
 from homeserver.uia import CROSS_SIGNING_RESET, UiaService
 from homeserver.user_directory import UserDirectory
 from homeserver.web.browser_sessions import BrowserSessions
+from homeserver.web.form_keys import FormKeys, derive_form_key
+from homeserver.web.pages import PageRenderer
 from storage.account_data import AccountDataStore
 from storage.admin_audit import AuditStore
 from storage.admin_media import AdminMediaStore
@@ -677,6 +682,48 @@ class HomeServer:
         self.browser_sessions = BrowserSessions(
             BrowserSessionStore(pool),
             secure_cookie=addresses.client_base_url.startswith("https:"),
+        )
+        # The pages people see: sign-in, registration, OAuth consent and
+        # device codes, the account page (homeserver/web, api/web_*.py).
+        web_pages = PageRenderer(config.web)
+        # The OAuth authorization server's OAuthGrants (homeserver/oauth), or
+        # None while OAuth is off: its pages then say so.
+        web_grants = self.oauth_grants if config.oauth.enabled else None
+        router.mount(
+            SignInPages(
+                pages=web_pages,
+                browser_sessions=self.browser_sessions,
+                form_keys=FormKeys(
+                    derive_form_key(bytes(self.signing_key)),
+                    secure_cookie=addresses.client_base_url.startswith("https:"),
+                ),
+                passwords=passwords,
+                accounts=accounts,
+                registration_tokens=registration_tokens,
+                login_ip_limiter=limiters["login"],
+                login_account_limiter=RateLimiter(limits.login, enabled=limits.enabled),
+                registration_limiter=limiters["registration"],
+                upstream_links=(),
+                server_name=config.server_name,
+                enable_registration=config.enable_registration,
+                registration_requires_token=config.registration_requires_token,
+            ),
+            ConsentPages(
+                pages=web_pages,
+                browser_sessions=self.browser_sessions,
+                grants=web_grants,
+                registration_open=config.enable_registration,
+            ),
+            AccountPages(
+                pages=web_pages,
+                browser_sessions=self.browser_sessions,
+                sessions=sessions,
+                profiles=profiles,
+                accounts=accounts,
+                passwords=passwords,
+                threepids=threepid_bindings,
+                grants=web_grants,
+            ),
         )
         router.mount(
             DiscoveryApi(

@@ -97,6 +97,12 @@ class AccountService:
         if logout_devices:
             await self._sessions.delete_all_devices(user_id, except_device=keep_device)
 
+    async def has_password(self, user_id: str) -> bool:
+        """Whether the account has a local password to check and change
+        (accounts from upstream providers or LDAP may have none)."""
+        user = await self._users.get_user(user_id)
+        return user is not None and bool(user.password_hash)
+
     async def deactivate(self, user_id: str, *, erase: bool = False) -> None:
         """With `erase`, the user's messages are shown redacted to those who
         were not in the room when they were sent (rooms/visibility.py)."""
