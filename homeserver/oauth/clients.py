@@ -18,7 +18,7 @@ from __future__ import annotations
 import secrets
 import time
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 import attrs
 
@@ -47,7 +47,8 @@ def _host_within(host: str | None, parent: str) -> bool:
     return host is not None and (host == parent or host.endswith("." + parent))
 
 
-def _https_url(value: Any, name: str) -> Any:
+def _https_url(value: Any, name: str) -> SplitResult:
+    """`value` split, if it is an https URL without user, password or fragment."""
     if not isinstance(value, str) or len(value) > _MAX_STRING:
         raise _invalid_metadata(f"{name} must be a URL")
     try:
