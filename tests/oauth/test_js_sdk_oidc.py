@@ -1,7 +1,7 @@
 """Element Web's sign-in: matrix-js-sdk's own OIDC helpers (registerOidcClient,
 generateOidcAuthorizationUrl, completeAuthorizationCodeGrant) run in Node
-against the server; the browser's sign-in and consent step in between is
-`OAuthGrants.approve`, what the consent page calls."""
+against the server; in between, a browser signs in and allows the client on
+the server's pages."""
 
 from __future__ import annotations
 
@@ -10,20 +10,20 @@ import json
 import shutil
 from typing import Any
 
-import httpx2 as httpx
 import pytest
 
 from tests.interop.node_script import JS_DIR
+from tests.web.browser import Browser
 
 SCRIPT = JS_DIR / "oauth_flow.mjs"
 TIMEOUT_S = 60
 
 
-async def test_js_sdk_signs_in_with_its_oidc_helpers(oauth_hs: Any, web: httpx.AsyncClient) -> None:
+async def test_js_sdk_signs_in_with_its_oidc_helpers(oauth_hs: Any) -> None:
     node = shutil.which("node")
     if node is None or not (JS_DIR / "node_modules" / "matrix-js-sdk").is_dir():
         pytest.fail("Node.js and matrix-js-sdk are needed: run `make test`, which installs them")
-    user = await oauth_hs.register("alice")
+    user = await oauth_hs.register("alice", password="pw")
     proc = await asyncio.create_subprocess_exec(
         node,
         str(SCRIPT),
@@ -38,13 +38,15 @@ async def test_js_sdk_signs_in_with_its_oidc_helpers(oauth_hs: Any, web: httpx.A
         line = await asyncio.wait_for(proc.stdout.readline(), TIMEOUT_S)
         assert line, (await proc.stderr.read()).decode(errors="replace")[-5000:]
         url = json.loads(line)["authorization_url"]
-        response = await web.get(url)
-        assert response.status_code == 302, response.text
-        authorization_id = response.headers["Location"].rsplit("/", 1)[1]
-        pending = await oauth_hs.server.oauth_grants.pending(authorization_id)
-        assert pending.client.name == "Element Web"
-        redirect = await oauth_hs.server.oauth_grants.approve(authorization_id, user["user_id"])
-        proc.stdin.write(redirect.encode() + b"\n")
+        browser = Browser(oauth_hs.url)
+        try:
+            sign_in = await browser.get(url)
+            consent = await browser.submit(sign_in, "sign_in", username="alice", password="pw")
+            assert "Element Web wants to access your account" in consent.html
+            back = await browser.submit(consent, "consent", button="allow", follow=False)
+        finally:
+            await browser.close()
+        proc.stdin.write(back.location.encode() + b"\n")
         await proc.stdin.drain()
         out, err = await asyncio.wait_for(proc.communicate(), TIMEOUT_S)
     finally:
