@@ -52,6 +52,8 @@ def _form(req: ClientRequest) -> dict[str, str]:
         raise invalid_request("The body is not UTF-8") from None
     form: dict[str, str] = {}
     for key, value in pairs:
+        if "\x00" in key or "\x00" in value:
+            raise invalid_request("Parameters must not contain NUL")
         if key in form:
             raise invalid_request(f"{key} was given more than once")
         form[key] = value

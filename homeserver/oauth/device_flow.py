@@ -22,8 +22,10 @@ _USER_CODE_LENGTH = 8
 
 
 def normalise_user_code(typed: str) -> str:
-    """A user code as typed (any case, with dashes or spaces) as stored."""
-    return "".join(c for c in typed.upper() if c not in "- ")
+    """A user code as typed (any case, with dashes or spaces) as stored:
+    anything but ASCII letters and digits is dropped, and the length capped,
+    so whatever a person typed can be looked up safely."""
+    return "".join(c for c in typed.upper()[:64] if c.isascii() and c.isalnum())
 
 
 def _display(code: str) -> str:

@@ -241,3 +241,21 @@ async def test_prompt_create_needs_open_registration(server_factory: Any, web: A
         f"&code_challenge_method=S256&code_challenge={'c' * 43}&scope={API_SCOPE}"
     )
     assert query_of(response.headers["Location"])["error"] == "invalid_request"
+
+
+async def test_nul_and_garbage_in_token_requests(element_x: Any, web: Any) -> None:
+    endpoint = element_x.metadata["token_endpoint"]
+    for body in (b"grant_type=authorization_code&client_id=a%00b", b"\xff\xfe", b"%zz=1"):
+        response = await web.post(
+            endpoint,
+            content=body,
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+        assert response.status_code in (400, 401), body
+        assert response.json()["error"] in ("invalid_request", "invalid_client"), body
+    revoke = await web.post(
+        element_x.metadata["revocation_endpoint"],
+        data={"token": "t\x00", "client_id": element_x.client_id},
+    )
+    assert (revoke.status_code, revoke.json()["error"]) == (400, "invalid_request")
+    assert await element_x.hs.server.oauth_grants.device_request("AB\x00CD") is None
