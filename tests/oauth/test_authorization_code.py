@@ -209,3 +209,24 @@ async def test_openid_scope_gets_a_signed_id_token(element_x: Any, oauth_hs: Any
         "n-42",
     )
     assert claims["exp"] > claims["iat"]
+
+
+async def test_admin_ends_every_oauth_session_of_a_leaver(element_x: Any, oauth_hs: Any) -> None:
+    user = await oauth_hs.register("ivan")
+    admin = await oauth_hs.register("boss")
+    await oauth_hs.pool.execute(
+        "UPDATE users SET admin = TRUE WHERE user_id = $1", admin["user_id"]
+    )
+    phone, _ = await element_x.sign_in(user["user_id"], f"{API_SCOPE} {DEVICE_SCOPE}P1")
+    laptop, _ = await element_x.sign_in(user["user_id"], f"{API_SCOPE} {DEVICE_SCOPE}P2")
+    path = f"/_synapse/admin/v1/users/{user['user_id']}/oauth_sessions"
+    status, body = await oauth_hs.request("DELETE", path, token=admin["access_token"])
+    assert (status, body) == (200, {"ended": 2})
+    for token in (phone, laptop):
+        assert (await whoami(oauth_hs, token["access_token"]))[0] == 401
+    status, body = await oauth_hs.request(
+        "GET",
+        "/_synapse/admin/v1/users/@ivan:elsewhere/oauth_sessions",
+        token=admin["access_token"],
+    )
+    assert status == 400
