@@ -64,6 +64,13 @@ class OAuthSessionStore:
         )
         return [OAuthSessionRecord(*r.values()) for r in rows]
 
+    async def scope_of(self, user_id: str, device_id: str) -> str | None:
+        return await self._pool.fetchval(
+            "SELECT scope FROM oauth_sessions WHERE user_id = $1 AND device_id = $2",
+            user_id,
+            device_id,
+        )
+
     async def owner_of_access_token(self, token_hash: bytes) -> TokenOwner | None:
         row = await self._pool.fetchrow(
             """SELECT t.user_id, t.device_id, s.client_id FROM access_tokens t

@@ -22,7 +22,7 @@ from homeserver.oauth.pkce import verifier_matches
 from homeserver.oauth.scopes import OPENID
 from storage.database import now_ms
 from storage.oauth_grants import OAuthGrantStore
-from storage.oauth_sessions import OAuthSessionStore, TokenOwner
+from storage.oauth_sessions import OAuthSessionStore
 
 logger = logging.getLogger(__name__)
 
@@ -155,14 +155,8 @@ class OAuthTokens:
         except MatrixError:
             raise invalid_grant("The refresh token is invalid") from None
         await self._oauth_sessions.spend_refresh_token(digest, owner.user_id, owner.device_id)
-        scope = await self._session_scope(owner)
-        return self._token_response(session, scope)
-
-    async def _session_scope(self, owner: TokenOwner) -> str:
-        for record in await self._oauth_sessions.list(owner.user_id):
-            if record.device_id == owner.device_id:
-                return record.scope
-        return ""
+        scope = await self._oauth_sessions.scope_of(owner.user_id, owner.device_id)
+        return self._token_response(session, scope or "")
 
     async def _start(
         self,
