@@ -159,6 +159,7 @@ class AccountPages:
             devices = await self._sessions.list_devices(user_id)
         else:
             devices = []
+        clients = await self._oauth_clients(user_id) if devices else {}
         displayname = ""
         if "profile" in sections:
             displayname = (await self._profiles.get_profile(user_id)).get("displayname") or ""
@@ -177,6 +178,7 @@ class AccountPages:
                     "display_name": d.display_name,
                     "last_seen": _format_ts(d.last_seen_ts),
                     "last_seen_ip": d.last_seen_ip,
+                    "client": clients.get(d.device_id),
                 }
                 for d in devices
             ],
@@ -186,6 +188,17 @@ class AccountPages:
             sign_out_csrf=browser.csrf_token(SIGN_OUT_PURPOSE),
             csrf={name: browser.csrf_token(_purpose(name)) for name in _FORMS},
         )
+
+    async def _oauth_clients(self, user_id: str) -> dict[str, str]:
+        """The name of the OAuth client each device signed in with, where
+        it has one (the device list itself comes from the sessions service)."""
+        if self._grants is None:
+            return {}
+        return {
+            s.device_id: s.client_name[:100]
+            for s in await self._grants.sessions(user_id)
+            if s.client_name
+        }
 
     async def _signed_in_form(
         self, req: ClientRequest, name: str

@@ -51,6 +51,16 @@ class PendingDevice(Protocol):
     def scopes(self) -> Sequence[str]: ...
 
 
+class OAuthSessionInfo(Protocol):
+    """A device signed in through OAuth, and the client it belongs to."""
+
+    @property
+    def device_id(self) -> str: ...
+
+    @property
+    def client_name(self) -> str | None: ...
+
+
 class OAuthGrants(Protocol):
     """The decisions the pages hand to the authorization server. Each
     decision raises a LookupError when the request is no longer pending
@@ -73,6 +83,10 @@ class OAuthGrants(Protocol):
     async def approve_device(self, user_code: str, user_id: str) -> None: ...
 
     async def deny_device(self, user_code: str) -> None: ...
+
+    async def sessions(self, user_id: str) -> Sequence[OAuthSessionInfo]:
+        """The user's devices signed in through OAuth clients."""
+        ...
 
     async def end_session(self, user_id: str, session_or_device_id: str) -> None:
         """Revoke the OAuth tokens of that device (no-op for other devices)."""

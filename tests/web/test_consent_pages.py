@@ -58,12 +58,20 @@ class FakePending:
 
 
 @attrs.define
+class FakeSession:
+    device_id: str
+    client_name: str | None
+
+
+@attrs.define
 class FakeGrants:
     """Keeps what the pages decided, as the authorization server would."""
 
     pendings: dict[str, FakePending] = attrs.Factory(dict)
     devices: dict[str, FakePending] = attrs.Factory(dict)
     calls: list[tuple[str, ...]] = attrs.Factory(list)
+    # Devices that signed in through an OAuth client.
+    oauth_devices: list[str] = attrs.Factory(list)
     # Approving fails, as a broken authorization server would.
     broken: bool = False
 
@@ -94,6 +102,9 @@ class FakeGrants:
     async def deny_device(self, user_code: str) -> None:
         self.calls.append(("deny_device", user_code))
         del self.devices[user_code]
+
+    async def sessions(self, user_id: str) -> list[FakeSession]:
+        return [FakeSession(device_id, "Element X") for device_id in self.oauth_devices]
 
     async def end_session(self, user_id: str, session_or_device_id: str) -> None:
         self.calls.append(("end_session", user_id, session_or_device_id))
@@ -324,8 +335,10 @@ async def test_signing_a_device_out_also_ends_its_oauth_session(
         json={"type": "m.login.password", "user": "alice", "password": "pw", "device_id": "D1"},
     )
     assert status == 200
+    pages.grants.oauth_devices.append("D1")
     await browser.sign_in("alice", "pw")
     page = await browser.get("/_homeserver/web/account?action=org.matrix.session_end&device_id=D1")
+    assert "Signed in with Element X" in page.html
     await browser.submit(page, "devices/sign_out")
     assert pages.grants.calls == [("end_session", "@alice:localhost", "D1")]
 
