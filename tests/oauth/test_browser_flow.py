@@ -111,3 +111,19 @@ async def test_device_code_confirmed_in_the_browser(
     assert tokens.status_code == 200, tokens.text
     status, me = await whoami(oauth_hs, tokens.json()["access_token"])
     assert (status, me["user_id"], me["device_id"]) == (200, "@carol:localhost", "TV")
+
+
+async def test_account_page_names_and_signs_out_oauth_sessions(
+    element_x: Any, oauth_hs: Any, browser: Browser
+) -> None:
+    user = await oauth_hs.register("dora", password="pass word")
+    token, _ = await element_x.sign_in(user["user_id"], f"{API_SCOPE} {DEVICE_SCOPE}DORA")
+    await browser.sign_in("dora", "pass word")
+    account = await browser.get(
+        "/_homeserver/web/account?action=org.matrix.session_view&device_id=DORA"
+    )
+    assert "Signed in with Element X" in account.html, account.html
+    signed_out = await browser.submit(account, "devices/sign_out")
+    assert signed_out.status == 200
+    assert (await whoami(oauth_hs, token["access_token"]))[0] == 401
+    assert await oauth_hs.server.oauth_grants.sessions(user["user_id"]) == []
