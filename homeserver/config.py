@@ -446,6 +446,26 @@ class LdapConfig:
             raise ConfigError("ldap.connect_timeout and ldap.timeout: positive seconds")
 
 
+class OAuthConfig:
+    """The built-in OAuth 2.0 authorization server (homeserver/oauth)."""
+
+    enabled: bool = False
+    # Keep password registration (POST /register) open beside OAuth's
+    # prompt=create; off, /register tells clients to use OAuth.
+    legacy_registration: bool = False
+    # How long a device authorization grant's user code is valid, and how
+    # often its device may poll the token endpoint (RFC 8628).
+    device_code_lifetime_s: int = 600
+    device_poll_interval_s: int = 5
+    # The RSA key signing ID tokens (clients asking for `openid`), relative
+    # to data_dir; created at first start.
+    signing_key_path: str = "oauth_signing_key.pem"
+
+    def validate(self) -> None:
+        if self.device_code_lifetime_s < 1 or self.device_poll_interval_s < 1:
+            raise ConfigError("oauth.device_*: expected positive numbers of seconds")
+
+
 @attrs.frozen
 class Config:
     server_name: str
@@ -515,6 +535,7 @@ class Config:
     # Upstream OpenID Connect providers people sign in with (homeserver/sso/).
     oidc_providers: list[OidcProviderConfig] = attrs.Factory(list)
     sso: SsoConfig = SsoConfig()
+    oauth: OAuthConfig = OAuthConfig()
 
     def path(self, name: str) -> Path:
         """A path from the config, relative paths taken from the data directory."""
@@ -551,6 +572,7 @@ class Config:
         self.web.validate()
         self.request_limits.validate()
         self.http.validate()
+        self.oauth.validate()
         self._validate_federation()
         if self.ldap is not None:
             self.ldap.validate()

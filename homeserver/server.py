@@ -75,6 +75,7 @@ from homeserver.admin.users import AdminUsers
 from homeserver.api.admin.audit import AdminAuditApi
 from homeserver.api.admin.media import AdminMediaApi
 from homeserver.api.admin.notices import AdminNoticesApi
+from homeserver.api.admin.oauth import AdminOAuthApi
 from homeserver.api.admin.reports import AdminReportsApi
 from homeserver.api.admin.rooms import AdminRoomsApi
 from homeserver.api.admin.server import AdminServerApi
@@ -92,6 +93,7 @@ from homeserver.api.legacy_events import LegacyEventsApi
 from homeserver.api.listener import Listener
 from homeserver.api.media import MediaApi
 from homeserver.api.misc import OpenIdApi
+from homeserver.api.oauth import OAuthApi, OAuthMetadataApi
 from homeserver.api.profile import ProfileApi
 from homeserver.api.push_rules import PushRulesApi
 from homeserver.api.pushers import PushersApi
@@ -150,6 +152,13 @@ from homeserver.media.thumbnailer import Thumbnailer
 from homeserver.media.upload import MediaUploader, UploadLimits
 from homeserver.metrics import Metrics
 from homeserver.notifier import Notifier
+from homeserver.oauth.authorization import AuthorizationRequests
+from homeserver.oauth.clients import OAuthClients
+from homeserver.oauth.device_flow import DeviceAuthorizations
+from homeserver.oauth.grants import OAuthGrants
+from homeserver.oauth.id_tokens import IdTokens, load_or_create_key
+from homeserver.oauth.metadata import account_management_uri, issuer_of
+from homeserver.oauth.tokens import OAuthTokens
 from homeserver.openid import OpenIdTokens
 from homeserver.profile import ProfileService
 from homeserver.public_addresses import public_addresses
@@ -190,7 +199,7 @@ from homeserver.tags import TagService
 from homeserver.tls_trust import outbound_ssl_context
 from homeserver.to_device import ToDeviceService
 from homeserver.turn import TurnService
-from homeserver.uia import UiaService
+from homeserver.uia import CROSS_SIGNING_RESET, UiaService
 from homeserver.user_directory import UserDirectory
 from homeserver.web.browser_sessions import BrowserSessions
 from homeserver.web.form_keys import FormKeys, derive_form_key
@@ -224,6 +233,9 @@ from storage.key_backup import KeyBackupStore
 from storage.ldap_users import LdapUserStore
 from storage.login_tokens import LoginTokenStore
 from storage.media import MediaStore
+from storage.oauth_clients import OAuthClientStore
+from storage.oauth_grants import OAuthGrantStore
+from storage.oauth_sessions import OAuthSessionStore
 from storage.openid import OpenIdStore
 from storage.presence import PresenceStore
 from storage.push import PushStore
@@ -377,6 +389,50 @@ class HomeServer:
             local_passwords_enabled=ldap.local_passwords_enabled,
         )
 
+    def _client_base_url(self) -> str:
+        """The client API's public base URL (see public_addresses)."""
+        config = self.config
+        return public_addresses(
+            config.server_name,
+            client_port=parse_listen(config.client_listen)[1],
+            federation_port=parse_listen(config.federation_listen)[1],
+            public_baseurl=config.public_baseurl,
+            federation_public_address=config.federation_public_address,
+        ).client_base_url
+
+    def _oauth_apis(
+        self, pool: asyncpg.Pool, sessions: SessionService, base_url: str
+    ) -> list[object]:
+        """The OAuth 2.0 API (homeserver/oauth) when `oauth.enabled`, and the
+        admin API over its sessions."""
+        config = self.config
+        apis: list[object] = [AdminOAuthApi(self.oauth_grants, config.server_name)]
+        if not config.oauth.enabled:
+            return apis
+        clients = OAuthClients(OAuthClientStore(pool))
+        grants = OAuthGrantStore(pool)
+        registration_open = config.enable_registration
+        id_tokens = IdTokens(
+            load_or_create_key(config.path(config.oauth.signing_key_path)), issuer_of(base_url)
+        )
+        apis += [
+            OAuthMetadataApi(base_url, registration_open=registration_open),
+            OAuthApi(
+                clients,
+                AuthorizationRequests(clients, grants, registration_open=registration_open),
+                OAuthTokens(clients, grants, OAuthSessionStore(pool), sessions, id_tokens),
+                DeviceAuthorizations(
+                    clients,
+                    grants,
+                    base_url=base_url,
+                    lifetime_s=config.oauth.device_code_lifetime_s,
+                    poll_interval_s=config.oauth.device_poll_interval_s,
+                ),
+                id_tokens,
+            ),
+        ]
+        return apis
+
     async def _build_client_app(self, pool: asyncpg.Pool) -> web.Application:
         config = self.config
         # Push gateways, identity servers and URL previews (outbound_tls_ca_file).
@@ -400,12 +456,26 @@ class HomeServer:
             reserved=lambda user_id: self.appservices.exclusive_user_owner(user_id) is not None,
         )
         passwords = PasswordChecker(users, hasher, self._ldap_sign_in(pool, users, accounts))
+        # The OAuth 2.0 authorization server's grants (homeserver/oauth), for
+        # its web pages; with OAuth on they approve cross-signing resets (UIA).
+        self.oauth_grants = OAuthGrants(
+            OAuthGrantStore(pool),
+            OAuthClients(OAuthClientStore(pool)),
+            OAuthSessionStore(pool),
+            sessions,
+        )
+        oauth_on = config.oauth.enabled
+        reset_url = (
+            f"{account_management_uri(self._client_base_url())}?action={CROSS_SIGNING_RESET}"
+        )
         uia = UiaService(
             UiaStore(pool),
             passwords,
             registration_tokens,
             config.server_name,
             sso_enabled=bool(config.oidc_providers),
+            reset_approvals=self.oauth_grants if oauth_on else None,
+            reset_url=reset_url if oauth_on else None,
         )
         appservice_accounts = AppServiceAccounts(
             self.appservices, accounts, sessions, users, server_name=config.server_name
@@ -732,7 +802,7 @@ class HomeServer:
         web_pages = PageRenderer(config.web)
         # The OAuth authorization server's OAuthGrants (homeserver/oauth), or
         # None while OAuth is off: its pages then say so.
-        web_grants = None
+        web_grants = self.oauth_grants if config.oauth.enabled else None
         router.mount(
             SignInPages(
                 pages=web_pages,
@@ -799,6 +869,8 @@ class HomeServer:
                 ),
                 appservices=appservice_accounts,
                 token_login=token_login,
+                oauth_enabled=oauth_on,
+                password_registration=not oauth_on or config.oauth.legacy_registration,
             ),
             UpstreamApi(
                 self.upstream_sign_in,
@@ -813,6 +885,7 @@ class HomeServer:
                 client_whitelist=config.sso.client_whitelist,
                 public_baseurl=addresses.client_base_url,
             ),
+            *self._oauth_apis(pool, sessions, addresses.client_base_url),
             DevicesApi(sessions, uia, appservice_accounts),
             ProfileApi(profiles),
             RoomsApi(rooms, third_party_invites),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from typing import Any
+from typing import Any, Protocol
 
 import attrs
 
@@ -24,7 +24,18 @@ REGISTRATION_TOKEN = "m.login.registration_token"
 # Completed only by the fallback page, after signing in again at an upstream
 # provider (homeserver/api/sso.py); its result is the user who did.
 SSO = "m.login.sso"
+# MSC4312: approve on the OAuth server's account page, then retry. Synapse
+# and MAS advertised the same as `org.matrix.cross_signing_reset`, which
+# Element X and Element Web still look for.
+OAUTH = "m.oauth"
+CROSS_SIGNING_RESET = "org.matrix.cross_signing_reset"
 _SESSION_LIFETIME_MS = 30 * 60 * 1000
+
+
+class ResetApprovals(Protocol):
+    """The OAuth server's record of cross-signing resets approved by their user."""
+
+    async def consume_cross_signing_reset(self, user_id: str) -> bool: ...
 
 
 @attrs.frozen
@@ -45,12 +56,36 @@ class UiaService:
         server_name: str,
         *,
         sso_enabled: bool = False,
+        reset_approvals: ResetApprovals | None = None,
+        reset_url: str | None = None,
     ) -> None:
         self._sso = sso_enabled
         self._store = store
         self._passwords = passwords
         self._tokens = registration_tokens
         self._server_name = server_name
+        self._reset_approvals = reset_approvals
+        # Where a person approves a cross-signing reset (the OAuth account page).
+        self._stage_params: dict[str, Any] = (
+            {OAUTH: {"url": reset_url}, CROSS_SIGNING_RESET: {"url": reset_url}}
+            if reset_url
+            else {}
+        )
+
+    def cross_signing_flows(self) -> list[list[str]]:
+        """Replacing cross-signing keys: a password, or (with OAuth) an
+        approval on the account page (MSC4312)."""
+        if self._reset_approvals is None:
+            return [[PASSWORD]]
+        return [[PASSWORD], [OAUTH], [CROSS_SIGNING_RESET]]
+
+    async def consume_reset_approval(self, user_id: str) -> bool:
+        """Whether the user approved a cross-signing reset on the account page
+        lately (used up). Clients such as Element X retry the upload without
+        `auth` once the person approved, as Synapse with MAS accepts."""
+        if self._reset_approvals is None:
+            return False
+        return await self._reset_approvals.consume_cross_signing_reset(user_id)
 
     async def authenticate(
         self,
@@ -81,7 +116,7 @@ class UiaService:
         if auth is not None and "type" in auth:
             error = await self._try_stage(session, auth, flows, user_id)
             if error is not None:
-                raise self._challenge(session, flows, error)
+                raise self._challenge(session, flows, self._stage_params, error)
             session = await self._store.get_session(session.session_id) or session
         if SSO in session.completed and session.completed[SSO] != user_id:
             raise forbidden("The single sign-on was completed by another account")
@@ -89,7 +124,7 @@ class UiaService:
             if not keep_session:
                 await self._store.delete_session(session.session_id)
             return UiaResult(session.session_id, session.completed, session.params)
-        raise self._challenge(session, flows)
+        raise self._challenge(session, flows, self._stage_params)
 
     async def stored_params(self, auth: Any) -> dict[str, Any]:
         """The parameters kept by the session `auth` names ({} if none or unknown)."""
@@ -164,16 +199,23 @@ class UiaService:
             if not isinstance(token, str) or not await self._tokens.reserve(token):
                 return forbidden("Invalid registration token")
             result = token
+        elif stage in (OAUTH, CROSS_SIGNING_RESET):
+            if user_id is None or not await self.consume_reset_approval(user_id):
+                return forbidden("Approve the reset on the account page first")
         await self._store.complete_stage(session.session_id, stage, result)
         return None
 
     @staticmethod
     def _challenge(
-        session: UiaSessionRecord, flows: list[list[str]], error: MatrixError | None = None
+        session: UiaSessionRecord,
+        flows: list[list[str]],
+        stage_params: dict[str, Any],
+        error: MatrixError | None = None,
     ) -> MatrixError:
+        offered = {stage for flow in flows for stage in flow}
         body: dict[str, Any] = {
             "flows": [{"stages": flow} for flow in flows],
-            "params": {},
+            "params": {k: v for k, v in stage_params.items() if k in offered},
             "session": session.session_id,
             # Always present, even empty: clients (and SyTest) read it after a failed stage.
             "completed": list(session.completed),

@@ -9,7 +9,7 @@ from homeserver.e2e.cross_signing import CrossSigningService
 from homeserver.e2e.keys import KeyService
 from homeserver.errors import missing_param
 from homeserver.sync.token import SyncToken
-from homeserver.uia import PASSWORD, UiaService
+from homeserver.uia import UiaService
 
 # Element's legacy crypto (and SyTest) still upload cross-signing keys and
 # signatures under the prefix they had before Matrix 1.1.
@@ -50,9 +50,17 @@ class E2eKeysApi:
         user_id = req.user.user_id
         # As Synapse (MSC4190): appservices replace their users' keys without UIA.
         needs_uia = req.user.app_service_id is None
-        if needs_uia and await self._cross_signing.needs_authentication(user_id, body):
+        if (
+            needs_uia
+            and await self._cross_signing.needs_authentication(user_id, body)
+            and not await self._uia.consume_reset_approval(user_id)
+        ):
             await self._uia.authenticate(
-                body.get("auth"), [[PASSWORD]], method=req.method, uri=req.path, user_id=user_id
+                body.get("auth"),
+                self._uia.cross_signing_flows(),
+                method=req.method,
+                uri=req.path,
+                user_id=user_id,
             )
         await self._cross_signing.upload_keys(user_id, body)
         return {}

@@ -55,6 +55,8 @@ class SessionApi:
         registration: ClientRegistration,
         appservices: AppServiceAccounts | None = None,
         token_login: TokenLogin | None = None,
+        oauth_enabled: bool = False,
+        password_registration: bool = True,
     ) -> None:
         # m.login.sso and m.login.token (homeserver/sso/login_tokens.py).
         self._token_login = token_login
@@ -70,6 +72,9 @@ class SessionApi:
         self._threepids = threepids
         self._registration = registration
         self._appservices = appservices
+        # The OAuth 2.0 API is on (homeserver/oauth): see login_flows and register.
+        self._oauth_enabled = oauth_enabled
+        self._password_registration = password_registration
 
     @endpoint("POST", "/register", auth=False, ratelimit="registration")
     async def register(self, req: ClientRequest) -> dict[str, Any]:
@@ -86,6 +91,10 @@ class SessionApi:
             return await self._register_appservice_user(req, self._appservices)
         if not self._enable_registration:
             raise forbidden("Registration has been disabled")
+        if not self._password_registration:
+            # As Synapse with OAuth delegated: accounts are created through
+            # the OAuth 2.0 API (prompt=create, MSC4254).
+            raise forbidden("Registration is done through the OAuth 2.0 API (prompt=create)")
         body = req.json()
         request = RegistrationRequest(
             username=opt_str(body, "username"),
@@ -157,6 +166,12 @@ class SessionApi:
         # Offered where some appservice is registered (Synapse offers it always).
         if self._appservices is not None and self._appservices.any_registered():
             flows.append({"type": APPSERVICE_LOGIN_TYPE})
+        if self._oauth_enabled:
+            # The spec's (v1.15, MSC3824) sign for OAuth-aware clients that
+            # the server prefers the OAuth 2.0 API, on its m.login.sso flow.
+            for flow in flows:
+                if flow["type"] == "m.login.sso":
+                    flow["oauth_aware_preferred"] = True
         return {"flows": flows}
 
     @endpoint("POST", "/login", auth=False, ratelimit="login")
