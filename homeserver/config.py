@@ -446,6 +446,7 @@ class LdapConfig:
             raise ConfigError("ldap.connect_timeout and ldap.timeout: positive seconds")
 
 
+@attrs.frozen
 class OAuthConfig:
     """The built-in OAuth 2.0 authorization server (homeserver/oauth)."""
 

@@ -41,9 +41,12 @@ class BrowserSessionStore:
         )
 
     async def get(self, secret_hash: bytes, now_ts: int) -> BrowserSessionRecord | None:
+        # A deactivated account's browsers are signed out whichever path
+        # deactivated it (client API, admin API, account page).
         row = await self._pool.fetchrow(
-            "SELECT user_id, authenticated_by, csrf_key, created_ts, expires_ts"
-            " FROM browser_sessions WHERE secret_hash = $1 AND expires_ts > $2",
+            "SELECT b.user_id, b.authenticated_by, b.csrf_key, b.created_ts, b.expires_ts"
+            " FROM browser_sessions b JOIN users u ON u.user_id = b.user_id"
+            " WHERE b.secret_hash = $1 AND b.expires_ts > $2 AND NOT u.deactivated",
             secret_hash,
             now_ts,
         )

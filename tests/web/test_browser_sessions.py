@@ -16,16 +16,17 @@ def cookie_header(response: web.StreamResponse) -> dict[str, str]:
 
 
 async def test_a_signed_in_browser_is_recognised_until_it_signs_out(hs: Any) -> None:
+    alice = (await hs.register("alice"))["user_id"]
     sessions = hs.server.browser_sessions
     response = web.Response()
-    await sessions.sign_in(response, "@alice:test", "password")
+    await sessions.sign_in(response, alice, "password")
     morsel = response.cookies[COOKIE_NAME]
     assert morsel["httponly"] and morsel["samesite"] == "Lax"
 
     headers = cookie_header(response)
     current = await sessions.current(headers)
     assert current is not None
-    assert (current.user_id, current.authenticated_by) == ("@alice:test", "password")
+    assert (current.user_id, current.authenticated_by) == (alice, "password")
 
     # Only the hash of the secret is stored.
     stored = await hs.pool.fetch("SELECT secret_hash FROM browser_sessions")
@@ -45,10 +46,11 @@ async def test_unknown_or_malformed_cookies_sign_in_no_one(hs: Any) -> None:
 
 
 async def test_csrf_tokens_are_bound_to_the_session_and_the_form(hs: Any) -> None:
+    alice = (await hs.register("alice"))["user_id"]
     sessions = hs.server.browser_sessions
     first, second = web.Response(), web.Response()
-    await sessions.sign_in(first, "@alice:test", "password")
-    await sessions.sign_in(second, "@alice:test", "password")
+    await sessions.sign_in(first, alice, "password")
+    await sessions.sign_in(second, alice, "password")
     a = await sessions.current(cookie_header(first))
     b = await sessions.current(cookie_header(second))
     assert a is not None and b is not None
@@ -60,10 +62,33 @@ async def test_csrf_tokens_are_bound_to_the_session_and_the_form(hs: Any) -> Non
 
 
 async def test_signing_out_a_user_ends_all_their_browsers(hs: Any) -> None:
+    bob = (await hs.register("bob"))["user_id"]
     sessions = hs.server.browser_sessions
     responses = [web.Response() for _ in range(2)]
     for response in responses:
-        await sessions.sign_in(response, "@bob:test", "upstream:keycloak")
-    assert await sessions.sign_out_user("@bob:test") == 2
+        await sessions.sign_in(response, bob, "upstream:keycloak")
+    assert await sessions.sign_out_user(bob) == 2
     for response in responses:
         assert await sessions.current(cookie_header(response)) is None
+
+
+async def test_a_deactivated_account_is_signed_out_of_every_browser(hs: Any) -> None:
+    """Whichever path deactivates the account (here the client API)."""
+    carol = await hs.register("carol")
+    sessions = hs.server.browser_sessions
+    response = web.Response()
+    await sessions.sign_in(response, carol["user_id"], "password")
+    status, body = await hs.request(
+        "POST",
+        "/_matrix/client/v3/account/deactivate",
+        token=carol["access_token"],
+        json={
+            "auth": {
+                "type": "m.login.password",
+                "password": "secret",
+                "identifier": {"type": "m.id.user", "user": "carol"},
+            }
+        },
+    )
+    assert status == 200, body
+    assert await sessions.current(cookie_header(response)) is None
