@@ -158,6 +158,7 @@ from homeserver.rooms.self_destruct import SelfDestructingEvents
 from homeserver.rooms.service import RoomService
 from homeserver.rooms.upgrade import RoomUpgrader
 from homeserver.rooms.visibility import HistoryVisibility
+from homeserver.sliding_sync.extensions import ExtensionProviders, SlidingSyncExtensions
 from homeserver.sync.event_stream import EventStream
 from homeserver.sync.initial_sync import InitialSync
 from homeserver.sync.rooms import RoomsSyncProvider
@@ -578,6 +579,18 @@ class HomeServer:
             device_lists,
             KeyCountsSyncProvider(e2e_keys),
         ]
+        # The extensions of sliding sync: the same providers, reshaped.
+        self.sliding_sync_extensions = SlidingSyncExtensions(
+            ExtensionProviders(
+                account_data=account_data,
+                push_rules=push_rules,
+                receipts=receipts,
+                typing=typing,
+                device_lists=device_lists,
+                key_counts=KeyCountsSyncProvider(e2e_keys),
+            ),
+            ToDeviceStore(pool),
+        )
         # Shared with the federation listener, which answers OpenID userinfo too.
         self.openid_tokens = OpenIdTokens(OpenIdStore(pool))
         host, port = parse_listen(config.client_listen)
