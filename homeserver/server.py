@@ -98,6 +98,7 @@ from homeserver.api.room_keys import RoomKeysApi
 from homeserver.api.rooms import RoomsApi
 from homeserver.api.search import SearchApi
 from homeserver.api.session import SessionApi
+from homeserver.api.sliding_sync import SlidingSyncApi
 from homeserver.api.sync import SyncApi
 from homeserver.api.tags import TagsApi
 from homeserver.api.threepids import ThreepidOnBindApi, ThreepidsApi
@@ -159,6 +160,8 @@ from homeserver.rooms.service import RoomService
 from homeserver.rooms.upgrade import RoomUpgrader
 from homeserver.rooms.visibility import HistoryVisibility
 from homeserver.sliding_sync.extensions import ExtensionProviders, SlidingSyncExtensions
+from homeserver.sliding_sync.rooms import RoomDataBuilder
+from homeserver.sliding_sync.service import SlidingSyncService
 from homeserver.sync.event_stream import EventStream
 from homeserver.sync.initial_sync import InitialSync
 from homeserver.sync.rooms import RoomsSyncProvider
@@ -209,6 +212,7 @@ from storage.rooms import RoomStore
 from storage.search import SearchStore
 from storage.server_keys import ServerKeyStore
 from storage.sessions import SessionStore
+from storage.sliding_sync import SlidingSyncStore
 from storage.state import StateStore
 from storage.streams import StreamIds
 from storage.sync import SyncStore
@@ -579,8 +583,8 @@ class HomeServer:
             device_lists,
             KeyCountsSyncProvider(e2e_keys),
         ]
-        # The extensions of sliding sync: the same providers, reshaped.
-        self.sliding_sync_extensions = SlidingSyncExtensions(
+        # Simplified sliding sync's extensions: the /sync v2 providers, reshaped.
+        sliding_sync_extensions = SlidingSyncExtensions(
             ExtensionProviders(
                 account_data=account_data,
                 push_rules=push_rules,
@@ -591,6 +595,7 @@ class HomeServer:
             ),
             ToDeviceStore(pool),
         )
+        self.sliding_sync_extensions = sliding_sync_extensions
         # Shared with the federation listener, which answers OpenID userinfo too.
         self.openid_tokens = OpenIdTokens(OpenIdStore(pool))
         host, port = parse_listen(config.client_listen)
@@ -690,6 +695,30 @@ class HomeServer:
             SyncApi(
                 SyncService(self.notifier, sync_providers, room_store, presence),
                 filters,
+            ),
+            SlidingSyncApi(
+                SlidingSyncService(
+                    self.notifier,
+                    SlidingSyncStore(pool),
+                    SyncStore(pool),
+                    RoomDataBuilder(
+                        SlidingSyncStore(pool),
+                        SyncStore(pool),
+                        events,
+                        state,
+                        visibility,
+                        formatter,
+                        ignored,
+                        RemoteMembershipStore(pool),
+                        push_store,
+                        receipts,
+                    ),
+                    ignored,
+                    sliding_sync_extensions,
+                    room_store,
+                    presence,
+                ),
+                sliding_sync_extensions,
             ),
             LegacyEventsApi(
                 EventStream(

@@ -14,7 +14,12 @@ SUPPORTED_VERSIONS = [*LEGACY_VERSIONS, *(f"v1.{n}" for n in range(1, 13))]
 # Features older Element builds check for before they lazy-load members
 # (without it they show an "Incompatible local cache" dialog) or set up
 # cross-signing; both are stable in the spec now.
-UNSTABLE_FEATURES = {"m.lazy_load_members": True, "org.matrix.e2e_cross_signing": True}
+UNSTABLE_FEATURES = {
+    "m.lazy_load_members": True,
+    "org.matrix.e2e_cross_signing": True,
+    # Simplified sliding sync (MSC4186), which Element X requires.
+    "org.matrix.simplified_msc3575": True,
+}
 
 
 class DiscoveryApi:

@@ -1,0 +1,322 @@
+"""The sliding sync engine (MSC4186): one request of a connection.
+
+1. The connection's state at the request's `pos` (storage/sliding_sync.py):
+   the sync token it reached, its lists' counts, and per room what it was
+   sent (timeline position, membership, timeline_limit and required_state
+   asked for, is_dm). No `pos`: a new connection, which replaces the
+   device's one of the same conn_id. An unknown `pos`: 400 M_UNKNOWN_POS.
+2. The user's server list (room_list.py), from one read of every room's
+   membership and one of every room's activity and kind, whatever the number
+   of rooms; each list filters, orders and windows it.
+3. The rooms in the lists' windows and the subscriptions, each with the
+   superset of the configs it matches, that are new to the connection or
+   changed for it; their data (rooms.py).
+4. The extensions' part.
+5. Nothing new (no room, same counts, no extension data) and a `pos` given:
+   wait for the notifier, up to `timeout`, and go again. When it times out,
+   the same `pos` comes back and nothing is stored. Otherwise a new position
+   is stored before the response leaves, so a restart keeps it valid.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Mapping
+from contextlib import nullcontext
+from typing import Any
+
+import attrs
+
+from homeserver.errors import MatrixError
+from homeserver.ignored import IgnoredUsers
+from homeserver.notifier import Notifier
+from homeserver.requester import Requester
+from homeserver.sliding_sync.extensions import ExtensionScope, SlidingSyncExtensions
+from homeserver.sliding_sync.model import RoomConfig, SlidingSyncRequest, merged
+from homeserver.sliding_sync.room_list import (
+    BUMP_TYPES,
+    ListRoom,
+    account_view,
+    in_server_list,
+    list_room,
+    matches,
+    ordered,
+    window,
+)
+from homeserver.sliding_sync.rooms import RoomDataBuilder, RoomWork
+from homeserver.sync.response import RoomsOfUser
+from homeserver.sync.service import SyncActivity
+from homeserver.sync.token import STREAMS, SyncToken
+from storage.sliding_sync import SlidingSyncStore, StoredPosition
+from storage.sync import SyncStore
+
+# Connections unused for this long are dropped (their clients start afresh).
+CONNECTION_MAX_AGE_MS = 7 * 24 * 3600 * 1000
+# A device's connections beyond this many (the least recently used) are dropped.
+MAX_CONNECTIONS_PER_DEVICE = 10
+# Per connection, what was sent is remembered for at most this many rooms
+# (the most recently active); the others are sent afresh if they come back.
+MAX_REMEMBERED_ROOMS = 10_000
+
+
+def unknown_pos() -> MatrixError:
+    return MatrixError(400, "M_UNKNOWN_POS", "Unknown or expired pos: start a new connection")
+
+
+@attrs.frozen
+class _Outcome:
+    rooms: dict[str, dict[str, Any]]
+    counts: dict[str, int]
+    extensions: dict[str, Any]
+    remembered: dict[str, Any]
+
+    def news(self, before: StoredPosition | None) -> bool:
+        return (
+            bool(self.rooms)
+            or bool(self.extensions)
+            or (before is None or before.lists != self.counts)
+        )
+
+
+class SlidingSyncService:
+    def __init__(
+        self,
+        notifier: Notifier,
+        store: SlidingSyncStore,
+        sync_store: SyncStore,
+        rooms: RoomDataBuilder,
+        ignored: IgnoredUsers,
+        extensions: SlidingSyncExtensions,
+        joined: RoomsOfUser,
+        activity: SyncActivity | None = None,
+    ) -> None:
+        self._notifier = notifier
+        self._store = store
+        self._sync_store = sync_store
+        self._rooms = rooms
+        self._ignored = ignored
+        self._extensions = extensions
+        self._joined = joined
+        self._activity = activity
+
+    def _current_token(self) -> SyncToken:
+        return SyncToken({s: self._notifier.positions.get(s, 0) for s in STREAMS})
+
+    async def sync(self, requester: Requester, request: SlidingSyncRequest) -> dict[str, Any]:
+        """The response: `pos`, `lists`, `rooms`, `extensions` (unstable field names)."""
+        device_id = requester.device_id or ""
+        stored: StoredPosition | None = None
+        used: int | None = None
+        if request.pos is not None:
+            if not request.pos.isdigit() or len(request.pos) > 18:
+                raise unknown_pos()
+            used = int(request.pos)
+            stored = await self._store.position(requester.user_id, device_id, request.conn_id, used)
+            if stored is None:
+                raise unknown_pos()
+        activity = (
+            self._activity.syncing(requester.user_id, request.set_presence)
+            if self._activity is not None
+            else nullcontext()
+        )
+        async with activity:
+            now, outcome = await self._respond(requester, request, stored)
+        if stored is None:
+            connection = await self._store.new_connection(
+                requester.user_id,
+                device_id,
+                request.conn_id,
+                max_age_ms=CONNECTION_MAX_AGE_MS,
+                max_per_device=MAX_CONNECTIONS_PER_DEVICE,
+            )
+        else:
+            connection = stored.connection_id
+        if stored is not None and not outcome.news(stored):
+            await self._store.touch(connection)
+            pos = request.pos
+        else:
+            saved = await self._store.save_position(
+                connection,
+                used=used,
+                token=str(now),
+                lists=outcome.counts,
+                rooms=outcome.remembered,
+            )
+            if saved is None:
+                raise unknown_pos()
+            pos = str(saved)
+        return {
+            "pos": pos,
+            "lists": {name: {"count": count} for name, count in outcome.counts.items()},
+            "rooms": outcome.rooms,
+            "extensions": outcome.extensions,
+        }
+
+    async def _respond(
+        self, requester: Requester, request: SlidingSyncRequest, stored: StoredPosition | None
+    ) -> tuple[SyncToken, _Outcome]:
+        since = SyncToken.parse(stored.token) if stored is not None else None
+        timeout = request.timeout_ms if stored is not None else 0
+        deadline = time.monotonic() + timeout / 1000
+        while True:
+            now = self._current_token()
+            outcome = await self._build(requester, request, stored, since, now)
+            remaining = deadline - time.monotonic()
+            if outcome.news(stored) or remaining <= 0:
+                return now, outcome
+            rooms = await self._joined.rooms_for_user(requester.user_id)
+            await self._notifier.wait(requester.user_id, rooms, now.positions, remaining)
+            if time.monotonic() >= deadline and not self._notifier.moved_since(now.positions):
+                return now, outcome
+            # Let the writes that woke us settle before building again.
+            await asyncio.sleep(0)
+
+    async def _build(
+        self,
+        requester: Requester,
+        request: SlidingSyncRequest,
+        stored: StoredPosition | None,
+        since: SyncToken | None,
+        now: SyncToken,
+    ) -> _Outcome:
+        user_id = requester.user_id
+        remembered: dict[str, Any] = dict(stored.rooms) if stored is not None else {}
+        memberships = await self._sync_store.memberships(user_id, 0, now["events"])
+        ignored = await self._ignored.ignored_users(user_id)
+        candidates = [
+            m
+            for m in memberships
+            if in_server_list(user_id, m, ignored, remembered.get(m.room_id, {}).get("m"))
+        ]
+        facts = await self._store.room_facts(
+            [
+                (m.room_id, now["events"] if m.membership == "join" else m.stream_ordering)
+                for m in candidates
+            ],
+            BUMP_TYPES,
+        )
+        direct, tags = await self._store.direct_and_tags(user_id)
+        spaces = {s for c in request.lists.values() for s in (c.filters.spaces or ()) if s in facts}
+        joined_spaces = {m.room_id for m in candidates if m.membership == "join"} & spaces
+        children = await self._store.space_children(joined_spaces) if joined_spaces else {}
+        account = account_view(direct, tags, children)
+        server_list = ordered([list_room(m, facts.get(m.room_id)) for m in candidates])
+        by_id = {r.room_id: r for r in server_list}
+
+        configs: dict[str, list[RoomConfig]] = {}
+        lists_of: dict[str, list[str]] = {}
+        counts: dict[str, int] = {}
+        list_rooms: dict[str, list[str]] = {}
+        for name, config in request.lists.items():
+            filtered = [r for r in server_list if matches(r, config.filters, account)]
+            counts[name] = len(filtered)
+            shown = window(filtered, config)
+            list_rooms[name] = [r.room_id for r in shown]
+            for r in shown:
+                configs.setdefault(r.room_id, []).append(config.room)
+                lists_of.setdefault(r.room_id, []).append(name)
+        subscribed = [
+            room_id
+            for room_id in request.subscriptions
+            if room_id in by_id
+            and by_id[room_id].membership.membership in ("join", "invite", "knock")
+        ]
+        for room_id in subscribed:
+            configs.setdefault(room_id, []).append(request.subscriptions[room_id])
+
+        works = []
+        for room_id, room_configs in configs.items():
+            config = merged(room_configs)
+            assert config is not None
+            room = by_id[room_id]
+            work = self._work(room, config, remembered.get(room_id), lists_of, account.dm_rooms)
+            remembered[room_id] = {
+                "u": room.position,
+                "m": room.membership.membership,
+                "tl": config.timeline_limit,
+                "rs": config.state_json(),
+                "dm": room_id in account.dm_rooms,
+            }
+            if work is not None:
+                works.append(work)
+        # Newest rooms first, so they are the ones the connection's mirror keeps.
+        works.sort(key=lambda w: (-w.room.bump_stamp, w.room_id))
+        rooms = await self._rooms.build(
+            requester, works, since["events"] if since is not None else None
+        )
+        extensions = await self._extensions.build(
+            request.extensions,  # type: ignore[arg-type]
+            ExtensionScope(
+                user_id=user_id,
+                device_id=requester.device_id or "",
+                since=since,
+                upto=now,
+                list_rooms=list_rooms,
+                subscribed_rooms=subscribed,
+                initial=stored is None,
+            ),
+        )
+        return _Outcome(rooms, counts, extensions, _bounded(remembered))
+
+    @staticmethod
+    def _work(
+        room: ListRoom,
+        config: RoomConfig,
+        before: Mapping[str, Any] | None,
+        lists_of: Mapping[str, list[str]],
+        dm_rooms: frozenset[str],
+    ) -> RoomWork | None:
+        """How much of the room to send, given what the connection was sent of
+        it; None when nothing changed for it."""
+        membership = room.membership.membership
+        is_dm = room.room_id in dm_rooms
+        fresh = before is None or (
+            before.get("m") in ("invite", "knock") and before.get("m") != membership
+        )
+        if fresh or before is None:
+            return RoomWork(
+                room,
+                config,
+                initial=True,
+                sent_upto=0,
+                expanded_timeline=False,
+                expanded_state=False,
+                lists=tuple(lists_of.get(room.room_id, ())),
+                is_dm=is_dm,
+                send_dm=is_dm,
+            )
+        sent_upto = int(before.get("u", 0))
+        expanded_timeline = config.timeline_limit > int(before.get("tl", 0))
+        old_rules = {json.dumps(r, sort_keys=True) for r in before.get("rs", [])}
+        expanded_state = any(
+            json.dumps(r, sort_keys=True) not in old_rules for r in config.state_json()
+        )
+        dm_changed = bool(before.get("dm")) != is_dm
+        if not (
+            room.position > sent_upto
+            or before.get("m") != membership
+            or expanded_timeline
+            or expanded_state
+            or dm_changed
+        ):
+            return None
+        return RoomWork(
+            room,
+            config,
+            initial=False,
+            sent_upto=sent_upto,
+            expanded_timeline=expanded_timeline,
+            expanded_state=expanded_state,
+            lists=tuple(lists_of.get(room.room_id, ())),
+            is_dm=is_dm,
+            send_dm=dm_changed,
+        )
+
+
+def _bounded(remembered: dict[str, Any]) -> dict[str, Any]:
+    if len(remembered) <= MAX_REMEMBERED_ROOMS:
+        return remembered
+    newest = sorted(remembered.items(), key=lambda kv: -int(kv[1].get("u", 0)))
+    return dict(newest[:MAX_REMEMBERED_ROOMS])
