@@ -58,6 +58,9 @@ class ExtensionScope:
     subscribed_rooms: Sequence[str]
     # True on the connection's first request.
     initial: bool
+    # Rooms this response sends afresh (`initial`: new to the connection): their
+    # receipts, typing and room account data are sent whole, not as changes.
+    initial_rooms: Sequence[str] = ()
 
 
 class Provider(Protocol):
@@ -105,6 +108,24 @@ def _moved(scope: ExtensionScope, stream: str) -> bool:
     return scope.since is None or scope.since[stream] != scope.upto[stream]
 
 
+def _fresh_and_live(rooms: Sequence[str], scope: ExtensionScope) -> tuple[list[str], list[str]]:
+    """The rooms sent afresh in an incremental response (whole data, as on a
+    first request: Synapse does the same), and the others (changes only)."""
+    if scope.since is None:
+        return [], list(rooms)
+    fresh = set(scope.initial_rooms)
+    return [r for r in rooms if r in fresh], [r for r in rooms if r not in fresh]
+
+
+def _room_entries(v2: dict[str, Any], key: str) -> dict[str, list[dict[str, Any]]]:
+    """{room id: events} of one section of the joined rooms of a /sync v2 response."""
+    return {
+        room_id: entry[key]["events"]
+        for room_id, entry in v2.get("rooms", {}).get("join", {}).items()
+        if entry.get(key, {}).get("events")
+    }
+
+
 class SlidingSyncExtensions:
     def __init__(self, providers: ExtensionProviders, to_device: ToDeviceStore) -> None:
         self._providers = providers
@@ -141,12 +162,15 @@ class SlidingSyncExtensions:
         return {name: part for name, part in zip(parts, results, strict=True) if part}
 
     @staticmethod
-    def _v2_request(scope: ExtensionScope, rooms: Sequence[str] = ()) -> SyncRequest:
-        """A /sync v2 request over the same range, about `rooms` only."""
+    def _v2_request(
+        scope: ExtensionScope, rooms: Sequence[str] = (), *, whole: bool = False
+    ) -> SyncRequest:
+        """A /sync v2 request over the same range (`whole`: from the start),
+        about `rooms` only."""
         return SyncRequest(
             # The providers read only the user and device of a requester.
             Requester(scope.user_id, scope.device_id, 0),
-            scope.since,
+            None if whole else scope.since,
             scope.upto,
             {},
             False,
@@ -215,25 +239,28 @@ class SlidingSyncExtensions:
         self, scope_request: RoomScope, scope: ExtensionScope
     ) -> dict[str, Any] | None:
         """Global account data (the push rules included on the first request)
-        and that of the rooms in scope: all of it on the first request, what
-        changed since the previous response afterwards."""
-        if not _moved(scope, "account_data"):
-            return None
-        rooms = rooms_in_scope(scope_request, scope)
-        v2: dict[str, Any] = {}
-        request = self._v2_request(scope, rooms)
-        await self._providers.account_data.add(request, v2)
-        if scope.since is None:
-            await self._providers.push_rules.add(request, v2)
+        and that of the rooms in scope: all of it on the first request (and
+        for rooms sent afresh), what changed since the previous response
+        otherwise."""
+        fresh, live = _fresh_and_live(rooms_in_scope(scope_request, scope), scope)
         part: dict[str, Any] = {}
-        global_events = v2.get("account_data", {}).get("events", [])
-        if global_events:
-            part["global"] = global_events
-        by_room = {
-            room_id: entry["account_data"]["events"]
-            for room_id, entry in v2.get("rooms", {}).get("join", {}).items()
-            if entry.get("account_data", {}).get("events")
-        }
+        by_room: dict[str, list[dict[str, Any]]] = {}
+        if _moved(scope, "account_data"):
+            v2: dict[str, Any] = {}
+            request = self._v2_request(scope, live)
+            await self._providers.account_data.add(request, v2)
+            if scope.since is None:
+                await self._providers.push_rules.add(request, v2)
+            global_events = v2.get("account_data", {}).get("events", [])
+            if global_events:
+                part["global"] = global_events
+            by_room.update(_room_entries(v2, "account_data"))
+        if fresh:
+            whole: dict[str, Any] = {}
+            await self._providers.account_data.add(
+                self._v2_request(scope, fresh, whole=True), whole
+            )
+            by_room.update(_room_entries(whole, "account_data"))
         if by_room:
             part["rooms"] = by_room
         return part
@@ -243,17 +270,21 @@ class SlidingSyncExtensions:
     ) -> dict[str, Any] | None:
         """{"rooms": {room id: the m.receipt or m.typing event}} for the rooms
         in scope whose receipts or typing changed since the previous response
-        (on the first request: their current receipts, their typists)."""
-        if not _moved(scope, stream):
-            return None
-        rooms = rooms_in_scope(scope_request, scope)
-        if not rooms:
-            return None
-        v2: dict[str, Any] = {}
-        await provider.add(self._v2_request(scope, rooms), v2)
-        by_room = {
-            room_id: event
-            for room_id, entry in v2.get("rooms", {}).get("join", {}).items()
-            for event in entry.get("ephemeral", {}).get("events", [])
-        }
+        (on the first request, and for rooms sent afresh: their current
+        receipts, their typists)."""
+        fresh, live = _fresh_and_live(rooms_in_scope(scope_request, scope), scope)
+        by_room: dict[str, Any] = {}
+        requests = []
+        if live and _moved(scope, stream):
+            requests.append(self._v2_request(scope, live))
+        if fresh:
+            requests.append(self._v2_request(scope, fresh, whole=True))
+        for request in requests:
+            v2: dict[str, Any] = {}
+            await provider.add(request, v2)
+            by_room.update(
+                (room_id, event)
+                for room_id, events in _room_entries(v2, "ephemeral").items()
+                for event in events
+            )
         return {"rooms": by_room} if by_room else None

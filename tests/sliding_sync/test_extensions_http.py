@@ -227,3 +227,27 @@ async def test_bad_extensions_are_refused_and_the_connection_kept(hs: RunningSer
     # The connection is as it was: its pos still works and has nothing new.
     after = await alice.sync_ok(body(), pos=first["pos"])
     assert after["rooms"] == {}
+
+
+async def test_a_room_entering_the_list_brings_its_earlier_receipts(hs: RunningServer) -> None:
+    alice, bob = await new_user(hs, "alice"), await new_user(hs, "bob")
+    lower = await alice.create_room(preset="public_chat")
+    await bob.join(lower)
+    read = await bob.send(lower, "read before alice looked")
+    await bob.call("POST", f"{V3}/rooms/{lower}/receipt/m.read/{read}", {})
+    top = await alice.create_room(preset="public_chat")
+    request = {
+        "lists": {"top": {"ranges": [[0, 0]], "timeline_limit": 1, "required_state": []}},
+        "extensions": {"receipts": {"enabled": True}, "account_data": {"enabled": True}},
+    }
+    first = await alice.sync_ok(request)
+    assert list(first["rooms"]) == [top]
+    assert lower not in first["extensions"].get("receipts", {}).get("rooms", {})
+
+    # A message brings `lower` into the range: sent afresh, with the receipt
+    # set before this connection's previous response.
+    await alice.send(lower, "bump")
+    response = await alice.sync_ok(request, pos=first["pos"])
+    assert response["rooms"][lower]["initial"] is True
+    receipt = response["extensions"]["receipts"]["rooms"][lower]
+    assert bob.user_id in receipt["content"][read]["m.read"]
