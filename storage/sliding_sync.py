@@ -251,9 +251,17 @@ class SlidingSyncStore:
                 json.dumps(rooms),
             )
 
-    async def touch(self, connection_id: int) -> None:
-        await self._pool.execute(
-            "UPDATE sliding_sync_connections SET last_used_ts = $2 WHERE id = $1",
-            connection_id,
-            int(time.time() * 1000),
-        )
+    async def touch(self, connection_id: int, used: int) -> None:
+        """The client used position `used` and got nothing new: the
+        connection is alive, and the positions before `used` are done with."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "UPDATE sliding_sync_connections SET last_used_ts = $2 WHERE id = $1",
+                connection_id,
+                int(time.time() * 1000),
+            )
+            await conn.execute(
+                "DELETE FROM sliding_sync_positions WHERE connection_id = $1 AND pos < $2",
+                connection_id,
+                used,
+            )

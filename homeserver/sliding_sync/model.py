@@ -48,8 +48,8 @@ class RequiredState:
 
     def as_json(self) -> dict[str, object]:
         return {
-            "i": sorted(p.as_json() for p in self.include),  # type: ignore[type-var]
-            "e": sorted(p.as_json() for p in self.exclude),  # type: ignore[type-var]
+            "i": sorted((p.as_json() for p in self.include), key=str),
+            "e": sorted((p.as_json() for p in self.exclude), key=str),
             "l": self.lazy,
         }
 

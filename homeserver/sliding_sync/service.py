@@ -133,8 +133,8 @@ class SlidingSyncService:
             )
         else:
             connection = stored.connection_id
-        if stored is not None and not outcome.news(stored):
-            await self._store.touch(connection)
+        if stored is not None and used is not None and not outcome.news(stored):
+            await self._store.touch(connection, used)
             pos = request.pos
         else:
             saved = await self._store.save_position(
