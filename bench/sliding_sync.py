@@ -14,9 +14,9 @@ it natively):
 - memory per open connection: `--ss-connections` connections made, each then
   parked in a long poll; the server's resident memory grown, per connection.
 
-The data set is built over the client API, but wide: the rooms are created
-and filled many at once (a nonce in each create event keeps the room ids of
-one creator apart), and the members join and send concurrently.
+The data set is built over the client API, but wide: `--concurrency` rooms
+are created and filled at once (a nonce in each create event keeps the room
+ids of one creator apart), the requests within a room one after the other.
 """
 
 from __future__ import annotations
@@ -86,29 +86,21 @@ async def setup(client: Client, args: argparse.Namespace) -> dict[str, Any]:
             },
         )
         room_id = created["room_id"]
-        await asyncio.gather(
-            *(
-                client.call("POST", f"{V3}/rooms/{room_id}/join", m["access_token"], {})
-                for m in members
-            )
-        )
+        # One request after the other within a room (its events are made one
+        # at a time anyway); the rooms are filled side by side.
+        for m in members:
+            await client.call("POST", f"{V3}/rooms/{room_id}/join", m["access_token"], {})
         senders = [owner, *members]
-        await asyncio.gather(
-            *(
-                client.call(
-                    "PUT",
-                    f"{V3}/rooms/{room_id}/send/m.room.message/ss{n}m{i}",
-                    senders[i % len(senders)]["access_token"],
-                    {"msgtype": "m.text", "body": f"message {i}"},
-                )
-                for i in range(args.ss_messages)
+        for i in range(args.ss_messages):
+            await client.call(
+                "PUT",
+                f"{V3}/rooms/{room_id}/send/m.room.message/ss{n}m{i}",
+                senders[i % len(senders)]["access_token"],
+                {"msgtype": "m.text", "body": f"message {i}"},
             )
-        )
         return room_id
 
-    # Rooms in flight at once; each room has its members' requests in flight.
-    in_flight = max(1, args.concurrency // max(1, args.ss_members))
-    rooms = await gather_limited(in_flight, [room(n) for n in range(args.ss_rooms)])
+    rooms = await gather_limited(args.concurrency, [room(n) for n in range(args.ss_rooms)])
     print(f"    sliding sync data: {len(rooms)} rooms in {time.perf_counter() - t0:.1f}s")
     return {
         "token": owner["access_token"],
@@ -152,11 +144,24 @@ async def first_requests(
     return times, runs
 
 
-async def _connect(client: Client, data: dict[str, Any], label: str) -> tuple[str, str]:
+async def _connect(
+    client: Client, data: dict[str, Any], label: str, token: str | None = None
+) -> tuple[str, str]:
     """A new connection after its first request: (conn_id, pos)."""
     conn_id = _conn_id(data, label)
-    response = await client.call("POST", _path(), data["token"], _body(conn_id))
+    response = await client.call("POST", _path(), token or data["token"], _body(conn_id))
     return conn_id, response["pos"]
+
+
+async def _new_device(client: Client) -> str:
+    """The access token of a new device of the user (servers keep a bounded
+    number of connections per device, as phones have one or two each)."""
+    body = {
+        "type": "m.login.password",
+        "identifier": {"type": "m.id.user", "user": "ss0"},
+        "password": "pw",
+    }
+    return str((await client.call("POST", f"{V3}/login", body=body))["access_token"])
 
 
 async def idle_timeouts(
@@ -228,14 +233,16 @@ async def memory_per_connection(
     client: Client, data: dict[str, Any], pid: int, connections: int
 ) -> float:
     """KB of resident memory the server grew by per open connection: each
-    made, then parked in a long poll, measured while all are parked."""
+    on a device of its own, made, then parked in a long poll, measured while
+    all are parked."""
+    tokens = [await _new_device(client) for _ in range(connections)]
     before = _rss_kb(pid)
-    opened = [await _connect(client, data, "mem") for _ in range(connections)]
+    opened = [await _connect(client, data, "mem", token) for token in tokens]
     polls = [
         asyncio.ensure_future(
-            client.call("POST", _path(pos, 2 * TIMEOUT_MS * 4), data["token"], _body(conn_id))
+            client.call("POST", _path(pos, 2 * TIMEOUT_MS * 4), token, _body(conn_id))
         )
-        for conn_id, pos in opened
+        for (conn_id, pos), token in zip(opened, tokens, strict=True)
     ]
     await asyncio.sleep(TIMEOUT_MS / 1000)
     during = _rss_kb(pid)
