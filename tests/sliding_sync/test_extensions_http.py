@@ -9,8 +9,8 @@ import itertools
 import time
 from typing import Any
 
-from tests.conftest import RunningServer
-from tests.sliding_sync.helpers import STABLE, all_rooms, new_user
+from tests.conftest import RunningServer, make_config, start_server
+from tests.sliding_sync.helpers import STABLE, User, all_rooms, new_user
 
 V3 = "/_matrix/client/v3"
 _txn = itertools.count()
@@ -251,3 +251,32 @@ async def test_a_room_entering_the_list_brings_its_earlier_receipts(hs: RunningS
     assert response["rooms"][lower]["initial"] is True
     receipt = response["extensions"]["receipts"]["rooms"][lower]
     assert bob.user_id in receipt["content"][read]["m.read"]
+
+
+async def test_to_device_since_and_unacknowledged_messages_survive_a_restart(
+    database: str, tmp_path: Any
+) -> None:
+    config = make_config(database, tmp_path)
+    hs = await start_server(config)
+    try:
+        alice, bob = await new_user(hs, "alice"), await new_user(hs, "bob")
+        bob_device = await device_of(bob)
+        await send_to_device(alice, bob.user_id, bob_device, 1)
+        request = body(to_device={"enabled": True})
+        first = await bob.sync_ok(request)
+        since = first["extensions"]["to_device"]["next_batch"]
+        await send_to_device(alice, bob.user_id, bob_device, 2)
+    finally:
+        await hs.http.close()
+        await hs.server.stop()
+    hs = await start_server(config)
+    try:
+        bob = User(hs, {"user_id": bob.user_id, "access_token": bob.token})
+        request["extensions"]["to_device"]["since"] = since
+        # The first message was acknowledged by `since`; the second, sent
+        # before the restart and never delivered, comes now.
+        after = await bob.sync_ok(request, pos=first["pos"])
+        assert [e["content"] for e in after["extensions"]["to_device"]["events"]] == [{"n": 2}]
+    finally:
+        await hs.http.close()
+        await hs.server.stop()
