@@ -30,6 +30,8 @@ class RoomFacts:
     bump: int | None
     room_type: str | None
     encrypted: bool
+    # The m.room.name of the room's current state, if any.
+    name: str | None
 
 
 @attrs.frozen
@@ -42,11 +44,12 @@ class StoredPosition:
 
 # Per room: the last event and the last bumping event at or before the cap
 # (walking back along events_room_stream), and the create event's type and
-# whether it is encrypted, from current state.
+# whether it is encrypted and its name, from current state.
 _FACTS = """
 SELECT r.room_id, last.stream_ordering AS last_event, bump.stream_ordering AS bump,
        ce.json::jsonb -> 'content' ->> 'type' AS room_type,
-       enc.event_id IS NOT NULL AS encrypted
+       enc.event_id IS NOT NULL AS encrypted,
+       ne.json::jsonb -> 'content' ->> 'name' AS name
 FROM unnest($1::text[], $2::bigint[]) AS r(room_id, cap)
 LEFT JOIN LATERAL (
     SELECT stream_ordering FROM events
@@ -65,6 +68,9 @@ LEFT JOIN current_state cc
 LEFT JOIN events ce ON ce.event_id = cc.event_id
 LEFT JOIN current_state enc
     ON enc.room_id = r.room_id AND enc.type = 'm.room.encryption' AND enc.state_key = ''
+LEFT JOIN current_state nc
+    ON nc.room_id = r.room_id AND nc.type = 'm.room.name' AND nc.state_key = ''
+LEFT JOIN events ne ON ne.event_id = nc.event_id
 """
 
 # Current state entries of the rooms matching any of the patterns: $2 every
@@ -90,7 +96,12 @@ class SlidingSyncStore:
         )
         return {
             r["room_id"]: RoomFacts(
-                r["room_id"], r["last_event"], r["bump"], r["room_type"], r["encrypted"]
+                r["room_id"],
+                r["last_event"],
+                r["bump"],
+                r["room_type"],
+                r["encrypted"],
+                r["name"],
             )
             for r in rows
         }

@@ -48,7 +48,7 @@ _FILTER_KEYS = {
     "tags",
     "not_tags",
 }
-_UNSTABLE_FILTER_KEYS = _FILTER_KEYS | {"is_invite"}
+_UNSTABLE_FILTER_KEYS = _FILTER_KEYS | {"is_invite", "room_name_like"}
 _STABLE_FILTER_KEYS = _FILTER_KEYS | {"is_invited"}
 
 
@@ -184,6 +184,9 @@ def _filters(value: Any, stable: bool) -> ListFilters:
         not_room_types=strings("not_room_types", nullable=True) or (),
         tags=strings("tags"),
         not_tags=strings("not_tags") or (),
+        room_name_like=None
+        if value.get("room_name_like") is None
+        else _string(value["room_name_like"], "room_name_like"),
     )
 
 

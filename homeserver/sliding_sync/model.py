@@ -92,6 +92,9 @@ class ListFilters:
     not_room_types: tuple[str | None, ...] = ()
     tags: tuple[str, ...] | None = None
     not_tags: tuple[str, ...] = ()
+    # The unstable format's case-insensitive match on the room's m.room.name
+    # (matrix-js-sdk sends it; the stable format dropped it).
+    room_name_like: str | None = None
 
 
 @attrs.frozen

@@ -48,6 +48,7 @@ class ListRoom:
     position: int
     room_type: str | None
     encrypted: bool
+    name: str | None
 
     @property
     def room_id(self) -> str:
@@ -115,6 +116,7 @@ def list_room(m: Membership, facts: RoomFacts | None) -> ListRoom:
         position=position,
         room_type=facts.room_type if facts is not None else None,
         encrypted=facts.encrypted if facts is not None else False,
+        name=facts.name if facts is not None else None,
     )
 
 
@@ -127,6 +129,10 @@ def matches(room: ListRoom, filters: ListFilters, account: AccountView) -> bool:
     if f.is_dm is not None and (room.room_id in account.dm_rooms) != f.is_dm:
         return False
     if f.is_encrypted is not None and room.encrypted != f.is_encrypted:
+        return False
+    if f.room_name_like is not None and (
+        not isinstance(room.name, str) or f.room_name_like.casefold() not in room.name.casefold()
+    ):
         return False
     if f.is_invite is not None and (room.membership.membership == "invite") != f.is_invite:
         return False

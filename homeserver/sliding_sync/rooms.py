@@ -115,10 +115,15 @@ class RoomDataBuilder:
         self._receipts = receipts
 
     async def build(
-        self, requester: Requester, works: Sequence[RoomWork], live_after: int | None
+        self,
+        requester: Requester,
+        works: Sequence[RoomWork],
+        live_after: int | None,
+        now: int,
     ) -> dict[str, dict[str, Any]]:
         """{room id: its entry}; `live_after` is where the connection's previous
-        response ended (None on its first request: nothing is live)."""
+        response ended (None on its first request: nothing is live), `now`
+        where this one ends."""
         if not works:
             return {}
         user_id = requester.user_id
@@ -130,7 +135,7 @@ class RoomDataBuilder:
         state = await self._required_state(shown, timelines)
         joined = [w.room_id for w in shown if w.membership == "join"]
         counts = await self._sync_store.member_counts(joined) if joined else {}
-        unread = await self._unread(user_id, joined)
+        unread = await self._unread(user_id, joined, now)
         hero_ids = {
             w.room_id: heroes(counts[w.room_id], user_id)
             for w in shown
@@ -317,14 +322,16 @@ class RoomDataBuilder:
             result[w.room_id] = (chosen, entries, room_changed)
         return result
 
-    async def _unread(self, user_id: str, room_ids: Collection[str]) -> dict[str, tuple[int, int]]:
+    async def _unread(
+        self, user_id: str, room_ids: Collection[str], now: int
+    ) -> dict[str, tuple[int, int]]:
         """{room: (notifications, highlights)} of the main timeline (MSC4186:
         threads' counts are an extension's)."""
         if not room_ids:
             return {}
         positions = await self._receipts.thread_read_streams(user_id, list(room_ids))
         read = {room: read_up_to(positions.get(room, {})) for room in room_ids}
-        counts = await self._push_store.unread_counts(user_id, read, 2**62)
+        counts = await self._push_store.unread_counts(user_id, read, now)
         totals: dict[str, tuple[int, int]] = {}
         for count in counts:
             if count.thread_id == MAIN_THREAD:

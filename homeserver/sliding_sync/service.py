@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import Mapping
 from contextlib import nullcontext
@@ -59,6 +60,12 @@ MAX_CONNECTIONS_PER_DEVICE = 10
 # Per connection, what was sent is remembered for at most this many rooms
 # (the most recently active); the others are sent afresh if they come back.
 MAX_REMEMBERED_ROOMS = 10_000
+
+
+# A `pos` is "s<event stream position>_<stored position id>": the id names
+# the connection's state, and the lead makes it a token /messages accepts
+# (MSC4186: "A `pos` token can be used in `/messages`").
+_POS = re.compile(r"s\d{1,19}_(\d{1,18})")
 
 
 def unknown_pos() -> MatrixError:
@@ -110,9 +117,10 @@ class SlidingSyncService:
         stored: StoredPosition | None = None
         used: int | None = None
         if request.pos is not None:
-            if not request.pos.isdigit() or len(request.pos) > 18:
+            match = _POS.fullmatch(request.pos)
+            if match is None:
                 raise unknown_pos()
-            used = int(request.pos)
+            used = int(match.group(1))
             stored = await self._store.position(requester.user_id, device_id, request.conn_id, used)
             if stored is None:
                 raise unknown_pos()
@@ -146,7 +154,7 @@ class SlidingSyncService:
             )
             if saved is None:
                 raise unknown_pos()
-            pos = str(saved)
+            pos = f"s{now['events']}_{saved}"
         return {
             "pos": pos,
             "lists": {name: {"count": count} for name, count in outcome.counts.items()},
@@ -244,7 +252,7 @@ class SlidingSyncService:
         # Newest rooms first, so they are the ones the connection's mirror keeps.
         works.sort(key=lambda w: (-w.room.bump_stamp, w.room_id))
         rooms = await self._rooms.build(
-            requester, works, since["events"] if since is not None else None
+            requester, works, since["events"] if since is not None else None, now["events"]
         )
         extensions = await self._extensions.build(
             request.extensions,  # type: ignore[arg-type]

@@ -104,3 +104,50 @@ async def test_versions_advertise_simplified_sliding_sync(hs: RunningServer) -> 
     assert body["unstable_features"]["org.matrix.simplified_msc3575"] is True
     status, body = await hs.request("POST", UNSTABLE, json={})
     assert (status, body["errcode"]) == (401, "M_MISSING_TOKEN")
+
+
+async def test_a_device_keeps_only_its_most_recent_connections(hs: RunningServer) -> None:
+    alice = await new_user(hs, "alice")
+    oldest = await alice.sync_ok({**all_rooms(), "conn_id": "c0"})
+    for i in range(1, 10):
+        await alice.sync_ok({**all_rooms(), "conn_id": f"c{i}"})
+    # Ten connections: all still there.
+    await alice.sync_ok({**all_rooms(), "conn_id": "c0"}, pos=oldest["pos"])
+    await alice.sync_ok({**all_rooms(), "conn_id": "c10"})
+    await alice.sync_ok({**all_rooms(), "conn_id": "c11"})
+    # c0 was used most recently of the first ten, so c1 and c2 went.
+    status, body = await alice.sliding({**all_rooms(), "conn_id": "c0"}, pos=oldest["pos"])
+    assert status == 200, body
+    count = await hs.pool.fetchval(
+        "SELECT count(*) FROM sliding_sync_connections WHERE user_id = $1", alice.user_id
+    )
+    assert count == 10
+    assert not await hs.pool.fetchval(
+        "SELECT count(*) FROM sliding_sync_connections WHERE conn_id IN ('c1', 'c2')"
+    )
+
+
+async def test_a_bigger_timeline_limit_sends_older_events_again(hs: RunningServer) -> None:
+    alice = await new_user(hs, "alice")
+    room = await alice.create_room()
+    for i in range(4):
+        await alice.send(room, f"m{i}")
+    first = await alice.sync_ok(all_rooms(limit=1))
+    assert bodies(first["rooms"][room]["timeline"]) == ["m3"]
+    second = await alice.sync_ok(all_rooms(limit=3), pos=first["pos"])
+    entry = second["rooms"][room]
+    assert bodies(entry["timeline"]) == ["m1", "m2", "m3"]
+    assert entry["unstable_expanded_timeline"] is True
+    assert entry["num_live"] == 0
+
+
+async def test_pos_is_a_messages_token(hs: RunningServer) -> None:
+    alice = await new_user(hs, "alice")
+    room = await alice.create_room()
+    await alice.send(room, "before")
+    first = await alice.sync_ok(all_rooms())
+    await alice.send(room, "after")
+    page = await alice.call(
+        "GET", f"/_matrix/client/v3/rooms/{room}/messages?dir=b&limit=1&from={first['pos']}"
+    )
+    assert bodies(page["chunk"]) == ["before"]

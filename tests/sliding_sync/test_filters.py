@@ -36,7 +36,7 @@ async def test_filters(hs: RunningServer) -> None:
         ]
     )
     space = await alice.create_room(creation_content={"type": "m.space"})
-    child = await alice.create_room()
+    child = await alice.create_room(name="The Garden Shed")
     await alice.state(space, "m.space.child", {"via": ["localhost"]}, key=child)
     await alice.call(
         "PUT", f"/_matrix/client/v3/user/{alice.user_id}/rooms/{secret}/tags/m.favourite", {}
@@ -58,6 +58,7 @@ async def test_filters(hs: RunningServer) -> None:
         favourites={"tags": ["m.favourite"]},
         not_favourites={"not_tags": ["m.favourite"]},
         everything={},
+        named={"room_name_like": "garden"},
     )
     response = await alice.sync_ok(body)
     counts = {name: v["count"] for name, v in response["lists"].items()}
@@ -74,8 +75,30 @@ async def test_filters(hs: RunningServer) -> None:
         "favourites": 1,
         "not_favourites": 4,
         "everything": 5,
+        "named": 1,
     }
     assert set(response["rooms"]) == everything
     rooms = response["rooms"]
     assert rooms[dm]["is_dm"] is True
     assert "is_dm" not in rooms[secret]
+
+
+async def test_marking_a_room_as_a_dm_wakes_the_long_poll(hs: RunningServer) -> None:
+    import asyncio
+
+    alice = await new_user(hs, "alice")
+    bob = await new_user(hs, "bob")
+    room = await alice.create_room()
+    body = lists(everything={}, dms={"is_dm": True})
+    first = await alice.sync_ok(body)
+    assert "is_dm" not in first["rooms"][room]
+    poll = asyncio.create_task(alice.sync_ok(body, pos=first["pos"], wait_ms=10_000))
+    await asyncio.sleep(0.2)
+    await alice.call(
+        "PUT",
+        f"/_matrix/client/v3/user/{alice.user_id}/account_data/m.direct",
+        {bob.user_id: [room]},
+    )
+    news = await asyncio.wait_for(poll, 5)
+    assert news["lists"]["dms"]["count"] == 1
+    assert news["rooms"][room]["is_dm"] is True
