@@ -47,9 +47,9 @@ class StoredPosition:
 # whether it is encrypted and its name, from current state.
 _FACTS = """
 SELECT r.room_id, last.stream_ordering AS last_event, bump.stream_ordering AS bump,
-       ce.json::jsonb -> 'content' ->> 'type' AS room_type,
+       ce.json::json -> 'content' ->> 'type' AS room_type,
        enc.event_id IS NOT NULL AS encrypted,
-       ne.json::jsonb -> 'content' ->> 'name' AS name
+       ne.json::json -> 'content' ->> 'name' AS name
 FROM unnest($1::text[], $2::bigint[]) AS r(room_id, cap)
 LEFT JOIN LATERAL (
     SELECT stream_ordering FROM events
@@ -276,3 +276,32 @@ class SlidingSyncStore:
                 connection_id,
                 used,
             )
+
+    async def member_events_between(self, user_id: str, after: int, upto: int) -> bool:
+        """Whether the user's membership moved in (after, upto] (out-of-band
+        invites and knocks count: they take stream positions too)."""
+        return bool(
+            await self._pool.fetchval(
+                """SELECT EXISTS (SELECT 1 FROM events
+                   WHERE type = 'm.room.member' AND state_key = $1
+                     AND stream_ordering > $2 AND stream_ordering <= $3)""",
+                user_id,
+                after,
+                upto,
+            )
+        )
+
+    async def rooms_with_events_between(
+        self, room_ids: Collection[str], after: int, upto: int
+    ) -> set[str]:
+        """Which of these rooms have events in (after, upto]: a walk over the
+        stream range, short between two looks of one long poll."""
+        rows = await self._pool.fetch(
+            """SELECT DISTINCT room_id FROM events
+               WHERE stream_ordering > $1 AND stream_ordering <= $2
+                 AND room_id = ANY($3::text[])""",
+            after,
+            upto,
+            list(room_ids),
+        )
+        return {r["room_id"] for r in rows}

@@ -48,7 +48,10 @@ _FILTER_KEYS = {
     "tags",
     "not_tags",
 }
-_UNSTABLE_FILTER_KEYS = _FILTER_KEYS | {"is_invite", "room_name_like"}
+# `is_tombstoned` is MSC3575's, which older matrix-rust-sdk releases still
+# send; Synapse accepts it and does not apply it, and so do we (a 400 would
+# lock those clients out).
+_UNSTABLE_FILTER_KEYS = _FILTER_KEYS | {"is_invite", "room_name_like", "is_tombstoned"}
 _STABLE_FILTER_KEYS = _FILTER_KEYS | {"is_invited"}
 
 
@@ -165,6 +168,9 @@ def _filters(value: Any, stable: bool) -> ListFilters:
     unknown = set(value) - allowed
     if unknown:
         raise invalid_param(f"Unknown filter: {sorted(unknown)[0]}")
+
+    if value.get("is_tombstoned") is not None:
+        _bool(value["is_tombstoned"], "is_tombstoned")
 
     def flag(key: str) -> bool | None:
         return None if value.get(key) is None else _bool(value[key], key)

@@ -62,6 +62,8 @@ class RoomWork:
     is_dm: bool
     # Whether to say is_dm (initial, or it changed).
     send_dm: bool
+    # Users whose member event the connection has of this room (lazy loading).
+    members_sent: frozenset[str] = frozenset()
 
     @property
     def room_id(self) -> str:
@@ -120,12 +122,13 @@ class RoomDataBuilder:
         works: Sequence[RoomWork],
         live_after: int | None,
         now: int,
-    ) -> dict[str, dict[str, Any]]:
-        """{room id: its entry}; `live_after` is where the connection's previous
-        response ended (None on its first request: nothing is live), `now`
-        where this one ends."""
+    ) -> tuple[dict[str, dict[str, Any]], dict[str, set[str]]]:
+        """{room id: its entry}, and {room id: users whose member event it
+        carries} of rooms with lazy members; `live_after` is where the
+        connection's previous response ended (None on its first request:
+        nothing is live), `now` where this one ends."""
         if not works:
-            return {}
+            return {}, {}
         user_id = requester.user_id
         shown = [w for w in works if w.shows_room]
         timelines = await self._timelines(user_id, shown)
@@ -155,6 +158,7 @@ class RoomDataBuilder:
             return stored.event.content if stored is not None else None
 
         result: dict[str, dict[str, Any]] = {}
+        members_sent: dict[str, set[str | None]] = {}
         for work in works:
             entry: dict[str, Any] = {
                 "bump_stamp": work.room.bump_stamp,
@@ -187,6 +191,10 @@ class RoomDataBuilder:
             entry["required_state"] = [
                 bodies[i] if i is not None else _stub(key) for key, i in ids.items()
             ]
+            if work.config.lazy:
+                members_sent[work.room_id] = {k[1] for k in ids if k[0] == MEMBER} | {
+                    e.event.state_key for e in timeline.events if e.event.type == MEMBER
+                }
             fresh = work.initial or work.expanded_state
             for key, field, part in ((NAME, "name", "name"), (AVATAR, "avatar", "url")):
                 if fresh or key in changed:
@@ -206,7 +214,7 @@ class RoomDataBuilder:
                 chosen = hero_ids.get(work.room_id)
                 if chosen and (fresh or members_changed):
                     entry["heroes"] = [self._hero(u, content(e)) for u, e in chosen]
-        return result
+        return result, {r: {u for u in users if u} for r, users in members_sent.items()}
 
     @staticmethod
     def _hero(user_id: str, member: dict[str, Any] | None) -> dict[str, Any]:
@@ -317,8 +325,11 @@ class RoomDataBuilder:
                     keys += [k for k in room_changed if k[0] == MEMBER]
             chosen: dict[StateKey, str | None] = {k: entries.get(k) for k in keys}
             for user in sorted(lazy.get(w.room_id, ())):
-                if (MEMBER, user) in entries:
-                    chosen.setdefault((MEMBER, user), entries[(MEMBER, user)])
+                # MSC4186: lazy members not sent before on this connection,
+                # or whose membership changed since.
+                key = (MEMBER, user)
+                if key in entries and (user not in w.members_sent or key in room_changed):
+                    chosen.setdefault(key, entries[key])
             result[w.room_id] = (chosen, entries, room_changed)
         return result
 

@@ -7,7 +7,8 @@
    device's one of the same conn_id. An unknown `pos`: 400 M_UNKNOWN_POS.
 2. The user's server list (room_list.py), from one read of every room's
    membership and one of every room's activity and kind, whatever the number
-   of rooms; each list filters, orders and windows it.
+   of rooms (user_rooms.py, which after a first look reads only what
+   moved); each list filters, orders and windows it.
 3. The rooms in the lists' windows and the subscriptions, each with the
    superset of the configs it matches, that are new to the connection or
    changed for it; their data (rooms.py).
@@ -37,7 +38,6 @@ from homeserver.requester import Requester
 from homeserver.sliding_sync.extensions import ExtensionScope, SlidingSyncExtensions
 from homeserver.sliding_sync.model import RoomConfig, SlidingSyncRequest, merged
 from homeserver.sliding_sync.room_list import (
-    BUMP_TYPES,
     ListRoom,
     account_view,
     in_server_list,
@@ -47,6 +47,7 @@ from homeserver.sliding_sync.room_list import (
     window,
 )
 from homeserver.sliding_sync.rooms import RoomDataBuilder, RoomWork
+from homeserver.sliding_sync.user_rooms import UserRooms, UserRoomsReader
 from homeserver.sync.response import RoomsOfUser
 from homeserver.sync.service import SyncActivity
 from homeserver.sync.token import STREAMS, SyncToken
@@ -60,6 +61,8 @@ MAX_CONNECTIONS_PER_DEVICE = 10
 # Per connection, what was sent is remembered for at most this many rooms
 # (the most recently active); the others are sent afresh if they come back.
 MAX_REMEMBERED_ROOMS = 10_000
+# Per room, the lazily loaded members remembered as sent (beyond: sent again).
+MAX_LAZY_MEMBERS_REMEMBERED = 200
 
 
 # A `pos` is "s<event stream position>_<stored position id>": the id names
@@ -101,12 +104,12 @@ class SlidingSyncService:
     ) -> None:
         self._notifier = notifier
         self._store = store
-        self._sync_store = sync_store
         self._rooms = rooms
         self._ignored = ignored
         self._extensions = extensions
         self._joined = joined
         self._activity = activity
+        self._user_rooms = UserRoomsReader(sync_store, store)
 
     def _current_token(self) -> SyncToken:
         return SyncToken({s: self._notifier.positions.get(s, 0) for s in STREAMS})
@@ -170,7 +173,8 @@ class SlidingSyncService:
         deadline = time.monotonic() + timeout / 1000
         while True:
             now = self._current_token()
-            outcome = await self._build(requester, request, stored, since, now)
+            view = await self._user_rooms.read(requester.user_id, now["events"])
+            outcome = await self._build(requester, request, stored, since, now, view)
             remaining = deadline - time.monotonic()
             if outcome.news(stored) or remaining <= 0:
                 return now, outcome
@@ -188,23 +192,17 @@ class SlidingSyncService:
         stored: StoredPosition | None,
         since: SyncToken | None,
         now: SyncToken,
+        view: UserRooms,
     ) -> _Outcome:
         user_id = requester.user_id
         remembered: dict[str, Any] = dict(stored.rooms) if stored is not None else {}
-        memberships = await self._sync_store.memberships(user_id, 0, now["events"])
         ignored = await self._ignored.ignored_users(user_id)
         candidates = [
             m
-            for m in memberships
+            for m in view.memberships
             if in_server_list(user_id, m, ignored, remembered.get(m.room_id, {}).get("m"))
         ]
-        facts = await self._store.room_facts(
-            [
-                (m.room_id, now["events"] if m.membership == "join" else m.stream_ordering)
-                for m in candidates
-            ],
-            BUMP_TYPES,
-        )
+        facts = view.facts
         direct, tags = await self._store.direct_and_tags(user_id)
         spaces = {s for c in request.lists.values() for s in (c.filters.spaces or ()) if s in facts}
         joined_spaces = {m.room_id for m in candidates if m.membership == "join"} & spaces
@@ -240,6 +238,7 @@ class SlidingSyncService:
             assert config is not None
             room = by_id[room_id]
             work = self._work(room, config, remembered.get(room_id), lists_of, account.dm_rooms)
+            previous = remembered.get(room_id)
             remembered[room_id] = {
                 "u": room.position,
                 "m": room.membership.membership,
@@ -247,13 +246,19 @@ class SlidingSyncService:
                 "rs": config.state_json(),
                 "dm": room_id in account.dm_rooms,
             }
+            if previous is not None and "lz" in previous and work is None:
+                remembered[room_id]["lz"] = previous["lz"]
             if work is not None:
                 works.append(work)
         # Newest rooms first, so they are the ones the connection's mirror keeps.
         works.sort(key=lambda w: (-w.room.bump_stamp, w.room_id))
-        rooms = await self._rooms.build(
+        rooms, members_sent = await self._rooms.build(
             requester, works, since["events"] if since is not None else None, now["events"]
         )
+        for work in works:
+            if work.config.lazy:
+                known = members_sent.get(work.room_id, set()) | work.members_sent
+                remembered[work.room_id]["lz"] = sorted(known)[:MAX_LAZY_MEMBERS_REMEMBERED]
         extensions = await self._extensions.build(
             request.extensions,  # type: ignore[arg-type]
             ExtensionScope(
@@ -297,6 +302,7 @@ class SlidingSyncService:
                 send_dm=is_dm,
             )
         sent_upto = int(before.get("u", 0))
+        members_sent = frozenset(before.get("lz", ()))
         expanded_timeline = config.timeline_limit > int(before.get("tl", 0))
         old_rules = {json.dumps(r, sort_keys=True) for r in before.get("rs", [])}
         expanded_state = any(
@@ -321,6 +327,8 @@ class SlidingSyncService:
             lists=tuple(lists_of.get(room.room_id, ())),
             is_dm=is_dm,
             send_dm=dm_changed,
+            # A widened required_state starts lazy loading over.
+            members_sent=frozenset() if expanded_state else members_sent,
         )
 
 

@@ -151,3 +151,31 @@ async def test_pos_is_a_messages_token(hs: RunningServer) -> None:
         "GET", f"/_matrix/client/v3/rooms/{room}/messages?dir=b&limit=1&from={first['pos']}"
     )
     assert bodies(page["chunk"]) == ["before"]
+
+
+async def test_a_long_poll_wakes_on_an_invite_and_on_another_rooms_message(
+    hs: RunningServer,
+) -> None:
+    alice = await new_user(hs, "alice")
+    bob = await new_user(hs, "bob")
+    quiet = await alice.create_room()
+    busy = await alice.create_room()
+    first = await alice.sync_ok(all_rooms())
+    # The first look of the poll reads every room; the later ones only what moved.
+    poll = asyncio.create_task(alice.sync_ok(all_rooms(), pos=first["pos"], wait_ms=10_000))
+    await asyncio.sleep(0.2)
+    await alice.send(busy, "busy")
+    woken = await asyncio.wait_for(poll, 5)
+    assert list(woken["rooms"]) == [busy]
+    invited = await bob.create_room(name="come")
+    poll = asyncio.create_task(alice.sync_ok(all_rooms(), pos=woken["pos"], wait_ms=10_000))
+    await asyncio.sleep(0.2)
+    await bob.invite(invited, alice.user_id)
+    woken = await asyncio.wait_for(poll, 5)
+    assert woken["lists"]["all"]["count"] == 3
+    assert woken["rooms"][invited]["invite_state"][-1]["content"]["membership"] == "invite"
+    poll = asyncio.create_task(alice.sync_ok(all_rooms(), pos=woken["pos"], wait_ms=10_000))
+    await asyncio.sleep(0.2)
+    await alice.send(quiet, "now me")
+    woken = await asyncio.wait_for(poll, 5)
+    assert bodies(woken["rooms"][quiet]["timeline"]) == ["now me"]

@@ -212,3 +212,37 @@ async def test_notification_counts(hs: RunningServer) -> None:
     entry = (await bob.sync_ok(all_rooms()))["rooms"][room]
     assert entry["notification_count"] == 2
     assert entry["highlight_count"] == 0
+
+
+async def test_lazy_members_are_sent_once_per_connection(hs: RunningServer) -> None:
+    alice = await new_user(hs, "alice")
+    bob = await new_user(hs, "bob")
+    room = await alice.create_room(preset="public_chat")
+    await bob.join(room)
+    await bob.send(room, "one")
+    body = {
+        "room_subscriptions": {
+            room: {"timeline_limit": 1, "required_state": [["m.room.member", "$LAZY"]]}
+        }
+    }
+    first = await alice.sync_ok(body)
+    assert state_keys(first["rooms"][room]) == {("m.room.member", bob.user_id)}
+    await bob.send(room, "two")
+    second = await alice.sync_ok(body, pos=first["pos"])
+    assert bodies(second["rooms"][room]["timeline"]) == ["two"]
+    assert state_keys(second["rooms"][room]) == set()
+    # A new connection starts over.
+    fresh = await alice.sync_ok(body)
+    assert state_keys(fresh["rooms"][room]) == {("m.room.member", bob.user_id)}
+
+
+async def test_knocks_carry_knock_state(hs: RunningServer) -> None:
+    alice = await new_user(hs, "alice")
+    bob = await new_user(hs, "bob")
+    room = await alice.create_room(name="door")
+    await alice.state(room, "m.room.join_rules", {"join_rule": "knock"})
+    await bob.call("POST", f"/_matrix/client/v3/knock/{room}", {"reason": "hi"})
+    entry = (await bob.sync_ok(all_rooms()))["rooms"][room]
+    assert entry["initial"] is True
+    assert entry["knock_state"][-1]["content"]["membership"] == "knock"
+    assert ("m.room.name", "") in {(e["type"], e["state_key"]) for e in entry["knock_state"]}

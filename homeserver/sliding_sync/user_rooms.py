@@ -1,0 +1,84 @@
+"""Every room of a user with its activity and kind: what the lists are cut
+from, read in two statements however many rooms there are, and brought up
+to date cheaply while a long poll waits.
+
+A first look reads the user's memberships and every room's facts
+(storage/sliding_sync.py `room_facts`). After that, only what moved is read
+again: the memberships when the user's own member events moved, otherwise
+the facts of the joined rooms that have new events in between, found by a
+walk over that stream range. So a long poll woken by a message, and the
+next request of a connection, cost a few small statements, not a read of
+all the user's rooms. The last view of the most recently active users is
+kept in memory for that; as every look checks the database for what moved
+since the view's position, a view is never stale, even with several
+processes. Far behind (`MAX_CATCH_UP` positions), a full read is cheaper.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Mapping
+
+import attrs
+
+from homeserver.sliding_sync.room_list import BUMP_TYPES
+from storage.sliding_sync import RoomFacts, SlidingSyncStore
+from storage.sync import Membership, SyncStore
+
+
+@attrs.frozen
+class UserRooms:
+    # The event stream position this view is as of.
+    at: int
+    memberships: tuple[Membership, ...]
+    facts: Mapping[str, RoomFacts]
+
+
+def _cap(m: Membership, now: int) -> int:
+    """A joined room is seen up to now; another only up to the user's membership."""
+    return now if m.membership == "join" else m.stream_ordering
+
+
+# Users whose last view is kept (a few hundred bytes per room of theirs).
+MAX_CACHED_USERS = 256
+# Beyond this many event positions behind, a view is read afresh.
+MAX_CATCH_UP = 20_000
+
+
+class UserRoomsReader:
+    def __init__(self, sync_store: SyncStore, store: SlidingSyncStore) -> None:
+        self._sync_store = sync_store
+        self._store = store
+        self._views: OrderedDict[str, UserRooms] = OrderedDict()
+
+    async def read(self, user_id: str, now: int) -> UserRooms:
+        """The user's rooms as of `now`."""
+        view = await self._read(user_id, now, self._views.get(user_id))
+        self._views[user_id] = view
+        self._views.move_to_end(user_id)
+        while len(self._views) > MAX_CACHED_USERS:
+            self._views.popitem(last=False)
+        return view
+
+    async def _read(self, user_id: str, now: int, before: UserRooms | None) -> UserRooms:
+        if before is not None and before.at == now:
+            return before
+        if (
+            before is None
+            or before.at > now
+            or now - before.at > MAX_CATCH_UP
+            or await self._store.member_events_between(user_id, before.at, now)
+        ):
+            memberships = [
+                m for m in await self._sync_store.memberships(user_id, 0, now) if not m.forgotten
+            ]
+            facts = await self._store.room_facts(
+                [(m.room_id, _cap(m, now)) for m in memberships], BUMP_TYPES
+            )
+            return UserRooms(now, tuple(memberships), facts)
+        joined = [m.room_id for m in before.memberships if m.membership == "join"]
+        moved = await self._store.rooms_with_events_between(joined, before.at, now)
+        if not moved:
+            return UserRooms(now, before.memberships, before.facts)
+        fresh = await self._store.room_facts([(r, now) for r in moved], BUMP_TYPES)
+        return UserRooms(now, before.memberships, {**before.facts, **fresh})
