@@ -277,19 +277,20 @@ class SlidingSyncStore:
                 used,
             )
 
-    async def member_events_between(self, user_id: str, after: int, upto: int) -> bool:
+    async def membership_moves(self, user_id: str, after: int, upto: int) -> tuple[bool, int]:
         """Whether the user's membership moved in (after, upto] (out-of-band
-        invites and knocks count: they take stream positions too)."""
-        return bool(
-            await self._pool.fetchval(
-                """SELECT EXISTS (SELECT 1 FROM events
+        invites and knocks count: they take stream positions too), and how
+        many rooms they have forgotten (forgetting has no stream position)."""
+        row = await self._pool.fetchrow(
+            """SELECT EXISTS (SELECT 1 FROM events
                    WHERE type = 'm.room.member' AND state_key = $1
-                     AND stream_ordering > $2 AND stream_ordering <= $3)""",
-                user_id,
-                after,
-                upto,
-            )
+                     AND stream_ordering > $2 AND stream_ordering <= $3) AS moved,
+                  (SELECT count(*) FROM room_forgotten WHERE user_id = $1) AS forgotten""",
+            user_id,
+            after,
+            upto,
         )
+        return bool(row["moved"]), int(row["forgotten"])
 
     async def rooms_with_events_between(
         self, room_ids: Collection[str], after: int, upto: int

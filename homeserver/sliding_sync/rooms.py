@@ -189,7 +189,9 @@ class RoomDataBuilder:
                 0 if after is None else sum(e.stream_ordering > after for e in timeline.events)
             )
             entry["required_state"] = [
-                bodies[i] if i is not None else _stub(key) for key, i in ids.items()
+                bodies[i] if i is not None else _stub(key)
+                for key, i in ids.items()
+                if i is None or i in bodies
             ]
             if work.config.lazy:
                 members_sent[work.room_id] = {k[1] for k in ids if k[0] == MEMBER} | {

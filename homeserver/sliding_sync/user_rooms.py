@@ -32,6 +32,8 @@ class UserRooms:
     at: int
     memberships: tuple[Membership, ...]
     facts: Mapping[str, RoomFacts]
+    # How many rooms the user had forgotten: a change means a full read.
+    forgotten: int
 
 
 def _cap(m: Membership, now: int) -> int:
@@ -61,24 +63,26 @@ class UserRoomsReader:
         return view
 
     async def _read(self, user_id: str, now: int, before: UserRooms | None) -> UserRooms:
-        if before is not None and before.at == now:
+        if before is None or before.at > now or now - before.at > MAX_CATCH_UP:
+            return await self._full(user_id, now)
+        moved, forgotten = await self._store.membership_moves(user_id, before.at, now)
+        if moved or forgotten != before.forgotten:
+            return await self._full(user_id, now)
+        if before.at == now:
             return before
-        if (
-            before is None
-            or before.at > now
-            or now - before.at > MAX_CATCH_UP
-            or await self._store.member_events_between(user_id, before.at, now)
-        ):
-            memberships = [
-                m for m in await self._sync_store.memberships(user_id, 0, now) if not m.forgotten
-            ]
-            facts = await self._store.room_facts(
-                [(m.room_id, _cap(m, now)) for m in memberships], BUMP_TYPES
-            )
-            return UserRooms(now, tuple(memberships), facts)
         joined = [m.room_id for m in before.memberships if m.membership == "join"]
-        moved = await self._store.rooms_with_events_between(joined, before.at, now)
-        if not moved:
-            return UserRooms(now, before.memberships, before.facts)
-        fresh = await self._store.room_facts([(r, now) for r in moved], BUMP_TYPES)
-        return UserRooms(now, before.memberships, {**before.facts, **fresh})
+        changed = await self._store.rooms_with_events_between(joined, before.at, now)
+        if not changed:
+            return attrs.evolve(before, at=now)
+        fresh = await self._store.room_facts([(r, now) for r in changed], BUMP_TYPES)
+        return attrs.evolve(before, at=now, facts={**before.facts, **fresh})
+
+    async def _full(self, user_id: str, now: int) -> UserRooms:
+        _, forgotten = await self._store.membership_moves(user_id, now, now)
+        memberships = [
+            m for m in await self._sync_store.memberships(user_id, 0, now) if not m.forgotten
+        ]
+        facts = await self._store.room_facts(
+            [(m.room_id, _cap(m, now)) for m in memberships], BUMP_TYPES
+        )
+        return UserRooms(now, tuple(memberships), facts, forgotten)

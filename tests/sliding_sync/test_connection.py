@@ -179,3 +179,22 @@ async def test_a_long_poll_wakes_on_an_invite_and_on_another_rooms_message(
     await alice.send(quiet, "now me")
     woken = await asyncio.wait_for(poll, 5)
     assert bodies(woken["rooms"][quiet]["timeline"]) == ["now me"]
+
+
+async def test_connections_unused_for_a_week_are_pruned(hs: RunningServer) -> None:
+    alice = await new_user(hs, "alice")
+    bob = await new_user(hs, "bob")
+    old = await alice.sync_ok(all_rooms())
+    eight_days_ms = 8 * 24 * 3600 * 1000
+    await hs.pool.execute(
+        "UPDATE sliding_sync_connections SET last_used_ts = last_used_ts - $1", eight_days_ms
+    )
+    # Any new connection prunes the server's stale ones.
+    await bob.sync_ok(all_rooms())
+    status, body = await alice.sliding(all_rooms(), pos=old["pos"])
+    assert (status, body["errcode"]) == (400, "M_UNKNOWN_POS")
+    assert not await hs.pool.fetchval(
+        "SELECT count(*) FROM sliding_sync_positions p JOIN sliding_sync_connections c"
+        " ON c.id = p.connection_id WHERE c.user_id = $1",
+        alice.user_id,
+    )

@@ -171,6 +171,11 @@ async def test_kicked_and_banned_rooms_stay_in_the_list(hs: RunningServer) -> No
     await alice.send(room, "not for bob")
     third = await bob.sync_ok(all_rooms(), pos=second["pos"])
     assert third["rooms"] == {}
+    assert third["lists"]["all"]["count"] == 1
+    # Forgetting it takes it out of the list.
+    await bob.call("POST", f"/_matrix/client/v3/rooms/{room}/forget", {})
+    fourth = await bob.sync_ok(all_rooms(), pos=third["pos"])
+    assert fourth["lists"]["all"]["count"] == 0
 
 
 async def test_prev_batch_continues_with_messages(hs: RunningServer) -> None:
