@@ -20,7 +20,10 @@ times, so that machine noise hits both alike:
   limit 10 (each response checked: every room, its last 10 messages in
   order, its create event and the user's membership);
 - /messages: walking a `--history`-message room backwards in pages of 100
-  from the end to the start, every message seen exactly once.
+  from the end to the start, every message seen exactly once;
+- sliding sync (bench/sliding_sync.py): a user in `--ss-rooms` rooms, first
+  request, idle incremental request, wake-up, memory per open connection.
+  `--sliding-only` runs only these.
 
 Each phase also gets the server's CPU seconds per operation (the server
 process and the PostgreSQL backends of its database, from /proc), and the
@@ -51,6 +54,7 @@ from typing import Any
 
 import aiohttp
 import asyncpg
+import sliding_sync
 from _server import (
     V3,
     Client,
@@ -139,6 +143,9 @@ async def _setup(client: Client, args: argparse.Namespace, target: Target) -> No
     """The same data set on each server: senders and rooms, the wake-up pair,
     a room with a long history, a user in many full rooms."""
     t0 = time.perf_counter()
+    target.data["sliding"] = await sliding_sync.setup(client, args)
+    if args.sliding_only:
+        return
     users = await gather_limited(
         args.concurrency,
         [
@@ -345,7 +352,26 @@ async def _create_rooms(client: Client, args: argparse.Namespace, target: Target
             raise SystemExit(f"{target.name}: room {room} is {state}, members {members}")
 
 
-PHASES = (_registration, _create_rooms, _send, _wakeup, _initial, _messages)
+async def _sliding(client: Client, args: argparse.Namespace, target: Target, rnd: int) -> None:
+    """Sliding sync: first requests, idle incremental ones, wake-ups (their
+    CPU is the CPU per incremental response), then memory per connection."""
+    data, name = target.data["sliding"], target.name
+    await _measured(
+        target, "ss_first", lambda: sliding_sync.first_requests(client, data, args.runs, name)
+    )
+    await _measured(
+        target, "ss_idle", lambda: sliding_sync.idle_timeouts(client, data, args.runs, name)
+    )
+    await _measured(
+        target,
+        "ss_wakeup",
+        lambda: sliding_sync.wakeups(client, data, args.iterations, args.park_ms, name),
+    )
+    kb = await sliding_sync.memory_per_connection(client, data, target.pid, args.ss_connections)
+    target.data.setdefault("ss_memory_kb", []).append(kb)
+
+
+PHASES = (_registration, _create_rooms, _send, _wakeup, _initial, _messages, _sliding)
 
 
 # --- the figures ------------------------------------------------------------
@@ -362,8 +388,11 @@ def _figures(target: Target) -> dict[str, float]:
         out[f"{phase}_cpu_ms_per_op"] = (t["cpu"] + t["pg_cpu"]) / t["ops"] * 1000
         out[f"{phase}_server_cpu_ms_per_op"] = t["cpu"] / t["ops"] * 1000
         out[f"{phase}_pg_cpu_ms_per_op"] = t["pg_cpu"] / t["ops"] * 1000
-    send = target.phases["send"]
-    out["send_events_per_s"] = send["ops"] / send["elapsed"]
+    send = target.phases.get("send")
+    if send is not None:
+        out["send_events_per_s"] = send["ops"] / send["elapsed"]
+    if target.data.get("ss_memory_kb"):
+        out["ss_memory_kb_per_connection"] = statistics.fmean(target.data["ss_memory_kb"])
     out["peak_rss_mb"] = _peak_rss_mb(target.pid)
     return out
 
@@ -389,6 +418,13 @@ ROWS = [
     ("/messages page p99 (ms)", "messages_p99_ms", False),
     ("/messages CPU per page (ms)", "messages_cpu_ms_per_op", False),
     ("peak RSS (MB)", "peak_rss_mb", False),
+    ("sliding sync first req p50 (ms)", "ss_first_p50_ms", False),
+    ("sliding sync first req CPU (ms)", "ss_first_cpu_ms_per_op", False),
+    ("sliding sync idle poll p50 (ms)", "ss_idle_p50_ms", False),
+    ("sliding sync wake-up p50 (ms)", "ss_wakeup_p50_ms", False),
+    ("sliding sync wake-up p99 (ms)", "ss_wakeup_p99_ms", False),
+    ("sliding sync CPU/incremental (ms)", "ss_wakeup_cpu_ms_per_op", False),
+    ("sliding sync KB per connection", "ss_memory_kb_per_connection", False),
 ]
 
 
@@ -403,6 +439,8 @@ def _table(ours: dict[str, float], synapse: dict[str, float]) -> tuple[str, list
     rows = []
     lines = [f"{'':<32}{'ours':>10}{'Synapse':>10}{'ours better by':>16}"]
     for label, key, higher in ROWS:
+        if key not in ours or key not in synapse:
+            continue
         adv = _advantage(ours[key], synapse[key], higher)
         rows.append(
             {
@@ -454,7 +492,7 @@ async def _run(args: argparse.Namespace, admin_dsn: str, targets: list[Target]) 
             for rnd in range(args.rounds):
                 for target in targets:
                     t0 = time.perf_counter()
-                    for phase in PHASES:
+                    for phase in (_sliding,) if args.sliding_only else PHASES:
                         await phase(clients[target.name], args, target, rnd)
                     print(
                         f"  round {rnd + 1}/{args.rounds}, {target.name}: "
@@ -482,12 +520,18 @@ def main() -> None:
     parser.add_argument("--history", type=int, default=1000, help="messages in the long room")
     parser.add_argument("--walks", type=int, default=3, help="full /messages walks per round")
     parser.add_argument("--pool-size", type=int, default=20, help="our PostgreSQL pool")
+    parser.add_argument("--ss-rooms", type=int, default=1000, help="rooms of the sliding user")
+    parser.add_argument("--ss-members", type=int, default=20, help="members of each such room")
+    parser.add_argument("--ss-messages", type=int, default=20, help="messages in each such room")
+    parser.add_argument("--ss-connections", type=int, default=50, help="for memory/connection")
+    parser.add_argument("--sliding-only", action="store_true", help="only the sliding sync phases")
     parser.add_argument("--quick", action="store_true", help="tiny sizes, to check it runs")
     args = parser.parse_args()
     if args.quick:
         args.users, args.messages, args.iterations, args.rooms = 10, 3, 5, 5
         args.registrations, args.creations = 5, 3
         args.events, args.runs, args.history, args.walks = 20, 2, 250, 1
+        args.ss_rooms, args.ss_members, args.ss_messages, args.ss_connections = 30, 5, 5, 10
 
     bcrypt_rounds = server_config("", None, 1)["bcrypt_rounds"]
     started = time.perf_counter()

@@ -185,7 +185,7 @@ from homeserver.rooms.self_destruct import SelfDestructingEvents
 from homeserver.rooms.service import RoomService
 from homeserver.rooms.upgrade import RoomUpgrader
 from homeserver.rooms.visibility import HistoryVisibility
-from homeserver.sliding_sync.extensions import SlidingSyncExtensions
+from homeserver.sliding_sync.extensions import ExtensionProviders, SlidingSyncExtensions
 from homeserver.sliding_sync.rooms import RoomDataBuilder
 from homeserver.sliding_sync.service import SlidingSyncService
 from homeserver.sso.login_tokens import TokenLogin
@@ -742,8 +742,19 @@ class HomeServer:
             device_lists,
             KeyCountsSyncProvider(e2e_keys),
         ]
-        # Simplified sliding sync's extensions (to-device, e2ee, account data, ...).
-        sliding_sync_extensions = SlidingSyncExtensions()
+        # Simplified sliding sync's extensions: the /sync v2 providers, reshaped.
+        sliding_sync_extensions = SlidingSyncExtensions(
+            ExtensionProviders(
+                account_data=account_data,
+                push_rules=push_rules,
+                receipts=receipts,
+                typing=typing,
+                device_lists=device_lists,
+                key_counts=KeyCountsSyncProvider(e2e_keys),
+            ),
+            ToDeviceStore(pool),
+        )
+        self.sliding_sync_extensions = sliding_sync_extensions
         # Shared with the federation listener, which answers OpenID userinfo too.
         self.openid_tokens = OpenIdTokens(OpenIdStore(pool))
         host, port = parse_listen(config.client_listen)

@@ -269,6 +269,7 @@ class SlidingSyncService:
                 list_rooms=list_rooms,
                 subscribed_rooms=subscribed,
                 initial=stored is None,
+                initial_rooms=[r for r, entry in rooms.items() if entry.get("initial")],
             ),
         )
         return _Outcome(rooms, counts, extensions, _bounded(remembered))
