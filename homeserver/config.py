@@ -319,6 +319,8 @@ class Config:
     outbound_tls_ca_file: str | None = None
     # Check no certificates on that outbound HTTPS. For test harnesses only.
     outbound_tls_insecure: bool = False
+    # Application service (bridge, bot) registration YAML files; relative to data_dir.
+    app_service_config_files: list[str] = attrs.Factory(list)
 
     def path(self, name: str) -> Path:
         """A path from the config, relative paths taken from the data directory."""
