@@ -70,6 +70,7 @@ from homeserver.admin.server import BackgroundUpdates
 from homeserver.admin.shared_secret import SharedSecretRegistration
 from homeserver.admin.tokens import AdminTokens
 from homeserver.admin.users import AdminUsers
+from homeserver.api.admin.appservices import AdminAppServicesApi
 from homeserver.api.admin.audit import AdminAuditApi
 from homeserver.api.admin.media import AdminMediaApi
 from homeserver.api.admin.notices import AdminNoticesApi
@@ -105,6 +106,9 @@ from homeserver.api.to_device import ToDeviceApi
 from homeserver.api.user_data import UserDataApi
 from homeserver.api.user_directory import UserDirectoryApi
 from homeserver.api.voip import ThirdPartyApi, VoipApi
+from homeserver.appservice.delivery.metrics import DeliveryMetrics
+from homeserver.appservice.delivery.service import AppServiceDelivery
+from homeserver.appservice.registration import load_appservices
 from homeserver.config import Config, parse_listen
 from homeserver.devices_sync import DeviceListService
 from homeserver.e2e.backup import KeyBackupService
@@ -176,6 +180,7 @@ from storage.admin_reports import AdminReportStore
 from storage.admin_rooms import AdminRoomStore
 from storage.admin_tokens import AdminTokenStore
 from storage.admin_users import AdminUserStore
+from storage.appservice_delivery import AppServiceDeliveryStore
 from storage.browser_sessions import BrowserSessionStore
 from storage.database import EmbeddedPostgres, create_pool, migrate
 from storage.destinations import DestinationStore
@@ -251,6 +256,10 @@ class HomeServer:
         self.client_port: int | None = None
         self.federation_port: int | None = None
         self.metrics_port: int | None = None
+        # Bridges and bots; a bad registration file stops start-up here.
+        self.appservices = load_appservices(
+            (config.path(p) for p in config.app_service_config_files), config.server_name
+        )
 
     async def start(self) -> None:
         config = self.config
@@ -317,6 +326,7 @@ class HomeServer:
             AdminReportsApi(AdminReports(AdminReportStore(pool))),
             AdminNoticesApi(notices),
             AdminServerApi(BackgroundUpdates()),
+            AdminAppServicesApi(self.appservice_delivery),
             AdminAuditApi(AuditLog(AuditStore(pool))),
             AdminMediaApi(
                 AdminMedia(self.media_manager, AdminMediaStore(pool), self.config.server_name)
@@ -551,6 +561,7 @@ class HomeServer:
         self.to_device = to_device
         # The federation sender, built with the federation listener, hears these.
         self.typing, self.receipts, self.presence = typing, receipts, presence
+        await self._start_appservice_delivery(app, pool, events, formatter, directory)
 
         async def stop_ephemeral(_: web.Application) -> None:
             typing.stop()
@@ -1020,6 +1031,37 @@ class HomeServer:
             await sender.stop()
 
         app.on_cleanup.append(stop_sender)
+
+    async def _start_appservice_delivery(
+        self,
+        app: web.Application,
+        pool: asyncpg.Pool,
+        events: EventStore,
+        formatter: EventFormatter,
+        directory: DirectoryService,
+    ) -> None:
+        """Pushes to the application services: follows the streams, hears
+        typing, presence and published aliases; stopped with the client app."""
+        self.appservice_delivery = delivery = AppServiceDelivery(
+            appservices=self.appservices,
+            store=AppServiceDeliveryStore(pool),
+            events=events,
+            formatter=formatter,
+            notifier=self.notifier,
+            typing_users=self.typing.typing_users,
+            metrics=DeliveryMetrics(self.metrics.registry),
+            server_name=self.config.server_name,
+            ssl_context=self.outbound_ssl,
+        )
+        self.typing.add_listener(delivery.typing_changed)
+        self.presence.add_listener(delivery.presence_changed)
+        directory.add_alias_listener(delivery.aliases_changed)
+        await delivery.start()
+
+        async def stop_delivery(_: web.Application) -> None:
+            await delivery.stop()
+
+        app.on_cleanup.append(stop_delivery)
 
     def _build_metrics_app(self) -> web.Application:
         async def render(_: web.Request) -> web.Response:

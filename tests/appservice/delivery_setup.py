@@ -1,89 +1,47 @@
-"""Starting the appservice delivery on a running test server with appservices
-built from the registration model directly."""
+"""Test servers with application services registered the way an operator
+does it: a registration YAML file per appservice and app_service_config_files."""
 
 from __future__ import annotations
 
-import re
-from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
-import attrs
-
-from homeserver.appservice.delivery.metrics import DeliveryMetrics
-from homeserver.appservice.delivery.service import AppServiceDelivery
-from homeserver.rooms.format import EventFormatter
-from storage.appservice_delivery import AppServiceDeliveryStore
-from storage.events import EventStore
-from storage.state import StateStore
+import yaml
 
 
-@attrs.frozen
-class Namespace:
-    regex: re.Pattern[str]
-    exclusive: bool
-
-
-@attrs.frozen
-class AppService:
-    id: str
-    url: str | None
-    as_token: str
-    hs_token: str
-    sender: str
-    users: tuple[Namespace, ...]
-    aliases: tuple[Namespace, ...] = ()
-    rooms: tuple[Namespace, ...] = ()
-    rate_limited: bool = False
-    protocols: tuple[str, ...] = ()
-    receive_ephemeral: bool = False
-    device_masquerading: bool = False
-    device_management: bool = False
-
-    def is_user_in_namespace(self, user_id: str) -> bool:
-        return user_id == self.sender or any(n.regex.fullmatch(user_id) for n in self.users)
-
-    def is_alias_in_namespace(self, alias: str) -> bool:
-        return any(n.regex.fullmatch(alias) for n in self.aliases)
-
-    def is_room_in_namespace(self, room_id: str) -> bool:
-        return any(n.regex.fullmatch(room_id) for n in self.rooms)
-
-
-def appservice(id: str, url: str | None, users: str, **fields: Any) -> AppService:
-    return AppService(
-        id=id,
-        url=url,
-        as_token=f"as_{id}",
-        hs_token=f"hs_{id}",
-        sender=f"@{id}_bot:localhost",
-        users=(Namespace(re.compile(users), True),),
+def registration(id: str, url: str | None, users: str, **fields: Any) -> dict[str, Any]:
+    """A registration file's content: tokens as_{id} / hs_{id}, the sender
+    @{id}_bot, a user namespace (not exclusive unless exclusive=True, so
+    that tests may register its users as anyone would); `fields` add or
+    replace keys (aliases= and rooms= give regexes of non-exclusive namespaces)."""
+    namespaces = {
+        "users": [{"exclusive": fields.pop("exclusive", False), "regex": users}],
+        "aliases": [{"exclusive": False, "regex": r} for r in fields.pop("aliases", ())],
+        "rooms": [{"exclusive": False, "regex": r} for r in fields.pop("rooms", ())],
+    }
+    return {
+        "id": id,
+        "url": url,
+        "as_token": f"as_{id}",
+        "hs_token": f"hs_{id}",
+        "sender_localpart": f"{id}_bot",
+        "namespaces": namespaces,
+        "rate_limited": False,
         **fields,
-    )
+    }
 
 
-@attrs.frozen
-class Registry:
-    services: tuple[AppService, ...]
+def appservice_config(tmp_path: Path, *registrations: dict[str, Any]) -> dict[str, Any]:
+    """Config overrides registering these appservices (files in `tmp_path`)."""
+    files = []
+    for data in registrations:
+        path = tmp_path / f"appservice-{data['id']}.yaml"
+        path.write_text(yaml.safe_dump(data))
+        files.append(str(path))
+    return {"app_service_config_files": files}
 
-    def all(self) -> Sequence[AppService]:
-        return self.services
 
-
-async def start_delivery(running: Any, *services: AppService) -> AppServiceDelivery:
-    server = running.server
-    pool = running.pool
-    events = EventStore(pool, StateStore(pool))
-    delivery = AppServiceDelivery(
-        appservices=Registry(services),
-        store=AppServiceDeliveryStore(pool),
-        events=events,
-        formatter=EventFormatter(events),
-        notifier=server.notifier,
-        typing_users=server.typing.typing_users,
-        metrics=DeliveryMetrics(server.metrics.registry),
-        server_name=server.config.server_name,
-    )
-    server.typing.add_listener(delivery.typing_changed)
-    server.presence.add_listener(delivery.presence_changed)
-    await delivery.start()
-    return delivery
+async def start_bridged(
+    server_factory: Any, tmp_path: Path, *registrations: dict[str, Any], **overrides: Any
+) -> Any:
+    return await server_factory(**appservice_config(tmp_path, *registrations), **overrides)

@@ -6,13 +6,16 @@ down or while our server restarts."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.appservice.delivery_setup import Namespace, appservice, start_delivery
+from tests.appservice.delivery_setup import appservice_config, registration, start_bridged
 from tests.appservice.loopback import LoopbackAppService
 from tests.conftest import make_config, start_server
+
+BRIDGE_USERS = r"@bridge_.*:localhost"
 
 V3 = "/_matrix/client/v3"
 
@@ -71,124 +74,121 @@ async def bridged_room(hs: Any) -> tuple[str, str, str]:
     return alice["access_token"], bob["access_token"], room_id
 
 
-async def test_events_of_interesting_rooms_arrive_in_order_with_the_hs_token(hs, bridge):
-    delivery = await start_delivery(hs, appservice("bridge", bridge.url, r"@bridge_.*:localhost"))
-    try:
-        alice, _, room_id = await bridged_room(hs)
-        other_room = await create_room(hs, alice)
-        await send(hs, alice, other_room, "not for the bridge")
-        sent = [await send(hs, alice, room_id, f"m{i}") for i in range(5)]
-        await bridge.wait_for(lambda: len(bodies(bridge, room_id)) == 5)
-        ids = [e["event_id"] for e in bridge.events if e["type"] == "m.room.message"]
-        assert ids == sent
-        # The ghost's join, which made the room interesting, came first.
-        joins = [e for e in bridge.events if e["type"] == "m.room.member"]
-        assert joins[0]["state_key"] == "@bridge_bob:localhost"
-        assert all(e["room_id"] != other_room for e in bridge.events)
-        for txn in bridge.transactions:
-            assert txn.authorization == "Bearer hs_bridge"
-            assert "access_token" not in txn.query
-        # Client-format events.
-        message = bridge.events[-1]
-        assert message["sender"] == "@alice:localhost"
-        assert {"event_id", "origin_server_ts", "unsigned", "content"} <= message.keys()
-        txn_ids = [int(t.txn_id) for t in bridge.transactions]
-        assert txn_ids == sorted(set(txn_ids))
-    finally:
-        await delivery.stop()
+async def bridged_hs(server_factory: Any, tmp_path: Path, bridge: Any, **fields: Any) -> Any:
+    return await start_bridged(
+        server_factory, tmp_path, registration("bridge", bridge.url, BRIDGE_USERS, **fields)
+    )
 
 
-async def test_a_room_named_by_alias_or_id_namespace_is_interesting(hs, bridge):
+async def test_events_of_interesting_rooms_arrive_in_order_with_the_hs_token(
+    server_factory, tmp_path, bridge
+):
+    hs = await bridged_hs(server_factory, tmp_path, bridge)
+    alice, _, room_id = await bridged_room(hs)
+    other_room = await create_room(hs, alice)
+    await send(hs, alice, other_room, "not for the bridge")
+    sent = [await send(hs, alice, room_id, f"m{i}") for i in range(5)]
+    await bridge.wait_for(lambda: len(bodies(bridge, room_id)) == 5)
+    ids = [e["event_id"] for e in bridge.events if e["type"] == "m.room.message"]
+    assert ids == sent
+    # The ghost's join, which made the room interesting, came first.
+    joins = [e for e in bridge.events if e["type"] == "m.room.member"]
+    assert joins[0]["state_key"] == "@bridge_bob:localhost"
+    assert all(e["room_id"] != other_room for e in bridge.events)
+    for txn in bridge.transactions:
+        assert txn.authorization == "Bearer hs_bridge"
+        assert "access_token" not in txn.query
+    # Client-format events.
+    message = bridge.events[-1]
+    assert message["sender"] == "@alice:localhost"
+    assert {"event_id", "origin_server_ts", "unsigned", "content"} <= message.keys()
+    txn_ids = [int(t.txn_id) for t in bridge.transactions]
+    assert txn_ids == sorted(set(txn_ids))
+
+
+async def test_a_room_named_by_alias_or_id_namespace_is_interesting(
+    server_factory, tmp_path, bridge
+):
+    # The room ids are not known before the server starts: a namespace of
+    # every room id holding "bridged" cannot match, so create rooms first
+    # on a server without the appservice, then restart with it.
+    config = appservice_config(tmp_path)
+    hs = await server_factory(**config)
     alice = (await hs.register("alice"))["access_token"]
     by_alias = await create_room(hs, alice, room_alias_name="irc_chan")
     by_id = await create_room(hs, alice)
     neither = await create_room(hs, alice)
-    service = appservice(
-        "bridge",
-        bridge.url,
-        r"@bridge_.*:localhost",
-        aliases=(_ns(r"#irc_.*:localhost"),),
-        rooms=(_ns(by_id),),
+    await hs.http.close()
+    await hs.server.stop()
+    hs = await bridged_hs(
+        server_factory,
+        tmp_path,
+        bridge,
+        aliases=[r"#irc_.*:localhost"],
+        rooms=[re.escape(by_id)],
     )
-    delivery = await start_delivery(hs, service)
-    try:
-        for room_id in (neither, by_alias, by_id):
-            await send(hs, alice, room_id, "hello")
-        await bridge.wait_for(lambda: bodies(bridge, by_alias) and bodies(bridge, by_id))
-        assert not bodies(bridge, neither)
-    finally:
-        await delivery.stop()
+    for room_id in (neither, by_alias, by_id):
+        await send(hs, alice, room_id, "hello")
+    await bridge.wait_for(lambda: bodies(bridge, by_alias) and bodies(bridge, by_id))
+    assert not bodies(bridge, neither)
 
 
-async def test_an_alias_published_later_makes_a_room_interesting(hs, bridge):
+async def test_an_alias_published_later_makes_a_room_interesting(server_factory, tmp_path, bridge):
+    hs = await bridged_hs(server_factory, tmp_path, bridge, aliases=[r"#irc_.*:localhost"])
     alice = (await hs.register("alice"))["access_token"]
     room_id = await create_room(hs, alice)
-    service = appservice(
-        "bridge", bridge.url, r"@bridge_.*:localhost", aliases=(_ns(r"#irc_.*:localhost"),)
+    await send(hs, alice, room_id, "before")
+    status, body = await hs.request(
+        "PUT",
+        f"{V3}/directory/room/%23irc_late:localhost",
+        token=alice,
+        json={"room_id": room_id},
     )
-    delivery = await start_delivery(hs, service)
-    try:
-        await send(hs, alice, room_id, "before")
-        status, body = await hs.request(
-            "PUT",
-            f"{V3}/directory/room/%23irc_late:localhost",
-            token=alice,
-            json={"room_id": room_id},
-        )
-        assert status == 200, body
-        await send(hs, alice, room_id, "now bridged")
-        await bridge.wait_for(lambda: bodies(bridge, room_id) == ["now bridged"])
-    finally:
-        await delivery.stop()
+    assert status == 200, body
+    await send(hs, alice, room_id, "now bridged")
+    await bridge.wait_for(lambda: bodies(bridge, room_id) == ["now bridged"])
 
 
-def _ns(regex: str) -> Namespace:
-    return Namespace(re.compile(regex), False)
+async def test_at_most_100_events_a_transaction(server_factory, tmp_path, bridge):
+    hs = await bridged_hs(server_factory, tmp_path, bridge)
+    alice, _, room_id = await bridged_room(hs)
+    await bridge.wait_for(lambda: bridge.events)
+    bridge.failing = True
+    for i in range(130):
+        await send(hs, alice, room_id, f"m{i}")
+    bridge.failing = False
+    hs.server.appservice_delivery.wake("bridge")
+    await bridge.wait_for(lambda: len(bodies(bridge, room_id)) == 130)
+    assert bodies(bridge, room_id) == [f"m{i}" for i in range(130)]
+    assert max(len(t.body["events"]) for t in bridge.transactions) == 100
 
 
-async def test_at_most_100_events_a_transaction(hs, bridge):
-    delivery = await start_delivery(hs, appservice("bridge", bridge.url, r"@bridge_.*:localhost"))
-    try:
-        alice, _, room_id = await bridged_room(hs)
-        await bridge.wait_for(lambda: bridge.events)
-        bridge.failing = True
-        for i in range(130):
-            await send(hs, alice, room_id, f"m{i}")
-        bridge.failing = False
-        delivery.wake("bridge")
-        await bridge.wait_for(lambda: len(bodies(bridge, room_id)) == 130)
-        assert bodies(bridge, room_id) == [f"m{i}" for i in range(130)]
-        assert max(len(t.body["events"]) for t in bridge.transactions) == 100
-    finally:
-        await delivery.stop()
-
-
-async def test_an_appservice_that_was_down_gets_everything_in_order(hs, bridge):
-    delivery = await start_delivery(hs, appservice("bridge", bridge.url, r"@bridge_.*:localhost"))
-    try:
-        alice, bob, room_id = await bridged_room(hs)
-        await send(hs, alice, room_id, "before")
-        await bridge.wait_for(lambda: bodies(bridge, room_id) == ["before"])
-        await bridge.stop()
-        for i in range(10):
-            await send(hs, alice, room_id, f"while down {i}")
-            await send(hs, bob, room_id, f"ghost {i}")
-        await bridge.start()
-        # The retry after a successful ping.
-        delivery.wake("bridge")
-        expected = ["before"] + [m for i in range(10) for m in (f"while down {i}", f"ghost {i}")]
-        await bridge.wait_for(lambda: len(bodies(bridge, room_id)) == len(expected))
-        assert bodies(bridge, room_id) == expected
-    finally:
-        await delivery.stop()
+async def test_an_appservice_that_was_down_gets_everything_in_order(
+    server_factory, tmp_path, bridge
+):
+    hs = await bridged_hs(server_factory, tmp_path, bridge)
+    alice, bob, room_id = await bridged_room(hs)
+    await send(hs, alice, room_id, "before")
+    await bridge.wait_for(lambda: bodies(bridge, room_id) == ["before"])
+    await bridge.stop()
+    for i in range(10):
+        await send(hs, alice, room_id, f"while down {i}")
+        await send(hs, bob, room_id, f"ghost {i}")
+    await bridge.start()
+    hs.server.appservice_delivery.wake("bridge")
+    expected = ["before"] + [m for i in range(10) for m in (f"while down {i}", f"ghost {i}")]
+    await bridge.wait_for(lambda: len(bodies(bridge, room_id)) == len(expected))
+    assert bodies(bridge, room_id) == expected
 
 
 async def test_nothing_is_lost_across_a_restart_of_our_server(database, tmp_path, bridge):
-    config = make_config(database, tmp_path)
-    service = appservice("bridge", bridge.url, r"@bridge_.*:localhost")
+    config = make_config(
+        database,
+        tmp_path,
+        **appservice_config(tmp_path, registration("bridge", bridge.url, BRIDGE_USERS)),
+    )
     hs = await start_server(config)
     try:
-        delivery = await start_delivery(hs, service)
         alice, _, room_id = await bridged_room(hs)
         await send(hs, alice, room_id, "first")
         await bridge.wait_for(lambda: bodies(bridge, room_id) == ["first"])
@@ -197,40 +197,34 @@ async def test_nothing_is_lost_across_a_restart_of_our_server(database, tmp_path
             await send(hs, alice, room_id, f"missed {i}")
         # A transaction is in flight (stored, refused) when the server stops.
         await bridge.wait_for(lambda: bridge.attempts > len(bridge.transactions))
-        await delivery.stop()
     finally:
         await hs.http.close()
         await hs.server.stop()
+    bridge.failing = False
     hs = await start_server(config)
     try:
-        # Sent while the appservice still refuses, then after it recovers.
         await send(hs, alice, room_id, "after restart")
-        bridge.failing = False
-        delivery = await start_delivery(hs, service)
         expected = ["first", *(f"missed {i}" for i in range(5)), "after restart"]
         await bridge.wait_for(lambda: len(bodies(bridge, room_id)) == len(expected))
         assert bodies(bridge, room_id) == expected
         ids = [e["event_id"] for e in bridge.events]
         assert len(ids) == len(set(ids))
-        await delivery.stop()
     finally:
         await hs.http.close()
         await hs.server.stop()
 
 
-async def test_no_url_means_no_pushes(hs, bridge):
-    delivery = await start_delivery(
-        hs,
-        appservice("silent", None, r"@bridge_.*:localhost"),
-        appservice("bridge", bridge.url, r"@bridge_.*:localhost"),
+async def test_no_url_means_no_pushes(server_factory, tmp_path, bridge):
+    hs = await start_bridged(
+        server_factory,
+        tmp_path,
+        registration("silent", None, BRIDGE_USERS),
+        registration("bridge", bridge.url, BRIDGE_USERS),
     )
-    try:
-        alice, _, room_id = await bridged_room(hs)
-        await send(hs, alice, room_id, "hello")
-        await bridge.wait_for(lambda: bodies(bridge, room_id) == ["hello"])
-        positions = await hs.pool.fetchval(
-            "SELECT count(*) FROM appservice_positions WHERE appservice_id = 'silent'"
-        )
-        assert positions == 0
-    finally:
-        await delivery.stop()
+    alice, _, room_id = await bridged_room(hs)
+    await send(hs, alice, room_id, "hello")
+    await bridge.wait_for(lambda: bodies(bridge, room_id) == ["hello"])
+    positions = await hs.pool.fetchval(
+        "SELECT count(*) FROM appservice_positions WHERE appservice_id = 'silent'"
+    )
+    assert positions == 0
