@@ -28,8 +28,11 @@ class ProfileService:
         *,
         server_name: str = "",
         remote: RemoteQueries | None = None,
+        unknown_user: Callable[[str], Awaitable[bool]] | None = None,
     ) -> None:
         self._users = users
+        # Asks the appservices owning an unknown user (they create it on demand).
+        self._unknown_user = unknown_user
         self._listeners: list[ProfileListener] = []
         self._server_name = server_name
         # Other servers' users' profiles; None when this server does not federate.
@@ -42,6 +45,8 @@ class ProfileService:
     async def get_profile(self, user_id: str) -> dict[str, Any]:
         """The whole profile as the client API shows it; 404 for unknown users."""
         user = await self._users.get_user(user_id)
+        if user is None and self._unknown_user is not None and await self._unknown_user(user_id):
+            user = await self._users.get_user(user_id)
         profile = await self._users.get_profile(user_id) if user else None
         if profile is None or (user is not None and user.deactivated):
             raise not_found("Profile was not found")

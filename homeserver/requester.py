@@ -11,3 +11,7 @@ class Requester:
     device_id: str
     token_id: int
     is_guest: bool = False
+    # Set when an application service makes the request with its as_token.
+    app_service_id: str | None = None
+    # False for an appservice registered with `rate_limited: false`.
+    rate_limited: bool = True

@@ -79,6 +79,7 @@ from homeserver.api.admin.rooms import AdminRoomsApi
 from homeserver.api.admin.server import AdminServerApi
 from homeserver.api.admin.tokens import AdminTokensApi
 from homeserver.api.admin.users import AdminUsersApi, SharedSecretApi
+from homeserver.api.appservice import AppServiceApi
 from homeserver.api.completion import drain_writes
 from homeserver.api.devices import DevicesApi
 from homeserver.api.directory import DirectoryApi
@@ -101,13 +102,21 @@ from homeserver.api.search import SearchApi
 from homeserver.api.session import SessionApi
 from homeserver.api.sync import SyncApi
 from homeserver.api.tags import TagsApi
+from homeserver.api.thirdparty import ThirdPartyApi
 from homeserver.api.threepids import ThreepidOnBindApi, ThreepidsApi
 from homeserver.api.to_device import ToDeviceApi
 from homeserver.api.user_data import UserDataApi
 from homeserver.api.user_directory import UserDirectoryApi
-from homeserver.api.voip import ThirdPartyApi, VoipApi
+from homeserver.api.voip import VoipApi
+from homeserver.appservice.accounts import AppServiceAccounts
+from homeserver.appservice.aliases import AppServiceAliases
+from homeserver.appservice.auth import AppServiceAuth
+from homeserver.appservice.client import AppServiceClient
 from homeserver.appservice.delivery.metrics import DeliveryMetrics
 from homeserver.appservice.delivery.service import AppServiceDelivery
+from homeserver.appservice.directory import AppServiceDirectory
+from homeserver.appservice.ping import AppServicePing
+from homeserver.appservice.queries import AppServiceQueries
 from homeserver.appservice.registration import load_appservices
 from homeserver.config import Config, parse_listen
 from homeserver.devices_sync import DeviceListService
@@ -181,6 +190,7 @@ from storage.admin_rooms import AdminRoomStore
 from storage.admin_tokens import AdminTokenStore
 from storage.admin_users import AdminUserStore
 from storage.appservice_delivery import AppServiceDeliveryStore
+from storage.appservice_directory import AppServiceDirectoryStore
 from storage.browser_sessions import BrowserSessionStore
 from storage.database import EmbeddedPostgres, create_pool, migrate
 from storage.destinations import DestinationStore
@@ -349,7 +359,28 @@ class HomeServer:
         registration_tokens = RegistrationTokenStore(pool)
         passwords = PasswordChecker(users, hasher)
         uia = UiaService(UiaStore(pool), passwords, registration_tokens, config.server_name)
-        accounts = AccountService(users, sessions, hasher, registration_tokens, config.server_name)
+        accounts = AccountService(
+            users,
+            sessions,
+            hasher,
+            registration_tokens,
+            config.server_name,
+            reserved=lambda user_id: self.appservices.exclusive_user_owner(user_id) is not None,
+        )
+        appservice_accounts = AppServiceAccounts(
+            self.appservices, accounts, sessions, users, server_name=config.server_name
+        )
+        await appservice_accounts.ensure_senders()
+        # Requests to the appservices: user and alias queries, lookups, pings.
+        appservice_client = AppServiceClient(ssl_context=self.outbound_ssl)
+
+        async def close_appservice_client(_: web.Application) -> None:
+            await appservice_client.close()
+
+        appservice_queries = AppServiceQueries(
+            self.appservices, appservice_client, users, server_name=config.server_name
+        )
+        appservice_aliases = AppServiceAliases(self.appservices, appservice_queries)
         limits = config.rate_limits
         limiters = {
             name: RateLimiter(getattr(limits, name), enabled=limits.enabled)
@@ -361,14 +392,24 @@ class HomeServer:
         )
         router = Router(
             app,
-            Authenticator(sessions.authenticate),
+            Authenticator(
+                sessions.authenticate,
+                AppServiceAuth(
+                    self.appservices, users, SessionStore(pool), server_name=config.server_name
+                ).requester,
+            ),
             limiters,
             AdminGate(users, AuditStore(pool)),
         )
         # Other servers' profiles, aliases and rooms, over the federation
         # client that comes with the federation listener.
         queries = FederationQueries(lambda: self.federation_client)
-        profiles = ProfileService(users, server_name=config.server_name, remote=queries)
+        profiles = ProfileService(
+            users,
+            server_name=config.server_name,
+            remote=queries,
+            unknown_user=appservice_queries.query_user,
+        )
         state = StateStore(pool)
         events = EventStore(pool, state)
         # Shared with the federation listener, which serves reads of the same rooms.
@@ -409,6 +450,7 @@ class HomeServer:
             restricted=self.restricted_joins,
             guest_access=guest_access,
             limits=config.request_limits,
+            appservice_aliases=appservice_aliases,
         )
         profiles.add_listener(MemberProfileUpdater(rooms).profile_changed)
 
@@ -416,6 +458,7 @@ class HomeServer:
             await rooms.stop()
 
         app.on_cleanup.append(stop_remote_invites)
+        app.on_cleanup.append(close_appservice_client)
         history_store = HistoryStore(pool)
         visibility = HistoryVisibility(state, events, history_store)
         account_data_store = AccountDataStore(pool)
@@ -437,6 +480,7 @@ class HomeServer:
             directory_store,
             server_name=config.server_name,
             remote=queries,
+            appservices=appservice_aliases,
         )
         self.directory = directory
         directory_api = DirectoryApi(
@@ -640,8 +684,9 @@ class HomeServer:
                     guests,
                     requires_token=config.registration_requires_token,
                 ),
+                appservices=appservice_accounts,
             ),
-            DevicesApi(sessions, uia),
+            DevicesApi(sessions, uia, appservice_accounts),
             ProfileApi(profiles),
             RoomsApi(rooms, third_party_invites),
             ThreepidsApi(threepid_bindings),
@@ -727,7 +772,13 @@ class HomeServer:
             TagsApi(tags),
             UserDirectoryApi(user_directory),
             VoipApi(TurnService(config.turn)),
-            ThirdPartyApi(),
+            ThirdPartyApi(appservice_queries),
+            AppServiceApi(
+                AppServicePing(
+                    self.appservices, appservice_client, wake=self.appservice_delivery.wake
+                ),
+                AppServiceDirectory(AppServiceDirectoryStore(pool)),
+            ),
             await self._media_api(app, pool),
             *await self._admin_apis(
                 app,

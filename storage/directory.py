@@ -86,6 +86,11 @@ class DirectoryFilter:
     search_term: str | None = None
     # None: every room; otherwise these room types, None in the list for untyped rooms.
     room_types: tuple[str | None, ...] | None = None
+    # The rooms an appservice published for one of its networks (appservice
+    # id, network id) instead of the main list; or the main list and every
+    # network's together.
+    network: tuple[str, str] | None = None
+    all_networks: bool = False
 
 
 @attrs.frozen
@@ -237,7 +242,15 @@ class DirectoryStore:
             if None in where.room_types:
                 typed = f"({typed} OR {_ROOM_TYPE} IS NULL)"
             clauses.append(typed)
-        sql = f"WITH s AS ({_SUMMARIES} WHERE r.is_public) SELECT * FROM s"
+        listed = "r.is_public"
+        networks = "SELECT 1 FROM appservice_room_list a WHERE a.room_id = r.room_id"
+        if where.network is not None:
+            args += list(where.network)
+            n = len(args)
+            listed = f"EXISTS ({networks} AND a.appservice_id = ${n - 1} AND a.network_id = ${n})"
+        elif where.all_networks:
+            listed = f"(r.is_public OR EXISTS ({networks}))"
+        sql = f"WITH s AS ({_SUMMARIES} WHERE {listed}) SELECT * FROM s"
         if clauses:
             sql += " WHERE " + " AND ".join(clauses)
         return sql, args

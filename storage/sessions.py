@@ -129,6 +129,19 @@ class SessionStore:
             await self._insert_tokens(conn, user_id, device_id, tokens)
             return not existed
 
+    async def add_device(self, user_id: str, device_id: str, display_name: str | None) -> bool:
+        """A device without access tokens (an appservice's, MSC4190); True if new."""
+        created = await self._pool.fetchval(
+            """INSERT INTO devices (user_id, device_id, display_name, created_ts, last_seen_ts)
+               VALUES ($1, $2, $3, $4, $4)
+               ON CONFLICT DO NOTHING RETURNING 1""",
+            user_id,
+            device_id,
+            display_name,
+            now_ms(),
+        )
+        return created is not None
+
     async def get_access_token(self, token_hash: bytes) -> AccessTokenRecord | None:
         row = await self._pool.fetchrow(
             """SELECT t.id, t.user_id, t.device_id, t.valid_until_ts, t.refresh_token_id,

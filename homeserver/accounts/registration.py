@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 
 from homeserver.accounts.passwords import PasswordHasher
 from homeserver.accounts.sessions import SessionService
@@ -20,15 +21,23 @@ class AccountService:
         hasher: PasswordHasher,
         registration_tokens: RegistrationTokenStore,
         server_name: str,
+        *,
+        reserved: Callable[[str], bool] | None = None,
     ) -> None:
         self._users = users
+        # User ids an application service holds exclusively.
+        self._reserved = reserved
         self._sessions = sessions
         self._hasher = hasher
         self._registration_tokens = registration_tokens
         self._server_name = server_name
 
-    async def check_username(self, localpart: str) -> str:
-        """The user id for a wanted name, or the 400 that says why it cannot be had."""
+    async def check_username(self, localpart: str, *, for_appservice: bool = False) -> str:
+        """The user id for a wanted name, or the 400 that says why it cannot be had.
+
+        Names in an appservice's exclusive namespace are its alone
+        (M_EXCLUSIVE); it checks its own namespace itself (`for_appservice`).
+        """
         if not localpart or not is_valid_localpart(localpart):
             raise MatrixError(
                 400,
@@ -38,6 +47,10 @@ class AccountService:
         user_id = user_id_for(localpart, self._server_name)
         if len(user_id) > MAX_USER_ID_LENGTH:
             raise MatrixError(400, "M_INVALID_USERNAME", "User name is too long")
+        if not for_appservice and self._reserved is not None and self._reserved(user_id):
+            raise MatrixError(
+                400, "M_EXCLUSIVE", "This user id is reserved by an application service"
+            )
         if await self._users.get_user(user_id) is not None:
             raise MatrixError(400, "M_USER_IN_USE", "User ID already taken")
         return user_id

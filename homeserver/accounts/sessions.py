@@ -122,6 +122,14 @@ class SessionService:
             await self._devices_changed(user_id, [device_id], [])
         return Session(user_id, device_id, access, None, None)
 
+    async def create_device(self, user_id: str, device_id: str, display_name: str | None) -> bool:
+        """A device with no access token, for an appservice that acts as it
+        with ?device_id= (MSC4190); True if it is new."""
+        if not await self._store.add_device(user_id, device_id, display_name):
+            return False
+        await self._devices_changed(user_id, [device_id], [])
+        return True
+
     def account_changed(self, user_id: str) -> None:
         """Forget cached tokens of a user whose account was locked, deactivated or changed."""
         self._invalidate(user_id)

@@ -7,6 +7,7 @@ from typing import Any
 from homeserver.accounts.sessions import SessionService
 from homeserver.api.http import ClientRequest, endpoint
 from homeserver.api.params import opt_str, opt_str_list
+from homeserver.appservice.accounts import AppServiceAccounts
 from homeserver.errors import missing_param
 from homeserver.uia import PASSWORD, UiaService
 from storage.sessions import DeviceRecord
@@ -22,9 +23,15 @@ def device_json(device: DeviceRecord) -> dict[str, Any]:
 
 
 class DevicesApi:
-    def __init__(self, sessions: SessionService, uia: UiaService) -> None:
+    def __init__(
+        self,
+        sessions: SessionService,
+        uia: UiaService,
+        appservices: AppServiceAccounts | None = None,
+    ) -> None:
         self._sessions = sessions
         self._uia = uia
+        self._appservices = appservices
 
     @endpoint("GET", "/devices", guest_ok=True)
     async def list_devices(self, req: ClientRequest) -> dict[str, Any]:
@@ -37,9 +44,15 @@ class DevicesApi:
         return device_json(device)
 
     @endpoint("PUT", "/devices/{deviceId}", guest_ok=True)
-    async def rename_device(self, req: ClientRequest) -> dict[str, Any]:
+    async def rename_device(self, req: ClientRequest) -> dict[str, Any] | tuple[int, Any]:
+        """Rename a device; for an appservice managing its users' devices
+        (MSC4190), create it if it does not exist yet (201)."""
         display_name = opt_str(req.json(), "display_name")
-        await self._sessions.rename_device(req.user.user_id, req.params["deviceId"], display_name)
+        user_id, device_id = req.user.user_id, req.params["deviceId"]
+        if self._appservices is not None and self._appservices.manages_devices(req.user):
+            if await self._appservices.create_device(user_id, device_id, display_name):
+                return 201, {}
+        await self._sessions.rename_device(user_id, device_id, display_name)
         return {}
 
     @endpoint("DELETE", "/devices/{deviceId}")
@@ -60,6 +73,8 @@ class DevicesApi:
         return {}
 
     async def _authorise(self, req: ClientRequest) -> None:
+        if req.user.app_service_id is not None:
+            return  # As Synapse (MSC4190): appservices delete their users' devices without UIA.
         await self._uia.authenticate(
             req.json().get("auth"),
             [[PASSWORD]],

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import attrs
+
 from homeserver.api.http import CLIENT_V1, ClientRequest, endpoint
-from homeserver.api.params import opt_str, opt_str_list, req_str
+from homeserver.api.params import opt_bool, opt_str, opt_str_list, req_str
+from homeserver.appservice.queries import parse_instance_id
 from homeserver.errors import bad_json, invalid_param
 from homeserver.rooms.directory import DirectoryService
 from homeserver.rooms.hierarchy import SpaceHierarchy
@@ -39,6 +42,21 @@ def directory_filter(raw: Any) -> DirectoryFilter:
         search_term=opt_str(raw, "generic_search_term"),
         room_types=tuple(room_types) if room_types is not None else None,
     )
+
+
+def network_filter(
+    where: DirectoryFilter, instance: str | None, all_networks: bool
+) -> DirectoryFilter:
+    """/publicRooms' choice of list: the main one, one appservice network's
+    (`third_party_instance_id`), or all of them (`include_all_networks`)."""
+    if instance is None:
+        return attrs.evolve(where, all_networks=all_networks)
+    if all_networks:
+        raise invalid_param("third_party_instance_id needs include_all_networks to be false")
+    network = parse_instance_id(instance)
+    if network is None:
+        raise invalid_param(f"Invalid third_party_instance_id {instance!r}")
+    return attrs.evolve(where, network=network)
 
 
 class DirectoryApi:
@@ -84,7 +102,11 @@ class DirectoryApi:
             server=req.query.get("server"),
             limit=_query_int(req, "limit"),
             since=req.query.get("since"),
-            where=DirectoryFilter(),
+            where=network_filter(
+                DirectoryFilter(),
+                req.query.get("third_party_instance_id"),
+                req.query_bool("include_all_networks"),
+            ),
         )
         return page.to_json()
 
@@ -94,10 +116,11 @@ class DirectoryApi:
         limit = body.get("limit")
         if limit is not None and type(limit) is not int:
             raise bad_json("'limit' must be an integer")
-        where = directory_filter(body.get("filter"))
-        # No application service bridges other networks into this directory.
-        if opt_str(body, "third_party_instance_id") is not None:
-            return {"chunk": [], "total_room_count_estimate": 0}
+        where = network_filter(
+            directory_filter(body.get("filter")),
+            opt_str(body, "third_party_instance_id"),
+            opt_bool(body, "include_all_networks", False),
+        )
         page = await self._directory.public_rooms(
             server=req.query.get("server"),
             limit=limit,

@@ -224,14 +224,24 @@ def handler_response(result: Any) -> web.StreamResponse:
     return json_response(200, result)
 
 
+# An application service's token (and the request's ?user_id=, ?device_id=)
+# as its Requester; None for a token that is no appservice's.
+AppServiceResolver = Callable[[str, MultiMapping[str]], Awaitable[Requester | None]]
+
+
 class Authenticator:
     """Turns the request's access token into a Requester."""
 
-    def __init__(self, resolve: Callable[..., Awaitable[Requester]]) -> None:
+    def __init__(
+        self,
+        resolve: Callable[..., Awaitable[Requester]],
+        appservice: AppServiceResolver | None = None,
+    ) -> None:
         self._resolve = resolve
+        self._appservice = appservice
 
     @staticmethod
-    def token_of(request: web.Request) -> str | None:
+    def token_of(request: web.Request | ClientRequest) -> str | None:
         header = request.headers.get("Authorization")
         if header is not None:
             scheme, _, token = header.partition(" ")
@@ -246,6 +256,10 @@ class Authenticator:
         token = self.token_of(request)
         if token is None:
             raise MatrixError(401, "M_MISSING_TOKEN", "Missing access token")
+        if self._appservice is not None:
+            found = await self._appservice(token, request.query)
+            if found is not None:
+                return found
         return await self._resolve(
             token,
             ip=ip,
@@ -307,7 +321,12 @@ class Router:
             if spec.admin:
                 assert admin_gate is not None and requester is not None
                 await admin_gate.require_admin(requester)
-            elif requester is not None and is_write and write_limiter is not None:
+            elif (
+                requester is not None
+                and is_write
+                and write_limiter is not None
+                and requester.rate_limited
+            ):
                 write_limiter.check(requester.user_id)
             streamed = spec.stream_body and request.can_read_body
             body = await request.read() if request.can_read_body and not streamed else b""

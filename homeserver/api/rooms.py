@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from homeserver.api.appservice_ts import appservice_ts
 from homeserver.api.http import ClientRequest, endpoint
 from homeserver.api.params import opt_str, req_str
 from homeserver.errors import bad_json, invalid_param
@@ -59,7 +60,12 @@ class RoomsApi:
         sender (an id the client never chose would tell it nothing)."""
         p = req.params
         stored = await self._rooms.send_event(
-            req.user, p["roomId"], p["eventType"], req.json(), txn_id=p.get("txnId")
+            req.user,
+            p["roomId"],
+            p["eventType"],
+            req.json(),
+            txn_id=p.get("txnId"),
+            origin_server_ts=appservice_ts(req),
         )
         return {"event_id": stored.event.event_id}
 
@@ -69,7 +75,12 @@ class RoomsApi:
     async def put_state(self, req: ClientRequest) -> dict[str, Any]:
         p = req.params
         stored = await self._rooms.send_event(
-            req.user, p["roomId"], p["eventType"], req.json(), state_key=p.get("stateKey", "")
+            req.user,
+            p["roomId"],
+            p["eventType"],
+            req.json(),
+            state_key=p.get("stateKey", ""),
+            origin_server_ts=appservice_ts(req),
         )
         return {"event_id": stored.event.event_id}
 

@@ -9,9 +9,10 @@ from homeserver.accounts.guests import GuestAccounts
 from homeserver.accounts.login import PasswordChecker, identifier_user
 from homeserver.accounts.registration import AccountService
 from homeserver.accounts.sessions import Session, SessionService
-from homeserver.api.http import CLIENT_V1, ClientRequest, endpoint
+from homeserver.api.http import CLIENT_V1, Authenticator, ClientRequest, endpoint
 from homeserver.api.params import opt_bool, opt_str, req_str
 from homeserver.api.threepids import opt_id_server
+from homeserver.appservice.accounts import APPSERVICE_LOGIN_TYPE, AppServiceAccounts
 from homeserver.errors import MatrixError, bad_json, forbidden, missing_param
 from homeserver.identity.bindings import ThreepidBindings
 from homeserver.ratelimit import RateLimiter
@@ -51,6 +52,7 @@ class SessionApi:
         enable_registration: bool,
         threepids: ThreepidBindings,
         registration: ClientRegistration,
+        appservices: AppServiceAccounts | None = None,
     ) -> None:
         self._server_name = server_name
         self._accounts = accounts
@@ -63,6 +65,7 @@ class SessionApi:
         self._enable_registration = enable_registration
         self._threepids = threepids
         self._registration = registration
+        self._appservices = appservices
 
     @endpoint("POST", "/register", auth=False, ratelimit="registration")
     async def register(self, req: ClientRequest) -> dict[str, Any]:
@@ -75,6 +78,8 @@ class SessionApi:
             )
         if kind != "user":
             raise MatrixError(400, "M_INVALID_PARAM", "kind must be 'user' or 'guest'")
+        if self._appservices is not None and req.json().get("type") == APPSERVICE_LOGIN_TYPE:
+            return await self._register_appservice_user(req, self._appservices)
         if not self._enable_registration:
             raise forbidden("Registration has been disabled")
         body = req.json()
@@ -99,6 +104,26 @@ class SessionApi:
             return {"user_id": registered.user_id, "home_server": self._server_name}
         return session_json(registered.session, self._server_name)
 
+    async def _register_appservice_user(
+        self, req: ClientRequest, appservices: AppServiceAccounts
+    ) -> dict[str, Any]:
+        """An appservice creating a user of its namespace: no UIA, open even
+        where registration is closed."""
+        service = appservices.service_for_token(Authenticator.token_of(req))
+        body = req.json()
+        user_id, session = await appservices.register(
+            service,
+            opt_str(body, "username"),
+            inhibit_login=opt_bool(body, "inhibit_login", False),
+            device_id=opt_str(body, "device_id"),
+            display_name=opt_str(body, "initial_device_display_name"),
+            want_refresh=opt_bool(body, "refresh_token", False),
+            ip=req.ip,
+        )
+        if session is None:
+            return {"user_id": user_id, "home_server": self._server_name}
+        return session_json(session, self._server_name)
+
     @endpoint("GET", "/register/available", auth=False, ratelimit="registration")
     async def register_available(self, req: ClientRequest) -> dict[str, Any]:
         username = req.query.get("username")
@@ -122,12 +147,27 @@ class SessionApi:
 
     @endpoint("GET", "/login", auth=False)
     async def login_flows(self, req: ClientRequest) -> dict[str, Any]:
-        return {"flows": [{"type": "m.login.password"}]}
+        flows = [{"type": "m.login.password"}]
+        # Offered where some appservice is registered (Synapse offers it always).
+        if self._appservices is not None and self._appservices.any_registered():
+            flows.append({"type": APPSERVICE_LOGIN_TYPE})
+        return {"flows": flows}
 
     @endpoint("POST", "/login", auth=False, ratelimit="login")
     async def login(self, req: ClientRequest) -> dict[str, Any]:
         body = req.json()
         login_type = req_str(body, "type")
+        if login_type == APPSERVICE_LOGIN_TYPE and self._appservices is not None:
+            service = self._appservices.service_for_token(Authenticator.token_of(req))
+            session = await self._appservices.login(
+                service,
+                identifier_user(body, self._server_name),
+                device_id=opt_str(body, "device_id"),
+                display_name=opt_str(body, "initial_device_display_name"),
+                want_refresh=opt_bool(body, "refresh_token", False),
+                ip=req.ip,
+            )
+            return session_json(session, self._server_name)
         if login_type != "m.login.password":
             raise MatrixError(400, "M_UNKNOWN", f"Unknown login type {login_type!r}")
         user_id = identifier_user(body, self._server_name)
@@ -190,13 +230,15 @@ class SessionApi:
         body = req.json()
         if "erase" in body and not isinstance(body["erase"], bool):
             raise bad_json("'erase' must be true or false")
-        await self._uia.authenticate(
-            body.get("auth"),
-            [["m.login.password"]],
-            method=req.method,
-            uri=req.path,
-            user_id=req.user.user_id,
-        )
+        # As Synapse: an appservice deactivates its users without UIA.
+        if req.user.app_service_id is None:
+            await self._uia.authenticate(
+                body.get("auth"),
+                [["m.login.password"]],
+                method=req.method,
+                uri=req.path,
+                user_id=req.user.user_id,
+            )
         # A named identity server would matter only for 3PIDs added to the
         # account, which this server never has (see api/threepids.py).
         opt_id_server(body)
@@ -206,8 +248,8 @@ class SessionApi:
 
     @endpoint("GET", "/account/whoami", guest_ok=True)
     async def whoami(self, req: ClientRequest) -> dict[str, Any]:
-        return {
-            "user_id": req.user.user_id,
-            "device_id": req.user.device_id,
-            "is_guest": req.user.is_guest,
-        }
+        body: dict[str, Any] = {"user_id": req.user.user_id, "is_guest": req.user.is_guest}
+        # An appservice acting without ?device_id= has no device (MSC4326).
+        if req.user.device_id:
+            body["device_id"] = req.user.device_id
+        return body

@@ -14,6 +14,7 @@ from typing import Any
 
 import attrs
 
+from homeserver.appservice.aliases import AppServiceAliases
 from homeserver.errors import MatrixError, forbidden, invalid_param, not_found
 from homeserver.events.auth import get_power_level, get_required_level
 from homeserver.events.event import Event, StateKey
@@ -132,9 +133,12 @@ class DirectoryService:
         *,
         server_name: str,
         remote: RemoteQueries | None = None,
+        appservices: AppServiceAliases | None = None,
     ) -> None:
         # Other servers' aliases; None when this server does not federate.
         self._remote = remote
+        # Exclusive alias namespaces, and the aliases bridges create on demand.
+        self._appservices = appservices
         self._pipeline = pipeline
         self._events = events
         self._rooms = rooms
@@ -186,8 +190,14 @@ class DirectoryService:
             raise invalid_param("Room alias must be on this server")
         if not room_id.startswith("!"):
             raise invalid_param("Invalid room id")
+        own_namespace = self._appservices is not None and self._appservices.check_create(
+            requester, alias
+        )
         membership, _ = await self._rooms.membership(room_id, requester.user_id)
-        if membership != "join":
+        if own_namespace:
+            if not await self._rooms.exists(room_id):
+                raise not_found("Unknown room")
+        elif membership != "join":
             if not await self._rooms.exists(room_id):
                 raise not_found("Unknown room")
             raise forbidden("You must be in the room to create an alias for it")
@@ -200,6 +210,8 @@ class DirectoryService:
     async def resolve_alias(self, alias: str) -> dict[str, Any]:
         split_alias(alias)
         found = await self._directory.alias(alias)
+        if found is None and self._appservices is not None and await self._appservices.query(alias):
+            found = await self._directory.alias(alias)
         if found is None:
             raise not_found(f"Room alias {alias} not found")
         room_id = found[0]
@@ -220,6 +232,8 @@ class DirectoryService:
         found = await self._directory.alias(alias)
         if found is None:
             raise not_found(f"Room alias {alias} not found")
+        if self._appservices is not None:
+            self._appservices.check_change(requester, alias)
         room_id, creator = found
         if creator != requester.user_id and not await self.can_change_room_list(
             room_id, requester.user_id

@@ -394,8 +394,12 @@ class EventPipeline:
         state_key: str | None = None,
         redacts: str | None = None,
         txn: tuple[str, str] | None = None,
+        origin_server_ts: int | None = None,
     ) -> StoredEvent:
-        """Create, authorise and persist a local event; 403 if the auth rules refuse it."""
+        """Create, authorise and persist a local event; 403 if the auth rules refuse it.
+
+        `origin_server_ts` replaces the time of sending for an application
+        service's bridged messages (its `?ts=`)."""
         room_version = await self._events.room_version(room_id)
         if room_version is None:
             raise not_found("Unknown room")
@@ -422,6 +426,7 @@ class EventPipeline:
                 redacts=redacts,
                 prev_events=prev_events,
                 state=state,
+                origin_server_ts=origin_server_ts,
             )
             _authorise_local(room_version, event, state)
             redacts_valid = (
@@ -504,6 +509,7 @@ class EventPipeline:
         prev_events: Sequence[Event],
         state: Mapping[StateKey, Event],
         redacts: str | None = None,
+        origin_server_ts: int | None = None,
     ) -> Event:
         """Build and sign an event of this server now, its auth events chosen
         from `state`; 400 if it breaks the event format."""
@@ -518,7 +524,7 @@ class EventPipeline:
                 redacts=redacts,
                 prev_events=prev_events,
                 state=lambda t, k: state.get((t, k)),
-                origin_server_ts=_now_ms(),
+                origin_server_ts=_now_ms() if origin_server_ts is None else origin_server_ts,
                 server_name=self._server_name,
                 signing_key=self._signing_key,
             )

@@ -7,6 +7,7 @@ import weakref
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+from homeserver.appservice.aliases import AppServiceAliases
 from homeserver.config import RequestLimits
 from homeserver.errors import MatrixError, forbidden, invalid_param, not_found
 from homeserver.identifiers import is_valid_user_id
@@ -76,8 +77,11 @@ class RoomService:
         restricted: RestrictedJoins | None = None,
         guest_access: GuestAccessRules | None = None,
         limits: RequestLimits = DEFAULT_LIMITS,
+        appservice_aliases: AppServiceAliases | None = None,
     ) -> None:
         self._pipeline = pipeline
+        # Appservices' exclusive aliases, and the rooms they create on demand.
+        self._appservice_aliases = appservice_aliases
         self._events = events
         self._rooms = rooms
         self._profiles = profiles
@@ -125,6 +129,8 @@ class RoomService:
             default_room_version=self._default_room_version,
             limits=self._limits,
         )
+        if req.alias is not None and self._appservice_aliases is not None:
+            self._appservice_aliases.check_create(requester, req.alias)
         if req.alias is not None and await self._rooms.room_for_alias(req.alias) is not None:
             raise MatrixError(400, "M_ROOM_IN_USE", "Room alias already taken")
         content = create_content(req, user_id)
@@ -174,6 +180,7 @@ class RoomService:
         state_key: str | None = None,
         txn_id: str | None = None,
         redacts: str | None = None,
+        origin_server_ts: int | None = None,
     ) -> StoredEvent:
         if event_type == "m.room.create":
             raise forbidden("A room has one create event, made by createRoom")
@@ -196,6 +203,7 @@ class RoomService:
             state_key=state_key,
             redacts=redacts,
             txn=(requester.device_id, txn_id) if txn_id is not None else None,
+            origin_server_ts=origin_server_ts,
         )
 
     async def _check_canonical_alias(self, room_id: str, content: dict[str, Any]) -> None:
@@ -235,6 +243,10 @@ class RoomService:
     async def resolve_room(self, room_id_or_alias: str) -> str:
         if room_id_or_alias.startswith("#"):
             room_id = await self._rooms.room_for_alias(room_id_or_alias)
+            if room_id is None and self._appservice_aliases is not None:
+                # A bridge creates the room of an alias in its namespace on demand.
+                if await self._appservice_aliases.query(room_id_or_alias):
+                    room_id = await self._rooms.room_for_alias(room_id_or_alias)
             if room_id is None:
                 raise not_found("Room alias not found")
             return room_id
