@@ -188,9 +188,10 @@ class TransactionBuilder:
         receipts: list[tuple[int, Receipt]] = []
         if upto > after:
             receipts = await self._store.receipts(after, upto, SCAN)
-        joined = await self._store.joined_rooms(
-            [r.user_id for r in presence_rows if not appservice.is_user_in_namespace(r.user_id)]
-        )
+        outsiders = [
+            r.user_id for r in presence_rows if not appservice.is_user_in_namespace(r.user_id)
+        ]
+        joined = await self._store.joined_rooms(outsiders) if outsiders else {}
         rooms = typing_rooms | {r.room_id for _, r in receipts}
         rooms.update(room for user_rooms in joined.values() for room in user_rooms)
         await self._interest.load(rooms)
