@@ -1,6 +1,6 @@
 """A real appservice on loopback for the delivery tests: an aiohttp server
-answering PUT /_matrix/app/v1/transactions/{txnId}, recording what it was
-sent, that can answer errors or go away and come back on the same port."""
+answering PUT /_matrix/app/v1/transactions/{txnId} (and the ping),
+recording what it was sent, that can answer errors or go away and come back on the same port."""
 
 from __future__ import annotations
 
@@ -42,6 +42,7 @@ class LoopbackAppService:
     async def start(self) -> None:
         app = web.Application()
         app.router.add_put("/_matrix/app/v1/transactions/{txn_id}", self._transaction)
+        app.router.add_post("/_matrix/app/v1/ping", self._ping)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", self.port)
@@ -54,6 +55,11 @@ class LoopbackAppService:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+    async def _ping(self, request: web.Request) -> web.Response:
+        if request.headers.get("Authorization") != f"Bearer {self.hs_token}":
+            return web.json_response({"errcode": "M_FORBIDDEN", "error": "bad token"}, status=403)
+        return web.json_response({})
 
     async def _transaction(self, request: web.Request) -> web.Response:
         self.attempts += 1
