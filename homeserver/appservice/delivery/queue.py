@@ -73,6 +73,9 @@ class AppServiceQueue:
         self.ephemeral = EphemeralBuffer()
         self.positions: dict[str, int] = {}
         self.failures = 0
+        # Whether a stored transaction may be waiting (at start and after an
+        # error); otherwise none is, as this queue stores and acknowledges them.
+        self._check_stored = True
         # Set when a stream moved or ephemeral news arrived; `_retry` cuts a backoff short.
         self._news = asyncio.Event()
         self._retry = asyncio.Event()
@@ -108,10 +111,14 @@ class AppServiceQueue:
                 raise
             except Exception:
                 logger.exception("appservice %s: delivery failed", self.appservice.id)
+                self._check_stored = True
                 await self._sleep(ERROR_RETRY_S)
 
     async def _step(self) -> None:
-        pending = await self._store.pending(self.appservice.id)
+        pending = None
+        if self._check_stored:
+            pending = await self._store.pending(self.appservice.id)
+            self._check_stored = False
         orderings: tuple[int, ...] = ()
         if pending is None:
             await self._news.wait()
