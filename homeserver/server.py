@@ -390,13 +390,13 @@ class HomeServer:
             middlewares=[matrix_middleware(self.metrics)],
             client_max_size=config.max_request_body_bytes,
         )
+        appservice_auth = AppServiceAuth(
+            self.appservices, users, SessionStore(pool), server_name=config.server_name
+        )
         router = Router(
             app,
             Authenticator(
-                sessions.authenticate,
-                AppServiceAuth(
-                    self.appservices, users, SessionStore(pool), server_name=config.server_name
-                ).requester,
+                sessions.authenticate, appservice_auth.requester, appservice_auth.is_unlimited
             ),
             limiters,
             AdminGate(users, AuditStore(pool)),

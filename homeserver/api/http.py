@@ -236,9 +236,22 @@ class Authenticator:
         self,
         resolve: Callable[..., Awaitable[Requester]],
         appservice: AppServiceResolver | None = None,
+        unlimited: Callable[[str], bool] | None = None,
     ) -> None:
         self._resolve = resolve
         self._appservice = appservice
+        # Tokens exempt from per-IP rate limits (appservices with rate_limited: false).
+        self._unlimited = unlimited
+
+    def is_unlimited(self, request: web.Request) -> bool:
+        """Whether the request's token is exempt from the per-IP rate limits."""
+        if self._unlimited is None:
+            return False
+        try:
+            token = self.token_of(request)
+        except MatrixError:
+            return False
+        return token is not None and self._unlimited(token)
 
     @staticmethod
     def token_of(request: web.Request | ClientRequest) -> str | None:
@@ -309,7 +322,7 @@ class Router:
         async def aiohttp_handler(request: web.Request) -> web.StreamResponse:
             check_client_params(request)
             ip = request.remote
-            if ip_limiter is not None:
+            if ip_limiter is not None and not (auth is not None and auth.is_unlimited(request)):
                 ip_limiter.check(ip or "")
             requester = (
                 await auth.requester(request, ip, allow_locked=spec.allow_locked)

@@ -44,6 +44,12 @@ class AppServiceAuth:
         self._server_name = server_name
         self._known: OrderedDict[str, None] = OrderedDict()
 
+    def is_unlimited(self, token: str) -> bool:
+        """Whether `token` is an appservice's registered with `rate_limited: false`
+        (its ghost registrations and logins are then never rate limited either)."""
+        service = self._appservices.by_as_token(token)
+        return service is not None and not service.rate_limited
+
     async def requester(self, token: str, query: MultiMapping[str]) -> Requester | None:
         """The Requester an as_token stands for; None if `token` is no appservice's."""
         service = self._appservices.by_as_token(token)

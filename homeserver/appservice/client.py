@@ -34,8 +34,11 @@ _MAX_ANSWER_BYTES = 1024 * 1024
 
 
 class AppServiceClient:
-    def __init__(self, *, ssl_context: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self, *, ssl_context: ssl.SSLContext | None = None, ping_timeout_s: float = PING_TIMEOUT_S
+    ) -> None:
         self._ssl = ssl_context
+        self._ping_timeout_s = ping_timeout_s
         self._session: aiohttp.ClientSession | None = None
 
     def _http(self) -> aiohttp.ClientSession:
@@ -126,7 +129,7 @@ class AppServiceClient:
                 self._url(service, "/ping"),
                 json=body,
                 headers=self._headers(service),
-                timeout=aiohttp.ClientTimeout(total=PING_TIMEOUT_S),
+                timeout=aiohttp.ClientTimeout(total=self._ping_timeout_s),
                 allow_redirects=False,
             ) as resp:
                 text = (await resp.content.read(_PING_BODY_LIMIT)).decode("utf-8", "replace")

@@ -3,11 +3,12 @@ else) may not make, each with the error the spec or Synapse gives."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.appservice.conftest import AS_TOKEN, Bridge
+from tests.appservice.conftest import AS_TOKEN, Bridge, registration, write_registrations
 
 pytestmark = pytest.mark.filterwarnings("ignore:loop argument is deprecated")
 
@@ -203,3 +204,37 @@ async def test_bad_ts(bridge: Bridge) -> None:
             json={"msgtype": "m.text", "body": "x"},
         )
         assert (status, err["errcode"]) == (400, "M_INVALID_PARAM"), bad
+
+
+async def test_another_appservice_cannot_take_an_exclusive_user(
+    server_factory: Any, tmp_path: Path
+) -> None:
+    """A second bridge whose (non-exclusive) namespace overlaps the first's
+    exclusive one may neither register nor act as those users."""
+    paths = write_registrations(
+        tmp_path,
+        registration(None),
+        registration(
+            None,
+            id="greedy",
+            as_token="as-greedy",
+            hs_token="hs-greedy",
+            sender_localpart="greedybot",
+            namespaces={"users": [{"exclusive": False, "regex": "@.*:localhost"}]},
+        ),
+    )
+    hs = await server_factory(app_service_config_files=paths)
+    status, err = await hs.request(
+        "POST",
+        f"{V3}/register",
+        token="as-greedy",
+        json={"type": "m.login.application_service", "username": "bridge_x"},
+    )
+    assert (status, err["errcode"]) == (400, "M_EXCLUSIVE")
+    status, _ = await hs.request(
+        "POST",
+        f"{V3}/register",
+        token="as-greedy",
+        json={"type": "m.login.application_service", "username": "plain", "inhibit_login": True},
+    )
+    assert status == 200

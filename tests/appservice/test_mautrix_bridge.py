@@ -159,3 +159,19 @@ async def test_concurrent_ghosts(bridge: Bridge) -> None:
     await asyncio.gather(*(i.ensure_registered() for i in intents))
     names = [(await i.whoami()).user_id for i in intents]
     assert names == [f"@bridge_n{i}:localhost" for i in range(8)]
+
+
+async def test_inviting_an_unknown_ghost_asks_the_bridge_first(bridge: Bridge, people: Any) -> None:
+    """The invite names the ghost the bridge created on being asked."""
+    client = await people("hank")
+    room = await client.room_create()
+    invited = await client.room_invite(room.room_id, "@bridge_ghost_ivy:localhost")
+    assert isinstance(invited, nio.RoomInviteResponse), invited
+    assert bridge.user_queries == ["@bridge_ghost_ivy:localhost"]
+    status, member = await bridge.hs.request(
+        "GET",
+        f"{V3}/rooms/{room.room_id}/state/m.room.member/%40bridge_ghost_ivy:localhost",
+        token=client.access_token,
+    )
+    assert status == 200
+    assert member == {"membership": "invite", "displayname": "Ghost from the other side"}

@@ -6,6 +6,7 @@ here, the appservices that cannot be reached in each way the spec names.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,9 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from homeserver.appservice.client import AppServiceClient
+from homeserver.appservice.registration import load_appservices
+from homeserver.errors import MatrixError
 from tests.appservice.conftest import free_port, registration, write_registrations
 from tests.conftest import RunningServer
 
@@ -101,3 +105,30 @@ async def test_only_the_appservice_itself_may_ping(hs_with_services: RunningServ
     assert (status, err["errcode"]) == (403, "M_FORBIDDEN")
     status, err = await ping(hs_with_services, "broken", None)
     assert (status, err["errcode"]) == (401, "M_MISSING_TOKEN")
+
+
+async def test_a_slow_appservice_times_out(tmp_path: Path) -> None:
+    """M_CONNECTION_TIMEOUT, with a short timeout so the test stays fast."""
+    release = asyncio.Event()
+
+    async def ping(request: web.Request) -> web.Response:
+        await release.wait()
+        return web.json_response({})
+
+    app = web.Application()
+    app.router.add_post("/_matrix/app/v1/ping", ping)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    paths = write_registrations(tmp_path, service("slow", f"http://127.0.0.1:{port}"))
+    (slow,) = load_appservices(paths, "localhost").all()
+    client = AppServiceClient(ping_timeout_s=0.2)
+    try:
+        with pytest.raises(MatrixError) as err:
+            await client.ping(slow, "txn")
+        assert (err.value.status, err.value.errcode) == (504, "M_CONNECTION_TIMEOUT")
+    finally:
+        release.set()
+        await client.close()
+        await runner.cleanup()
