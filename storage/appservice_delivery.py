@@ -161,6 +161,24 @@ class AppServiceDeliveryStore:
                 aliases[row["room_id"]].update(_canonical_aliases(row["value"]))
         return {r: RoomInterestRow(frozenset(members[r]), frozenset(aliases[r])) for r in room_ids}
 
+    async def stripped_state(
+        self, room_ids: Collection[str], types: Collection[str]
+    ) -> dict[str, list[dict[str, Any]]]:
+        """{room: its current state events of these types with an empty state
+        key, as stored JSON}, for many rooms in one query."""
+        rows = await self._pool.fetch(
+            """SELECT c.room_id, e.json FROM current_state c
+               JOIN events e ON e.event_id = c.event_id
+               WHERE c.room_id = ANY($1::text[]) AND c.type = ANY($2::text[])
+                 AND c.state_key = ''""",
+            list(room_ids),
+            list(types),
+        )
+        state: dict[str, list[dict[str, Any]]] = {r: [] for r in room_ids}
+        for r in rows:
+            state[r["room_id"]].append(json.loads(r["json"]))
+        return state
+
     async def receipts(self, after: int, upto: int, limit: int) -> list[tuple[int, Receipt]]:
         """Public read receipts that moved in (after, upto], with their position."""
         rows = await self._pool.fetch(

@@ -108,6 +108,33 @@ async def test_events_of_interesting_rooms_arrive_in_order_with_the_hs_token(
     assert txn_ids == sorted(set(txn_ids))
 
 
+async def test_an_invite_of_its_user_carries_the_rooms_stripped_state(
+    server_factory, tmp_path, bridge
+):
+    hs = await bridged_hs(server_factory, tmp_path, bridge)
+    alice = (await hs.register("alice"))["access_token"]
+    await hs.register("bridge_zed")
+    room_id = await create_room(hs, alice, name="Invitation", preset="private_chat")
+    status, body = await hs.request(
+        "POST",
+        f"{V3}/rooms/{room_id}/invite",
+        token=alice,
+        json={"user_id": "@bridge_zed:localhost"},
+    )
+    assert status == 200, body
+    invite = await bridge.wait_for(
+        lambda: next((e for e in bridge.events if e["type"] == "m.room.member"), None)
+    )
+    assert invite["state_key"] == "@bridge_zed:localhost"
+    assert invite["content"]["membership"] == "invite"
+    stripped = {e["type"]: e for e in invite["unsigned"]["invite_room_state"]}
+    assert stripped["m.room.name"]["content"] == {"name": "Invitation"}
+    assert stripped["m.room.join_rules"]["content"]["join_rule"] == "invite"
+    # The create event goes whole (a full PDU), as in the invites of federation.
+    assert "room_version" in stripped["m.room.create"]["content"]
+    assert "signatures" in stripped["m.room.create"]
+
+
 async def test_a_room_named_by_alias_or_id_namespace_is_interesting(
     server_factory, tmp_path, bridge
 ):

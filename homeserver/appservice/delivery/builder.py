@@ -26,6 +26,7 @@ import attrs
 from homeserver.appservice.delivery.interest import RoomInterest
 from homeserver.ephemeral.presence import presence_content
 from homeserver.rooms.format import EventFormatter
+from homeserver.sync.rooms import STRIPPED_STATE_KEYS
 from storage.appservice_delivery import AppServiceDeliveryStore, DeviceMessage, StreamEvent
 from storage.events import EventStore
 from storage.presence import PresenceRow
@@ -172,7 +173,9 @@ class TransactionBuilder:
             rows, lambda r: self._interest.event_wanted(appservice, r), MAX_EVENTS
         )
         position = _position(rows, consumed, lambda r: r.stream_ordering, upto)
-        return await self._serialize(taken), tuple(r.stream_ordering for r in taken), position
+        events = await self._serialize(taken)
+        await self._add_invite_state(appservice, events)
+        return events, tuple(r.stream_ordering for r in taken), position
 
     async def _serialize(self, rows: list[StreamEvent]) -> list[dict[str, Any]]:
         if not rows:
@@ -180,6 +183,30 @@ class TransactionBuilder:
         stored = await self._events.get_events(r.event_id for r in rows)
         found = [stored[r.event_id] for r in rows if r.event_id in stored]
         return await self._formatter.serialize(found, None, aggregations=False)
+
+    async def _add_invite_state(self, appservice: AppService, events: list[dict[str, Any]]) -> None:
+        """Invites and knocks of the appservice's users carry the room's
+        stripped state in unsigned.invite_room_state, as Synapse sends them
+        (the room as it is now; one query for all)."""
+        invites = [
+            e
+            for e in events
+            if e["type"] == "m.room.member"
+            and e["content"].get("membership") in ("invite", "knock")
+            and appservice.is_user_in_namespace(e["state_key"])
+        ]
+        if not invites:
+            return
+        state = await self._store.stripped_state(
+            {e["room_id"] for e in invites}, [t for t, _ in STRIPPED_STATE_KEYS]
+        )
+        for event in invites:
+            event["unsigned"]["invite_room_state"] = [
+                pdu
+                if pdu["type"] == "m.room.create"
+                else {k: pdu[k] for k in ("type", "state_key", "content", "sender")}
+                for pdu in state[event["room_id"]]
+            ]
 
     async def _ephemeral_part(
         self, appservice: AppService, after: int, upto: int, buffer: EphemeralBuffer
