@@ -170,11 +170,14 @@ class ServerProcess:
 
 
 @contextlib.contextmanager
-def running_server(name: str, pool_size: int) -> Iterator[ServerProcess]:
+def running_server(
+    name: str, pool_size: int, extra: dict[str, Any] | None = None
+) -> Iterator[ServerProcess]:
     """A server in a child process on a fresh database, stopped and dropped afterwards.
 
     The database is the embedded PostgreSQL in a temporary directory or, when
     HOMESERVER_TEST_DSN is set, a new database `bench_<name>_<pid>` on that server.
+    `extra` adds config keys (the appservice bench registers its appservice).
     """
     admin_dsn = os.environ.get("HOMESERVER_TEST_DSN")
     db_name = f"bench_{name}_{os.getpid()}"
@@ -185,6 +188,7 @@ def running_server(name: str, pool_size: int) -> Iterator[ServerProcess]:
     try:
         with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as data_dir:
             config = server_config(data_dir, dsn, pool_size)
+            config.update(extra or {})
             keys = spawn.Process(target=_make_key_files, args=(config,))
             keys.start()
             keys.join()

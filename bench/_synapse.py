@@ -105,7 +105,14 @@ async def create_database(admin_dsn: str, name: str, drop: bool = False) -> None
         await conn.close()
 
 
-def _config(directory: Path, admin_dsn: str, database: str, port: int, bcrypt_rounds: int) -> Path:
+def _config(
+    directory: Path,
+    admin_dsn: str,
+    database: str,
+    port: int,
+    bcrypt_rounds: int,
+    extra: dict[str, Any] | None = None,
+) -> Path:
     """Generate Synapse's config in `directory` and edit it for the benchmark."""
     path = directory / "homeserver.yaml"
     subprocess.run(
@@ -167,6 +174,7 @@ def _config(directory: Path, admin_dsn: str, database: str, port: int, bcrypt_ro
             "suppress_key_server_warning": True,
             "report_stats": False,
             **_RATE_LIMITS,
+            **(extra or {}),
         }
     )
     path.write_text(yaml.safe_dump(config))
@@ -198,8 +206,11 @@ def _version() -> str:
 
 
 @contextlib.contextmanager
-def running_synapse(admin_dsn: str, bcrypt_rounds: int) -> Iterator[Synapse]:
-    """Synapse on a fresh database `bench_synapse_<pid>`, stopped and dropped afterwards."""
+def running_synapse(
+    admin_dsn: str, bcrypt_rounds: int, extra: dict[str, Any] | None = None
+) -> Iterator[Synapse]:
+    """Synapse on a fresh database `bench_synapse_<pid>`, stopped and dropped
+    afterwards; `extra` adds config keys."""
     import asyncio
 
     if not SYNAPSE_PYTHON.exists():
@@ -210,7 +221,7 @@ def running_synapse(admin_dsn: str, bcrypt_rounds: int) -> Iterator[Synapse]:
         with tempfile.TemporaryDirectory(prefix="bench-synapse-") as tmp:
             directory = Path(tmp)
             port = _free_port()
-            config = _config(directory, admin_dsn, database, port, bcrypt_rounds)
+            config = _config(directory, admin_dsn, database, port, bcrypt_rounds, extra)
             log = directory / "stderr.log"
             with log.open("wb") as stderr:
                 process = subprocess.Popen(

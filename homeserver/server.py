@@ -72,6 +72,7 @@ from homeserver.admin.server import BackgroundUpdates
 from homeserver.admin.shared_secret import SharedSecretRegistration
 from homeserver.admin.tokens import AdminTokens
 from homeserver.admin.users import AdminUsers
+from homeserver.api.admin.appservices import AdminAppServicesApi
 from homeserver.api.admin.audit import AdminAuditApi
 from homeserver.api.admin.media import AdminMediaApi
 from homeserver.api.admin.notices import AdminNoticesApi
@@ -121,6 +122,8 @@ from homeserver.appservice.accounts import AppServiceAccounts
 from homeserver.appservice.aliases import AppServiceAliases
 from homeserver.appservice.auth import AppServiceAuth
 from homeserver.appservice.client import AppServiceClient
+from homeserver.appservice.delivery.metrics import DeliveryMetrics
+from homeserver.appservice.delivery.service import AppServiceDelivery
 from homeserver.appservice.directory import AppServiceDirectory
 from homeserver.appservice.ping import AppServicePing
 from homeserver.appservice.queries import AppServiceQueries
@@ -212,6 +215,7 @@ from storage.admin_reports import AdminReportStore
 from storage.admin_rooms import AdminRoomStore
 from storage.admin_tokens import AdminTokenStore
 from storage.admin_users import AdminUserStore
+from storage.appservice_delivery import AppServiceDeliveryStore
 from storage.appservice_directory import AppServiceDirectoryStore
 from storage.browser_sessions import BrowserSessionStore
 from storage.database import EmbeddedPostgres, create_pool, migrate
@@ -365,6 +369,7 @@ class HomeServer:
             AdminReportsApi(AdminReports(AdminReportStore(pool))),
             AdminNoticesApi(notices),
             AdminServerApi(BackgroundUpdates()),
+            AdminAppServicesApi(self.appservice_delivery),
             AdminAuditApi(AuditLog(AuditStore(pool))),
             AdminMediaApi(
                 AdminMedia(self.media_manager, AdminMediaStore(pool), self.config.server_name)
@@ -715,6 +720,7 @@ class HomeServer:
         self.to_device = to_device
         # The federation sender, built with the federation listener, hears these.
         self.typing, self.receipts, self.presence = typing, receipts, presence
+        await self._start_appservice_delivery(app, pool, events, formatter, directory)
 
         async def stop_ephemeral(_: web.Application) -> None:
             typing.stop()
@@ -1009,7 +1015,9 @@ class HomeServer:
             VoipApi(TurnService(config.turn)),
             ThirdPartyApi(appservice_queries),
             AppServiceApi(
-                AppServicePing(self.appservices, appservice_client),
+                AppServicePing(
+                    self.appservices, appservice_client, wake=self.appservice_delivery.wake
+                ),
                 AppServiceDirectory(AppServiceDirectoryStore(pool)),
             ),
             await self._media_api(app, pool),
@@ -1315,6 +1323,37 @@ class HomeServer:
             await sender.stop()
 
         app.on_cleanup.append(stop_sender)
+
+    async def _start_appservice_delivery(
+        self,
+        app: web.Application,
+        pool: asyncpg.Pool,
+        events: EventStore,
+        formatter: EventFormatter,
+        directory: DirectoryService,
+    ) -> None:
+        """Pushes to the application services: follows the streams, hears
+        typing, presence and published aliases; stopped with the client app."""
+        self.appservice_delivery = delivery = AppServiceDelivery(
+            appservices=self.appservices,
+            store=AppServiceDeliveryStore(pool),
+            events=events,
+            formatter=formatter,
+            notifier=self.notifier,
+            typing_users=self.typing.typing_users,
+            metrics=DeliveryMetrics(self.metrics.registry),
+            server_name=self.config.server_name,
+            ssl_context=self.outbound_ssl,
+        )
+        self.typing.add_listener(delivery.typing_changed)
+        self.presence.add_listener(delivery.presence_changed)
+        directory.add_alias_listener(delivery.aliases_changed)
+        await delivery.start()
+
+        async def stop_delivery(_: web.Application) -> None:
+            await delivery.stop()
+
+        app.on_cleanup.append(stop_delivery)
 
     def _build_metrics_app(self) -> web.Application:
         async def render(_: web.Request) -> web.Response:

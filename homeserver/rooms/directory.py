@@ -9,7 +9,7 @@ needs that same power.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
@@ -144,6 +144,16 @@ class DirectoryService:
         self._rooms = rooms
         self._directory = directory
         self._server_name = server_name
+        self._alias_listeners: list[Callable[[str], None]] = []
+
+    def add_alias_listener(self, listener: Callable[[str], None]) -> None:
+        """Call `listener(room_id)` when an alias of the room is published or
+        removed (the appservice delivery matches rooms by their aliases)."""
+        self._alias_listeners.append(listener)
+
+    def _aliases_changed(self, room_id: str) -> None:
+        for listener in self._alias_listeners:
+            listener(room_id)
 
     def is_local_alias(self, alias: str) -> bool:
         _, sep, server = alias.partition(":")
@@ -195,6 +205,7 @@ class DirectoryService:
             await self._rooms.create_alias(alias, room_id, requester.user_id)
         except AliasInUseError:
             raise MatrixError(409, "M_UNKNOWN", f"Room alias {alias} already exists") from None
+        self._aliases_changed(room_id)
 
     async def resolve_alias(self, alias: str) -> dict[str, Any]:
         split_alias(alias)
@@ -229,6 +240,7 @@ class DirectoryService:
         ):
             raise forbidden("You don't have permission to delete the alias")
         await self._directory.delete_alias(alias)
+        self._aliases_changed(room_id)
         await self._drop_from_canonical_alias(requester, room_id, alias)
 
     async def _drop_from_canonical_alias(

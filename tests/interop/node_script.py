@@ -15,7 +15,7 @@ JS_DIR = Path(__file__).parent / "js"
 TIMEOUT = 120
 
 
-async def run_node_script(script: Path, url: str) -> dict[str, Any]:
+async def run_node_script(script: Path, url: str, *args: str) -> dict[str, Any]:
     node = shutil.which("node")
     if node is None:
         pytest.fail("Node.js (`node`) is not on PATH; the matrix-js-sdk tests need Node.js 20+")
@@ -28,6 +28,7 @@ async def run_node_script(script: Path, url: str) -> dict[str, Any]:
         node,
         str(script),
         url,
+        *args,
         cwd=JS_DIR,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
