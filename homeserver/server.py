@@ -420,7 +420,14 @@ class HomeServer:
             OAuthApi(
                 clients,
                 AuthorizationRequests(clients, grants, registration_open=registration_open),
-                OAuthTokens(clients, grants, OAuthSessionStore(pool), sessions, id_tokens),
+                OAuthTokens(
+                    clients,
+                    grants,
+                    OAuthSessionStore(pool),
+                    sessions,
+                    id_tokens,
+                    self.upstream_sign_in,
+                ),
                 DeviceAuthorizations(
                     clients,
                     grants,
@@ -827,6 +834,7 @@ class HomeServer:
                 browser_sessions=self.browser_sessions,
                 grants=web_grants,
                 registration_open=config.enable_registration,
+                upstream=self.upstream_sign_in,
             ),
             AccountPages(
                 pages=web_pages,
