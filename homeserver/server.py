@@ -158,6 +158,7 @@ from homeserver.oauth.device_flow import DeviceAuthorizations
 from homeserver.oauth.grants import OAuthGrants
 from homeserver.oauth.id_tokens import IdTokens, load_or_create_key
 from homeserver.oauth.metadata import account_management_uri, issuer_of
+from homeserver.oauth.refresh_reuse import LegacyRefreshGuard
 from homeserver.oauth.tokens import OAuthTokens
 from homeserver.openid import OpenIdTokens
 from homeserver.profile import ProfileService
@@ -878,6 +879,7 @@ class HomeServer:
                 appservices=appservice_accounts,
                 token_login=token_login,
                 oauth_enabled=oauth_on,
+                legacy_refresh=LegacyRefreshGuard(OAuthSessionStore(pool), sessions),
                 password_registration=not oauth_on or config.oauth.legacy_registration,
             ),
             UpstreamApi(

@@ -24,6 +24,7 @@ from homeserver.oauth.clients import AUTHORIZATION_CODE, DEVICE_CODE, REFRESH_TO
 from homeserver.oauth.errors import OAuthError, invalid_client, invalid_grant, invalid_request
 from homeserver.oauth.id_tokens import IdTokens
 from homeserver.oauth.pkce import verifier_matches
+from homeserver.oauth.refresh_reuse import end_if_spent
 from homeserver.oauth.scopes import OPENID
 from homeserver.sso.upstream import UpstreamSignIn
 from storage.database import now_ms
@@ -154,14 +155,7 @@ class OAuthTokens:
         digest = hash_token(token)
         owner = await self._oauth_sessions.owner_of_refresh_token(digest)
         if owner is None:
-            spent = await self._oauth_sessions.owner_of_spent_refresh_token(digest)
-            if spent is not None:
-                logger.warning(
-                    "refresh token of %s (device %s) reused after rotation; ending the session",
-                    spent.user_id,
-                    spent.device_id,
-                )
-                await self._sessions.delete_devices(spent.user_id, [spent.device_id])
+            await end_if_spent(self._oauth_sessions, self._sessions, digest)
             raise invalid_grant("The refresh token is invalid")
         if owner.client_id != client_id:
             logger.warning("client %s presented a refresh token not its own", client_id)
