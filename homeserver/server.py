@@ -161,6 +161,7 @@ from homeserver.oauth.device_flow import DeviceAuthorizations
 from homeserver.oauth.grants import OAuthGrants
 from homeserver.oauth.id_tokens import IdTokens, load_or_create_key
 from homeserver.oauth.metadata import account_management_uri, issuer_of
+from homeserver.oauth.refresh_reuse import LegacyRefreshGuard
 from homeserver.oauth.tokens import OAuthTokens
 from homeserver.openid import OpenIdTokens
 from homeserver.profile import ProfileService
@@ -425,7 +426,14 @@ class HomeServer:
             OAuthApi(
                 clients,
                 AuthorizationRequests(clients, grants, registration_open=registration_open),
-                OAuthTokens(clients, grants, OAuthSessionStore(pool), sessions, id_tokens),
+                OAuthTokens(
+                    clients,
+                    grants,
+                    OAuthSessionStore(pool),
+                    sessions,
+                    id_tokens,
+                    self.upstream_sign_in,
+                ),
                 DeviceAuthorizations(
                     clients,
                     grants,
@@ -844,6 +852,7 @@ class HomeServer:
                 browser_sessions=self.browser_sessions,
                 grants=web_grants,
                 registration_open=config.enable_registration,
+                upstream=self.upstream_sign_in,
             ),
             AccountPages(
                 pages=web_pages,
@@ -887,6 +896,7 @@ class HomeServer:
                 appservices=appservice_accounts,
                 token_login=token_login,
                 oauth_enabled=oauth_on,
+                legacy_refresh=LegacyRefreshGuard(OAuthSessionStore(pool), sessions),
                 password_registration=not oauth_on or config.oauth.legacy_registration,
             ),
             UpstreamApi(

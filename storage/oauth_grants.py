@@ -77,19 +77,33 @@ class OAuthGrantStore:
         return AuthorizationRecord(*row.values()) if row else None
 
     async def approve_authorization(
-        self, authorization_id: str, user_id: str, code_hash: bytes, code_expires_ts: int
+        self,
+        authorization_id: str,
+        user_id: str,
+        code_hash: bytes,
+        code_expires_ts: int,
+        upstream_sign_in: bytes | None,
     ) -> bool:
-        """Bind a pending request to the user and its code; False if it was no longer pending."""
+        """Bind a pending request to the user, its code and the upstream
+        sign-in of the approving browser; False if it was no longer pending."""
         result = await self._pool.execute(
-            """UPDATE oauth_authorizations SET user_id = $2, code_hash = $3, expires_ts = $4
+            """UPDATE oauth_authorizations
+               SET user_id = $2, code_hash = $3, expires_ts = $4, upstream_sign_in = $6
                WHERE authorization_id = $1 AND user_id IS NULL AND expires_ts > $5""",
             authorization_id,
             user_id,
             code_hash,
             code_expires_ts,
             now_ms(),
+            upstream_sign_in,
         )
         return result != "UPDATE 0"
+
+    async def upstream_sign_in_of_authorization(self, authorization_id: str) -> bytes | None:
+        return await self._pool.fetchval(
+            "SELECT upstream_sign_in FROM oauth_authorizations WHERE authorization_id = $1",
+            authorization_id,
+        )
 
     async def delete_authorization(self, authorization_id: str) -> AuthorizationRecord | None:
         row = await self._pool.fetchrow(
@@ -145,16 +159,29 @@ class OAuthGrantStore:
         )
         return DeviceGrantRecord(*row.values()) if row else None
 
-    async def decide_device_grant(self, user_code: str, status: str, user_id: str | None) -> bool:
+    async def decide_device_grant(
+        self,
+        user_code: str,
+        status: str,
+        user_id: str | None,
+        upstream_sign_in: bytes | None = None,
+    ) -> bool:
         result = await self._pool.execute(
-            """UPDATE oauth_device_grants SET status = $2, user_id = $3
+            """UPDATE oauth_device_grants SET status = $2, user_id = $3, upstream_sign_in = $5
                WHERE user_code = $1 AND status = 'pending' AND expires_ts > $4""",
             user_code,
             status,
             user_id,
             now_ms(),
+            upstream_sign_in,
         )
         return result != "UPDATE 0"
+
+    async def upstream_sign_in_of_device_grant(self, device_code_hash: bytes) -> bytes | None:
+        return await self._pool.fetchval(
+            "SELECT upstream_sign_in FROM oauth_device_grants WHERE device_code_hash = $1",
+            device_code_hash,
+        )
 
     async def poll_device_grant(self, device_code_hash: bytes) -> DeviceGrantRecord | None:
         """The grant as it was before this poll; the poll time is recorded, and

@@ -15,6 +15,7 @@ from homeserver.api.threepids import opt_id_server
 from homeserver.appservice.accounts import APPSERVICE_LOGIN_TYPE, AppServiceAccounts
 from homeserver.errors import MatrixError, bad_json, forbidden, missing_param
 from homeserver.identity.bindings import ThreepidBindings
+from homeserver.oauth.refresh_reuse import LegacyRefreshGuard
 from homeserver.ratelimit import RateLimiter
 from homeserver.sso.login_tokens import TokenLogin
 from homeserver.uia import UiaService
@@ -57,6 +58,7 @@ class SessionApi:
         token_login: TokenLogin | None = None,
         oauth_enabled: bool = False,
         password_registration: bool = True,
+        legacy_refresh: LegacyRefreshGuard,
     ) -> None:
         # m.login.sso and m.login.token (homeserver/sso/login_tokens.py).
         self._token_login = token_login
@@ -75,6 +77,8 @@ class SessionApi:
         # The OAuth 2.0 API is on (homeserver/oauth): see login_flows and register.
         self._oauth_enabled = oauth_enabled
         self._password_registration = password_registration
+        # Refuses the OAuth server's refresh tokens (homeserver/oauth/refresh_reuse.py).
+        self._legacy_refresh = legacy_refresh
 
     @endpoint("POST", "/register", auth=False, ratelimit="registration")
     async def register(self, req: ClientRequest) -> dict[str, Any]:
@@ -216,6 +220,7 @@ class SessionApi:
     @endpoint("POST", "/refresh", auth=False, prefixes=("/_matrix/client/v3", *CLIENT_V1))
     async def refresh(self, req: ClientRequest) -> dict[str, Any]:
         token = req_str(req.json(), "refresh_token")
+        await self._legacy_refresh.check(token)
         session = await self._sessions.refresh(token)
         return {
             "access_token": session.access_token,

@@ -14,6 +14,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 from homeserver.api.http import ClientRequest, endpoint
+from homeserver.api.upstream import SIGN_IN_COOKIE, cookie
 from homeserver.api.web_forms import (
     WEB_PREFIXES,
     BadForm,
@@ -24,6 +25,7 @@ from homeserver.api.web_forms import (
     read_form,
 )
 from homeserver.api.web_sign_in import register_url
+from homeserver.sso.upstream import UpstreamSignIn
 from homeserver.web.browser_sessions import BrowserSession, BrowserSessions
 from homeserver.web.client_view import client_view, describe_scopes
 from homeserver.web.grants_protocol import OAuthGrants
@@ -43,11 +45,20 @@ class ConsentPages:
         browser_sessions: BrowserSessions,
         grants: OAuthGrants | None,
         registration_open: bool,
+        upstream: UpstreamSignIn | None = None,
     ) -> None:
         self.pages = pages
         self._browsers = browser_sessions
         self._grants = grants
         self._registration_open = registration_open
+        # Upstream OpenID Connect sign-in: an approval remembers the browser's
+        # sign-in there, so the provider's back-channel logout ends the device.
+        self._upstream = upstream
+
+    async def _upstream_sign_in(self, req: ClientRequest, user_id: str) -> bytes | None:
+        if self._upstream is None:
+            return None
+        return await self._upstream.handle_of(cookie(req.headers, SIGN_IN_COOKIE), user_id)
 
     def _oauth_off(self) -> web.Response:
         return self.pages.error(404, "Not available", "This server does not offer OAuth sign-in.")
@@ -103,7 +114,11 @@ class ConsentPages:
             return self._expired()
         try:
             if decision:
-                target = await self._grants.approve(authorization_id, browser.user_id)
+                target = await self._grants.approve(
+                    authorization_id,
+                    browser.user_id,
+                    upstream_sign_in=await self._upstream_sign_in(req, browser.user_id),
+                )
             else:
                 target = await self._grants.deny(authorization_id)
         except LookupError:
@@ -159,18 +174,22 @@ class ConsentPages:
                 status=404, user_code=user_code, error="That code is not valid or has expired."
             )
         try:
-            return await self._answer_device(browser, user_code, decision)
+            return await self._answer_device(req, browser, user_code, decision)
         except LookupError:
             return self._code_entry(
                 status=404, user_code=user_code, error="That code is not valid or has expired."
             )
 
     async def _answer_device(
-        self, browser: BrowserSession, user_code: str, allow: bool
+        self, req: ClientRequest, browser: BrowserSession, user_code: str, allow: bool
     ) -> web.Response:
         assert self._grants is not None
         if allow:
-            await self._grants.approve_device(user_code, browser.user_id)
+            await self._grants.approve_device(
+                user_code,
+                browser.user_id,
+                upstream_sign_in=await self._upstream_sign_in(req, browser.user_id),
+            )
             return self.pages.page(
                 "done.html",
                 title="Device signed in",

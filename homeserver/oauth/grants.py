@@ -120,13 +120,21 @@ class OAuthGrants:
             prompt_create=record.prompt_create,
         )
 
-    async def approve(self, authorization_id: str, user_id: str) -> str:
+    async def approve(
+        self, authorization_id: str, user_id: str, upstream_sign_in: bytes | None = None
+    ) -> str:
         """The redirect back to the client with a new code; raise UnknownGrant
-        if the request is no longer pending."""
+        if the request is no longer pending. `upstream_sign_in` is the
+        approving browser's upstream sign-in (UpstreamSignIn.handle_of): the
+        token endpoint ties the new device to it for back-channel logout."""
         record = await self._store.pending_authorization(authorization_id)
         code = secrets.token_urlsafe(32)
         if record is None or not await self._store.approve_authorization(
-            authorization_id, user_id, hash_token(code), now_ms() + CODE_LIFETIME_MS
+            authorization_id,
+            user_id,
+            hash_token(code),
+            now_ms() + CODE_LIFETIME_MS,
+            upstream_sign_in,
         ):
             raise UnknownGrant(authorization_id)
         logger.info(
@@ -163,9 +171,12 @@ class OAuthGrants:
             device_id=record.device_id,
         )
 
-    async def approve_device(self, user_code: str, user_id: str) -> None:
+    async def approve_device(
+        self, user_code: str, user_id: str, upstream_sign_in: bytes | None = None
+    ) -> None:
+        """As `approve`, for a device authorization grant."""
         code = normalise_user_code(user_code)
-        if not await self._store.decide_device_grant(code, "approved", user_id):
+        if not await self._store.decide_device_grant(code, "approved", user_id, upstream_sign_in):
             raise UnknownGrant(user_code)
         logger.info("device grant %s approved by %s", code, user_id)
 

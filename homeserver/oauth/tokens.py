@@ -6,6 +6,11 @@ service like those of /login, so every endpoint accepts them and /logout,
 device deletion and the admin API end them. What OAuth adds is kept next to
 it (storage/oauth_sessions.py): the client and scope of the device, and the
 refresh tokens rotated away, whose reuse means a leak and ends the session.
+
+A grant approved by a browser signed in through an upstream OpenID Connect
+provider carries that sign-in: its device is recorded with it, so the
+provider's back-channel logout ends the OAuth session as it ends legacy SSO
+devices. A grant whose sign-in has ended meanwhile yields no tokens.
 """
 
 from __future__ import annotations
@@ -19,10 +24,13 @@ from homeserver.oauth.clients import AUTHORIZATION_CODE, DEVICE_CODE, REFRESH_TO
 from homeserver.oauth.errors import OAuthError, invalid_client, invalid_grant, invalid_request
 from homeserver.oauth.id_tokens import IdTokens
 from homeserver.oauth.pkce import verifier_matches
+from homeserver.oauth.refresh_reuse import end_if_spent
 from homeserver.oauth.scopes import OPENID
+from homeserver.sso.upstream import UpstreamSignIn
 from storage.database import now_ms
 from storage.oauth_grants import OAuthGrantStore
 from storage.oauth_sessions import OAuthSessionStore
+from storage.upstream import SignInRecord
 
 logger = logging.getLogger(__name__)
 
@@ -38,12 +46,14 @@ class OAuthTokens:
         oauth_sessions: OAuthSessionStore,
         sessions: SessionService,
         id_tokens: IdTokens,
+        upstream: UpstreamSignIn,
     ) -> None:
         self._clients = clients
         self._grants = grants
         self._oauth_sessions = oauth_sessions
         self._sessions = sessions
         self._id_tokens = id_tokens
+        self._upstream = upstream
 
     async def token(self, form: dict[str, str], *, ip: str | None) -> dict[str, Any]:
         """Answer a token request; raise OAuthError as RFC 6749 section 5.2 says."""
@@ -90,8 +100,12 @@ class OAuthTokens:
             logger.warning("client %s presented a wrong PKCE code_verifier", client_id)
             raise invalid_grant("The code_verifier does not match the code_challenge")
         assert record.user_id is not None
+        origin = await self._origin(
+            record.user_id,
+            await self._grants.upstream_sign_in_of_authorization(record.authorization_id),
+        )
         session = await self._start(
-            record.user_id, record.device_id, client_id, client_name, record.scope, ip
+            record.user_id, record.device_id, client_id, client_name, record.scope, ip, origin
         )
         body = self._token_response(session, record.scope)
         if OPENID in record.scope.split(" "):
@@ -126,8 +140,11 @@ class OAuthTokens:
                 raise OAuthError("slow_down", "Polling too fast")
             raise OAuthError("authorization_pending", "The user has not answered yet")
         assert record.user_id is not None
+        origin = await self._origin(
+            record.user_id, await self._grants.upstream_sign_in_of_device_grant(digest)
+        )
         session = await self._start(
-            record.user_id, record.device_id, client_id, client_name, record.scope, ip
+            record.user_id, record.device_id, client_id, client_name, record.scope, ip, origin
         )
         return self._token_response(session, record.scope)
 
@@ -138,14 +155,7 @@ class OAuthTokens:
         digest = hash_token(token)
         owner = await self._oauth_sessions.owner_of_refresh_token(digest)
         if owner is None:
-            spent = await self._oauth_sessions.owner_of_spent_refresh_token(digest)
-            if spent is not None:
-                logger.warning(
-                    "refresh token of %s (device %s) reused after rotation; ending the session",
-                    spent.user_id,
-                    spent.device_id,
-                )
-                await self._sessions.delete_devices(spent.user_id, [spent.device_id])
+            await end_if_spent(self._oauth_sessions, self._sessions, digest)
             raise invalid_grant("The refresh token is invalid")
         if owner.client_id != client_id:
             logger.warning("client %s presented a refresh token not its own", client_id)
@@ -158,6 +168,17 @@ class OAuthTokens:
         scope = await self._oauth_sessions.scope_of(owner.user_id, owner.device_id)
         return self._token_response(session, scope or "")
 
+    async def _origin(self, user_id: str, handle: bytes | None) -> SignInRecord | None:
+        """The upstream sign-in that approved the grant, if any; a grant
+        whose sign-in ended since (the provider logged it out) is refused."""
+        if handle is None:
+            return None
+        origin = await self._upstream.origin_of(handle, user_id)
+        if origin is None:
+            logger.warning("grant of %s approved by an upstream sign-in that has ended", user_id)
+            raise invalid_grant("The sign-in that approved this grant has ended")
+        return origin
+
     async def _start(
         self,
         user_id: str,
@@ -166,11 +187,14 @@ class OAuthTokens:
         client_name: str | None,
         scope: str,
         ip: str | None,
+        origin: SignInRecord | None,
     ) -> Session:
         session = await self._sessions.start_session(
             user_id, device_id, client_name, want_refresh=True, ip=ip
         )
         await self._oauth_sessions.add(user_id, device_id, client_id, scope)
+        if origin is not None:
+            await self._upstream.device_created(user_id, device_id, origin)
         logger.info("OAuth session %s of %s started for client %s", device_id, user_id, client_id)
         return session
 

@@ -231,6 +231,21 @@ class UpstreamSignIn:
         record = await self._store.get_sign_in(digest(secret), _now_ms())
         return record if record is not None and record.user_id == user_id else None
 
+    async def handle_of(self, secret: str | None, user_id: str) -> bytes | None:
+        """What a grant keeps of the browser's upstream sign-in (its cookie's
+        digest) when it is `user_id`'s, so that the device the grant creates
+        later can be tied to it (`origin_of`)."""
+        if await self.sign_in_of(secret, user_id) is None:
+            return None
+        assert secret is not None
+        return digest(secret)
+
+    async def origin_of(self, handle: bytes, user_id: str) -> SignInRecord | None:
+        """The sign-in a grant kept (`handle_of`), if it has not ended since
+        (back-channel logout, expiry) and is still `user_id`'s."""
+        record = await self._store.get_sign_in(handle, _now_ms())
+        return record if record is not None and record.user_id == user_id else None
+
     async def device_created(self, user_id: str, device_id: str, origin: SignInRecord) -> None:
         await self._store.add_device(user_id, device_id, origin)
 

@@ -70,8 +70,11 @@ class OAuthGrants(Protocol):
         """The pending authorization, or None if unknown, used or expired."""
         ...
 
-    async def approve(self, authorization_id: str, user_id: str) -> str:
-        """Grant it; the URL to send the browser to (the client's redirect URI)."""
+    async def approve(
+        self, authorization_id: str, user_id: str, upstream_sign_in: bytes | None = None
+    ) -> str:
+        """Grant it; the URL to send the browser to (the client's redirect URI).
+        `upstream_sign_in` names the browser's upstream sign-in, if any."""
         ...
 
     async def deny(self, authorization_id: str) -> str:
@@ -80,7 +83,9 @@ class OAuthGrants(Protocol):
 
     async def device_request(self, user_code: str) -> PendingDevice | None: ...
 
-    async def approve_device(self, user_code: str, user_id: str) -> None: ...
+    async def approve_device(
+        self, user_code: str, user_id: str, upstream_sign_in: bytes | None = None
+    ) -> None: ...
 
     async def deny_device(self, user_code: str) -> None: ...
 

@@ -78,7 +78,9 @@ class FakeGrants:
     async def pending(self, authorization_id: str) -> FakePending | None:
         return self.pendings.get(authorization_id)
 
-    async def approve(self, authorization_id: str, user_id: str) -> str:
+    async def approve(
+        self, authorization_id: str, user_id: str, upstream_sign_in: bytes | None = None
+    ) -> str:
         if self.broken:
             raise RuntimeError("the authorization server fell over")
         self.calls.append(("approve", authorization_id, user_id))
@@ -94,7 +96,9 @@ class FakeGrants:
     async def device_request(self, user_code: str) -> FakePending | None:
         return self.devices.get(user_code)
 
-    async def approve_device(self, user_code: str, user_id: str) -> None:
+    async def approve_device(
+        self, user_code: str, user_id: str, upstream_sign_in: bytes | None = None
+    ) -> None:
         self.calls.append(("approve_device", user_code, user_id))
         if self.devices.pop(user_code, None) is None:
             raise LookupError(user_code)
