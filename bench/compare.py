@@ -524,6 +524,9 @@ def main() -> None:
     parser.add_argument("--ss-members", type=int, default=20, help="members of each such room")
     parser.add_argument("--ss-messages", type=int, default=20, help="messages in each such room")
     parser.add_argument("--ss-connections", type=int, default=50, help="for memory/connection")
+    parser.add_argument(
+        "--ss-concurrency", type=int, default=16, help="requests in flight building its rooms"
+    )
     parser.add_argument("--sliding-only", action="store_true", help="only the sliding sync phases")
     parser.add_argument("--quick", action="store_true", help="tiny sizes, to check it runs")
     args = parser.parse_args()
