@@ -964,7 +964,6 @@ class HomeServer:
                     ),
                     ignored,
                     sliding_sync_extensions,
-                    room_store,
                     presence,
                 ),
                 sliding_sync_extensions,
