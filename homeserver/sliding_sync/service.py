@@ -169,18 +169,33 @@ class SlidingSyncService:
         deadline = time.monotonic() + timeout / 1000
         while True:
             now = self._current_token()
-            view = await self._user_rooms.read(requester.user_id, now["events"])
-            outcome = await self._build(requester, request, stored, since, now, view)
+            outcome, joined = await self._look(requester, request, stored, since, now)
             remaining = deadline - time.monotonic()
             if outcome.news(stored) or remaining <= 0:
                 return now, outcome
+            # A parked poll holds only what its timeout answers with: nothing
+            # is stored then, so what it would remember is dropped.
+            outcome = attrs.evolve(outcome, remembered={})
             # The joined rooms as the view has them: a membership change
             # notifies the user, so the view is up to date for what it wakes.
-            await self._notifier.wait(requester.user_id, view.joined, now.positions, remaining)
+            await self._notifier.wait(requester.user_id, joined, now.positions, remaining)
             if time.monotonic() >= deadline and not self._notifier.moved_since(now.positions):
                 return now, outcome
             # Let the writes that woke us settle before building again.
             await asyncio.sleep(0)
+
+    async def _look(
+        self,
+        requester: Requester,
+        request: SlidingSyncRequest,
+        stored: StoredPosition | None,
+        since: SyncToken | None,
+        now: SyncToken,
+    ) -> tuple[_Outcome, frozenset[str]]:
+        """The outcome, and the joined rooms to wait on; the user's view of all
+        their rooms is not kept by a parked poll (the reader keeps the latest)."""
+        view = await self._user_rooms.read(requester.user_id, now["events"])
+        return await self._build(requester, request, stored, since, now, view), view.joined
 
     async def _build(
         self,
