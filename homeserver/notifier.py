@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import OrderedDict
 from collections.abc import Callable, Collection, Iterable, Mapping
 
 import attrs
@@ -28,10 +29,18 @@ class _Watch:
     woken: set[asyncio.Event] = attrs.Factory(set)
 
 
+# The last watch of this many users stays indexed while none of their
+# requests waits: a client polls again right after each response, and the
+# watch is then ready, not indexed under every room again.
+MAX_IDLE_WATCHES = 256
+
+
 class Notifier:
     def __init__(self) -> None:
         self.positions: dict[str, int] = {}
         self._watches: dict[tuple[str, frozenset[str]], _Watch] = {}
+        # Watches nobody waits on, by user (one each), least recently used first.
+        self._idle: OrderedDict[str, _Watch] = OrderedDict()
         self._by_user: dict[str, set[_Watch]] = {}
         self._by_room: dict[str, set[_Watch]] = {}
         self._stream_listeners: list[Callable[[str, int], None]] = []
@@ -81,6 +90,9 @@ class Notifier:
         if timeout_s <= 0 or self.moved_since(known):
             return
         key = (user_id, frozenset(rooms))
+        idle = self._idle.pop(user_id, None)
+        if idle is not None and idle.rooms != key[1]:
+            self._unwatch(idle)
         watch = self._watches.get(key)
         if watch is None:
             watch = self._watches[key] = _Watch(user_id, key[1])
@@ -96,10 +108,22 @@ class Notifier:
         finally:
             watch.woken.discard(woken)
             if not watch.woken:
-                self._unwatch(key, watch)
+                self._rest(watch)
 
-    def _unwatch(self, key: tuple[str, frozenset[str]], watch: _Watch) -> None:
-        del self._watches[key]
+    def _rest(self, watch: _Watch) -> None:
+        """Nobody waits on `watch` now: it stays as its user's idle one."""
+        replaced = self._idle.pop(watch.user_id, None)
+        if replaced is not None and replaced is not watch:
+            self._unwatch(replaced)
+        self._idle[watch.user_id] = watch
+        while len(self._idle) > MAX_IDLE_WATCHES:
+            _, oldest = self._idle.popitem(last=False)
+            self._unwatch(oldest)
+
+    def _unwatch(self, watch: _Watch) -> None:
+        if watch.woken:
+            return
+        del self._watches[(watch.user_id, watch.rooms)]
         self._forget(self._by_user, watch.user_id, watch)
         for room_id in watch.rooms:
             self._forget(self._by_room, room_id, watch)
