@@ -14,9 +14,11 @@ it natively):
 - memory per open connection: `--ss-connections` connections made, each then
   parked in a long poll; the server's resident memory grown, per connection.
 
-The data set is built over the client API, but wide: `--concurrency` rooms
-are created and filled at once (a nonce in each create event keeps the room
-ids of one creator apart), the requests within a room one after the other.
+The data set is built over the client API, the same requests for both
+servers, with `--ss-concurrency` requests in flight at once: that many rooms
+are created and filled side by side (a nonce in each create event keeps the
+room ids of one creator apart), and within a room the joins go out together,
+then the messages.
 """
 
 from __future__ import annotations
@@ -74,8 +76,16 @@ async def setup(client: Client, args: argparse.Namespace) -> dict[str, Any]:
     )
     owner, members = users[0], users[1:]
 
+    # Requests in flight at once, whatever they belong to: a bound both
+    # servers get alike (many more only queue up behind the CPUs).
+    gate = asyncio.Semaphore(args.ss_concurrency)
+
+    async def call(*a: Any) -> Any:
+        async with gate:
+            return await client.call(*a)
+
     async def room(n: int) -> str:
-        created = await client.call(
+        created = await call(
             "POST",
             f"{V3}/createRoom",
             owner["access_token"],
@@ -86,21 +96,28 @@ async def setup(client: Client, args: argparse.Namespace) -> dict[str, Any]:
             },
         )
         room_id = created["room_id"]
-        # One request after the other within a room (its events are made one
-        # at a time anyway); the rooms are filled side by side.
-        for m in members:
-            await client.call("POST", f"{V3}/rooms/{room_id}/join", m["access_token"], {})
+        # The joins side by side, then the messages side by side (each
+        # sender is a member by then); the rooms are filled side by side too.
+        await asyncio.gather(
+            *(call("POST", f"{V3}/rooms/{room_id}/join", m["access_token"], {}) for m in members)
+        )
         senders = [owner, *members]
-        for i in range(args.ss_messages):
-            await client.call(
-                "PUT",
-                f"{V3}/rooms/{room_id}/send/m.room.message/ss{n}m{i}",
-                senders[i % len(senders)]["access_token"],
-                {"msgtype": "m.text", "body": f"message {i}"},
+        await asyncio.gather(
+            *(
+                call(
+                    "PUT",
+                    f"{V3}/rooms/{room_id}/send/m.room.message/ss{n}m{i}",
+                    senders[i % len(senders)]["access_token"],
+                    {"msgtype": "m.text", "body": f"message {i}"},
+                )
+                for i in range(args.ss_messages)
             )
+        )
         return room_id
 
-    rooms = await gather_limited(args.concurrency, [room(n) for n in range(args.ss_rooms)])
+    # Rooms started at once: enough to keep the gate full, few enough that
+    # rooms finish one after another rather than all at the end.
+    rooms = await gather_limited(args.ss_concurrency, [room(n) for n in range(args.ss_rooms)])
     print(f"    sliding sync data: {len(rooms)} rooms in {time.perf_counter() - t0:.1f}s")
     return {
         "token": owner["access_token"],

@@ -10,23 +10,39 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import OrderedDict
 from collections.abc import Callable, Collection, Iterable, Mapping
 
 import attrs
 
 
 @attrs.define(eq=False)
-class _Waiter:
+class _Watch:
+    """The requests of one user waiting on one set of rooms, indexed under
+    the user and each of the rooms once however many they are: a client
+    with thousands of rooms and several open long polls (sliding sync
+    connections, devices) would otherwise add thousands of index entries
+    per poll, and walk them on every wait and wake-up."""
+
     user_id: str
-    rooms: Collection[str]
-    woken: asyncio.Event = attrs.Factory(asyncio.Event)
+    rooms: frozenset[str]
+    woken: set[asyncio.Event] = attrs.Factory(set)
+
+
+# The last watch of this many users stays indexed while none of their
+# requests waits: a client polls again right after each response, and the
+# watch is then ready, not indexed under every room again.
+MAX_IDLE_WATCHES = 256
 
 
 class Notifier:
     def __init__(self) -> None:
         self.positions: dict[str, int] = {}
-        self._by_user: dict[str, set[_Waiter]] = {}
-        self._by_room: dict[str, set[_Waiter]] = {}
+        self._watches: dict[tuple[str, frozenset[str]], _Watch] = {}
+        # Watches nobody waits on, by user (one each), least recently used first.
+        self._idle: OrderedDict[str, _Watch] = OrderedDict()
+        self._by_user: dict[str, set[_Watch]] = {}
+        self._by_room: dict[str, set[_Watch]] = {}
         self._stream_listeners: list[Callable[[str, int], None]] = []
 
     def add_stream_listener(self, listener: Callable[[str, int], None]) -> None:
@@ -48,11 +64,13 @@ class Notifier:
             for listener in self._stream_listeners:
                 listener(stream, position)
         for user_id in users:
-            for waiter in self._by_user.get(user_id, ()):
-                waiter.woken.set()
+            for watch in self._by_user.get(user_id, ()):
+                for woken in watch.woken:
+                    woken.set()
         for room_id in rooms:
-            for waiter in self._by_room.get(room_id, ()):
-                waiter.woken.set()
+            for watch in self._by_room.get(room_id, ()):
+                for woken in watch.woken:
+                    woken.set()
 
     def moved_since(self, known: Mapping[str, int]) -> bool:
         return any(self.positions.get(s, 0) > p for s, p in known.items())
@@ -71,23 +89,49 @@ class Notifier:
         """
         if timeout_s <= 0 or self.moved_since(known):
             return
-        waiter = _Waiter(user_id, rooms)
-        self._by_user.setdefault(user_id, set()).add(waiter)
-        for room_id in rooms:
-            self._by_room.setdefault(room_id, set()).add(waiter)
+        key = (user_id, frozenset(rooms))
+        idle = self._idle.pop(user_id, None)
+        if idle is not None and idle.rooms != key[1]:
+            self._unwatch(idle)
+        watch = self._watches.get(key)
+        if watch is None:
+            watch = self._watches[key] = _Watch(user_id, key[1])
+            self._by_user.setdefault(user_id, set()).add(watch)
+            for room_id in watch.rooms:
+                self._by_room.setdefault(room_id, set()).add(watch)
+        woken = asyncio.Event()
+        watch.woken.add(woken)
         try:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(timeout_s):
-                    await waiter.woken.wait()
+                    await woken.wait()
         finally:
-            self._forget(self._by_user, user_id, waiter)
-            for room_id in rooms:
-                self._forget(self._by_room, room_id, waiter)
+            watch.woken.discard(woken)
+            if not watch.woken:
+                self._rest(watch)
+
+    def _rest(self, watch: _Watch) -> None:
+        """Nobody waits on `watch` now: it stays as its user's idle one."""
+        replaced = self._idle.pop(watch.user_id, None)
+        if replaced is not None and replaced is not watch:
+            self._unwatch(replaced)
+        self._idle[watch.user_id] = watch
+        while len(self._idle) > MAX_IDLE_WATCHES:
+            _, oldest = self._idle.popitem(last=False)
+            self._unwatch(oldest)
+
+    def _unwatch(self, watch: _Watch) -> None:
+        if watch.woken:
+            return
+        del self._watches[(watch.user_id, watch.rooms)]
+        self._forget(self._by_user, watch.user_id, watch)
+        for room_id in watch.rooms:
+            self._forget(self._by_room, room_id, watch)
 
     @staticmethod
-    def _forget(index: dict[str, set[_Waiter]], key: str, waiter: _Waiter) -> None:
+    def _forget(index: dict[str, set[_Watch]], key: str, watch: _Watch) -> None:
         waiters = index.get(key)
         if waiters is not None:
-            waiters.discard(waiter)
+            waiters.discard(watch)
             if not waiters:
                 del index[key]

@@ -980,7 +980,6 @@ class HomeServer:
                     ),
                     ignored,
                     sliding_sync_extensions,
-                    room_store,
                     presence,
                 ),
                 sliding_sync_extensions,

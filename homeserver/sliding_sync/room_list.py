@@ -124,6 +124,11 @@ def ordered(rooms: Sequence[ListRoom]) -> list[ListRoom]:
     return sorted(rooms, key=lambda r: (-r.bump_stamp, r.room_id))
 
 
+# A list without filters holds the whole server list (`matches` is true of
+# every room), which then needs no test per room.
+NO_FILTERS = ListFilters()
+
+
 def matches(room: ListRoom, filters: ListFilters, account: AccountView) -> bool:
     f = filters
     if f.is_dm is not None and (room.room_id in account.dm_rooms) != f.is_dm:

@@ -38,17 +38,15 @@ from homeserver.requester import Requester
 from homeserver.sliding_sync.extensions import ExtensionScope, SlidingSyncExtensions
 from homeserver.sliding_sync.model import RoomConfig, SlidingSyncRequest, merged
 from homeserver.sliding_sync.room_list import (
+    NO_FILTERS,
     ListRoom,
     account_view,
     in_server_list,
-    list_room,
     matches,
-    ordered,
     window,
 )
 from homeserver.sliding_sync.rooms import RoomDataBuilder, RoomWork
 from homeserver.sliding_sync.user_rooms import UserRooms, UserRoomsReader
-from homeserver.sync.response import RoomsOfUser
 from homeserver.sync.service import SyncActivity
 from homeserver.sync.token import STREAMS, SyncToken
 from storage.sliding_sync import SlidingSyncStore, StoredPosition
@@ -99,7 +97,6 @@ class SlidingSyncService:
         rooms: RoomDataBuilder,
         ignored: IgnoredUsers,
         extensions: SlidingSyncExtensions,
-        joined: RoomsOfUser,
         activity: SyncActivity | None = None,
     ) -> None:
         self._notifier = notifier
@@ -107,7 +104,6 @@ class SlidingSyncService:
         self._rooms = rooms
         self._ignored = ignored
         self._extensions = extensions
-        self._joined = joined
         self._activity = activity
         self._user_rooms = UserRoomsReader(sync_store, store)
 
@@ -173,17 +169,33 @@ class SlidingSyncService:
         deadline = time.monotonic() + timeout / 1000
         while True:
             now = self._current_token()
-            view = await self._user_rooms.read(requester.user_id, now["events"])
-            outcome = await self._build(requester, request, stored, since, now, view)
+            outcome, joined = await self._look(requester, request, stored, since, now)
             remaining = deadline - time.monotonic()
             if outcome.news(stored) or remaining <= 0:
                 return now, outcome
-            rooms = await self._joined.rooms_for_user(requester.user_id)
-            await self._notifier.wait(requester.user_id, rooms, now.positions, remaining)
+            # A parked poll holds only what its timeout answers with: nothing
+            # is stored then, so what it would remember is dropped.
+            outcome = attrs.evolve(outcome, remembered={})
+            # The joined rooms as the view has them: a membership change
+            # notifies the user, so the view is up to date for what it wakes.
+            await self._notifier.wait(requester.user_id, joined, now.positions, remaining)
             if time.monotonic() >= deadline and not self._notifier.moved_since(now.positions):
                 return now, outcome
             # Let the writes that woke us settle before building again.
             await asyncio.sleep(0)
+
+    async def _look(
+        self,
+        requester: Requester,
+        request: SlidingSyncRequest,
+        stored: StoredPosition | None,
+        since: SyncToken | None,
+        now: SyncToken,
+    ) -> tuple[_Outcome, frozenset[str]]:
+        """The outcome, and the joined rooms to wait on; the user's view of all
+        their rooms is not kept by a parked poll (the reader keeps the latest)."""
+        view = await self._user_rooms.read(requester.user_id, now["events"])
+        return await self._build(requester, request, stored, since, now, view), view.joined
 
     async def _build(
         self,
@@ -197,26 +209,33 @@ class SlidingSyncService:
         user_id = requester.user_id
         remembered: dict[str, Any] = dict(stored.rooms) if stored is not None else {}
         ignored = await self._ignored.ignored_users(user_id)
-        candidates = [
-            m
-            for m in view.memberships
-            if in_server_list(user_id, m, ignored, remembered.get(m.room_id, {}).get("m"))
+        # Joined rooms first in the test: they are most of a big account.
+        server_list = [
+            r
+            for r in view.listed
+            if r.membership.membership == "join"
+            or in_server_list(
+                user_id, r.membership, ignored, remembered.get(r.room_id, {}).get("m")
+            )
         ]
         facts = view.facts
         direct, tags = await self._store.direct_and_tags(user_id)
         spaces = {s for c in request.lists.values() for s in (c.filters.spaces or ()) if s in facts}
-        joined_spaces = {m.room_id for m in candidates if m.membership == "join"} & spaces
+        joined_spaces = view.joined & spaces
         children = await self._store.space_children(joined_spaces) if joined_spaces else {}
         account = account_view(direct, tags, children)
-        server_list = ordered([list_room(m, facts.get(m.room_id)) for m in candidates])
-        by_id = {r.room_id: r for r in server_list}
+        by_id = view.by_id
 
         configs: dict[str, list[RoomConfig]] = {}
         lists_of: dict[str, list[str]] = {}
         counts: dict[str, int] = {}
         list_rooms: dict[str, list[str]] = {}
         for name, config in request.lists.items():
-            filtered = [r for r in server_list if matches(r, config.filters, account)]
+            filtered = (
+                server_list
+                if config.filters == NO_FILTERS
+                else [r for r in server_list if matches(r, config.filters, account)]
+            )
             counts[name] = len(filtered)
             shown = window(filtered, config)
             list_rooms[name] = [r.room_id for r in shown]
@@ -228,6 +247,12 @@ class SlidingSyncService:
             for room_id in request.subscriptions
             if room_id in by_id
             and by_id[room_id].membership.membership in ("join", "invite", "knock")
+            and in_server_list(
+                user_id,
+                by_id[room_id].membership,
+                ignored,
+                remembered.get(room_id, {}).get("m"),
+            )
         ]
         for room_id in subscribed:
             configs.setdefault(room_id, []).append(request.subscriptions[room_id])

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 
 import attrs
 
-from homeserver.sliding_sync.room_list import BUMP_TYPES
+from homeserver.sliding_sync.room_list import BUMP_TYPES, ListRoom, list_room, ordered
 from storage.sliding_sync import RoomFacts, SlidingSyncStore
 from storage.sync import Membership, SyncStore
 
@@ -34,6 +34,33 @@ class UserRooms:
     facts: Mapping[str, RoomFacts]
     # How many rooms the user had forgotten: a change means a full read.
     forgotten: int
+    # The rooms joined (whose events a long poll waits for), made once per
+    # full read so that the polls of one user share one set.
+    joined: frozenset[str]
+    # Every membership as a list entry, newest first (room_list.py `ordered`),
+    # and by room: made once per look, not per list per request.
+    listed: tuple[ListRoom, ...]
+    by_id: Mapping[str, ListRoom]
+
+
+def _listed(
+    memberships: tuple[Membership, ...], facts: Mapping[str, RoomFacts]
+) -> tuple[tuple[ListRoom, ...], dict[str, ListRoom]]:
+    rooms = ordered([list_room(m, facts.get(m.room_id)) for m in memberships])
+    return tuple(rooms), {r.room_id: r for r in rooms}
+
+
+def _moved(before: UserRooms, now: int, fresh: Mapping[str, RoomFacts]) -> UserRooms:
+    """The view with new facts for a few joined rooms: only their entries are
+    made again, and the order mended (a sort of an almost sorted list)."""
+    facts = {**before.facts, **fresh}
+    by_id = dict(before.by_id)
+    for room_id in fresh:
+        entry = by_id.get(room_id)
+        if entry is not None:
+            by_id[room_id] = list_room(entry.membership, facts[room_id])
+    listed = tuple(ordered(list(by_id.values())))
+    return attrs.evolve(before, at=now, facts=facts, listed=listed, by_id=by_id)
 
 
 def _cap(m: Membership, now: int) -> int:
@@ -70,12 +97,11 @@ class UserRoomsReader:
             return await self._full(user_id, now)
         if before.at == now:
             return before
-        joined = [m.room_id for m in before.memberships if m.membership == "join"]
-        changed = await self._store.rooms_with_events_between(joined, before.at, now)
+        changed = await self._store.rooms_with_events_between(before.joined, before.at, now)
         if not changed:
             return attrs.evolve(before, at=now)
         fresh = await self._store.room_facts([(r, now) for r in changed], BUMP_TYPES)
-        return attrs.evolve(before, at=now, facts={**before.facts, **fresh})
+        return _moved(before, now, fresh)
 
     async def _full(self, user_id: str, now: int) -> UserRooms:
         _, forgotten = await self._store.membership_moves(user_id, now, now)
@@ -85,4 +111,6 @@ class UserRoomsReader:
         facts = await self._store.room_facts(
             [(m.room_id, _cap(m, now)) for m in memberships], BUMP_TYPES
         )
-        return UserRooms(now, tuple(memberships), facts, forgotten)
+        joined = frozenset(m.room_id for m in memberships if m.membership == "join")
+        listed, by_id = _listed(tuple(memberships), facts)
+        return UserRooms(now, tuple(memberships), facts, forgotten, joined, listed, by_id)
