@@ -72,22 +72,10 @@ class OAuthSessionStore:
         )
 
     async def owner_of_access_token(self, token_hash: bytes) -> TokenOwner | None:
-        row = await self._pool.fetchrow(
-            """SELECT t.user_id, t.device_id, s.client_id FROM access_tokens t
-               LEFT JOIN oauth_sessions s USING (user_id, device_id)
-               WHERE t.token_hash = $1""",
-            token_hash,
-        )
-        return TokenOwner(*row.values()) if row else None
+        return await self._owner_in("access_tokens", token_hash)
 
     async def owner_of_refresh_token(self, token_hash: bytes) -> TokenOwner | None:
-        row = await self._pool.fetchrow(
-            """SELECT t.user_id, t.device_id, s.client_id FROM refresh_tokens t
-               LEFT JOIN oauth_sessions s USING (user_id, device_id)
-               WHERE t.token_hash = $1""",
-            token_hash,
-        )
-        return TokenOwner(*row.values()) if row else None
+        return await self._owner_in("refresh_tokens", token_hash)
 
     async def spend_refresh_token(self, token_hash: bytes, user_id: str, device_id: str) -> None:
         await self._pool.execute(
@@ -99,8 +87,13 @@ class OAuthSessionStore:
         )
 
     async def owner_of_spent_refresh_token(self, token_hash: bytes) -> TokenOwner | None:
+        return await self._owner_in("oauth_spent_refresh_tokens", token_hash)
+
+    async def _owner_in(self, table: str, token_hash: bytes) -> TokenOwner | None:
+        """Whose token this is, in one of the three token tables, and the OAuth
+        client of its session (None for a session not made by OAuth)."""
         row = await self._pool.fetchrow(
-            """SELECT t.user_id, t.device_id, s.client_id FROM oauth_spent_refresh_tokens t
+            f"""SELECT t.user_id, t.device_id, s.client_id FROM {table} t
                LEFT JOIN oauth_sessions s USING (user_id, device_id)
                WHERE t.token_hash = $1""",
             token_hash,
