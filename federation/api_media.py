@@ -17,12 +17,12 @@ from aiohttp.abc import AbstractStreamWriter
 from aiohttp.web_request import BaseRequest
 
 from federation.http import FEDERATION_V1, FederationRequest, federation_endpoint, query_int
-from homeserver.errors import invalid_param, not_found
+from homeserver.api.stored_file import open_stored
+from homeserver.errors import invalid_param
 from homeserver.media.download import DEFAULT_TIMEOUT_MS, MediaDownloads, MediaFile
+from homeserver.media.files import MediaFiles, StoredFile
 from homeserver.media.headers import content_disposition
 from homeserver.media.thumbnailer import Thumbnailer
-
-_CHUNK = 256 * 1024
 
 
 class MultipartFileResponse(web.StreamResponse):
@@ -33,9 +33,9 @@ class MultipartFileResponse(web.StreamResponse):
     known up front, so the answer carries a Content-Length.
     """
 
-    def __init__(self, file: MediaFile, filename: str | None) -> None:
+    def __init__(self, file: MediaFile, stored: StoredFile, filename: str | None) -> None:
         super().__init__()
-        self._path = file.path
+        self._stored = stored
         boundary = secrets.token_hex(16)
         self._head = (
             f"--{boundary}\r\n"
@@ -48,34 +48,33 @@ class MultipartFileResponse(web.StreamResponse):
         self._tail = f"\r\n--{boundary}--\r\n".encode()
         self.content_type = "multipart/mixed"
         self.headers["Content-Type"] = f"multipart/mixed; boundary={boundary}"
-        self.content_length = len(self._head) + file.length + len(self._tail)
+        self.content_length = len(self._head) + stored.length + len(self._tail)
 
     async def prepare(self, request: BaseRequest) -> AbstractStreamWriter | None:
         if self.prepared:
             return await super().prepare(request)
-        handle = await asyncio.to_thread(self._path.open, "rb")
         try:
             writer = await super().prepare(request)
             await self.write(self._head)
-            while chunk := await asyncio.to_thread(handle.read, _CHUNK):
-                await self.write(chunk)
+            pieces = self._stored.read_range()
+            while piece := await asyncio.to_thread(next, pieces, b""):
+                await self.write(piece)
             await self.write(self._tail)
         finally:
-            handle.close()
+            await asyncio.to_thread(self._stored.close)
         return writer
-
-
-def _respond(file: MediaFile, filename: str | None) -> MultipartFileResponse:
-    # Checked before answering, so that a vanished file is a 404, not a cut answer.
-    if not file.path.exists():
-        raise not_found("Not found")
-    return MultipartFileResponse(file, filename)
 
 
 class FederationMediaApi:
     def __init__(
-        self, downloads: MediaDownloads, thumbnailer: Thumbnailer, *, server_name: str
+        self,
+        downloads: MediaDownloads,
+        thumbnailer: Thumbnailer,
+        files: MediaFiles,
+        *,
+        server_name: str,
     ) -> None:
+        self._files = files
         self._downloads = downloads
         self._thumbnailer = thumbnailer
         self._server_name = server_name
@@ -88,7 +87,7 @@ class FederationMediaApi:
             timeout_ms=query_int(req, "timeout_ms", DEFAULT_TIMEOUT_MS),
             legacy=False,
         )
-        return _respond(file, file.upload_name)
+        return await self._respond(file, file.upload_name)
 
     @federation_endpoint("GET", FEDERATION_V1 + "/media/thumbnail/{mediaId}")
     async def thumbnail(self, req: FederationRequest) -> web.StreamResponse:
@@ -111,4 +110,9 @@ class FederationMediaApi:
             timeout_ms=query_int(req, "timeout_ms", DEFAULT_TIMEOUT_MS),
             legacy=False,
         )
-        return _respond(file, None)
+        return await self._respond(file, None)
+
+    async def _respond(self, file: MediaFile, filename: str | None) -> MultipartFileResponse:
+        # Opened before answering, so that a vanished file is a 404, not a cut answer.
+        stored = await open_stored(self._files, file.path)
+        return MultipartFileResponse(file, stored, filename)

@@ -1,4 +1,4 @@
-"""The command line: run, generate-config, register-user, make-admin, migrate."""
+"""The command line: run, generate-config, register-user, make-admin, migrate, media-key."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import yaml
 from homeserver.config import Config, ConfigError, config_from_dict, config_to_dict, load_config
 from homeserver.keyfiles import ensure_self_signed_certificate, ensure_signing_key
 from homeserver.logs import setup_logging
+from homeserver.media.encryption import MediaKeyError
 
 DEFAULT_CONFIG = "data/homeserver.yaml"
 
@@ -59,7 +60,58 @@ def _parser() -> argparse.ArgumentParser:
 
     mig = sub.add_parser("migrate", help="apply database migrations and exit")
     mig.add_argument("--config", default=DEFAULT_CONFIG)
+
+    key = sub.add_parser("media-key", help="make, rotate or apply the media master key")
+    key_sub = key.add_subparsers(dest="key_command", required=True)
+    key_gen = key_sub.add_parser("generate", help="write a new master key to a file")
+    key_gen.add_argument("--out", required=True, type=Path)
+    key_rot = key_sub.add_parser(
+        "rotate", help="re-wrap every media file's key under a new master key (server stopped)"
+    )
+    key_rot.add_argument("--config", default=DEFAULT_CONFIG)
+    key_rot.add_argument("--new-key-file", required=True, type=Path)
+    key_enc = key_sub.add_parser(
+        "encrypt-existing", help="encrypt the media files stored before encryption was on"
+    )
+    key_enc.add_argument("--config", default=DEFAULT_CONFIG)
     return parser
+
+
+def media_key(args: argparse.Namespace) -> int:
+    """The media-key commands."""
+    from homeserver.media.encryption import load_master_key
+    from homeserver.media.key_commands import (
+        encrypt_existing,
+        media_master_key,
+        rotate,
+        write_new_key,
+    )
+
+    try:
+        if args.key_command == "generate":
+            try:
+                write_new_key(args.out)
+            except FileExistsError:
+                print(f"{args.out} exists already", file=sys.stderr)
+                return 1
+            print(f"wrote a new media master key to {args.out}")
+            return 0
+        config = load_config(args.config)
+        master = media_master_key(config)
+        if master is None:
+            print("media.encryption is not enabled in the config", file=sys.stderr)
+            return 2
+        root = config.path(config.media.store_path)
+        if args.key_command == "rotate":
+            count = rotate(root, master, load_master_key(args.new_key_file, None))
+            print(f"re-wrapped {count} files; now point media.encryption at {args.new_key_file}")
+        else:
+            count = encrypt_existing(root, master)
+            print(f"encrypted {count} files")
+    except (ConfigError, MediaKeyError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def generate_config(args: argparse.Namespace) -> int:
@@ -172,6 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "generate-config":
         return generate_config(args)
+    if args.command == "media-key":
+        return media_key(args)
     try:
         config = load_config(args.config)
     except ConfigError as e:
@@ -200,6 +254,10 @@ def main(argv: list[str] | None = None) -> int:
             user_id = asyncio.run(_make_admin(config, args.user))
             print(f"{user_id} is now a server admin")
     except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except MediaKeyError as e:
+        # A wrong or missing media master key: said in one line, not as a traceback.
         print(f"error: {e}", file=sys.stderr)
         return 1
     return 0

@@ -20,6 +20,7 @@ import yaml
 from cattrs.errors import ClassValidationError
 from unpaddedbase64 import decode_base64
 
+from homeserver.config_secrets import SecretError, resolve_secrets
 from homeserver.events.room_versions import DEFAULT_ROOM_VERSION, KNOWN_ROOM_VERSIONS
 from homeserver.public_addresses import split_server_name
 
@@ -146,6 +147,24 @@ class ThumbnailSize:
 
 
 @attrs.frozen
+class MediaEncryptionConfig:
+    """Media files encrypted at rest (homeserver/media/encryption.py)."""
+
+    enabled: bool = False
+    # The master key: 32 bytes, base64, in this file (relative to data_dir;
+    # `homeserver media-key generate` makes one) or in this environment variable.
+    master_key_path: str | None = None
+    master_key_env: str | None = None
+
+    def validate(self) -> None:
+        if self.enabled and (self.master_key_path is None) == (self.master_key_env is None):
+            raise ConfigError(
+                "media.encryption: name the master key with exactly one of"
+                " master_key_path and master_key_env"
+            )
+
+
+@attrs.frozen
 class MediaConfig:
     # Where media files are kept, relative to data_dir.
     store_path: str = "media"
@@ -176,8 +195,10 @@ class MediaConfig:
     url_preview_ip_range_whitelist: list[str] = attrs.Factory(list)
     url_preview_max_size: int = 10 * 1024 * 1024
     url_preview_timeout_s: float = 10.0
+    encryption: MediaEncryptionConfig = MediaEncryptionConfig()
 
     def validate(self) -> None:
+        self.encryption.validate()
         for i, size in enumerate(self.thumbnail_sizes):
             if size.method not in ("crop", "scale") or size.width < 1 or size.height < 1:
                 raise ConfigError(
@@ -694,6 +715,11 @@ def load_config(path: str | Path) -> Config:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
         raise ConfigError(f"{path} is not valid YAML: {e}") from None
+    if isinstance(data, dict):
+        try:
+            resolve_secrets(data, Path(path).parent / str(data.get("data_dir", ".")))
+        except SecretError as e:
+            raise ConfigError(str(e)) from None
     config = config_from_dict(data)
     # A relative data_dir is relative to the config file, wherever the server starts.
     data_dir = Path(path).parent / config.data_dir

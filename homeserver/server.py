@@ -148,6 +148,7 @@ from homeserver.keyfiles import ensure_self_signed_certificate, ensure_signing_k
 from homeserver.media.download import MediaDownloads
 from homeserver.media.expiry import MediaExpiry
 from homeserver.media.files import MediaFiles
+from homeserver.media.key_commands import media_master_key
 from homeserver.media.manage import MediaManager
 from homeserver.media.preview import UrlPreviewer
 from homeserver.media.safe_fetch import AddressPolicy, SafeFetcher
@@ -308,6 +309,8 @@ class HomeServer:
     async def start(self) -> None:
         config = self.config
         self.signing_key = await asyncio.to_thread(self._prepare_key_files)
+        # Before anything is started: a wrong media master key stops the start.
+        self.media_files = await asyncio.to_thread(self._prepare_media_files)
         self.pool, self._embedded = await open_database(config)
         pool = self.pool
         self.metrics.watch_pool(
@@ -342,6 +345,13 @@ class HomeServer:
             config.server_name,
         )
         return load_signing_key(config.path(config.signing_key_path))
+
+    def _prepare_media_files(self) -> MediaFiles:
+        """The media store, its master key checked (MediaKeyError if wrong or missing)."""
+        config = self.config
+        files = MediaFiles(config.path(config.media.store_path), media_master_key(config))
+        files.prepare()
+        return files
 
     async def _admin_apis(
         self,
@@ -1093,8 +1103,7 @@ class HomeServer:
         (the client is made later, with the federation listener)."""
         config = self.config
         media = config.media
-        files = MediaFiles(config.path(media.store_path))
-        await asyncio.to_thread(files.prepare)
+        files = self.media_files
         store = MediaStore(pool)
         # For the admin API (quarantine, protection, deletion).
         self.media_manager = MediaManager(store, files)
@@ -1157,7 +1166,7 @@ class HomeServer:
         )
         # Also served to other servers by the federation listener.
         self.media_downloads, self.thumbnailer = downloads, thumbnailer
-        return MediaApi(uploader, downloads, thumbnailer, previewer)
+        return MediaApi(uploader, downloads, thumbnailer, previewer, files)
 
     async def _serve_federation(self) -> int:
         config = self.config
@@ -1247,7 +1256,10 @@ class HomeServer:
             FederationRoomsApi(reads),
             FederationQueryApi(self.profiles, self.directory, server_name=config.server_name),
             FederationMediaApi(
-                self.media_downloads, self.thumbnailer, server_name=config.server_name
+                self.media_downloads,
+                self.thumbnailer,
+                self.media_files,
+                server_name=config.server_name,
             ),
             FederationThreepidApi(self.third_party_invites),
             FederationE2eApi(

@@ -14,8 +14,10 @@ from typing import Any
 from aiohttp import web
 
 from homeserver.api.http import ClientRequest, endpoint
+from homeserver.api.stored_file import StoredFileResponse, open_stored
 from homeserver.errors import MatrixError, invalid_param, missing_param
 from homeserver.media.download import DEFAULT_TIMEOUT_MS, MediaDownloads, MediaFile
+from homeserver.media.files import MediaFiles
 from homeserver.media.headers import media_headers
 from homeserver.media.preview import UrlPreviewer
 from homeserver.media.thumbnailer import Thumbnailer
@@ -50,10 +52,6 @@ def _content_length(req: ClientRequest) -> int | None:
     return int(value) if value is not None and value.isdigit() else None
 
 
-def _file_response(file: MediaFile, filename: str | None) -> web.FileResponse:
-    return web.FileResponse(file.path, headers=media_headers(file.content_type, filename))
-
-
 class MediaApi:
     def __init__(
         self,
@@ -61,7 +59,9 @@ class MediaApi:
         downloads: MediaDownloads,
         thumbnailer: Thumbnailer,
         previewer: UrlPreviewer | None,
+        files: MediaFiles,
     ) -> None:
+        self._files = files
         self._uploader = uploader
         self._downloads = downloads
         self._thumbnailer = thumbnailer
@@ -122,7 +122,7 @@ class MediaApi:
             legacy=legacy,
             allow_remote=req.query_bool("allow_remote", default=True),
         )
-        return _file_response(file, req.params.get("fileName") or file.upload_name)
+        return await self._respond(req, file, req.params.get("fileName") or file.upload_name)
 
     @endpoint("GET", "/thumbnail/{serverName}/{mediaId}", prefixes=AUTHENTICATED, guest_ok=True)
     async def thumbnail(self, req: ClientRequest) -> web.StreamResponse:
@@ -151,7 +151,16 @@ class MediaApi:
             legacy=legacy,
             allow_remote=req.query_bool("allow_remote", default=True),
         )
-        return _file_response(file, None)
+        return await self._respond(req, file, None)
+
+    async def _respond(
+        self, req: ClientRequest, file: MediaFile, filename: str | None
+    ) -> web.StreamResponse:
+        headers = media_headers(file.content_type, filename)
+        if not self._files.encrypted:
+            return web.FileResponse(file.path, headers=headers)
+        stored = await open_stored(self._files, file.path)
+        return StoredFileResponse(stored, headers, req.headers.get("Range"))
 
     @endpoint("GET", "/preview_url", prefixes=AUTHENTICATED)
     @endpoint("GET", "/preview_url", prefixes=LEGACY)

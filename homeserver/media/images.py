@@ -113,7 +113,7 @@ def _resize(image: Image.Image, width: int, height: int, method: str) -> Image.I
 
 
 def render(
-    source: Path,
+    source: Path | bytes,
     width: int,
     height: int,
     method: str,

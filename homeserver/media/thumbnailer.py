@@ -115,7 +115,8 @@ class Thumbnailer:
         if source_type not in images.THUMBNAIL_SOURCE_TYPES:
             raise _unthumbnailable()
         try:
-            info = await asyncio.to_thread(images.probe, source.path, self._max_pixels)
+            image = await asyncio.to_thread(self._files.image_source, source.path)
+            info = await asyncio.to_thread(images.probe, image, self._max_pixels)
         except (images.ImageError, OSError):
             raise _unthumbnailable() from None
         chosen = choose(candidates(self._sizes, info.width, info.height, method), width, height)
@@ -133,7 +134,7 @@ class Thumbnailer:
                 try:
                     data = await asyncio.to_thread(
                         images.render,
-                        source.path,
+                        image,
                         chosen.width,
                         chosen.height,
                         method,
@@ -149,6 +150,6 @@ class Thumbnailer:
             path=path,
             content_type=content_type,
             upload_name=None,
-            length=path.stat().st_size,
+            length=await asyncio.to_thread(self._files.stored_length, path),
             sha256=source.sha256,
         )
