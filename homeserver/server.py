@@ -62,6 +62,7 @@ from homeserver.accounts.passwords import PasswordHasher
 from homeserver.accounts.registration import AccountService
 from homeserver.accounts.sessions import SessionService
 from homeserver.admin.audit import AuditLog
+from homeserver.admin.compliance import ComplianceSearch
 from homeserver.admin.gate import AdminGate
 from homeserver.admin.media import AdminMedia
 from homeserver.admin.moderation import Moderation
@@ -74,6 +75,7 @@ from homeserver.admin.tokens import AdminTokens
 from homeserver.admin.users import AdminUsers
 from homeserver.api.admin.appservices import AdminAppServicesApi
 from homeserver.api.admin.audit import AdminAuditApi
+from homeserver.api.admin.compliance import AdminComplianceApi
 from homeserver.api.admin.media import AdminMediaApi
 from homeserver.api.admin.notices import AdminNoticesApi
 from homeserver.api.admin.oauth import AdminOAuthApi
@@ -220,6 +222,7 @@ from storage.admin_users import AdminUserStore
 from storage.appservice_delivery import AppServiceDeliveryStore
 from storage.appservice_directory import AppServiceDirectoryStore
 from storage.browser_sessions import BrowserSessionStore
+from storage.compliance_search import ComplianceSearchStore
 from storage.database import EmbeddedPostgres, create_pool, migrate
 from storage.destinations import DestinationStore
 from storage.device_lists import DeviceListStore
@@ -361,6 +364,7 @@ class HomeServer:
         rooms: AdminRooms,
         notices: ServerNotices,
         registration: SharedSecretRegistration,
+        compliance: ComplianceSearch,
     ) -> list[object]:
         """The admin API (/_synapse/admin) over the services the client API uses.
 
@@ -382,6 +386,7 @@ class HomeServer:
             AdminServerApi(BackgroundUpdates()),
             AdminAppServicesApi(self.appservice_delivery),
             AdminAuditApi(AuditLog(AuditStore(pool))),
+            AdminComplianceApi(compliance),
             AdminMediaApi(
                 AdminMedia(self.media_manager, AdminMediaStore(pool), self.config.server_name)
             ),
@@ -1079,6 +1084,7 @@ class HomeServer:
                     sessions=sessions,
                     profiles=profiles,
                 ),
+                ComplianceSearch(ComplianceSearchStore(pool), events, formatter),
             ),
         )
         return app
