@@ -201,6 +201,8 @@ class DelayedEventsApi:
         if Authenticator.token_of(req) is None:
             self._limiter.check(f"ip:{req.ip or ''}")
             return None
+        # The Authenticator reads only the headers and query, which a
+        # ClientRequest carries as the aiohttp request does.
         requester = await self._auth.requester(req, req.ip)  # type: ignore[arg-type]
         self._limiter.check(requester.user_id)
         return requester
