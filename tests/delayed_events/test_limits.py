@@ -6,6 +6,9 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
+import pytest
+
+from homeserver.config import ConfigError, config_from_dict
 from tests.conftest import RunningServer, rate_limits_on
 from tests.delayed_events.helpers import MSC, V3, User, new_user
 
@@ -123,3 +126,18 @@ async def test_management_is_rate_limited(server_factory: Any) -> None:
     # Without a token the limit is the IP address's own (here: fresh).
     status, _ = await hs.request("POST", f"{MSC}/delayed_events/{body['delay_id']}/restart")
     assert status == 200
+
+
+@pytest.mark.parametrize(
+    ("section", "named"),
+    [
+        ({"max_delay_ms": 0}, "delayed_events.max_delay_ms"),
+        ({"max_per_user": -1}, "delayed_events.max_per_user"),
+        ({"max_per_user": "many"}, "delayed_events.max_per_user"),
+        ({"max_scheduled": 5}, "max_scheduled"),
+    ],
+)
+def test_bad_config_names_the_key(section: dict[str, Any], named: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        config_from_dict({"server_name": "x", "delayed_events": section})
+    assert named in str(err.value)
