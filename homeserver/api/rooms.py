@@ -70,8 +70,7 @@ class RoomsApi:
         and, as in Synapse, its event carries no transaction id back to the
         sender (an id the client never chose would tell it nothing)."""
         p = req.params
-        delay_ms = delay_of(req) if self._delayed is not None else None
-        if self._delayed is not None and delay_ms is not None:
+        if self._delayed is not None and (delay_ms := delay_of(req)) is not None:
             return await schedule_from_query(
                 self._delayed,
                 req,
@@ -96,8 +95,7 @@ class RoomsApi:
     @endpoint("PUT", "/rooms/{roomId}/state/{eventType}/{stateKey}", guest_ok=True)
     async def put_state(self, req: ClientRequest) -> dict[str, Any] | web.Response:
         p = req.params
-        delay_ms = delay_of(req) if self._delayed is not None else None
-        if self._delayed is not None and delay_ms is not None:
+        if self._delayed is not None and (delay_ms := delay_of(req)) is not None:
             return await schedule_from_query(
                 self._delayed,
                 req,

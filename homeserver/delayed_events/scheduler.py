@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any
 
 from homeserver.delayed_events import DELAYED_TXN_DEVICE
 from homeserver.errors import MatrixError
@@ -123,7 +122,7 @@ class DelayedEventScheduler:
             await self.send(row, reason="delay")
         except MatrixError as e:
             logger.info("delayed event %s refused: %s %s", row.delay_id, e.errcode, e.message)
-            await self._store.mark_failed(row.delay_id, _error_json(e), now_ms())
+            await self._store.mark_failed(row.delay_id, e.to_json(), now_ms())
         except Exception:
             # Not the room's answer (the database went away, say): the claim
             # stays and is taken up again once stale.
@@ -156,7 +155,3 @@ class DelayedEventScheduler:
         purged = await self._store.purge_finalised(now - RETENTION_MS, RETENTION_PER_USER)
         if purged:
             logger.info("forgot %d finalised delayed events", purged)
-
-
-def _error_json(error: MatrixError) -> dict[str, Any]:
-    return error.to_json()

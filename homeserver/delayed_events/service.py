@@ -14,7 +14,7 @@ from typing import Any
 import attrs
 
 from homeserver.delayed_events.scheduler import DelayedEventScheduler
-from homeserver.errors import MatrixError, forbidden, not_found
+from homeserver.errors import MatrixError, forbidden, invalid_param, not_found
 from homeserver.events.canonical import encode_canonical_json
 from homeserver.requester import Requester
 from storage.database import now_ms
@@ -95,7 +95,7 @@ class DelayedEvents:
         if self._limits.max_per_user == 0:
             raise forbidden("Sending delayed events has been disallowed")
         if delay_ms <= 0:
-            raise MatrixError(400, "M_INVALID_PARAM", "The delay must be a positive number of ms")
+            raise invalid_param("The delay must be a positive number of ms")
         if delay_ms > self._limits.max_delay_ms:
             # The form Element Call (matrix-js-sdk's MembershipManager) reads
             # to shorten its delay and try again, as Synapse answered it.
