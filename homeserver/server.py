@@ -1107,7 +1107,7 @@ class HomeServer:
         start-up on) and cancels delayed state others overwrite."""
         assert self.pipeline is not None
         store = DelayedEventStore(pool)
-        scheduler = DelayedEventScheduler(store, rooms)
+        scheduler = DelayedEventScheduler(store, rooms, events)
         self.pipeline.add_commit_hook(scheduler.on_commit)
         scheduler.start()
 

@@ -11,6 +11,10 @@ CREATE TABLE delayed_events (
     room_id TEXT NOT NULL,
     event_type TEXT NOT NULL,
     state_key TEXT,
+    -- For state: the current event of that state when it was scheduled; if
+    -- another user's event replaced it by the time of sending, it is
+    -- cancelled then (should the commit hook that cancels it have been missed).
+    state_event_id TEXT,
     content TEXT NOT NULL,
     -- An application service's ?ts=, kept for the event when it is sent.
     origin_server_ts BIGINT,

@@ -21,7 +21,7 @@ SENT = "sent"
 FAILED = "failed"
 CANCELLED = "cancelled"
 
-_COLUMNS = """delay_id, user_id, device_id, room_id, event_type, state_key, content,
+_COLUMNS = """delay_id, user_id, device_id, room_id, event_type, state_key, state_event_id, content,
     origin_server_ts, delay_ms, scheduled_at, send_ts, status, finalised_ts, reason,
     event_id, error"""
 
@@ -34,6 +34,7 @@ class DelayedEvent:
     room_id: str
     event_type: str
     state_key: str | None
+    state_event_id: str | None
     content: dict[str, Any]
     origin_server_ts: int | None
     delay_ms: int
@@ -55,6 +56,7 @@ class NewDelayedEvent:
     room_id: str
     event_type: str
     state_key: str | None
+    state_event_id: str | None
     content: dict[str, Any]
     origin_server_ts: int | None
     delay_ms: int
@@ -77,6 +79,7 @@ def _row(r: asyncpg.Record) -> DelayedEvent:
         room_id=r["room_id"],
         event_type=r["event_type"],
         state_key=r["state_key"],
+        state_event_id=r["state_event_id"],
         content=json.loads(r["content"]),
         origin_server_ts=r["origin_server_ts"],
         delay_ms=r["delay_ms"],
@@ -124,9 +127,9 @@ class DelayedEventStore:
                 return CapReached(outstanding[len(outstanding) - limit]["send_ts"])
             await conn.execute(
                 """INSERT INTO delayed_events (delay_id, user_id, device_id, txn_id, room_id,
-                       event_type, state_key, content, origin_server_ts, delay_ms,
-                       scheduled_at, send_ts)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)""",
+                       event_type, state_key, state_event_id, content, origin_server_ts,
+                       delay_ms, scheduled_at, send_ts)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)""",
                 new.delay_id,
                 new.user_id,
                 new.device_id,
@@ -134,6 +137,7 @@ class DelayedEventStore:
                 new.room_id,
                 new.event_type,
                 new.state_key,
+                new.state_event_id,
                 json.dumps(new.content, ensure_ascii=False, separators=(",", ":")),
                 new.origin_server_ts,
                 new.delay_ms,
@@ -241,6 +245,16 @@ class DelayedEventStore:
             delay_id,
             event_id,
             reason,
+            now,
+        )
+
+    async def mark_overwritten(self, delay_id: str, now: int) -> None:
+        """Cancel a claimed row whose state another user set meanwhile."""
+        await self._pool.execute(
+            """UPDATE delayed_events
+               SET status = 'cancelled', reason = 'state', finalised_ts = $2
+               WHERE delay_id = $1 AND status = 'sending'""",
+            delay_id,
             now,
         )
 

@@ -30,6 +30,7 @@ from homeserver.requester import Requester
 from homeserver.rooms.service import FakeAccepted, RoomService
 from storage.database import now_ms
 from storage.delayed_events import DelayedEvent, DelayedEventStore
+from storage.events import EventStore
 
 logger = logging.getLogger(__name__)
 
@@ -48,9 +49,10 @@ PURGE_EVERY_MS = 60 * 60 * 1000
 
 
 class DelayedEventScheduler:
-    def __init__(self, store: DelayedEventStore, rooms: RoomService) -> None:
+    def __init__(self, store: DelayedEventStore, rooms: RoomService, events: EventStore) -> None:
         self._store = store
         self._rooms = rooms
+        self._events = events
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._last_purge = 0
@@ -71,10 +73,14 @@ class DelayedEventScheduler:
                 await self._task
             self._task = None
 
-    async def send(self, row: DelayedEvent, *, reason: str) -> str:
+    async def send(self, row: DelayedEvent, *, reason: str) -> str | None:
         """Put a claimed row's event into the room and mark it sent; return
-        the event id. A MatrixError (the room refused it) is raised with the
-        row still claimed, for the caller to decide."""
+        the event id, or None when it was cancelled instead because another
+        user set its state meanwhile. A MatrixError (the room refused it) is
+        raised with the row still claimed, for the caller to decide."""
+        if row.state_key is not None and await self._overwritten(row):
+            await self._store.mark_overwritten(row.delay_id, now_ms())
+            return None
         requester = Requester(row.user_id, DELAYED_TXN_DEVICE, 0)
         try:
             stored = await self._rooms.send_event(
@@ -92,6 +98,19 @@ class DelayedEventScheduler:
             event_id = str(accepted.to_json()["event_id"])
         await self._store.mark_sent(row.delay_id, event_id, reason, now_ms())
         return event_id
+
+    async def _overwritten(self, row: DelayedEvent) -> bool:
+        """Whether another user's event replaced the state since it was
+        scheduled: the commit hook cancels those at once, this catches the
+        ones it missed (the process stopped in between)."""
+        assert row.state_key is not None
+        current = await self._events.current_state_event_id(
+            row.room_id, row.event_type, row.state_key
+        )
+        if current is None or current == row.state_event_id:
+            return False
+        stored = (await self._events.get_events([current])).get(current)
+        return stored is not None and stored.event.sender != row.user_id
 
     async def on_commit(self, event: Event, stream_ordering: int) -> None:
         """Pipeline commit hook: another user set a state that delayed state

@@ -113,6 +113,11 @@ class DelayedEvents:
             raise MatrixError(413, "M_TOO_LARGE", "The event content is too large")
         if await self._events.room_version(room_id) is None:
             raise not_found("Unknown room")
+        state_event_id = (
+            await self._events.current_state_event_id(room_id, event_type, state_key)
+            if state_key is not None
+            else None
+        )
         found = await self._store.add(
             NewDelayedEvent(
                 delay_id=_new_delay_id(),
@@ -122,6 +127,7 @@ class DelayedEvents:
                 room_id=room_id,
                 event_type=event_type,
                 state_key=state_key,
+                state_event_id=state_event_id,
                 content=content,
                 origin_server_ts=origin_server_ts,
                 delay_ms=delay_ms,
@@ -162,12 +168,13 @@ class DelayedEvents:
             claimed = await self._store.claim(delay_id, now)
             if claimed is not None:
                 try:
-                    await self._scheduler.send(claimed, reason="action")
+                    sent = await self._scheduler.send(claimed, reason="action")
                 except MatrixError:
                     # The MSC: answer with the error, keep it scheduled.
                     await self._store.unclaim(delay_id)
                     raise
-                return
+                if sent is not None:
+                    return
         current = await self._store.get(delay_id)
         if current is not None and _same_outcome(action, current):
             return
