@@ -635,7 +635,7 @@ class HomeServer:
         self.pipeline.add_commit_hook(guest_access.on_commit)
         if config.enable_ephemeral_messages:
             self._start_self_destruct(app, pool, events)
-        delayed = self._start_delayed_events(app, pool, events, rooms)
+        delayed = self._start_delayed_events(app, pool, events, rooms, limiters["client_writes"])
         filters = FilterService(FilterStore(pool))
         presence = PresenceService(
             PresenceStore(pool),
@@ -1101,13 +1101,18 @@ class HomeServer:
         app.on_cleanup.append(stop_expiry)
 
     def _start_delayed_events(
-        self, app: web.Application, pool: asyncpg.Pool, events: EventStore, rooms: RoomService
+        self,
+        app: web.Application,
+        pool: asyncpg.Pool,
+        events: EventStore,
+        rooms: RoomService,
+        write_limiter: RateLimiter,
     ) -> DelayedEvents:
         """Delayed events (MSC4140): the scheduler sends what is due (from
         start-up on) and cancels delayed state others overwrite."""
         assert self.pipeline is not None
         store = DelayedEventStore(pool)
-        scheduler = DelayedEventScheduler(store, rooms, events)
+        scheduler = DelayedEventScheduler(store, rooms, events, write_limiter)
         self.pipeline.add_commit_hook(scheduler.on_commit)
         scheduler.start()
 

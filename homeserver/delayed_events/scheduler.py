@@ -26,6 +26,7 @@ import logging
 from homeserver.delayed_events import DELAYED_TXN_DEVICE
 from homeserver.errors import MatrixError
 from homeserver.events.event import Event
+from homeserver.ratelimit import RateLimiter
 from homeserver.requester import Requester
 from homeserver.rooms.service import FakeAccepted, RoomService
 from storage.database import now_ms
@@ -49,10 +50,19 @@ PURGE_EVERY_MS = 60 * 60 * 1000
 
 
 class DelayedEventScheduler:
-    def __init__(self, store: DelayedEventStore, rooms: RoomService, events: EventStore) -> None:
+    def __init__(
+        self,
+        store: DelayedEventStore,
+        rooms: RoomService,
+        events: EventStore,
+        write_limiter: RateLimiter | None = None,
+    ) -> None:
         self._store = store
         self._rooms = rooms
         self._events = events
+        # The per-user limit on writes, applied again when a due event is
+        # sent (the MSC: else events scheduled for one moment get past it).
+        self._write_limiter = write_limiter
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._last_purge = 0
@@ -135,9 +145,12 @@ class DelayedEventScheduler:
                 return
 
     async def _send_on_time(self, row: DelayedEvent) -> None:
-        """A due event: sent, or finalised with the error that refused it
-        (not retried, as the MSC says: the owner can look the error up)."""
+        """A due event: sent, or finalised with the error that refused it,
+        a rate limit's included (not retried, as the MSC says: the owner can
+        look the error up)."""
         try:
+            if self._write_limiter is not None:
+                self._write_limiter.check(row.user_id)
             await self.send(row, reason="delay")
         except MatrixError as e:
             logger.info("delayed event %s refused: %s %s", row.delay_id, e.errcode, e.message)

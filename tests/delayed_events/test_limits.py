@@ -10,7 +10,7 @@ import pytest
 
 from homeserver.config import ConfigError, config_from_dict
 from tests.conftest import RunningServer, rate_limits_on
-from tests.delayed_events.helpers import MSC, V3, User, new_user
+from tests.delayed_events.helpers import MSC, V3, User, new_user, wait_for
 
 LIMITS = {"delayed_events": {"max_delay_ms": 10_000, "max_per_user": 2}}
 
@@ -141,3 +141,27 @@ def test_bad_config_names_the_key(section: dict[str, Any], named: str) -> None:
     with pytest.raises(ConfigError) as err:
         config_from_dict({"server_name": "x", "delayed_events": section})
     assert named in str(err.value)
+
+
+async def test_sending_on_time_counts_against_the_write_limit(server_factory: Any) -> None:
+    """Events scheduled for one moment cannot get past the per-user write
+    limit: one refused by it is finalised with that error, not sent."""
+    hs: RunningServer = await server_factory(
+        **rate_limits_on(client_writes={"per_second": 0.001, "burst_count": 4})
+    )
+    alice = await new_user(hs, "alice")
+    room = await alice.create_room()  # 1 write
+    await alice.send_later(room, "first", 200)  # 2
+    await alice.send_later(room, "second", 200)  # 3
+    # Sending "first" takes the last write; "second" is refused.
+
+    async def finalised() -> list:
+        found = (await alice.lookup("?status=finalised"))["finalised"]
+        return found if len(found) == 2 else []
+
+    outcomes = {
+        f["delayed_event"]["content"]["body"]: (f["outcome"], f.get("error", {}).get("errcode"))
+        for f in await wait_for(finalised)
+    }
+    assert outcomes == {"first": ("send", None), "second": ("cancel", "M_LIMIT_EXCEEDED")}
+    assert await alice.bodies(room) == ["first"]
