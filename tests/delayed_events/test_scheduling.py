@@ -141,6 +141,15 @@ async def test_cancel_restart_send_and_their_retries(hs: RunningServer) -> None:
     assert only["scheduled"] == [] and len(only["finalised"]) == 1
     status, one = await alice.call("GET", f"{MSC}/delayed_events/{cid}")
     assert status == 200 and "event_id" not in one and "finalised_ts" in one
+    for query in ("?status=sent", "?from=abc", "?from=-1"):
+        status, err = await alice.call("GET", f"{MSC}/delayed_events{query}")
+        assert (status, err["errcode"]) == (400, "M_INVALID_PARAM"), query
+    # Past the end: empty pages, no next_batch.
+    assert await alice.lookup("?from=100") == {
+        "delayed_events": [],
+        "scheduled": [],
+        "finalised": [],
+    }
     assert await alice.bodies(room) == ["now"]
 
 
