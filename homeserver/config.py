@@ -54,6 +54,25 @@ class RateLimits:
     registration: RateLimit = RateLimit(per_second=0.17, burst_count=3)
     # Per user, for every authenticated request that writes (PUT, POST, DELETE).
     client_writes: RateLimit = RateLimit(per_second=10.0, burst_count=100)
+    # Delayed event management and look-ups (MSC4140), per user or, without
+    # a token, per IP address (Synapse's rc_delayed_event_mgmt).
+    delayed_event_mgmt: RateLimit = RateLimit(per_second=1.0, burst_count=5)
+
+
+@attrs.frozen
+class DelayedEventsConfig:
+    """Delayed events (MSC4140), advertised as a capability."""
+
+    # The longest delay a client may ask for.
+    max_delay_ms: int = 24 * 60 * 60 * 1000
+    # Delayed events a user may have scheduled at once; 0 disallows them.
+    max_per_user: int = 100
+
+    def validate(self) -> None:
+        if self.max_delay_ms <= 0:
+            raise ConfigError("delayed_events.max_delay_ms: expected a positive integer")
+        if self.max_per_user < 0:
+            raise ConfigError("delayed_events.max_per_user: expected 0 or more")
 
 
 @attrs.frozen
@@ -558,6 +577,7 @@ class Config:
     oidc_providers: list[OidcProviderConfig] = attrs.Factory(list)
     sso: SsoConfig = SsoConfig()
     oauth: OAuthConfig = OAuthConfig()
+    delayed_events: DelayedEventsConfig = DelayedEventsConfig()
 
     def path(self, name: str) -> Path:
         """A path from the config, relative paths taken from the data directory."""
@@ -595,6 +615,7 @@ class Config:
         self.request_limits.validate()
         self.http.validate()
         self.oauth.validate()
+        self.delayed_events.validate()
         self._validate_federation()
         if self.ldap is not None:
             self.ldap.validate()

@@ -86,6 +86,7 @@ from homeserver.api.admin.tokens import AdminTokensApi
 from homeserver.api.admin.users import AdminUsersApi, SharedSecretApi
 from homeserver.api.appservice import AppServiceApi
 from homeserver.api.completion import drain_writes
+from homeserver.api.delayed_events import DelayedEventsApi
 from homeserver.api.devices import DevicesApi
 from homeserver.api.directory import DirectoryApi
 from homeserver.api.discovery import DiscoveryApi
@@ -131,6 +132,8 @@ from homeserver.appservice.ping import AppServicePing
 from homeserver.appservice.queries import AppServiceQueries
 from homeserver.appservice.registration import load_appservices
 from homeserver.config import Config, parse_listen
+from homeserver.delayed_events.scheduler import DelayedEventScheduler
+from homeserver.delayed_events.service import DelayedEventLimits, DelayedEvents
 from homeserver.devices_sync import DeviceListService
 from homeserver.e2e.backup import KeyBackupService
 from homeserver.e2e.changes import KeyChanges
@@ -224,6 +227,7 @@ from storage.appservice_directory import AppServiceDirectoryStore
 from storage.browser_sessions import BrowserSessionStore
 from storage.compliance_search import ComplianceSearchStore
 from storage.database import EmbeddedPostgres, create_pool, migrate
+from storage.delayed_events import DelayedEventStore
 from storage.destinations import DestinationStore
 from storage.device_lists import DeviceListStore
 from storage.directory import DirectoryStore
@@ -531,11 +535,12 @@ class HomeServer:
         appservice_auth = AppServiceAuth(
             self.appservices, users, SessionStore(pool), server_name=config.server_name
         )
+        authenticator = Authenticator(
+            sessions.authenticate, appservice_auth.requester, appservice_auth.is_unlimited
+        )
         router = Router(
             app,
-            Authenticator(
-                sessions.authenticate, appservice_auth.requester, appservice_auth.is_unlimited
-            ),
+            authenticator,
             limiters,
             AdminGate(users, AuditStore(pool)),
         )
@@ -645,6 +650,7 @@ class HomeServer:
         self.pipeline.add_commit_hook(guest_access.on_commit)
         if config.enable_ephemeral_messages:
             self._start_self_destruct(app, pool, events)
+        delayed = self._start_delayed_events(app, pool, events, rooms, limiters["client_writes"])
         filters = FilterService(FilterStore(pool))
         presence = PresenceService(
             PresenceStore(pool),
@@ -889,6 +895,7 @@ class HomeServer:
                 rtc_foci=config.rtc_foci,
                 change_password=config.ldap is None or config.ldap.local_passwords_enabled,
                 get_login_token=config.sso.login_via_existing_session,
+                delayed_events=delayed.capability(),
             ),
             SessionApi(
                 server_name=config.server_name,
@@ -930,7 +937,12 @@ class HomeServer:
             *self._oauth_apis(pool, sessions, addresses.client_base_url),
             DevicesApi(sessions, uia, appservice_accounts),
             ProfileApi(profiles),
-            RoomsApi(rooms, third_party_invites),
+            RoomsApi(rooms, third_party_invites, delayed),
+            DelayedEventsApi(
+                delayed,
+                authenticator,
+                RateLimiter(limits.delayed_event_mgmt, enabled=limits.enabled),
+            ),
             ThreepidsApi(threepid_bindings),
             ThreepidOnBindApi(third_party_invites),
             RoomHistoryApi(
@@ -1103,6 +1115,34 @@ class HomeServer:
             await expiry.stop()
 
         app.on_cleanup.append(stop_expiry)
+
+    def _start_delayed_events(
+        self,
+        app: web.Application,
+        pool: asyncpg.Pool,
+        events: EventStore,
+        rooms: RoomService,
+        write_limiter: RateLimiter,
+    ) -> DelayedEvents:
+        """Delayed events (MSC4140): the scheduler sends what is due (from
+        start-up on) and cancels delayed state others overwrite."""
+        assert self.pipeline is not None
+        store = DelayedEventStore(pool)
+        scheduler = DelayedEventScheduler(store, rooms, events, write_limiter)
+        self.pipeline.add_commit_hook(scheduler.on_commit)
+        scheduler.start()
+
+        async def stop_scheduler(_: web.Application) -> None:
+            await scheduler.stop()
+
+        app.on_cleanup.append(stop_scheduler)
+        limits = self.config.delayed_events
+        return DelayedEvents(
+            store,
+            events,
+            scheduler,
+            DelayedEventLimits(max_delay_ms=limits.max_delay_ms, max_per_user=limits.max_per_user),
+        )
 
     async def _media_api(self, app: web.Application, pool: asyncpg.Pool) -> MediaApi:
         """The content repository. Remote media is fetched over federation

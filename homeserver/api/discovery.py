@@ -19,6 +19,7 @@ UNSTABLE_FEATURES = {
     "org.matrix.e2e_cross_signing": True,
     # Simplified sliding sync (MSC4186), which Element X requires.
     "org.matrix.simplified_msc3575": True,
+    "org.matrix.msc4140": True,
 }
 
 
@@ -33,7 +34,10 @@ class DiscoveryApi:
         rtc_foci: list[dict[str, Any]] | None = None,
         change_password: bool = True,
         get_login_token: bool = False,
+        delayed_events: dict[str, int] | None = None,
     ) -> None:
+        # Delayed events' limits (MSC4140), as the capability of that name.
+        self._delayed_events = delayed_events or {}
         # MSC3882's POST /login/get_token is offered (sso.login_via_existing_session).
         self._get_login_token = get_login_token
         self._server_name = server_name
@@ -78,5 +82,6 @@ class DiscoveryApi:
                 "m.3pid_changes": {"enabled": False},
                 "m.get_login_token": {"enabled": self._get_login_token},
                 "m.profile_fields": {"enabled": True},
+                "org.matrix.msc4140.delayed_events": self._delayed_events,
             }
         }

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from aiohttp import web
+
 from homeserver.api.appservice_ts import appservice_ts
+from homeserver.api.delayed_events import delay_of, schedule_from_query
 from homeserver.api.http import ClientRequest, endpoint
 from homeserver.api.params import opt_str, req_str
+from homeserver.delayed_events.service import DelayedEvents
 from homeserver.errors import bad_json, invalid_param
 from homeserver.identifiers import is_valid_server_name
 from homeserver.identity.invites import ThirdPartyInvites, ThreepidInvite, parse_threepid_invite
@@ -38,9 +42,16 @@ def _invite_3pid(body: dict[str, Any]) -> list[ThreepidInvite]:
 
 
 class RoomsApi:
-    def __init__(self, rooms: RoomService, third_party: ThirdPartyInvites) -> None:
+    def __init__(
+        self,
+        rooms: RoomService,
+        third_party: ThirdPartyInvites,
+        delayed: DelayedEvents | None = None,
+    ) -> None:
         self._rooms = rooms
         self._third_party = third_party
+        # Delayed events (MSC4140): `org.matrix.msc4140.delay` on /send and /state.
+        self._delayed = delayed
 
     @endpoint("POST", "/createRoom")
     async def create_room(self, req: ClientRequest) -> dict[str, Any]:
@@ -53,12 +64,22 @@ class RoomsApi:
 
     @endpoint("PUT", "/rooms/{roomId}/send/{eventType}/{txnId}", guest_ok=True)
     @endpoint("POST", "/rooms/{roomId}/send/{eventType}", guest_ok=True)
-    async def send(self, req: ClientRequest) -> dict[str, Any]:
+    async def send(self, req: ClientRequest) -> dict[str, Any] | web.Response:
         """PUT with the client's transaction id, or the older POST without
         one (which SyTest and old clients use): a POST is never deduplicated,
         and, as in Synapse, its event carries no transaction id back to the
         sender (an id the client never chose would tell it nothing)."""
         p = req.params
+        if self._delayed is not None and (delay_ms := delay_of(req)) is not None:
+            return await schedule_from_query(
+                self._delayed,
+                req,
+                delay_ms,
+                req.json(),
+                state_key=None,
+                txn_id=p.get("txnId"),
+                origin_server_ts=appservice_ts(req),
+            )
         stored = await self._rooms.send_event(
             req.user,
             p["roomId"],
@@ -72,8 +93,18 @@ class RoomsApi:
     @endpoint("PUT", "/rooms/{roomId}/state/{eventType}", guest_ok=True)
     @endpoint("PUT", "/rooms/{roomId}/state/{eventType}/", guest_ok=True)
     @endpoint("PUT", "/rooms/{roomId}/state/{eventType}/{stateKey}", guest_ok=True)
-    async def put_state(self, req: ClientRequest) -> dict[str, Any]:
+    async def put_state(self, req: ClientRequest) -> dict[str, Any] | web.Response:
         p = req.params
+        if self._delayed is not None and (delay_ms := delay_of(req)) is not None:
+            return await schedule_from_query(
+                self._delayed,
+                req,
+                delay_ms,
+                req.json(),
+                state_key=p.get("stateKey", ""),
+                txn_id=None,
+                origin_server_ts=appservice_ts(req),
+            )
         stored = await self._rooms.send_event(
             req.user,
             p["roomId"],

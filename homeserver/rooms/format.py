@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
+from homeserver.delayed_events import DELAYED_TXN_DEVICE, UNSIGNED_DELAY_ID
 from homeserver.events.redaction import redact
 from homeserver.requester import Requester
 from storage.events import EventStore, StoredEvent
@@ -43,6 +44,13 @@ def _client_dict(
         and stored.txn_device_id == requester.device_id
     ):
         result["unsigned"]["transaction_id"] = stored.txn_id
+    if (
+        stored.txn_device_id == DELAYED_TXN_DEVICE
+        and requester is not None
+        and event.sender == requester.user_id
+    ):
+        # A sent delayed event's transaction id is its delay id (MSC4140).
+        result["unsigned"][UNSIGNED_DELAY_ID] = stored.txn_id
     return result
 
 
