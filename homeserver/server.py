@@ -19,6 +19,7 @@ from signedjson.types import SigningKey
 
 from federation.api import FederationVersionApi
 from federation.api_e2e import FederationE2eApi
+from federation.api_hierarchy import FederationHierarchyApi
 from federation.api_joins import FederationJoinsApi
 from federation.api_keys import KeysApi
 from federation.api_media import FederationMediaApi
@@ -37,6 +38,7 @@ from federation.e2e_remote import FederationRemoteKeys
 from federation.edu_registry import EduRegistry
 from federation.edus import DEVICE_LIST_UPDATE, DIRECT_TO_DEVICE, SIGNING_KEY_UPDATE
 from federation.handshakes import MembershipHandshakes
+from federation.hierarchy_client import FederationHierarchy
 from federation.http import MAX_FEDERATION_BODY_BYTES, FederationRouter
 from federation.inbound.edus import EphemeralEdus
 from federation.inbound.fetching import RemoteEvents
@@ -101,6 +103,7 @@ from homeserver.api.pushers import PushersApi
 from homeserver.api.relations import RelationsApi
 from homeserver.api.room_history import RoomHistoryApi
 from homeserver.api.room_keys import RoomKeysApi
+from homeserver.api.room_summary import RoomSummaryApi
 from homeserver.api.rooms import RoomsApi
 from homeserver.api.search import SearchApi
 from homeserver.api.session import SessionApi
@@ -178,12 +181,14 @@ from homeserver.rooms.directory import DirectoryService
 from homeserver.rooms.format import EventFormatter
 from homeserver.rooms.guest_access import GuestAccessRules
 from homeserver.rooms.hierarchy import SpaceHierarchy
+from homeserver.rooms.hierarchy_serving import HierarchyServing
 from homeserver.rooms.history import HistoryService
 from homeserver.rooms.pipeline import EventPipeline
 from homeserver.rooms.profile_updates import MemberProfileUpdater
 from homeserver.rooms.relations import RelationsService
 from homeserver.rooms.reports import ReportService
 from homeserver.rooms.restricted import RestrictedJoins
+from homeserver.rooms.room_summary import RoomSummaries
 from homeserver.rooms.search import SearchService
 from homeserver.rooms.self_destruct import SelfDestructingEvents
 from homeserver.rooms.service import RoomService
@@ -251,6 +256,7 @@ from storage.remote_media import RemoteMediaStore
 from storage.remote_membership import RemoteMembershipStore
 from storage.reports import ReportStore
 from storage.restricted_joins import RestrictedJoinStore
+from storage.room_servers import RoomServersStore
 from storage.rooms import RoomStore
 from storage.search import SearchStore
 from storage.server_keys import ServerKeyStore
@@ -606,10 +612,34 @@ class HomeServer:
             appservices=appservice_aliases,
         )
         self.directory = directory
+        # Spaces and room summaries of rooms on other servers (federation hierarchy).
+        room_servers = RoomServersStore(pool)
+        remote_hierarchy = FederationHierarchy(lambda: self.federation_client, config.server_name)
+        self.hierarchy = SpaceHierarchy(
+            events,
+            room_store,
+            directory_store,
+            access=room_servers,
+            server_name=config.server_name,
+            remote=remote_hierarchy,
+        )
+        self.hierarchy_serving = HierarchyServing(
+            self.hierarchy, directory_store, room_servers, server_name=config.server_name
+        )
+        room_summary_api = RoomSummaryApi(
+            RoomSummaries(
+                directory,
+                directory_store,
+                room_store,
+                room_servers,
+                server_name=config.server_name,
+                remote=remote_hierarchy,
+            )
+        )
         directory_api = DirectoryApi(
             directory,
             RoomUpgrader(self.pipeline, events, rooms, directory, directory_store),
-            SpaceHierarchy(events, room_store, directory_store),
+            self.hierarchy,
         )
         account_data = AccountDataService(account_data_store, self.notifier, room_store)
         tags = TagService(account_data, account_data_store)
@@ -939,6 +969,7 @@ class HomeServer:
                 formatter,
             ),
             directory_api,
+            room_summary_api,
             RelationsApi(relations, formatter),
             SearchApi(
                 SearchService(
@@ -1245,6 +1276,7 @@ class HomeServer:
             FederationOpenIdApi(self.openid_tokens),
             KeysApi(self.key_ring),
             FederationRoomsApi(reads),
+            FederationHierarchyApi(self.hierarchy_serving),
             FederationQueryApi(self.profiles, self.directory, server_name=config.server_name),
             FederationMediaApi(
                 self.media_downloads, self.thumbnailer, server_name=config.server_name
