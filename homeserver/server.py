@@ -29,6 +29,7 @@ from federation.api_query import FederationQueryApi
 from federation.api_rooms import FederationRoomsApi
 from federation.api_send import FederationSendApi
 from federation.api_threepid import FederationThreepidApi
+from federation.api_timestamps import FederationTimestampApi
 from federation.auth import RequestVerifier, sign_request
 from federation.backfill import FederationBackfill
 from federation.backoff import Backoff
@@ -52,6 +53,7 @@ from federation.receiver import TransactionReceiver
 from federation.sender import FederationSender
 from federation.serving import FederationReads
 from federation.third_party_invites import InviteExchange
+from federation.timestamps import FederationTimestamps, TimestampServing
 from federation.transport import FederationClient
 from federation.user_devices import UserDevices
 from homeserver.account_data import AccountDataService
@@ -91,6 +93,7 @@ from homeserver.api.directory import DirectoryApi
 from homeserver.api.discovery import DiscoveryApi
 from homeserver.api.ephemeral import EphemeralApi
 from homeserver.api.http import Authenticator, Router, matrix_middleware
+from homeserver.api.jump_to_date import JumpToDateApi
 from homeserver.api.keys import E2eKeysApi
 from homeserver.api.legacy_events import LegacyEventsApi
 from homeserver.api.listener import Listener
@@ -183,6 +186,7 @@ from homeserver.rooms.guest_access import GuestAccessRules
 from homeserver.rooms.hierarchy import SpaceHierarchy
 from homeserver.rooms.hierarchy_serving import HierarchyServing
 from homeserver.rooms.history import HistoryService
+from homeserver.rooms.jump_to_date import JumpToDate
 from homeserver.rooms.pipeline import EventPipeline
 from homeserver.rooms.profile_updates import MemberProfileUpdater
 from homeserver.rooms.relations import RelationsService
@@ -266,6 +270,7 @@ from storage.state import StateStore
 from storage.streams import StreamIds
 from storage.sync import SyncStore
 from storage.threepids import ThreepidBindingStore
+from storage.timestamps import TimestampStore
 from storage.to_device import ToDeviceStore
 from storage.uia import RegistrationTokenStore, UiaStore
 from storage.upstream import UpstreamStore
@@ -636,6 +641,26 @@ class HomeServer:
                 remote=remote_hierarchy,
             )
         )
+        # Events other servers name for a time, fetched as backfilled history.
+        timestamp_backfill = FederationBackfill(
+            lambda: self.federation_client,
+            lambda: self.key_ring,
+            events,
+            directory_store,
+            self.pipeline,
+            server_name=config.server_name,
+        )
+        # Jump to date, asking other servers where our history has a gap.
+        jump_to_date_api = JumpToDateApi(
+            JumpToDate(
+                TimestampStore(pool),
+                room_store,
+                visibility,
+                remote=FederationTimestamps(
+                    lambda: self.federation_client, timestamp_backfill, events
+                ),
+            )
+        )
         directory_api = DirectoryApi(
             directory,
             RoomUpgrader(self.pipeline, events, rooms, directory, directory_store),
@@ -970,6 +995,7 @@ class HomeServer:
             ),
             directory_api,
             room_summary_api,
+            jump_to_date_api,
             RelationsApi(relations, formatter),
             SearchApi(
                 SearchService(
@@ -1277,6 +1303,7 @@ class HomeServer:
             KeysApi(self.key_ring),
             FederationRoomsApi(reads),
             FederationHierarchyApi(self.hierarchy_serving),
+            FederationTimestampApi(TimestampServing(reads, TimestampStore(pool))),
             FederationQueryApi(self.profiles, self.directory, server_name=config.server_name),
             FederationMediaApi(
                 self.media_downloads, self.thumbnailer, server_name=config.server_name

@@ -7,7 +7,6 @@ from typing import Any
 from urllib.parse import quote
 
 import nio
-import pytest
 
 V1 = "/_matrix/client/v1"
 V3 = "/_matrix/client/v3"
@@ -140,18 +139,15 @@ async def test_world_readable_room_for_anyone(hs, login):
     assert body["world_readable"] is True and body["join_rule"] == "invite"
 
 
-@pytest.mark.parametrize(
-    "target,status,errcode",
-    [
+async def test_bad_and_unknown_targets(hs, login):
+    alice = await login("alice")
+    for target, status, errcode in (
         ("!nowhere:localhost", 404, "M_NOT_FOUND"),
         ("#nowhere:localhost", 404, "M_NOT_FOUND"),
         ("nothing", 400, "M_INVALID_PARAM"),
-    ],
-)
-async def test_bad_and_unknown_targets(hs, login, target, status, errcode):
-    alice = await login("alice")
-    got, body = await summary(hs, target, alice.access_token)
-    assert (got, body["errcode"]) == (status, errcode)
+    ):
+        got, body = await summary(hs, target, alice.access_token)
+        assert (got, body["errcode"]) == (status, errcode), target
 
 
 async def test_bad_token_is_refused_not_ignored(hs):
