@@ -121,6 +121,34 @@ class FederationBackfill:
             log.info("backfill of %s timed out", room_id)
         return 0
 
+    async def fetch_event(self, room_id: str, event_id: str, servers: Sequence[str]) -> bool:
+        """Fetch one event of the room's history (GET /event) from the first of
+        `servers` that has it, and store it as backfilled history (jump to
+        date, as Synapse's backfill of one event); whether we have it now."""
+        room_version = await self._events.room_version(room_id)
+        if room_version is None:
+            return False
+        for server in servers[:MAX_SERVERS]:
+            try:
+                body = await self._client().get_json(
+                    server, f"{V1}/event/{quote(event_id, safe='')}", timeout_s=REQUEST_TIMEOUT_S
+                )
+            except FederationError as e:
+                log.info("fetching %s from %s failed: %s", event_id, server, e)
+                continue
+            pdus = body.get("pdus") if isinstance(body, dict) else None
+            if not isinstance(pdus, list) or len(pdus) != 1:
+                continue
+            await self._store(server, room_version, room_id, pdus)
+            known = (await self._events.get_events([event_id])).get(event_id)
+            if known is not None and known.state_group is not None:
+                return True
+        return False
+
+    async def servers(self, room_id: str) -> list[str]:
+        """The other servers in the room, the most likely to have its history first."""
+        return await self._servers(room_id)
+
     async def _servers(self, room_id: str) -> list[str]:
         """The servers with members in the room, its creator's server first."""
         joined = await self._directory.joined_servers(room_id)

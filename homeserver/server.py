@@ -19,6 +19,7 @@ from signedjson.types import SigningKey
 
 from federation.api import FederationVersionApi
 from federation.api_e2e import FederationE2eApi
+from federation.api_hierarchy import FederationHierarchyApi
 from federation.api_joins import FederationJoinsApi
 from federation.api_keys import KeysApi
 from federation.api_media import FederationMediaApi
@@ -28,6 +29,7 @@ from federation.api_query import FederationQueryApi
 from federation.api_rooms import FederationRoomsApi
 from federation.api_send import FederationSendApi
 from federation.api_threepid import FederationThreepidApi
+from federation.api_timestamps import FederationTimestampApi
 from federation.auth import RequestVerifier, sign_request
 from federation.backfill import FederationBackfill
 from federation.backoff import Backoff
@@ -37,6 +39,7 @@ from federation.e2e_remote import FederationRemoteKeys
 from federation.edu_registry import EduRegistry
 from federation.edus import DEVICE_LIST_UPDATE, DIRECT_TO_DEVICE, SIGNING_KEY_UPDATE
 from federation.handshakes import MembershipHandshakes
+from federation.hierarchy_client import FederationHierarchy
 from federation.http import MAX_FEDERATION_BODY_BYTES, FederationRouter
 from federation.inbound.edus import EphemeralEdus
 from federation.inbound.fetching import RemoteEvents
@@ -50,6 +53,7 @@ from federation.receiver import TransactionReceiver
 from federation.sender import FederationSender
 from federation.serving import FederationReads
 from federation.third_party_invites import InviteExchange
+from federation.timestamps import FederationTimestamps, TimestampServing
 from federation.transport import FederationClient
 from federation.user_devices import UserDevices
 from homeserver.account_data import AccountDataService
@@ -92,6 +96,7 @@ from homeserver.api.directory import DirectoryApi
 from homeserver.api.discovery import DiscoveryApi
 from homeserver.api.ephemeral import EphemeralApi
 from homeserver.api.http import Authenticator, Router, matrix_middleware
+from homeserver.api.jump_to_date import JumpToDateApi
 from homeserver.api.keys import E2eKeysApi
 from homeserver.api.legacy_events import LegacyEventsApi
 from homeserver.api.listener import Listener
@@ -104,6 +109,7 @@ from homeserver.api.pushers import PushersApi
 from homeserver.api.relations import RelationsApi
 from homeserver.api.room_history import RoomHistoryApi
 from homeserver.api.room_keys import RoomKeysApi
+from homeserver.api.room_summary import RoomSummaryApi
 from homeserver.api.rooms import RoomsApi
 from homeserver.api.search import SearchApi
 from homeserver.api.session import SessionApi
@@ -184,12 +190,15 @@ from homeserver.rooms.directory import DirectoryService
 from homeserver.rooms.format import EventFormatter
 from homeserver.rooms.guest_access import GuestAccessRules
 from homeserver.rooms.hierarchy import SpaceHierarchy
+from homeserver.rooms.hierarchy_serving import HierarchyServing
 from homeserver.rooms.history import HistoryService
+from homeserver.rooms.jump_to_date import JumpToDate
 from homeserver.rooms.pipeline import EventPipeline
 from homeserver.rooms.profile_updates import MemberProfileUpdater
 from homeserver.rooms.relations import RelationsService
 from homeserver.rooms.reports import ReportService
 from homeserver.rooms.restricted import RestrictedJoins
+from homeserver.rooms.room_summary import RoomSummaries
 from homeserver.rooms.search import SearchService
 from homeserver.rooms.self_destruct import SelfDestructingEvents
 from homeserver.rooms.service import RoomService
@@ -259,6 +268,7 @@ from storage.remote_media import RemoteMediaStore
 from storage.remote_membership import RemoteMembershipStore
 from storage.reports import ReportStore
 from storage.restricted_joins import RestrictedJoinStore
+from storage.room_servers import RoomServersStore
 from storage.rooms import RoomStore
 from storage.search import SearchStore
 from storage.server_keys import ServerKeyStore
@@ -268,6 +278,7 @@ from storage.state import StateStore
 from storage.streams import StreamIds
 from storage.sync import SyncStore
 from storage.threepids import ThreepidBindingStore
+from storage.timestamps import TimestampStore
 from storage.to_device import ToDeviceStore
 from storage.uia import RegistrationTokenStore, UiaStore
 from storage.upstream import UpstreamStore
@@ -626,10 +637,54 @@ class HomeServer:
             appservices=appservice_aliases,
         )
         self.directory = directory
+        # Spaces and room summaries of rooms on other servers (federation hierarchy).
+        room_servers = RoomServersStore(pool)
+        remote_hierarchy = FederationHierarchy(lambda: self.federation_client, config.server_name)
+        self.hierarchy = SpaceHierarchy(
+            events,
+            room_store,
+            directory_store,
+            access=room_servers,
+            server_name=config.server_name,
+            remote=remote_hierarchy,
+        )
+        self.hierarchy_serving = HierarchyServing(
+            self.hierarchy, directory_store, room_servers, server_name=config.server_name
+        )
+        room_summary_api = RoomSummaryApi(
+            RoomSummaries(
+                directory,
+                directory_store,
+                room_store,
+                room_servers,
+                server_name=config.server_name,
+                remote=remote_hierarchy,
+            )
+        )
+        # Events other servers name for a time, fetched as backfilled history.
+        timestamp_backfill = FederationBackfill(
+            lambda: self.federation_client,
+            lambda: self.key_ring,
+            events,
+            directory_store,
+            self.pipeline,
+            server_name=config.server_name,
+        )
+        # Jump to date, asking other servers where our history has a gap.
+        jump_to_date_api = JumpToDateApi(
+            JumpToDate(
+                TimestampStore(pool),
+                room_store,
+                visibility,
+                remote=FederationTimestamps(
+                    lambda: self.federation_client, timestamp_backfill, events
+                ),
+            )
+        )
         directory_api = DirectoryApi(
             directory,
             RoomUpgrader(self.pipeline, events, rooms, directory, directory_store),
-            SpaceHierarchy(events, room_store, directory_store),
+            self.hierarchy,
         )
         account_data = AccountDataService(account_data_store, self.notifier, room_store)
         tags = TagService(account_data, account_data_store)
@@ -966,6 +1021,8 @@ class HomeServer:
                 formatter,
             ),
             directory_api,
+            room_summary_api,
+            jump_to_date_api,
             RelationsApi(relations, formatter),
             SearchApi(
                 SearchService(
@@ -1300,6 +1357,8 @@ class HomeServer:
             FederationOpenIdApi(self.openid_tokens),
             KeysApi(self.key_ring),
             FederationRoomsApi(reads),
+            FederationHierarchyApi(self.hierarchy_serving),
+            FederationTimestampApi(TimestampServing(reads, TimestampStore(pool))),
             FederationQueryApi(self.profiles, self.directory, server_name=config.server_name),
             FederationMediaApi(
                 self.media_downloads,

@@ -20,6 +20,8 @@ UNSTABLE_FEATURES = {
     # Simplified sliding sync (MSC4186), which Element X requires.
     "org.matrix.simplified_msc3575": True,
     "org.matrix.msc4140": True,
+    "org.matrix.msc4222": True,
+    "im.nheko.summary": True,
 }
 
 

@@ -127,6 +127,10 @@ class EndpointSpec:
     # Stopped when its client disconnects (see completion.py). None: reads
     # (GET, HEAD) are, writes run to their end; a POST that only reads says True.
     cancellable: bool | None = None
+    # With `auth=False`: a request that carries an access token is still
+    # authenticated (for endpoints the spec lets anyone call, answering more
+    # to users, such as the room summary).
+    optional_auth: bool = False
 
 
 def endpoint(
@@ -140,6 +144,7 @@ def endpoint(
     allow_locked: bool = False,
     guest_ok: GuestRule = False,
     cancellable: bool | None = None,
+    optional_auth: bool = False,
 ) -> Callable[[Handler], Handler]:
     return _mark(
         EndpointSpec(
@@ -151,6 +156,7 @@ def endpoint(
             allow_locked=allow_locked,
             guest_ok=guest_ok,
             cancellable=cancellable,
+            optional_auth=optional_auth,
         )
     )
 
@@ -326,7 +332,8 @@ class Router:
                 ip_limiter.check(ip or "")
             requester = (
                 await auth.requester(request, ip, allow_locked=spec.allow_locked)
-                if auth and spec.auth
+                if auth
+                and (spec.auth or (spec.optional_auth and auth.token_of(request) is not None))
                 else None
             )
             if requester is not None and requester.is_guest:

@@ -12,6 +12,13 @@ from homeserver.sync.service import SyncService
 from homeserver.sync.token import SyncToken
 
 _PRESENCE_STATES = ("online", "offline", "unavailable")
+# MSC4222 (spec v1.16): the query parameter asking for `state_after`, and the
+# response key it answers with. The unstable names are what matrix-js-sdk and
+# Synapse use today: a client asking by the unstable name is answered under it.
+_STATE_AFTER = (
+    ("use_state_after", "state_after"),
+    ("org.matrix.msc4222.use_state_after", "org.matrix.msc4222.state_after"),
+)
 
 
 class SyncApi:
@@ -35,7 +42,16 @@ class SyncApi:
             full_state=req.query_bool("full_state"),
             filter=await self._filter(req),
             set_presence=set_presence,
+            state_after=self._state_after(req),
         )
+
+    @staticmethod
+    def _state_after(req: ClientRequest) -> str | None:
+        """The key rooms carry `state_after` under, or None for `state`."""
+        for param, key in _STATE_AFTER:
+            if req.query_bool(param):
+                return key
+        return None
 
     async def _filter(self, req: ClientRequest) -> dict[str, Any]:
         """A filter id of the user's, or a filter definition inline."""

@@ -1,14 +1,22 @@
-"""The space hierarchy (GET /rooms/{roomId}/hierarchy) over the rooms this server knows.
+"""The space hierarchy (GET /rooms/{roomId}/hierarchy).
 
 The tree is read level by level, a few queries per level for all its rooms,
 down to `max_depth` and at most `MAX_ROOMS_WALKED` rooms; the page is then cut
 from a depth-first walk of it, which is the order the spec and Synapse give.
 The pagination token carries the request's parameters and the number of rooms
 already returned, so the server keeps no session for it.
+
+Rooms this server has no member in are asked of the servers their
+`m.space.child` event names (`via`), as the spec describes, through the
+federation hierarchy (homeserver/rooms/remote_hierarchy.py): one request per
+such space, the rooms of a level at once, at most `MAX_REMOTE_REQUESTS` in a
+walk. A remote answer's children summaries stand for those children unless
+they are spaces themselves (whose children only their own answer lists).
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
@@ -18,28 +26,40 @@ from typing import Any
 import attrs
 
 from homeserver.errors import MatrixError, forbidden, invalid_param
-from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
 from homeserver.requester import Requester
-from homeserver.rooms.directory import summary_fields
+from homeserver.rooms.remote_hierarchy import RemoteHierarchy, RemoteRoom
+from homeserver.rooms.room_access import (
+    accessible_to_user,
+    remote_accessible,
+    summary_entry,
+)
+from homeserver.rooms.space_children import SPACE_CHILD, has_valid_via, order_key
 from homeserver.strict_json import parse_strict_json
-from storage.directory import DirectoryStore, RoomSummaryRow
+from storage.directory import DirectoryStore
 from storage.events import EventStore
+from storage.room_servers import RoomServersStore
 from storage.rooms import RoomStore
 
-SPACE_CHILD = "m.space.child"
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 100
 # Both the default and the most a request may ask for.
 MAX_DEPTH = 20
 MAX_ROOMS_WALKED = 1000
-_MAX_ORDER_LENGTH = 50
+# Federation requests one walk may make.
+MAX_REMOTE_REQUESTS = 20
+SPACE = "m.space"
 
 
 @attrs.frozen
 class _Room:
-    summary: RoomSummaryRow
+    # The room's summary (without children_state).
+    entry: dict[str, Any]
     # Stripped m.space.child events with a valid via, in the spec's order.
     children: tuple[dict[str, Any], ...] = ()
+
+    @property
+    def is_space(self) -> bool:
+        return self.entry.get("room_type") == SPACE
 
 
 @attrs.frozen
@@ -71,84 +91,28 @@ class _Token:
         return cls(root, depth, suggested, offset)
 
 
-def _join_rules(row: RoomSummaryRow) -> tuple[str | None, list[str]]:
-    """The join rule and the rooms a restricted rule admits members of."""
-    content = row.state.get("m.room.join_rules", {})
-    rule = content.get("join_rule")
-    allow = content.get("allow")
-    rooms = [
-        a["room_id"]
-        for a in (allow if isinstance(allow, list) else [])
-        if isinstance(a, dict)
-        and a.get("type") == "m.room_membership"
-        and isinstance(a.get("room_id"), str)
-    ]
-    return (rule if isinstance(rule, str) else None), rooms
-
-
-def _accessible(row: RoomSummaryRow, joined_rooms: set[str]) -> bool:
-    """May the user see this room in a hierarchy? (the spec's list, in the response schema)."""
-    if row.membership in ("join", "invite"):
-        return True
-    if row.state.get("m.room.history_visibility", {}).get("history_visibility") == (
-        "world_readable"
-    ):
-        return True
-    version = KNOWN_ROOM_VERSIONS[row.room_version]
-    rule, allowed = _join_rules(row)
-    if rule == "public":
-        return True
-    if rule == "knock" and version.knock_join_rule:
-        return True
-    if rule == "knock_restricted" and version.knock_restricted_join_rule:
-        return True
-    return (
-        rule == "restricted"
-        and version.restricted_join_rule
-        and not joined_rooms.isdisjoint(allowed)
-    )
-
-
-def _order_key(child: Mapping[str, Any]) -> tuple[int, str, int, str]:
-    """The spec's ordering of space children: valid `order` first, then timestamp, then id."""
-    order = child["content"].get("order")
-    valid = (
-        isinstance(order, str)
-        and len(order) <= _MAX_ORDER_LENGTH
-        and all(" " <= c <= "~" for c in order)
-    )
-    return (
-        0 if valid else 1,
-        order if valid else "",
-        child["origin_server_ts"],
-        child["state_key"],
-    )
-
-
-def _has_valid_via(content: Mapping[str, Any]) -> bool:
-    via = content.get("via")
-    return isinstance(via, list) and bool(via) and all(isinstance(v, str) and v for v in via)
-
-
 def _entry(room: _Room, *, with_children: bool) -> dict[str, Any]:
-    row = room.summary
-    entry = summary_fields(row)
-    entry["room_version"] = row.room_version
-    rule, allowed = _join_rules(row)
-    if rule in ("restricted", "knock_restricted") and allowed:
-        entry["allowed_room_ids"] = allowed
-    algorithm = row.state.get("m.room.encryption", {}).get("algorithm")
-    if isinstance(algorithm, str):
-        entry["encryption"] = algorithm
-    entry["children_state"] = list(room.children) if with_children else []
-    return entry
+    return {**room.entry, "children_state": list(room.children) if with_children else []}
 
 
 class SpaceHierarchy:
-    def __init__(self, events: EventStore, rooms: RoomStore, directory: DirectoryStore) -> None:
+    def __init__(
+        self,
+        events: EventStore,
+        rooms: RoomStore,
+        directory: DirectoryStore,
+        *,
+        access: RoomServersStore,
+        server_name: str,
+        remote: RemoteHierarchy | None = None,
+    ) -> None:
+        self._access = access
         self._events = events
         self._rooms = rooms
         self._directory = directory
+        self._server_name = server_name
+        # Other servers' spaces; None when this server does not federate.
+        self._remote = remote
 
     async def hierarchy(
         self,
@@ -191,28 +155,49 @@ class SpaceHierarchy:
         """Every room within `max_depth` of the root: its summary if the user may see it."""
         joined_rooms = set(await self._rooms.rooms_for_user(user_id))
         tree: dict[str, _Room | None] = {}
+        # Where each room not yet read was seen: the via of its child event,
+        # and the summary a remote space's answer gave of it.
+        vias: dict[str, list[str]] = {}
+        prefetched: dict[str, dict[str, Any]] = {}
+        budget = [MAX_REMOTE_REQUESTS]
         level, depth = [root], 0
         while level:
             summaries = await self._directory.summaries(level, user_id)
+            local = await self._local_rooms(level)
+            remote_ids = [r for r in level if r not in local]
             for room_id in level:
                 row = summaries.get(room_id)
-                tree[room_id] = _Room(row) if row and _accessible(row, joined_rooms) else None
+                if room_id in local and row is not None:
+                    room = (
+                        _Room(summary_entry(row)) if accessible_to_user(row, joined_rooms) else None
+                    )
+                    tree[room_id] = room
+            fetched = await self._fetch_remote(
+                remote_ids, vias, prefetched, suggested_only, depth < max_depth, budget
+            )
+            memberships = await self._rooms_memberships(user_id, remote_ids)
+            for room_id in remote_ids:
+                found = fetched.get(room_id)
+                visible = found is not None and remote_accessible(
+                    found.entry, memberships.get(room_id), joined_rooms
+                )
+                tree[room_id] = _Room(found.entry, found.children) if visible else None
+                if found is not None:
+                    prefetched |= found.children_summaries
             if depth >= max_depth:
                 break
-            spaces = [
-                r
-                for r in level
-                if (room := tree[r]) is not None
-                and room.summary.state.get("m.room.create", {}).get("type") == "m.space"
-            ]
-            children = await self._children(spaces, suggested_only)
+            spaces = [r for r in level if (room := tree[r]) is not None and room.is_space]
+            children = await self.children([s for s in spaces if s in local], suggested_only)
             next_level: list[str] = []
             for space in spaces:
                 room = tree[space]
                 assert room is not None
-                tree[space] = attrs.evolve(room, children=tuple(children.get(space, ())))
-                for child in children.get(space, ()):
+                if space in local:
+                    room = attrs.evolve(room, children=tuple(children.get(space, ())))
+                    tree[space] = room
+                for child in room.children:
                     child_id = child["state_key"]
+                    vias.setdefault(child_id, list(child["content"]["via"]))
                     if child_id in tree or child_id in next_level:
                         continue
                     if len(tree) + len(next_level) >= MAX_ROOMS_WALKED:
@@ -221,7 +206,51 @@ class SpaceHierarchy:
             level, depth = next_level, depth + 1
         return tree
 
-    async def _children(
+    async def _local_rooms(self, room_ids: list[str]) -> set[str]:
+        """The rooms this server has a joined member in: those it can answer for."""
+        if self._remote is None:
+            return set(room_ids)
+        return await self._access.rooms_with_server(room_ids, self._server_name)
+
+    async def _rooms_memberships(self, user_id: str, room_ids: list[str]) -> dict[str, str]:
+        if not room_ids:
+            return {}
+        return await self._access.memberships_of(user_id, room_ids)
+
+    async def _fetch_remote(
+        self,
+        room_ids: list[str],
+        vias: dict[str, list[str]],
+        prefetched: dict[str, dict[str, Any]],
+        suggested_only: bool,
+        want_children: bool,
+        budget: list[int],
+    ) -> dict[str, RemoteRoom]:
+        """Rooms this server is not in, from other servers: a child's summary
+        from its space's answer when that will do (it is not a space whose
+        children are wanted), else its own federation hierarchy."""
+        if self._remote is None:
+            return {}
+        found: dict[str, RemoteRoom] = {}
+        ask: list[str] = []
+        for room_id in room_ids:
+            known = prefetched.get(room_id)
+            if known is not None and not (want_children and known.get("room_type") == SPACE):
+                found[room_id] = RemoteRoom(known, (), {})
+            elif vias.get(room_id) and budget[0] > 0:
+                budget[0] -= 1
+                ask.append(room_id)
+        answers = await asyncio.gather(
+            *(self._remote.hierarchy(vias[r], r, suggested_only) for r in ask)
+        )
+        for room_id, answer in zip(ask, answers, strict=True):
+            if answer is not None:
+                found[room_id] = answer
+            elif room_id in prefetched:
+                found[room_id] = RemoteRoom(prefetched[room_id], (), {})
+        return found
+
+    async def children(
         self, spaces: Iterable[str], suggested_only: bool
     ) -> dict[str, list[dict[str, Any]]]:
         """The spaces' valid m.space.child events, stripped, each space's in order."""
@@ -235,7 +264,7 @@ class SpaceHierarchy:
             if stored is None or event_id in redacted:
                 continue
             event = stored.event
-            if not _has_valid_via(event.content):
+            if not has_valid_via(event.content):
                 continue
             if suggested_only and event.content.get("suggested") is not True:
                 continue
@@ -249,7 +278,7 @@ class SpaceHierarchy:
                 }
             )
         for listed in children.values():
-            listed.sort(key=_order_key)
+            listed.sort(key=order_key)
         return children
 
     @staticmethod

@@ -29,6 +29,10 @@ class SyncRequest:
     # for instead of the user's joined rooms: the room of a legacy /events
     # peek or of a room initialSync, which the user need not have joined.
     peek_rooms: tuple[str, ...] | None = None
+    # MSC4222: the key (stable `state_after` or the unstable name the client
+    # asked by) under which rooms carry the state at the END of their
+    # timeline instead of `state`; None for the classic `state`.
+    state_after: str | None = None
 
     @property
     def user_id(self) -> str:

@@ -12,6 +12,14 @@ the timeline's state events, ends with the state at the end of the timeline.
   Only state keys with a state event in the range can have changed, so only
   those are compared (a big room's membership is never loaded whole). When
   the timeline holds every event of the range there is nothing to add.
+- `state_after` (MSC4222, asked for with `use_state_after`): the state at
+  the END of the timeline instead, timeline events included, so that a
+  client never has to apply the timeline's state events (which may have lost
+  state resolution) itself. Full: the whole state at the end of the range.
+  Incremental: each state key with a state event in the range whose value at
+  the end differs from its value at `since`, whether or not the timeline is
+  limited. With lazy loading, the member events of every timeline sender at
+  the end of the range.
 - Lazy loading of members: member events only of the timeline's senders
   (and of the user, on a full state sync). Those a device was already sent
   are then left out by rooms.py (sent_members.py), unless the filter asks
@@ -101,6 +109,37 @@ def delta_state_ids(
             if key[0] == MEMBER and key[1] in lazy and event_id not in timeline_ids:
                 chosen[event_id] = None
     return list(chosen)
+
+
+def state_after_full_ids(end: StateMap, lazy: Collection[str] | None) -> list[str]:
+    """`state_after` for a client learning the room afresh: the state at the end."""
+    return [event_id for key, event_id in end.items() if _wanted(key, lazy)]
+
+
+def state_after_delta_ids(
+    changed: Iterable[StateKey],
+    end: StateMap,
+    since: StateMap,
+    lazy: Collection[str] | None,
+) -> list[str]:
+    """`state_after` of an incremental sync: what differs between `since`
+    and the end of the range, plus the lazily loaded members at the end."""
+    chosen: dict[str, None] = {}
+    for key in changed:
+        event_id = end.get(key)
+        if event_id and event_id != since.get(key):
+            chosen[event_id] = None
+    for user in lazy or ():
+        event_id = end.get((MEMBER, user))
+        if event_id:
+            chosen[event_id] = None
+    return list(chosen)
+
+
+def timeline_senders(timeline: Sequence[StoredEvent]) -> set[str]:
+    """Everyone who sent an event of the timeline: with `state_after` the
+    client takes no member event from the timeline itself."""
+    return {stored.event.sender for stored in timeline}
 
 
 def heroes(counts: MemberCounts, user_id: str) -> list[tuple[str, str]]:

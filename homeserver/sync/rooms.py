@@ -39,8 +39,11 @@ from homeserver.sync.room_state import (
     full_state_ids,
     heroes,
     lazy_members,
+    state_after_delta_ids,
+    state_after_full_ids,
     state_before,
     summary,
+    timeline_senders,
 )
 from homeserver.sync.sent_members import SentMembers
 from storage.events import EventStore, StoredEvent
@@ -178,12 +181,13 @@ class RoomsSyncProvider:
         )
         rooms = await self._timelines(user_id, plans, room_filter.get("timeline", {}), ignored)
         # Timeline events last: they are as the user sees them (pruned, for erased senders).
-        known = await self._room_state(user_id, rooms, lazy, state_filter)
+        after = request.state_after is not None
+        known = await self._room_state(user_id, rooms, lazy, state_filter, after)
         known |= {e.event.event_id: e for r in rooms for e in r.timeline}
         rooms = [r for r in rooms if r.plan.always or r.timeline or r.state_ids]
         known |= await self._summaries(user_id, rooms, lazy, known)
         if lazy and not state_filter.get("include_redundant_members", False):
-            self._leave_out_sent_members(request, rooms, known)
+            self._leave_out_sent_members(request, rooms, known, after)
         stripped_ids, stripped_events = await self._stripped_state(stripped)
         known |= stripped_events
         # Invites and knocks out of band: their stripped state came with them.
@@ -204,7 +208,9 @@ class RoomsSyncProvider:
                 "limited": room.limited,
                 "prev_batch": room.prev_batch,
             }
-            entry["state"] = {"events": [shown(by_id[i]) for i in room.state_ids]}
+            entry[request.state_after or "state"] = {
+                "events": [shown(by_id[i]) for i in room.state_ids]
+            }
             if room.plan.section == "join":
                 entry["summary"] = room.summary or {}
                 # As in Synapse, a joined room always has the key; the
@@ -221,10 +227,16 @@ class RoomsSyncProvider:
             entry[f"{invited.section}_state"] = {"events": events}
 
     def _leave_out_sent_members(
-        self, request: SyncRequest, rooms: Sequence[_Room], known: dict[str, StoredEvent]
+        self,
+        request: SyncRequest,
+        rooms: Sequence[_Room],
+        known: dict[str, StoredEvent],
+        after: bool,
     ) -> None:
         """Drop from the state the member events this device already has
-        (see sent_members.py), and remember the ones it gets now."""
+        (see sent_members.py), and remember the ones it gets now (with
+        `state_after`, not the timeline's: such a client takes state only
+        from `state_after`)."""
         device = (request.user_id, request.requester.device_id)
         if request.since is None:
             self._sent_members.forget(device)
@@ -238,7 +250,8 @@ class RoomsSyncProvider:
                         device, room.room_id, known[i].event.state_key or "", i
                     )
                 ]
-            for stored in [*(known[i] for i in room.state_ids), *room.timeline]:
+            timeline = () if after else room.timeline
+            for stored in [*(known[i] for i in room.state_ids), *timeline]:
                 event = stored.event
                 if event.type == MEMBER and event.state_key is not None:
                     self._sent_members.remember(
@@ -377,15 +390,29 @@ class RoomsSyncProvider:
                     room.prev_batch = stream_token(room.timeline[0].stream_ordering - 1)
 
     async def _room_state(
-        self, user_id: str, rooms: Sequence[_Room], lazy: bool, state_filter: dict[str, Any]
+        self,
+        user_id: str,
+        rooms: Sequence[_Room],
+        lazy: bool,
+        state_filter: dict[str, Any],
+        after: bool,
     ) -> dict[str, StoredEvent]:
-        """Fill each room's state_ids (see room_state.py); returns the state events."""
+        """Fill each room's state_ids (see room_state.py): the state before the
+        timeline, or with `after` (MSC4222) the state at its end. Returns the
+        state events."""
         shown = [r for r in rooms if r.plan.show_state]
-        delta = [r for r in shown if not r.plan.full_state and (not r.gapless or lazy)]
-        gappy = [r for r in delta if not r.gapless]
-        points = {(r.room_id, r.plan.hi) for r in shown if not r.complete}
+        if after:
+            # Every incremental room: the end state is compared with `since`
+            # whether or not the timeline shows every event of the range.
+            delta = [r for r in shown if not r.plan.full_state]
+            gappy = delta
+        else:
+            delta = [r for r in shown if not r.plan.full_state and (not r.gapless or lazy)]
+            gappy = [r for r in delta if not r.gapless]
+        points = {(r.room_id, r.plan.hi) for r in shown if after or not r.complete}
         points |= {(r.room_id, r.plan.lo) for r in gappy}
         groups_at = await self._store.state_groups_at(points) if points else {}
+        gappy_set = set(gappy)
         changed = (
             await self._store.changed_state_keys([(r.room_id, r.plan.lo, r.plan.hi) for r in gappy])
             if gappy
@@ -394,20 +421,24 @@ class RoomsSyncProvider:
         lazy_sets: dict[str, set[str]] = {}
         if lazy:
             for r in shown:
-                lazy_sets[r.room_id] = lazy_members(r.timeline)
+                lazy_sets[r.room_id] = (
+                    timeline_senders(r.timeline) if after else lazy_members(r.timeline)
+                )
                 if r.plan.full_state:
                     lazy_sets[r.room_id].add(user_id)
 
         def start_group(r: _Room) -> int | None:
+            if after:
+                return None
             if r.timeline:
                 return r.timeline[0].state_group
             return groups_at.get((r.room_id, r.plan.hi))
 
         def end_group(r: _Room) -> int | None:
-            return None if r.complete else groups_at.get((r.room_id, r.plan.hi))
+            return groups_at.get((r.room_id, r.plan.hi)) if after or not r.complete else None
 
         def since_group(r: _Room) -> int | None:
-            return groups_at.get((r.room_id, r.plan.lo)) if not r.gapless else None
+            return groups_at.get((r.room_id, r.plan.lo)) if r in gappy_set else None
 
         full = [r for r in shown if r.plan.full_state]
         full_groups = {g for r in full for g in (start_group(r), end_group(r)) if g is not None}
@@ -440,12 +471,23 @@ class RoomsSyncProvider:
 
         for r in shown:
             maps = full_maps if r.plan.full_state else delta_maps
+            room_lazy = lazy_sets.get(r.room_id) if lazy else None
+            end = state_map(maps, end_group(r))
+            if after:
+                if r.plan.full_state:
+                    r.state_ids = state_after_full_ids(end or {}, room_lazy)
+                else:
+                    r.state_ids = state_after_delta_ids(
+                        changed.get(r.room_id, ()),
+                        end or {},
+                        state_map(maps, since_group(r)) or {},
+                        room_lazy,
+                    )
+                continue
             start = state_map(maps, start_group(r)) or {}
             if r.timeline:
                 start = state_before(r.timeline[0], start)
-            end = state_map(maps, end_group(r))
             in_timeline = {e.event.event_id for e in r.timeline}
-            room_lazy = lazy_sets.get(r.room_id) if lazy else None
             if r.plan.full_state:
                 r.state_ids = full_state_ids(start, end, in_timeline, room_lazy)
             elif r in delta:

@@ -72,6 +72,7 @@ class SyncService:
         full_state: bool,
         filter: dict[str, Any],
         set_presence: str,
+        state_after: str | None = None,
     ) -> dict[str, Any]:
         """The response for `since`, waiting up to `timeout_ms` for news when there is none."""
         activity = (
@@ -81,7 +82,7 @@ class SyncService:
         )
         async with activity:
             return await self._respond(
-                requester, since, timeout_ms, full_state, filter, set_presence
+                requester, since, timeout_ms, full_state, filter, set_presence, state_after
             )
 
     async def snapshot(self, requester: Requester, filter: dict[str, Any]) -> dict[str, Any]:
@@ -98,11 +99,14 @@ class SyncService:
         full_state: bool,
         filter: dict[str, Any],
         set_presence: str,
+        state_after: str | None,
     ) -> dict[str, Any]:
         deadline = time.monotonic() + min(timeout_ms, MAX_TIMEOUT_MS) / 1000
         while True:
             now = self.current_token()
-            request = SyncRequest(requester, since, now, filter, full_state, set_presence)
+            request = SyncRequest(
+                requester, since, now, filter, full_state, set_presence, state_after=state_after
+            )
             response = await self._build(request)
             remaining = deadline - time.monotonic()
             if since is None or full_state or has_news(response) or remaining <= 0:
