@@ -53,6 +53,8 @@ class RateLimits:
     registration: RateLimit = RateLimit(per_second=0.17, burst_count=3)
     # Per user, for every authenticated request that writes (PUT, POST, DELETE).
     client_writes: RateLimit = RateLimit(per_second=10.0, burst_count=100)
+    # Per user, for reports of users (Synapse's rc_reports).
+    reports: RateLimit = RateLimit(per_second=1.0, burst_count=5)
 
 
 @attrs.frozen

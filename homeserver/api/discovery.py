@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+from homeserver.api.account_features import ACCOUNT_UNSTABLE_FEATURES
 from homeserver.api.http import ClientRequest, endpoint
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
+from homeserver.requester import Requester
 
 # Spec versions whose client-server API this server implements. The r0
 # releases are listed as Synapse lists them: older clients look for them.
@@ -19,6 +22,7 @@ UNSTABLE_FEATURES = {
     "org.matrix.e2e_cross_signing": True,
     # Simplified sliding sync (MSC4186), which Element X requires.
     "org.matrix.simplified_msc3575": True,
+    **ACCOUNT_UNSTABLE_FEATURES,
 }
 
 
@@ -33,7 +37,10 @@ class DiscoveryApi:
         rtc_foci: list[dict[str, Any]] | None = None,
         change_password: bool = True,
         get_login_token: bool = False,
+        account_moderation: Callable[[Requester], Awaitable[dict[str, bool] | None]] | None = None,
     ) -> None:
+        # The requester's `m.account_moderation` capability (admins only).
+        self._account_moderation = account_moderation
         # MSC3882's POST /login/get_token is offered (sso.login_via_existing_session).
         self._get_login_token = get_login_token
         self._server_name = server_name
@@ -63,7 +70,7 @@ class DiscoveryApi:
 
     @endpoint("GET", "/capabilities", guest_ok=True)
     async def capabilities(self, req: ClientRequest) -> dict[str, Any]:
-        return {
+        body: dict[str, Any] = {
             "capabilities": {
                 "m.change_password": {"enabled": self._change_password},
                 "m.room_versions": {
@@ -80,3 +87,8 @@ class DiscoveryApi:
                 "m.profile_fields": {"enabled": True},
             }
         }
+        if self._account_moderation is not None:
+            moderation = await self._account_moderation(req.user)
+            if moderation is not None:
+                body["capabilities"]["m.account_moderation"] = moderation
+        return body

@@ -140,13 +140,20 @@ def endpoint(
     allow_locked: bool = False,
     guest_ok: GuestRule = False,
     cancellable: bool | None = None,
+    admin: bool = False,
+    audit_action: str | None = None,
 ) -> Callable[[Handler], Handler]:
+    """A client API endpoint. `admin` (with `audit_action` for changes): for
+    server admins only, audited, like the admin API's (the spec's own admin
+    endpoints, /_matrix/client/v1/admin/...)."""
     return _mark(
         EndpointSpec(
             method,
             tuple(p + path for p in prefixes),
             auth,
             ratelimit,
+            admin=admin,
+            audit_action=audit_action,
             stream_body=stream_body,
             allow_locked=allow_locked,
             guest_ok=guest_ok,
