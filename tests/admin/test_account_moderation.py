@@ -151,12 +151,13 @@ async def test_unstable_paths_and_synapse_admin_suspend(admin, world):
         "PUT", f"{UNSTABLE}/admin/lock/@mallory:localhost", token=admin.token, json={"locked": True}
     )
     assert (status, body) == (200, {"locked": True})
-    status, body = await hs.request(
-        "GET", f"{V1}/admin/lock/@mallory:localhost", token=admin.token
-    )
+    status, body = await hs.request("GET", f"{V1}/admin/lock/@mallory:localhost", token=admin.token)
     assert body == {"locked": True}
     await hs.request(
-        "PUT", f"{UNSTABLE}/admin/lock/@mallory:localhost", token=admin.token, json={"locked": False}
+        "PUT",
+        f"{UNSTABLE}/admin/lock/@mallory:localhost",
+        token=admin.token,
+        json={"locked": False},
     )
     status, body = await admin.call("PUT", "/v1/suspend/@mallory:localhost", {"suspend": True})
     assert (status, body) == (200, {"user_@mallory:localhost_suspended": True})
@@ -199,13 +200,13 @@ async def test_errors_change_nothing(admin, world):
             (admin.user_id, {key: True}, 403, "M_FORBIDDEN"),
         ]
         for target, body_, want_status, errcode in cases:
-            status, body = await _call(
-                hs, admin.token, "PUT", f"{V1}/admin/{flag}/{target}", body_
-            )
+            status, body = await _call(hs, admin.token, "PUT", f"{V1}/admin/{flag}/{target}", body_)
             assert (status, body["errcode"]) == (want_status, errcode), (target, body_)
         status, body = await _call(hs, admin.token, "GET", f"{V1}/admin/{flag}/@nobody:localhost")
         assert (status, body["errcode"]) == (404, "M_NOT_FOUND")
-        status, body = await _call(hs, admin.token, "GET", f"{V1}/admin/{flag}/{other_admin.user_id}")
+        status, body = await _call(
+            hs, admin.token, "GET", f"{V1}/admin/{flag}/{other_admin.user_id}"
+        )
         assert (status, body["errcode"]) == (403, "M_FORBIDDEN")
         # One's own status may be read.
         assert await _call(hs, admin.token, "GET", f"{V1}/admin/{flag}/{admin.user_id}") == (
