@@ -4,4 +4,9 @@ what it names works."""
 
 from __future__ import annotations
 
-ACCOUNT_UNSTABLE_FEATURES: dict[str, bool] = {}
+ACCOUNT_UNSTABLE_FEATURES: dict[str, bool] = {
+    # Mutual rooms (MSC2666): the unstable endpoint, and the stable
+    # /_matrix/client/v1/mutual_rooms ahead of the spec version naming it.
+    "uk.half-shot.msc2666.query_mutual_rooms": True,
+    "uk.half-shot.msc2666.query_mutual_rooms.stable": True,
+}

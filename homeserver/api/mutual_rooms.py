@@ -1,6 +1,9 @@
 """GET /_matrix/client/v1/mutual_rooms, and MSC2666's unstable
 `/uk.half-shot.msc2666/user/mutual_rooms` that clients (Element's "mutual
-rooms" in the user info) called before it was stable, as Synapse served it."""
+rooms" in the user info) called before it was stable, as Synapse served it.
+On the unstable path the paging names of an earlier draft, which
+matrix-js-sdk's `_unstable_getSharedRooms` still sends and reads
+(`batch_token`, `next_batch_token`), work too."""
 
 from __future__ import annotations
 
@@ -9,6 +12,8 @@ from typing import Any
 from homeserver.api.http import ClientRequest, endpoint
 from homeserver.errors import invalid_param, missing_param
 from homeserver.mutual_rooms import MutualRooms
+
+UNSTABLE = "/_matrix/client/unstable/uk.half-shot.msc2666"
 
 
 def _one(req: ClientRequest, name: str) -> str | None:
@@ -23,13 +28,16 @@ class MutualRoomsApi:
         self._mutual_rooms = mutual_rooms
 
     @endpoint("GET", "/mutual_rooms", prefixes=("/_matrix/client/v1",))
-    @endpoint(
-        "GET",
-        "/user/mutual_rooms",
-        prefixes=("/_matrix/client/unstable/uk.half-shot.msc2666",),
-    )
+    @endpoint("GET", "/user/mutual_rooms", prefixes=(UNSTABLE,))
     async def mutual_rooms(self, req: ClientRequest) -> dict[str, Any]:
         user_id = _one(req, "user_id")
         if user_id is None:
             raise missing_param("The user_id query parameter is required")
-        return await self._mutual_rooms.mutual_rooms(req.user, user_id, _one(req, "from"))
+        unstable = req.path.startswith(UNSTABLE)
+        token = _one(req, "from")
+        if token is None and unstable:
+            token = _one(req, "batch_token")
+        body = await self._mutual_rooms.mutual_rooms(req.user, user_id, token)
+        if unstable and "next_batch" in body:
+            body["next_batch_token"] = body["next_batch"]
+        return body
