@@ -531,7 +531,10 @@ class HomeServer:
         router = Router(
             app,
             Authenticator(
-                sessions.authenticate, appservice_auth.requester, appservice_auth.is_unlimited
+                sessions.authenticate,
+                appservice_auth.requester,
+                appservice_auth.is_unlimited,
+                query_tokens=config.access_token_query_parameter,
             ),
             limiters,
             AdminGate(users, AuditStore(pool)),
