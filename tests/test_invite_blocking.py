@@ -124,3 +124,10 @@ async def test_blocking_user_may_still_invite_and_join(hs, clients):
     room = await bob.room_create(name="Bob's", invite=[alice.user_id])
     assert isinstance(room, nio.RoomCreateResponse)
     assert isinstance(await alice.join(room.room_id), nio.JoinResponse)
+
+
+async def test_advertised(hs):
+    status, body = await hs.request("GET", "/_matrix/client/versions")
+    features = body["unstable_features"]
+    assert features["org.matrix.msc4380"] is True
+    assert features["org.matrix.msc4380.stable"] is True

@@ -9,4 +9,10 @@ ACCOUNT_UNSTABLE_FEATURES: dict[str, bool] = {
     # /_matrix/client/v1/mutual_rooms ahead of the spec version naming it.
     "uk.half-shot.msc2666.query_mutual_rooms": True,
     "uk.half-shot.msc2666.query_mutual_rooms.stable": True,
+    # Invite blocking (MSC4380), with the stable identifiers (spec v1.18),
+    # as Synapse and Tuwunel advertise it.
+    "org.matrix.msc4380": True,
+    "org.matrix.msc4380.stable": True,
+    # The admin suspend and lock endpoints (MSC4323), also under its prefix.
+    "uk.timedout.msc4323": True,
 }

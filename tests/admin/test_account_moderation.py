@@ -225,3 +225,8 @@ async def test_capability_for_admins_only(admin, world):
     assert body["capabilities"]["m.account_moderation"] == {"suspend": True, "lock": True}
     status, body = await hs.request("GET", f"{V3}/capabilities", token=world["alice"])
     assert status == 200 and "m.account_moderation" not in body["capabilities"]
+
+
+async def test_advertised(admin):
+    status, body = await admin.hs.request("GET", "/_matrix/client/versions")
+    assert body["unstable_features"]["uk.timedout.msc4323"] is True
