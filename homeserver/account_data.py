@@ -30,11 +30,11 @@ class AccountDataService:
         self._store = store
         self._notifier = notifier
         self._rooms = rooms
-        # Told (user, room or '', type) after each write: caches of settings
-        # kept in account data (invite_permission.py).
-        self._listeners: list[Callable[[str, str, str], None]] = []
+        # Told (user, room or '', type, content) after each write: settings
+        # kept in memory (invite_permission.py).
+        self._listeners: list[Callable[[str, str, str, dict[str, Any]], None]] = []
 
-    def add_listener(self, listener: Callable[[str, str, str], None]) -> None:
+    def add_listener(self, listener: Callable[[str, str, str, dict[str, Any]], None]) -> None:
         self._listeners.append(listener)
 
     async def start(self) -> None:
@@ -64,7 +64,7 @@ class AccountDataService:
         encoded = encode_canonical_json(content).decode()
         position = await self._store.put(user_id, room_id, data_type, encoded)
         for listener in self._listeners:
-            listener(user_id, room_id, data_type)
+            listener(user_id, room_id, data_type, content)
         self._notifier.notify("account_data", position, users=[user_id])
         return position
 

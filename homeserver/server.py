@@ -243,6 +243,7 @@ from storage.federation_sender import FederationSenderStore
 from storage.filters import FilterStore
 from storage.guests import GuestStore
 from storage.history import HistoryStore
+from storage.invite_permission import InvitePermissionStore
 from storage.key_backup import KeyBackupStore
 from storage.ldap_users import LdapUserStore
 from storage.login_tokens import LoginTokenStore
@@ -569,7 +570,8 @@ class HomeServer:
         )
         guest_access = GuestAccessRules(events, GuestStore(pool), self.pipeline)
         # Invite blocking (MSC4380), also asked by the federation listener and /sync.
-        self.invite_permission = InvitePermission(AccountDataStore(pool))
+        self.invite_permission = InvitePermission(InvitePermissionStore(pool))
+        await self.invite_permission.start()
         rooms = RoomService(
             self.pipeline,
             events,

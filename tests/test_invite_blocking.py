@@ -131,3 +131,21 @@ async def test_advertised(hs):
     features = body["unstable_features"]
     assert features["org.matrix.msc4380"] is True
     assert features["org.matrix.msc4380.stable"] is True
+
+
+async def test_blocking_survives_a_restart(server_factory):
+    hs = await server_factory()
+    alice = await hs.register("alice")
+    bob = await hs.register("bob")
+    await _set_config(hs, bob, {"default_action": "block"})
+    await hs.http.close()
+    await hs.server.stop()
+
+    hs = await server_factory()
+    status, body = await hs.request(
+        "POST",
+        f"{V3}/createRoom",
+        token=alice["access_token"],
+        json={"invite": [bob["user_id"]]},
+    )
+    assert (status, body["errcode"]) == (403, "M_INVITE_BLOCKED")
