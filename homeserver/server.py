@@ -888,7 +888,11 @@ class HomeServer:
             ),
         )
         account_moderation = AccountModeration(
-            users, AdminUserStore(pool), sessions, server_name=config.server_name
+            users,
+            AdminUserStore(pool),
+            sessions,
+            server_name=config.server_name,
+            on_change=[appservice_auth.account_changed],
         )
         router.mount(
             DiscoveryApi(

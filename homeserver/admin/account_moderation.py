@@ -12,6 +12,7 @@ accounts/suspension.py.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 from homeserver.accounts.sessions import SessionService
@@ -32,7 +33,10 @@ class AccountModeration:
         sessions: SessionService,
         *,
         server_name: str,
+        on_change: Sequence[Callable[[str], None]] = (),
     ) -> None:
+        # Others remembering the flags (appservice users' Requesters).
+        self._on_change = on_change
         self._users = users
         self._store = store
         self._sessions = sessions
@@ -77,6 +81,8 @@ class AccountModeration:
         """Store the flag and make every session of the user see it at once."""
         await self._store.set_flag(user_id, flag, value)
         self._sessions.account_changed(user_id)
+        for changed in self._on_change:
+            changed(user_id)
 
     async def admin_api_suspend(self, user_id: str, suspend: bool) -> None:
         """Synapse's admin API: any local, existing account (no MSC4323 limits)."""

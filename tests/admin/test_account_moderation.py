@@ -10,6 +10,7 @@ import nio
 import pytest
 
 from tests.admin.conftest import Admin, make_admin
+from tests.appservice.conftest import AS_TOKEN, registration, write_registrations
 
 V1 = "/_matrix/client/v1"
 V3 = "/_matrix/client/v3"
@@ -230,3 +231,24 @@ async def test_capability_for_admins_only(admin, world):
 async def test_advertised(admin):
     status, body = await admin.hs.request("GET", "/_matrix/client/versions")
     assert body["unstable_features"]["uk.timedout.msc4323"] is True
+
+
+async def test_an_appservice_acting_as_a_suspended_user(server_factory, tmp_path):
+    paths = write_registrations(tmp_path, registration(None))
+    hs = await server_factory(app_service_config_files=paths)
+    admin = await make_admin(hs)
+    status, _ = await hs.request(
+        "POST",
+        f"{V3}/register",
+        token=AS_TOKEN,
+        json={"type": "m.login.application_service", "username": "bridge_ghost"},
+    )
+    assert status == 200
+    as_ghost = f"{V3}/createRoom?user_id=%40bridge_ghost%3Alocalhost"
+    assert (await hs.request("POST", as_ghost, token=AS_TOKEN, json={}))[0] == 200
+    path = f"{V1}/admin/suspend/@bridge_ghost:localhost"
+    await hs.request("PUT", path, token=admin.token, json={"suspended": True})
+    status, body = await hs.request("POST", as_ghost, token=AS_TOKEN, json={})
+    assert (status, body["errcode"]) == (403, "M_USER_SUSPENDED")
+    await hs.request("PUT", path, token=admin.token, json={"suspended": False})
+    assert (await hs.request("POST", as_ghost, token=AS_TOKEN, json={}))[0] == 200
