@@ -27,6 +27,7 @@ from homeserver.events.hashing import check_content_hash
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
 from homeserver.events.signing import sign_event
 from homeserver.rooms.pipeline import EventPipeline
+from homeserver.rooms.service import InvitePolicy
 from homeserver.rooms.stripped import stripped_room_state
 from storage.events import EventStore
 from storage.federation_reads import FederationReadStore
@@ -53,7 +54,10 @@ class MembershipHandshakes:
         *,
         server_name: str,
         signing_key: SigningKey,
+        invite_policy: InvitePolicy | None = None,
     ) -> None:
+        # Our users who block invites refuse them (MSC4380).
+        self._invite_policy = invite_policy
         self._events = events
         self._reads = reads
         self._read_store = read_store
@@ -103,6 +107,8 @@ class MembershipHandshakes:
         user = await self._users.get_user(invitee)
         if user is None or user.deactivated:
             raise not_found("No such user here")
+        if self._invite_policy is not None:
+            await self._invite_policy.check_invite(invitee)
         await self._verify(event)
         signed = sign_event(
             _without_unsigned(event.pdu), self._server_name, self._signing_key, room_version

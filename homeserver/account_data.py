@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from canonicaljson import encode_canonical_json
@@ -29,6 +30,12 @@ class AccountDataService:
         self._store = store
         self._notifier = notifier
         self._rooms = rooms
+        # Told (user, room or '', type, content) after each write: settings
+        # kept in memory (invite_permission.py).
+        self._listeners: list[Callable[[str, str, str, dict[str, Any]], None]] = []
+
+    def add_listener(self, listener: Callable[[str, str, str, dict[str, Any]], None]) -> None:
+        self._listeners.append(listener)
 
     async def start(self) -> None:
         self._notifier.notify("account_data", await self._store.current_position())
@@ -56,6 +63,8 @@ class AccountDataService:
         """Store account data the server itself manages (m.fully_read, tags, ...)."""
         encoded = encode_canonical_json(content).decode()
         position = await self._store.put(user_id, room_id, data_type, encoded)
+        for listener in self._listeners:
+            listener(user_id, room_id, data_type, content)
         self._notifier.notify("account_data", position, users=[user_id])
         return position
 

@@ -57,6 +57,8 @@ class RateLimits:
     # Delayed event management and look-ups (MSC4140), per user or, without
     # a token, per IP address (Synapse's rc_delayed_event_mgmt).
     delayed_event_mgmt: RateLimit = RateLimit(per_second=1.0, burst_count=5)
+    # Per user, for reports of users (Synapse's rc_reports).
+    reports: RateLimit = RateLimit(per_second=1.0, burst_count=5)
 
 
 @attrs.frozen
@@ -531,6 +533,10 @@ class Config:
     # Lifetime of an access token that comes with a refresh token.
     refreshable_access_token_lifetime_ms: int = 5 * 60 * 1000
     max_request_body_bytes: int = 1024 * 1024
+    # Accept the client API's `access_token` query parameter, which spec
+    # versions up to v1.19 require (deprecated since v1.11); false refuses it as
+    # spec v1.20 (MSC4127) does, except for appservices' as_tokens.
+    access_token_query_parameter: bool = True
     http: HttpConfig = HttpConfig()
     rate_limits: RateLimits = RateLimits()
     request_limits: RequestLimits = RequestLimits()

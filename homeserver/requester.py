@@ -15,3 +15,6 @@ class Requester:
     app_service_id: str | None = None
     # False for an appservice registered with `rate_limited: false`.
     rate_limited: bool = True
+    # The account is suspended (spec "Account suspension"): read with the
+    # access token, so checking it costs no query (accounts/suspension.py).
+    suspended: bool = False

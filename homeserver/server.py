@@ -65,6 +65,7 @@ from homeserver.accounts.login import PasswordChecker
 from homeserver.accounts.passwords import PasswordHasher
 from homeserver.accounts.registration import AccountService
 from homeserver.accounts.sessions import SessionService
+from homeserver.admin.account_moderation import AccountModeration
 from homeserver.admin.audit import AuditLog
 from homeserver.admin.compliance import ComplianceSearch
 from homeserver.admin.gate import AdminGate
@@ -76,7 +77,9 @@ from homeserver.admin.rooms import AdminRooms
 from homeserver.admin.server import BackgroundUpdates
 from homeserver.admin.shared_secret import SharedSecretRegistration
 from homeserver.admin.tokens import AdminTokens
+from homeserver.admin.user_reports import AdminUserReports
 from homeserver.admin.users import AdminUsers
+from homeserver.api.account_moderation import AccountModerationApi
 from homeserver.api.admin.appservices import AdminAppServicesApi
 from homeserver.api.admin.audit import AdminAuditApi
 from homeserver.api.admin.compliance import AdminComplianceApi
@@ -87,6 +90,7 @@ from homeserver.api.admin.reports import AdminReportsApi
 from homeserver.api.admin.rooms import AdminRoomsApi
 from homeserver.api.admin.server import AdminServerApi
 from homeserver.api.admin.tokens import AdminTokensApi
+from homeserver.api.admin.user_reports import AdminUserReportsApi
 from homeserver.api.admin.users import AdminUsersApi, SharedSecretApi
 from homeserver.api.appservice import AppServiceApi
 from homeserver.api.completion import drain_writes
@@ -102,6 +106,7 @@ from homeserver.api.legacy_events import LegacyEventsApi
 from homeserver.api.listener import Listener
 from homeserver.api.media import MediaApi
 from homeserver.api.misc import OpenIdApi
+from homeserver.api.mutual_rooms import MutualRoomsApi
 from homeserver.api.oauth import OAuthApi, OAuthMetadataApi
 from homeserver.api.profile import ProfileApi
 from homeserver.api.push_rules import PushRulesApi
@@ -123,6 +128,7 @@ from homeserver.api.to_device import ToDeviceApi
 from homeserver.api.upstream import UpstreamApi
 from homeserver.api.user_data import UserDataApi
 from homeserver.api.user_directory import UserDirectoryApi
+from homeserver.api.user_reports import UserReportsApi
 from homeserver.api.voip import VoipApi
 from homeserver.api.web_account import AccountPages
 from homeserver.api.web_consent import ConsentPages
@@ -155,6 +161,7 @@ from homeserver.identity.bindings import ThreepidBindings
 from homeserver.identity.client import IdentityServerClient
 from homeserver.identity.invites import ThirdPartyInvites
 from homeserver.ignored import IgnoredUsers
+from homeserver.invite_permission import InvitePermission
 from homeserver.keyfiles import ensure_self_signed_certificate, ensure_signing_key, load_signing_key
 from homeserver.media.download import MediaDownloads
 from homeserver.media.expiry import MediaExpiry
@@ -166,6 +173,7 @@ from homeserver.media.safe_fetch import AddressPolicy, SafeFetcher
 from homeserver.media.thumbnailer import Thumbnailer
 from homeserver.media.upload import MediaUploader, UploadLimits
 from homeserver.metrics import Metrics
+from homeserver.mutual_rooms import MutualRooms
 from homeserver.notifier import Notifier
 from homeserver.oauth.authorization import AuthorizationRequests
 from homeserver.oauth.clients import OAuthClients
@@ -220,6 +228,7 @@ from homeserver.to_device import ToDeviceService
 from homeserver.turn import TurnService
 from homeserver.uia import CROSS_SIGNING_RESET, UiaService
 from homeserver.user_directory import UserDirectory
+from homeserver.user_reports import UserReports
 from homeserver.web.browser_sessions import BrowserSessions
 from homeserver.web.form_keys import FormKeys, derive_form_key
 from homeserver.web.links import UPSTREAM_PREFIX
@@ -251,10 +260,12 @@ from storage.federation_sender import FederationSenderStore
 from storage.filters import FilterStore
 from storage.guests import GuestStore
 from storage.history import HistoryStore
+from storage.invite_permission import InvitePermissionStore
 from storage.key_backup import KeyBackupStore
 from storage.ldap_users import LdapUserStore
 from storage.login_tokens import LoginTokenStore
 from storage.media import MediaStore
+from storage.mutual_rooms import MutualRoomStore
 from storage.oauth_clients import OAuthClientStore
 from storage.oauth_grants import OAuthGrantStore
 from storage.oauth_sessions import OAuthSessionStore
@@ -283,6 +294,7 @@ from storage.to_device import ToDeviceStore
 from storage.uia import RegistrationTokenStore, UiaStore
 from storage.upstream import UpstreamStore
 from storage.user_directory import UserDirectoryStore
+from storage.user_reports import UserReportStore
 from storage.users import UserStore
 
 logger = logging.getLogger(__name__)
@@ -397,6 +409,7 @@ class HomeServer:
             AdminRoomsApi(rooms),
             AdminTokensApi(AdminTokens(AdminTokenStore(pool))),
             AdminReportsApi(AdminReports(AdminReportStore(pool))),
+            AdminUserReportsApi(AdminUserReports(UserReportStore(pool))),
             AdminNoticesApi(notices),
             AdminServerApi(BackgroundUpdates()),
             AdminAppServicesApi(self.appservice_delivery),
@@ -547,7 +560,10 @@ class HomeServer:
             self.appservices, users, SessionStore(pool), server_name=config.server_name
         )
         authenticator = Authenticator(
-            sessions.authenticate, appservice_auth.requester, appservice_auth.is_unlimited
+            sessions.authenticate,
+            appservice_auth.requester,
+            appservice_auth.is_unlimited,
+            query_tokens=config.access_token_query_parameter,
         )
         router = Router(
             app,
@@ -584,6 +600,9 @@ class HomeServer:
             events, RestrictedJoinStore(pool), server_name=config.server_name
         )
         guest_access = GuestAccessRules(events, GuestStore(pool), self.pipeline)
+        # Invite blocking (MSC4380), also asked by the federation listener and /sync.
+        self.invite_permission = InvitePermission(InvitePermissionStore(pool))
+        await self.invite_permission.start()
         rooms = RoomService(
             self.pipeline,
             events,
@@ -605,6 +624,7 @@ class HomeServer:
             guest_access=guest_access,
             limits=config.request_limits,
             appservice_aliases=appservice_aliases,
+            invite_policy=self.invite_permission,
         )
         profiles.add_listener(MemberProfileUpdater(rooms).profile_changed)
 
@@ -687,6 +707,7 @@ class HomeServer:
             self.hierarchy,
         )
         account_data = AccountDataService(account_data_store, self.notifier, room_store)
+        account_data.add_listener(self.invite_permission.account_data_changed)
         tags = TagService(account_data, account_data_store)
         await account_data.start()
         push_store = PushStore(pool)
@@ -821,6 +842,7 @@ class HomeServer:
                 formatter,
                 ignored,
                 RemoteMembershipStore(pool),
+                invite_policy=self.invite_permission,
             ),
             account_data,
             push_rules,
@@ -941,6 +963,13 @@ class HomeServer:
                 grants=web_grants,
             ),
         )
+        account_moderation = AccountModeration(
+            users,
+            AdminUserStore(pool),
+            sessions,
+            server_name=config.server_name,
+            on_change=[appservice_auth.account_changed],
+        )
         router.mount(
             DiscoveryApi(
                 server_name=config.server_name,
@@ -951,6 +980,7 @@ class HomeServer:
                 change_password=config.ldap is None or config.ldap.local_passwords_enabled,
                 get_login_token=config.sso.login_via_existing_session,
                 delayed_events=delayed.capability(),
+                account_moderation=account_moderation.capability,
             ),
             SessionApi(
                 server_name=config.server_name,
@@ -998,6 +1028,15 @@ class HomeServer:
                 authenticator,
                 RateLimiter(limits.delayed_event_mgmt, enabled=limits.enabled),
             ),
+            AccountModerationApi(account_moderation),
+            UserReportsApi(
+                UserReports(
+                    UserReportStore(pool),
+                    RateLimiter(limits.reports, enabled=limits.enabled),
+                    server_name=config.server_name,
+                )
+            ),
+            MutualRoomsApi(MutualRooms(MutualRoomStore(pool))),
             ThreepidsApi(threepid_bindings),
             ThreepidOnBindApi(third_party_invites),
             RoomHistoryApi(
@@ -1065,6 +1104,7 @@ class HomeServer:
                     ignored,
                     sliding_sync_extensions,
                     presence,
+                    invite_policy=self.invite_permission,
                 ),
                 sliding_sync_extensions,
             ),
@@ -1386,6 +1426,7 @@ class HomeServer:
                     UserStore(pool),
                     server_name=config.server_name,
                     signing_key=self.signing_key,
+                    invite_policy=self.invite_permission,
                 )
             ),
             FederationJoinsApi(

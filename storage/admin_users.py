@@ -26,7 +26,7 @@ USER_ORDER = frozenset(
 
 _USER_COLUMNS = """u.user_id AS name, u.user_type, u.is_guest, u.admin, u.deactivated,
     u.shadow_banned, p.displayname, p.avatar_url, u.created_ts AS creation_ts, u.erased,
-    u.locked,
+    u.locked, u.suspended,
     (SELECT max(d.last_seen_ts) FROM devices d WHERE d.user_id = u.user_id) AS last_seen_ts"""
 
 
@@ -110,7 +110,7 @@ class AdminUserStore:
 
     async def set_flag(self, user_id: str, flag: str, value: bool) -> None:
         """Set one of the boolean account flags an admin controls."""
-        assert flag in ("admin", "locked", "shadow_banned", "deactivated", "erased")
+        assert flag in ("admin", "locked", "suspended", "shadow_banned", "deactivated", "erased")
         await self._pool.execute(f"UPDATE users SET {flag} = $2 WHERE user_id = $1", user_id, value)
 
     async def set_user_type(self, user_id: str, user_type: str | None) -> None:

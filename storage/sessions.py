@@ -33,6 +33,7 @@ class AccessTokenRecord:
     is_guest: bool
     deactivated: bool
     locked: bool
+    suspended: bool
 
 
 @attrs.frozen
@@ -145,7 +146,7 @@ class SessionStore:
     async def get_access_token(self, token_hash: bytes) -> AccessTokenRecord | None:
         row = await self._pool.fetchrow(
             """SELECT t.id, t.user_id, t.device_id, t.valid_until_ts, t.refresh_token_id,
-                      t.used, u.is_guest, u.deactivated, u.locked
+                      t.used, u.is_guest, u.deactivated, u.locked, u.suspended
                FROM access_tokens t JOIN users u USING (user_id)
                WHERE t.token_hash = $1""",
             token_hash,

@@ -22,6 +22,7 @@ class UserRecord:
     locked: bool
     shadow_banned: bool
     user_type: str | None
+    suspended: bool = False
 
 
 @attrs.frozen
@@ -74,7 +75,7 @@ class UserStore:
     async def get_user(self, user_id: str) -> UserRecord | None:
         row = await self._pool.fetchrow(
             """SELECT user_id, password_hash, created_ts, admin, is_guest, deactivated,
-                      locked, shadow_banned, user_type
+                      locked, shadow_banned, user_type, suspended
                FROM users WHERE user_id = $1""",
             user_id,
         )

@@ -177,7 +177,13 @@ class SessionService:
             await self._store.mark_access_token_used(record.token_id, record.refresh_token_id)
             self._invalidate(record.user_id)
         await self._note_last_seen(record, now, ip, user_agent)
-        return Requester(record.user_id, record.device_id, record.token_id, record.is_guest)
+        return Requester(
+            record.user_id,
+            record.device_id,
+            record.token_id,
+            record.is_guest,
+            suspended=record.suspended,
+        )
 
     def _remember(self, digest: bytes, record: AccessTokenRecord) -> None:
         self._cache[digest] = record

@@ -23,7 +23,7 @@ from storage.rooms import RoomStore
 from storage.users import UserStore
 
 # Flags of the user details that Synapse reports as booleans.
-_FLAGS = ("is_guest", "admin", "deactivated", "shadow_banned", "erased", "locked")
+_FLAGS = ("is_guest", "admin", "deactivated", "shadow_banned", "erased", "locked", "suspended")
 
 
 @attrs.frozen
@@ -51,7 +51,6 @@ def user_json(row: dict[str, Any]) -> dict[str, Any]:
         external_ids=[],
         appservice_id=None,
         approved=True,
-        suspended=False,
         consent_server_notice_sent=None,
         consent_version=None,
         consent_ts=None,

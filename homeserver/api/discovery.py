@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+from homeserver.api.account_features import ACCOUNT_UNSTABLE_FEATURES
 from homeserver.api.http import ClientRequest, endpoint
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
+from homeserver.requester import Requester
 
 # Spec versions whose client-server API this server implements. The r0
 # releases are listed as Synapse lists them: older clients look for them.
@@ -22,6 +25,7 @@ UNSTABLE_FEATURES = {
     "org.matrix.msc4140": True,
     "org.matrix.msc4222": True,
     "im.nheko.summary": True,
+    **ACCOUNT_UNSTABLE_FEATURES,
 }
 
 
@@ -37,9 +41,12 @@ class DiscoveryApi:
         change_password: bool = True,
         get_login_token: bool = False,
         delayed_events: dict[str, int] | None = None,
+        account_moderation: Callable[[Requester], Awaitable[dict[str, bool] | None]] | None = None,
     ) -> None:
         # Delayed events' limits (MSC4140), as the capability of that name.
         self._delayed_events = delayed_events or {}
+        # The requester's `m.account_moderation` capability (admins only).
+        self._account_moderation = account_moderation
         # MSC3882's POST /login/get_token is offered (sso.login_via_existing_session).
         self._get_login_token = get_login_token
         self._server_name = server_name
@@ -69,7 +76,7 @@ class DiscoveryApi:
 
     @endpoint("GET", "/capabilities", guest_ok=True)
     async def capabilities(self, req: ClientRequest) -> dict[str, Any]:
-        return {
+        body: dict[str, Any] = {
             "capabilities": {
                 "m.change_password": {"enabled": self._change_password},
                 "m.room_versions": {
@@ -87,3 +94,8 @@ class DiscoveryApi:
                 "org.matrix.msc4140.delayed_events": self._delayed_events,
             }
         }
+        if self._account_moderation is not None:
+            moderation = await self._account_moderation(req.user)
+            if moderation is not None:
+                body["capabilities"]["m.account_moderation"] = moderation
+        return body

@@ -145,13 +145,20 @@ def endpoint(
     guest_ok: GuestRule = False,
     cancellable: bool | None = None,
     optional_auth: bool = False,
+    admin: bool = False,
+    audit_action: str | None = None,
 ) -> Callable[[Handler], Handler]:
+    """A client API endpoint. `admin` (with `audit_action` for changes): for
+    server admins only, audited, like the admin API's (the spec's own admin
+    endpoints, /_matrix/client/v1/admin/...)."""
     return _mark(
         EndpointSpec(
             method,
             tuple(p + path for p in prefixes),
             auth,
             ratelimit,
+            admin=admin,
+            audit_action=audit_action,
             stream_body=stream_body,
             allow_locked=allow_locked,
             guest_ok=guest_ok,
@@ -236,18 +243,32 @@ AppServiceResolver = Callable[[str, MultiMapping[str]], Awaitable[Requester | No
 
 
 class Authenticator:
-    """Turns the request's access token into a Requester."""
+    """Turns the request's access token into a Requester.
+
+    The token comes in the Authorization header or, deprecated since spec
+    v1.11 but required of servers up to v1.19, in the `access_token` query
+    parameter. Spec v1.20 (MSC4127) drops the parameter: with
+    `query_tokens=False` (the config's `access_token_query_parameter`) it is
+    refused, except with an appservice's as_token, which the Application
+    Service API's identity assertion still lets come in the query string.
+    A request naming its token more than once (two headers, two parameters,
+    or both, which Synapse refuses too) is refused either way: which one
+    counts would be a guess.
+    """
 
     def __init__(
         self,
         resolve: Callable[..., Awaitable[Requester]],
         appservice: AppServiceResolver | None = None,
         unlimited: Callable[[str], bool] | None = None,
+        *,
+        query_tokens: bool = True,
     ) -> None:
         self._resolve = resolve
         self._appservice = appservice
         # Tokens exempt from per-IP rate limits (appservices with rate_limited: false).
         self._unlimited = unlimited
+        self._query_tokens = query_tokens
 
     def is_unlimited(self, request: web.Request) -> bool:
         """Whether the request's token is exempt from the per-IP rate limits."""
@@ -261,24 +282,43 @@ class Authenticator:
 
     @staticmethod
     def token_of(request: web.Request | ClientRequest) -> str | None:
-        header = request.headers.get("Authorization")
-        if header is not None:
-            scheme, _, token = header.partition(" ")
+        return Authenticator.token_and_source(request)[0]
+
+    @staticmethod
+    def token_and_source(request: web.Request | ClientRequest) -> tuple[str | None, bool]:
+        """The access token, and whether it came in the query string."""
+        headers = request.headers
+        found = headers.getall("Authorization", []) if isinstance(headers, MultiMapping) else []
+        if not isinstance(headers, MultiMapping) and "Authorization" in headers:
+            found = [headers["Authorization"]]
+        in_query = request.query.getall("access_token", [])
+        if len(found) + len(in_query) > 1:
+            raise MatrixError(
+                401, "M_MISSING_TOKEN", "Give the access token once, in the Authorization header"
+            )
+        if found:
+            scheme, _, token = found[0].partition(" ")
             if scheme.lower() != "bearer" or not token.strip():
                 raise MatrixError(401, "M_MISSING_TOKEN", "Invalid Authorization header")
-            return token.strip()
-        return request.query.get("access_token")
+            return token.strip(), False
+        return (in_query[0], True) if in_query else (None, False)
 
     async def requester(
         self, request: web.Request, ip: str | None, *, allow_locked: bool = False
     ) -> Requester:
-        token = self.token_of(request)
+        token, from_query = self.token_and_source(request)
         if token is None:
             raise MatrixError(401, "M_MISSING_TOKEN", "Missing access token")
         if self._appservice is not None:
             found = await self._appservice(token, request.query)
             if found is not None:
                 return found
+        if from_query and not self._query_tokens:
+            raise MatrixError(
+                401,
+                "M_MISSING_TOKEN",
+                "Access tokens in the query string are not accepted: use the Authorization header",
+            )
         return await self._resolve(
             token,
             ip=ip,

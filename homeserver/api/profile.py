@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from homeserver.accounts.suspension import refuse_if_suspended
 from homeserver.api.http import ClientRequest, endpoint
 from homeserver.errors import bad_json, missing_param
 from homeserver.profile import ProfileService
@@ -35,11 +36,13 @@ class ProfileApi:
             raise missing_param(f"The body must hold {key!r}")
         if len(body) != 1:
             raise bad_json(f"The body must hold only {key!r}")
+        refuse_if_suspended(req.user, "Changing the profile")
         await self._profiles.set_field(req.user.user_id, req.params["userId"], key, body[key])
         return {}
 
     @endpoint("DELETE", "/profile/{userId}/{keyName}", guest_ok=_display_name_only)
     async def delete_field(self, req: ClientRequest) -> dict[str, Any]:
+        refuse_if_suspended(req.user, "Changing the profile")
         await self._profiles.set_field(
             req.user.user_id, req.params["userId"], req.params["keyName"], None
         )

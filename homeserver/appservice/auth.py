@@ -6,6 +6,8 @@ absent), and, with MSC4326 (unstable: MSC3202's `org.matrix.msc3202.device_id`),
 the device with `?device_id=`. The checks are Synapse's: the user must be local
 and in the appservice's namespace (403 otherwise) and already registered (403
 too, as Synapse answers); a named device must exist (400 M_UNKNOWN_DEVICE).
+The Requester carries whether the user is suspended, as a user's own token
+would (read with the user, remembered with it, forgotten on a change).
 """
 
 from __future__ import annotations
@@ -21,8 +23,9 @@ from homeserver.requester import Requester
 from storage.sessions import SessionStore
 from storage.users import UserStore
 
-# Registered appservice users remembered, so a bridge's steady stream of
-# `?user_id=` requests costs no query each (accounts are never deleted).
+# Registered appservice users remembered (with whether they are suspended),
+# so a bridge's steady stream of `?user_id=` requests costs no query each
+# (accounts are never deleted).
 _KNOWN_USERS_CACHE = 50_000
 
 DEVICE_PARAMS = (("device_id", "M_UNKNOWN_DEVICE"),)
@@ -42,7 +45,7 @@ class AppServiceAuth:
         self._users = users
         self._devices = devices
         self._server_name = server_name
-        self._known: OrderedDict[str, None] = OrderedDict()
+        self._known: OrderedDict[str, bool] = OrderedDict()
 
     def is_unlimited(self, token: str) -> bool:
         """Whether `token` is an appservice's registered with `rate_limited: false`
@@ -57,7 +60,8 @@ class AppServiceAuth:
             return None
         user_id = query.get("user_id") or service.sender
         if user_id != service.sender:
-            await self._check_user(service, user_id)
+            self._check_namespace(service, user_id)
+        suspended = await self._suspended(user_id)
         device_id = ""
         for name, errcode in (*DEVICE_PARAMS, *UNSTABLE_DEVICE_PARAMS):
             wanted = query.get(name)
@@ -72,20 +76,31 @@ class AppServiceAuth:
             0,
             app_service_id=service.id,
             rate_limited=service.rate_limited,
+            suspended=suspended,
         )
 
-    async def _check_user(self, service: AppService, user_id: str) -> None:
+    def _check_namespace(self, service: AppService, user_id: str) -> None:
         parts = split_user_id(user_id)
         if parts is None or parts[1] != self._server_name:
             raise forbidden(f"Application service cannot masquerade as this user ({user_id})")
         if not service.is_user_in_namespace(user_id):
             raise forbidden(f"Application service cannot masquerade as this user ({user_id})")
-        if user_id in self._known:
+
+    async def _suspended(self, user_id: str) -> bool:
+        """Whether the registered user is suspended; 403 if not registered."""
+        known = self._known.get(user_id)
+        if known is not None:
             self._known.move_to_end(user_id)
-            return
-        if await self._users.get_user(user_id) is None:
+            return known
+        user = await self._users.get_user(user_id)
+        if user is None:
             # Synapse's answer to a namespaced user the appservice never registered.
             raise forbidden(f"Application service has not registered this user ({user_id})")
-        self._known[user_id] = None
+        self._known[user_id] = user.suspended
         if len(self._known) > _KNOWN_USERS_CACHE:
             self._known.popitem(last=False)
+        return user.suspended
+
+    def account_changed(self, user_id: str) -> None:
+        """Forget what is remembered of a user whose account flags changed."""
+        self._known.pop(user_id, None)

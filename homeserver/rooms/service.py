@@ -7,6 +7,7 @@ import weakref
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+from homeserver.accounts.suspension import check_event, check_membership, refuse_if_suspended
 from homeserver.appservice.aliases import AppServiceAliases
 from homeserver.config import RequestLimits
 from homeserver.errors import MatrixError, forbidden, invalid_param, not_found
@@ -50,6 +51,12 @@ class RoomModeration(Protocol):
     def fake_event_id(self) -> str: ...
 
 
+class InvitePolicy(Protocol):
+    """Whether a local user accepts invites (homeserver/invite_permission.py)."""
+
+    async def check_invite(self, invitee: str) -> None: ...
+
+
 class FakeAccepted(MatrixError):
     """The answer to a shadow-banned sender: success, for something that never happened."""
 
@@ -78,8 +85,11 @@ class RoomService:
         guest_access: GuestAccessRules | None = None,
         limits: RequestLimits = DEFAULT_LIMITS,
         appservice_aliases: AppServiceAliases | None = None,
+        invite_policy: InvitePolicy | None = None,
     ) -> None:
         self._pipeline = pipeline
+        # Local users who block invites (MSC4380) are refused them here.
+        self._invite_policy = invite_policy
         # Appservices' exclusive aliases, and the rooms they create on demand.
         self._appservice_aliases = appservice_aliases
         self._events = events
@@ -123,6 +133,7 @@ class RoomService:
         rules) fails with 400 before anything is written.
         """
         user_id = requester.user_id
+        refuse_if_suspended(requester, "Creating rooms")
         req = parse_create_request(
             body,
             server_name=self._server_name,
@@ -138,6 +149,9 @@ class RoomService:
         # their servers (RemoteInvites); ours with the room's first events.
         remote_invitees = [i for i in req.invites if self._needs_remote_invite(i)]
         local_invitees = [i for i in req.invites if i not in remote_invitees]
+        for invitee in local_invitees:
+            # Refused before anything is made: the request changes nothing.
+            await self._check_invite(invitee)
         invites = {i: await self.member_content(i, "invite") for i in local_invitees}
         events = initial_events(req, user_id, await self.member_content(user_id, "join"), invites)
         self._pipeline.rehearse_new_room(req.room_version, user_id, content, events)
@@ -184,11 +198,18 @@ class RoomService:
     ) -> StoredEvent:
         if event_type == "m.room.create":
             raise forbidden("A room has one create event, made by createRoom")
+        if requester.suspended:
+            redacted_sender = None
+            if event_type == "m.room.redaction":
+                redacted_sender = await self._sender_of(redacts or content.get("redacts"))
+            check_event(requester, event_type, content, redacted_sender)
         if self._moderation is not None and self._moderation.is_shadow_banned(requester.user_id):
             # As Synapse: the sender sees success; nobody sees the event.
             raise FakeAccepted({"event_id": self._moderation.fake_event_id()})
         if event_type == "m.room.canonical_alias" and state_key == "":
             await self._check_canonical_alias(room_id, content)
+        if event_type == "m.room.member" and content.get("membership") == "invite":
+            await self._check_invite(state_key or "")
         if state_key is not None:
             same = await self._unchanged_state(
                 requester.user_id, room_id, event_type, state_key, content
@@ -205,6 +226,18 @@ class RoomService:
             txn=(requester.device_id, txn_id) if txn_id is not None else None,
             origin_server_ts=origin_server_ts,
         )
+
+    async def _sender_of(self, event_id: Any) -> str | None:
+        """The sender of an event this server has, else None."""
+        if not isinstance(event_id, str):
+            return None
+        stored = (await self._events.get_events([event_id])).get(event_id)
+        return stored.event.sender if stored is not None else None
+
+    async def _check_invite(self, invitee: str) -> None:
+        """403 M_INVITE_BLOCKED if `invitee` is a local user blocking invites."""
+        if self._invite_policy is not None and invitee.partition(":")[2] == self._server_name:
+            await self._invite_policy.check_invite(invitee)
 
     async def _check_canonical_alias(self, room_id: str, content: dict[str, Any]) -> None:
         """400 unless the aliases the new event adds point to the room."""
@@ -285,6 +318,7 @@ class RoomService:
         content) answers with that event instead of sending a copy.
         """
         membership = _ACTIONS[action]
+        check_membership(requester, membership)
         if not is_valid_user_id(target):
             raise invalid_param("Invalid user id")
         if membership == "join" and requester.is_guest and self._guest_access is not None:
@@ -313,6 +347,8 @@ class RoomService:
         ):
             # As Synapse: a shadow-banned user's invites seem to work and reach nobody.
             raise FakeAccepted({})
+        if action == "invite":
+            await self._check_invite(target)
         if action == "invite" and self._needs_remote_invite(target):
             return await self._invite_remote(requester.user_id, room_id, target, reason, extra)
         current, current_id = await self._rooms.membership(room_id, target)

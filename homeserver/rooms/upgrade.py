@@ -17,6 +17,7 @@ from typing import Any
 
 import attrs
 
+from homeserver.accounts.suspension import refuse_if_suspended
 from homeserver.errors import MatrixError, bad_json, forbidden, not_found
 from homeserver.events.auth import get_power_level, get_required_level, parse_level
 from homeserver.events.event import Event, StateKey
@@ -134,6 +135,7 @@ class RoomUpgrader:
         additional_creators: list[str] | None = None,
     ) -> str:
         """Upgrade the room; returns the replacement room's id."""
+        refuse_if_suspended(requester, "Upgrading rooms")
         version = KNOWN_ROOM_VERSIONS.get(new_version)
         if version is None:
             raise MatrixError(

@@ -87,13 +87,15 @@ def in_server_list(
     m: Membership,
     ignored: Collection[str],
     known_as: str | None,
+    block_invites: bool = False,
 ) -> bool:
     """Whether the room is in the user's server list (see the module docstring);
     `known_as` is the membership this connection last sent the room with."""
     if m.membership == "join" or m.membership == "knock":
         return True
     if m.membership == "invite":
-        return m.sender not in ignored
+        # No invites for a user who blocks them (MSC4380).
+        return not block_invites and m.sender not in ignored
     if m.membership not in ("leave", "ban") or m.forgotten:
         return False
     # memberships() from position 0: a join anywhere in the room's history.

@@ -33,6 +33,7 @@ import attrs
 
 from homeserver.errors import MatrixError
 from homeserver.ignored import IgnoredUsers
+from homeserver.invite_permission import InviteBlocking
 from homeserver.notifier import Notifier
 from homeserver.requester import Requester
 from homeserver.sliding_sync.extensions import ExtensionScope, SlidingSyncExtensions
@@ -98,7 +99,10 @@ class SlidingSyncService:
         ignored: IgnoredUsers,
         extensions: SlidingSyncExtensions,
         activity: SyncActivity | None = None,
+        invite_policy: InviteBlocking | None = None,
     ) -> None:
+        # Users who block invites see none (MSC4380).
+        self._invite_policy = invite_policy
         self._notifier = notifier
         self._store = store
         self._rooms = rooms
@@ -209,13 +213,20 @@ class SlidingSyncService:
         user_id = requester.user_id
         remembered: dict[str, Any] = dict(stored.rooms) if stored is not None else {}
         ignored = await self._ignored.ignored_users(user_id)
+        block_invites = (
+            self._invite_policy is not None and await self._invite_policy.blocks_invites(user_id)
+        )
         # Joined rooms first in the test: they are most of a big account.
         server_list = [
             r
             for r in view.listed
             if r.membership.membership == "join"
             or in_server_list(
-                user_id, r.membership, ignored, remembered.get(r.room_id, {}).get("m")
+                user_id,
+                r.membership,
+                ignored,
+                remembered.get(r.room_id, {}).get("m"),
+                block_invites,
             )
         ]
         facts = view.facts
@@ -252,6 +263,7 @@ class SlidingSyncService:
                 by_id[room_id].membership,
                 ignored,
                 remembered.get(room_id, {}).get("m"),
+                block_invites,
             )
         ]
         for room_id in subscribed:

@@ -66,8 +66,10 @@ def plan_rooms(
     full_state: bool,
     room_filter: dict[str, Any],
     ignored: Collection[str],
+    block_invites: bool = False,
 ) -> tuple[list[RoomPlan], list[StrippedRoom]]:
-    """The joined and left rooms to report, and the invited and knocked ones."""
+    """The joined and left rooms to report, and the invited and knocked ones
+    (no invites for a user who blocks them, MSC4380)."""
     plans: list[RoomPlan] = []
     stripped: list[StrippedRoom] = []
     everything = since is None or full_state
@@ -92,7 +94,7 @@ def plan_rooms(
                 )
             )
         elif m.membership in ("invite", "knock"):
-            ignore = m.membership == "invite" and m.sender in ignored
+            ignore = m.membership == "invite" and (block_invites or m.sender in ignored)
             if (everything or m.stream_ordering > start) and not ignore:
                 stripped.append(StrippedRoom(m.room_id, m.membership, m.event_id))
         elif m.membership in ("leave", "ban") and not m.forgotten:

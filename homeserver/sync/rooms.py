@@ -27,6 +27,7 @@ from typing import Any
 import attrs
 
 from homeserver.ignored import IgnoredUsers
+from homeserver.invite_permission import InviteBlocking
 from homeserver.rooms.format import EventFormatter
 from homeserver.rooms.history import stream_token
 from homeserver.rooms.visibility import HistoryVisibility
@@ -149,7 +150,10 @@ class RoomsSyncProvider:
         ignored: IgnoredUsers,
         out_of_band: RemoteMembershipStore,
         sent_members: SentMembers | None = None,
+        invite_policy: InviteBlocking | None = None,
     ) -> None:
+        # Users who block invites see none (MSC4380).
+        self._invite_policy = invite_policy
         self._store = store
         self._sent_members = sent_members or SentMembers()
         # The stripped state other servers sent with invites and knocks.
@@ -178,6 +182,8 @@ class RoomsSyncProvider:
             full_state=request.full_state,
             room_filter=room_filter,
             ignored=ignored,
+            block_invites=self._invite_policy is not None
+            and await self._invite_policy.blocks_invites(user_id),
         )
         rooms = await self._timelines(user_id, plans, room_filter.get("timeline", {}), ignored)
         # Timeline events last: they are as the user sees them (pruned, for erased senders).

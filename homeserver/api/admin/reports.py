@@ -10,7 +10,7 @@ from homeserver.api.http import ClientRequest, admin_endpoint
 from homeserver.errors import invalid_param
 
 
-def _report_id(req: ClientRequest) -> int:
+def report_id(req: ClientRequest) -> int:
     value = req.params["reportId"]
     if not value.isdigit() or len(value) > 18:
         raise invalid_param(
@@ -37,9 +37,9 @@ class AdminReportsApi:
 
     @admin_endpoint("GET", "/v1/event_reports/{reportId}")
     async def get(self, req: ClientRequest) -> dict[str, Any]:
-        return await self._reports.get(_report_id(req))
+        return await self._reports.get(report_id(req))
 
     @admin_endpoint("DELETE", "/v1/event_reports/{reportId}", action="report.delete")
     async def delete(self, req: ClientRequest) -> dict[str, Any]:
-        await self._reports.delete(_report_id(req))
+        await self._reports.delete(report_id(req))
         return {}
