@@ -33,7 +33,10 @@ class DiscoveryApi:
         rtc_foci: list[dict[str, Any]] | None = None,
         change_password: bool = True,
         get_login_token: bool = False,
+        forget_on_leave: bool = False,
     ) -> None:
+        # Rooms are forgotten when left (forget_rooms_on_leave), as MSC4267 advertises.
+        self._forget_on_leave = forget_on_leave
         # MSC3882's POST /login/get_token is offered (sso.login_via_existing_session).
         self._get_login_token = get_login_token
         self._server_name = server_name
@@ -78,5 +81,6 @@ class DiscoveryApi:
                 "m.3pid_changes": {"enabled": False},
                 "m.get_login_token": {"enabled": self._get_login_token},
                 "m.profile_fields": {"enabled": True},
+                "m.forget_forced_upon_leave": {"enabled": self._forget_on_leave},
             }
         }
