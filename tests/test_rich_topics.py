@@ -62,6 +62,7 @@ async def test_directory_hierarchy_and_search_read_the_plain_text_representation
     assert status == 200, found
     results = found["search_categories"]["room_events"]["results"]
     assert [r["result"]["type"] for r in results] == ["m.room.topic"]
+    assert "Soup" in found["search_categories"]["room_events"]["highlights"]
 
     # No text/plain representation: the `topic` field is used.
     html_only = {
