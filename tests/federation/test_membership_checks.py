@@ -172,3 +172,73 @@ async def test_membership_pdus_failing_the_spec_checks_are_invalid_params(
         json_body=knock,
     )
     assert (status, body["errcode"]) == (400, "M_INVALID_PARAM")
+
+
+async def _partial_join(
+    remote: ScriptedRemote, hs: RunningServer, room_id: str, user: str, flag: str
+) -> tuple[int, Any]:
+    status, made = await make_join(remote, hs, room_id, user, "12")
+    assert status == 200, made
+    pdu = sign_join(remote, made["event"], "12")
+    event_id = compute_event_id(pdu, KNOWN_ROOM_VERSIONS["12"])
+    return await remote.request(
+        hs,
+        "PUT",
+        f"{V2}/send_join/{path_quote(room_id)}/{path_quote(event_id)}?omit_members={flag}",
+        json_body=pdu,
+    )
+
+
+async def test_send_join_without_members(fed_hs: RunningServer, remote: ScriptedRemote) -> None:
+    alice = (await fed_hs.register("alice"))["access_token"]
+    carol = (await fed_hs.register("carol"))["access_token"]
+    await fed_hs.register("dave")
+    status, body = await fed_hs.request(
+        "POST",
+        f"{CLIENT}/createRoom",
+        token=alice,
+        json={"preset": "public_chat", "invite": ["@dave:localhost"]},
+    )
+    unnamed = body["room_id"]
+    status, _ = await fed_hs.request("POST", f"{CLIENT}/join/{unnamed}", token=carol, json={})
+    assert status == 200
+    lookup = await our_key_lookup(remote, fed_hs)
+
+    status, body = await _partial_join(
+        remote, fed_hs, unnamed, f"@bob:{remote.server_name}", "maybe"
+    )
+    assert (status, body["errcode"]) == (400, "M_INVALID_PARAM")
+    status, joined = await _partial_join(
+        remote, fed_hs, unnamed, f"@bob:{remote.server_name}", "true"
+    )
+    assert status == 200, joined
+    assert joined["members_omitted"] is True and joined["servers_in_room"] == ["localhost"]
+    room = Room(unnamed, "12", alice, [])
+    kinds = {}
+    for pdu in joined["state"]:
+        check_pdu(pdu, room, lookup)
+        kinds[(pdu["type"], pdu["state_key"])] = pdu
+    # No name and no alias: the heroes' member events stay, for the room's name.
+    members = {k[1] for k in kinds if k[0] == "m.room.member"}
+    assert members == {"@alice:localhost", "@carol:localhost", "@dave:localhost"}
+    assert {CREATE, ("m.room.power_levels", ""), ("m.room.join_rules", "")} <= set(kinds)
+    # The auth chain checks out too.
+    assert all(check_pdu(p, room, lookup) for p in joined["auth_chain"])
+
+    # A named room: no member events at all.
+    status, body = await fed_hs.request(
+        "POST", f"{CLIENT}/createRoom", token=alice, json={"preset": "public_chat", "name": "Hi"}
+    )
+    status, joined = await _partial_join(
+        remote, fed_hs, body["room_id"], f"@erin:{remote.server_name}", "true"
+    )
+    assert status == 200, joined
+    assert [p for p in joined["state"] if p["type"] == "m.room.member"] == []
+    assert joined["members_omitted"] is True and joined["servers_in_room"] == ["localhost"]
+    # Without the flag, the whole state as before.
+    status, joined = await _partial_join(
+        remote, fed_hs, body["room_id"], f"@fred:{remote.server_name}", "false"
+    )
+    assert status == 200, joined
+    assert joined["members_omitted"] is False and "servers_in_room" not in joined
+    assert any(p["type"] == "m.room.member" for p in joined["state"])

@@ -55,6 +55,7 @@ async def test_a_redaction_sent_through_send_redacts_on_synapse(
     alice = await ours(hs, synapse, "alice")
     syd = await synapse.register()
     room_id = await alice.create_room(preset="public_chat", room_version=version)
+    # Synapse joins with omit_members=true: our reduced answer, then the rest.
     assert await syd.join(room_id, via=[hs.server.config.server_name]) == room_id
     target = await alice.send_text(room_id, "regrettable")
     await syd.sync_until_event(room_id, lambda e: e["event_id"] == target)
