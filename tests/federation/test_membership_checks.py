@@ -17,6 +17,7 @@ from tests.federation.test_handshakes_join import CLIENT, started, sync
 from tests.federation.test_handshakes_leave_knock import handshake
 from tests.federation.test_joins import make_join, send_join, sign_join
 from tests.federation.test_serving import Room, check_pdu, our_key_lookup
+from tests.sliding_sync.helpers import User, all_rooms
 
 V1 = "/_matrix/federation/v1"
 BOB = "@bob:localhost"
@@ -58,7 +59,8 @@ async def test_invite_room_state_of_room_12_is_checked(
     room = HostedRoom(remote, "12")
     other = HostedRoom(remote, "12")
     await started(remote, fed_hs)
-    token = (await fed_hs.register("bob"))["access_token"]
+    bob = User(fed_hs, await fed_hs.register("bob"))
+    token = bob.token
     create, name = dict(room.state[CREATE].pdu), dict(room.state[NAME].pdu)
 
     refused = [
@@ -83,6 +85,11 @@ async def test_invite_room_state_of_room_12_is_checked(
     by_key = {(e["type"], e["state_key"]): e for e in shown["events"]}
     assert set(by_key[CREATE]) == STRIPPED and set(by_key[NAME]) == STRIPPED
     assert by_key[NAME]["content"] == {"name": "The remote room"}
+    # And so does sliding sync.
+    sliding = await bob.sync_ok(all_rooms(filters={"is_invite": True}))
+    events = sliding["rooms"][room.room_id]["invite_state"]
+    assert {(e["type"], e["state_key"]) for e in events} >= {CREATE, NAME}
+    assert all(set(e) == STRIPPED for e in events[:-1])
 
 
 async def test_stripped_form_from_older_servers_is_still_taken(
