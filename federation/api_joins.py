@@ -6,6 +6,15 @@ from typing import Any
 
 from federation.http import FEDERATION_V1, FEDERATION_V2, FederationRequest, federation_endpoint
 from federation.joins import JoinService
+from homeserver.errors import MatrixError
+
+
+def _flag(req: FederationRequest, name: str) -> bool:
+    """A boolean query parameter: `true` or `false` (absent: false)."""
+    value = req.query.get(name, "false")
+    if value not in ("true", "false"):
+        raise MatrixError(400, "M_INVALID_PARAM", f"{name} must be 'true' or 'false'")
+    return value == "true"
 
 
 class FederationJoinsApi:
@@ -23,5 +32,9 @@ class FederationJoinsApi:
     @federation_endpoint("PUT", FEDERATION_V2 + "/send_join/{roomId}/{eventId}")
     async def send_join(self, req: FederationRequest) -> dict[str, Any]:
         return await self._joins.send_join(
-            req.origin, req.params["roomId"], req.params["eventId"], req.json()
+            req.origin,
+            req.params["roomId"],
+            req.params["eventId"],
+            req.json(),
+            omit_members=_flag(req, "omit_members"),
         )

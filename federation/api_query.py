@@ -28,7 +28,18 @@ class FederationQueryApi:
         self._directory = directory
         self._server_name = server_name
 
-    @federation_endpoint("GET", FEDERATION_V1 + "/query/profile")
+    @federation_endpoint("GET", FEDERATION_V1 + "/query/{queryType}")
+    async def query(self, req: FederationRequest) -> dict[str, Any]:
+        """The spec's generic query: `profile` and `directory` are the known
+        types; any other answers 404 M_NOT_FOUND, as Synapse does for a query
+        type it has no handler for."""
+        query_type = req.params["queryType"]
+        if query_type == "profile":
+            return await self.profile(req)
+        if query_type == "directory":
+            return await self.directory(req)
+        raise not_found(f"No handler for query type {query_type!r}")
+
     async def profile(self, req: FederationRequest) -> dict[str, Any]:
         user_id = _required(req, "user_id")
         if user_id.partition(":")[2] != self._server_name:
@@ -41,7 +52,6 @@ class FederationQueryApi:
             raise not_found(f"The profile has no {field!r}")
         return {field: profile[field]}
 
-    @federation_endpoint("GET", FEDERATION_V1 + "/query/directory")
     async def directory(self, req: FederationRequest) -> dict[str, Any]:
         return await self._directory.resolve_alias(_required(req, "room_alias"))
 

@@ -17,13 +17,18 @@ from typing import Any
 from signedjson.types import SigningKey
 
 from federation.keys import KeyRing
+from federation.membership_checks import (
+    check_membership_event,
+    check_stripped_state,
+    checks_stripped_state,
+    invalid,
+    verify_signed,
+)
 from federation.serving import FederationReads
 from federation.templates import membership_template, room_head
-from federation.verification import verify_pdu_signatures
 from homeserver.errors import MatrixError, bad_json, forbidden, not_found
 from homeserver.events.errors import InvalidEventError
 from homeserver.events.event import Event, parse_event
-from homeserver.events.hashing import check_content_hash
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
 from homeserver.events.signing import sign_event
 from homeserver.rooms.pipeline import EventPipeline
@@ -95,21 +100,18 @@ class MembershipHandshakes:
             raise bad_json("'invite_room_state' must be a list of objects")
         event = self._parse(pdu, room_version, event_id, room_id)
         invitee = event.state_key or ""
-        if (
-            event.type != "m.room.member"
-            or event.content.get("membership") != "invite"
-            or _server_of(invitee) != self._server_name
-        ):
-            raise bad_json("Not an invite of a user of this server")
-        if _server_of(event.sender) != origin:
-            raise forbidden("A server may only send its own users' invites")
+        check_membership_event(event, "invite", origin, own=False)
+        if _server_of(invitee) != self._server_name:
+            raise invalid("The invitee is not a user of this server")
         await self._reads.check_acl(origin, room_id)
         user = await self._users.get_user(invitee)
         if user is None or user.deactivated:
             raise not_found("No such user here")
         if self._invite_policy is not None:
             await self._invite_policy.check_invite(invitee)
-        await self._verify(event)
+        await verify_signed(self._keys, event)
+        if checks_stripped_state(room_version):
+            await check_stripped_state(self._keys, invite_room_state, room_id, room_version)
         signed = sign_event(
             _without_unsigned(event.pdu), self._server_name, self._signing_key, room_version
         )
@@ -179,15 +181,8 @@ class MembershipHandshakes:
         if not isinstance(pdu, dict):
             raise bad_json("The event must be an object")
         event = self._parse(pdu, room_version, event_id, room_id)
-        if (
-            event.type != "m.room.member"
-            or event.content.get("membership") != membership
-            or event.state_key != event.sender
-        ):
-            raise bad_json(f"Not a {membership} event")
-        if _server_of(event.sender) != origin:
-            raise forbidden("A server may only act for its own users")
-        await self._verify(event)
+        check_membership_event(event, membership, origin, own=True)
+        await verify_signed(self._keys, event)
         await self._pipeline.accept_remote(event)
         if membership == "knock":
             return {"knock_room_state": await stripped_room_state(self._events, room_id)}
@@ -212,11 +207,3 @@ class MembershipHandshakes:
         if event.room_id != room_id:
             raise bad_json("The event is for another room")
         return event
-
-    async def _verify(self, event: Event) -> None:
-        try:
-            await verify_pdu_signatures(self._keys, event.pdu, event.room_version)
-        except InvalidEventError as e:
-            raise forbidden(str(e)) from None
-        if not check_content_hash(event.pdu):
-            raise bad_json("The event's content hash does not match")

@@ -23,6 +23,8 @@ from typing import Any
 from signedjson.types import SigningKey
 
 from federation.keys import KeyRing
+from federation.membership_checks import check_membership_event, invalid
+from federation.partial_join import without_members
 from federation.serving import FederationReads
 from federation.templates import membership_template, room_head
 from federation.verification import verify_pdu_signatures
@@ -104,10 +106,17 @@ class JoinService:
         return {"event": template, "room_version": room_version.identifier}
 
     async def send_join(
-        self, origin: str, room_id: str, event_id: str, pdu: Mapping[str, Any]
+        self,
+        origin: str,
+        room_id: str,
+        event_id: str,
+        pdu: Mapping[str, Any],
+        *,
+        omit_members: bool = False,
     ) -> dict[str, Any]:
         """Verify, sign and persist a join; answer with the state and auth
-        chain before it, and the join as signed here."""
+        chain before it, and the join as signed here. With `omit_members`,
+        the reduced answer of partial_join.py."""
         room_version = await self._room(origin, room_id)
         try:
             event = parse_event(pdu, room_version, event_id=event_id)
@@ -115,18 +124,11 @@ class JoinService:
             raise bad_json(f"Invalid event: {e}") from None
         if event.room_id != room_id:
             raise bad_json("The event is for another room")
-        if (
-            event.type != "m.room.member"
-            or event.content.get("membership") != "join"
-            or event.state_key != event.sender
-        ):
-            raise bad_json("Not a join event")
-        if _server_of(event.sender) != origin:
-            raise forbidden("A server may only join its own users")
+        check_membership_event(event, "join", origin, own=True)
         if room_version.restricted_join_rule and AUTHORISER_KEY in event.content:
             await self._check_vouching(room_id, event)
         if not check_content_hash(pdu):
-            raise bad_json("The event's content hash does not match")
+            raise invalid("The event's content hash does not match")
         signed = sign_event(
             {k: v for k, v in pdu.items() if k != "unsigned"},
             self._server_name,
@@ -136,20 +138,26 @@ class JoinService:
         try:
             await verify_pdu_signatures(self._keys, signed, room_version)
         except InvalidEventError as e:
-            raise forbidden(str(e)) from None
+            raise invalid(f"The event fails the signature check: {e}") from None
         event = parse_event(signed, room_version, event_id=event_id)
         await self._pipeline.accept_remote(event)
         state = await self._reads.state_before(room_id, event.event_id)
+        servers: list[str] | None = None
+        if omit_members:
+            state, servers = await without_members(self._events, state, event.sender)
         chain = await self._reads.auth_chain(
             room_version, room_id, [*state.values(), *event.auth_event_ids]
         )
-        return {
-            "origin": self._server_name,
+        # No `origin`: the spec dropped it from this answer in v1.14.
+        answer: dict[str, Any] = {
             "state": await self._reads.pdus(sorted(state.values())),
             "auth_chain": await self._reads.pdus(sorted(chain)),
             "event": signed,
-            "members_omitted": False,
+            "members_omitted": servers is not None,
         }
+        if servers is not None:
+            answer["servers_in_room"] = servers
+        return answer
 
     async def _check_vouching(self, room_id: str, event: Event) -> None:
         """A join naming one of our users is signed only if we would name one

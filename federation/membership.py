@@ -28,6 +28,7 @@ from urllib.parse import quote
 from signedjson.types import SigningKey
 
 from federation.keys import KeyRing
+from federation.membership_checks import check_stripped_state, checks_stripped_state
 from federation.queries import FederationQueries, server_of
 from federation.transport import FederationClient, FederationError
 from federation.verification import verify_pdu_signatures
@@ -160,6 +161,13 @@ class RemoteMembership:
             stripped = answer.get("knock_room_state", []) if isinstance(answer, dict) else []
             if not isinstance(stripped, list):
                 raise BadAnswer("knock_room_state is not a list")
+            if checks_stripped_state(event.room_version):
+                try:
+                    await check_stripped_state(
+                        self._keys(), stripped, event.room_id, event.room_version
+                    )
+                except MatrixError as e:
+                    raise BadAnswer(f"knock_room_state: {e.message}") from None
             return await self._pipeline.store_out_of_band_member(
                 event, event.sender, [s for s in stripped if isinstance(s, dict)]
             )

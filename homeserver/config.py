@@ -559,6 +559,9 @@ class Config:
     default_room_version: str = DEFAULT_ROOM_VERSION
     # Redact messages at the time their `org.matrix.self_destruct_after` says (MSC2228).
     enable_ephemeral_messages: bool = False
+    # Forget a room for a user as soon as they leave it (the spec's
+    # m.forget_forced_upon_leave capability; Synapse's option of this name).
+    forget_rooms_on_leave: bool = False
     log_level: str = "INFO"
     turn: TurnConfig = TurnConfig()
     push: PushConfig = PushConfig()

@@ -195,6 +195,7 @@ from homeserver.push.sender import PushSender
 from homeserver.ratelimit import RateLimiter
 from homeserver.rooms.carry_over import UpgradeCarryOver
 from homeserver.rooms.directory import DirectoryService
+from homeserver.rooms.forget_on_leave import ForgetOnLeave
 from homeserver.rooms.format import EventFormatter
 from homeserver.rooms.guest_access import GuestAccessRules
 from homeserver.rooms.hierarchy import SpaceHierarchy
@@ -722,6 +723,9 @@ class HomeServer:
             UserDirectoryStore(pool), search_all_users=config.user_directory.search_all_users
         )
         self.pipeline.add_commit_hook(user_directory.on_commit)
+        if config.forget_rooms_on_leave:
+            forgetter = ForgetOnLeave(room_store, server_name=config.server_name)
+            self.pipeline.add_commit_hook(forgetter.on_commit)
         # Last: the guest access change is fully recorded before guests leave.
         self.pipeline.add_commit_hook(guest_access.on_commit)
         if config.enable_ephemeral_messages:
@@ -981,6 +985,7 @@ class HomeServer:
                 get_login_token=config.sso.login_via_existing_session,
                 delayed_events=delayed.capability(),
                 account_moderation=account_moderation.capability,
+                forget_on_leave=config.forget_rooms_on_leave,
             ),
             SessionApi(
                 server_name=config.server_name,

@@ -14,6 +14,7 @@ import attrs
 
 from homeserver.events.event import Event, load_stored_event
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
+from homeserver.events.topic import topic_search_text
 from storage.database import now_ms
 from storage.state import LOCK_ROOM, StateKey, StateMap, StateStore
 
@@ -187,7 +188,9 @@ async def current_state_ids(conn: asyncpg.Connection | asyncpg.Pool, room_id: st
 
 def _body_text(event: Event) -> str | None:
     """What full-text search indexes: message bodies, room names and topics."""
-    key = {"m.room.message": "body", "m.room.name": "name", "m.room.topic": "topic"}.get(event.type)
+    if event.type == "m.room.topic":
+        return topic_search_text(event.content)
+    key = {"m.room.message": "body", "m.room.name": "name"}.get(event.type)
     value = event.content.get(key) if key else None
     return value if isinstance(value, str) else None
 

@@ -42,11 +42,14 @@ class DiscoveryApi:
         get_login_token: bool = False,
         delayed_events: dict[str, int] | None = None,
         account_moderation: Callable[[Requester], Awaitable[dict[str, bool] | None]] | None = None,
+        forget_on_leave: bool = False,
     ) -> None:
         # Delayed events' limits (MSC4140), as the capability of that name.
         self._delayed_events = delayed_events or {}
         # The requester's `m.account_moderation` capability (admins only).
         self._account_moderation = account_moderation
+        # Rooms are forgotten when left (forget_rooms_on_leave), as MSC4267 advertises.
+        self._forget_on_leave = forget_on_leave
         # MSC3882's POST /login/get_token is offered (sso.login_via_existing_session).
         self._get_login_token = get_login_token
         self._server_name = server_name
@@ -92,6 +95,7 @@ class DiscoveryApi:
                 "m.get_login_token": {"enabled": self._get_login_token},
                 "m.profile_fields": {"enabled": True},
                 "org.matrix.msc4140.delayed_events": self._delayed_events,
+                "m.forget_forced_upon_leave": {"enabled": self._forget_on_leave},
             }
         }
         if self._account_moderation is not None:

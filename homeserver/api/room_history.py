@@ -119,8 +119,12 @@ class RoomHistoryApi:
     @endpoint("GET", "/rooms/{roomId}/state/{eventType}/{stateKey}", guest_ok=True)
     async def state_event(self, req: ClientRequest) -> dict[str, Any]:
         p = req.params
+        # `format` (spec v1.16): `content` (the default) or the whole `event`.
+        form = req.query.get("format", "content")
+        if form not in ("content", "event"):
+            raise invalid_param("format must be 'content' or 'event'")
         stored = await self._history.state_event(
             req.user, p["roomId"], p["eventType"], p.get("stateKey", "")
         )
         [event] = await self._formatter.serialize([stored], req.user)
-        return event if req.query.get("format") == "event" else event["content"]
+        return event if form == "event" else event["content"]

@@ -18,6 +18,7 @@ from homeserver.appservice.aliases import AppServiceAliases
 from homeserver.errors import MatrixError, forbidden, invalid_param, not_found
 from homeserver.events.auth import get_power_level, get_required_level
 from homeserver.events.event import Event, StateKey
+from homeserver.events.topic import plain_topic
 from homeserver.requester import Requester
 from homeserver.rooms.pipeline import EventPipeline
 from homeserver.rooms.remote import RemoteQueries
@@ -56,21 +57,6 @@ def split_alias(alias: str) -> tuple[str, str]:
 def _string(state: Mapping[str, Any], event_type: str, key: str) -> str | None:
     value = state.get(event_type, {}).get(key)
     return value if isinstance(value, str) and value else None
-
-
-def plain_topic(content: Mapping[str, Any]) -> str | None:
-    """The text/plain topic: from m.topic when it has one, else the topic field."""
-    rich = content.get("m.topic")
-    if isinstance(rich, list):
-        for part in rich:
-            if (
-                isinstance(part, dict)
-                and part.get("mimetype", "text/plain") == "text/plain"
-                and isinstance(part.get("body"), str)
-            ):
-                return part["body"] or None
-    topic = content.get("topic")
-    return topic if isinstance(topic, str) and topic else None
 
 
 def summary_fields(row: RoomSummaryRow) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from typing import Any
 import attrs
 
 from homeserver.errors import MatrixError, invalid_param
+from homeserver.events.topic import topic_search_text
 from homeserver.requester import Requester
 from homeserver.rooms.format import EventFormatter
 from homeserver.rooms.history import topological_token
@@ -170,7 +171,10 @@ def _highlights(words: Sequence[str], events: Iterable[StoredEvent]) -> list[str
     """The query words, and the words of the results they matched as prefixes."""
     found = dict.fromkeys(words)
     for stored in events:
-        value = stored.event.content.get(_CONTENT_KEY.get(stored.event.type, ""))
+        if stored.event.type == "m.room.topic":
+            value = topic_search_text(stored.event.content)
+        else:
+            value = stored.event.content.get(_CONTENT_KEY.get(stored.event.type, ""))
         if isinstance(value, str):
             for word in _WORD.findall(value):
                 if word.lower().startswith(tuple(words)):

@@ -19,6 +19,7 @@ from homeserver.rooms.canonical_alias import check_canonical_alias
 from homeserver.rooms.create import create_content, initial_events, parse_create_request
 from homeserver.rooms.guest_access import GuestAccessRules
 from homeserver.rooms.pipeline import EventPipeline
+from homeserver.rooms.redaction_send import REDACTION, redaction_from_content
 from homeserver.rooms.remote import RemoteRooms
 from homeserver.rooms.remote_invites import ANSWER_WITHIN_S, RemoteInvites
 from homeserver.rooms.restricted import AUTHORISER_KEY, NoLocalAuthoriser, RestrictedJoins
@@ -210,6 +211,8 @@ class RoomService:
             await self._check_canonical_alias(room_id, content)
         if event_type == "m.room.member" and content.get("membership") == "invite":
             await self._check_invite(state_key or "")
+        if event_type == REDACTION and state_key is None and redacts is None:
+            content, redacts = redaction_from_content(content)
         if state_key is not None:
             same = await self._unchanged_state(
                 requester.user_id, room_id, event_type, state_key, content

@@ -10,28 +10,14 @@ from storage.events import EventStore
 
 
 async def stripped_room_state(events: EventStore, room_id: str) -> list[dict[str, Any]]:
-    """The room's current name, topic, join rules... as stripped events.
+    """The room's current create event, name, topic, join rules... as PDUs.
 
-    The create event goes whole (a full PDU), as the spec asks from v1.16 on:
-    the receiver can then check the room id and version it names.
+    Since spec v1.16 (MSC4311) `invite_room_state` and `knock_room_state`
+    hold the create event and every entry as a full PDU of the room's
+    version, so that the receiver can check which room they describe and
+    who signed them; the receiving server strips them for its clients.
     """
     state_ids = await events.current_state_ids(room_id)
     wanted = [state_ids[k] for k in STRIPPED_STATE_KEYS if k in state_ids]
     loaded = await events.get_events(wanted)
-    stripped = []
-    for event_id in wanted:
-        if event_id not in loaded:
-            continue
-        event = loaded[event_id].event
-        if event.type == "m.room.create":
-            stripped.append(dict(event.pdu))
-        else:
-            stripped.append(
-                {
-                    "type": event.type,
-                    "state_key": event.state_key,
-                    "content": dict(event.content),
-                    "sender": event.sender,
-                }
-            )
-    return stripped
+    return [dict(loaded[event_id].event.pdu) for event_id in wanted if event_id in loaded]

@@ -384,8 +384,10 @@ class RoomDataBuilder:
                     stored = loaded.get(state.get(key, ""))
                     if stored is not None and stored.event.event_id != member.event.event_id:
                         events.append(_strip(stored))
+            # What another server sent may be full PDUs (MSC4311): clients
+            # get the stripped fields only.
             events += [
-                s
+                {k: s[k] for k in ("type", "state_key", "content", "sender")}
                 for s in sent_along.get(member.event.event_id, [])
                 if isinstance(s, dict)
                 and isinstance(s.get("type"), str)

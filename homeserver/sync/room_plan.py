@@ -97,7 +97,11 @@ def plan_rooms(
             ignore = m.membership == "invite" and (block_invites or m.sender in ignored)
             if (everything or m.stream_ordering > start) and not ignore:
                 stripped.append(StrippedRoom(m.room_id, m.membership, m.event_id))
-        elif m.membership in ("leave", "ban") and not m.forgotten:
+        elif m.membership in ("leave", "ban") and not (m.forgotten and everything):
+            # A forgotten room stays out of initial syncs, but its leave still
+            # reaches incremental ones, as Synapse does: otherwise a device
+            # would never learn of a leave forgotten at once (matrix-spec#1458,
+            # and forget_rooms_on_leave forgets at once).
             removed = m.membership == "ban" or m.sender != user_id
             if everything and not (include_leave or removed):
                 continue
