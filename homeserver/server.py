@@ -58,9 +58,11 @@ from homeserver.accounts.guests import GuestAccounts
 from homeserver.accounts.ldap.directory import LdapDirectory
 from homeserver.accounts.ldap.sign_in import LdapSignIn
 from homeserver.accounts.login import PasswordChecker
+from homeserver.accounts.password_reset import PasswordReset
 from homeserver.accounts.passwords import PasswordHasher
 from homeserver.accounts.registration import AccountService
 from homeserver.accounts.sessions import SessionService
+from homeserver.accounts.threepids import AccountThreepids
 from homeserver.admin.audit import AuditLog
 from homeserver.admin.gate import AdminGate
 from homeserver.admin.media import AdminMedia
@@ -87,6 +89,7 @@ from homeserver.api.completion import drain_writes
 from homeserver.api.devices import DevicesApi
 from homeserver.api.directory import DirectoryApi
 from homeserver.api.discovery import DiscoveryApi
+from homeserver.api.email_validation import SUBMIT_PATH, EmailValidationApi
 from homeserver.api.ephemeral import EphemeralApi
 from homeserver.api.http import Authenticator, Router, matrix_middleware
 from homeserver.api.keys import E2eKeysApi
@@ -135,6 +138,8 @@ from homeserver.e2e.changes import KeyChanges
 from homeserver.e2e.cross_signing import CrossSigningService
 from homeserver.e2e.keys import KeyService
 from homeserver.e2e.sync_counts import KeyCountsSyncProvider
+from homeserver.email.mailer import Mailer
+from homeserver.email.validation import EmailValidation
 from homeserver.ephemeral.common import StreamPublisher
 from homeserver.ephemeral.presence import PresenceService
 from homeserver.ephemeral.receipts import ReceiptService
@@ -259,11 +264,13 @@ from storage.sliding_sync import SlidingSyncStore
 from storage.state import StateStore
 from storage.streams import StreamIds
 from storage.sync import SyncStore
+from storage.threepid_validation import ThreepidValidationStore
 from storage.threepids import ThreepidBindingStore
 from storage.to_device import ToDeviceStore
 from storage.uia import RegistrationTokenStore, UiaStore
 from storage.upstream import UpstreamStore
 from storage.user_directory import UserDirectoryStore
+from storage.user_threepids import UserThreepidStore
 from storage.users import UserStore
 
 logger = logging.getLogger(__name__)
@@ -395,6 +402,23 @@ class HomeServer:
             local_passwords_enabled=ldap.local_passwords_enabled,
         )
 
+    def _email_validation(self, pool: asyncpg.Pool) -> EmailValidation | None:
+        """Addresses validated by mail, if `email` is configured."""
+        email = self.config.email
+        if email is None:
+            return None
+        password = email.smtp_password
+        if email.smtp_password_path is not None:
+            password = self.config.path(email.smtp_password_path).read_text().strip()
+        return EmailValidation(
+            ThreepidValidationStore(pool),
+            UserThreepidStore(pool),
+            Mailer(email, password),
+            email,
+            submit_url=self._client_base_url().rstrip("/") + SUBMIT_PATH,
+            limiter=RateLimiter(email.rate_limit, enabled=self.config.rate_limits.enabled),
+        )
+
     def _client_base_url(self) -> str:
         """The client API's public base URL (see public_addresses)."""
         config = self.config
@@ -481,6 +505,8 @@ class HomeServer:
         reset_url = (
             f"{account_management_uri(self._client_base_url())}?action={CROSS_SIGNING_RESET}"
         )
+        emails = self._email_validation(pool)
+        account_threepids = AccountThreepids(UserThreepidStore(pool))
         uia = UiaService(
             UiaStore(pool),
             passwords,
@@ -489,6 +515,7 @@ class HomeServer:
             sso_enabled=bool(config.oidc_providers),
             reset_approvals=self.oauth_grants if oauth_on else None,
             reset_url=reset_url if oauth_on else None,
+            emails=emails,
         )
         appservice_accounts = AppServiceAccounts(
             self.appservices, accounts, sessions, users, server_name=config.server_name
@@ -892,7 +919,14 @@ class HomeServer:
                     uia,
                     guests,
                     requires_token=config.registration_requires_token,
+                    emails=account_threepids if emails is not None else None,
+                    requires_email=config.email is not None
+                    and config.email.registration_requires_email,
                 ),
+                account_threepids=account_threepids,
+                password_reset=PasswordReset(uia, account_threepids, accounts, passwords)
+                if emails is not None
+                else None,
                 appservices=appservice_accounts,
                 token_login=token_login,
                 oauth_enabled=oauth_on,
@@ -916,7 +950,8 @@ class HomeServer:
             DevicesApi(sessions, uia, appservice_accounts),
             ProfileApi(profiles),
             RoomsApi(rooms, third_party_invites),
-            ThreepidsApi(threepid_bindings),
+            ThreepidsApi(threepid_bindings, account_threepids, uia, emails),
+            EmailValidationApi(emails, addresses.client_base_url.rstrip("/") + SUBMIT_PATH),
             ThreepidOnBindApi(third_party_invites),
             RoomHistoryApi(
                 HistoryService(

@@ -127,6 +127,9 @@ class EndpointSpec:
     # Stopped when its client disconnects (see completion.py). None: reads
     # (GET, HEAD) are, writes run to their end; a POST that only reads says True.
     cancellable: bool | None = None
+    # Authenticated when the request carries an access token, anonymous
+    # otherwise (POST /account/password: a reset by email has no login).
+    auth_optional: bool = False
 
 
 def endpoint(
@@ -140,6 +143,7 @@ def endpoint(
     allow_locked: bool = False,
     guest_ok: GuestRule = False,
     cancellable: bool | None = None,
+    auth_optional: bool = False,
 ) -> Callable[[Handler], Handler]:
     return _mark(
         EndpointSpec(
@@ -151,6 +155,7 @@ def endpoint(
             allow_locked=allow_locked,
             guest_ok=guest_ok,
             cancellable=cancellable,
+            auth_optional=auth_optional,
         )
     )
 
@@ -326,7 +331,9 @@ class Router:
                 ip_limiter.check(ip or "")
             requester = (
                 await auth.requester(request, ip, allow_locked=spec.allow_locked)
-                if auth and spec.auth
+                if auth
+                and spec.auth
+                and not (spec.auth_optional and auth.token_of(request) is None)
                 else None
             )
             if requester is not None and requester.is_guest:
