@@ -901,6 +901,7 @@ class HomeServer:
                 rtc_foci=config.rtc_foci,
                 change_password=config.ldap is None or config.ldap.local_passwords_enabled,
                 get_login_token=config.sso.login_via_existing_session,
+                threepid_changes=emails is not None,
             ),
             SessionApi(
                 server_name=config.server_name,

@@ -58,6 +58,11 @@ class ThreepidValidationStore:
             *attrs.astuple(session),
         )
 
+    async def delete(self, session_id: str) -> None:
+        await self._pool.execute(
+            "DELETE FROM threepid_validation_sessions WHERE session_id = $1", session_id
+        )
+
     async def mark_validated(self, session_id: str, now: int) -> None:
         await self._pool.execute(
             """UPDATE threepid_validation_sessions SET validated_ts = $2

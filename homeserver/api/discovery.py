@@ -33,7 +33,10 @@ class DiscoveryApi:
         rtc_foci: list[dict[str, Any]] | None = None,
         change_password: bool = True,
         get_login_token: bool = False,
+        threepid_changes: bool = False,
     ) -> None:
+        # Email addresses can be added and removed (`email` is configured).
+        self._threepid_changes = threepid_changes
         # MSC3882's POST /login/get_token is offered (sso.login_via_existing_session).
         self._get_login_token = get_login_token
         self._server_name = server_name
@@ -75,7 +78,7 @@ class DiscoveryApi:
                 },
                 "m.set_displayname": {"enabled": True},
                 "m.set_avatar_url": {"enabled": True},
-                "m.3pid_changes": {"enabled": False},
+                "m.3pid_changes": {"enabled": self._threepid_changes},
                 "m.get_login_token": {"enabled": self._get_login_token},
                 "m.profile_fields": {"enabled": True},
             }

@@ -155,15 +155,9 @@ class EmailValidation:
         session_id = existing.session_id if existing else secrets.token_urlsafe(16)
         token = secrets.token_urlsafe(24)
         query = urlencode({"sid": session_id, "client_secret": client_secret, "token": token})
-        await self._mailer.send(
-            address,
-            "validation",
-            f"{self._mailer.app_name}: confirm your email address",
-            intro=_INTROS[purpose],
-            address=address,
-            link=f"{self._submit_url}?{query}",
-            token=token,
-        )
+        # Recorded before the mail leaves (its link may be opened at once),
+        # and put back as it was if the mail could not be sent, so that the
+        # client's retry with the same send_attempt sends it.
         await self._store.upsert(
             ValidationSession(
                 session_id=session_id,
@@ -178,6 +172,22 @@ class EmailValidation:
                 validated_ts=existing.validated_ts if existing else None,
             )
         )
+        try:
+            await self._mailer.send(
+                address,
+                "validation",
+                f"{self._mailer.app_name}: confirm your email address",
+                intro=_INTROS[purpose],
+                address=address,
+                link=f"{self._submit_url}?{query}",
+                token=token,
+            )
+        except MatrixError:
+            if existing is not None:
+                await self._store.upsert(existing)
+            else:
+                await self._store.delete(session_id)
+            raise
         return session_id
 
     async def submit_token(self, session_id: str, client_secret: str, token: str) -> str | None:

@@ -27,6 +27,7 @@ class SmtpSink:
 
     def __init__(self) -> None:
         self.port = 0
+        self.server: asyncio.Server | None = None
         self.mails: asyncio.Queue[EmailMessage] = asyncio.Queue()
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
@@ -38,6 +39,11 @@ class SmtpSink:
 
     async def next_mail(self) -> EmailMessage:
         return await asyncio.wait_for(self.mails.get(), timeout=5)
+
+    def close(self) -> None:
+        """Stop listening (the SMTP server goes down)."""
+        assert self.server is not None
+        self.server.close()
 
     def config(self, **extra: Any) -> dict[str, Any]:
         return {
@@ -56,6 +62,7 @@ async def smtp() -> AsyncIterator[SmtpSink]:
     loop = asyncio.get_running_loop()
     server = await loop.create_server(lambda: SMTP(sink, hostname="localhost"), "127.0.0.1", 0)
     sink.port = server.sockets[0].getsockname()[1]
+    sink.server = server
     yield sink
     server.close()
     await server.wait_closed()

@@ -333,3 +333,14 @@ async def test_without_email_configured(hs):
     assert (status, body["errcode"]) == (401, "M_MISSING_TOKEN")
     status, body = await hs.request("POST", V3 + "/register", json={})
     assert body["flows"] == [{"stages": ["m.login.dummy"]}]
+
+
+async def test_smtp_server_down(server_factory, smtp):
+    # A port nothing listens on (the sink's, once closed).
+    config = smtp.config()
+    hs = await server_factory(email=config, public_baseurl=PUBLIC_BASE)
+    smtp.close()
+    for _ in range(2):
+        # The retry with the same send_attempt tries again: nothing was kept.
+        status, body = await request_token(hs, "register", "frank@example.test")
+        assert (status, body["errcode"]) == (500, "M_UNKNOWN")
