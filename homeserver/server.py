@@ -413,7 +413,7 @@ class HomeServer:
         return EmailValidation(
             ThreepidValidationStore(pool),
             UserThreepidStore(pool),
-            Mailer(email, password),
+            Mailer(email, password, self.outbound_ssl),
             email,
             submit_url=self._client_base_url().rstrip("/") + SUBMIT_PATH,
             limiter=RateLimiter(email.rate_limit, enabled=self.config.rate_limits.enabled),

@@ -7,6 +7,7 @@ Jinja2 templates next to this module (autoescaped for the HTML part).
 from __future__ import annotations
 
 import logging
+import ssl
 from email.message import EmailMessage
 from email.utils import make_msgid
 from typing import Any
@@ -22,9 +23,13 @@ _TIMEOUT_S = 20.0
 
 
 class Mailer:
-    def __init__(self, config: EmailConfig, smtp_password: str | None) -> None:
+    def __init__(
+        self, config: EmailConfig, smtp_password: str | None, tls_context: ssl.SSLContext
+    ) -> None:
         self._config = config
         self._password = smtp_password
+        # The server's outbound trust: system CAs plus outbound_tls_ca_file.
+        self._tls_context = tls_context
         self._templates = jinja2.Environment(
             loader=jinja2.PackageLoader("homeserver.email", "templates"),
             autoescape=jinja2.select_autoescape(["html"]),
@@ -56,6 +61,7 @@ class Mailer:
                 password=self._password,
                 use_tls=config.tls == "tls",
                 start_tls=True if config.tls == "starttls" else False,
+                tls_context=self._tls_context,
                 timeout=_TIMEOUT_S,
             )
         except (aiosmtplib.SMTPException, OSError) as e:
