@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 from typing import Any
+from urllib.parse import parse_qs
 
 from aiohttp import web
 
@@ -22,6 +23,7 @@ from homeserver.errors import MatrixError, invalid_param, missing_param
 # (it serves the same page for every purpose here). A client may also POST
 # the token there as the spec's `submit_url`.
 SUBMIT_PATH = "/_matrix/client/unstable/registration/email/submit_token"
+_LINK_FIELDS = ("sid", "client_secret", "token")
 
 
 def _send_attempt(body: dict[str, Any]) -> int:
@@ -94,13 +96,56 @@ class EmailValidationApi:
 
     @endpoint("GET", SUBMIT_PATH, auth=False, prefixes=("",))
     async def submit_link(self, req: ClientRequest) -> web.StreamResponse:
-        """The link of the mail, opened in a browser: a page, or the client's next_link."""
+        """The link of the mail, opened in a browser: a page asking to confirm.
+
+        Opening the link alone validates nothing: mail scanners open links,
+        and a validated password-reset session is a reset for whoever asked
+        for it (as Synapse's confirmation page for password resets).
+        """
         if self._emails is None:
             return page(400, "Not available", "<p>Email addresses are not validated here.</p>")
-        values = [req.query.get(key) for key in ("sid", "client_secret", "token")]
+        values = [req.query.get(key) for key in _LINK_FIELDS]
         if not all(values):
             return page(400, "The link did not work", "<p>The link is incomplete.</p>")
-        sid, client_secret, token = (str(v) for v in values)
+        hidden = "".join(
+            f'<input type=hidden name={key} value="{html.escape(str(value))}">'
+            for key, value in zip(_LINK_FIELDS, values, strict=True)
+        )
+        return page(
+            200,
+            "Confirm your email address",
+            "<p>Confirm that this email address is yours, if you asked for it just now.</p>"
+            # Posted back to this address, wherever public_baseurl puts it.
+            f"<form method=post>{hidden}"
+            "<button type=submit>Confirm</button></form>",
+        )
+
+    @endpoint("POST", SUBMIT_PATH, auth=False, prefixes=("",))
+    async def submit(self, req: ClientRequest) -> Any:
+        """The confirmation page's form, or the spec's submit_url (JSON: the
+        token typed into the client)."""
+        content_type = req.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        if content_type == "application/x-www-form-urlencoded":
+            return await self._submit_form(req)
+        if self._emails is None:
+            raise _not_configured()
+        body = req.json()
+        sid, client_secret, token = (req_str(body, key) for key in _LINK_FIELDS)
+        try:
+            await self._emails.submit_token(sid, client_secret, token)
+        except ValidationFailed:
+            return {"success": False}
+        return {"success": True}
+
+    async def _submit_form(self, req: ClientRequest) -> web.StreamResponse:
+        """The person confirmed: a page, or the client's next_link."""
+        if self._emails is None:
+            return page(400, "Not available", "<p>Email addresses are not validated here.</p>")
+        form = parse_qs(req.body.decode(errors="replace"), max_num_fields=10)
+        values = [form.get(key, [""])[0] for key in _LINK_FIELDS]
+        if not all(values):
+            return page(400, "The link did not work", "<p>The link is incomplete.</p>")
+        sid, client_secret, token = values
         try:
             next_link = await self._emails.submit_token(sid, client_secret, token)
         except ValidationFailed as e:
@@ -110,16 +155,3 @@ class EmailValidationApi:
         return page(
             200, "Your email address is confirmed", "<p>Go back to your app to continue.</p>"
         )
-
-    @endpoint("POST", SUBMIT_PATH, auth=False, prefixes=("",))
-    async def submit_json(self, req: ClientRequest) -> dict[str, Any]:
-        """The spec's submit_url: the token typed into the client."""
-        if self._emails is None:
-            raise _not_configured()
-        body = req.json()
-        sid, client_secret, token = (req_str(body, k) for k in ("sid", "client_secret", "token"))
-        try:
-            await self._emails.submit_token(sid, client_secret, token)
-        except ValidationFailed:
-            return {"success": False}
-        return {"success": True}

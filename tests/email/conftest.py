@@ -84,10 +84,17 @@ def link_params(link: str) -> dict[str, str]:
     return {k: v[0] for k, v in parse_qs(urlsplit(link).query).items()}
 
 
-async def open_link(hs: Any, link: str, **kwargs: Any) -> tuple[int, str, dict[str, str]]:
-    """GET the link at the server's real address: status, body, headers."""
+async def open_link(hs: Any, link: str) -> tuple[int, str, dict[str, str]]:
+    """Open the link at the server's real address and press Confirm on its
+    page, as a person does: the final status, body and headers."""
     parts = urlsplit(link)
-    async with hs.http.get(
-        f"{hs.url}{parts.path}?{parts.query}", allow_redirects=False, **kwargs
-    ) as resp:
+    async with hs.http.get(f"{hs.url}{parts.path}?{parts.query}") as resp:
+        page = await resp.text()
+        if resp.status != 200:
+            return resp.status, page, dict(resp.headers)
+    assert "method=post" in page and "Confirm" in page
+    form = link_params(link)
+    for key, value in form.items():
+        assert f'name={key} value="{escape(value)}"' in page
+    async with hs.http.post(f"{hs.url}{parts.path}", data=form, allow_redirects=False) as resp:
         return resp.status, await resp.text(), dict(resp.headers)
