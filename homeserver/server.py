@@ -516,6 +516,7 @@ class HomeServer:
             reset_approvals=self.oauth_grants if oauth_on else None,
             reset_url=reset_url if oauth_on else None,
             emails=emails,
+            account_threepids=account_threepids,
         )
         appservice_accounts = AppServiceAccounts(
             self.appservices, accounts, sessions, users, server_name=config.server_name

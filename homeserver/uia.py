@@ -14,7 +14,8 @@ from typing import Any, Protocol
 
 import attrs
 
-from homeserver.accounts.login import PasswordChecker, identifier_user
+from homeserver.accounts.login import PasswordChecker
+from homeserver.accounts.threepids import AccountThreepids, identified_user
 from homeserver.email.validation import EmailValidation
 from homeserver.errors import MatrixError, bad_json, forbidden
 from storage.uia import RegistrationTokenStore, UiaSessionRecord, UiaStore
@@ -63,9 +64,12 @@ class UiaService:
         reset_approvals: ResetApprovals | None = None,
         reset_url: str | None = None,
         emails: EmailValidation | None = None,
+        account_threepids: AccountThreepids | None = None,
     ) -> None:
         self._sso = sso_enabled
         self._emails = emails
+        # The password stage may name the account by one of its addresses.
+        self._account_threepids = account_threepids
         self._store = store
         self._passwords = passwords
         self._tokens = registration_tokens
@@ -192,7 +196,7 @@ class UiaService:
             # Only the fallback page completes it; the client just asks again.
             return None
         if stage == PASSWORD:
-            claimed = identifier_user(auth, self._server_name)
+            claimed = await identified_user(auth, self._server_name, self._account_threepids)
             try:
                 user = await self._passwords.check(claimed, auth.get("password"))
             except MatrixError as e:

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
+from homeserver.accounts.login import identifier_user
 from homeserver.email.validation import EMAIL, ValidatedAddress, canonical_email
-from homeserver.errors import MatrixError
+from homeserver.errors import MatrixError, bad_json, forbidden
 from storage.user_threepids import UserThreepid, UserThreepidStore
 
 log = logging.getLogger(__name__)
@@ -58,3 +60,25 @@ class AccountThreepids:
         except MatrixError:
             return None
         return await self._store.owner(medium, address)
+
+
+async def identified_user(
+    body: dict[str, Any], server_name: str, threepids: AccountThreepids | None
+) -> str:
+    """The user a password login (or m.login.password stage) names: by user
+    id, or by an address of the account (m.id.thirdparty, or the legacy
+    top-level `medium` and `address`)."""
+    identifier = body.get("identifier")
+    if isinstance(identifier, dict) and identifier.get("type") == "m.id.thirdparty":
+        medium, address = identifier.get("medium"), identifier.get("address")
+    elif identifier is None and "medium" in body:
+        medium, address = body.get("medium"), body.get("address")
+    else:
+        return identifier_user(body, server_name)
+    if not isinstance(medium, str) or not isinstance(address, str):
+        raise bad_json("A third-party identifier needs a 'medium' and an 'address'")
+    owner = await threepids.owner(medium, address) if threepids is not None else None
+    if owner is None:
+        # The answer of a wrong password: it does not tell which addresses exist.
+        raise forbidden("Invalid username or password")
+    return owner

@@ -10,7 +10,7 @@ from homeserver.accounts.login import PasswordChecker, identifier_user
 from homeserver.accounts.password_reset import PasswordReset
 from homeserver.accounts.registration import AccountService
 from homeserver.accounts.sessions import Session, SessionService
-from homeserver.accounts.threepids import AccountThreepids
+from homeserver.accounts.threepids import AccountThreepids, identified_user
 from homeserver.api.http import CLIENT_V1, Authenticator, ClientRequest, endpoint
 from homeserver.api.params import opt_bool, opt_str, req_str
 from homeserver.api.threepids import opt_id_server
@@ -212,7 +212,7 @@ class SessionApi:
             return session_json(session, self._server_name)
         if login_type != "m.login.password":
             raise MatrixError(400, "M_UNKNOWN", f"Unknown login type {login_type!r}")
-        user_id = await self._login_user(body)
+        user_id = await identified_user(body, self._server_name, self._account_threepids)
         self._login_account_limiter.check(user_id.lower())
         device_id = opt_str(body, "device_id")
         display_name = opt_str(body, "initial_device_display_name")
@@ -224,27 +224,6 @@ class SessionApi:
             user.user_id, device_id, display_name, want_refresh=want_refresh, ip=req.ip
         )
         return session_json(session, self._server_name)
-
-    async def _login_user(self, body: dict[str, Any]) -> str:
-        """The user a password login names: by user id, or by an email address
-        of the account (m.id.thirdparty, or the legacy top-level medium and
-        address)."""
-        identifier = body.get("identifier")
-        if isinstance(identifier, dict) and identifier.get("type") == "m.id.thirdparty":
-            medium, address = identifier.get("medium"), identifier.get("address")
-        elif identifier is None and "medium" in body:
-            medium, address = body.get("medium"), body.get("address")
-        else:
-            return identifier_user(body, self._server_name)
-        if not isinstance(medium, str) or not isinstance(address, str):
-            raise bad_json("A third-party identifier needs a 'medium' and an 'address'")
-        owner = None
-        if self._account_threepids is not None:
-            owner = await self._account_threepids.owner(medium, address)
-        if owner is None:
-            # The answer of a wrong password: it does not tell which addresses exist.
-            raise forbidden("Invalid username or password")
-        return owner
 
     @endpoint("POST", "/refresh", auth=False, prefixes=("/_matrix/client/v3", *CLIENT_V1))
     async def refresh(self, req: ClientRequest) -> dict[str, Any]:

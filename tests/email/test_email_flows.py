@@ -122,6 +122,27 @@ async def test_registration_requires_a_validated_email(server_factory, smtp):
     assert (status, body["errcode"]) == (400, "M_THREEPID_IN_USE")
     assert smtp.mails.empty()
 
+    # The password stage of UIA names the account by its address too; a
+    # deactivated account gives its addresses up.
+    by_address = {
+        "type": "m.login.password",
+        "identifier": {
+            "type": "m.id.thirdparty",
+            "medium": "email",
+            "address": "alice@example.test",
+        },
+        "password": "old password",
+    }
+    status, body = await hs.request(
+        "POST",
+        V3 + "/account/deactivate",
+        token=registered["access_token"],
+        json={"auth": by_address},
+    )
+    assert status == 200, body
+    status, body = await request_token(hs, "register", "alice@example.test", secret="other")
+    assert status == 200, body
+
 
 async def test_email_is_offered_beside_the_dummy_flow(server_factory, smtp):
     hs = await email_server(server_factory, smtp)
