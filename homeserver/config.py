@@ -510,6 +510,50 @@ class OAuthConfig:
 
 
 @attrs.frozen
+class EmailConfig:
+    """Sending email: validating addresses for registration, password reset
+    and adding an email to an account (homeserver/email/)."""
+
+    # The From: of every mail, e.g. "Example Chat <noreply@example.com>".
+    from_address: str
+    smtp_host: str = "localhost"
+    smtp_port: int = 25
+    smtp_user: str | None = None
+    smtp_password: str | None = None
+    # A file holding the password instead (relative to data_dir).
+    smtp_password_path: str | None = None
+    # "starttls" (required), "tls" (implicit TLS, usually port 465) or "none".
+    tls: str = "starttls"
+    # The service's name in the mails' subject and text.
+    app_name: str = "Matrix"
+    # How long the link of a validation mail works.
+    token_lifetime_ms: int = 60 * 60 * 1000
+    # Registration needs a validated email address (Synapse's
+    # registrations_require_3pid: [email]); otherwise it is offered.
+    registration_requires_email: bool = False
+    # Only addresses of these domains may be validated (empty: any).
+    allowed_domains: list[str] = attrs.Factory(list)
+    # Answer a password reset for an unknown address as for a known one (and
+    # send nothing), so the answer does not tell who has an account here
+    # (Synapse's request_token_inhibit_3pid_errors).
+    hide_unknown_addresses: bool = False
+    # Validation mails per address (Synapse's rc_3pid_validation).
+    rate_limit: RateLimit = RateLimit(per_second=0.003, burst_count=5)
+
+    def validate(self) -> None:
+        if self.tls not in ("starttls", "tls", "none"):
+            raise ConfigError("email.tls: expected starttls, tls or none")
+        if "@" not in self.from_address:
+            raise ConfigError("email.from_address: expected an email address")
+        if self.smtp_password is not None and self.smtp_password_path is not None:
+            raise ConfigError("email.smtp_password and email.smtp_password_path: not both")
+        if not 0 < self.smtp_port < 65536:
+            raise ConfigError("email.smtp_port: expected a port number")
+        if self.token_lifetime_ms < 1000:
+            raise ConfigError("email.token_lifetime_ms: expected at least 1000")
+
+
+@attrs.frozen
 class Config:
     server_name: str
     # Relative to the directory of the config file.
@@ -587,6 +631,8 @@ class Config:
     sso: SsoConfig = SsoConfig()
     oauth: OAuthConfig = OAuthConfig()
     delayed_events: DelayedEventsConfig = DelayedEventsConfig()
+    # Outgoing email (None: no address is validated by this server).
+    email: EmailConfig | None = None
 
     def path(self, name: str) -> Path:
         """A path from the config, relative paths taken from the data directory."""
@@ -625,6 +671,8 @@ class Config:
         self.http.validate()
         self.oauth.validate()
         self.delayed_events.validate()
+        if self.email is not None:
+            self.email.validate()
         self._validate_federation()
         if self.ldap is not None:
             self.ldap.validate()

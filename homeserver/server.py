@@ -62,9 +62,11 @@ from homeserver.accounts.guests import GuestAccounts
 from homeserver.accounts.ldap.directory import LdapDirectory
 from homeserver.accounts.ldap.sign_in import LdapSignIn
 from homeserver.accounts.login import PasswordChecker
+from homeserver.accounts.password_reset import PasswordReset
 from homeserver.accounts.passwords import PasswordHasher
 from homeserver.accounts.registration import AccountService
 from homeserver.accounts.sessions import SessionService
+from homeserver.accounts.threepids import AccountThreepids
 from homeserver.admin.account_moderation import AccountModeration
 from homeserver.admin.audit import AuditLog
 from homeserver.admin.compliance import ComplianceSearch
@@ -98,6 +100,7 @@ from homeserver.api.delayed_events import DelayedEventsApi
 from homeserver.api.devices import DevicesApi
 from homeserver.api.directory import DirectoryApi
 from homeserver.api.discovery import DiscoveryApi
+from homeserver.api.email_validation import SUBMIT_PATH, EmailValidationApi
 from homeserver.api.ephemeral import EphemeralApi
 from homeserver.api.http import Authenticator, Router, matrix_middleware
 from homeserver.api.jump_to_date import JumpToDateApi
@@ -152,6 +155,8 @@ from homeserver.e2e.changes import KeyChanges
 from homeserver.e2e.cross_signing import CrossSigningService
 from homeserver.e2e.keys import KeyService
 from homeserver.e2e.sync_counts import KeyCountsSyncProvider
+from homeserver.email.mailer import Mailer
+from homeserver.email.validation import EmailValidation
 from homeserver.ephemeral.common import StreamPublisher
 from homeserver.ephemeral.presence import PresenceService
 from homeserver.ephemeral.receipts import ReceiptService
@@ -289,6 +294,7 @@ from storage.sliding_sync import SlidingSyncStore
 from storage.state import StateStore
 from storage.streams import StreamIds
 from storage.sync import SyncStore
+from storage.threepid_validation import ThreepidValidationStore
 from storage.threepids import ThreepidBindingStore
 from storage.timestamps import TimestampStore
 from storage.to_device import ToDeviceStore
@@ -296,6 +302,7 @@ from storage.uia import RegistrationTokenStore, UiaStore
 from storage.upstream import UpstreamStore
 from storage.user_directory import UserDirectoryStore
 from storage.user_reports import UserReportStore
+from storage.user_threepids import UserThreepidStore
 from storage.users import UserStore
 
 logger = logging.getLogger(__name__)
@@ -439,6 +446,23 @@ class HomeServer:
             local_passwords_enabled=ldap.local_passwords_enabled,
         )
 
+    def _email_validation(self, pool: asyncpg.Pool) -> EmailValidation | None:
+        """Addresses validated by mail, if `email` is configured."""
+        email = self.config.email
+        if email is None:
+            return None
+        password = email.smtp_password
+        if email.smtp_password_path is not None:
+            password = self.config.path(email.smtp_password_path).read_text().strip()
+        return EmailValidation(
+            ThreepidValidationStore(pool),
+            UserThreepidStore(pool),
+            Mailer(email, password, self.outbound_ssl),
+            email,
+            submit_url=self._client_base_url().rstrip("/") + SUBMIT_PATH,
+            limiter=RateLimiter(email.rate_limit, enabled=self.config.rate_limits.enabled),
+        )
+
     def _client_base_url(self) -> str:
         """The client API's public base URL (see public_addresses)."""
         config = self.config
@@ -525,6 +549,8 @@ class HomeServer:
         reset_url = (
             f"{account_management_uri(self._client_base_url())}?action={CROSS_SIGNING_RESET}"
         )
+        emails = self._email_validation(pool)
+        account_threepids = AccountThreepids(UserThreepidStore(pool))
         uia = UiaService(
             UiaStore(pool),
             passwords,
@@ -533,6 +559,8 @@ class HomeServer:
             sso_enabled=bool(config.oidc_providers),
             reset_approvals=self.oauth_grants if oauth_on else None,
             reset_url=reset_url if oauth_on else None,
+            emails=emails,
+            account_threepids=account_threepids,
         )
         appservice_accounts = AppServiceAccounts(
             self.appservices, accounts, sessions, users, server_name=config.server_name
@@ -986,6 +1014,7 @@ class HomeServer:
                 delayed_events=delayed.capability(),
                 account_moderation=account_moderation.capability,
                 forget_on_leave=config.forget_rooms_on_leave,
+                threepid_changes=emails is not None,
             ),
             SessionApi(
                 server_name=config.server_name,
@@ -1004,7 +1033,14 @@ class HomeServer:
                     uia,
                     guests,
                     requires_token=config.registration_requires_token,
+                    emails=account_threepids if emails is not None else None,
+                    requires_email=config.email is not None
+                    and config.email.registration_requires_email,
                 ),
+                account_threepids=account_threepids,
+                password_reset=PasswordReset(uia, account_threepids, accounts, passwords)
+                if emails is not None
+                else None,
                 appservices=appservice_accounts,
                 token_login=token_login,
                 oauth_enabled=oauth_on,
@@ -1042,7 +1078,8 @@ class HomeServer:
                 )
             ),
             MutualRoomsApi(MutualRooms(MutualRoomStore(pool))),
-            ThreepidsApi(threepid_bindings),
+            ThreepidsApi(threepid_bindings, account_threepids, uia, emails),
+            EmailValidationApi(emails, addresses.client_base_url.rstrip("/") + SUBMIT_PATH),
             ThreepidOnBindApi(third_party_invites),
             RoomHistoryApi(
                 HistoryService(

@@ -14,7 +14,9 @@ from typing import Any, Protocol
 
 import attrs
 
-from homeserver.accounts.login import PasswordChecker, identifier_user
+from homeserver.accounts.login import PasswordChecker
+from homeserver.accounts.threepids import AccountThreepids, identified_user
+from homeserver.email.validation import EmailValidation
 from homeserver.errors import MatrixError, bad_json, forbidden
 from storage.uia import RegistrationTokenStore, UiaSessionRecord, UiaStore
 
@@ -29,6 +31,9 @@ SSO = "m.login.sso"
 # Element X and Element Web still look for.
 OAUTH = "m.oauth"
 CROSS_SIGNING_RESET = "org.matrix.cross_signing_reset"
+# An email address this server validated (homeserver/email); its result is
+# the address, as {"medium", "address", "validated_ts"}.
+EMAIL_IDENTITY = "m.login.email.identity"
 _SESSION_LIFETIME_MS = 30 * 60 * 1000
 
 
@@ -58,8 +63,13 @@ class UiaService:
         sso_enabled: bool = False,
         reset_approvals: ResetApprovals | None = None,
         reset_url: str | None = None,
+        emails: EmailValidation | None = None,
+        account_threepids: AccountThreepids | None = None,
     ) -> None:
         self._sso = sso_enabled
+        self._emails = emails
+        # The password stage may name the account by one of its addresses.
+        self._account_threepids = account_threepids
         self._store = store
         self._passwords = passwords
         self._tokens = registration_tokens
@@ -186,7 +196,7 @@ class UiaService:
             # Only the fallback page completes it; the client just asks again.
             return None
         if stage == PASSWORD:
-            claimed = identifier_user(auth, self._server_name)
+            claimed = await identified_user(auth, self._server_name, self._account_threepids)
             try:
                 user = await self._passwords.check(claimed, auth.get("password"))
             except MatrixError as e:
@@ -199,11 +209,28 @@ class UiaService:
             if not isinstance(token, str) or not await self._tokens.reserve(token):
                 return forbidden("Invalid registration token")
             result = token
+        elif stage == EMAIL_IDENTITY:
+            try:
+                result = await self._email_stage(auth)
+            except MatrixError as e:
+                return e
         elif stage in (OAUTH, CROSS_SIGNING_RESET):
             if user_id is None or not await self.consume_reset_approval(user_id):
                 return forbidden("Approve the reset on the account page first")
         await self._store.complete_stage(session.session_id, stage, result)
         return None
+
+    async def _email_stage(self, auth: dict[str, Any]) -> dict[str, Any]:
+        if self._emails is None:
+            raise MatrixError(400, "M_UNRECOGNIZED", "Email addresses are not validated here")
+        # `threepidCreds` is the name older clients (and Synapse) also accept.
+        creds = auth.get("threepid_creds", auth.get("threepidCreds"))
+        if not isinstance(creds, dict) or not all(
+            isinstance(creds.get(key), str) for key in ("sid", "client_secret")
+        ):
+            raise bad_json("'threepid_creds' must hold 'sid' and 'client_secret'")
+        validated = await self._emails.validated(creds["sid"], creds["client_secret"])
+        return attrs.asdict(validated)
 
     @staticmethod
     def _challenge(

@@ -18,7 +18,9 @@ import attrs
 from homeserver.accounts.guests import GuestAccounts
 from homeserver.accounts.registration import AccountService
 from homeserver.accounts.sessions import Session, SessionService
-from homeserver.uia import DUMMY, REGISTRATION_TOKEN, UiaService
+from homeserver.accounts.threepids import AccountThreepids
+from homeserver.email.validation import ValidatedAddress
+from homeserver.uia import DUMMY, EMAIL_IDENTITY, REGISTRATION_TOKEN, UiaService
 from storage.uia import REGISTERED_USER_KEY
 
 # What a registration session keeps that no request may replace.
@@ -56,12 +58,22 @@ class ClientRegistration:
         guests: GuestAccounts,
         *,
         requires_token: bool,
+        emails: AccountThreepids | None = None,
+        requires_email: bool = False,
     ) -> None:
         self._accounts = accounts
         self._sessions = sessions
         self._uia = uia
         self._guests = guests
         self._flows = [[REGISTRATION_TOKEN] if requires_token else [DUMMY]]
+        # With email configured, a validated address is offered (or required,
+        # as Synapse's registrations_require_3pid) and added to the account.
+        self._emails = emails
+        if emails is not None:
+            with_email = (
+                [REGISTRATION_TOKEN, EMAIL_IDENTITY] if requires_token else [EMAIL_IDENTITY]
+            )
+            self._flows = [with_email] if requires_email else [*self._flows, with_email]
 
     async def register(
         self,
@@ -126,6 +138,9 @@ class ClientRegistration:
             await self._accounts.create(
                 user_id, params.get("password_hash"), registration_token=registration_token
             )
+        email = result.completed.get(EMAIL_IDENTITY)
+        if email is not None and self._emails is not None:
+            await self._emails.add_at_registration(user_id, ValidatedAddress(**email))
         await self._uia.remember(result.session_id, {REGISTERED_USER_KEY: user_id})
         return await self._log_in(user_id, params, ip)
 

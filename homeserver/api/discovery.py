@@ -43,6 +43,7 @@ class DiscoveryApi:
         delayed_events: dict[str, int] | None = None,
         account_moderation: Callable[[Requester], Awaitable[dict[str, bool] | None]] | None = None,
         forget_on_leave: bool = False,
+        threepid_changes: bool = False,
     ) -> None:
         # Delayed events' limits (MSC4140), as the capability of that name.
         self._delayed_events = delayed_events or {}
@@ -50,6 +51,8 @@ class DiscoveryApi:
         self._account_moderation = account_moderation
         # Rooms are forgotten when left (forget_rooms_on_leave), as MSC4267 advertises.
         self._forget_on_leave = forget_on_leave
+        # Email addresses can be added and removed (`email` is configured).
+        self._threepid_changes = threepid_changes
         # MSC3882's POST /login/get_token is offered (sso.login_via_existing_session).
         self._get_login_token = get_login_token
         self._server_name = server_name
@@ -91,7 +94,7 @@ class DiscoveryApi:
                 },
                 "m.set_displayname": {"enabled": True},
                 "m.set_avatar_url": {"enabled": True},
-                "m.3pid_changes": {"enabled": False},
+                "m.3pid_changes": {"enabled": self._threepid_changes},
                 "m.get_login_token": {"enabled": self._get_login_token},
                 "m.profile_fields": {"enabled": True},
                 "org.matrix.msc4140.delayed_events": self._delayed_events,

@@ -129,7 +129,8 @@ class EndpointSpec:
     cancellable: bool | None = None
     # With `auth=False`: a request that carries an access token is still
     # authenticated (for endpoints the spec lets anyone call, answering more
-    # to users, such as the room summary).
+    # to users, such as the room summary; POST /account/password, where a
+    # reset by email has no login).
     optional_auth: bool = False
 
 

@@ -7,8 +7,10 @@ from typing import Any
 from homeserver.accounts.client_registration import ClientRegistration, RegistrationRequest
 from homeserver.accounts.guests import GuestAccounts
 from homeserver.accounts.login import PasswordChecker, identifier_user
+from homeserver.accounts.password_reset import PasswordReset
 from homeserver.accounts.registration import AccountService
 from homeserver.accounts.sessions import Session, SessionService
+from homeserver.accounts.threepids import AccountThreepids, identified_user
 from homeserver.api.http import CLIENT_V1, Authenticator, ClientRequest, endpoint
 from homeserver.api.params import opt_bool, opt_str, req_str
 from homeserver.api.threepids import opt_id_server
@@ -59,7 +61,13 @@ class SessionApi:
         oauth_enabled: bool = False,
         password_registration: bool = True,
         legacy_refresh: LegacyRefreshGuard,
+        account_threepids: AccountThreepids | None = None,
+        password_reset: PasswordReset | None = None,
     ) -> None:
+        # Email addresses of accounts: login with m.id.thirdparty, and the
+        # password reset by email (None: no email configured).
+        self._account_threepids = account_threepids
+        self._password_reset = password_reset
         # m.login.sso and m.login.token (homeserver/sso/login_tokens.py).
         self._token_login = token_login
         self._server_name = server_name
@@ -204,7 +212,7 @@ class SessionApi:
             return session_json(session, self._server_name)
         if login_type != "m.login.password":
             raise MatrixError(400, "M_UNKNOWN", f"Unknown login type {login_type!r}")
-        user_id = identifier_user(body, self._server_name)
+        user_id = await identified_user(body, self._server_name, self._account_threepids)
         self._login_account_limiter.check(user_id.lower())
         device_id = opt_str(body, "device_id")
         display_name = opt_str(body, "initial_device_display_name")
@@ -238,13 +246,24 @@ class SessionApi:
         await self._sessions.delete_all_devices(req.user.user_id)
         return {}
 
-    @endpoint("POST", "/account/password")
+    @endpoint("POST", "/account/password", auth=False, optional_auth=True)
     async def change_password(self, req: ClientRequest) -> dict[str, Any]:
         body = req.json()
         new_password = req_str(body, "new_password")
         if not new_password:
             raise MatrixError(400, "M_WEAK_PASSWORD", "The new password must not be empty")
         logout_devices = opt_bool(body, "logout_devices", True)
+        if req.requester is None:
+            if self._password_reset is None:
+                raise MatrixError(401, "M_MISSING_TOKEN", "Missing access token")
+            await self._password_reset.reset(
+                body.get("auth"),
+                new_password,
+                logout_devices=logout_devices,
+                method=req.method,
+                uri=req.path,
+            )
+            return {}
         await self._passwords.ensure_changeable(req.user.user_id)
         await self._uia.authenticate(
             body.get("auth"),
@@ -275,10 +294,12 @@ class SessionApi:
                 uri=req.path,
                 user_id=req.user.user_id,
             )
-        # A named identity server would matter only for 3PIDs added to the
-        # account, which this server never has (see api/threepids.py).
+        # Checked, not used: every binding made through us is unbound, on
+        # the identity server it was made on.
         opt_id_server(body)
         unbind_result = await self._threepids.unbind_all(req.user.user_id)
+        if self._account_threepids is not None:
+            await self._account_threepids.remove_all(req.user.user_id)
         await self._accounts.deactivate(req.user.user_id, erase=body.get("erase", False))
         return {"id_server_unbind_result": unbind_result}
 

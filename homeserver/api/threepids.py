@@ -5,11 +5,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from homeserver.accounts.threepids import AccountThreepids
 from homeserver.api.http import CLIENT_PREFIXES, ClientRequest, endpoint
 from homeserver.api.params import opt_str, req_str
+from homeserver.email.validation import EmailValidation
+from homeserver.errors import MatrixError
 from homeserver.identity.bindings import ThreepidBindings
 from homeserver.identity.client import check_id_server
 from homeserver.identity.invites import ThirdPartyInvites
+from homeserver.uia import PASSWORD, UiaService
 
 # SyTest and older clients call bind and unbind under the unstable prefix.
 _WITH_UNSTABLE = (*CLIENT_PREFIXES, "/_matrix/client/unstable")
@@ -22,14 +26,53 @@ def opt_id_server(body: dict[str, Any]) -> str | None:
 
 
 class ThreepidsApi:
-    def __init__(self, bindings: ThreepidBindings) -> None:
+    def __init__(
+        self,
+        bindings: ThreepidBindings,
+        account_threepids: AccountThreepids,
+        uia: UiaService,
+        emails: EmailValidation | None,
+    ) -> None:
         self._bindings = bindings
+        self._account = account_threepids
+        self._uia = uia
+        # The addresses this server validates (None: no email configured).
+        self._emails = emails
 
     @endpoint("GET", "/account/3pid")
     async def threepids(self, req: ClientRequest) -> dict[str, Any]:
-        # This server validates no 3PIDs itself (no email or SMS sending), so
-        # none is ever added to an account: bindings live at identity servers.
-        return {"threepids": []}
+        """The addresses this server validated and added to the account (the
+        bindings at identity servers are theirs to list)."""
+        return {
+            "threepids": [
+                {
+                    "medium": t.medium,
+                    "address": t.address,
+                    "validated_at": t.validated_at,
+                    "added_at": t.added_at,
+                }
+                for t in await self._account.list(req.user.user_id)
+            ]
+        }
+
+    @endpoint("POST", "/account/3pid/add")
+    async def add(self, req: ClientRequest) -> dict[str, Any]:
+        """Add an address validated through /account/3pid/email/requestToken,
+        after the user proved themselves again (UIA, as the spec requires)."""
+        body = req.json()
+        sid, client_secret = req_str(body, "sid"), req_str(body, "client_secret")
+        if self._emails is None:
+            raise MatrixError(400, "M_THREEPID_MEDIUM_NOT_SUPPORTED", "No email is configured")
+        await self._uia.authenticate(
+            body.get("auth"),
+            [[PASSWORD]],
+            method=req.method,
+            uri=req.path,
+            user_id=req.user.user_id,
+        )
+        validated = await self._emails.validated(sid, client_secret)
+        await self._account.add(req.user.user_id, validated)
+        return {}
 
     @endpoint("POST", "/account/3pid/bind", prefixes=_WITH_UNSTABLE)
     async def bind(self, req: ClientRequest) -> dict[str, Any]:
@@ -50,8 +93,11 @@ class ThreepidsApi:
 
     @endpoint("POST", "/account/3pid/delete", prefixes=_WITH_UNSTABLE)
     async def delete(self, req: ClientRequest) -> dict[str, Any]:
-        # No 3PID is ever added to an account here (see above): deleting one
-        # is unbinding it.
+        """Remove the address from the account, and unbind it from identity servers."""
+        body = req.json()
+        await self._account.remove(
+            req.user.user_id, req_str(body, "medium"), req_str(body, "address")
+        )
         return await self._unbind(req)
 
     async def _unbind(self, req: ClientRequest) -> dict[str, Any]:

@@ -1,0 +1,1 @@
+"""Outgoing email: validating the addresses people give (requestToken flows)."""
