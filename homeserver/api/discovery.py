@@ -19,6 +19,7 @@ UNSTABLE_FEATURES = {
     "org.matrix.e2e_cross_signing": True,
     # Simplified sliding sync (MSC4186), which Element X requires.
     "org.matrix.simplified_msc3575": True,
+    "org.matrix.msc3391": True,
 }
 
 
