@@ -86,6 +86,9 @@ class PushConfig:
     include_content: bool = True
     # Send no push while one of the user's clients is syncing.
     suppress_when_active: bool = False
+    # MSC4306's default rules: messages in threads notify when the user is
+    # subscribed to the thread, and only mentions otherwise.
+    thread_subscription_rules: bool = False
 
 
 @attrs.frozen

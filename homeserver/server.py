@@ -109,6 +109,7 @@ from homeserver.api.sso import SsoApi
 from homeserver.api.sync import SyncApi
 from homeserver.api.tags import TagsApi
 from homeserver.api.thirdparty import ThirdPartyApi
+from homeserver.api.thread_subscriptions import ThreadSubscriptionsApi
 from homeserver.api.threepids import ThreepidOnBindApi, ThreepidsApi
 from homeserver.api.to_device import ToDeviceApi
 from homeserver.api.upstream import UpstreamApi
@@ -187,6 +188,7 @@ from homeserver.rooms.restricted import RestrictedJoins
 from homeserver.rooms.search import SearchService
 from homeserver.rooms.self_destruct import SelfDestructingEvents
 from homeserver.rooms.service import RoomService
+from homeserver.rooms.thread_subscriptions import ThreadSubscriptions
 from homeserver.rooms.upgrade import RoomUpgrader
 from homeserver.rooms.visibility import HistoryVisibility
 from homeserver.sliding_sync.extensions import ExtensionProviders, SlidingSyncExtensions
@@ -259,6 +261,7 @@ from storage.sliding_sync import SlidingSyncStore
 from storage.state import StateStore
 from storage.streams import StreamIds
 from storage.sync import SyncStore
+from storage.thread_subscriptions import ThreadSubscriptionStore
 from storage.threepids import ThreepidBindingStore
 from storage.to_device import ToDeviceStore
 from storage.uia import RegistrationTokenStore, UiaStore
@@ -584,6 +587,9 @@ class HomeServer:
         app.on_cleanup.append(close_appservice_client)
         history_store = HistoryStore(pool)
         visibility = HistoryVisibility(state, events, history_store)
+        thread_subscriptions = ThreadSubscriptions(
+            ThreadSubscriptionStore(pool), events, visibility, self.notifier
+        )
         account_data_store = AccountDataStore(pool)
         ignored = IgnoredUsers(account_data_store, self.notifier)
         relations = RelationsService(
@@ -615,8 +621,18 @@ class HomeServer:
         tags = TagService(account_data, account_data_store)
         await account_data.start()
         push_store = PushStore(pool)
-        push_rules = PushRulesService(push_store, account_data)
-        push_notifier = PushNotifier(push_rules, push_store, events, server_name=config.server_name)
+        push_rules = PushRulesService(
+            push_store,
+            account_data,
+            thread_subscription_rules=config.push.thread_subscription_rules,
+        )
+        push_notifier = PushNotifier(
+            push_rules,
+            push_store,
+            events,
+            server_name=config.server_name,
+            thread_subscriptions=thread_subscriptions,
+        )
         self.pipeline.add_commit_hook(push_notifier.on_commit)
         carry_over = UpgradeCarryOver(
             push_rules, account_data, account_data_store, events, server_name=config.server_name
@@ -767,6 +783,7 @@ class HomeServer:
                 key_counts=KeyCountsSyncProvider(e2e_keys),
             ),
             ToDeviceStore(pool),
+            thread_subscriptions,
         )
         self.sliding_sync_extensions = sliding_sync_extensions
         # Shared with the federation listener, which answers OpenID userinfo too.
@@ -956,6 +973,7 @@ class HomeServer:
                 ),
             ),
             UserDataApi(account_data, filters),
+            ThreadSubscriptionsApi(thread_subscriptions),
             EphemeralApi(typing, receipts, presence),
             SyncApi(
                 SyncService(self.notifier, sync_providers, room_store, presence),

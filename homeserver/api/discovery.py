@@ -20,6 +20,7 @@ UNSTABLE_FEATURES = {
     # Simplified sliding sync (MSC4186), which Element X requires.
     "org.matrix.simplified_msc3575": True,
     "org.matrix.msc3391": True,
+    "org.matrix.msc4306": True,
 }
 
 
