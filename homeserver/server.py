@@ -58,6 +58,7 @@ from homeserver.accounts.guests import GuestAccounts
 from homeserver.accounts.ldap.directory import LdapDirectory
 from homeserver.accounts.ldap.sign_in import LdapSignIn
 from homeserver.accounts.login import PasswordChecker
+from homeserver.accounts.password_policy import PasswordPolicy
 from homeserver.accounts.passwords import PasswordHasher
 from homeserver.accounts.registration import AccountService
 from homeserver.accounts.sessions import SessionService
@@ -95,6 +96,7 @@ from homeserver.api.listener import Listener
 from homeserver.api.media import MediaApi
 from homeserver.api.misc import OpenIdApi
 from homeserver.api.oauth import OAuthApi, OAuthMetadataApi
+from homeserver.api.password_policy import PasswordPolicyApi
 from homeserver.api.profile import ProfileApi
 from homeserver.api.push_rules import PushRulesApi
 from homeserver.api.pushers import PushersApi
@@ -458,6 +460,7 @@ class HomeServer:
         )
         users = UserStore(pool)
         hasher = PasswordHasher(config.bcrypt_rounds)
+        password_policy = PasswordPolicy(config.password_policy)
         sessions = SessionService(
             SessionStore(pool),
             refreshable_lifetime_ms=config.refreshable_access_token_lifetime_ms,
@@ -470,6 +473,7 @@ class HomeServer:
             registration_tokens,
             config.server_name,
             reserved=lambda user_id: self.appservices.exclusive_user_owner(user_id) is not None,
+            password_policy=password_policy,
         )
         passwords = PasswordChecker(users, hasher, self._ldap_sign_in(pool, users, accounts))
         # The OAuth 2.0 authorization server's grants (homeserver/oauth), for
@@ -974,6 +978,7 @@ class HomeServer:
             ),
             UserDataApi(account_data, filters),
             ThreadSubscriptionsApi(thread_subscriptions),
+            PasswordPolicyApi(password_policy),
             EphemeralApi(typing, receipts, presence),
             SyncApi(
                 SyncService(self.notifier, sync_providers, room_store, presence),

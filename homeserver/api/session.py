@@ -246,6 +246,8 @@ class SessionApi:
             raise MatrixError(400, "M_WEAK_PASSWORD", "The new password must not be empty")
         logout_devices = opt_bool(body, "logout_devices", True)
         await self._passwords.ensure_changeable(req.user.user_id)
+        # Refused before user-interactive auth, so the client can ask again.
+        self._accounts.check_password(new_password)
         await self._uia.authenticate(
             body.get("auth"),
             [["m.login.password"]],
