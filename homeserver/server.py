@@ -85,6 +85,7 @@ from homeserver.api.admin.tokens import AdminTokensApi
 from homeserver.api.admin.users import AdminUsersApi, SharedSecretApi
 from homeserver.api.appservice import AppServiceApi
 from homeserver.api.completion import drain_writes
+from homeserver.api.dehydrated_device import DehydratedDeviceApi
 from homeserver.api.devices import DevicesApi
 from homeserver.api.directory import DirectoryApi
 from homeserver.api.discovery import DiscoveryApi
@@ -136,6 +137,7 @@ from homeserver.devices_sync import DeviceListService
 from homeserver.e2e.backup import KeyBackupService
 from homeserver.e2e.changes import KeyChanges
 from homeserver.e2e.cross_signing import CrossSigningService
+from homeserver.e2e.dehydrated import DehydratedDevices
 from homeserver.e2e.keys import KeyService
 from homeserver.e2e.sync_counts import KeyCountsSyncProvider
 from homeserver.ephemeral.common import StreamPublisher
@@ -224,6 +226,7 @@ from storage.appservice_delivery import AppServiceDeliveryStore
 from storage.appservice_directory import AppServiceDirectoryStore
 from storage.browser_sessions import BrowserSessionStore
 from storage.database import EmbeddedPostgres, create_pool, migrate
+from storage.dehydrated_devices import DehydratedDeviceStore
 from storage.destinations import DestinationStore
 from storage.device_lists import DeviceListStore
 from storage.directory import DirectoryStore
@@ -979,6 +982,15 @@ class HomeServer:
             UserDataApi(account_data, filters),
             ThreadSubscriptionsApi(thread_subscriptions),
             PasswordPolicyApi(password_policy),
+            DehydratedDeviceApi(
+                DehydratedDevices(
+                    DehydratedDeviceStore(pool),
+                    sessions,
+                    self.key_service,
+                    ToDeviceStore(pool),
+                    self.notifier,
+                )
+            ),
             EphemeralApi(typing, receipts, presence),
             SyncApi(
                 SyncService(self.notifier, sync_providers, room_store, presence),

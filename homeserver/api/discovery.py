@@ -21,6 +21,7 @@ UNSTABLE_FEATURES = {
     "org.matrix.simplified_msc3575": True,
     "org.matrix.msc3391": True,
     "org.matrix.msc4306": True,
+    "org.matrix.msc3814": True,
 }
 
 
