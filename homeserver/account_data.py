@@ -18,6 +18,9 @@ from storage.rooms import RoomStore
 
 # The server keeps these itself; clients change them through other endpoints.
 SERVER_MANAGED_TYPES = frozenset({"m.fully_read", "m.push_rules"})
+# How deleted account data is stored (MSC3391): empty content, as setting
+# `{}` through PUT also means deletion.
+DELETED = "{}"
 
 
 class AccountDataService:
@@ -49,13 +52,31 @@ class AccountDataService:
 
     async def put(
         self, requester_id: str, user_id: str, room_id: str, data_type: str, content: Any
-    ) -> int:
+    ) -> None:
         self._check_access(requester_id, user_id, room_id)
         if data_type in SERVER_MANAGED_TYPES:
             raise MatrixError(405, "M_BAD_JSON", f"Cannot set {data_type} through this API")
         if not isinstance(content, dict):
             raise bad_json("Account data content must be a JSON object")
-        return await self.put_unchecked(user_id, room_id, data_type, content)
+        if not content:
+            # MSC3391: setting `{}` is a deletion (as in Synapse).
+            await self.delete(requester_id, user_id, room_id, data_type)
+            return
+        await self.put_unchecked(user_id, room_id, data_type, content)
+
+    async def delete(self, requester_id: str, user_id: str, room_id: str, data_type: str) -> None:
+        """Delete account data (MSC3391).
+
+        As Synapse does, a deletion is stored as empty content: it then moves
+        on the account data stream like any change, so /sync and sliding sync
+        tell the user's other clients with an event whose content is `{}`.
+        Deleting what does not exist succeeds and changes nothing."""
+        self._check_access(requester_id, user_id, room_id)
+        if data_type in SERVER_MANAGED_TYPES:
+            raise MatrixError(405, "M_BAD_JSON", f"Cannot delete {data_type} through this API")
+        if await self._store.get(user_id, room_id, data_type) in (None, DELETED):
+            return
+        await self.put_unchecked(user_id, room_id, data_type, {})
 
     async def put_unchecked(
         self, user_id: str, room_id: str, data_type: str, content: dict[str, Any]
@@ -73,7 +94,7 @@ class AccountDataService:
     ) -> dict[str, Any]:
         self._check_access(requester_id, user_id, room_id)
         content = await self._store.get(user_id, room_id, data_type)
-        if content is None:
+        if content is None or content == DELETED:
             raise not_found("Account data not found")
         return json.loads(content)
 

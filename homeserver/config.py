@@ -108,6 +108,9 @@ class PushConfig:
     include_content: bool = True
     # Send no push while one of the user's clients is syncing.
     suppress_when_active: bool = False
+    # MSC4306's default rules: messages in threads notify when the user is
+    # subscribed to the thread, and only mentions otherwise.
+    thread_subscription_rules: bool = False
 
 
 @attrs.frozen
@@ -434,6 +437,18 @@ class LdapAttributes:
 
 
 @attrs.frozen
+class PasswordPolicyConfig:
+    """The rules new passwords must follow (Synapse's `password_config.policy`)."""
+
+    enabled: bool = False
+    minimum_length: int = 0
+    require_digit: bool = False
+    require_symbol: bool = False
+    require_lowercase: bool = False
+    require_uppercase: bool = False
+
+
+@attrs.frozen
 class LdapConfig:
     """Sign-in against LDAP / Active Directory (homeserver/accounts/ldap.py)."""
 
@@ -574,6 +589,7 @@ class Config:
     # Guest accounts (POST /register?kind=guest) and their upgrade to full ones.
     allow_guest_access: bool = False
     bcrypt_rounds: int = 12
+    password_policy: PasswordPolicyConfig = PasswordPolicyConfig()
     # Lifetime of an access token that comes with a refresh token.
     refreshable_access_token_lifetime_ms: int = 5 * 60 * 1000
     max_request_body_bytes: int = 1024 * 1024
@@ -653,6 +669,8 @@ class Config:
                 raise ConfigError(f"{key}: {e}") from None
         if not self.server_name or "/" in self.server_name:
             raise ConfigError(f"server_name: not a valid server name: {self.server_name!r}")
+        if self.password_policy.minimum_length < 0:
+            raise ConfigError("password_policy.minimum_length: must not be negative")
         try:
             split_server_name(self.server_name)
         except ValueError as e:

@@ -62,6 +62,7 @@ from homeserver.accounts.guests import GuestAccounts
 from homeserver.accounts.ldap.directory import LdapDirectory
 from homeserver.accounts.ldap.sign_in import LdapSignIn
 from homeserver.accounts.login import PasswordChecker
+from homeserver.accounts.password_policy import PasswordPolicy
 from homeserver.accounts.password_reset import PasswordReset
 from homeserver.accounts.passwords import PasswordHasher
 from homeserver.accounts.registration import AccountService
@@ -96,6 +97,7 @@ from homeserver.api.admin.user_reports import AdminUserReportsApi
 from homeserver.api.admin.users import AdminUsersApi, SharedSecretApi
 from homeserver.api.appservice import AppServiceApi
 from homeserver.api.completion import drain_writes
+from homeserver.api.dehydrated_device import DehydratedDeviceApi
 from homeserver.api.delayed_events import DelayedEventsApi
 from homeserver.api.devices import DevicesApi
 from homeserver.api.directory import DirectoryApi
@@ -111,6 +113,7 @@ from homeserver.api.media import MediaApi
 from homeserver.api.misc import OpenIdApi
 from homeserver.api.mutual_rooms import MutualRoomsApi
 from homeserver.api.oauth import OAuthApi, OAuthMetadataApi
+from homeserver.api.password_policy import PasswordPolicyApi
 from homeserver.api.profile import ProfileApi
 from homeserver.api.push_rules import PushRulesApi
 from homeserver.api.pushers import PushersApi
@@ -126,6 +129,7 @@ from homeserver.api.sso import SsoApi
 from homeserver.api.sync import SyncApi
 from homeserver.api.tags import TagsApi
 from homeserver.api.thirdparty import ThirdPartyApi
+from homeserver.api.thread_subscriptions import ThreadSubscriptionsApi
 from homeserver.api.threepids import ThreepidOnBindApi, ThreepidsApi
 from homeserver.api.to_device import ToDeviceApi
 from homeserver.api.upstream import UpstreamApi
@@ -153,6 +157,7 @@ from homeserver.devices_sync import DeviceListService
 from homeserver.e2e.backup import KeyBackupService
 from homeserver.e2e.changes import KeyChanges
 from homeserver.e2e.cross_signing import CrossSigningService
+from homeserver.e2e.dehydrated import DehydratedDevices
 from homeserver.e2e.keys import KeyService
 from homeserver.e2e.sync_counts import KeyCountsSyncProvider
 from homeserver.email.mailer import Mailer
@@ -216,6 +221,7 @@ from homeserver.rooms.room_summary import RoomSummaries
 from homeserver.rooms.search import SearchService
 from homeserver.rooms.self_destruct import SelfDestructingEvents
 from homeserver.rooms.service import RoomService
+from homeserver.rooms.thread_subscriptions import ThreadSubscriptions
 from homeserver.rooms.upgrade import RoomUpgrader
 from homeserver.rooms.visibility import HistoryVisibility
 from homeserver.sliding_sync.extensions import ExtensionProviders, SlidingSyncExtensions
@@ -251,6 +257,7 @@ from storage.appservice_directory import AppServiceDirectoryStore
 from storage.browser_sessions import BrowserSessionStore
 from storage.compliance_search import ComplianceSearchStore
 from storage.database import EmbeddedPostgres, create_pool, migrate
+from storage.dehydrated_devices import DehydratedDeviceStore
 from storage.delayed_events import DelayedEventStore
 from storage.destinations import DestinationStore
 from storage.device_lists import DeviceListStore
@@ -294,6 +301,7 @@ from storage.sliding_sync import SlidingSyncStore
 from storage.state import StateStore
 from storage.streams import StreamIds
 from storage.sync import SyncStore
+from storage.thread_subscriptions import ThreadSubscriptionStore
 from storage.threepid_validation import ThreepidValidationStore
 from storage.threepids import ThreepidBindingStore
 from storage.timestamps import TimestampStore
@@ -523,6 +531,7 @@ class HomeServer:
         )
         users = UserStore(pool)
         hasher = PasswordHasher(config.bcrypt_rounds)
+        password_policy = PasswordPolicy(config.password_policy)
         sessions = SessionService(
             SessionStore(pool),
             refreshable_lifetime_ms=config.refreshable_access_token_lifetime_ms,
@@ -535,6 +544,7 @@ class HomeServer:
             registration_tokens,
             config.server_name,
             reserved=lambda user_id: self.appservices.exclusive_user_owner(user_id) is not None,
+            password_policy=password_policy,
         )
         passwords = PasswordChecker(users, hasher, self._ldap_sign_in(pool, users, accounts))
         # The OAuth 2.0 authorization server's grants (homeserver/oauth), for
@@ -664,6 +674,9 @@ class HomeServer:
         app.on_cleanup.append(close_appservice_client)
         history_store = HistoryStore(pool)
         visibility = HistoryVisibility(state, events, history_store)
+        thread_subscriptions = ThreadSubscriptions(
+            ThreadSubscriptionStore(pool), events, visibility, self.notifier
+        )
         account_data_store = AccountDataStore(pool)
         ignored = IgnoredUsers(account_data_store, self.notifier)
         relations = RelationsService(
@@ -740,8 +753,18 @@ class HomeServer:
         tags = TagService(account_data, account_data_store)
         await account_data.start()
         push_store = PushStore(pool)
-        push_rules = PushRulesService(push_store, account_data)
-        push_notifier = PushNotifier(push_rules, push_store, events, server_name=config.server_name)
+        push_rules = PushRulesService(
+            push_store,
+            account_data,
+            thread_subscription_rules=config.push.thread_subscription_rules,
+        )
+        push_notifier = PushNotifier(
+            push_rules,
+            push_store,
+            events,
+            server_name=config.server_name,
+            thread_subscriptions=thread_subscriptions,
+        )
         self.pipeline.add_commit_hook(push_notifier.on_commit)
         carry_over = UpgradeCarryOver(
             push_rules, account_data, account_data_store, events, server_name=config.server_name
@@ -897,6 +920,7 @@ class HomeServer:
                 key_counts=KeyCountsSyncProvider(e2e_keys),
             ),
             ToDeviceStore(pool),
+            thread_subscriptions,
         )
         self.sliding_sync_extensions = sliding_sync_extensions
         # Shared with the federation listener, which answers OpenID userinfo too.
@@ -1121,6 +1145,17 @@ class HomeServer:
                 ),
             ),
             UserDataApi(account_data, filters),
+            ThreadSubscriptionsApi(thread_subscriptions),
+            PasswordPolicyApi(password_policy),
+            DehydratedDeviceApi(
+                DehydratedDevices(
+                    DehydratedDeviceStore(pool),
+                    sessions,
+                    self.key_service,
+                    ToDeviceStore(pool),
+                    self.notifier,
+                )
+            ),
             EphemeralApi(typing, receipts, presence),
             SyncApi(
                 SyncService(self.notifier, sync_providers, room_store, presence),

@@ -120,6 +120,8 @@ class ClientRegistration:
         else:
             user_id = await self._accounts.check_username(username.lower()) if username else None
         if request.password and "password_hash" not in params:
+            # Like a taken name, a password the policy refuses fails at once.
+            self._accounts.check_password(request.password)
             params = {
                 **params,
                 "password_hash": await self._accounts.hash_password(request.password),

@@ -5,8 +5,10 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable
 
+from homeserver.accounts.password_policy import PasswordPolicy
 from homeserver.accounts.passwords import PasswordHasher
 from homeserver.accounts.sessions import SessionService
+from homeserver.config import PasswordPolicyConfig
 from homeserver.errors import MatrixError
 from homeserver.identifiers import MAX_USER_ID_LENGTH, is_valid_localpart, user_id_for
 from storage.uia import RegistrationTokenStore
@@ -23,8 +25,11 @@ class AccountService:
         server_name: str,
         *,
         reserved: Callable[[str], bool] | None = None,
+        password_policy: PasswordPolicy | None = None,
     ) -> None:
         self._users = users
+        # Applied to the passwords users choose (registration, changes).
+        self._policy = password_policy or PasswordPolicy(PasswordPolicyConfig())
         # User ids an application service holds exclusively.
         self._reserved = reserved
         self._sessions = sessions
@@ -109,9 +114,14 @@ class AccountService:
         if registration_token is not None:
             await self._registration_tokens.complete(registration_token)
 
+    def check_password(self, password: str) -> None:
+        """400 with the spec's error code unless `password` follows the policy."""
+        self._policy.check(password)
+
     async def change_password(
         self, user_id: str, new_password: str, *, keep_device: str | None, logout_devices: bool
     ) -> None:
+        self.check_password(new_password)
         await self._users.set_password_hash(user_id, await self._hasher.hash(new_password))
         if logout_devices:
             await self._sessions.delete_all_devices(user_id, except_device=keep_device)

@@ -26,6 +26,9 @@ UNSTABLE_FEATURES = {
     "org.matrix.msc4222": True,
     "im.nheko.summary": True,
     **ACCOUNT_UNSTABLE_FEATURES,
+    "org.matrix.msc3391": True,
+    "org.matrix.msc4306": True,
+    "org.matrix.msc3814": True,
 }
 
 

@@ -265,6 +265,8 @@ class SessionApi:
             )
             return {}
         await self._passwords.ensure_changeable(req.user.user_id)
+        # Refused before user-interactive auth, so the client can ask again.
+        self._accounts.check_password(new_password)
         await self._uia.authenticate(
             body.get("auth"),
             [["m.login.password"]],

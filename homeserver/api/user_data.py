@@ -8,6 +8,9 @@ from homeserver.account_data import AccountDataService
 from homeserver.api.http import ClientRequest, endpoint
 from homeserver.filters import FilterService
 
+# Account data deletion is still an MSC (MSC3391); clients call its prefix.
+MSC3391 = ("/_matrix/client/unstable/org.matrix.msc3391",)
+
 
 class UserDataApi:
     def __init__(self, account_data: AccountDataService, filters: FilterService) -> None:
@@ -36,6 +39,18 @@ class UserDataApi:
         await self._account_data.put(
             req.user.user_id, p["userId"], p["roomId"], p["type"], req.json()
         )
+        return {}
+
+    @endpoint("DELETE", "/user/{userId}/account_data/{type}", prefixes=MSC3391)
+    async def delete_global(self, req: ClientRequest) -> dict[str, Any]:
+        p = req.params
+        await self._account_data.delete(req.user.user_id, p["userId"], "", p["type"])
+        return {}
+
+    @endpoint("DELETE", "/user/{userId}/rooms/{roomId}/account_data/{type}", prefixes=MSC3391)
+    async def delete_room(self, req: ClientRequest) -> dict[str, Any]:
+        p = req.params
+        await self._account_data.delete(req.user.user_id, p["userId"], p["roomId"], p["type"])
         return {}
 
     @endpoint("POST", "/user/{userId}/filter")

@@ -259,6 +259,8 @@ class AccountPages:
             error = "Choose a new password."
         elif new != field(form, "new_password_confirm"):
             error = "The new passwords do not match."
+        elif (refused := self._policy_refusal(new)) is not None:
+            error = refused
         else:
             try:
                 await self._passwords.check(user_id, current)
@@ -273,6 +275,14 @@ class AccountPages:
         response = redirect(_notice_url("password"))
         await self._browsers.sign_in(response, user_id, browser.authenticated_by)
         return response
+
+    def _policy_refusal(self, password: str) -> str | None:
+        """Why the password policy refuses `password`, or None."""
+        try:
+            self._accounts.check_password(password)
+        except MatrixError as e:
+            return e.message
+        return None
 
     @endpoint("POST", "/account/deactivate", auth=False, prefixes=WEB_PREFIXES)
     @html_errors

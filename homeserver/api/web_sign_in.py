@@ -188,6 +188,7 @@ class SignInPages:
         try:
             self._registration_limiter.check(req.ip or "")
             user_id = await self._accounts.check_username(username.lower())
+            self._accounts.check_password(password)
             if self._token_required and not await self._registration_tokens.reserve(token):
                 return self._register_page(
                     form_key,

@@ -13,7 +13,8 @@ them unless MSC4210 is enabled; pass ``legacy_mentions=True`` to include them at
 positions the v1.16 spec gave them.
 
 Unstable MSC rules (for example Synapse's ``.org.matrix.msc3930.rule.poll_*``) are
-deliberately not included.
+deliberately not included, but for the thread subscription rules of MSC4306
+(``thread_subscriptions=True``), which Synapse serves when it advertises the MSC.
 """
 
 from __future__ import annotations
@@ -190,6 +191,23 @@ _ENCRYPTED: Final = _rule(
     [_NOTIFY],
 )
 
+# --- thread subscriptions (MSC4306, unstable names) --------------------------------
+
+# Last of the overrides: messages in threads the user is not subscribed to
+# notify only through the mention rules before it.
+_UNSUBSCRIBED_THREAD: Final = _rule(
+    ".io.element.msc4306.rule.unsubscribed_thread",
+    [{"kind": "io.element.msc4306.thread_subscription", "subscribed": False}],
+    [],
+)
+
+# First of the underrides: every message in a subscribed thread notifies.
+_SUBSCRIBED_THREAD: Final = _rule(
+    ".io.element.msc4306.rule.subscribed_thread",
+    [{"kind": "io.element.msc4306.thread_subscription", "subscribed": True}],
+    [_NOTIFY, _SOUND_DEFAULT],
+)
+
 # --- the rulesets ------------------------------------------------------------------
 
 _OVERRIDE: Final = (
@@ -245,26 +263,32 @@ def _fill(value: Any, user_id: str, localpart: str) -> Any:
     return value
 
 
-def default_push_rules(user_id: str, *, legacy_mentions: bool = False) -> dict[str, Any]:
+def default_push_rules(
+    user_id: str, *, legacy_mentions: bool = False, thread_subscriptions: bool = False
+) -> dict[str, Any]:
     """The server-default push ruleset for ``user_id``, as served by ``GET /pushrules/``.
 
     Returns ``{"global": {"override", "content", "room", "sender", "underride"}}``, each a
     list of rules in priority order. The result is a fresh structure on every call.
 
     ``legacy_mentions`` adds the pre-v1.17 body-matching mention rules, as Synapse does
-    by default.
+    by default. ``thread_subscriptions`` adds MSC4306's two rules.
     """
     if not user_id.startswith("@") or ":" not in user_id:
         raise ValueError(f"not a Matrix user ID: {user_id!r}")
     localpart = user_id[1:].split(":", 1)[0]
     override = _OVERRIDE_LEGACY if legacy_mentions else _OVERRIDE
     content = _CONTENT_LEGACY if legacy_mentions else _CONTENT
+    underride = _UNDERRIDE
+    if thread_subscriptions:
+        override = (*override, _UNSUBSCRIBED_THREAD)
+        underride = (_SUBSCRIBED_THREAD, *underride)
     return {
         "global": {
             "override": _fill(override, user_id, localpart),
             "content": _fill(content, user_id, localpart),
             "room": [],
             "sender": [],
-            "underride": _fill(_UNDERRIDE, user_id, localpart),
+            "underride": _fill(underride, user_id, localpart),
         }
     }

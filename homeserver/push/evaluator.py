@@ -41,10 +41,17 @@ class RoomFacts:
     sender_power_level: Level
     # The room's `notifications` levels (power levels content), as integers.
     notification_levels: Mapping[str, int] = attrs.field(factory=dict)
+    # Of the users evaluated, those subscribed to the event's thread (MSC4306);
+    # None when the event is not in a thread.
+    thread_subscribers: frozenset[str] | None = None
 
 
 Condition = Callable[[Mapping[str, Any], RoomFacts, str | None], bool]
-"""(event as decoded JSON, room facts, the user's display name in the room) -> matches."""
+"""(event as decoded JSON, room facts, the user's display name in the room) -> matches.
+The thread subscription conditions get the user's id instead (see `_all_hold`)."""
+
+# MSC4306's condition, under its unstable name (as Synapse and Element X use it).
+THREAD_SUBSCRIPTION: Final = "io.element.msc4306.thread_subscription"
 
 
 def split_key(key: str) -> tuple[str, ...]:
@@ -204,6 +211,22 @@ def _notification_permission(key: Any) -> Condition:
     return condition
 
 
+def _thread_condition(subscribed: bool) -> Condition:
+    """MSC4306: the event is in a thread, and the user is (or is not) subscribed to it."""
+
+    def condition(_event: Mapping[str, Any], facts: RoomFacts, user_id: str | None) -> bool:
+        subscribers = facts.thread_subscribers
+        return subscribers is not None and (user_id in subscribers) is subscribed
+
+    return condition
+
+
+_SUBSCRIBED_THREAD: Final = _thread_condition(True)
+_UNSUBSCRIBED_THREAD: Final = _thread_condition(False)
+# Conditions on the user's own id: never shared between users.
+_USER_CONDITIONS: Final = frozenset({_SUBSCRIBED_THREAD, _UNSUBSCRIBED_THREAD})
+
+
 def compile_condition(condition: Any) -> Condition:
     """A condition as a function; unknown or malformed ones never match.
 
@@ -234,6 +257,8 @@ def _compile_json(condition_json: str) -> Condition:
         return _member_count(condition.get("is"))
     if kind == "sender_notification_permission":
         return _notification_permission(condition.get("key"))
+    if kind == THREAD_SUBSCRIPTION and isinstance(condition.get("subscribed"), bool):
+        return _SUBSCRIBED_THREAD if condition["subscribed"] else _UNSUBSCRIBED_THREAD
     return _never
 
 
@@ -263,7 +288,7 @@ class CompiledRule:
     actions: tuple[Any, ...]
     notify: bool
     highlight: bool
-    # The outcome depends on the user's display name: it cannot be shared.
+    # The outcome depends on the user's display name or id: it cannot be shared.
     per_user: bool
     # A body-matching mention rule, skipped for events with m.mentions.
     legacy_mention: bool
@@ -281,7 +306,7 @@ def _compile_rule(kind: str, rule_json: str) -> CompiledRule:
         actions=actions,
         notify=notify,
         highlight=highlight,
-        per_user=_contains_display_name in compiled,
+        per_user=any(c is _contains_display_name or c in _USER_CONDITIONS for c in compiled),
         legacy_mention=rule["rule_id"] in _LEGACY_MENTION_RULES,
     )
 
@@ -316,12 +341,14 @@ class CompiledRuleset:
         facts: RoomFacts,
         display_name: str | None,
         shared: dict[Any, bool] | None = None,
+        user_id: str = "",
     ) -> CompiledRule | None:
         """The first enabled rule that matches the event, or None.
 
         `shared` memoises the outcomes of rules and conditions that do not
         depend on the user: pass the same dict for every user evaluated for
-        one event.
+        one event. `user_id` is whose rules these are (for the thread
+        subscription conditions).
         """
         if shared is None:
             shared = {}
@@ -331,7 +358,9 @@ class CompiledRuleset:
             if has_mentions and rule.legacy_mention:
                 continue
             if rule.per_user:
-                matched = _all_hold(rule.conditions, event, facts, display_name, shared)
+                matched = _all_hold(
+                    rule.conditions, event, facts, display_name, shared, user_id=user_id
+                )
             else:
                 found = shared.get(rule)
                 if found is None:
@@ -348,10 +377,14 @@ def _all_hold(
     facts: RoomFacts,
     display_name: str | None,
     shared: dict[Any, bool],
+    *,
+    user_id: str = "",
 ) -> bool:
     for condition in conditions:
         if condition is _contains_display_name:
             holds = condition(event, facts, display_name)
+        elif condition in _USER_CONDITIONS:
+            holds = condition(event, facts, user_id)
         else:
             found = shared.get(condition)
             if found is None:
@@ -403,14 +436,16 @@ class RuleOutcome:
 class _Bound:
     """A condition on the user's own id or localpart, or their display name."""
 
-    # "event_match", "event_property_is", "event_property_contains" or
-    # "contains_display_name" (which has no path or slot).
+    # "event_match", "event_property_is", "event_property_contains",
+    # "contains_display_name" or THREAD_SUBSCRIPTION (these two have no path or slot).
     kind: str
     path: tuple[str, ...]
     # "user_id" or "localpart".
     slot: str
     # An event_match on content.body (word matching, `search`).
     body: bool
+    # THREAD_SUBSCRIPTION's `subscribed`.
+    subscribed: bool = False
 
 
 @attrs.frozen(eq=False)
@@ -436,11 +471,14 @@ _SLOT_KINDS: Final = {
 def _slotted(condition: Any, slots: Mapping[str, str]) -> list[Any]:
     """A condition as a template entry: ["bound", kind, key, slot] when its
     value is one of the user's own (`slots`: value -> slot name), ["name"] for
-    contains_display_name, else ["plain", the condition's canonical JSON]."""
+    contains_display_name, ["thread", subscribed] for a thread subscription
+    condition, else ["plain", the condition's canonical JSON]."""
     if isinstance(condition, Mapping):
         kind = condition.get("kind")
         if kind == "contains_display_name":
             return ["name"]
+        if kind == THREAD_SUBSCRIPTION and isinstance(condition.get("subscribed"), bool):
+            return ["thread", condition["subscribed"]]
         field = _SLOT_KINDS.get(kind) if isinstance(kind, str) else None
         key, value = condition.get("key"), condition.get(field) if field else None
         if isinstance(key, str) and isinstance(value, str) and value in slots:
@@ -478,6 +516,8 @@ def _compile_template(template_json: str) -> _Template:
         for entry in conditions:
             if entry[0] == "name":
                 bound.append(_Bound("contains_display_name", (), "", False))
+            elif entry[0] == "thread":
+                bound.append(_Bound(THREAD_SUBSCRIPTION, (), "", False, subscribed=entry[1]))
             elif entry[0] == "bound":
                 _, kind, key, slot = entry
                 bound.append(_Bound(kind, split_key(key), slot, key == "content.body"))
@@ -535,8 +575,13 @@ def _may_occur(needle: str, text: str, lowered: str | None) -> bool:
     return needle.lower() in lowered
 
 
-def _holding(bound: _Bound, view: _EventView, users: list[_Who]) -> list[_Who]:
+def _holding(bound: _Bound, view: _EventView, users: list[_Who], facts: RoomFacts) -> list[_Who]:
     """The users for whom `bound` holds."""
+    if bound.kind == THREAD_SUBSCRIPTION:
+        subscribers = facts.thread_subscribers
+        if subscribers is None:
+            return []
+        return [u for u in users if (u.user_id in subscribers) is bound.subscribed]
     if bound.kind == "contains_display_name":
         body = view.value(("content", "body"))
         if not isinstance(body, str):
@@ -597,7 +642,7 @@ def evaluate_many(
                 continue
             matched = remaining
             for bound in rule.bound:
-                matched = _holding(bound, view, matched)
+                matched = _holding(bound, view, matched, facts)
                 if not matched:
                     break
             if not matched:

@@ -25,6 +25,7 @@ from homeserver.events.auth import get_power_level, parse_level
 from homeserver.events.event import Event, StateKey
 from homeserver.push.evaluator import Recipient, RoomFacts, RuleOutcome, evaluate_many
 from homeserver.push.rules import PushRulesService
+from homeserver.rooms.thread_subscriptions import ThreadSubscriptions
 from storage.events import EventStore
 from storage.push import MAIN_THREAD, NewNotification, PushStore
 
@@ -125,8 +126,10 @@ class PushNotifier:
         events: EventStore,
         *,
         server_name: str,
+        thread_subscriptions: ThreadSubscriptions,
     ) -> None:
         self._rules = rules
+        self._thread_subscriptions = thread_subscriptions
         self._store = store
         self._events = events
         self._server_name = server_name
@@ -152,10 +155,19 @@ class PushNotifier:
         if not recipients:
             return
         rulesets = await self._rules.compiled([u for u, _ in recipients])
+        thread_id = await self._thread_of(event)
         facts = RoomFacts(
             member_count=room.joined_count,
             sender_power_level=get_power_level(event.room_version, event.sender, room.auth_state),
             notification_levels=room.notification_levels,
+            # One query for all the recipients, and only for events in a thread.
+            thread_subscribers=(
+                await self._thread_subscriptions.subscribers(
+                    event.room_id, thread_id, [u for u, _ in recipients]
+                )
+                if thread_id != MAIN_THREAD
+                else None
+            ),
         )
         flat: dict[str, Any] = {**event.pdu, "event_id": event.event_id, "room_id": event.room_id}
         outcomes = evaluate_many(
@@ -164,7 +176,6 @@ class PushNotifier:
         notified = [(u, o) for u, o in outcomes.items() if o.notify]
         if not notified:
             return
-        thread_id = await self._thread_of(event)
         encoded: dict[RuleOutcome, str] = {}
         rows = []
         for user_id, outcome in notified:

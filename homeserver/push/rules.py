@@ -36,12 +36,11 @@ _CACHE_SIZE: Final = 10_000
 _STRING_ACTIONS: Final = frozenset({"notify", "dont_notify", "coalesce"})
 
 
-def _default_ids() -> dict[str, frozenset[str]]:
-    defaults = default_push_rules("@any:any", legacy_mentions=LEGACY_MENTIONS)["global"]
+def _default_ids(thread_subscriptions: bool) -> dict[str, frozenset[str]]:
+    defaults = default_push_rules(
+        "@any:any", legacy_mentions=LEGACY_MENTIONS, thread_subscriptions=thread_subscriptions
+    )["global"]
     return {kind: frozenset(r["rule_id"] for r in defaults[kind]) for kind in RULE_KINDS}
-
-
-_DEFAULT_IDS: Final = _default_ids()
 
 
 def _user_rule(rule: StoredPushRule) -> dict[str, Any]:
@@ -56,14 +55,19 @@ def _user_rule(rule: StoredPushRule) -> dict[str, Any]:
     return served
 
 
-def merge_rules(user_id: str, stored: Sequence[StoredPushRule]) -> dict[str, Any]:
-    """The `global` ruleset a user has: the defaults with their changes."""
+def merge_rules(
+    user_id: str, stored: Sequence[StoredPushRule], *, thread_subscriptions: bool = False
+) -> dict[str, Any]:
+    """The `global` ruleset a user has: the defaults (with MSC4306's rules when
+    `thread_subscriptions`) with their changes."""
     changes = {(r.kind, r.rule_id): r for r in stored if r.is_default}
     own: dict[str, list[StoredPushRule]] = {kind: [] for kind in RULE_KINDS}
     for rule in stored:
         if not rule.is_default and rule.kind in own:
             own[rule.kind].append(rule)
-    defaults = default_push_rules(user_id, legacy_mentions=LEGACY_MENTIONS)["global"]
+    defaults = default_push_rules(
+        user_id, legacy_mentions=LEGACY_MENTIONS, thread_subscriptions=thread_subscriptions
+    )["global"]
     merged: dict[str, Any] = {}
     for kind in RULE_KINDS:
         for rule in defaults[kind]:
@@ -131,9 +135,18 @@ def _encode(value: Any) -> str:
 class PushRulesService:
     """Reads and changes push rules; keeps each user's ruleset cached, compiled."""
 
-    def __init__(self, store: PushStore, account_data: AccountDataService) -> None:
+    def __init__(
+        self,
+        store: PushStore,
+        account_data: AccountDataService,
+        *,
+        thread_subscription_rules: bool = False,
+    ) -> None:
         self._store = store
         self._account_data = account_data
+        # MSC4306's default rules: notifications in threads follow subscriptions.
+        self._thread_subscription_rules = thread_subscription_rules
+        self._default_ids = _default_ids(thread_subscription_rules)
         # user id -> (served `global` ruleset, compiled ruleset), least recent first.
         self._cache: OrderedDict[str, tuple[dict[str, Any], CompiledRuleset]] = OrderedDict()
         # Counts changes, so that a load that read the rules before a change
@@ -159,7 +172,11 @@ class PushRulesService:
             changes = self._changes
             stored = await self._store.rules_for_users(missing)
             for user_id in missing:
-                ruleset = merge_rules(user_id, stored.get(user_id, ()))
+                ruleset = merge_rules(
+                    user_id,
+                    stored.get(user_id, ()),
+                    thread_subscriptions=self._thread_subscription_rules,
+                )
                 found[user_id] = (ruleset, CompiledRuleset(ruleset))
                 if changes == self._changes:
                     self._cache[user_id] = found[user_id]
@@ -233,7 +250,7 @@ class PushRulesService:
 
     async def delete_rule(self, user_id: str, kind: str, rule_id: str) -> None:
         check_kind(kind)
-        if rule_id in _DEFAULT_IDS[kind]:
+        if rule_id in self._default_ids[kind]:
             raise not_found("Server-default rules cannot be deleted")
         if not await self._store.delete_rule(user_id, kind, rule_id):
             raise not_found("The push rule was not found.")
@@ -257,7 +274,7 @@ class PushRulesService:
         actions_json: str | None = None,
     ) -> None:
         check_kind(kind)
-        is_default = rule_id in _DEFAULT_IDS[kind]
+        is_default = rule_id in self._default_ids[kind]
         if rule_id.startswith(".") and not is_default:
             raise not_found("The push rule was not found.")
         if not await self._store.set_attribute(

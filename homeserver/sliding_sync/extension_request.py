@@ -4,7 +4,7 @@ Sliding sync requests carry their whole configuration every time (MSC4186
 dropped the sticky parameters of MSC3575), so this is parsed afresh for each
 request and nothing of it is stored. Unknown extensions are ignored, as
 Synapse does, so that clients asking for extensions this server lacks
-(threads, thread subscriptions) still sync; known ones are checked strictly.
+(threads) still sync; known ones are checked strictly.
 """
 
 from __future__ import annotations
@@ -52,6 +52,8 @@ class ExtensionsRequest:
     account_data: RoomScope | None = None
     receipts: RoomScope | None = None
     typing: RoomScope | None = None
+    # thread_subscriptions (MSC4308): how many changes at most.
+    thread_subscriptions: int | None = None
 
 
 def parse_extensions(body: Any) -> ExtensionsRequest:
@@ -67,10 +69,14 @@ def parse_extensions(body: Any) -> ExtensionsRequest:
         account_data=_room_scope(sections["account_data"], "account_data"),
         receipts=_room_scope(sections["receipts"], "receipts"),
         typing=_room_scope(sections["typing"], "typing"),
+        thread_subscriptions=_thread_subscriptions(sections["thread_subscriptions"]),
     )
 
 
-_KNOWN = ("to_device", "e2ee", "account_data", "receipts", "typing")
+_KNOWN = ("to_device", "e2ee", "account_data", "receipts", "typing", "thread_subscriptions")
+# MSC4308's default `limit`; Synapse's cap for the companion endpoint.
+THREAD_SUBSCRIPTIONS_LIMIT = 100
+MAX_THREAD_SUBSCRIPTIONS_LIMIT = 512
 
 
 def _section(body: Mapping[str, Any], name: str) -> Mapping[str, Any] | None:
@@ -136,3 +142,15 @@ def _room_scope(section: Mapping[str, Any] | None, name: str) -> RoomScope | Non
     enabled = _enabled(section, name)
     scope = RoomScope(lists=_names(section, name, "lists"), rooms=_names(section, name, "rooms"))
     return scope if enabled else None
+
+
+def _thread_subscriptions(section: Mapping[str, Any] | None) -> int | None:
+    if section is None:
+        return None
+    enabled = _enabled(section, "thread_subscriptions")
+    limit = section.get("limit", THREAD_SUBSCRIPTIONS_LIMIT)
+    if limit is None:
+        limit = THREAD_SUBSCRIPTIONS_LIMIT
+    if not _is_int(limit) or limit < 1:
+        raise bad_json("'extensions.thread_subscriptions.limit' must be a positive integer")
+    return min(limit, MAX_THREAD_SUBSCRIPTIONS_LIMIT) if enabled else None

@@ -1,5 +1,6 @@
 """The extensions of a sliding sync response (MSC3884 e2ee, MSC3885
-to-device, MSC3959 account data, MSC3960 receipts, MSC3961 typing), as
+to-device, MSC3959 account data, MSC3960 receipts, MSC3961 typing, MSC4308
+thread subscriptions), as
 MSC4186 clients (matrix-rust-sdk, matrix-js-sdk) use them.
 
 Each extension is the /sync v2 provider of the same data, asked about the
@@ -28,6 +29,7 @@ from typing import Any, Protocol
 import attrs
 
 from homeserver.requester import Requester
+from homeserver.rooms.thread_subscriptions import ThreadSubscriptions, shape_changes
 from homeserver.sliding_sync.extension_request import (
     WILDCARD,
     ExtensionsRequest,
@@ -127,9 +129,15 @@ def _room_entries(v2: dict[str, Any], key: str) -> dict[str, list[dict[str, Any]
 
 
 class SlidingSyncExtensions:
-    def __init__(self, providers: ExtensionProviders, to_device: ToDeviceStore) -> None:
+    def __init__(
+        self,
+        providers: ExtensionProviders,
+        to_device: ToDeviceStore,
+        thread_subscriptions: ThreadSubscriptions,
+    ) -> None:
         self._providers = providers
         self._to_device = to_device
+        self._thread_subscriptions = thread_subscriptions
         # (user, device) -> the key counts last sent to it.
         self._sent_counts: OrderedDict[tuple[str, str], dict[str, Any]] = OrderedDict()
 
@@ -158,6 +166,9 @@ class SlidingSyncExtensions:
             parts["typing"] = lambda: self._ephemeral_part(
                 self._providers.typing, "typing", typing, scope
             )
+        if request.thread_subscriptions is not None:
+            limit = request.thread_subscriptions
+            parts["thread_subscriptions"] = lambda: self._thread_subscriptions_part(limit, scope)
         results = await asyncio.gather(*(build() for build in parts.values()))
         return {name: part for name, part in zip(parts, results, strict=True) if part}
 
@@ -263,6 +274,24 @@ class SlidingSyncExtensions:
             by_room.update(_room_entries(whole, "account_data"))
         if by_room:
             part["rooms"] = by_room
+        return part
+
+    async def _thread_subscriptions_part(
+        self, limit: int, scope: ExtensionScope
+    ) -> dict[str, Any] | None:
+        """The latest `limit` thread subscription changes since the previous
+        response (on the first: of all time), and `prev_batch` for
+        `/thread_subscriptions` when older ones were left out (MSC4308).
+        They move on the account data stream."""
+        if not _moved(scope, "account_data"):
+            return None
+        after = scope.since["account_data"] if scope.since is not None else 0
+        page = await self._thread_subscriptions.changes(
+            scope.user_id, after, scope.upto["account_data"], limit
+        )
+        part = shape_changes(page.subscriptions)
+        if page.next_token is not None:
+            part["prev_batch"] = page.next_token
         return part
 
     async def _ephemeral_part(
