@@ -95,6 +95,31 @@ class UserDirectoryConfig:
 
 
 @attrs.frozen
+class SupportContact:
+    """A way to reach the server's administrators, for /.well-known/matrix/support."""
+
+    # m.role.admin, m.role.security, or a namespaced role of the deployment's own.
+    role: str = "m.role.admin"
+    matrix_id: str | None = None
+    email_address: str | None = None
+
+
+@attrs.frozen
+class SupportConfig:
+    """Who runs this server (MSC1929, spec v1.10): served at /.well-known/matrix/support."""
+
+    contacts: list[SupportContact] = attrs.Factory(list)
+    support_page: str | None = None
+
+    def validate(self) -> None:
+        for i, contact in enumerate(self.contacts):
+            if contact.matrix_id is None and contact.email_address is None:
+                raise ConfigError(f"support.contacts[{i}]: needs a matrix_id or an email_address")
+            if contact.matrix_id is not None and not contact.matrix_id.startswith("@"):
+                raise ConfigError(f"support.contacts[{i}].matrix_id: not a user ID")
+
+
+@attrs.frozen
 class OldSigningKey:
     """A signing key this server used before: objects it signed until expired_ts verify."""
 
@@ -537,6 +562,8 @@ class Config:
     oidc_providers: list[OidcProviderConfig] = attrs.Factory(list)
     sso: SsoConfig = SsoConfig()
     oauth: OAuthConfig = OAuthConfig()
+    # The administrators' contacts and support page (/.well-known/matrix/support).
+    support: SupportConfig = SupportConfig()
 
     def path(self, name: str) -> Path:
         """A path from the config, relative paths taken from the data directory."""
@@ -574,6 +601,7 @@ class Config:
         self.request_limits.validate()
         self.http.validate()
         self.oauth.validate()
+        self.support.validate()
         self._validate_federation()
         if self.ldap is not None:
             self.ldap.validate()

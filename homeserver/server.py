@@ -106,6 +106,7 @@ from homeserver.api.search import SearchApi
 from homeserver.api.session import SessionApi
 from homeserver.api.sliding_sync import SlidingSyncApi
 from homeserver.api.sso import SsoApi
+from homeserver.api.support import SupportApi
 from homeserver.api.sync import SyncApi
 from homeserver.api.tags import TagsApi
 from homeserver.api.thirdparty import ThirdPartyApi
@@ -875,6 +876,7 @@ class HomeServer:
                 change_password=config.ldap is None or config.ldap.local_passwords_enabled,
                 get_login_token=config.sso.login_via_existing_session,
             ),
+            SupportApi(config.support),
             SessionApi(
                 server_name=config.server_name,
                 accounts=accounts,

@@ -10,7 +10,7 @@ from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
 # Spec versions whose client-server API this server implements. The r0
 # releases are listed as Synapse lists them: older clients look for them.
 LEGACY_VERSIONS = ["r0.0.1", "r0.1.0", "r0.2.0", "r0.3.0", "r0.4.0", "r0.5.0", "r0.6.0", "r0.6.1"]
-SUPPORTED_VERSIONS = [*LEGACY_VERSIONS, *(f"v1.{n}" for n in range(1, 13))]
+SUPPORTED_VERSIONS = [*LEGACY_VERSIONS, *(f"v1.{n}" for n in range(1, 20))]
 # Features older Element builds check for before they lazy-load members
 # (without it they show an "Incompatible local cache" dialog) or set up
 # cross-signing; both are stable in the spec now.
