@@ -129,5 +129,7 @@ def operations(api: str) -> tuple[Operation, ...]:
     for path, entry in document["paths"].items():
         for method in METHODS:
             if method in entry:
-                found.append(Operation(api, method.upper(), path, entry[method]))
+                # The spec tells apart two definitions of one path (the
+                # legacy /events and its peeking form, say) by a trailing space.
+                found.append(Operation(api, method.upper(), path.strip(), entry[method]))
     return tuple(found)

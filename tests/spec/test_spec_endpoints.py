@@ -46,6 +46,7 @@ WALK_CONFIG = {
     "media": {"url_preview_enabled": True},
     "sso": {"login_via_existing_session": True},
     "support": {"support_page": "https://example.org/support"},
+    "turn": {"uris": ["turn:turn.example.org:3478?transport=udp"], "shared_secret": "walk"},
 }
 
 
