@@ -569,9 +569,7 @@ class HistoryService:
             chosen.append(stored)
         return chosen
 
-    async def joined_members(
-        self, requester: Requester, room_id: str
-    ) -> dict[str, dict[str, str]]:
+    async def joined_members(self, requester: Requester, room_id: str) -> dict[str, dict[str, str]]:
         """{user: {display_name, avatar_url}} of the joined members, for members
         and readers of world-readable rooms; an unset name or avatar is left
         out (the spec's schema has a string or nothing, where Synapse sends null)."""
