@@ -14,6 +14,8 @@ from typing import Any
 from urllib.parse import quote
 
 import aiohttp
+from signedjson.key import generate_signing_key
+from signedjson.sign import sign_json
 
 from homeserver.events.hashing import compute_event_id
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
@@ -23,6 +25,7 @@ from tests.federation.conftest import ScriptedRemote
 from tests.spec.openapi import operations
 from tests.spec.test_spec_endpoints import OPTIONAL, WALK_CONFIG, missing_endpoints
 from tests.spec.validation import SpecDriver
+from tests.test_e2e_keys import cross_signing_keys, public
 
 C3 = "/_matrix/client/v3"
 C1 = "/_matrix/client/v1"
@@ -277,11 +280,33 @@ async def devices_and_keys(d: SpecDriver, alice: dict[str, Any], bob: dict[str, 
     await d.client(
         "PUT", f"{C3}/devices/{q(device)}", token, json_body={"display_name": "spec device"}
     )
+    user = alice["user_id"]
+    device_key = generate_signing_key(device)
+    device_keys = sign_json(
+        {
+            "user_id": user,
+            "device_id": device,
+            "algorithms": ["m.olm.v1.curve25519-aes-sha2", "m.megolm.v1.aes-sha2"],
+            "keys": {f"curve25519:{device}": "c" * 43, f"ed25519:{device}": public(device_key)},
+        },
+        user,
+        device_key,
+    )
     await d.client(
         "POST",
         f"{C3}/keys/upload",
         token,
-        json_body={"one_time_keys": {f"curve25519:AAAA{i}": f"key{i}" for i in range(3)}},
+        json_body={
+            "device_keys": device_keys,
+            "one_time_keys": {f"curve25519:AAAA{i}": f"key{i}" for i in range(3)},
+        },
+    )
+    # Cross-signing: the first upload needs no password; the self-signing key signs the device.
+    secrets, cross_signing = cross_signing_keys(user)
+    await d.client("POST", f"{C3}/keys/device_signing/upload", token, json_body=cross_signing)
+    signed = sign_json(dict(device_keys), user, secrets["self_signing"])
+    await d.client(
+        "POST", f"{C3}/keys/signatures/upload", token, json_body={user: {device: signed}}
     )
     await d.client(
         "POST",
