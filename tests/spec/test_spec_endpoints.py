@@ -43,7 +43,8 @@ OPTIONAL = {
 # their own, switched on: the walk checks they are there when configured.
 WALK_CONFIG = {
     "federation_insecure": True,
-    "media": {"url_preview_enabled": True},
+    # Previews of the scenario's own page on loopback.
+    "media": {"url_preview_enabled": True, "url_preview_ip_range_whitelist": ["127.0.0.0/8"]},
     "sso": {"login_via_existing_session": True},
     "support": {"support_page": "https://example.org/support"},
     "turn": {"uris": ["turn:turn.example.org:3478?transport=udp"], "shared_secret": "walk"},

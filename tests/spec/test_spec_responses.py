@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import quote
 
 import aiohttp
+from aiohttp import web
 from signedjson.key import generate_signing_key
 from signedjson.sign import sign_json
 
@@ -430,6 +431,28 @@ async def media(d: SpecDriver, token: str) -> str:
     return media_id
 
 
+async def previews(d: SpecDriver, token: str) -> None:
+    """URL previews of a page served on loopback, through both paths."""
+    page = web.Application()
+
+    async def serve(_: web.Request) -> web.Response:
+        html = '<html><head><meta property="og:title" content="Spec page"></head></html>'
+        return web.Response(text=html, content_type="text/html")
+
+    page.router.add_get("/page", serve)
+    runner = web.AppRunner(page, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        port = runner.addresses[0][1]
+        url = q(f"http://127.0.0.1:{port}/page")
+        await d.client("GET", f"{C1}/media/preview_url?url={url}", token)
+        await d.client("GET", f"/_matrix/media/v3/preview_url?url={url}", token)
+    finally:
+        await runner.cleanup()
+
+
 async def federation(
     d: SpecDriver, remote: ScriptedRemote, alice: dict[str, Any], room: dict[str, str]
 ) -> None:
@@ -532,6 +555,7 @@ async def test_successful_answers_match_the_spec_schemas(
         await devices_and_keys(d, alice, bob)
         await push(d, alice["access_token"])
         room["media_id"] = await media(d, alice["access_token"])
+        await previews(d, alice["access_token"])
         await federation(d, remote, alice, room)
         await account_end(d)
 
