@@ -94,7 +94,7 @@ async def test_login_identifier_forms_and_device_reuse(hs):
     status, devices = await hs.request(
         "GET", "/_matrix/client/v3/devices", token=second["access_token"]
     )
-    names = {d["device_id"]: d.get("display_name") for d in devices["devices"]}
+    names = {d["device_id"]: d["display_name"] for d in devices["devices"]}
     assert names["MYDEVICE"] == "Desk"
 
 

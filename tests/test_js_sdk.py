@@ -57,7 +57,7 @@ async def test_js_sdk_register_login_profile_logout(hs):
     assert result["profile_displayname"] == {"displayname": result["display_name_set"]}
 
     # Every session is listed, with its display name.
-    devices = {d["device_id"]: d.get("display_name") for d in result["devices"]}
+    devices = {d["device_id"]: d["display_name"] for d in result["devices"]}
     assert devices[result["register"]["device_id"]] == "js-sdk register"
     assert devices[login["device_id"]] == "js-sdk login"
     assert result["legacy_login"]["device_id"] in devices

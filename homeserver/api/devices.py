@@ -14,15 +14,14 @@ from storage.sessions import DeviceRecord
 
 
 def device_json(device: DeviceRecord) -> dict[str, Any]:
-    """A device as the spec shows it: what is unknown is left out (the spec's
-    schema has a string or nothing, where Synapse sends null)."""
-    shown = {
+    """A device, its unknowns as null: matrix-nio requires every key (as
+    Synapse sends them), where the spec's schema has a string or nothing."""
+    return {
         "device_id": device.device_id,
         "display_name": device.display_name,
         "last_seen_ip": device.last_seen_ip,
         "last_seen_ts": device.last_seen_ts,
     }
-    return {key: value for key, value in shown.items() if value is not None}
 
 
 class DevicesApi:

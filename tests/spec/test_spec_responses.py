@@ -10,6 +10,7 @@ operations our server serves that the scenario does not drive yet.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import quote
 
@@ -38,13 +39,18 @@ PNG = bytes.fromhex(
 )
 
 
-# Where we answer as Synapse does and clients expect, off the spec's schema.
-KNOWN_DEPARTURES = (
+# Where we answer as Synapse does and clients expect, off the spec's schema
+# (patterns of the violation lines).
+KNOWN_DEPARTURES = [
     # A device without keys is listed without `keys` (the spec requires the
     # key): Synapse lists it the same way, and the querying server asks
     # /user/keys/query for keys anyway.
-    "GET /_matrix/federation/v1/user/devices/{userId} -> 200: $.devices[",
-)
+    r"GET /_matrix/federation/v1/user/devices/\{userId\} -> 200: \$\.devices\[\d+\]: 'keys' is",
+    # A device never named, or not seen since, has null there (the spec has a
+    # string or nothing): matrix-nio requires the keys, and Synapse sends null.
+    r"GET /_matrix/client/v3/devices(/\{deviceId\})? -> 200: \$(\.devices\[\d+\])?"
+    r"\.(display_name|last_seen_ip|last_seen_ts): None is not",
+]
 
 
 def q(value: str) -> str:
@@ -566,5 +572,5 @@ async def test_successful_answers_match_the_spec_schemas(
     print(f"Driven and validated: {len(d.driven)} operations")
     print("Served but not driven by this scenario yet:\n  " + "\n  ".join(not_driven))
     print("Driven, no JSON schema in the spec:\n  " + "\n  ".join(sorted(d.unchecked)))
-    violations = [v for v in d.violations if not v.startswith(KNOWN_DEPARTURES)]
+    violations = [v for v in d.violations if not any(re.match(p, v) for p in KNOWN_DEPARTURES)]
     assert not violations, "answers off the spec's schemas:\n" + "\n".join(violations)
