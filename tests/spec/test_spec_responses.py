@@ -24,6 +24,7 @@ from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
 from homeserver.events.signing import sign_event
 from tests.conftest import RunningServer
 from tests.federation.conftest import ScriptedRemote
+from tests.federation.hosted_room import CREATE, NAME, HostedRoom
 from tests.spec.openapi import operations
 from tests.spec.test_spec_endpoints import OPTIONAL, WALK_CONFIG, missing_endpoints
 from tests.spec.validation import SpecDriver
@@ -459,8 +460,22 @@ async def previews(d: SpecDriver, token: str) -> None:
         await runner.cleanup()
 
 
+def invite_of(hosted: HostedRoom, user_id: str) -> tuple[dict[str, Any], str]:
+    """An invite PDU of the remote's room as the spec's invite event has it
+    (with its `origin`, which the test room's events leave out); its event id."""
+    event = hosted.build("m.room.member", {"membership": "invite"}, state_key=user_id)
+    pdu = {k: v for k, v in event.pdu.items() if k not in ("hashes", "signatures")}
+    pdu["origin"] = hosted.remote.server_name
+    signed = sign_event(pdu, hosted.remote.server_name, hosted.remote.signing_key, hosted.version)
+    return signed, signed.get("event_id") or compute_event_id(signed, hosted.version)
+
+
 async def federation(
-    d: SpecDriver, remote: ScriptedRemote, alice: dict[str, Any], room: dict[str, str]
+    d: SpecDriver,
+    remote: ScriptedRemote,
+    alice: dict[str, Any],
+    room: dict[str, str],
+    other_user: str,
 ) -> None:
     r, e = q(room["room_id"]), q(room["event_id"])
     user = q(alice["user_id"])
@@ -522,6 +537,22 @@ async def federation(
     knock = sign_event(made["event"], remote.server_name, remote.signing_key, version)
     knock_id = q(compute_event_id(knock, version))
     await d.federation("PUT", f"{F1}/send_knock/{k}/{knock_id}", json_body=knock)
+    # The remote server invites our users to a room it hosts, through both versions.
+    hosted = HostedRoom(remote, "10")
+    invite, invite_id = invite_of(hosted, alice["user_id"])
+    await d.federation(
+        "PUT",
+        f"{F2}/invite/{q(hosted.room_id)}/{q(invite_id)}",
+        json_body={
+            "room_version": "10",
+            "event": invite,
+            "invite_room_state": [hosted.stripped(CREATE), hosted.stripped(NAME)],
+        },
+    )
+    # The v1 invite carries no room version: it is for rooms of versions 1 and 2.
+    hosted = HostedRoom(remote, "1")
+    invite, invite_id = invite_of(hosted, other_user)
+    await d.federation("PUT", f"{F1}/invite/{q(hosted.room_id)}/{q(invite_id)}", json_body=invite)
 
 
 async def account_end(d: SpecDriver) -> None:
@@ -562,7 +593,7 @@ async def test_successful_answers_match_the_spec_schemas(
         await push(d, alice["access_token"])
         room["media_id"] = await media(d, alice["access_token"])
         await previews(d, alice["access_token"])
-        await federation(d, remote, alice, room)
+        await federation(d, remote, alice, room, bob["user_id"])
         await account_end(d)
 
     walker = (await hs.register("walker"))["access_token"]

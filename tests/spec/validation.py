@@ -17,6 +17,7 @@ from typing import Any
 
 import aiohttp
 import jsonschema
+import jsonschema.exceptions
 from yarl import URL
 
 from tests.conftest import RunningServer
@@ -45,10 +46,18 @@ def match(api: str, method: str, path: str) -> Operation | None:
 
 def schema_errors(schema: dict[str, Any], body: Any) -> list[str]:
     validator = jsonschema.Draft202012Validator(schema)
-    return [
-        f"{error.json_path}: {error.message[:300]}"
-        for error in sorted(validator.iter_errors(body), key=lambda e: e.json_path)
-    ]
+    found = []
+    for error in sorted(validator.iter_errors(body), key=lambda e: e.json_path):
+        # The deepest reason, where a whole value fails (its instance shortened).
+        deepest = jsonschema.exceptions.best_match([error])
+        while deepest.context:
+            deepest = jsonschema.exceptions.best_match(deepest.context)
+        found.append(f"{deepest.json_path}: {_short(deepest.message)}")
+    return found
+
+
+def _short(message: str) -> str:
+    return message if len(message) <= 300 else f"{message[:150]} ... {message[-150:]}"
 
 
 class SpecDriver:
