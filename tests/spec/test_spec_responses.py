@@ -10,7 +10,10 @@ operations our server serves that the scenario does not drive yet.
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -22,6 +25,8 @@ from signedjson.sign import sign_json
 from homeserver.events.hashing import compute_event_id
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
 from homeserver.events.signing import sign_event
+from tests.appservice.conftest import free_port, registration, write_registrations
+from tests.appservice.test_networks import irc_appservice
 from tests.conftest import RunningServer
 from tests.federation.conftest import ScriptedRemote
 from tests.federation.hosted_room import CREATE, NAME, HostedRoom
@@ -460,6 +465,52 @@ async def previews(d: SpecDriver, token: str) -> None:
         await runner.cleanup()
 
 
+async def bridge(d: SpecDriver, token: str, room_id: str) -> None:
+    """The third-party network lookups, a ping and a network's room list, of
+    the IRC appservice registered for the scenario (`irc_bridge`)."""
+    await d.client("GET", f"{C3}/thirdparty/protocol/irc", token)
+    await d.client("GET", f"{C3}/thirdparty/user/irc?nick=spec", token)
+    await d.client("GET", f"{C3}/thirdparty/location/irc?channel=spec", token)
+    await d.client("GET", f"{C3}/thirdparty/user?userid={q('@irc_spec:localhost')}", token)
+    await d.client("GET", f"{C3}/thirdparty/location?alias={q('#irc_libera_x:localhost')}", token)
+    await d.client("POST", f"{C1}/appservice/libera/ping", "as-libera", json_body={})
+    await d.client(
+        "PUT",
+        f"{C3}/directory/list/appservice/libera/{q(room_id)}",
+        "as-libera",
+        json_body={"visibility": "public"},
+    )
+
+
+@contextlib.asynccontextmanager
+async def irc_bridge(tmp_path: Path) -> AsyncIterator[list[str]]:
+    """An IRC appservice on loopback (with pings); its registration files."""
+    app = irc_appservice("libera", [])
+
+    async def ping(_: web.Request) -> web.Response:
+        return web.json_response({})
+
+    app.router.add_post("/_matrix/app/v1/ping", ping)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield write_registrations(
+            tmp_path,
+            registration(
+                f"http://127.0.0.1:{port}",
+                id="libera",
+                as_token="as-libera",
+                hs_token="hs-libera",
+                sender_localpart="liberabot",
+                namespaces={"users": [{"exclusive": False, "regex": "@irc_.*:localhost"}]},
+            ),
+        )
+    finally:
+        await runner.cleanup()
+
+
 def invite_of(hosted: HostedRoom, user_id: str) -> tuple[dict[str, Any], str]:
     """An invite PDU of the remote's room as the spec's invite event has it
     (with its `origin`, which the test room's events leave out); its event id."""
@@ -577,9 +628,16 @@ async def account_end(d: SpecDriver) -> None:
 
 
 async def test_successful_answers_match_the_spec_schemas(
-    server_factory: Any, remote: ScriptedRemote
+    server_factory: Any, remote: ScriptedRemote, tmp_path: Path
 ) -> None:
-    hs: RunningServer = await server_factory(**WALK_CONFIG)
+    async with irc_bridge(tmp_path) as registrations:
+        hs: RunningServer = await server_factory(
+            **WALK_CONFIG, app_service_config_files=registrations
+        )
+        await scenario(hs, remote)
+
+
+async def scenario(hs: RunningServer, remote: ScriptedRemote) -> None:
     await remote.expect_keys_of(hs)
     async with aiohttp.ClientSession() as http:
         d = SpecDriver(hs, remote, http)
@@ -594,6 +652,7 @@ async def test_successful_answers_match_the_spec_schemas(
         room["media_id"] = await media(d, alice["access_token"])
         await previews(d, alice["access_token"])
         await federation(d, remote, alice, room, bob["user_id"])
+        await bridge(d, alice["access_token"], room["room_id"])
         await account_end(d)
 
     walker = (await hs.register("walker"))["access_token"]
