@@ -85,6 +85,8 @@ def membership_template(
         "prev_events": head.prev_events,
         "auth_events": [reference(head.state[k]) for k in keys if k in head.state],
         "depth": head.depth,
+        # The spec's template names the resident server as its origin.
+        "origin": server_name,
         "origin_server_ts": now_ms(),
     }
     membership = content.get("membership")

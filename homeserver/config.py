@@ -120,6 +120,31 @@ class UserDirectoryConfig:
 
 
 @attrs.frozen
+class SupportContact:
+    """A way to reach the server's administrators, for /.well-known/matrix/support."""
+
+    # m.role.admin, m.role.security, or a namespaced role of the deployment's own.
+    role: str = "m.role.admin"
+    matrix_id: str | None = None
+    email_address: str | None = None
+
+
+@attrs.frozen
+class SupportConfig:
+    """Who runs this server (MSC1929, spec v1.10): served at /.well-known/matrix/support."""
+
+    contacts: list[SupportContact] = attrs.Factory(list)
+    support_page: str | None = None
+
+    def validate(self) -> None:
+        for i, contact in enumerate(self.contacts):
+            if contact.matrix_id is None and contact.email_address is None:
+                raise ConfigError(f"support.contacts[{i}]: needs a matrix_id or an email_address")
+            if contact.matrix_id is not None and not contact.matrix_id.startswith("@"):
+                raise ConfigError(f"support.contacts[{i}].matrix_id: not a user ID")
+
+
+@attrs.frozen
 class OldSigningKey:
     """A signing key this server used before: objects it signed until expired_ts verify."""
 
@@ -649,6 +674,8 @@ class Config:
     delayed_events: DelayedEventsConfig = DelayedEventsConfig()
     # Outgoing email (None: no address is validated by this server).
     email: EmailConfig | None = None
+    # The administrators' contacts and support page (/.well-known/matrix/support).
+    support: SupportConfig = SupportConfig()
 
     def path(self, name: str) -> Path:
         """A path from the config, relative paths taken from the data directory."""
@@ -691,6 +718,7 @@ class Config:
         self.delayed_events.validate()
         if self.email is not None:
             self.email.validate()
+        self.support.validate()
         self._validate_federation()
         if self.ldap is not None:
             self.ldap.validate()

@@ -126,6 +126,7 @@ from homeserver.api.search import SearchApi
 from homeserver.api.session import SessionApi
 from homeserver.api.sliding_sync import SlidingSyncApi
 from homeserver.api.sso import SsoApi
+from homeserver.api.support import SupportApi
 from homeserver.api.sync import SyncApi
 from homeserver.api.tags import TagsApi
 from homeserver.api.thirdparty import ThirdPartyApi
@@ -1040,6 +1041,7 @@ class HomeServer:
                 forget_on_leave=config.forget_rooms_on_leave,
                 threepid_changes=emails is not None,
             ),
+            SupportApi(config.support),
             SessionApi(
                 server_name=config.server_name,
                 accounts=accounts,

@@ -14,6 +14,8 @@ from storage.sessions import DeviceRecord
 
 
 def device_json(device: DeviceRecord) -> dict[str, Any]:
+    """A device, its unknowns as null: matrix-nio requires every key (as
+    Synapse sends them), where the spec's schema has a string or nothing."""
     return {
         "device_id": device.device_id,
         "display_name": device.display_name,

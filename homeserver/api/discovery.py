@@ -13,7 +13,7 @@ from homeserver.requester import Requester
 # Spec versions whose client-server API this server implements. The r0
 # releases are listed as Synapse lists them: older clients look for them.
 LEGACY_VERSIONS = ["r0.0.1", "r0.1.0", "r0.2.0", "r0.3.0", "r0.4.0", "r0.5.0", "r0.6.0", "r0.6.1"]
-SUPPORTED_VERSIONS = [*LEGACY_VERSIONS, *(f"v1.{n}" for n in range(1, 13))]
+SUPPORTED_VERSIONS = [*LEGACY_VERSIONS, *(f"v1.{n}" for n in range(1, 20))]
 # Features older Element builds check for before they lazy-load members
 # (without it they show an "Incompatible local cache" dialog) or set up
 # cross-signing; both are stable in the spec now.

@@ -65,9 +65,8 @@ class NotificationList:
                 {
                     "actions": json.loads(row.actions_json),
                     "event": event,
-                    # The spec's profile tag of the matching rule: push rules
-                    # here have none (as in Synapse), so always null.
-                    "profile_tag": None,
+                    # No `profile_tag`: push rules here have none. (Synapse
+                    # sends null; the spec's schema has a string or nothing.)
                     "read": row.stream_ordering <= upto,
                     "room_id": row.room_id,
                     "ts": row.ts,

@@ -2,7 +2,7 @@
 every 4xx is a Matrix error (a JSON object with an `errcode`).
 
 Schemathesis generates requests for every operation of the spec's OpenAPI
-definitions (tests/drills/spec, bundled from matrix-org/matrix-spec), sent
+definitions (tests/spec, bundled from matrix-org/matrix-spec), sent
 over real HTTP to our server running as a process, with the access token of a
 real user. Path parameters are sometimes swapped for that user's id, a room
 they are in and an event in it, so that the fuzzer reaches the code behind
@@ -32,7 +32,7 @@ from tests.interop.matrix_client import register
 
 pytestmark = pytest.mark.drills
 
-SPEC = Path(__file__).parent / "spec" / "client-server.json"
+SPEC = Path(__file__).parent.parent / "spec" / "client-server.json"
 EXAMPLES_PER_OPERATION = 2
 # Operations that would end the fuzzing user's session or take away its room:
 # the fuzzer would then only see 401s and 403s for the rest of the run.

@@ -1,14 +1,15 @@
-"""Build the single-file OpenAPI document the fuzz test reads.
+"""Build the single-file OpenAPI documents the spec tests and the fuzz drill read.
 
-Usage: python tests/drills/spec/bundle.py <matrix-spec checkout> <output.json>
+Usage: python tests/spec/bundle.py <matrix-spec checkout> <output directory>
 
-The spec's client-server API is split over many YAML files that refer to each
-other (and to shared definitions) with `$ref`. Schemathesis wants one
-document, so this inlines every reference, puts each file's paths under the
-base path its `servers` entry names (`/_matrix/client/v3`, `/_matrix/media/v3`,
-...), and drops what only documents responses: the test checks statuses and
-error bodies, not response schemas, and the response examples point into
-other parts of the spec repository.
+The spec's client-server and server-server APIs are each split over many YAML
+files that refer to each other (and to shared definitions and event schemas)
+with `$ref`. The tests want one self-contained document per API, so this
+inlines every reference, puts each file's paths under the base path its
+`servers` entry names (`/_matrix/client/v3`, `/_matrix/federation/v2`, ...),
+and drops the examples (they only document, and point into other parts of the
+spec repository). Response schemas and `x-addedInMatrixVersion` stay: the
+conformance test validates responses and walks the endpoints by version.
 """
 
 from __future__ import annotations
@@ -20,9 +21,14 @@ from typing import Any
 
 import yaml
 
-API_DIR = Path("data/api/client-server")
-# Keys that only document: they never shape a request.
-DROPPED_KEYS = {"examples", "x-addedInMatrixVersion", "x-changedInMatrixVersion"}
+# Each bundled API: its directory in the spec repository and its default base path.
+APIS = {
+    "client-server": "/_matrix/client/v3",
+    "server-server": "/_matrix/federation/v1",
+}
+# Keys that only document (the singular `example` of a parameter stays: the
+# fuzz drill and the endpoint walk use it as a well-formed value).
+DROPPED_KEYS = {"examples", "x-changedInMatrixVersion"}
 
 
 def _load(path: Path, cache: dict[Path, Any]) -> Any:
@@ -70,33 +76,27 @@ def _inline(node: Any, base: Path, root: Any, cache: dict[Path, Any], seen: tupl
     }
 
 
-def _base_path(document: dict[str, Any]) -> str:
+def _base_path(document: dict[str, Any], default: str) -> str:
     variables = document.get("servers", [{}])[0].get("variables", {})
-    return variables.get("basePath", {}).get("default", "/_matrix/client/v3")
+    return variables.get("basePath", {}).get("default", default)
 
 
-def bundle(checkout: Path) -> dict[str, Any]:
+def bundle(checkout: Path, api: str) -> dict[str, Any]:
     cache: dict[Path, Any] = {}
     paths: dict[str, Any] = {}
     security_schemes: dict[str, Any] = {}
-    for path in sorted((checkout / API_DIR).glob("*.yaml")):
+    for path in sorted((checkout / "data" / "api" / api).glob("*.yaml")):
         document = _load(path, cache)
         if not isinstance(document, dict) or "paths" not in document:
             continue
         resolved = _inline(document, path.resolve(), document, cache, ())
-        prefix = _base_path(document)
+        prefix = _base_path(document, APIS[api])
         for route, operations in resolved["paths"].items():
-            for operation in operations.values():
-                if isinstance(operation, dict) and "responses" in operation:
-                    operation["responses"] = {
-                        status: {"description": response.get("description", "")}
-                        for status, response in operation["responses"].items()
-                    }
-            paths[prefix + route] = operations
+            paths.setdefault(prefix + route, {}).update(operations)
         security_schemes.update(resolved.get("components", {}).get("securitySchemes", {}))
     return {
         "openapi": "3.1.0",
-        "info": {"title": "Matrix Client-Server API (bundled for fuzzing)", "version": "v1.19"},
+        "info": {"title": f"Matrix {api} API (bundled for tests)", "version": "v1.19"},
         "paths": paths,
         "components": {"securitySchemes": security_schemes},
     }
@@ -104,7 +104,9 @@ def bundle(checkout: Path) -> dict[str, Any]:
 
 def main() -> None:
     checkout, output = Path(sys.argv[1]), Path(sys.argv[2])
-    output.write_text(json.dumps(bundle(checkout), indent=1, sort_keys=True) + "\n")
+    for api in APIS:
+        document = bundle(checkout, api)
+        (output / f"{api}.json").write_text(json.dumps(document, indent=1, sort_keys=True) + "\n")
 
 
 if __name__ == "__main__":
