@@ -180,31 +180,32 @@ class SlidingSyncStore:
         server's connections unused for `max_age_ms`, and the device's beyond
         its `max_per_device` most recent, are pruned."""
         now = int(time.time() * 1000)
-        async with self._pool.acquire() as conn, conn.transaction():
-            await conn.execute(
-                "DELETE FROM sliding_sync_connections WHERE last_used_ts < $1", now - max_age_ms
-            )
-            await conn.execute(
-                """DELETE FROM sliding_sync_connections
+        # One statement (atomic on its own): one round trip per new connection.
+        # The insert reads `replaced`, so the conn_id's old row is deleted
+        # first (an unread data-modifying WITH runs after the main statement).
+        return await self._pool.fetchval(
+            """WITH expired AS (
+                   DELETE FROM sliding_sync_connections WHERE last_used_ts < $5
+               ), replaced AS (
+                   DELETE FROM sliding_sync_connections
                    WHERE user_id = $1 AND device_id = $2
                      AND (conn_id = $3 OR id NOT IN (
                          SELECT id FROM sliding_sync_connections
                          WHERE user_id = $1 AND device_id = $2
-                         ORDER BY last_used_ts DESC LIMIT $4))""",
-                user_id,
-                device_id,
-                conn_id,
-                max_per_device - 1,
-            )
-            return await conn.fetchval(
-                """INSERT INTO sliding_sync_connections
-                       (user_id, device_id, conn_id, created_ts, last_used_ts)
-                   VALUES ($1, $2, $3, $4, $4) RETURNING id""",
-                user_id,
-                device_id,
-                conn_id,
-                now,
-            )
+                         ORDER BY last_used_ts DESC LIMIT $4))
+                   RETURNING id
+               )
+               INSERT INTO sliding_sync_connections
+                   (user_id, device_id, conn_id, created_ts, last_used_ts)
+               SELECT $1, $2, $3, $6, $6 FROM (SELECT count(*) FROM replaced) AS done
+               RETURNING id""",
+            user_id,
+            device_id,
+            conn_id,
+            max_per_device - 1,
+            now - max_age_ms,
+            now,
+        )
 
     async def position(
         self, user_id: str, device_id: str, conn_id: str, pos: int
@@ -238,44 +239,40 @@ class SlidingSyncStore:
         """Store a new position; positions before `used` (the one the client
         just sent, so it has the responses up to it) are dropped. None when
         the connection is gone (replaced by a newer one of the same conn_id)."""
-        async with self._pool.acquire() as conn, conn.transaction():
-            alive = await conn.fetchval(
-                """UPDATE sliding_sync_connections SET last_used_ts = $2
-                   WHERE id = $1 RETURNING id""",
-                connection_id,
-                int(time.time() * 1000),
-            )
-            if alive is None:
-                return None
-            if used is not None:
-                await conn.execute(
-                    "DELETE FROM sliding_sync_positions WHERE connection_id = $1 AND pos < $2",
-                    connection_id,
-                    used,
-                )
-            return await conn.fetchval(
-                """INSERT INTO sliding_sync_positions (connection_id, token, lists, rooms)
-                   VALUES ($1, $2, $3::jsonb, $4::jsonb) RETURNING pos""",
-                connection_id,
-                token,
-                json.dumps(lists),
-                json.dumps(rooms),
-            )
+        # One statement (atomic on its own): a round trip per response, not five.
+        return await self._pool.fetchval(
+            """WITH alive AS (
+                   UPDATE sliding_sync_connections SET last_used_ts = $2
+                   WHERE id = $1 RETURNING id
+               ), done AS (
+                   DELETE FROM sliding_sync_positions
+                   WHERE connection_id IN (SELECT id FROM alive) AND pos < $3
+               )
+               INSERT INTO sliding_sync_positions (connection_id, token, lists, rooms)
+               SELECT id, $4, $5::jsonb, $6::jsonb FROM alive
+               RETURNING pos""",
+            connection_id,
+            int(time.time() * 1000),
+            used if used is not None else 0,
+            token,
+            json.dumps(lists),
+            json.dumps(rooms),
+        )
 
     async def touch(self, connection_id: int, used: int) -> None:
         """The client used position `used` and got nothing new: the
         connection is alive, and the positions before `used` are done with."""
-        async with self._pool.acquire() as conn, conn.transaction():
-            await conn.execute(
-                "UPDATE sliding_sync_connections SET last_used_ts = $2 WHERE id = $1",
-                connection_id,
-                int(time.time() * 1000),
-            )
-            await conn.execute(
-                "DELETE FROM sliding_sync_positions WHERE connection_id = $1 AND pos < $2",
-                connection_id,
-                used,
-            )
+        await self._pool.execute(
+            """WITH alive AS (
+                   UPDATE sliding_sync_connections SET last_used_ts = $2
+                   WHERE id = $1 RETURNING id
+               )
+               DELETE FROM sliding_sync_positions
+               WHERE connection_id IN (SELECT id FROM alive) AND pos < $3""",
+            connection_id,
+            int(time.time() * 1000),
+            used,
+        )
 
     async def membership_moves(self, user_id: str, after: int, upto: int) -> tuple[bool, int]:
         """Whether the user's membership moved in (after, upto] (out-of-band
