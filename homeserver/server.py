@@ -973,7 +973,6 @@ class HomeServer:
                         state,
                         visibility,
                         formatter,
-                        ignored,
                         RemoteMembershipStore(pool),
                         push_store,
                         receipts,

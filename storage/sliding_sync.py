@@ -35,6 +35,23 @@ class RoomFacts:
 
 
 @attrs.frozen
+class RoomMoves:
+    """A room's events in a stream range (outliers and rejected events aside)."""
+
+    last_event: int | None
+    bump: int | None
+    # Whether a state event is among them.
+    state: bool
+
+
+@attrs.frozen
+class StreamMoves:
+    membership: bool
+    forgotten: int
+    rooms: dict[str, RoomMoves]
+
+
+@attrs.frozen
 class StoredPosition:
     connection_id: int
     token: str
@@ -274,32 +291,52 @@ class SlidingSyncStore:
             used,
         )
 
-    async def membership_moves(self, user_id: str, after: int, upto: int) -> tuple[bool, int]:
-        """Whether the user's membership moved in (after, upto] (out-of-band
-        invites and knocks count: they take stream positions too), and how
-        many rooms they have forgotten (forgetting has no stream position)."""
-        row = await self._pool.fetchrow(
-            """SELECT EXISTS (SELECT 1 FROM events
-                   WHERE type = 'm.room.member' AND state_key = $1
-                     AND stream_ordering > $2 AND stream_ordering <= $3) AS moved,
-                  (SELECT count(*) FROM room_forgotten WHERE user_id = $1) AS forgotten""",
+    async def forgotten_count(self, user_id: str) -> int:
+        """How many rooms the user has forgotten (forgetting has no stream
+        position, so a change of this count is how a view notices one)."""
+        return int(
+            await self._pool.fetchval(
+                "SELECT count(*) FROM room_forgotten WHERE user_id = $1", user_id
+            )
+        )
+
+    async def moves(
+        self, user_id: str, after: int, upto: int, bump_types: Collection[str]
+    ) -> StreamMoves:
+        """What moved in (after, upto], in one walk over that stream range
+        (short between two looks of one long poll): whether the user's
+        membership did (out-of-band invites and knocks count: they take
+        stream positions too), per room its last event, last bumping event
+        and whether its state changed, and how many rooms the user has
+        forgotten (forgetting has no stream position)."""
+        rows = await self._pool.fetch(
+            """SELECT NULL AS room_id, NULL::bigint AS last_event, NULL::bigint AS bump,
+                      FALSE AS state, FALSE AS mine,
+                      (SELECT count(*) FROM room_forgotten WHERE user_id = $1) AS forgotten
+               UNION ALL
+               SELECT room_id,
+                      max(stream_ordering) FILTER (WHERE NOT outlier AND rejected_reason IS NULL),
+                      max(stream_ordering) FILTER (
+                          WHERE NOT outlier AND rejected_reason IS NULL
+                            AND type = ANY($4::text[])),
+                      coalesce(bool_or(state_key IS NOT NULL)
+                          FILTER (WHERE NOT outlier AND rejected_reason IS NULL), FALSE),
+                      bool_or(type = 'm.room.member' AND state_key = $1),
+                      0
+               FROM events WHERE stream_ordering > $2 AND stream_ordering <= $3
+               GROUP BY room_id""",
             user_id,
             after,
             upto,
+            list(bump_types),
         )
-        return bool(row["moved"]), int(row["forgotten"])
-
-    async def rooms_with_events_between(
-        self, room_ids: Collection[str], after: int, upto: int
-    ) -> set[str]:
-        """Which of these rooms have events in (after, upto]: a walk over the
-        stream range, short between two looks of one long poll."""
-        rows = await self._pool.fetch(
-            """SELECT DISTINCT room_id FROM events
-               WHERE stream_ordering > $1 AND stream_ordering <= $2
-                 AND room_id = ANY($3::text[])""",
-            after,
-            upto,
-            list(room_ids),
+        rooms = {
+            r["room_id"]: RoomMoves(r["last_event"], r["bump"], r["state"])
+            for r in rows
+            if r["room_id"] is not None
+        }
+        return StreamMoves(
+            membership=any(r["mine"] for r in rows),
+            forgotten=int(rows[0]["forgotten"]),
+            rooms=rooms,
         )
-        return {r["room_id"] for r in rows}
