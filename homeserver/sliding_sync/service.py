@@ -132,6 +132,7 @@ class SlidingSyncService:
             stored = await self._store.position(requester.user_id, device_id, request.conn_id, used)
             if stored is None:
                 raise unknown_pos()
+            _share_rules(stored.rooms, request)
         activity = (
             self._activity.syncing(requester.user_id, request.set_presence)
             if self._activity is not None
@@ -385,6 +386,26 @@ class SlidingSyncService:
             # A widened required_state starts lazy loading over.
             members_sent=frozenset() if expanded_state else members_sent,
         )
+
+
+def _share_rules(rooms: Mapping[str, Any], request: SlidingSyncRequest) -> None:
+    """Make the rooms' remembered required_state rules that equal one of the
+    request's configs that config's own (shared) object: a long poll holds
+    its position while it waits, and a copy of the same rules per room is
+    most of what a parked connection would hold."""
+    shared = [
+        c.state_json()
+        for c in (
+            *(config.room for config in request.lists.values()),
+            *request.subscriptions.values(),
+        )
+    ]
+    for entry in rooms.values():
+        rules = entry.get("rs")
+        for candidate in shared:
+            if rules is not candidate and rules == candidate:
+                entry["rs"] = candidate
+                break
 
 
 def _widened(old: list[Any], new: list[dict[str, object]]) -> bool:
