@@ -17,8 +17,8 @@ it natively):
 The data set is built over the client API, the same requests for both
 servers, with `--ss-concurrency` requests in flight at once: that many rooms
 are created and filled side by side (a nonce in each create event keeps the
-room ids of one creator apart), and within a room the joins go out together,
-then the messages.
+room ids of one creator apart), each by one request at a time (its joins,
+then its messages), since a server makes one room's events one by one.
 """
 
 from __future__ import annotations
@@ -76,16 +76,13 @@ async def setup(client: Client, args: argparse.Namespace) -> dict[str, Any]:
     )
     owner, members = users[0], users[1:]
 
-    # Requests in flight at once, whatever they belong to: a bound both
-    # servers get alike (many more only queue up behind the CPUs).
-    gate = asyncio.Semaphore(args.ss_concurrency)
-
-    async def call(*a: Any) -> Any:
-        async with gate:
-            return await client.call(*a)
-
+    # A room's events are made one after another on both servers (each
+    # holds a lock per room), so requests of one room sent together only
+    # queue there while holding a slot: each room is filled by one request
+    # at a time, and `--ss-concurrency` rooms are filled side by side, so
+    # that many requests are in flight, each in a room of its own.
     async def room(n: int) -> str:
-        created = await call(
+        created = await client.call(
             "POST",
             f"{V3}/createRoom",
             owner["access_token"],
@@ -96,27 +93,18 @@ async def setup(client: Client, args: argparse.Namespace) -> dict[str, Any]:
             },
         )
         room_id = created["room_id"]
-        # The joins side by side, then the messages side by side (each
-        # sender is a member by then); the rooms are filled side by side too.
-        await asyncio.gather(
-            *(call("POST", f"{V3}/rooms/{room_id}/join", m["access_token"], {}) for m in members)
-        )
+        for m in members:
+            await client.call("POST", f"{V3}/rooms/{room_id}/join", m["access_token"], {})
         senders = [owner, *members]
-        await asyncio.gather(
-            *(
-                call(
-                    "PUT",
-                    f"{V3}/rooms/{room_id}/send/m.room.message/ss{n}m{i}",
-                    senders[i % len(senders)]["access_token"],
-                    {"msgtype": "m.text", "body": f"message {i}"},
-                )
-                for i in range(args.ss_messages)
+        for i in range(args.ss_messages):
+            await client.call(
+                "PUT",
+                f"{V3}/rooms/{room_id}/send/m.room.message/ss{n}m{i}",
+                senders[i % len(senders)]["access_token"],
+                {"msgtype": "m.text", "body": f"message {i}"},
             )
-        )
-        return room_id
+        return str(room_id)
 
-    # Rooms started at once: enough to keep the gate full, few enough that
-    # rooms finish one after another rather than all at the end.
     rooms = await gather_limited(args.ss_concurrency, [room(n) for n in range(args.ss_rooms)])
     print(f"    sliding sync data: {len(rooms)} rooms in {time.perf_counter() - t0:.1f}s")
     return {

@@ -1175,7 +1175,6 @@ class HomeServer:
                         state,
                         visibility,
                         formatter,
-                        ignored,
                         RemoteMembershipStore(pool),
                         push_store,
                         receipts,

@@ -35,6 +35,23 @@ class RoomFacts:
 
 
 @attrs.frozen
+class RoomMoves:
+    """A room's events in a stream range (outliers and rejected events aside)."""
+
+    last_event: int | None
+    bump: int | None
+    # Whether a state event is among them.
+    state: bool
+
+
+@attrs.frozen
+class StreamMoves:
+    membership: bool
+    forgotten: int
+    rooms: dict[str, RoomMoves]
+
+
+@attrs.frozen
 class StoredPosition:
     connection_id: int
     token: str
@@ -180,31 +197,32 @@ class SlidingSyncStore:
         server's connections unused for `max_age_ms`, and the device's beyond
         its `max_per_device` most recent, are pruned."""
         now = int(time.time() * 1000)
-        async with self._pool.acquire() as conn, conn.transaction():
-            await conn.execute(
-                "DELETE FROM sliding_sync_connections WHERE last_used_ts < $1", now - max_age_ms
-            )
-            await conn.execute(
-                """DELETE FROM sliding_sync_connections
+        # One statement (atomic on its own): one round trip per new connection.
+        # The insert reads `replaced`, so the conn_id's old row is deleted
+        # first (an unread data-modifying WITH runs after the main statement).
+        return await self._pool.fetchval(
+            """WITH expired AS (
+                   DELETE FROM sliding_sync_connections WHERE last_used_ts < $5
+               ), replaced AS (
+                   DELETE FROM sliding_sync_connections
                    WHERE user_id = $1 AND device_id = $2
                      AND (conn_id = $3 OR id NOT IN (
                          SELECT id FROM sliding_sync_connections
                          WHERE user_id = $1 AND device_id = $2
-                         ORDER BY last_used_ts DESC LIMIT $4))""",
-                user_id,
-                device_id,
-                conn_id,
-                max_per_device - 1,
-            )
-            return await conn.fetchval(
-                """INSERT INTO sliding_sync_connections
-                       (user_id, device_id, conn_id, created_ts, last_used_ts)
-                   VALUES ($1, $2, $3, $4, $4) RETURNING id""",
-                user_id,
-                device_id,
-                conn_id,
-                now,
-            )
+                         ORDER BY last_used_ts DESC LIMIT $4))
+                   RETURNING id
+               )
+               INSERT INTO sliding_sync_connections
+                   (user_id, device_id, conn_id, created_ts, last_used_ts)
+               SELECT $1, $2, $3, $6, $6 FROM (SELECT count(*) FROM replaced) AS done
+               RETURNING id""",
+            user_id,
+            device_id,
+            conn_id,
+            max_per_device - 1,
+            now - max_age_ms,
+            now,
+        )
 
     async def position(
         self, user_id: str, device_id: str, conn_id: str, pos: int
@@ -238,71 +256,87 @@ class SlidingSyncStore:
         """Store a new position; positions before `used` (the one the client
         just sent, so it has the responses up to it) are dropped. None when
         the connection is gone (replaced by a newer one of the same conn_id)."""
-        async with self._pool.acquire() as conn, conn.transaction():
-            alive = await conn.fetchval(
-                """UPDATE sliding_sync_connections SET last_used_ts = $2
-                   WHERE id = $1 RETURNING id""",
-                connection_id,
-                int(time.time() * 1000),
-            )
-            if alive is None:
-                return None
-            if used is not None:
-                await conn.execute(
-                    "DELETE FROM sliding_sync_positions WHERE connection_id = $1 AND pos < $2",
-                    connection_id,
-                    used,
-                )
-            return await conn.fetchval(
-                """INSERT INTO sliding_sync_positions (connection_id, token, lists, rooms)
-                   VALUES ($1, $2, $3::jsonb, $4::jsonb) RETURNING pos""",
-                connection_id,
-                token,
-                json.dumps(lists),
-                json.dumps(rooms),
-            )
+        # One statement (atomic on its own): a round trip per response, not five.
+        return await self._pool.fetchval(
+            """WITH alive AS (
+                   UPDATE sliding_sync_connections SET last_used_ts = $2
+                   WHERE id = $1 RETURNING id
+               ), done AS (
+                   DELETE FROM sliding_sync_positions
+                   WHERE connection_id IN (SELECT id FROM alive) AND pos < $3
+               )
+               INSERT INTO sliding_sync_positions (connection_id, token, lists, rooms)
+               SELECT id, $4, $5::jsonb, $6::jsonb FROM alive
+               RETURNING pos""",
+            connection_id,
+            int(time.time() * 1000),
+            used if used is not None else 0,
+            token,
+            json.dumps(lists),
+            json.dumps(rooms),
+        )
 
     async def touch(self, connection_id: int, used: int) -> None:
         """The client used position `used` and got nothing new: the
         connection is alive, and the positions before `used` are done with."""
-        async with self._pool.acquire() as conn, conn.transaction():
-            await conn.execute(
-                "UPDATE sliding_sync_connections SET last_used_ts = $2 WHERE id = $1",
-                connection_id,
-                int(time.time() * 1000),
-            )
-            await conn.execute(
-                "DELETE FROM sliding_sync_positions WHERE connection_id = $1 AND pos < $2",
-                connection_id,
-                used,
-            )
+        await self._pool.execute(
+            """WITH alive AS (
+                   UPDATE sliding_sync_connections SET last_used_ts = $2
+                   WHERE id = $1 RETURNING id
+               )
+               DELETE FROM sliding_sync_positions
+               WHERE connection_id IN (SELECT id FROM alive) AND pos < $3""",
+            connection_id,
+            int(time.time() * 1000),
+            used,
+        )
 
-    async def membership_moves(self, user_id: str, after: int, upto: int) -> tuple[bool, int]:
-        """Whether the user's membership moved in (after, upto] (out-of-band
-        invites and knocks count: they take stream positions too), and how
-        many rooms they have forgotten (forgetting has no stream position)."""
-        row = await self._pool.fetchrow(
-            """SELECT EXISTS (SELECT 1 FROM events
-                   WHERE type = 'm.room.member' AND state_key = $1
-                     AND stream_ordering > $2 AND stream_ordering <= $3) AS moved,
-                  (SELECT count(*) FROM room_forgotten WHERE user_id = $1) AS forgotten""",
+    async def forgotten_count(self, user_id: str) -> int:
+        """How many rooms the user has forgotten (forgetting has no stream
+        position, so a change of this count is how a view notices one)."""
+        return int(
+            await self._pool.fetchval(
+                "SELECT count(*) FROM room_forgotten WHERE user_id = $1", user_id
+            )
+        )
+
+    async def moves(
+        self, user_id: str, after: int, upto: int, bump_types: Collection[str]
+    ) -> StreamMoves:
+        """What moved in (after, upto], in one walk over that stream range
+        (short between two looks of one long poll): whether the user's
+        membership did (out-of-band invites and knocks count: they take
+        stream positions too), per room its last event, last bumping event
+        and whether its state changed, and how many rooms the user has
+        forgotten (forgetting has no stream position)."""
+        rows = await self._pool.fetch(
+            """SELECT NULL AS room_id, NULL::bigint AS last_event, NULL::bigint AS bump,
+                      FALSE AS state, FALSE AS mine,
+                      (SELECT count(*) FROM room_forgotten WHERE user_id = $1) AS forgotten
+               UNION ALL
+               SELECT room_id,
+                      max(stream_ordering) FILTER (WHERE NOT outlier AND rejected_reason IS NULL),
+                      max(stream_ordering) FILTER (
+                          WHERE NOT outlier AND rejected_reason IS NULL
+                            AND type = ANY($4::text[])),
+                      coalesce(bool_or(state_key IS NOT NULL)
+                          FILTER (WHERE NOT outlier AND rejected_reason IS NULL), FALSE),
+                      bool_or(type = 'm.room.member' AND state_key = $1),
+                      0
+               FROM events WHERE stream_ordering > $2 AND stream_ordering <= $3
+               GROUP BY room_id""",
             user_id,
             after,
             upto,
+            list(bump_types),
         )
-        return bool(row["moved"]), int(row["forgotten"])
-
-    async def rooms_with_events_between(
-        self, room_ids: Collection[str], after: int, upto: int
-    ) -> set[str]:
-        """Which of these rooms have events in (after, upto]: a walk over the
-        stream range, short between two looks of one long poll."""
-        rows = await self._pool.fetch(
-            """SELECT DISTINCT room_id FROM events
-               WHERE stream_ordering > $1 AND stream_ordering <= $2
-                 AND room_id = ANY($3::text[])""",
-            after,
-            upto,
-            list(room_ids),
+        rooms = {
+            r["room_id"]: RoomMoves(r["last_event"], r["bump"], r["state"])
+            for r in rows
+            if r["room_id"] is not None
+        }
+        return StreamMoves(
+            membership=any(r["mine"] for r in rows),
+            forgotten=int(rows[0]["forgotten"]),
+            rooms=rooms,
         )
-        return {r["room_id"] for r in rows}

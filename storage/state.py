@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 
 import asyncpg
@@ -25,9 +26,15 @@ WITH RECURSIVE chain(id, prev, n) AS (
 """
 
 
+# (group, type, state key) entries kept by `state_entries` (about 200 bytes each).
+MAX_CACHED_ENTRIES = 200_000
+_UNKNOWN = object()
+
+
 class StateStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
+        self._entries: OrderedDict[tuple[int, str, str], str | None] = OrderedDict()
 
     async def state_of_group(
         self, group_id: int, conn: asyncpg.Connection | None = None
@@ -45,32 +52,71 @@ class StateStore:
     async def state_entries(
         self, group_ids: Iterable[int], keys: Iterable[StateKey]
     ) -> dict[int, StateMap]:
-        """Selected keys of many groups at once: {group: {key: event_id}}."""
+        """Selected keys of many groups at once: {group: {key: event_id}}.
+
+        A group's state never changes (compaction only rewrites how it is
+        stored), so what was read is kept by (group, key), the most recently
+        used `MAX_CACHED_ENTRIES`: a room's messages share its state group,
+        so the visibility checks of /sync and sliding sync mostly hit."""
         groups = list(set(group_ids))
+        wanted = list(dict.fromkeys(keys))
+        cache = self._entries
+        result: dict[int, StateMap] = {g: {} for g in groups}
+        missing = []
+        for g in groups:
+            known = [(key, cache.get((g, *key), _UNKNOWN)) for key in wanted]
+            if any(event_id is _UNKNOWN for _, event_id in known):
+                missing.append(g)
+                continue
+            for key, event_id in known:
+                cache.move_to_end((g, *key))
+                if isinstance(event_id, str):
+                    result[g][key] = event_id
+        if missing:
+            read = await self._read_entries(missing, wanted)
+            for g, entries in read.items():
+                result[g] = {key: event_id for key, event_id in entries.items() if event_id}
+            while len(cache) > MAX_CACHED_ENTRIES:
+                cache.popitem(last=False)
+        return result
+
+    async def _read_entries(
+        self, groups: list[int], keys: list[StateKey]
+    ) -> dict[int, dict[StateKey, str | None]]:
+        """{group: {key: event id, None if not in its state}}, kept in the cache. The chain walk and the entries are index look-ups
+        (LATERAL ... LIMIT 1), which the planner would otherwise answer by
+        hashing both whole tables."""
         types, state_keys = zip(*keys, strict=True) if keys else ((), ())
         rows = await self._pool.fetch(
             """WITH RECURSIVE chain(start, id, prev, n) AS (
                    SELECT id, id, prev_group, 0 FROM state_groups WHERE id = ANY($1)
                    UNION ALL
                    SELECT c.start, g.id, g.prev_group, c.n + 1
-                   FROM state_groups g JOIN chain c ON g.id = c.prev
-               ),
-               wanted(type, state_key) AS (SELECT * FROM unnest($2::text[], $3::text[]))
+                   FROM chain c CROSS JOIN LATERAL (
+                       SELECT id, prev_group FROM state_groups WHERE id = c.prev LIMIT 1
+                   ) g
+               )
                SELECT DISTINCT ON (c.start, e.type, e.state_key)
                       c.start, e.type, e.state_key, e.event_id
                FROM chain c
-               JOIN state_group_entries e ON e.group_id = c.id
-               JOIN wanted w ON w.type = e.type AND w.state_key = e.state_key
+               CROSS JOIN LATERAL unnest($2::text[], $3::text[]) AS w(type, state_key)
+               CROSS JOIN LATERAL (
+                   SELECT type, state_key, event_id FROM state_group_entries
+                   WHERE group_id = c.id AND type = w.type AND state_key = w.state_key
+                   LIMIT 1
+               ) e
                ORDER BY c.start, e.type, e.state_key, c.n""",
             groups,
             list(types),
             list(state_keys),
         )
-        result: dict[int, StateMap] = {g: {} for g in groups}
+        read: dict[int, dict[StateKey, str | None]] = {g: dict.fromkeys(keys) for g in groups}
         for r in rows:
-            if r["event_id"]:
-                result[r["start"]][(r["type"], r["state_key"])] = r["event_id"]
-        return result
+            read[r["start"]][(r["type"], r["state_key"])] = r["event_id"]
+        for g, entries in read.items():
+            for (t, k), event_id in entries.items():
+                self._entries[(g, t, k)] = event_id
+        return read
 
     @staticmethod
     async def add_group(

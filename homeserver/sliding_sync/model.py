@@ -9,6 +9,7 @@ values, so everything below the API sees one request.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 
 import attrs
@@ -77,8 +78,14 @@ class RoomConfig:
 
     def state_json(self) -> list[dict[str, object]]:
         """A stable form of the required state, remembered per room so a
-        later widening can be noticed."""
-        return sorted((r.as_json() for r in self.required_state), key=repr)
+        later widening can be noticed; made once per config, as every room
+        of a list shares it (do not modify it)."""
+        return _state_json(self.required_state)
+
+
+@functools.lru_cache(maxsize=256)
+def _state_json(rules: tuple[RequiredState, ...]) -> list[dict[str, object]]:
+    return sorted((r.as_json() for r in rules), key=repr)
 
 
 @attrs.frozen

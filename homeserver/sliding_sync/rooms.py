@@ -17,18 +17,18 @@ events; the API renames for each wire format.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import attrs
 
-from homeserver.ignored import IgnoredUsers
 from homeserver.push.counts import ReadPositions, read_up_to
 from homeserver.requester import Requester
 from homeserver.rooms.format import EventFormatter
 from homeserver.rooms.history import stream_token
 from homeserver.rooms.visibility import HistoryVisibility
-from homeserver.sliding_sync.model import MEMBER, RoomConfig
+from homeserver.sliding_sync.model import MEMBER, RoomConfig, StatePattern
 from homeserver.sliding_sync.room_list import ListRoom
 from homeserver.sync.room_state import heroes
 from homeserver.sync.rooms import STRIPPED_STATE_KEYS
@@ -38,7 +38,7 @@ from storage.push import MAIN_THREAD, PushStore
 from storage.remote_membership import RemoteMembershipStore
 from storage.sliding_sync import SlidingSyncStore
 from storage.state import StateKey, StateStore
-from storage.sync import SyncStore, TimelineRange, TimelineRows
+from storage.sync import MemberCounts, SyncStore, TimelineRange, TimelineRows
 
 NAME: StateKey = ("m.room.name", "")
 AVATAR: StateKey = ("m.room.avatar", "")
@@ -87,6 +87,11 @@ class _Timeline:
     prev_batch: str
 
 
+# A room's required_state ({key: event id, or None for a stub}), the current
+# entries read (name and avatar among them), the keys changed since last sent.
+_RoomState = tuple[dict[StateKey, str | None], dict[StateKey, str], set[StateKey]]
+
+
 def _stub(key: StateKey) -> dict[str, Any]:
     return {"type": key[0], "state_key": key[1]}
 
@@ -100,7 +105,6 @@ class RoomDataBuilder:
         state: StateStore,
         visibility: HistoryVisibility,
         formatter: EventFormatter,
-        ignored: IgnoredUsers,
         out_of_band: RemoteMembershipStore,
         push_store: PushStore,
         receipts: ReadPositions,
@@ -111,7 +115,6 @@ class RoomDataBuilder:
         self._state = state
         self._visibility = visibility
         self._formatter = formatter
-        self._ignored = ignored
         self._out_of_band = out_of_band
         self._push_store = push_store
         self._receipts = receipts
@@ -122,23 +125,29 @@ class RoomDataBuilder:
         works: Sequence[RoomWork],
         live_after: int | None,
         now: int,
+        ignored: frozenset[str],
     ) -> tuple[dict[str, dict[str, Any]], dict[str, set[str]]]:
         """{room id: its entry}, and {room id: users whose member event it
         carries} of rooms with lazy members; `live_after` is where the
         connection's previous response ended (None on its first request:
-        nothing is live), `now` where this one ends."""
+        nothing is live), `now` where this one ends; `ignored`: the user's
+        ignored users."""
         if not works:
             return {}, {}
         user_id = requester.user_id
         shown = [w for w in works if w.shows_room]
-        timelines = await self._timelines(user_id, shown)
+        joined = [w.room_id for w in shown if w.membership == "join"]
+        # The reads that do not depend on each other go side by side, so a
+        # response waits for the longest chain, not for every read in turn.
+        (timelines, state), counts, unread, stripped = await asyncio.gather(
+            self._timelines_and_state(user_id, shown, ignored),
+            self._member_counts(joined),
+            self._unread(user_id, joined, now),
+            self._stripped([w for w in works if not w.shows_room]),
+        )
         known: dict[str, StoredEvent] = {
             e.event.event_id: e for t in timelines.values() for e in t.events
         }
-        state = await self._required_state(shown, timelines)
-        joined = [w.room_id for w in shown if w.membership == "join"]
-        counts = await self._sync_store.member_counts(joined) if joined else {}
-        unread = await self._unread(user_id, joined, now)
         hero_ids = {
             w.room_id: heroes(counts[w.room_id], user_id)
             for w in shown
@@ -150,7 +159,6 @@ class RoomDataBuilder:
         }
         wanted |= {e for chosen in hero_ids.values() for _, e in chosen}
         known |= await self._events.get_events(wanted - known.keys())
-        stripped = await self._stripped([w for w in works if not w.shows_room])
         bodies = await self._serialize(requester, timelines, known)
 
         def content(event_id: str | None) -> dict[str, Any] | None:
@@ -227,8 +235,18 @@ class RoomDataBuilder:
                 hero[field] = value
         return hero
 
-    async def _timelines(self, user_id: str, works: Sequence[RoomWork]) -> dict[str, _Timeline]:
-        ignored = await self._ignored.ignored_users(user_id)
+    async def _member_counts(self, room_ids: list[str]) -> dict[str, MemberCounts]:
+        return await self._sync_store.member_counts(room_ids) if room_ids else {}
+
+    async def _timelines_and_state(
+        self, user_id: str, works: Sequence[RoomWork], ignored: frozenset[str]
+    ) -> tuple[dict[str, _Timeline], dict[str, _RoomState]]:
+        timelines = await self._timelines(user_id, works, ignored)
+        return timelines, await self._required_state(works, timelines)
+
+    async def _timelines(
+        self, user_id: str, works: Sequence[RoomWork], ignored: frozenset[str]
+    ) -> dict[str, _Timeline]:
         ranges = [
             TimelineRange(
                 w.room_id,
@@ -262,7 +280,7 @@ class RoomDataBuilder:
 
     async def _required_state(
         self, works: Sequence[RoomWork], timelines: Mapping[str, _Timeline]
-    ) -> dict[str, tuple[dict[StateKey, str | None], dict[StateKey, str], set[StateKey]]]:
+    ) -> dict[str, _RoomState]:
         """{room: ({key: event id, or None for a stub} of its required_state,
         the current entries read (name and avatar among them), the keys that
         changed since the connection's last look)}."""
@@ -277,24 +295,10 @@ class RoomDataBuilder:
                 }
         patterns = {p for w in works for r in w.config.required_state for p in r.include}
         joined = [w.room_id for w in works if w.membership == "join"]
-        current = (
-            await self._store.current_state(
-                joined,
-                everything=any(p.type is None and p.state_key is None for p in patterns),
-                types={p.type for p in patterns if p.type is not None and p.state_key is None},
-                pairs={
-                    (p.type, p.state_key)
-                    for p in patterns
-                    if p.type is not None and p.state_key is not None
-                }
-                | {NAME, AVATAR}
-                | {(MEMBER, u) for users in lazy.values() for u in users},
-                state_keys={
-                    p.state_key for p in patterns if p.type is None and p.state_key is not None
-                },
-            )
-            if joined
-            else {}
+        again = [w for w in works if not w.initial]
+        current, changed = await asyncio.gather(
+            self._current_state(joined, patterns, lazy),
+            self._changed_state_keys(again),
         )
         left = [w for w in works if w.membership != "join"]
         if left:
@@ -305,14 +309,6 @@ class RoomDataBuilder:
             for w in left:
                 group = groups.get((w.room_id, w.room.position))
                 current[w.room_id] = dict(maps.get(group, {})) if group is not None else {}
-        again = [w for w in works if not w.initial]
-        changed = (
-            await self._sync_store.changed_state_keys(
-                [(w.room_id, w.sent_upto, w.room.position) for w in again]
-            )
-            if again
-            else {}
-        )
         result = {}
         for w in works:
             entries = current.get(w.room_id, {})
@@ -334,6 +330,37 @@ class RoomDataBuilder:
                     chosen.setdefault(key, entries[key])
             result[w.room_id] = (chosen, entries, room_changed)
         return result
+
+    async def _current_state(
+        self, joined: list[str], patterns: set[StatePattern], lazy: Mapping[str, set[str]]
+    ) -> dict[str, dict[StateKey, str]]:
+        """The current state entries of the joined rooms the patterns (and the
+        lazy members, name and avatar) ask for."""
+        if not joined:
+            return {}
+        return await self._store.current_state(
+            joined,
+            everything=any(p.type is None and p.state_key is None for p in patterns),
+            types={p.type for p in patterns if p.type is not None and p.state_key is None},
+            pairs={
+                (p.type, p.state_key)
+                for p in patterns
+                if p.type is not None and p.state_key is not None
+            }
+            | {NAME, AVATAR}
+            | {(MEMBER, u) for users in lazy.values() for u in users},
+            state_keys={
+                p.state_key for p in patterns if p.type is None and p.state_key is not None
+            },
+        )
+
+    async def _changed_state_keys(self, again: Sequence[RoomWork]) -> dict[str, set[StateKey]]:
+        """{room: state keys changed since the connection was last sent it}."""
+        if not again:
+            return {}
+        return await self._sync_store.changed_state_keys(
+            [(w.room_id, w.sent_upto, w.room.position) for w in again]
+        )
 
     async def _unread(
         self, user_id: str, room_ids: Collection[str], now: int
@@ -408,16 +435,17 @@ class RoomDataBuilder:
         """{event id: client format}; as in /sync, only limited timelines get
         bundled aggregations."""
         bundled = {e.event.event_id for t in timelines.values() if t.limited for e in t.events}
-        bodies: list[dict[str, Any]] = []
-        for chosen, aggregations in (
-            ([e for i, e in known.items() if i in bundled], True),
-            ([e for i, e in known.items() if i not in bundled], False),
-        ):
-            if chosen:
-                bodies += await self._formatter.serialize(
-                    chosen, requester, aggregations=aggregations
+        parts = await asyncio.gather(
+            *(
+                self._formatter.serialize(chosen, requester, aggregations=aggregations)
+                for chosen, aggregations in (
+                    ([e for i, e in known.items() if i in bundled], True),
+                    ([e for i, e in known.items() if i not in bundled], False),
                 )
-        return {b["event_id"]: b for b in bodies}
+                if chosen
+            )
+        )
+        return {b["event_id"]: b for bodies in parts for b in bodies}
 
 
 def _strip(stored: StoredEvent) -> dict[str, Any]:

@@ -75,6 +75,15 @@ def unknown_pos() -> MatrixError:
 
 
 @attrs.frozen
+class _Account:
+    """What of the user's account data a look reads."""
+
+    ignored: frozenset[str]
+    direct: dict[str, Any]
+    tags: dict[str, Any]
+
+
+@attrs.frozen
 class _Outcome:
     rooms: dict[str, dict[str, Any]]
     counts: dict[str, int]
@@ -127,23 +136,28 @@ class SlidingSyncService:
             stored = await self._store.position(requester.user_id, device_id, request.conn_id, used)
             if stored is None:
                 raise unknown_pos()
+            _share_rules(stored.rooms, request)
         activity = (
             self._activity.syncing(requester.user_id, request.set_presence)
             if self._activity is not None
             else nullcontext()
         )
         async with activity:
-            now, outcome = await self._respond(requester, request, stored)
-        if stored is None:
-            connection = await self._store.new_connection(
-                requester.user_id,
-                device_id,
-                request.conn_id,
-                max_age_ms=CONNECTION_MAX_AGE_MS,
-                max_per_device=MAX_CONNECTIONS_PER_DEVICE,
-            )
-        else:
-            connection = stored.connection_id
+            if stored is None:
+                # A new connection is made while its first response is built.
+                (now, outcome), connection = await asyncio.gather(
+                    self._respond(requester, request, stored),
+                    self._store.new_connection(
+                        requester.user_id,
+                        device_id,
+                        request.conn_id,
+                        max_age_ms=CONNECTION_MAX_AGE_MS,
+                        max_per_device=MAX_CONNECTIONS_PER_DEVICE,
+                    ),
+                )
+            else:
+                now, outcome = await self._respond(requester, request, stored)
+                connection = stored.connection_id
         if stored is not None and used is not None and not outcome.news(stored):
             await self._store.touch(connection, used)
             pos = request.pos
@@ -198,8 +212,17 @@ class SlidingSyncService:
     ) -> tuple[_Outcome, frozenset[str]]:
         """The outcome, and the joined rooms to wait on; the user's view of all
         their rooms is not kept by a parked poll (the reader keeps the latest)."""
-        view = await self._user_rooms.read(requester.user_id, now["events"])
-        return await self._build(requester, request, stored, since, now, view), view.joined
+        user_id = requester.user_id
+        # Independent reads, side by side: a long poll's wake-up waits for
+        # the longest of them, not for their sum.
+        view, ignored, (direct, tags) = await asyncio.gather(
+            self._user_rooms.read(user_id, now["events"]),
+            self._ignored.ignored_users(user_id),
+            self._store.direct_and_tags(user_id),
+        )
+        account = _Account(ignored, direct, tags)
+        outcome = await self._build(requester, request, stored, since, now, view, account)
+        return outcome, view.joined
 
     async def _build(
         self,
@@ -209,28 +232,33 @@ class SlidingSyncService:
         since: SyncToken | None,
         now: SyncToken,
         view: UserRooms,
+        read: _Account,
     ) -> _Outcome:
         user_id = requester.user_id
         remembered: dict[str, Any] = dict(stored.rooms) if stored is not None else {}
-        ignored = await self._ignored.ignored_users(user_id)
+        ignored = read.ignored
         block_invites = (
             self._invite_policy is not None and await self._invite_policy.blocks_invites(user_id)
         )
-        # Joined rooms first in the test: they are most of a big account.
-        server_list = [
-            r
-            for r in view.listed
-            if r.membership.membership == "join"
-            or in_server_list(
-                user_id,
-                r.membership,
-                ignored,
-                remembered.get(r.room_id, {}).get("m"),
-                block_invites,
-            )
-        ]
+        # An account in joined rooms only (most big ones) lists them all.
+        server_list = (
+            view.listed
+            if len(view.joined) == len(view.listed)
+            else [
+                r
+                for r in view.listed
+                if r.membership.membership == "join"
+                or in_server_list(
+                    user_id,
+                    r.membership,
+                    ignored,
+                    remembered.get(r.room_id, {}).get("m"),
+                    block_invites,
+                )
+            ]
+        )
         facts = view.facts
-        direct, tags = await self._store.direct_and_tags(user_id)
+        direct, tags = read.direct, read.tags
         spaces = {s for c in request.lists.values() for s in (c.filters.spaces or ()) if s in facts}
         joined_spaces = view.joined & spaces
         children = await self._store.space_children(joined_spaces) if joined_spaces else {}
@@ -290,7 +318,11 @@ class SlidingSyncService:
         # Newest rooms first, so they are the ones the connection's mirror keeps.
         works.sort(key=lambda w: (-w.room.bump_stamp, w.room_id))
         rooms, members_sent = await self._rooms.build(
-            requester, works, since["events"] if since is not None else None, now["events"]
+            requester,
+            works,
+            since["events"] if since is not None else None,
+            now["events"],
+            ignored,
         )
         for work in works:
             if work.config.lazy:
@@ -339,12 +371,10 @@ class SlidingSyncService:
                 send_dm=is_dm,
             )
         sent_upto = int(before.get("u", 0))
-        members_sent = frozenset(before.get("lz", ()))
         expanded_timeline = config.timeline_limit > int(before.get("tl", 0))
-        old_rules = {json.dumps(r, sort_keys=True) for r in before.get("rs", [])}
-        expanded_state = any(
-            json.dumps(r, sort_keys=True) not in old_rules for r in config.state_json()
-        )
+        rules = config.state_json()
+        # Mostly the very rules sent before: an equality, not a set per room.
+        expanded_state = before.get("rs") != rules and _widened(before.get("rs", []), rules)
         dm_changed = bool(before.get("dm")) != is_dm
         if not (
             room.position > sent_upto
@@ -354,6 +384,7 @@ class SlidingSyncService:
             or dm_changed
         ):
             return None
+        members_sent = frozenset(before.get("lz", ()))
         return RoomWork(
             room,
             config,
@@ -367,6 +398,32 @@ class SlidingSyncService:
             # A widened required_state starts lazy loading over.
             members_sent=frozenset() if expanded_state else members_sent,
         )
+
+
+def _share_rules(rooms: Mapping[str, Any], request: SlidingSyncRequest) -> None:
+    """Make the rooms' remembered required_state rules that equal one of the
+    request's configs that config's own (shared) object: a long poll holds
+    its position while it waits, and a copy of the same rules per room is
+    most of what a parked connection would hold."""
+    shared = [
+        c.state_json()
+        for c in (
+            *(config.room for config in request.lists.values()),
+            *request.subscriptions.values(),
+        )
+    ]
+    for entry in rooms.values():
+        rules = entry.get("rs")
+        for candidate in shared:
+            if rules is not candidate and rules == candidate:
+                entry["rs"] = candidate
+                break
+
+
+def _widened(old: list[Any], new: list[dict[str, object]]) -> bool:
+    """Whether the required state `new` asks for a rule `old` did not."""
+    old_rules = {json.dumps(r, sort_keys=True) for r in old}
+    return any(json.dumps(r, sort_keys=True) not in old_rules for r in new)
 
 
 def _bounded(remembered: dict[str, Any]) -> dict[str, Any]:

@@ -3,10 +3,11 @@ from, read in two statements however many rooms there are, and brought up
 to date cheaply while a long poll waits.
 
 A first look reads the user's memberships and every room's facts
-(storage/sliding_sync.py `room_facts`). After that, only what moved is read
-again: the memberships when the user's own member events moved, otherwise
-the facts of the joined rooms that have new events in between, found by a
-walk over that stream range. So a long poll woken by a message, and the
+(storage/sliding_sync.py `room_facts`). After that, one walk over the stream
+range in between says what moved: the memberships are read again when the
+user's own member events moved; otherwise the joined rooms with new events
+take their new last and bumping positions from that walk, and only those
+whose state changed (name, encryption) have their facts read again. So a long poll woken by a message, and the
 next request of a connection, cost a few small statements, not a read of
 all the user's rooms. The last view of the most recently active users is
 kept in memory for that; as every look checks the database for what moved
@@ -92,19 +93,31 @@ class UserRoomsReader:
     async def _read(self, user_id: str, now: int, before: UserRooms | None) -> UserRooms:
         if before is None or before.at > now or now - before.at > MAX_CATCH_UP:
             return await self._full(user_id, now)
-        moved, forgotten = await self._store.membership_moves(user_id, before.at, now)
-        if moved or forgotten != before.forgotten:
+        # One statement says what moved (a forget included, which moves no
+        # stream); the facts of the rooms whose state
+        # changed are read again, the others' only advance their positions.
+        moves = await self._store.moves(user_id, before.at, now, BUMP_TYPES)
+        if moves.membership or moves.forgotten != before.forgotten:
             return await self._full(user_id, now)
-        if before.at == now:
-            return before
-        changed = await self._store.rooms_with_events_between(before.joined, before.at, now)
+        changed = {r: m for r, m in moves.rooms.items() if r in before.joined}
         if not changed:
-            return attrs.evolve(before, at=now)
-        fresh = await self._store.room_facts([(r, now) for r in changed], BUMP_TYPES)
+            return before if before.at == now else attrs.evolve(before, at=now)
+        reread = [r for r, m in changed.items() if m.state or r not in before.facts]
+        fresh = (
+            await self._store.room_facts([(r, now) for r in reread], BUMP_TYPES) if reread else {}
+        )
+        for room_id, m in changed.items():
+            if room_id not in fresh:
+                old = before.facts[room_id]
+                fresh[room_id] = attrs.evolve(
+                    old,
+                    last_event=m.last_event if m.last_event is not None else old.last_event,
+                    bump=m.bump if m.bump is not None else old.bump,
+                )
         return _moved(before, now, fresh)
 
     async def _full(self, user_id: str, now: int) -> UserRooms:
-        _, forgotten = await self._store.membership_moves(user_id, now, now)
+        forgotten = await self._store.forgotten_count(user_id)
         memberships = [
             m for m in await self._sync_store.memberships(user_id, 0, now) if not m.forgotten
         ]
