@@ -16,6 +16,9 @@ SYNAPSE_STAMP := $(SYNAPSE_VENV)/.installed-$(SYNAPSE_VERSION)
 # directory from it); installed by `make test` when run as root on Debian,
 # otherwise those tests are skipped with a message saying so.
 SLAPD := /usr/sbin/slapd
+# pytest-xdist workers for `make test`: the tests mostly wait on servers,
+# PostgreSQL and Node, so two workers fill a 2-core machine's idle time.
+TEST_WORKERS ?= 2
 
 .PHONY: run test lint bench clean drills
 
@@ -24,7 +27,7 @@ run: $(STAMP) $(CONFIG)
 
 test: $(STAMP) $(JS_STAMP) $(SLAPD)
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS)
 
 # The fault drills (tests/drills): a fuzzer over the spec's client-server API,
 # kill -9 and a PostgreSQL restart under load, a Synapse peer down for minutes.

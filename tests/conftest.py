@@ -31,7 +31,9 @@ from tests.interop.fixtures import (  # noqa: F401 (the Synapse fixture and its 
     synapse,
 )
 
-TEMPLATE_DB = "hs_test_template"
+# Per pytest-xdist worker: each worker migrates its own template, so workers
+# sharing one PostgreSQL (HOMESERVER_TEST_DSN) never drop each other's.
+TEMPLATE_DB = f"hs_test_template_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}"
 _db_counter = itertools.count()
 
 
