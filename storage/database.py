@@ -128,6 +128,10 @@ def is_database_unavailable(exc: BaseException) -> bool:
             return True
         if isinstance(seen, asyncpg.InterfaceError) and re.search(r"\bclos(ed|ing)\b", str(seen)):
             return True
+        # A pooled connection whose server went away while its last query
+        # was failing: asyncpg finds it still consuming that error.
+        if isinstance(seen, asyncpg.InternalClientError) and "in progress" in str(seen):
+            return True
         seen = seen.__cause__ or seen.__context__
     return False
 
