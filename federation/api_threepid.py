@@ -1,6 +1,6 @@
 """Third-party invites on the federation listener.
 
-POST /3pid/onbind: identity servers are not Matrix servers and sign nothing
+POST /3pid/onbind (PUT in the spec's text): identity servers are not Matrix servers and sign nothing
 with X-Matrix; the invites they send are proven by their own signatures,
 which the invite service checks. PUT /exchange_third_party_invite/{roomId}:
 another server forwards such an invite for a room of ours.
@@ -19,6 +19,7 @@ class FederationThreepidApi:
         self._invites = invites
 
     @federation_endpoint("POST", FEDERATION_V1 + "/3pid/onbind", auth=False)
+    @federation_endpoint("PUT", FEDERATION_V1 + "/3pid/onbind", auth=False)
     async def on_bind(self, req: FederationRequest) -> dict[str, Any]:
         await self._invites.on_bind(req.json())
         return {}

@@ -236,9 +236,11 @@ class FakeIdentityServer:
         )
 
 
-async def post_onbind(url: str, body: dict) -> int:
+async def post_onbind(url: str, body: dict, method: str = "POST") -> int:
+    """The identity server's call: POST as Sydent makes it, PUT as the spec says."""
     async with aiohttp.ClientSession() as http:
-        async with http.post(url + "/_matrix/federation/v1/3pid/onbind", json=body) as resp:
+        path = url + "/_matrix/federation/v1/3pid/onbind"
+        async with http.request(method, path, json=body) as resp:
             return resp.status
 
 

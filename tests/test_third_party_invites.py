@@ -106,7 +106,7 @@ async def test_unbound_address_is_invited_and_accepts_after_binding(hs, idserver
     await hs.request("POST", f"{V3}/rooms/{room_id}/leave", token=alice["access_token"])
     idserver.bindings[("email", EMAIL)] = bob["user_id"]
     body = idserver.onbind_body("email", EMAIL, bob["user_id"], idserver.key)
-    assert await post_onbind(hs.url, body) == 200
+    assert await post_onbind(hs.url, body, method="PUT") == 200
 
     status, content = await member(hs, carol["access_token"], room_id, bob["user_id"])
     assert (status, content["membership"]) == (200, "invite")

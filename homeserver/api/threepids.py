@@ -74,6 +74,33 @@ class ThreepidsApi:
         await self._account.add(req.user.user_id, validated)
         return {}
 
+    @endpoint("POST", "/account/3pid")
+    async def add_deprecated(self, req: ClientRequest) -> dict[str, Any]:
+        """The deprecated form of /add (spec v1.0): `three_pid_creds` name a
+        session this server validated, no UIA (as Synapse still serves it);
+        with `bind`, the address is bound at the identity server named too."""
+        body = req.json()
+        creds = body.get("three_pid_creds", body.get("threePidCreds"))
+        if not isinstance(creds, dict):
+            raise MatrixError(400, "M_MISSING_PARAM", "'three_pid_creds' must be an object")
+        if self._emails is None:
+            raise MatrixError(400, "M_THREEPID_MEDIUM_NOT_SUPPORTED", "No email is configured")
+        sid, client_secret = req_str(creds, "sid"), req_str(creds, "client_secret")
+        bind = body.get("bind", False)
+        if not isinstance(bind, bool):
+            raise MatrixError(400, "M_INVALID_PARAM", "'bind' must be a boolean")
+        id_server = opt_id_server(creds) if bind else None
+        access_token = opt_str(creds, "id_access_token") if bind else None
+        if bind and (id_server is None or access_token is None):
+            raise MatrixError(
+                400, "M_MISSING_PARAM", "Binding needs 'id_server' and 'id_access_token'"
+            )
+        validated = await self._emails.validated(sid, client_secret)
+        await self._account.add(req.user.user_id, validated)
+        if id_server is not None and access_token is not None:
+            await self._bindings.bind(req.user.user_id, id_server, access_token, sid, client_secret)
+        return {}
+
     @endpoint("POST", "/account/3pid/bind", prefixes=_WITH_UNSTABLE)
     async def bind(self, req: ClientRequest) -> dict[str, Any]:
         body = req.json()
@@ -108,7 +135,8 @@ class ThreepidsApi:
 
 
 class ThreepidOnBindApi:
-    """POST /_matrix/federation/v1/3pid/onbind, called by identity servers.
+    """/_matrix/federation/v1/3pid/onbind, called by identity servers: POST as
+    Sydent and Synapse have it, PUT as the spec writes it.
 
     Identity servers reach a homeserver at its client base URL as often as at
     its federation address, so this is served on both listeners.
@@ -118,6 +146,7 @@ class ThreepidOnBindApi:
         self._invites = invites
 
     @endpoint("POST", "/3pid/onbind", auth=False, prefixes=ONBIND_PREFIX)
+    @endpoint("PUT", "/3pid/onbind", auth=False, prefixes=ONBIND_PREFIX)
     async def on_bind(self, req: ClientRequest) -> dict[str, Any]:
         await self._invites.on_bind(req.json())
         return {}

@@ -369,3 +369,29 @@ async def test_smtp_server_down(server_factory, smtp):
         # The retry with the same send_attempt tries again: nothing was kept.
         status, body = await request_token(hs, "register", "frank@example.test")
         assert (status, body["errcode"]) == (500, "M_UNKNOWN")
+
+
+async def test_the_deprecated_add_form(server_factory, smtp):
+    """POST /account/3pid (spec v1.0, deprecated): no UIA, the credentials of
+    a session this server validated; an unvalidated one adds nothing."""
+    hs = await email_server(server_factory, smtp)
+    token = (await hs.register("fay", "pw"))["access_token"]
+    status, body = await request_token(hs, "add", "fay@example.test", secret="old")
+    creds = {"sid": body["sid"], "client_secret": "old"}
+    status, body = await hs.request(
+        "POST", V3 + "/account/3pid", token=token, json={"three_pid_creds": creds}
+    )
+    assert (status, body["errcode"]) == (400, "M_THREEPID_AUTH_FAILED")
+    status, body = await hs.request(
+        "POST", V3 + "/account/3pid", token=token, json={"three_pid_creds": creds, "bind": True}
+    )
+    assert (status, body["errcode"]) == (400, "M_MISSING_PARAM")
+    status, body = await hs.request("POST", V3 + "/account/3pid", token=token, json={})
+    assert (status, body["errcode"]) == (400, "M_MISSING_PARAM")
+    await validate(hs, smtp, "fay@example.test")
+    status, body = await hs.request(
+        "POST", V3 + "/account/3pid", token=token, json={"three_pid_creds": creds}
+    )
+    assert status == 200, body
+    status, body = await hs.request("GET", V3 + "/account/3pid", token=token)
+    assert [t["address"] for t in body["threepids"]] == ["fay@example.test"]
