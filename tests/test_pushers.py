@@ -336,7 +336,7 @@ async def test_notifications_list_with_highlights_pages_and_read_marks(hs, users
     assert {"set_tweak": "highlight"} in oldest["actions"]
     assert oldest["room_id"] == room_id
     assert oldest["read"] is False
-    assert "profile_tag" not in oldest  # push rules here have no profile tag
+    assert oldest["profile_tag"] is None  # push rules here have no profile tag
     assert isinstance(oldest["ts"], int)
     assert oldest["event"]["content"]["body"] == "ping Bob"
     assert oldest["event"]["sender"] == alice.user_id

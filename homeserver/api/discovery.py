@@ -22,10 +22,14 @@ UNSTABLE_FEATURES = {
     "org.matrix.e2e_cross_signing": True,
     # Simplified sliding sync (MSC4186), which Element X requires.
     "org.matrix.simplified_msc3575": True,
+    # Delayed events (homeserver/delayed_events).
     "org.matrix.msc4140": True,
+    # state_after in /sync, and room summaries under their unstable path.
     "org.matrix.msc4222": True,
     "im.nheko.summary": True,
+    # Mutual rooms, invite blocking and the account moderation flags.
     **ACCOUNT_UNSTABLE_FEATURES,
+    # Account data deletion, thread subscriptions, dehydrated devices.
     "org.matrix.msc3391": True,
     "org.matrix.msc4306": True,
     "org.matrix.msc3814": True,

@@ -65,8 +65,10 @@ class NotificationList:
                 {
                     "actions": json.loads(row.actions_json),
                     "event": event,
-                    # No `profile_tag`: push rules here have none. (Synapse
-                    # sends null; the spec's schema has a string or nothing.)
+                    # Push rules here have no profile tag: null, as Synapse
+                    # sends it and SyTest requires the key (the spec's schema
+                    # has a string or nothing).
+                    "profile_tag": None,
                     "read": row.stream_ordering <= upto,
                     "room_id": row.room_id,
                     "ts": row.ts,

@@ -569,16 +569,19 @@ class HistoryService:
             chosen.append(stored)
         return chosen
 
-    async def joined_members(self, requester: Requester, room_id: str) -> dict[str, dict[str, str]]:
+    async def joined_members(
+        self, requester: Requester, room_id: str
+    ) -> dict[str, dict[str, str | None]]:
         """{user: {display_name, avatar_url}} of the joined members, for members
-        and readers of world-readable rooms; an unset name or avatar is left
-        out (the spec's schema has a string or nothing, where Synapse sends null)."""
+        and readers of world-readable rooms; an unset name or avatar is null,
+        as Synapse sends it and SyTest requires the keys (the spec's schema
+        has a string or nothing)."""
         access = await self._access(requester.user_id, room_id)
         if access.membership != "join" and not access.world_readable:
             raise forbidden("You are not in this room")
         ids = list((await self._rooms.members(room_id)).values())
         found = await self._events.get_events(ids)
-        joined: dict[str, dict[str, str]] = {}
+        joined: dict[str, dict[str, str | None]] = {}
         for event_id in ids:
             stored = found.get(event_id)
             if stored is None or stored.event.state_key is None:
@@ -587,9 +590,9 @@ class HistoryService:
             if content.get("membership") != "join":
                 continue
             name, avatar = content.get("displayname"), content.get("avatar_url")
-            profile = {"display_name": name, "avatar_url": avatar}
             joined[stored.event.state_key] = {
-                key: value for key, value in profile.items() if isinstance(value, str)
+                "display_name": name if isinstance(name, str) else None,
+                "avatar_url": avatar if isinstance(avatar, str) else None,
             }
         return joined
 
