@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import tempfile
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -30,12 +31,16 @@ V3 = "/_matrix/client/v3"
 
 
 @pytest.fixture
-async def own_postgres(tmp_path: Path) -> AsyncIterator[tuple[EmbeddedPostgres, str]]:
-    postgres = EmbeddedPostgres(tmp_path / "pgdata")
-    await asyncio.to_thread(postgres.start)
-    dsn = await asyncio.to_thread(postgres.create_database, "outage")
-    yield postgres, dsn
-    await asyncio.to_thread(postgres.stop)
+async def own_postgres() -> AsyncIterator[tuple[EmbeddedPostgres, str]]:
+    # Not under pytest's tmp_path: PostgreSQL runs as its own user, and each
+    # pytest-xdist worker makes pytest's temporary root private again when
+    # it first uses it, cutting a running server off from its files.
+    with tempfile.TemporaryDirectory(prefix="hs-outage-pg-") as tmp:
+        postgres = EmbeddedPostgres(Path(tmp) / "pgdata")
+        await asyncio.to_thread(postgres.start)
+        dsn = await asyncio.to_thread(postgres.create_database, "outage")
+        yield postgres, dsn
+        await asyncio.to_thread(postgres.stop)
 
 
 async def call(
