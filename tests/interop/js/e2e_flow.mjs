@@ -171,6 +171,8 @@ async function main() {
     await waitFor("B's invite", () => b.getRoom(roomId)?.getMyMembership() === "invite");
     await b.joinRoom(roomId);
     await waitFor("A seeing B joined", () => a.getRoom(roomId)?.getMember(result.b)?.membership === "join");
+    // B's own sync brings the joined room's state (with its encryption).
+    await waitFor("B seeing itself joined", () => b.getRoom(roomId)?.getMyMembership() === "join");
     result.encrypted = {
         a: await a.getCrypto().isEncryptionEnabledInRoom(roomId),
         b: await b.getCrypto().isEncryptionEnabledInRoom(roomId),
