@@ -24,7 +24,7 @@ class AdminExportApi:
         self._jobs = jobs
         self._server_name = server_name
 
-    @admin_endpoint("POST", "/v1/export/user/{userId}", action="export_user")
+    @admin_endpoint("POST", "/v1/export/user/{userId}", action="export.user")
     async def export_user(self, req: ClientRequest) -> dict[str, Any]:
         user_id = req.params["userId"]
         parts = split_user_id(user_id)
@@ -38,7 +38,7 @@ class AdminExportApi:
         )
         return {"export_id": export_id}
 
-    @admin_endpoint("POST", "/v1/export/room/{roomId}", action="export_room")
+    @admin_endpoint("POST", "/v1/export/room/{roomId}", action="export.room")
     async def export_room(self, req: ClientRequest) -> dict[str, Any]:
         room_id = req.params["roomId"]
         if not is_valid_room_id(room_id):
