@@ -72,7 +72,7 @@ def media_file_name(row: MediaRow) -> str:
     return f"media/{row.origin}/{row.media_id}"
 
 
-def _media_record(row: MediaRow) -> dict[str, Any]:
+def _media_record(row: MediaRow, copied: bool) -> dict[str, Any]:
     return {
         "mxc": f"mxc://{row.origin}/{row.media_id}",
         "content_type": row.content_type,
@@ -80,7 +80,8 @@ def _media_record(row: MediaRow) -> dict[str, Any]:
         "size": row.length,
         "sha256": row.sha256,
         "created_ts": row.created_ts,
-        "file": media_file_name(row),
+        # None: the row remains but its bytes were purged from the store.
+        "file": media_file_name(row) if copied else None,
     }
 
 
@@ -144,6 +145,8 @@ class _Run:
         self._writer = writer
         self._request = request
         self._progress = progress
+        # The (origin, media id) pairs already looked up: each file is copied once.
+        self._media_seen: set[tuple[str, str]] = set()
 
     async def user(self) -> None:
         user_id = self._request.target
@@ -225,25 +228,22 @@ class _Run:
     async def _referenced_media(self, shaped: list[dict[str, Any]]) -> None:
         """Copy the stored files this batch's events name (once each), listed in media.jsonl."""
         refs = {ref for body in shaped for ref in mxc_references(body["content"])}
-        rows = [
-            row
-            for row in await self._store.media(refs)
-            if not self._writer.has(media_file_name(row))
-        ]
-        await self._copy_media(rows)
+        refs -= self._media_seen
+        self._media_seen |= refs
+        await self._copy_media(await self._store.media(refs))
 
     async def _copy_media(self, rows: list[MediaRow]) -> None:
         files = self._x._files
+        records = []
         for row in rows:
-            await self._to_thread(
+            copied = await self._to_thread(
                 self._writer.copy_media,
                 media_file_name(row),
                 files,
                 files.content_path(row.sha256),
             )
-        await self._to_thread(
-            self._writer.append_lines, "media.jsonl", [_media_record(r) for r in rows]
-        )
+            records.append(_media_record(row, copied))
+        await self._to_thread(self._writer.append_lines, "media.jsonl", records)
 
     async def _uploads(self, user_id: str) -> None:
         await self._to_thread(self._writer.open_lines, "media.jsonl")

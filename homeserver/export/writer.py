@@ -63,7 +63,8 @@ class ExportWriter:
         with other files, so the manifest describes the whole directory."""
         if root.exists() and (not root.is_dir() or any(root.iterdir())):
             raise ExportDirError(f"{root} exists and is not an empty directory")
-        root.mkdir(parents=True, exist_ok=True)
+        # Only its owner may read it: it holds people's messages and files.
+        root.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.root = root
         self._files: dict[str, WrittenFile] = {}
         self._open: dict[str, _HashedFile] = {}
@@ -101,18 +102,22 @@ class ExportWriter:
         self._start(name).write(_dumps(value) + b"\n")
         self._finish(name)
 
-    def copy_media(self, name: str, files: MediaFiles, source: Path) -> None:
-        """Copy a stored media file's plaintext (decrypted when encrypted at rest)."""
-        hashed = self._start(name)
+    def copy_media(self, name: str, files: MediaFiles, source: Path) -> bool:
+        """Copy a stored media file's plaintext (decrypted when encrypted at rest);
+        False, writing nothing, when its bytes are gone from the store (purged
+        by retention or an admin while its row remained)."""
         try:
-            with files.open(source) as stored:
+            stored = files.open(source)
+        except FileNotFoundError:
+            return False
+        with stored:
+            hashed = self._start(name)
+            try:
                 for piece in stored.read_range():
                     hashed.write(piece)
-        finally:
-            self._finish(name)
-
-    def has(self, name: str) -> bool:
-        return name in self._files or name in self._open
+            finally:
+                self._finish(name)
+        return True
 
     def close(self) -> None:
         """Close what an interrupted export left open (its files stay, unlisted)."""
