@@ -58,7 +58,10 @@ async def run_in_thread(
 
 
 async def test_exports_of_a_user_and_a_room(
-    server_factory: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    server_factory: Any,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     hs = await encrypted_server(server_factory, tmp_path)
     s = await build(hs)
@@ -81,12 +84,15 @@ async def test_exports_of_a_user_and_a_room(
     assert code == 0, err
     await check_room_export(hs, room_dir, s)
 
-    # For compliance officers: the original content of redacted events.
+    # For compliance officers: the original content of redacted events. On a
+    # terminal, with a progress bar.
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
     full_dir = tmp_path / "out-room-full"
     code, _, err = await run_in_thread(
         hs, capsys, "export-room", s.main_room, "--out", str(full_dir), "--include-redacted"
     )
     assert code == 0, err
+    assert f"export {s.main_room}: 100%" in err
     await check_room_export(hs, full_dir, s, include_redacted=True)
 
 
