@@ -113,7 +113,9 @@ class Exporter:
         await self.check(request)
         writer = await asyncio.to_thread(ExportWriter, out)
         started = int(time.time() * 1000)
-        run = _Run(self, writer, request, progress)
+        run = _Run(
+            self._store, self._formatter, self._files, self._batch, writer, request, progress
+        )
         try:
             if request.kind == "user":
                 await run.user()
@@ -138,10 +140,19 @@ class _Run:
     """One export being written."""
 
     def __init__(
-        self, exporter: Exporter, writer: ExportWriter, request: ExportRequest, progress: Progress
+        self,
+        store: ExportStore,
+        formatter: EventFormatter,
+        files: MediaFiles,
+        batch: int,
+        writer: ExportWriter,
+        request: ExportRequest,
+        progress: Progress,
     ) -> None:
-        self._x = exporter
-        self._store = exporter._store
+        self._store = store
+        self._formatter = formatter
+        self._files = files
+        self._batch = batch
         self._writer = writer
         self._request = request
         self._progress = progress
@@ -153,17 +164,17 @@ class _Run:
         store = self._store
         self._progress.set_total(await store.count_user(user_id))
         profile = await store.profile(user_id)
-        await self._to_thread(
+        await asyncio.to_thread(
             self._writer.write_json, "profile.json", {"user_id": user_id, **(profile or {})}
         )
         devices = await store.devices(user_id)
         await self._lines("devices.jsonl", [devices])
         await self._account_data(user_id)
         await self._events(
-            "events.jsonl", lambda after: store.sent_events(user_id, after, self._x._batch)
+            "events.jsonl", lambda after: store.sent_events(user_id, after, self._batch)
         )
         await self._events(
-            "memberships.jsonl", lambda after: store.memberships_of(user_id, after, self._x._batch)
+            "memberships.jsonl", lambda after: store.memberships_of(user_id, after, self._batch)
         )
         await self._uploads(user_id)
 
@@ -171,33 +182,30 @@ class _Run:
         room_id = self._request.target
         store = self._store
         self._progress.set_total(await store.count_room(room_id))
-        await self._to_thread(self._writer.write_json, "room.json", await store.room(room_id))
-        await self._to_thread(self._writer.open_lines, "media.jsonl")
+        await asyncio.to_thread(self._writer.write_json, "room.json", await store.room(room_id))
+        await asyncio.to_thread(self._writer.open_lines, "media.jsonl")
         await self._events(
             "events.jsonl",
-            lambda after: store.room_events(room_id, after, self._x._batch),
+            lambda after: store.room_events(room_id, after, self._batch),
             with_media=True,
         )
         await self._events(
             "memberships.jsonl",
-            lambda after: store.room_memberships(room_id, after, self._x._batch),
+            lambda after: store.room_memberships(room_id, after, self._batch),
         )
         await self._state(room_id)
-        await self._to_thread(self._writer.close_lines, "media.jsonl")
-
-    async def _to_thread(self, func: Callable[..., Any], *args: Any) -> Any:
-        return await asyncio.to_thread(func, *args)
+        await asyncio.to_thread(self._writer.close_lines, "media.jsonl")
 
     async def _lines(self, name: str, batches: Sequence[Sequence[Any]]) -> None:
-        await self._to_thread(self._writer.open_lines, name)
+        await asyncio.to_thread(self._writer.open_lines, name)
         for batch in batches:
-            await self._to_thread(self._writer.append_lines, name, batch)
-        await self._to_thread(self._writer.close_lines, name)
+            await asyncio.to_thread(self._writer.append_lines, name, batch)
+        await asyncio.to_thread(self._writer.close_lines, name)
 
     async def _client_events(self, events: list[StoredEvent]) -> list[dict[str, Any]]:
         """Events as clients saw them; with include_redacted, redacted ones keep their
         original content (and still say, in unsigned.redacted_because, that they were)."""
-        shaped = await self._x._formatter.serialize(events, None, aggregations=False)
+        shaped = await self._formatter.serialize(events, None, aggregations=False)
         if self._request.include_redacted:
             for stored, body in zip(events, shaped, strict=True):
                 if "redacted_because" in body["unsigned"]:
@@ -211,7 +219,7 @@ class _Run:
         *,
         with_media: bool = False,
     ) -> None:
-        await self._to_thread(self._writer.open_lines, name)
+        await asyncio.to_thread(self._writer.open_lines, name)
         after = -(2**63)
         while True:
             events = await page(after)
@@ -219,11 +227,11 @@ class _Run:
                 break
             after = events[-1].stream_ordering
             shaped = await self._client_events(events)
-            await self._to_thread(self._writer.append_lines, name, shaped)
+            await asyncio.to_thread(self._writer.append_lines, name, shaped)
             self._progress.advance(len(shaped))
             if with_media:
                 await self._referenced_media(shaped)
-        await self._to_thread(self._writer.close_lines, name)
+        await asyncio.to_thread(self._writer.close_lines, name)
 
     async def _referenced_media(self, shaped: list[dict[str, Any]]) -> None:
         """Copy the stored files this batch's events name (once each), listed in media.jsonl."""
@@ -233,35 +241,35 @@ class _Run:
         await self._copy_media(await self._store.media(refs))
 
     async def _copy_media(self, rows: list[MediaRow]) -> None:
-        files = self._x._files
+        files = self._files
         records = []
         for row in rows:
-            copied = await self._to_thread(
+            copied = await asyncio.to_thread(
                 self._writer.copy_media,
                 media_file_name(row),
                 files,
                 files.content_path(row.sha256),
             )
             records.append(_media_record(row, copied))
-        await self._to_thread(self._writer.append_lines, "media.jsonl", records)
+        await asyncio.to_thread(self._writer.append_lines, "media.jsonl", records)
 
     async def _uploads(self, user_id: str) -> None:
-        await self._to_thread(self._writer.open_lines, "media.jsonl")
+        await asyncio.to_thread(self._writer.open_lines, "media.jsonl")
         after: tuple[int, str] = (-1, "")
         while True:
-            rows = await self._store.uploads(user_id, after, self._x._batch)
+            rows = await self._store.uploads(user_id, after, self._batch)
             if not rows:
                 break
             after = (rows[-1].created_ts, rows[-1].media_id)
             await self._copy_media(rows)
             self._progress.advance(len(rows))
-        await self._to_thread(self._writer.close_lines, "media.jsonl")
+        await asyncio.to_thread(self._writer.close_lines, "media.jsonl")
 
     async def _account_data(self, user_id: str) -> None:
-        await self._to_thread(self._writer.open_lines, "account_data.jsonl")
+        await asyncio.to_thread(self._writer.open_lines, "account_data.jsonl")
         after: tuple[str, str] | None = None
         while True:
-            rows = await self._store.account_data(user_id, after, self._x._batch)
+            rows = await self._store.account_data(user_id, after, self._batch)
             if not rows:
                 break
             after = (rows[-1][0], rows[-1][1])
@@ -269,19 +277,19 @@ class _Run:
                 {"room_id": room_id or None, "type": kind, "content": content}
                 for room_id, kind, content in rows
             ]
-            await self._to_thread(self._writer.append_lines, "account_data.jsonl", records)
+            await asyncio.to_thread(self._writer.append_lines, "account_data.jsonl", records)
             self._progress.advance(len(records))
-        await self._to_thread(self._writer.close_lines, "account_data.jsonl")
+        await asyncio.to_thread(self._writer.close_lines, "account_data.jsonl")
 
     async def _state(self, room_id: str) -> None:
-        await self._to_thread(self._writer.open_lines, "state.jsonl")
+        await asyncio.to_thread(self._writer.open_lines, "state.jsonl")
         after: tuple[str, str] | None = None
         while True:
-            page = await self._store.current_state(room_id, after, self._x._batch)
+            page = await self._store.current_state(room_id, after, self._batch)
             if not page:
                 break
             after = page[-1][0]
             shaped = await self._client_events([stored for _, stored in page])
-            await self._to_thread(self._writer.append_lines, "state.jsonl", shaped)
+            await asyncio.to_thread(self._writer.append_lines, "state.jsonl", shaped)
             self._progress.advance(len(shaped))
-        await self._to_thread(self._writer.close_lines, "state.jsonl")
+        await asyncio.to_thread(self._writer.close_lines, "state.jsonl")
