@@ -24,6 +24,10 @@ logger = logging.getLogger(__name__)
 
 # At most one progress write per job in this many seconds.
 _PROGRESS_INTERVAL_S = 0.5
+# Exports writing at once in this process; later ones wait their turn (as
+# 'running' with no progress yet), so a burst of requests cannot flood the
+# database and the disk while the server serves its users.
+MAX_CONCURRENT_EXPORTS = 2
 
 
 class _JobProgress:
@@ -66,6 +70,7 @@ class ExportJobs:
         self._exporter = exporter
         self._root = root
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._slots = asyncio.Semaphore(MAX_CONCURRENT_EXPORTS)
 
     async def start(self) -> None:
         """Report the jobs a previous run of the server left running as interrupted."""
@@ -101,7 +106,8 @@ class ExportJobs:
     async def _run(self, export_id: str, request: ExportRequest, out: Path) -> None:
         progress = _JobProgress(self._store, export_id)
         try:
-            await self._exporter.export(request, out, progress)
+            async with self._slots:
+                await self._exporter.export(request, out, progress)
         except asyncio.CancelledError:
             await progress.flush()
             await asyncio.shield(self._store.finish(export_id, "interrupted", progress.done))
