@@ -1,4 +1,5 @@
-"""The command line: run, generate-config, register-user, make-admin, migrate, media-key."""
+"""The command line: run, generate-config, register-user, make-admin, migrate, media-key,
+export-user, export-room."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from typing import Any
 import yaml
 
 from homeserver.config import Config, ConfigError, config_from_dict, config_to_dict, load_config
+from homeserver.export import cli as export_cli
 from homeserver.keyfiles import ensure_self_signed_certificate, ensure_signing_key
 from homeserver.logs import setup_logging
 from homeserver.media.encryption import MediaKeyError
@@ -74,6 +76,7 @@ def _parser() -> argparse.ArgumentParser:
         "encrypt-existing", help="encrypt the media files stored before encryption was on"
     )
     key_enc.add_argument("--config", default=DEFAULT_CONFIG)
+    export_cli.add_commands(sub, DEFAULT_CONFIG)
     return parser
 
 
@@ -253,6 +256,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "make-admin":
             user_id = asyncio.run(_make_admin(config, args.user))
             print(f"{user_id} is now a server admin")
+        elif args.command in export_cli.COMMANDS:
+            return export_cli.run(config, args)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -676,6 +676,9 @@ class Config:
     email: EmailConfig | None = None
     # The administrators' contacts and support page (/.well-known/matrix/support).
     support: SupportConfig = SupportConfig()
+    # Where the admin API's data exports are written, one directory per export
+    # (relative to data_dir; homeserver/export, docs/export.md).
+    export_dir: str = "exports"
 
     def path(self, name: str) -> Path:
         """A path from the config, relative paths taken from the data directory."""

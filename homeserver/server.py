@@ -86,6 +86,7 @@ from homeserver.api.account_moderation import AccountModerationApi
 from homeserver.api.admin.appservices import AdminAppServicesApi
 from homeserver.api.admin.audit import AdminAuditApi
 from homeserver.api.admin.compliance import AdminComplianceApi
+from homeserver.api.admin.export import AdminExportApi
 from homeserver.api.admin.media import AdminMediaApi
 from homeserver.api.admin.notices import AdminNoticesApi
 from homeserver.api.admin.oauth import AdminOAuthApi
@@ -167,6 +168,8 @@ from homeserver.ephemeral.common import StreamPublisher
 from homeserver.ephemeral.presence import PresenceService
 from homeserver.ephemeral.receipts import ReceiptService
 from homeserver.ephemeral.typing import TypingService
+from homeserver.export.exporter import Exporter
+from homeserver.export.jobs import ExportJobs
 from homeserver.filters import FilterService
 from homeserver.identity.bindings import ThreepidBindings
 from homeserver.identity.client import IdentityServerClient
@@ -268,6 +271,8 @@ from storage.e2e_remote import RemoteKeyStore
 from storage.event_expiry import EventExpiryStore
 from storage.event_stream import EventStreamStore
 from storage.events import EventStore
+from storage.export import ExportStore
+from storage.export_jobs import ExportJobStore
 from storage.federation_inbound import InboundTransactionStore
 from storage.federation_reads import FederationReadStore
 from storage.federation_sender import FederationSenderStore
@@ -435,7 +440,26 @@ class HomeServer:
             AdminMediaApi(
                 AdminMedia(self.media_manager, AdminMediaStore(pool), self.config.server_name)
             ),
+            await self._export_api(app, pool),
         ]
+
+    async def _export_api(self, app: web.Application, pool: asyncpg.Pool) -> AdminExportApi:
+        """Data exports as background jobs (homeserver/export), stopped with the client app."""
+        config = self.config
+        exporter = Exporter(
+            ExportStore(pool, config.server_name),
+            EventFormatter(self.event_store),
+            self.media_files,
+            config.server_name,
+        )
+        jobs = ExportJobs(ExportJobStore(pool), exporter, config.path(config.export_dir))
+        await jobs.start()
+
+        async def stop_exports(_: web.Application) -> None:
+            await jobs.stop()
+
+        app.on_cleanup.append(stop_exports)
+        return AdminExportApi(jobs, config.server_name)
 
     def _ldap_sign_in(
         self, pool: asyncpg.Pool, users: UserStore, accounts: AccountService
