@@ -167,6 +167,7 @@ from homeserver.ephemeral.common import StreamPublisher
 from homeserver.ephemeral.presence import PresenceService
 from homeserver.ephemeral.receipts import ReceiptService
 from homeserver.ephemeral.typing import TypingService
+from homeserver.erasure.content import ErasedContent
 from homeserver.filters import FilterService
 from homeserver.identity.bindings import ThreepidBindings
 from homeserver.identity.client import IdentityServerClient
@@ -265,6 +266,7 @@ from storage.device_lists import DeviceListStore
 from storage.directory import DirectoryStore
 from storage.e2e_keys import E2eKeyStore
 from storage.e2e_remote import RemoteKeyStore
+from storage.erasure import ErasureStore
 from storage.event_expiry import EventExpiryStore
 from storage.event_stream import EventStreamStore
 from storage.events import EventStore
@@ -674,7 +676,8 @@ class HomeServer:
         app.on_cleanup.append(stop_remote_invites)
         app.on_cleanup.append(close_appservice_client)
         history_store = HistoryStore(pool)
-        visibility = HistoryVisibility(state, events, history_store)
+        erased_content = ErasedContent(ErasureStore(pool), state, events)
+        visibility = HistoryVisibility(state, events, history_store, erased_content)
         thread_subscriptions = ThreadSubscriptions(
             ThreadSubscriptionStore(pool), events, visibility, self.notifier
         )

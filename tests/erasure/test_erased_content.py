@@ -1,0 +1,147 @@
+"""Deactivation with `erase: true`: as in Synapse, users who were in the room
+when an erased user's message was sent still see it; later joiners see it
+redacted, on every read path; a legal hold on the user or the room keeps it
+visible to all."""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import quote
+
+from homeserver.erasure.content import ErasedContent
+from storage.erasure import ErasureStore
+from storage.events import EventStore
+from storage.legal_holds import LegalHoldStore
+from storage.state import StateStore
+from tests.conftest import RunningServer
+from tests.erasure.helpers import (
+    SECRET,
+    TOPIC,
+    V3,
+    Scene,
+    erase_by_admin,
+    erase_by_client,
+    event,
+    messages,
+    scene,
+    state,
+)
+from tests.sliding_sync.helpers import User
+
+TIMELINE = json.dumps({"room": {"timeline": {"limit": 50}}})
+
+
+async def sync_timeline(user: User, room: str) -> dict[str, dict]:
+    body = await user.call("GET", f"{V3}/sync?filter={quote(TIMELINE)}")
+    return {e["event_id"]: e["content"] for e in body["rooms"]["join"][room]["timeline"]["events"]}
+
+
+async def sliding_timeline(user: User, room: str) -> dict[str, dict]:
+    body = await user.sync_ok(
+        {"room_subscriptions": {room: {"timeline_limit": 50, "required_state": []}}}
+    )
+    return {e["event_id"]: e["content"] for e in body["rooms"][room]["timeline"]}
+
+
+async def context(user: User, room: str, event_id: str) -> dict:
+    return dict(await user.call("GET", f"{V3}/rooms/{room}/context/{event_id}?limit=10"))
+
+
+async def search(user: User, term: str) -> list[str]:
+    body = await user.call(
+        "POST", f"{V3}/search", {"search_categories": {"room_events": {"search_term": term}}}
+    )
+    return [r["result"]["event_id"] for r in body["search_categories"]["room_events"]["results"]]
+
+
+async def assert_whole_for(user: User, s: Scene) -> None:
+    """Every read path shows alice's message and topic as sent."""
+    said = {"msgtype": "m.text", "body": SECRET}
+    assert (await event(user, s.room, s.message))["content"] == said
+    assert (await messages(user, s.room))[s.message] == said
+    assert (await sync_timeline(user, s.room))[s.message] == said
+    assert (await sliding_timeline(user, s.room))[s.message] == said
+    around = await context(user, s.room, s.message)
+    assert around["event"]["content"] == said
+    assert {"topic": TOPIC} in [e["content"] for e in around["state"]]
+    assert await search(user, "merger") == [s.message]
+    assert (await state(user, s.room))[("m.room.topic", "")] == {"topic": TOPIC}
+    path = f"{V3}/rooms/{s.room}/state/m.room.topic/"
+    assert await user.call("GET", path) == {"topic": TOPIC}
+
+
+async def assert_erased_for(user: User, s: Scene) -> None:
+    """Every read path shows alice's message and topic redacted."""
+    assert (await event(user, s.room, s.message))["content"] == {}
+    assert (await messages(user, s.room))[s.message] == {}
+    assert (await sync_timeline(user, s.room))[s.message] == {}
+    assert (await sliding_timeline(user, s.room))[s.message] == {}
+    around = await context(user, s.room, s.message)
+    assert around["event"]["content"] == {}
+    topics = [e for e in around["state"] if e["type"] == "m.room.topic"]
+    assert [e["content"] for e in topics] == [{}]
+    # The match was on words the searcher cannot see: no hit.
+    assert await search(user, "merger") == []
+    room_state = await state(user, s.room)
+    assert room_state[("m.room.topic", "")] == {}
+    # Alice's member event loses her profile; the room's configuration stays.
+    assert room_state[("m.room.member", s.alice.user_id)] == {"membership": "join"}
+    assert room_state[("m.room.create", "")]["room_version"]
+    assert room_state[("m.room.join_rules", "")] == {"join_rule": "public"}
+    assert await user.call("GET", f"{V3}/rooms/{s.room}/state/m.room.topic/") == {}
+
+
+async def test_erased_messages_are_redacted_for_later_joiners_only(hs: RunningServer) -> None:
+    s = await scene(hs)
+    await assert_whole_for(s.carol, s)
+    await erase_by_client(s.alice)
+    await assert_whole_for(s.bob, s)
+    await assert_erased_for(s.carol, s)
+    # Carol's own message is untouched.
+    assert "hello all" in [c.get("body") for c in (await messages(s.carol, s.room)).values()]
+
+
+async def test_admin_deactivation_with_erase(hs: RunningServer) -> None:
+    s = await scene(hs)
+    await erase_by_admin(hs, s.alice.user_id)
+    said = {"msgtype": "m.text", "body": SECRET}
+    assert (await event(s.bob, s.room, s.message))["content"] == said
+    assert (await event(s.carol, s.room, s.message))["content"] == {}
+    assert (await messages(s.carol, s.room))[s.message] == {}
+    assert await search(s.carol, "merger") == []
+
+
+async def test_a_legal_hold_keeps_erased_content_visible(hs: RunningServer) -> None:
+    s = await scene(hs)
+    holds = LegalHoldStore(hs.pool)
+    await holds.place("user", s.alice.user_id, "case 7", "@root:localhost")
+    await erase_by_client(s.alice)
+    await assert_whole_for(s.carol, s)
+
+    await holds.lift("user", s.alice.user_id)
+    await holds.place("room", s.room, "case 8", "@root:localhost")
+    await assert_whole_for(s.carol, s)
+
+    # Once no hold applies, the erasure shows again.
+    await holds.lift("room", s.room)
+    await assert_erased_for(s.carol, s)
+
+
+async def test_export_asks_whether_content_is_erased(hs: RunningServer) -> None:
+    """The call an export makes: erased for a viewer who was not in the
+    room (None) and for a later joiner, not for a member at the time."""
+    s = await scene(hs)
+    await erase_by_client(s.alice)
+    state_store = StateStore(hs.pool)
+    events = EventStore(hs.pool, state_store)
+    erasure = ErasedContent(ErasureStore(hs.pool), state_store, events)
+    loaded = await events.get_events([s.message, s.topic])
+    batch = [loaded[s.message], loaded[s.topic]]
+    assert await erasure.erased_ids(None, batch) == {s.message, s.topic}
+    assert await erasure.erased_ids(s.carol.user_id, batch) == {s.message, s.topic}
+    assert await erasure.erased_ids(s.bob.user_id, batch) == set()
+    [seen, _] = await erasure.apply(None, batch)
+    assert seen.event.content == {}
+
+    await LegalHoldStore(hs.pool).place("room", s.room, "", "@root:localhost")
+    assert await erasure.erased_ids(None, batch) == set()
