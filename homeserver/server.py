@@ -93,6 +93,7 @@ from homeserver.api.admin.reports import AdminReportsApi
 from homeserver.api.admin.rooms import AdminRoomsApi
 from homeserver.api.admin.server import AdminServerApi
 from homeserver.api.admin.tokens import AdminTokensApi
+from homeserver.api.admin.user_redact import AdminUserRedactApi
 from homeserver.api.admin.user_reports import AdminUserReportsApi
 from homeserver.api.admin.users import AdminUsersApi, SharedSecretApi
 from homeserver.api.appservice import AppServiceApi
@@ -168,6 +169,7 @@ from homeserver.ephemeral.presence import PresenceService
 from homeserver.ephemeral.receipts import ReceiptService
 from homeserver.ephemeral.typing import TypingService
 from homeserver.erasure.content import ErasedContent
+from homeserver.erasure.redact_job import UserRedactions
 from homeserver.filters import FilterService
 from homeserver.identity.bindings import ThreepidBindings
 from homeserver.identity.client import IdentityServerClient
@@ -312,6 +314,7 @@ from storage.to_device import ToDeviceStore
 from storage.uia import RegistrationTokenStore, UiaStore
 from storage.upstream import UpstreamStore
 from storage.user_directory import UserDirectoryStore
+from storage.user_redactions import UserRedactionStore
 from storage.user_reports import UserReportStore
 from storage.user_threepids import UserThreepidStore
 from storage.users import UserStore
@@ -438,6 +441,20 @@ class HomeServer:
                 AdminMedia(self.media_manager, AdminMediaStore(pool), self.config.server_name)
             ),
         ]
+
+    async def _user_redactions_api(
+        self, app: web.Application, pool: asyncpg.Pool, rooms: RoomService
+    ) -> AdminUserRedactApi:
+        """Redacting all of a user's events (admin jobs resumed at start-up,
+        stopped between two redactions at shutdown)."""
+        redactions = UserRedactions(UserRedactionStore(pool), rooms)
+        await redactions.start()
+
+        async def stop_redactions(_: web.Application) -> None:
+            await redactions.stop()
+
+        app.on_cleanup.append(stop_redactions)
+        return AdminUserRedactApi(redactions)
 
     def _ldap_sign_in(
         self, pool: asyncpg.Pool, users: UserStore, accounts: AccountService
@@ -1276,6 +1293,7 @@ class HomeServer:
                 ),
                 ComplianceSearch(ComplianceSearchStore(pool), events, formatter),
             ),
+            await self._user_redactions_api(app, pool, rooms),
         )
         return app
 
