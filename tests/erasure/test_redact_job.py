@@ -9,6 +9,7 @@ from typing import Any
 from urllib.parse import quote
 
 from storage.legal_holds import LegalHoldStore
+from storage.user_redactions import RedactJob, UserRedactionStore
 from tests.admin.conftest import Admin, make_admin
 from tests.conftest import RunningServer
 from tests.erasure.helpers import V3, erase_by_admin, event
@@ -176,3 +177,34 @@ async def test_bad_input_non_admins_and_unknown_ids(hs: RunningServer) -> None:
     # Nothing was started by any of it.
     assert await hs.pool.fetchval("SELECT count(*) FROM user_redactions") == 0
     assert (await event(root, room, said))["content"]["body"] == "still here"
+
+
+async def test_an_unfinished_job_resumes_at_start_up(server_factory: Any) -> None:
+    """A job whose server stopped mid-way is taken up by the next start."""
+    hs = await server_factory()
+    admin, root = await admin_user(hs)
+    alice = await new_user(hs, "alice")
+    room = await room_with(root, alice)
+    said = await alice.send(room, "left over")
+    await UserRedactionStore(hs.pool).create(
+        RedactJob(
+            redact_id="interrupted",
+            user_id=alice.user_id,
+            admin_id=admin.user_id,
+            rooms=(room,),
+            reason=None,
+            max_per_room=1000,
+            after_ts=None,
+            before_ts=None,
+            status="active",
+            total=0,
+            redacted=0,
+            failed_redactions={},
+            error=None,
+        )
+    )
+    restarted = await server_factory()
+    again = Admin(restarted, admin.token, admin.user_id)
+    done = await finished(again, "interrupted")
+    assert (done["status"], done["redacted"]) == ("completed", 2)
+    assert await redacted_by(root, room, said) is not None
