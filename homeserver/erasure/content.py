@@ -11,7 +11,8 @@ senders are erased, holds included).
 History visibility (rooms/visibility.py) applies this to every timeline read
 with the membership facts it already loaded; `ErasedContent.apply` is for
 exports and other reads of events that history visibility does not filter,
-`apply_to_state` for a room's state (/state, the state around /context). For
+`apply_to_state` for a room's state (/state, the state around /context,
+/sync's state and sliding sync's required_state). For
 a batch of events they cost one query when nobody in it erased their account
 and is not under a legal hold, three at most otherwise.
 """

@@ -43,6 +43,27 @@ async def sliding_timeline(user: User, room: str) -> dict[str, dict]:
     return {e["event_id"]: e["content"] for e in body["rooms"][room]["timeline"]}
 
 
+async def synced_topic(user: User, room: str) -> dict:
+    """The topic in the state of an initial /sync (a timeline too short to hold it)."""
+    short = json.dumps({"room": {"timeline": {"limit": 1}}})
+    body = await user.call("GET", f"{V3}/sync?filter={quote(short)}")
+    state = body["rooms"]["join"][room]["state"]["events"]
+    [topic] = [e["content"] for e in state if e["type"] == "m.room.topic"]
+    return dict(topic)
+
+
+async def sliding_topic(user: User, room: str) -> dict:
+    body = await user.sync_ok(
+        {
+            "room_subscriptions": {
+                room: {"timeline_limit": 1, "required_state": [["m.room.topic", ""]]}
+            }
+        }
+    )
+    [topic] = [e["content"] for e in body["rooms"][room]["required_state"]]
+    return dict(topic)
+
+
 async def context(user: User, room: str, event_id: str) -> dict:
     return dict(await user.call("GET", f"{V3}/rooms/{room}/context/{event_id}?limit=10"))
 
@@ -68,6 +89,8 @@ async def assert_whole_for(user: User, s: Scene) -> None:
     assert (await state(user, s.room))[("m.room.topic", "")] == {"topic": TOPIC}
     path = f"{V3}/rooms/{s.room}/state/m.room.topic/"
     assert await user.call("GET", path) == {"topic": TOPIC}
+    assert await synced_topic(user, s.room) == {"topic": TOPIC}
+    assert await sliding_topic(user, s.room) == {"topic": TOPIC}
 
 
 async def assert_erased_for(user: User, s: Scene) -> None:
@@ -89,6 +112,8 @@ async def assert_erased_for(user: User, s: Scene) -> None:
     assert room_state[("m.room.create", "")]["room_version"]
     assert room_state[("m.room.join_rules", "")] == {"join_rule": "public"}
     assert await user.call("GET", f"{V3}/rooms/{s.room}/state/m.room.topic/") == {}
+    assert await synced_topic(user, s.room) == {}
+    assert await sliding_topic(user, s.room) == {}
 
 
 async def test_erased_messages_are_redacted_for_later_joiners_only(hs: RunningServer) -> None:
