@@ -574,7 +574,7 @@ class HistoryService:
             if not_membership is not None and value == not_membership:
                 continue
             chosen.append(stored)
-        return chosen
+        return await self._visibility.state_as_seen(user_id, chosen)
 
     async def joined_members(
         self, requester: Requester, room_id: str
@@ -587,7 +587,12 @@ class HistoryService:
         if access.membership != "join" and not access.world_readable:
             raise forbidden("You are not in this room")
         ids = list((await self._rooms.members(room_id)).values())
-        found = await self._events.get_events(ids)
+        loaded = await self._events.get_events(ids)
+        # An erased member's name and avatar are not shown to later joiners.
+        found = {
+            s.event.event_id: s
+            for s in await self._visibility.state_as_seen(requester.user_id, list(loaded.values()))
+        }
         joined: dict[str, dict[str, str | None]] = {}
         for event_id in ids:
             stored = found.get(event_id)

@@ -30,6 +30,9 @@ class Scene:
 
 async def scene(hs: RunningServer) -> Scene:
     alice, bob, carol = [await new_user(hs, n) for n in ("alice", "bob", "carol")]
+    await alice.call(
+        "PUT", f"{V3}/profile/{quote(alice.user_id)}/displayname", {"displayname": "alice"}
+    )
     room = await alice.create_room(preset="public_chat")
     await bob.join(room)
     topic = await alice.state(room, "m.room.topic", {"topic": TOPIC})

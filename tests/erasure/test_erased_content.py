@@ -1,6 +1,7 @@
 """Deactivation with `erase: true`: as in Synapse, users who were in the room
 when an erased user's message was sent still see it; later joiners see it
-redacted, on every read path; a legal hold on the user or the room keeps it
+redacted, on every read path (and the state of the room, but for the state
+that configures it); a legal hold on the user or the room keeps it
 visible to all."""
 
 from __future__ import annotations
@@ -64,6 +65,15 @@ async def sliding_topic(user: User, room: str) -> dict:
     return dict(topic)
 
 
+async def members(user: User, room: str) -> dict[str, dict]:
+    chunk = (await user.call("GET", f"{V3}/rooms/{room}/members"))["chunk"]
+    return {e["state_key"]: e["content"] for e in chunk}
+
+
+async def joined(user: User, room: str) -> dict[str, dict]:
+    return dict((await user.call("GET", f"{V3}/rooms/{room}/joined_members"))["joined"])
+
+
 async def context(user: User, room: str, event_id: str) -> dict:
     return dict(await user.call("GET", f"{V3}/rooms/{room}/context/{event_id}?limit=10"))
 
@@ -119,9 +129,14 @@ async def assert_erased_for(user: User, s: Scene) -> None:
 async def test_erased_messages_are_redacted_for_later_joiners_only(hs: RunningServer) -> None:
     s = await scene(hs)
     await assert_whole_for(s.carol, s)
+    assert (await members(s.carol, s.room))[s.alice.user_id]["displayname"] == "alice"
     await erase_by_client(s.alice)
     await assert_whole_for(s.bob, s)
     await assert_erased_for(s.carol, s)
+    # Her name is gone from the room for everyone (deactivation clears the profile).
+    for user in (s.bob, s.carol):
+        assert (await members(user, s.room))[s.alice.user_id] == {"membership": "join"}
+        assert (await joined(user, s.room))[s.alice.user_id]["display_name"] is None
     # Carol's own message is untouched.
     assert "hello all" in [c.get("body") for c in (await messages(s.carol, s.room)).values()]
 
