@@ -1472,7 +1472,11 @@ class HomeServer:
         app.on_cleanup.append(close_client)
         read_store = FederationReadStore(pool)
         reads = FederationReads(
-            self.event_store, self.state_store, read_store, server_name=config.server_name
+            self.event_store,
+            self.state_store,
+            read_store,
+            server_name=config.server_name,
+            erasure=ErasureStore(pool),
         )
         assert self.pipeline is not None
         EphemeralEdus(self.typing, self.receipts, self.presence, reads, read_store).register(
