@@ -185,6 +185,13 @@ class HistoryVisibility:
         for those not joined when it was sent (ErasedContent.apply_to_state)."""
         return await self._erasure.apply_to_state(user_id, state)
 
+    async def erasure_applied(
+        self, user_id: str | None, events: Sequence[StoredEvent]
+    ) -> list[StoredEvent]:
+        """Events with erasure alone applied, for those shown along with an
+        event the user may see (its bundled edits and thread replies)."""
+        return await self._erasure.apply(user_id, events)
+
     async def visible(self, user_id: str, stored: StoredEvent) -> bool:
         return bool(await self.filter(user_id, [stored]))
 

@@ -27,7 +27,7 @@ from tests.erasure.helpers import (
     scene,
     state,
 )
-from tests.sliding_sync.helpers import User
+from tests.sliding_sync.helpers import User, new_user
 
 TIMELINE = json.dumps({"room": {"timeline": {"limit": 50}}})
 
@@ -185,3 +185,28 @@ async def test_export_asks_whether_content_is_erased(hs: RunningServer) -> None:
 
     await LegalHoldStore(hs.pool).place("room", s.room, "", "@root:localhost")
     assert await erasure.erased_ids(None, batch) == set()
+
+
+async def test_bundled_edits_of_an_erased_user_are_redacted(hs: RunningServer) -> None:
+    """An edit bundled with the message (m.replace) would otherwise carry
+    the words the message lost."""
+    s = await scene(hs)
+    edit = {
+        "msgtype": "m.text",
+        "body": "* edited secret",
+        "m.new_content": {"msgtype": "m.text", "body": "edited secret"},
+        "m.relates_to": {"rel_type": "m.replace", "event_id": s.message},
+    }
+    await s.alice.call("PUT", f"{V3}/rooms/{s.room}/send/m.room.message/edit1", edit)
+    await erase_by_client(s.alice)
+    dave = await new_user(hs, "dave")
+    await dave.join(s.room)
+
+    async def bundled_edit(user: User) -> dict:
+        seen = await event(user, s.room, s.message)
+        return dict(seen["unsigned"]["m.relations"]["m.replace"]["content"])
+
+    # Carol was in the room for the edit, not for the message; Dave for neither.
+    assert (await bundled_edit(s.bob))["m.new_content"]["body"] == "edited secret"
+    assert (await bundled_edit(s.carol))["m.new_content"]["body"] == "edited secret"
+    assert await bundled_edit(dave) == {}
