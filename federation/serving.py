@@ -4,7 +4,10 @@ backfill and missing events.
 Every room-scoped read first checks that the asking server may see the room:
 it passes the room's server ACL, and it has a joined member or the room's
 history is world_readable. Events go out as PDUs, exactly as signed (redacted
-when a valid redaction applies), never in the client format.
+when a valid redaction applies), never in the client format. As in Synapse,
+history walks (backfill, missing events) send the events of erased senders
+redacted, unless a legal hold covers them (storage/erasure.py): the receiver's
+content hash check then fails and it keeps them redacted.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from homeserver.events.redaction import redact
 from homeserver.events.room_versions import RoomVersion
 from homeserver.rooms.visibility import HISTORY_VISIBILITY_KEY, WORLD_READABLE, visibility_of
 from storage.database import now_ms
+from storage.erasure import ErasureStore
 from storage.events import EventStore, StoredEvent
 from storage.federation_reads import FederationReadStore
 from storage.state import StateKey, StateMap, StateStore
@@ -35,10 +39,12 @@ class FederationReads:
         reads: FederationReadStore,
         *,
         server_name: str,
+        erasure: ErasureStore,
     ) -> None:
         self._events = events
         self._state = state
         self._reads = reads
+        self._erasure = erasure
         self._server_name = server_name
 
     async def check_room_access(self, origin: str, room_id: str) -> RoomVersion:
@@ -64,11 +70,17 @@ class FederationReads:
         if acl is not None and not server_allowed(origin, acl.event.content):
             raise forbidden(f"{origin} is denied by the room's server ACL")
 
-    async def pdus(self, event_ids: Iterable[str]) -> list[dict[str, Any]]:
-        """The PDUs of the accepted events among `event_ids`, in that order."""
+    async def pdus(self, event_ids: Iterable[str], *, erase: bool = False) -> list[dict[str, Any]]:
+        """The PDUs of the accepted events among `event_ids`, in that order;
+        with `erase`, erased senders' events redacted."""
         ids = list(dict.fromkeys(event_ids))
         found = await self._events.get_events(ids)
-        redacted = await self._events.redactions_of(ids)
+        redacted = set(await self._events.redactions_of(ids))
+        if erase:
+            erased = await self._erasure.erased(
+                (s.event.room_id, s.event.sender) for s in found.values()
+            )
+            redacted |= {i for i, s in found.items() if (s.event.room_id, s.event.sender) in erased}
         return [
             self._pdu(found[i], i in redacted)
             for i in ids
@@ -158,7 +170,7 @@ class FederationReads:
         if limit < 1:
             raise MatrixError(400, "M_INVALID_PARAM", "limit must be positive")
         ids = await self._reads.backfill_ids(room_id, from_ids, min(limit, MAX_BACKFILL))
-        return self._transaction(await self.pdus(ids))
+        return self._transaction(await self.pdus(ids, erase=True))
 
     async def missing_events(
         self,
@@ -174,4 +186,4 @@ class FederationReads:
         ids = await self._reads.missing_event_ids(
             room_id, earliest, latest, max(0, min(limit, MAX_MISSING_EVENTS)), min_depth
         )
-        return {"events": await self.pdus(ids)}
+        return {"events": await self.pdus(ids, erase=True)}

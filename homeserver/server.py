@@ -94,6 +94,7 @@ from homeserver.api.admin.reports import AdminReportsApi
 from homeserver.api.admin.rooms import AdminRoomsApi
 from homeserver.api.admin.server import AdminServerApi
 from homeserver.api.admin.tokens import AdminTokensApi
+from homeserver.api.admin.user_redact import AdminUserRedactApi
 from homeserver.api.admin.user_reports import AdminUserReportsApi
 from homeserver.api.admin.users import AdminUsersApi, SharedSecretApi
 from homeserver.api.appservice import AppServiceApi
@@ -168,6 +169,8 @@ from homeserver.ephemeral.common import StreamPublisher
 from homeserver.ephemeral.presence import PresenceService
 from homeserver.ephemeral.receipts import ReceiptService
 from homeserver.ephemeral.typing import TypingService
+from homeserver.erasure.content import ErasedContent
+from homeserver.erasure.redact_job import UserRedactions
 from homeserver.export.exporter import Exporter
 from homeserver.export.jobs import ExportJobs
 from homeserver.filters import FilterService
@@ -268,6 +271,7 @@ from storage.device_lists import DeviceListStore
 from storage.directory import DirectoryStore
 from storage.e2e_keys import E2eKeyStore
 from storage.e2e_remote import RemoteKeyStore
+from storage.erasure import ErasureStore
 from storage.event_expiry import EventExpiryStore
 from storage.event_stream import EventStreamStore
 from storage.events import EventStore
@@ -315,6 +319,7 @@ from storage.to_device import ToDeviceStore
 from storage.uia import RegistrationTokenStore, UiaStore
 from storage.upstream import UpstreamStore
 from storage.user_directory import UserDirectoryStore
+from storage.user_redactions import UserRedactionStore
 from storage.user_reports import UserReportStore
 from storage.user_threepids import UserThreepidStore
 from storage.users import UserStore
@@ -449,6 +454,7 @@ class HomeServer:
         exporter = Exporter(
             ExportStore(pool, config.server_name),
             EventFormatter(self.event_store),
+            ErasedContent(ErasureStore(pool), self.state_store, self.event_store),
             self.media_files,
             config.server_name,
         )
@@ -460,6 +466,20 @@ class HomeServer:
 
         app.on_cleanup.append(stop_exports)
         return AdminExportApi(jobs, config.server_name)
+
+    async def _user_redactions_api(
+        self, app: web.Application, pool: asyncpg.Pool, rooms: RoomService
+    ) -> AdminUserRedactApi:
+        """Redacting all of a user's events (admin jobs resumed at start-up,
+        stopped between two redactions at shutdown)."""
+        redactions = UserRedactions(UserRedactionStore(pool), rooms)
+        await redactions.start()
+
+        async def stop_redactions(_: web.Application) -> None:
+            await redactions.stop()
+
+        app.on_cleanup.append(stop_redactions)
+        return AdminUserRedactApi(redactions)
 
     def _ldap_sign_in(
         self, pool: asyncpg.Pool, users: UserStore, accounts: AccountService
@@ -698,7 +718,8 @@ class HomeServer:
         app.on_cleanup.append(stop_remote_invites)
         app.on_cleanup.append(close_appservice_client)
         history_store = HistoryStore(pool)
-        visibility = HistoryVisibility(state, events, history_store)
+        erased_content = ErasedContent(ErasureStore(pool), state, events)
+        visibility = HistoryVisibility(state, events, history_store, erased_content)
         thread_subscriptions = ThreadSubscriptions(
             ThreadSubscriptionStore(pool), events, visibility, self.notifier
         )
@@ -1297,6 +1318,7 @@ class HomeServer:
                 ),
                 ComplianceSearch(ComplianceSearchStore(pool), events, formatter),
             ),
+            await self._user_redactions_api(app, pool, rooms),
         )
         return app
 
@@ -1475,7 +1497,11 @@ class HomeServer:
         app.on_cleanup.append(close_client)
         read_store = FederationReadStore(pool)
         reads = FederationReads(
-            self.event_store, self.state_store, read_store, server_name=config.server_name
+            self.event_store,
+            self.state_store,
+            read_store,
+            server_name=config.server_name,
+            erasure=ErasureStore(pool),
         )
         assert self.pipeline is not None
         EphemeralEdus(self.typing, self.receipts, self.presence, reads, read_store).register(

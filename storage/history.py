@@ -185,11 +185,3 @@ class HistoryStore:
                 room_id,
             )
         )
-
-    async def erased_users(self, user_ids: Iterable[str]) -> set[str]:
-        """Which of these users deactivated their account with erasure."""
-        rows = await self._pool.fetch(
-            "SELECT user_id FROM users WHERE erased AND user_id = ANY($1::text[])",
-            list(set(user_ids)),
-        )
-        return {r["user_id"] for r in rows}

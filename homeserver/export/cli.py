@@ -59,10 +59,12 @@ class _TerminalProgress:
 
 
 async def _export(config: Config, request: ExportRequest, out: Path) -> None:
+    from homeserver.erasure.content import ErasedContent
     from homeserver.media.files import MediaFiles
     from homeserver.media.key_commands import media_master_key
     from homeserver.rooms.format import EventFormatter
     from homeserver.server import open_database
+    from storage.erasure import ErasureStore
     from storage.events import EventStore
     from storage.export import ExportStore
     from storage.state import StateStore
@@ -71,10 +73,13 @@ async def _export(config: Config, request: ExportRequest, out: Path) -> None:
     await asyncio.to_thread(files.prepare)
     pool, embedded = await open_database(config)
     progress = _TerminalProgress(f"export {request.target}")
+    state = StateStore(pool)
+    events = EventStore(pool, state)
     try:
         exporter = Exporter(
             ExportStore(pool, config.server_name),
-            EventFormatter(EventStore(pool, StateStore(pool))),
+            EventFormatter(events),
+            ErasedContent(ErasureStore(pool), state, events),
             files,
             config.server_name,
         )

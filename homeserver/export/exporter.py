@@ -20,6 +20,7 @@ from typing import Any, Literal, Protocol
 
 import attrs
 
+from homeserver.erasure.content import ErasedContent
 from homeserver.errors import not_found
 from homeserver.export.writer import ExportWriter
 from homeserver.identifiers import is_valid_server_name
@@ -90,12 +91,14 @@ class Exporter:
         self,
         store: ExportStore,
         formatter: EventFormatter,
+        erased: ErasedContent,
         files: MediaFiles,
         server_name: str,
         batch_size: int = BATCH_SIZE,
     ) -> None:
         self._store = store
         self._formatter = formatter
+        self._erased = erased
         self._files = files
         self._server_name = server_name
         self._batch = batch_size
@@ -114,7 +117,14 @@ class Exporter:
         writer = await asyncio.to_thread(ExportWriter, out)
         started = int(time.time() * 1000)
         run = _Run(
-            self._store, self._formatter, self._files, self._batch, writer, request, progress
+            self._store,
+            self._formatter,
+            self._erased,
+            self._files,
+            self._batch,
+            writer,
+            request,
+            progress,
         )
         try:
             if request.kind == "user":
@@ -143,6 +153,7 @@ class _Run:
         self,
         store: ExportStore,
         formatter: EventFormatter,
+        erased: ErasedContent,
         files: MediaFiles,
         batch: int,
         writer: ExportWriter,
@@ -151,6 +162,7 @@ class _Run:
     ) -> None:
         self._store = store
         self._formatter = formatter
+        self._erased = erased
         self._files = files
         self._batch = batch
         self._writer = writer
@@ -202,9 +214,17 @@ class _Run:
             await asyncio.to_thread(self._writer.append_lines, name, batch)
         await asyncio.to_thread(self._writer.close_lines, name)
 
-    async def _client_events(self, events: list[StoredEvent]) -> list[dict[str, Any]]:
+    async def _client_events(
+        self, events: list[StoredEvent], *, state: bool = False
+    ) -> list[dict[str, Any]]:
         """Events as clients saw them; with include_redacted, redacted ones keep their
-        original content (and still say, in unsigned.redacted_because, that they were)."""
+        original content (and still say, in unsigned.redacted_because, that they were).
+        Without it, the events of erased users are redacted too, as for someone
+        who was not in the room (unless a legal hold keeps them); with it, the
+        compliance officer sees their original content."""
+        if not self._request.include_redacted:
+            erase = self._erased.apply_to_state if state else self._erased.apply
+            events = await erase(None, events)
         shaped = await self._formatter.serialize(events, None, aggregations=False)
         if self._request.include_redacted:
             for stored, body in zip(events, shaped, strict=True):
@@ -289,7 +309,7 @@ class _Run:
             if not page:
                 break
             after = page[-1][0]
-            shaped = await self._client_events([stored for _, stored in page])
+            shaped = await self._client_events([stored for _, stored in page], state=True)
             await asyncio.to_thread(self._writer.append_lines, "state.jsonl", shaped)
             self._progress.advance(len(shaped))
         await asyncio.to_thread(self._writer.close_lines, "state.jsonl")

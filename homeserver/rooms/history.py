@@ -478,11 +478,14 @@ class HistoryService:
             state = await self._members_of_senders(last, [*before.events, event, *after.events])
         else:
             state = await self._state_events(last.state_group)
+        state = await self._visibility.state_as_seen(
+            user_id, [s for s in state if event_filter.matches(s.event)]
+        )
         return Context(
             event,
             before.events,
             after.events,
-            [s for s in state if event_filter.matches(s.event)],
+            state,
             topological_token(before.position),
             topological_token(after.position),
         )
@@ -502,13 +505,16 @@ class HistoryService:
         return None
 
     async def room_state(self, requester: Requester, room_id: str) -> list[StoredEvent]:
-        """The room's state now, or as it was when the requester left."""
+        """The room's state now, or as it was when the requester left (erased
+        senders' state redacted for those not joined when it was sent)."""
         group = await self._state_view(requester.user_id, room_id)
         if group is not None:
-            return await self._state_events(group)
-        ids = list((await self._events.current_state_ids(room_id)).values())
-        found = await self._events.get_events(ids)
-        return [found[i] for i in ids if i in found]
+            state = await self._state_events(group)
+        else:
+            ids = list((await self._events.current_state_ids(room_id)).values())
+            found = await self._events.get_events(ids)
+            state = [found[i] for i in ids if i in found]
+        return await self._visibility.state_as_seen(requester.user_id, state)
 
     async def state_event(
         self, requester: Requester, room_id: str, event_type: str, state_key: str
@@ -522,7 +528,8 @@ class HistoryService:
         found = await self._events.get_events([event_id]) if event_id else {}
         if event_id is None or event_id not in found:
             raise not_found("Event not found")
-        return found[event_id]
+        [seen] = await self._visibility.state_as_seen(requester.user_id, [found[event_id]])
+        return seen
 
     async def members(
         self,
@@ -567,7 +574,7 @@ class HistoryService:
             if not_membership is not None and value == not_membership:
                 continue
             chosen.append(stored)
-        return chosen
+        return await self._visibility.state_as_seen(user_id, chosen)
 
     async def joined_members(
         self, requester: Requester, room_id: str
@@ -580,7 +587,12 @@ class HistoryService:
         if access.membership != "join" and not access.world_readable:
             raise forbidden("You are not in this room")
         ids = list((await self._rooms.members(room_id)).values())
-        found = await self._events.get_events(ids)
+        loaded = await self._events.get_events(ids)
+        # An erased member's name and avatar are not shown to later joiners.
+        found = {
+            s.event.event_id: s
+            for s in await self._visibility.state_as_seen(requester.user_id, list(loaded.values()))
+        }
         joined: dict[str, dict[str, str | None]] = {}
         for event_id in ids:
             stored = found.get(event_id)

@@ -229,7 +229,10 @@ class RelationsService:
         edit_ids = await self._store.latest_edits([_parent(s) for s in simple])
         references = await self._store.references([_parent(s) for s in simple])
         edits = await self._events.get_events(edit_ids.values())
-        bundled = [*latest.values(), *edits.values()]
+        # An erased sender's edits and replies come redacted, as their events do.
+        bundled = await self._visibility.erasure_applied(
+            user_id, [*latest.values(), *edits.values()]
+        )
         served = {
             body["event_id"]: body
             for body in (

@@ -264,11 +264,14 @@ class SearchService:
             if not found:
                 return hits, stored, None
             loaded = await self._events.get_events(h.event_id for h in found)
+            # An erased sender's message matched on content the searcher sees
+            # redacted: it is no hit for them (its words would leak).
             visible = {
                 s.event.event_id
                 for s in await self._visibility.filter(
                     user_id, [loaded[h.event_id] for h in found if h.event_id in loaded]
                 )
+                if s.event.content == loaded[s.event.event_id].event.content
             }
             for hit in found:
                 if hit.event_id in visible:

@@ -27,21 +27,19 @@ number of queries: one for the two state keys at every event's state group,
 one to load the events those keys point at, one, only when a `shared`
 event needs it, for the user's last join in each room, and one, only when
 the user was not joined at some of the events, for which of their senders
-erased their account.
+erased their account (without a legal hold on the room or the sender).
 
 Erasure (deactivation with `erase`), as in Synapse: users who were joined
 at an event of an erased user still see it as it was; everyone else who
-may see it sees it with its content redacted.
+may see it sees it with its content redacted (homeserver/erasure/content.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-import attrs
-
-from homeserver.events.redaction import redact
+from homeserver.erasure.content import ErasedContent, pruned
 from storage.events import EventStore, StoredEvent
 from storage.history import HistoryStore, Position
 from storage.state import StateKey, StateStore
@@ -94,24 +92,23 @@ def _membership_of(stored: StoredEvent | None) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _pruned(stored: StoredEvent) -> StoredEvent:
-    """The event with its content redacted, as users see an erased user's
-    events that they were not joined for (as Synapse does)."""
-    event = stored.event
-    content = redact(dict(event.pdu), event.room_version)["content"]
-    return attrs.evolve(stored, event=attrs.evolve(event, content=content))
-
-
 def _is_visibility_change(stored: StoredEvent) -> bool:
     event = stored.event
     return (event.type, event.state_key) == HISTORY_VISIBILITY_KEY
 
 
 class HistoryVisibility:
-    def __init__(self, state: StateStore, events: EventStore, history: HistoryStore) -> None:
+    def __init__(
+        self,
+        state: StateStore,
+        events: EventStore,
+        history: HistoryStore,
+        erasure: ErasedContent,
+    ) -> None:
         self._state = state
         self._events = events
         self._history = history
+        self._erasure = erasure
 
     async def current(self, room_id: str) -> str:
         """The room's history visibility now."""
@@ -167,14 +164,33 @@ class HistoryVisibility:
             )
         ]
         # Senders who erased their account: only users joined at an event see it whole.
-        outsiders = {s.event.sender for s, fact in seen if fact is not None and fact[2] != "join"}
-        erased = await self._history.erased_users(outsiders) if outsiders else set()
+        outsiders = {
+            (s.event.room_id, s.event.sender)
+            for s, fact in seen
+            if fact is not None and fact[2] != "join"
+        }
+        erased = await self._erasure.erased_senders(outsiders) if outsiders else set()
         return [
-            _pruned(stored)
-            if fact is not None and fact[2] != "join" and stored.event.sender in erased
+            pruned(stored)
+            if fact is not None
+            and fact[2] != "join"
+            and (stored.event.room_id, stored.event.sender) in erased
             else stored
             for stored, fact in seen
         ]
+
+    async def state_as_seen(self, user_id: str, state: Sequence[StoredEvent]) -> list[StoredEvent]:
+        """Room state with erasure alone applied: state is shown to members
+        whatever history visibility says, but an erased sender's is redacted
+        for those not joined when it was sent (ErasedContent.apply_to_state)."""
+        return await self._erasure.apply_to_state(user_id, state)
+
+    async def erasure_applied(
+        self, user_id: str | None, events: Sequence[StoredEvent]
+    ) -> list[StoredEvent]:
+        """Events with erasure alone applied, for those shown along with an
+        event the user may see (its bundled edits and thread replies)."""
+        return await self._erasure.apply(user_id, events)
 
     async def visible(self, user_id: str, stored: StoredEvent) -> bool:
         return bool(await self.filter(user_id, [stored]))

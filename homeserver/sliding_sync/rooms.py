@@ -158,7 +158,12 @@ class RoomDataBuilder:
             i for _, entries, _ in state.values() for k in (NAME, AVATAR) if (i := entries.get(k))
         }
         wanted |= {e for chosen in hero_ids.values() for _, e in chosen}
-        known |= await self._events.get_events(wanted - known.keys())
+        # State of erased senders the user was not joined for comes redacted.
+        loaded = await self._events.get_events(wanted - known.keys())
+        known |= {
+            s.event.event_id: s
+            for s in await self._visibility.state_as_seen(user_id, list(loaded.values()))
+        }
         bodies = await self._serialize(requester, timelines, known)
 
         def content(event_id: str | None) -> dict[str, Any] | None:

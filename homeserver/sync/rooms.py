@@ -188,7 +188,12 @@ class RoomsSyncProvider:
         rooms = await self._timelines(user_id, plans, room_filter.get("timeline", {}), ignored)
         # Timeline events last: they are as the user sees them (pruned, for erased senders).
         after = request.state_after is not None
-        known = await self._room_state(user_id, rooms, lazy, state_filter, after)
+        state = await self._room_state(user_id, rooms, lazy, state_filter, after)
+        # State of erased senders the user was not joined for comes redacted.
+        known = {
+            s.event.event_id: s
+            for s in await self._visibility.state_as_seen(user_id, list(state.values()))
+        }
         known |= {e.event.event_id: e for r in rooms for e in r.timeline}
         rooms = [r for r in rooms if r.plan.always or r.timeline or r.state_ids]
         known |= await self._summaries(user_id, rooms, lazy, known)
@@ -358,7 +363,8 @@ class RoomsSyncProvider:
             for s in candidates
             if s.event.state_key is not None and s.event.event_id not in seen
         )
-        return seen | {i: loaded[i] for i in current}
+        shown = await self._visibility.state_as_seen(user_id, [loaded[i] for i in current])
+        return seen | {s.event.event_id: s for s in shown}
 
     async def _fill_hidden(
         self,

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from homeserver.erasure.content import ErasedContent
 from homeserver.export.exporter import Exporter, ExportRequest
 from homeserver.rooms.format import EventFormatter
+from storage.erasure import ErasureStore
 from storage.export import ExportStore
 from tests.conftest import RunningServer
 from tests.export.checks import check_room_export, check_user_export
@@ -30,6 +32,7 @@ async def test_pages_of_one(hs: RunningServer, tmp_path: Path) -> None:
     exporter = Exporter(
         ExportStore(hs.pool, "localhost"),
         EventFormatter(hs.server.event_store),
+        ErasedContent(ErasureStore(hs.pool), hs.server.state_store, hs.server.event_store),
         hs.server.media_files,
         "localhost",
         batch_size=1,
@@ -54,6 +57,7 @@ async def test_media_whose_bytes_were_purged(hs: RunningServer, tmp_path: Path) 
     exporter = Exporter(
         ExportStore(hs.pool, "localhost"),
         EventFormatter(hs.server.event_store),
+        ErasedContent(ErasureStore(hs.pool), hs.server.state_store, hs.server.event_store),
         hs.server.media_files,
         "localhost",
     )
