@@ -29,6 +29,10 @@ event needs it, for the user's last join in each room, and one, only when
 the user was not joined at some of the events, for which of their senders
 erased their account.
 
+Retention (MSC1763, homeserver/retention/): as in Synapse, non-state events
+older than their room's max_lifetime are left out, whether or not the purge
+job has removed their content yet (state events are never purged).
+
 Erasure (deactivation with `erase`), as in Synapse: users who were joined
 at an event of an erased user still see it as it was; everyone else who
 may see it sees it with its content redacted.
@@ -42,6 +46,8 @@ from typing import Any
 import attrs
 
 from homeserver.events.redaction import redact
+from homeserver.retention.policy import RetentionPolicies
+from storage.database import now_ms
 from storage.events import EventStore, StoredEvent
 from storage.history import HistoryStore, Position
 from storage.state import StateKey, StateStore
@@ -108,10 +114,24 @@ def _is_visibility_change(stored: StoredEvent) -> bool:
 
 
 class HistoryVisibility:
-    def __init__(self, state: StateStore, events: EventStore, history: HistoryStore) -> None:
+    def __init__(
+        self,
+        state: StateStore,
+        events: EventStore,
+        history: HistoryStore,
+        retention: RetentionPolicies | None = None,
+    ) -> None:
         self._state = state
         self._events = events
         self._history = history
+        self._retention = retention
+
+    def _expired(self, stored: StoredEvent, now: int) -> bool:
+        """Whether a non-state event outlived its room's retention policy."""
+        if self._retention is None or stored.event.state_key is not None:
+            return False
+        cutoff = self._retention.cutoff(stored.event.room_id, now)
+        return cutoff is not None and stored.event.origin_server_ts < cutoff
 
     async def current(self, room_id: str) -> str:
         """The room's history visibility now."""
@@ -122,7 +142,12 @@ class HistoryVisibility:
 
     async def filter(self, user_id: str, events: Iterable[StoredEvent]) -> list[StoredEvent]:
         """The events `user_id` may see, in the order given (events of any rooms)."""
-        candidates = [e for e in events if e.rejected_reason is None and e.state_group is not None]
+        now = now_ms()
+        candidates = [
+            e
+            for e in events
+            if e.rejected_reason is None and e.state_group is not None and not self._expired(e, now)
+        ]
         if not candidates:
             return []
         member_key: StateKey = ("m.room.member", user_id)
