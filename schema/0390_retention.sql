@@ -21,3 +21,6 @@ INSERT INTO event_media_refs (event_id, server_name, media_id)
 SELECT DISTINCT e.event_id, m[1], m[2]
 FROM events e, regexp_matches(e.json, 'mxc://([][A-Za-z0-9.:-]+)/([A-Za-z0-9_-]+)', 'g') AS m
 WHERE e.json LIKE '%mxc://%';
+
+-- The purge drops the push notifications of the events it purges.
+CREATE INDEX event_push_notifications_event ON event_push_notifications (event_id);

@@ -140,6 +140,8 @@ class PurgeJob:
             # A short batch is the last; a batch purging nothing (held meanwhile) too.
             if len(event_ids) < size or purged == 0:
                 return events_done, media_done
+            # Let the requests waiting on this process in between batches.
+            await asyncio.sleep(0)
 
     async def _purge(self, event_ids: Sequence[str], *, delete_media: bool) -> tuple[int, int]:
         """Purge one batch in one transaction, then delete the media it freed."""
