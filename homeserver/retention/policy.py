@@ -16,6 +16,7 @@ from typing import Any
 import attrs
 
 from homeserver.config import RetentionConfig
+from homeserver.errors import bad_json
 from homeserver.events.event import Event
 from storage.retention import RETENTION_TYPE, RetentionStore
 
@@ -32,6 +33,18 @@ def _lifetime(content: Mapping[str, Any], key: str) -> int | None:
     if type(value) is not int or value <= 0:
         return None
     return value
+
+
+def check_policy_content(content: Mapping[str, Any]) -> None:
+    """Refuse (400 M_BAD_JSON) an m.room.retention a local user sends whose
+    lifetimes are not integers or are in the wrong order, as Synapse does."""
+    for key in ("min_lifetime", "max_lifetime"):
+        value = content.get(key)
+        if value is not None and type(value) is not int:
+            raise bad_json(f"'{key}' must be an integer")
+    low, high = content.get("min_lifetime"), content.get("max_lifetime")
+    if low is not None and high is not None and low > high:
+        raise bad_json("'min_lifetime' can't be greater than 'max_lifetime'")
 
 
 def parse_policy(content: Mapping[str, Any]) -> RetentionPolicy:

@@ -182,3 +182,28 @@ async def test_clamped_by_the_configured_bounds(server_factory: Any) -> None:
         list(ids.values()),
     )
     assert len(purged) == 4
+
+
+async def test_a_malformed_policy_is_refused(retention_hs: RunningServer) -> None:
+    hs = retention_hs
+    alice = (await hs.register("alice"))["access_token"]
+    room = await make_room(hs, alice, None)
+    path = f"{V3}/rooms/{room_path(room)}/state/m.room.retention/"
+    for content in (
+        {"max_lifetime": "1d"},
+        {"min_lifetime": 1.5},
+        {"min_lifetime": 9, "max_lifetime": 5},
+    ):
+        status, body = await hs.request("PUT", path, token=alice, json=content)
+        assert (status, body["errcode"]) == (400, "M_BAD_JSON"), content
+    status, body = await hs.request("GET", path, token=alice)
+    assert status == 404
+    status, _ = await hs.request("PUT", path, token=alice, json={"max_lifetime": DAY})
+    assert status == 200
+    # The new policy applies at once: a message a day and a minute old has expired.
+    sent = await put_message(hs, alice, room, {"msgtype": "m.text", "body": "x"}, "x")
+    assert (await hs.server.purge_job.run_once(now_ms() + DAY + 60_000)).expired == 1
+    status, body = await hs.request(
+        "GET", f"{V3}/rooms/{room_path(room)}/event/{sent}", token=alice
+    )
+    assert status == 200  # Not expired yet by the real clock.
