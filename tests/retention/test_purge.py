@@ -4,7 +4,10 @@ state is kept, and another server can still fetch the room's events."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
+
+import pytest
 
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
 from homeserver.events.signing import verify_event_signatures
@@ -35,7 +38,7 @@ async def room_version(hs: RunningServer, token: str, room_id: str) -> str:
 
 
 async def test_old_messages_and_their_media_are_purged(
-    retention_hs: RunningServer, remote: ScriptedRemote
+    retention_hs: RunningServer, remote: ScriptedRemote, caplog: pytest.LogCaptureFixture
 ) -> None:
     hs = retention_hs
     alice = (await hs.register("alice"))["access_token"]
@@ -61,9 +64,11 @@ async def test_old_messages_and_their_media_are_purged(
 
     # Nothing is due yet.
     assert (await hs.server.purge_job.run_once(now_ms())).expired == 0
-    result = await hs.server.purge_job.run_once(now_ms() + 2 * DAY)
+    with caplog.at_level(logging.INFO, logger="homeserver.retention.job"):
+        result = await hs.server.purge_job.run_once(now_ms() + 2 * DAY)
     # Five messages in batches of two; the other room's message stays.
     assert (result.expired, result.media) == (5, 2)
+    assert "5 expired and 0 redacted events purged, 2 media deleted" in caplog.text
 
     # The media only purged messages named are gone; the one still named elsewhere stays.
     assert await download_status(hs, alice, only_here) == 404
