@@ -25,6 +25,8 @@ from tests.retention.conftest import (
     room_path,
     upload_image,
 )
+from tests.sliding_sync.helpers import UNSTABLE as SLIDING
+from tests.sliding_sync.helpers import all_rooms
 
 V1 = "/_matrix/federation/v1"
 
@@ -154,6 +156,11 @@ async def test_clients_no_longer_see_expired_history(server_factory: Any) -> Non
         json={"search_categories": {"room_events": {"search_term": "ephemeral"}}},
     )
     assert status == 200 and found["search_categories"]["room_events"]["results"] == []
+    # Sliding sync (Element X) shows the room without the expired message.
+    status, sliding = await hs.request("POST", SLIDING, token=alice, json=all_rooms(limit=10))
+    assert status == 200, sliding
+    shown = sliding["rooms"][room].get("timeline", [])
+    assert shown and old not in {e["event_id"] for e in shown}
 
 
 async def test_clamped_by_the_configured_bounds(server_factory: Any) -> None:
