@@ -4,7 +4,7 @@
 -- flag set so no job looks at it again.
 ALTER TABLE events ADD COLUMN content_purged BOOLEAN NOT NULL DEFAULT FALSE;
 -- The purge job's scan: non-state events not purged yet, oldest first.
-CREATE INDEX events_retention_candidates ON events (origin_server_ts)
+CREATE INDEX events_retention_candidates ON events (origin_server_ts, event_id)
     WHERE state_key IS NULL AND NOT content_purged;
 
 -- Which media (mxc://server/id) each event's JSON names, so the purge knows

@@ -41,46 +41,59 @@ class RetentionStore:
         return policies
 
     async def expired_batch(
-        self, cutoffs: Sequence[tuple[str, int | None]], default_cutoff: int | None, limit: int
-    ) -> list[str]:
-        """Up to `limit` ids of unpurged, unheld non-state events sent before
-        their room's cutoff, oldest first: `cutoffs` for rooms with their own
-        policy (None: nothing expires there), `default_cutoff` for the others."""
+        self,
+        cutoffs: Sequence[tuple[str, int | None]],
+        default_cutoff: int | None,
+        limit: int,
+        after: tuple[int, str] | None,
+    ) -> list[tuple[int, str]]:
+        """Up to `limit` (origin_server_ts, event id) of unpurged, unheld
+        non-state events sent before their room's cutoff, oldest first, after
+        the key `after` (the last of the previous batch, so that held events
+        and rooms with longer policies are passed over once per run, not once
+        per batch): `cutoffs` for rooms with their own policy (None: nothing
+        expires there), `default_cutoff` for the others."""
         bounds = [c for _, c in cutoffs if c is not None]
         if default_cutoff is not None:
             bounds.append(default_cutoff)
         if not bounds:
             return []
+        after_ts, after_id = after if after is not None else (None, "")
         rows = await self._pool.fetch(
-            f"""SELECT e.event_id FROM events e
+            f"""SELECT e.origin_server_ts, e.event_id FROM events e
                 LEFT JOIN unnest($1::text[], $2::bigint[]) AS p(room_id, cutoff)
                   ON p.room_id = e.room_id
                 WHERE e.state_key IS NULL AND NOT e.content_purged
                   AND e.origin_server_ts < $3
+                  AND ($6::bigint IS NULL OR (e.origin_server_ts, e.event_id) > ($6, $7))
                   AND e.origin_server_ts
                       < (CASE WHEN p.room_id IS NULL THEN $4::bigint ELSE p.cutoff END)
                   AND {NOT_HELD_SQL}
-                ORDER BY e.origin_server_ts LIMIT $5""",
+                ORDER BY e.origin_server_ts, e.event_id LIMIT $5""",
             [r for r, _ in cutoffs],
             [c for _, c in cutoffs],
             max(bounds),
             default_cutoff,
             limit,
+            after_ts,
+            after_id,
         )
-        return [r["event_id"] for r in rows]
+        return [(r["origin_server_ts"], r["event_id"]) for r in rows]
 
-    async def redacted_batch(self, redacted_before: int, limit: int) -> list[str]:
-        """Up to `limit` ids of unpurged, unheld events whose first valid
-        redaction was sent before `redacted_before`."""
+    async def redacted_batch(self, redacted_before: int, limit: int, after: str) -> list[str]:
+        """Up to `limit` ids (in order, above `after`) of unpurged, unheld
+        events with a valid redaction sent before `redacted_before`."""
         rows = await self._pool.fetch(
             f"""SELECT DISTINCT e.event_id FROM redactions d
                 JOIN events r ON r.event_id = d.redaction_id
                 JOIN events e ON e.event_id = d.redacted_id
-                WHERE r.origin_server_ts < $1 AND r.rejected_reason IS NULL
+                WHERE d.redacted_id > $3
+                  AND r.origin_server_ts < $1 AND r.rejected_reason IS NULL
                   AND NOT e.content_purged AND {NOT_HELD_SQL}
-                LIMIT $2""",
+                ORDER BY e.event_id LIMIT $2""",
             redacted_before,
             limit,
+            after,
         )
         return [r["event_id"] for r in rows]
 

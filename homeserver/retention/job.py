@@ -92,19 +92,27 @@ class PurgeJob:
             if self._policies is not None:
                 policies = self._policies
                 cutoffs, default_cutoff = policies.room_cutoffs(now)
-                expired, media = await self._batches(
-                    "retention",
-                    lambda n: self._store.expired_batch(cutoffs, default_cutoff, n),
-                    delete_media=True,
-                )
+                last: tuple[int, str] | None = None
+
+                async def next_expired(n: int) -> list[str]:
+                    nonlocal last
+                    keys = await self._store.expired_batch(cutoffs, default_cutoff, n, last)
+                    last = keys[-1] if keys else last
+                    return [event_id for _, event_id in keys]
+
+                expired, media = await self._batches("retention", next_expired, delete_media=True)
             period = self._settings.redaction_retention_ms
             if period is not None:
-                redacted, _ = await self._batches(
-                    "redaction",
-                    lambda n: self._store.redacted_batch(now - period, n),
-                    # As Synapse: pruning a redacted event leaves its media alone.
-                    delete_media=False,
-                )
+                last_id = ""
+
+                async def next_redacted(n: int) -> list[str]:
+                    nonlocal last_id
+                    ids = await self._store.redacted_batch(now - period, n, last_id)
+                    last_id = ids[-1] if ids else last_id
+                    return ids
+
+                # As Synapse: pruning a redacted event leaves its media alone.
+                redacted, _ = await self._batches("redaction", next_redacted, delete_media=False)
             seconds = time.monotonic() - started
             self._metrics.run_ended(seconds, time.time())
             if expired or redacted:
@@ -137,8 +145,8 @@ class PurgeJob:
                     batches,
                     events_done,
                 )
-            # A short batch is the last; a batch purging nothing (held meanwhile) too.
-            if len(event_ids) < size or purged == 0:
+            # A short batch is the last.
+            if len(event_ids) < size:
                 return events_done, media_done
             # Let the requests waiting on this process in between batches.
             await asyncio.sleep(0)
