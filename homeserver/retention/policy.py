@@ -10,6 +10,7 @@ takes the default's, and the configured bounds clamp the result.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -19,6 +20,8 @@ from homeserver.config import RetentionConfig
 from homeserver.errors import bad_json
 from homeserver.events.event import Event
 from storage.retention import RETENTION_TYPE, RetentionStore
+
+logger = logging.getLogger(__name__)
 
 
 @attrs.frozen
@@ -69,7 +72,12 @@ class RetentionPolicies:
         may have changed (from the current state, which resolution decides)."""
         if event.type != RETENTION_TYPE or event.state_key != "":
             return
-        found = await self._store.room_policies(event.room_id)
+        try:
+            found = await self._store.room_policies(event.room_id)
+        except Exception:
+            # The event is committed already; the next start-up reads the policy.
+            logger.exception("reading the retention policy of %s failed", event.room_id)
+            return
         if event.room_id in found:
             self._rooms[event.room_id] = parse_policy(found[event.room_id])
         else:
