@@ -78,6 +78,52 @@ class DelayedEventsConfig:
 
 
 @attrs.frozen
+class RetentionPolicyConfig:
+    """A message retention policy (MSC1763), in milliseconds; None: no bound."""
+
+    min_lifetime_ms: int | None = None
+    max_lifetime_ms: int | None = None
+
+
+@attrs.frozen
+class RetentionConfig:
+    """Message retention (MSC1763, as Synapse's `retention`): events older than
+    their room's max_lifetime are purged by a background job (homeserver/retention/)."""
+
+    enabled: bool = False
+    # The policy of rooms without m.room.retention (and the parts a room's leaves out).
+    default_policy: RetentionPolicyConfig = RetentionPolicyConfig()
+    # Bounds a room's max_lifetime is clamped to (None: unbounded).
+    allowed_lifetime_min_ms: int | None = None
+    allowed_lifetime_max_ms: int | None = None
+    # How often the purge job runs, and how many events one batch purges.
+    purge_interval_ms: int = 60 * 60 * 1000
+    # 100 keeps /sync and send p99 within 2x of idle while it runs (bench/retention.py).
+    purge_batch_size: int = 100
+    # Log progress every this many batches within a run.
+    log_every_batches: int = 100
+
+    def validate(self) -> None:
+        for key in ("allowed_lifetime_min_ms", "allowed_lifetime_max_ms"):
+            value = getattr(self, key)
+            if value is not None and value <= 0:
+                raise ConfigError(f"retention.{key}: expected a positive integer")
+        for key in ("min_lifetime_ms", "max_lifetime_ms"):
+            value = getattr(self.default_policy, key)
+            if value is not None and value <= 0:
+                raise ConfigError(f"retention.default_policy.{key}: expected a positive integer")
+        low, high = self.allowed_lifetime_min_ms, self.allowed_lifetime_max_ms
+        if low is not None and high is not None and low > high:
+            raise ConfigError("retention.allowed_lifetime_min_ms: above allowed_lifetime_max_ms")
+        if self.purge_interval_ms <= 0:
+            raise ConfigError("retention.purge_interval_ms: expected a positive integer")
+        if not 1 <= self.purge_batch_size <= 10_000:
+            raise ConfigError("retention.purge_batch_size: expected 1 to 10000")
+        if self.log_every_batches <= 0:
+            raise ConfigError("retention.log_every_batches: expected a positive integer")
+
+
+@attrs.frozen
 class DatabaseConfig:
     # None: start the embedded PostgreSQL in <data_dir>/postgres.
     dsn: str | None = None
@@ -679,6 +725,11 @@ class Config:
     # Where the admin API's data exports are written, one directory per export
     # (relative to data_dir; homeserver/export, docs/export.md).
     export_dir: str = "exports"
+    # Message retention policies and their purge job (MSC1763).
+    retention: RetentionConfig = RetentionConfig()
+    # How long the original content of a redacted event is kept before the
+    # purge job prunes it (Synapse's redaction_retention_period; None: forever).
+    redaction_retention_period_ms: int | None = 7 * 24 * 60 * 60 * 1000
 
     def path(self, name: str) -> Path:
         """A path from the config, relative paths taken from the data directory."""
@@ -719,6 +770,12 @@ class Config:
         self.http.validate()
         self.oauth.validate()
         self.delayed_events.validate()
+        self.retention.validate()
+        if (
+            self.redaction_retention_period_ms is not None
+            and self.redaction_retention_period_ms < 0
+        ):
+            raise ConfigError("redaction_retention_period_ms: expected 0 or more, or null")
         if self.email is not None:
             self.email.validate()
         self.support.validate()

@@ -72,6 +72,7 @@ from homeserver.admin.account_moderation import AccountModeration
 from homeserver.admin.audit import AuditLog
 from homeserver.admin.compliance import ComplianceSearch
 from homeserver.admin.gate import AdminGate
+from homeserver.admin.legal_holds import LegalHolds
 from homeserver.admin.media import AdminMedia
 from homeserver.admin.moderation import Moderation
 from homeserver.admin.notices import ServerNotices
@@ -87,6 +88,7 @@ from homeserver.api.admin.appservices import AdminAppServicesApi
 from homeserver.api.admin.audit import AdminAuditApi
 from homeserver.api.admin.compliance import AdminComplianceApi
 from homeserver.api.admin.export import AdminExportApi
+from homeserver.api.admin.legal_holds import AdminLegalHoldsApi
 from homeserver.api.admin.media import AdminMediaApi
 from homeserver.api.admin.notices import AdminNoticesApi
 from homeserver.api.admin.oauth import AdminOAuthApi
@@ -210,6 +212,10 @@ from homeserver.push.pushers import PusherService
 from homeserver.push.rules import PushRulesService
 from homeserver.push.sender import PushSender
 from homeserver.ratelimit import RateLimiter
+from homeserver.retention.job import PurgeJob, PurgeSettings
+from homeserver.retention.media_refs import MediaRefsRecorder
+from homeserver.retention.metrics import PurgeMetrics
+from homeserver.retention.policy import RetentionPolicies
 from homeserver.rooms.carry_over import UpgradeCarryOver
 from homeserver.rooms.directory import DirectoryService
 from homeserver.rooms.forget_on_leave import ForgetOnLeave
@@ -286,6 +292,7 @@ from storage.history import HistoryStore
 from storage.invite_permission import InvitePermissionStore
 from storage.key_backup import KeyBackupStore
 from storage.ldap_users import LdapUserStore
+from storage.legal_holds import LegalHoldStore
 from storage.login_tokens import LoginTokenStore
 from storage.media import MediaStore
 from storage.mutual_rooms import MutualRoomStore
@@ -302,6 +309,7 @@ from storage.remote_media import RemoteMediaStore
 from storage.remote_membership import RemoteMembershipStore
 from storage.reports import ReportStore
 from storage.restricted_joins import RestrictedJoinStore
+from storage.retention import RetentionStore
 from storage.room_servers import RoomServersStore
 from storage.rooms import RoomStore
 from storage.search import SearchStore
@@ -442,6 +450,7 @@ class HomeServer:
             AdminAppServicesApi(self.appservice_delivery),
             AdminAuditApi(AuditLog(AuditStore(pool))),
             AdminComplianceApi(compliance),
+            AdminLegalHoldsApi(LegalHolds(LegalHoldStore(pool))),
             AdminMediaApi(
                 AdminMedia(self.media_manager, AdminMediaStore(pool), self.config.server_name)
             ),
@@ -719,7 +728,9 @@ class HomeServer:
         app.on_cleanup.append(close_appservice_client)
         history_store = HistoryStore(pool)
         erased_content = ErasedContent(ErasureStore(pool), state, events)
-        visibility = HistoryVisibility(state, events, history_store, erased_content)
+        retention_store = RetentionStore(pool)
+        retention = await self._retention_policies(retention_store)
+        visibility = HistoryVisibility(state, events, history_store, erased_content, retention)
         thread_subscriptions = ThreadSubscriptions(
             ThreadSubscriptionStore(pool), events, visibility, self.notifier
         )
@@ -827,6 +838,7 @@ class HomeServer:
         self.pipeline.add_commit_hook(guest_access.on_commit)
         if config.enable_ephemeral_messages:
             self._start_self_destruct(app, pool, events)
+        self._start_purge_job(app, pool, events, retention_store, retention)
         delayed = self._start_delayed_events(app, pool, events, rooms, limiters["client_writes"])
         filters = FilterService(FilterStore(pool))
         presence = PresenceService(
@@ -1336,6 +1348,52 @@ class HomeServer:
             await expiry.stop()
 
         app.on_cleanup.append(stop_expiry)
+
+    async def _retention_policies(self, store: RetentionStore) -> RetentionPolicies | None:
+        """Rooms' retention policies (MSC1763) in memory, if retention is enabled."""
+        if not self.config.retention.enabled:
+            return None
+        policies = RetentionPolicies(store, self.config.retention)
+        await policies.load()
+        return policies
+
+    def _start_purge_job(
+        self,
+        app: web.Application,
+        pool: asyncpg.Pool,
+        events: EventStore,
+        store: RetentionStore,
+        policies: RetentionPolicies | None,
+    ) -> None:
+        """The purge job of retention and redacted content (homeserver/retention/),
+        with the commit hooks keeping its policies and media references current."""
+        assert self.pipeline is not None
+        self.pipeline.add_commit_hook(MediaRefsRecorder(store).on_commit)
+        config = self.config
+        if policies is not None:
+            self.pipeline.add_commit_hook(policies.on_commit)
+        elif config.redaction_retention_period_ms is None:
+            return
+        self.purge_job = PurgeJob(
+            store,
+            events,
+            policies,
+            MediaManager(MediaStore(pool), self.media_files),
+            PurgeMetrics(self.metrics.registry),
+            PurgeSettings(
+                server_name=config.server_name,
+                batch_size=config.retention.purge_batch_size,
+                interval_ms=config.retention.purge_interval_ms,
+                log_every_batches=config.retention.log_every_batches,
+                redaction_retention_ms=config.redaction_retention_period_ms,
+            ),
+        )
+        self.purge_job.start()
+
+        async def stop_purge_job(_: web.Application) -> None:
+            await self.purge_job.stop()
+
+        app.on_cleanup.append(stop_purge_job)
 
     def _start_delayed_events(
         self,

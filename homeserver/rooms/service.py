@@ -15,6 +15,7 @@ from homeserver.identifiers import is_valid_user_id
 from homeserver.profile import ProfileService
 from homeserver.request_limits import DEFAULT_LIMITS, check_count
 from homeserver.requester import Requester
+from homeserver.retention.policy import check_policy_content
 from homeserver.rooms.canonical_alias import check_canonical_alias
 from homeserver.rooms.create import create_content, initial_events, parse_create_request
 from homeserver.rooms.guest_access import GuestAccessRules
@@ -26,6 +27,7 @@ from homeserver.rooms.restricted import AUTHORISER_KEY, NoLocalAuthoriser, Restr
 from homeserver.rooms.stripped import stripped_room_state
 from storage.events import EventStore, StoredEvent
 from storage.remote_membership import RemoteMembershipStore
+from storage.retention import RETENTION_TYPE
 from storage.rooms import AliasInUseError, RoomStore
 
 # Membership actions of the client API and the membership each one sets.
@@ -209,6 +211,8 @@ class RoomService:
             raise FakeAccepted({"event_id": self._moderation.fake_event_id()})
         if event_type == "m.room.canonical_alias" and state_key == "":
             await self._check_canonical_alias(room_id, content)
+        if event_type == RETENTION_TYPE:
+            check_policy_content(content)
         if event_type == "m.room.member" and content.get("membership") == "invite":
             await self._check_invite(state_key or "")
         if event_type == REDACTION and state_key is None and redacts is None:

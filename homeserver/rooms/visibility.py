@@ -29,6 +29,10 @@ event needs it, for the user's last join in each room, and one, only when
 the user was not joined at some of the events, for which of their senders
 erased their account (without a legal hold on the room or the sender).
 
+Retention (MSC1763, homeserver/retention/): as in Synapse, non-state events
+older than their room's max_lifetime are left out, whether or not the purge
+job has removed their content yet (state events are never purged).
+
 Erasure (deactivation with `erase`), as in Synapse: users who were joined
 at an event of an erased user still see it as it was; everyone else who
 may see it sees it with its content redacted (homeserver/erasure/content.py).
@@ -40,6 +44,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from homeserver.erasure.content import ErasedContent, pruned
+from homeserver.retention.policy import RetentionPolicies
+from storage.database import now_ms
 from storage.events import EventStore, StoredEvent
 from storage.history import HistoryStore, Position
 from storage.state import StateKey, StateStore
@@ -104,11 +110,20 @@ class HistoryVisibility:
         events: EventStore,
         history: HistoryStore,
         erasure: ErasedContent,
+        retention: RetentionPolicies | None = None,
     ) -> None:
         self._state = state
         self._events = events
         self._history = history
         self._erasure = erasure
+        self._retention = retention
+
+    def _expired(self, stored: StoredEvent, now: int) -> bool:
+        """Whether a non-state event outlived its room's retention policy."""
+        if self._retention is None or stored.event.state_key is not None:
+            return False
+        cutoff = self._retention.cutoff(stored.event.room_id, now)
+        return cutoff is not None and stored.event.origin_server_ts < cutoff
 
     async def current(self, room_id: str) -> str:
         """The room's history visibility now."""
@@ -119,7 +134,12 @@ class HistoryVisibility:
 
     async def filter(self, user_id: str, events: Iterable[StoredEvent]) -> list[StoredEvent]:
         """The events `user_id` may see, in the order given (events of any rooms)."""
-        candidates = [e for e in events if e.rejected_reason is None and e.state_group is not None]
+        now = now_ms()
+        candidates = [
+            e
+            for e in events
+            if e.rejected_reason is None and e.state_group is not None and not self._expired(e, now)
+        ]
         if not candidates:
             return []
         member_key: StateKey = ("m.room.member", user_id)
