@@ -98,7 +98,7 @@ class RetentionConfig:
     allowed_lifetime_max_ms: int | None = None
     # How often the purge job runs, and how many events one batch purges.
     purge_interval_ms: int = 60 * 60 * 1000
-    # 100 keeps /sync and send p99 within 2x of idle while it runs (bench/retention.py).
+    # Smaller batches hold the event loop for less time each (bench/retention.py).
     purge_batch_size: int = 100
     # Log progress every this many batches within a run.
     log_every_batches: int = 100
