@@ -241,6 +241,13 @@ class RoomDataBuilder:
     async def _timelines_and_state(
         self, user_id: str, works: Sequence[RoomWork], ignored: frozenset[str]
     ) -> tuple[dict[str, _Timeline], dict[str, _RoomState]]:
+        if not any(w.config.lazy for w in works):
+            # Without lazy members the state asked for does not depend on the
+            # timelines: both are read side by side, so a woken long poll
+            # waits for the longer chain of reads, not for both in turn.
+            return await asyncio.gather(
+                self._timelines(user_id, works, ignored), self._required_state(works, {})
+            )
         timelines = await self._timelines(user_id, works, ignored)
         return timelines, await self._required_state(works, timelines)
 
@@ -283,7 +290,8 @@ class RoomDataBuilder:
     ) -> dict[str, _RoomState]:
         """{room: ({key: event id, or None for a stub} of its required_state,
         the current entries read (name and avatar among them), the keys that
-        changed since the connection's last look)}."""
+        changed since the connection's last look)}. `timelines` are needed
+        only for the rooms whose config has lazy members."""
         lazy: dict[str, set[str]] = {}
         for w in works:
             if w.config.lazy:
