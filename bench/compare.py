@@ -439,6 +439,11 @@ def _table(ours: dict[str, float], synapse: dict[str, float]) -> tuple[str, list
     rows = []
     lines = [f"{'':<32}{'ours':>10}{'Synapse':>10}{'ours better by':>16}"]
     for label, key, higher in ROWS:
+        if key in ours and not synapse:
+            # --ours-only: our figures alone.
+            rows.append({"figure": label, "key": key, "ours": round(ours[key], 3)})
+            lines.append(f"{label:<32}{ours[key]:>10.1f}{'-':>10}{'-':>16}")
+            continue
         if key not in ours or key not in synapse:
             continue
         adv = _advantage(ours[key], synapse[key], higher)
@@ -530,6 +535,9 @@ def main() -> None:
     )
     parser.add_argument("--sliding-only", action="store_true", help="only the sliding sync phases")
     parser.add_argument("--quick", action="store_true", help="tiny sizes, to check it runs")
+    parser.add_argument(
+        "--ours-only", action="store_true", help="our server alone (no Synapse needed)"
+    )
     args = parser.parse_args()
     if args.quick:
         args.users, args.messages, args.iterations, args.rooms = 10, 3, 5, 5
@@ -543,17 +551,22 @@ def main() -> None:
         # Our running_server creates its database on HOMESERVER_TEST_DSN's server.
         os.environ["HOMESERVER_TEST_DSN"] = admin_dsn
         ours_process = stack.enter_context(running_server("compare", args.pool_size))
-        synapse = stack.enter_context(running_synapse(admin_dsn, bcrypt_rounds))
         targets = [
-            Target("ours", ours_process.url, ours_process.pid, ours_process.database, "this tree"),
-            Target("Synapse", synapse.url, synapse.pid, synapse.database, synapse.version),
+            Target("ours", ours_process.url, ours_process.pid, ours_process.database, "this tree")
         ]
+        if not args.ours_only:
+            synapse = stack.enter_context(running_synapse(admin_dsn, bcrypt_rounds))
+            targets.append(
+                Target("Synapse", synapse.url, synapse.pid, synapse.database, synapse.version)
+            )
         asyncio.run(_run(args, admin_dsn, targets))
         figures = {t.name: _figures(t) for t in targets}
 
-    text, rows = _table(figures["ours"], figures["Synapse"])
+    text, rows = _table(figures["ours"], figures.get("Synapse", {}))
+    synapse_version = targets[1].version if len(targets) > 1 else None
     print()
-    print(f"Synapse {targets[1].version}; {os.cpu_count()} CPUs; {args.rounds} rounds")
+    against = f"Synapse {synapse_version}" if synapse_version else "ours only"
+    print(f"{against}; {os.cpu_count()} CPUs; {args.rounds} rounds")
     print(text)
     RESULTS.mkdir(exist_ok=True)
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -567,7 +580,7 @@ def main() -> None:
                     "platform": platform.platform(),
                     "python": platform.python_version(),
                 },
-                "synapse_version": targets[1].version,
+                "synapse_version": synapse_version,
                 "settings": {k: v for k, v in vars(args).items()},
                 "bcrypt_rounds": bcrypt_rounds,
                 "table": rows,

@@ -122,8 +122,13 @@ def list_room(m: Membership, facts: RoomFacts | None) -> ListRoom:
     )
 
 
+def order_key(room: ListRoom) -> tuple[int, str]:
+    """Where a room goes in the list: a total order, as room ids are unique."""
+    return -room.bump_stamp, room.membership.room_id
+
+
 def ordered(rooms: Sequence[ListRoom]) -> list[ListRoom]:
-    return sorted(rooms, key=lambda r: (-r.bump_stamp, r.room_id))
+    return sorted(rooms, key=order_key)
 
 
 # A list without filters holds the whole server list (`matches` is true of

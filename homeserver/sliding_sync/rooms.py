@@ -139,8 +139,8 @@ class RoomDataBuilder:
         joined = [w.room_id for w in shown if w.membership == "join"]
         # The reads that do not depend on each other go side by side, so a
         # response waits for the longest chain, not for every read in turn.
-        (timelines, state), counts, unread, stripped = await asyncio.gather(
-            self._timelines_and_state(user_id, shown, ignored),
+        (timelines, bodies, state), counts, unread, stripped = await asyncio.gather(
+            self._timelines_and_state(requester, shown, ignored),
             self._member_counts(joined),
             self._unread(user_id, joined, now),
             self._stripped([w for w in works if not w.shows_room]),
@@ -164,7 +164,10 @@ class RoomDataBuilder:
             s.event.event_id: s
             for s in await self._visibility.state_as_seen(user_id, list(loaded.values()))
         }
-        bodies = await self._serialize(requester, timelines, known)
+        # The timelines' events were formatted as soon as they were read.
+        bodies |= await self._serialize(
+            requester, timelines, {i: e for i, e in known.items() if i not in bodies}
+        )
 
         def content(event_id: str | None) -> dict[str, Any] | None:
             stored = known.get(event_id) if event_id is not None else None
@@ -244,10 +247,27 @@ class RoomDataBuilder:
         return await self._sync_store.member_counts(room_ids) if room_ids else {}
 
     async def _timelines_and_state(
-        self, user_id: str, works: Sequence[RoomWork], ignored: frozenset[str]
-    ) -> tuple[dict[str, _Timeline], dict[str, _RoomState]]:
-        timelines = await self._timelines(user_id, works, ignored)
-        return timelines, await self._required_state(works, timelines)
+        self, requester: Requester, works: Sequence[RoomWork], ignored: frozenset[str]
+    ) -> tuple[dict[str, _Timeline], dict[str, dict[str, Any]], dict[str, _RoomState]]:
+        """The timelines, their events in client format, and the required state."""
+
+        async def timelines_and_bodies() -> tuple[dict[str, _Timeline], dict[str, dict[str, Any]]]:
+            # Formatted (redactions, bundled aggregations) as soon as they
+            # are read, beside the other reads of the response, not after.
+            timelines = await self._timelines(requester.user_id, works, ignored)
+            events = {e.event.event_id: e for t in timelines.values() for e in t.events}
+            return timelines, await self._serialize(requester, timelines, events)
+
+        if not any(w.config.lazy for w in works):
+            # Without lazy members the state asked for does not depend on the
+            # timelines: both are read side by side, so a woken long poll
+            # waits for the longer chain of reads, not for both in turn.
+            (timelines, bodies), state = await asyncio.gather(
+                timelines_and_bodies(), self._required_state(works, {})
+            )
+            return timelines, bodies, state
+        timelines, bodies = await timelines_and_bodies()
+        return timelines, bodies, await self._required_state(works, timelines)
 
     async def _timelines(
         self, user_id: str, works: Sequence[RoomWork], ignored: frozenset[str]
@@ -288,7 +308,8 @@ class RoomDataBuilder:
     ) -> dict[str, _RoomState]:
         """{room: ({key: event id, or None for a stub} of its required_state,
         the current entries read (name and avatar among them), the keys that
-        changed since the connection's last look)}."""
+        changed since the connection's last look)}. `timelines` are needed
+        only for the rooms whose config has lazy members."""
         lazy: dict[str, set[str]] = {}
         for w in works:
             if w.config.lazy:

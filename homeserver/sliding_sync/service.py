@@ -76,11 +76,15 @@ def unknown_pos() -> MatrixError:
 
 @attrs.frozen
 class _Account:
-    """What of the user's account data a look reads."""
+    """What of the user's account data a look reads, and the account data
+    stream position read before it: while that stream has not moved, a
+    later look of the same request (a woken long poll) uses it again
+    instead of asking the database."""
 
     ignored: frozenset[str]
     direct: dict[str, Any]
     tags: dict[str, Any]
+    position: int
 
 
 @attrs.frozen
@@ -89,6 +93,10 @@ class _Outcome:
     counts: dict[str, int]
     extensions: dict[str, Any]
     remembered: dict[str, Any]
+    # The position this outcome was already stored as, when it was stored
+    # while its rooms were built (`early`); None then: the connection is gone.
+    early: bool = False
+    saved: int | None = None
 
     def news(self, before: StoredPosition | None) -> bool:
         return (
@@ -146,7 +154,7 @@ class SlidingSyncService:
             if stored is None:
                 # A new connection is made while its first response is built.
                 (now, outcome), connection = await asyncio.gather(
-                    self._respond(requester, request, stored),
+                    self._respond(requester, request, stored, used),
                     self._store.new_connection(
                         requester.user_id,
                         device_id,
@@ -156,18 +164,22 @@ class SlidingSyncService:
                     ),
                 )
             else:
-                now, outcome = await self._respond(requester, request, stored)
+                now, outcome = await self._respond(requester, request, stored, used)
                 connection = stored.connection_id
         if stored is not None and used is not None and not outcome.news(stored):
             await self._store.touch(connection, used)
             pos = request.pos
         else:
-            saved = await self._store.save_position(
-                connection,
-                used=used,
-                token=str(now),
-                lists=outcome.counts,
-                rooms=outcome.remembered,
+            saved = (
+                outcome.saved
+                if outcome.early
+                else await self._store.save_position(
+                    connection,
+                    used=used,
+                    token=str(now),
+                    lists=outcome.counts,
+                    rooms=outcome.remembered,
+                )
             )
             if saved is None:
                 raise unknown_pos()
@@ -180,14 +192,21 @@ class SlidingSyncService:
         }
 
     async def _respond(
-        self, requester: Requester, request: SlidingSyncRequest, stored: StoredPosition | None
+        self,
+        requester: Requester,
+        request: SlidingSyncRequest,
+        stored: StoredPosition | None,
+        used: int | None,
     ) -> tuple[SyncToken, _Outcome]:
         since = SyncToken.parse(stored.token) if stored is not None else None
         timeout = request.timeout_ms if stored is not None else 0
         deadline = time.monotonic() + timeout / 1000
+        account: _Account | None = None
         while True:
             now = self._current_token()
-            outcome, joined = await self._look(requester, request, stored, since, now)
+            outcome, joined, account = await self._look(
+                requester, request, stored, used, since, now, account
+            )
             remaining = deadline - time.monotonic()
             if outcome.news(stored) or remaining <= 0:
                 return now, outcome
@@ -207,28 +226,38 @@ class SlidingSyncService:
         requester: Requester,
         request: SlidingSyncRequest,
         stored: StoredPosition | None,
+        used: int | None,
         since: SyncToken | None,
         now: SyncToken,
-    ) -> tuple[_Outcome, frozenset[str]]:
-        """The outcome, and the joined rooms to wait on; the user's view of all
-        their rooms is not kept by a parked poll (the reader keeps the latest)."""
+        previous: _Account | None,
+    ) -> tuple[_Outcome, frozenset[str], _Account]:
+        """The outcome, the joined rooms to wait on, and the account data it
+        used; the user's view of all their rooms is not kept by a parked
+        poll (the reader keeps the latest)."""
         user_id = requester.user_id
-        # Independent reads, side by side: a long poll's wake-up waits for
-        # the longest of them, not for their sum.
-        view, ignored, (direct, tags) = await asyncio.gather(
-            self._user_rooms.read(user_id, now["events"]),
-            self._ignored.ignored_users(user_id),
-            self._store.direct_and_tags(user_id),
-        )
-        account = _Account(ignored, direct, tags)
-        outcome = await self._build(requester, request, stored, since, now, view, account)
-        return outcome, view.joined
+        position = self._notifier.positions.get("account_data", 0)
+        if previous is not None and previous.position == position:
+            # Woken by a room's news: the one read a wake-up needs.
+            view = await self._user_rooms.read(user_id, now["events"])
+            account = previous
+        else:
+            # Independent reads, side by side: a look waits for the longest
+            # of them, not for their sum.
+            view, ignored, (direct, tags) = await asyncio.gather(
+                self._user_rooms.read(user_id, now["events"]),
+                self._ignored.ignored_users(user_id),
+                self._store.direct_and_tags(user_id),
+            )
+            account = _Account(ignored, direct, tags, position)
+        outcome = await self._build(requester, request, stored, used, since, now, view, account)
+        return outcome, view.joined, account
 
     async def _build(
         self,
         requester: Requester,
         request: SlidingSyncRequest,
         stored: StoredPosition | None,
+        used: int | None,
         since: SyncToken | None,
         now: SyncToken,
         view: UserRooms,
@@ -317,31 +346,55 @@ class SlidingSyncService:
                 works.append(work)
         # Newest rooms first, so they are the ones the connection's mirror keeps.
         works.sort(key=lambda w: (-w.room.bump_stamp, w.room_id))
-        rooms, members_sent = await self._rooms.build(
+        building = self._rooms.build(
             requester,
             works,
             since["events"] if since is not None else None,
             now["events"],
             ignored,
         )
-        for work in works:
-            if work.config.lazy:
-                known = members_sent.get(work.room_id, set()) | work.members_sent
-                remembered[work.room_id]["lz"] = sorted(known)[:MAX_LAZY_MEMBERS_REMEMBERED]
-        extensions = await self._extensions.build(
-            request.extensions,  # type: ignore[arg-type]
-            ExtensionScope(
-                user_id=user_id,
-                device_id=requester.device_id or "",
-                since=since,
-                upto=now,
-                list_rooms=list_rooms,
-                subscribed_rooms=subscribed,
-                initial=stored is None,
-                initial_rooms=[r for r, entry in rooms.items() if entry.get("initial")],
-            ),
-        )
-        return _Outcome(rooms, counts, extensions, _bounded(remembered))
+        saving: asyncio.Future[int | None] | None = None
+        if stored is not None and works and not any(w.config.lazy for w in works):
+            # Rooms to send make a new position certain, and without lazy
+            # members what it remembers is known before they are built: it
+            # is stored meanwhile, so a woken long poll does not wait for
+            # this write after building (a lost response leaves `used` valid).
+            saving = asyncio.ensure_future(
+                self._store.save_position(
+                    stored.connection_id,
+                    used=used,
+                    token=str(now),
+                    lists=counts,
+                    rooms=_bounded(remembered),
+                )
+            )
+        try:
+            rooms, members_sent = await building
+            for work in works:
+                if work.config.lazy:
+                    known = members_sent.get(work.room_id, set()) | work.members_sent
+                    remembered[work.room_id]["lz"] = sorted(known)[:MAX_LAZY_MEMBERS_REMEMBERED]
+            extensions = await self._extensions.build(
+                request.extensions,  # type: ignore[arg-type]
+                ExtensionScope(
+                    user_id=user_id,
+                    device_id=requester.device_id or "",
+                    since=since,
+                    upto=now,
+                    list_rooms=list_rooms,
+                    subscribed_rooms=subscribed,
+                    initial=stored is None,
+                    initial_rooms=[r for r, entry in rooms.items() if entry.get("initial")],
+                ),
+            )
+        except BaseException:
+            if saving is not None:
+                saving.cancel()
+            raise
+        kept = _bounded(remembered)
+        if saving is None:
+            return _Outcome(rooms, counts, extensions, kept)
+        return _Outcome(rooms, counts, extensions, kept, early=True, saved=await saving)
 
     @staticmethod
     def _work(
