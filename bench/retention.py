@@ -189,6 +189,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0, help="length of the idle phase")
     parser.add_argument("--batch-size", type=int, default=100, help="retention.purge_batch_size")
     parser.add_argument("--pool-size", type=int, default=20, help="server's PostgreSQL pool")
+    parser.add_argument(
+        "--pause-factor", type=float, default=1.0, help="retention.purge_pause_factor"
+    )
     args = parser.parse_args()
     admin_dsn = os.environ.get("HOMESERVER_TEST_DSN")
     db_name = f"bench_retention_{os.getpid()}"
@@ -203,6 +206,7 @@ def main() -> None:
                 "enabled": True,
                 "purge_interval_ms": DAY,
                 "purge_batch_size": args.batch_size,
+                "purge_pause_factor": args.pause_factor,
             }
             asyncio.run(_run(args, config))
     finally:

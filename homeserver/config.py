@@ -102,6 +102,10 @@ class RetentionConfig:
     purge_batch_size: int = 100
     # Log progress every this many batches within a run.
     log_every_batches: int = 100
+    # After each batch the job rests this many times as long as the batch
+    # took: 1.0 leaves the server at least half its time for requests while
+    # a large backlog is purged (bench/retention.py); 0 purges flat out.
+    purge_pause_factor: float = 1.0
 
     def validate(self) -> None:
         for key in ("allowed_lifetime_min_ms", "allowed_lifetime_max_ms"):
@@ -121,6 +125,8 @@ class RetentionConfig:
             raise ConfigError("retention.purge_batch_size: expected 1 to 10000")
         if self.log_every_batches <= 0:
             raise ConfigError("retention.log_every_batches: expected a positive integer")
+        if not 0 <= self.purge_pause_factor <= 100:
+            raise ConfigError("retention.purge_pause_factor: expected 0 to 100")
 
 
 @attrs.frozen

@@ -1385,6 +1385,7 @@ class HomeServer:
                 batch_size=config.retention.purge_batch_size,
                 interval_ms=config.retention.purge_interval_ms,
                 log_every_batches=config.retention.log_every_batches,
+                pause_factor=config.retention.purge_pause_factor,
                 redaction_retention_ms=config.redaction_retention_period_ms,
             ),
         )
