@@ -72,11 +72,13 @@ class NewEvent:
     removed_state: tuple[StateKey, ...] = ()
 
 
-_EVENT_COLUMNS = """e.event_id, e.room_id, r.room_version, e.json, e.stream_ordering,
+# What `stored_event` reads from `events e JOIN rooms r`: other stores that
+# select events their own way (storage/export.py) load them with the same two.
+EVENT_COLUMNS = """e.event_id, e.room_id, r.room_version, e.json, e.stream_ordering,
     e.state_group, e.replaces_state, e.rejected_reason, e.txn_device_id, e.txn_id"""
 
 
-def _stored(row: asyncpg.Record) -> StoredEvent:
+def stored_event(row: asyncpg.Record) -> StoredEvent:
     room_version = KNOWN_ROOM_VERSIONS[row["room_version"]]
     event = load_stored_event(
         json.loads(row["json"]), room_version, row["event_id"], row["room_id"]
@@ -226,12 +228,12 @@ class EventStore:
                 found[event_id] = cached
         if missing:
             rows = await (conn or self._pool).fetch(
-                f"""SELECT {_EVENT_COLUMNS} FROM events e JOIN rooms r USING (room_id)
+                f"""SELECT {EVENT_COLUMNS} FROM events e JOIN rooms r USING (room_id)
                     WHERE e.event_id = ANY($1)""",
                 missing,
             )
             for row in rows:
-                stored = _stored(row)
+                stored = stored_event(row)
                 found[stored.event.event_id] = stored
                 self._remember(stored)
         return found

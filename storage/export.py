@@ -16,7 +16,7 @@ from typing import Any
 import asyncpg
 import attrs
 
-from storage.events import _EVENT_COLUMNS, StoredEvent, _stored
+from storage.events import EVENT_COLUMNS, StoredEvent, stored_event
 
 _SERVED = "NOT e.outlier AND e.rejected_reason IS NULL"
 
@@ -90,14 +90,14 @@ class ExportStore:
 
     async def _events(self, where: str, arg: str, after: int, limit: int) -> list[StoredEvent]:
         rows = await self._pool.fetch(
-            f"""SELECT {_EVENT_COLUMNS} FROM events e JOIN rooms r USING (room_id)
+            f"""SELECT {EVENT_COLUMNS} FROM events e JOIN rooms r USING (room_id)
                 WHERE {where} AND {_SERVED} AND e.stream_ordering > $2
                 ORDER BY e.stream_ordering LIMIT $3""",
             arg,
             after,
             limit,
         )
-        return [_stored(row) for row in rows]
+        return [stored_event(row) for row in rows]
 
     async def sent_events(self, user_id: str, after: int, limit: int) -> list[StoredEvent]:
         """The events `user_id` sent, in any room, after stream position `after`."""
@@ -124,7 +124,7 @@ class ExportStore:
         `after` (None: from the first)."""
         after_type, after_key = after or (None, None)
         rows = await self._pool.fetch(
-            f"""SELECT c.type AS key_type, c.state_key AS key_state, {_EVENT_COLUMNS}
+            f"""SELECT c.type AS key_type, c.state_key AS key_state, {EVENT_COLUMNS}
                 FROM current_state c JOIN events e ON e.event_id = c.event_id
                 JOIN rooms r ON r.room_id = e.room_id
                 WHERE c.room_id = $1 AND ($2::text IS NULL OR (c.type, c.state_key) > ($2, $3))
@@ -134,7 +134,7 @@ class ExportStore:
             after_key,
             limit,
         )
-        return [((row["key_type"], row["key_state"]), _stored(row)) for row in rows]
+        return [((row["key_type"], row["key_state"]), stored_event(row)) for row in rows]
 
     async def profile(self, user_id: str) -> dict[str, Any] | None:
         row = await self._pool.fetchrow(

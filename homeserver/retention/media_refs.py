@@ -1,7 +1,7 @@
 """Which media an event names, so purging an event deletes a local file only
 when no event still keeping its content names it too.
 
-Every mxc URI anywhere in an event's JSON is recorded (`event_media_refs`,
+Every mxc URI anywhere in an event's content is recorded (`event_media_refs`,
 by a pipeline commit hook; schema/0390 recorded the events before it), which
 errs on the side of keeping files. What a purge deletes is narrower: the
 local media in the content fields the spec puts files in.
@@ -60,7 +60,9 @@ class MediaRefsRecorder:
 
     async def on_commit(self, event: Event, stream_ordering: int) -> None:
         """Pipeline commit hook: record the media the new event names."""
-        refs = refs_in(json.dumps(event.pdu, ensure_ascii=False))
+        # Content only: the rest of a PDU names no media, and this runs
+        # for every event the server commits.
+        refs = refs_in(json.dumps(event.content, ensure_ascii=False))
         if not refs:
             return
         try:
