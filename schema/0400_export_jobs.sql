@@ -23,6 +23,5 @@ CREATE TABLE export_jobs (
 
 -- The events a user sent, in stream order.
 CREATE INDEX IF NOT EXISTS export_events_sender ON events (sender, stream_ordering);
--- Every membership event about a user, in stream order.
-CREATE INDEX IF NOT EXISTS export_events_membership ON events (state_key, stream_ordering)
-    WHERE type = 'm.room.member';
+-- Every membership event about a user, in stream order: events_member_by_user
+-- (schema/0007) serves it.
