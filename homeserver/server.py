@@ -818,11 +818,10 @@ class HomeServer:
         push_notifier = PushNotifier(
             push_rules,
             push_store,
-            events,
             server_name=config.server_name,
             thread_subscriptions=thread_subscriptions,
         )
-        self.pipeline.add_commit_hook(push_notifier.on_commit)
+        self.pipeline.add_transaction_hook(push_notifier.in_transaction)
         carry_over = UpgradeCarryOver(
             push_rules, account_data, account_data_store, events, server_name=config.server_name
         )

@@ -142,9 +142,11 @@ class PushStore:
 
     # --- push rules ------------------------------------------------------------
 
-    async def rules_for_users(self, user_ids: Iterable[str]) -> dict[str, list[StoredPushRule]]:
+    async def rules_for_users(
+        self, user_ids: Iterable[str], conn: asyncpg.Connection | None = None
+    ) -> dict[str, list[StoredPushRule]]:
         """Every stored rule row of these users, by user (users without any: absent)."""
-        rows = await self._pool.fetch(
+        rows = await (conn or self._pool).fetch(
             """SELECT user_id, kind, rule_id, is_default, priority, conditions, pattern,
                       actions, enabled
                FROM push_rules WHERE user_id = ANY($1::text[])""",
@@ -284,10 +286,12 @@ class PushStore:
 
     # --- notifications ---------------------------------------------------------
 
-    async def room_push_facts(self, room_id: str, server_name: str) -> RoomPushFacts:
+    async def room_push_facts(
+        self, room_id: str, server_name: str, conn: asyncpg.Connection | None = None
+    ) -> RoomPushFacts:
         """The room's joined count, its local joined members with their display
         names, and its power levels and create event ids: one query."""
-        row = await self._pool.fetchrow(_ROOM_FACTS, room_id, server_name)
+        row = await (conn or self._pool).fetchrow(_ROOM_FACTS, room_id, server_name)
         return RoomPushFacts(
             row["joined"],
             tuple(zip(row["users"], row["names"], strict=True)),
@@ -295,7 +299,9 @@ class PushStore:
             row["create_event"],
         )
 
-    async def add_notifications(self, notifications: Sequence[NewNotification]) -> None:
+    async def add_notifications(
+        self, notifications: Sequence[NewNotification], conn: asyncpg.Connection | None = None
+    ) -> None:
         """Insert the rows (of one or a few events) in one statement; what rows
         of one event share is sent once, which halves what PostgreSQL decodes."""
         events: dict[tuple[str, int, str, str], int] = {}
@@ -303,7 +309,7 @@ class PushStore:
         for n in notifications:
             key = (n.room_id, n.stream_ordering, n.event_id, n.thread_id)
             index.append(events.setdefault(key, len(events) + 1))
-        await self._pool.execute(
+        await (conn or self._pool).execute(
             """INSERT INTO event_push_notifications
                    (user_id, room_id, stream_ordering, event_id, thread_id, highlight, actions)
                SELECT r.user_id, e.room_id, e.stream_ordering, e.event_id, e.thread_id,

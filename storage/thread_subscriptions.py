@@ -134,10 +134,14 @@ class ThreadSubscriptionStore:
         return [_row(r) for r in rows]
 
     async def subscribers(
-        self, room_id: str, thread_root_id: str, user_ids: Collection[str]
+        self,
+        room_id: str,
+        thread_root_id: str,
+        user_ids: Collection[str],
+        conn: asyncpg.Connection | None = None,
     ) -> frozenset[str]:
         """Those of `user_ids` subscribed to the thread."""
-        rows = await self._pool.fetch(
+        rows = await (conn or self._pool).fetch(
             """SELECT user_id FROM thread_subscriptions
                WHERE room_id = $1 AND thread_root_id = $2 AND subscribed
                  AND user_id = ANY($3::text[])""",

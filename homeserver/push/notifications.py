@@ -1,18 +1,18 @@
 """Which local users a new event notifies, written as notification rows.
 
-Runs after the event commits and before /sync waiters wake (the pipeline's
-commit hook), so that the unread counts a woken /sync reads already include
-the event. It is on the send path, so it stays cheap: the room's local
-members, display names and power levels are cached by state group (one
-query per state change, none per message), the users' compiled rulesets
-come from the cache, evaluation shares everything but the per-user checks
-between users with the same rules (evaluator.evaluate_many), and the rows of
-events evaluated at about the same time go in one insert.
+Runs in the event's own transaction (the pipeline's transaction hook), so
+the rows commit with the event, at no commit of their own, and the unread
+counts a woken /sync reads already include it. It is on the send path, so it
+stays cheap: the room's local members, display names and power levels are
+cached by state group (one query per state change, none per message), the
+users' compiled rulesets come from the cache, and evaluation shares
+everything but the per-user checks between users with the same rules
+(evaluator.evaluate_many). Every query goes through the room's writer: a
+second pool connection taken under it could deadlock a busy pool.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from collections import OrderedDict
@@ -26,7 +26,7 @@ from homeserver.events.event import Event, StateKey
 from homeserver.push.evaluator import Recipient, RoomFacts, RuleOutcome, evaluate_many
 from homeserver.push.rules import PushRulesService
 from homeserver.rooms.thread_subscriptions import ThreadSubscriptions
-from storage.events import EventStore
+from storage.events import NewEvent, RoomWriter
 from storage.push import MAIN_THREAD, NewNotification, PushStore
 
 logger = logging.getLogger(__name__)
@@ -80,42 +80,6 @@ class _RoomAt:
     notification_levels: Mapping[str, int]
 
 
-class _GroupWriter:
-    """Writes the rows of events evaluated at about the same time in one
-    statement: while an insert is in flight, the rows of the events that
-    follow wait and go together in the next one (a group commit). Each
-    caller still returns only once its own rows are committed."""
-
-    def __init__(self, store: PushStore) -> None:
-        self._store = store
-        self._waiting: list[tuple[Sequence[NewNotification], asyncio.Future[None]]] = []
-        self._task: asyncio.Task[None] | None = None
-
-    async def write(self, rows: Sequence[NewNotification]) -> None:
-        done = asyncio.get_running_loop().create_future()
-        self._waiting.append((rows, done))
-        if self._task is None:
-            self._task = asyncio.create_task(self._drain())
-        await done
-
-    async def _drain(self) -> None:
-        try:
-            while self._waiting:
-                batch, self._waiting = self._waiting, []
-                try:
-                    await self._store.add_notifications([r for rows, _ in batch for r in rows])
-                except Exception as e:
-                    for _, done in batch:
-                        if not done.done():
-                            done.set_exception(e)
-                else:
-                    for _, done in batch:
-                        if not done.done():
-                            done.set_result(None)
-        finally:
-            self._task = None
-
-
 class PushNotifier:
     """Evaluates each new event against its room's local members' push rules."""
 
@@ -123,7 +87,6 @@ class PushNotifier:
         self,
         rules: PushRulesService,
         store: PushStore,
-        events: EventStore,
         *,
         server_name: str,
         thread_subscriptions: ThreadSubscriptions,
@@ -131,31 +94,53 @@ class PushNotifier:
         self._rules = rules
         self._thread_subscriptions = thread_subscriptions
         self._store = store
-        self._events = events
         self._server_name = server_name
         self._listeners: list[Callable[[Event, Sequence[NewNotification]], None]] = []
-        self._writer = _GroupWriter(store)
         # State group -> what evaluation needs of the room at it, least recent first.
         self._rooms_at: OrderedDict[int, _RoomAt] = OrderedDict()
 
     def add_listener(self, listener: Callable[[Event, Sequence[NewNotification]], None]) -> None:
         """Call `listener(event, rows)` once an event's notification rows are
-        written (the pushers' sender). It must return at once: the event's
+        committed (the pushers' sender). It must return at once: the event's
         send request is waiting."""
         self._listeners.append(listener)
 
-    async def on_event(self, event: Event, stream_ordering: int) -> None:
-        """Write the notifications `event` (at `stream_ordering`) gives local users."""
-        room = await self._room_at(event)
+    async def in_transaction(self, writer: RoomWriter, new: NewEvent) -> Callable[[], None] | None:
+        """The pipeline's transaction hook: write the notifications the new
+        event gives local users; the listeners hear of them once committed.
+
+        A fault of evaluation is logged and costs the event its notifications,
+        not its send; a failed insert fails the event with its transaction.
+        """
+        event = new.event
+        try:
+            rows = await self._evaluate(writer, event, new.stream_ordering, new.state_group)
+        except Exception:
+            logger.exception("push evaluation of %s failed", event.event_id)
+            return None
+        if not rows:
+            return None
+        await self._store.add_notifications(rows, writer.conn)
+        return lambda: self._tell_listeners(event, rows)
+
+    def _tell_listeners(self, event: Event, rows: Sequence[NewNotification]) -> None:
+        for listener in self._listeners:
+            listener(event, rows)
+
+    async def _evaluate(
+        self, writer: RoomWriter, event: Event, stream_ordering: int, state_group: int | None
+    ) -> list[NewNotification]:
+        """The notification rows of `event` (at `stream_ordering`)."""
+        room = await self._room_at(writer, event.room_id, state_group)
         recipients = [m for m in room.members if m[0] != event.sender]
         invitee = _local_invitee(event, self._server_name)
         if invitee is not None and all(u != invitee for u, _ in recipients):
             name = event.content.get("displayname")
             recipients.append((invitee, name if isinstance(name, str) else None))
         if not recipients:
-            return
-        rulesets = await self._rules.compiled([u for u, _ in recipients])
-        thread_id = await self._thread_of(event)
+            return []
+        rulesets = await self._rules.compiled([u for u, _ in recipients], writer)
+        thread_id = await self._thread_of(writer, event)
         facts = RoomFacts(
             member_count=room.joined_count,
             sender_power_level=get_power_level(event.room_version, event.sender, room.auth_state),
@@ -163,7 +148,7 @@ class PushNotifier:
             # One query for all the recipients, and only for events in a thread.
             thread_subscribers=(
                 await self._thread_subscriptions.subscribers(
-                    event.room_id, thread_id, [u for u, _ in recipients]
+                    event.room_id, thread_id, [u for u, _ in recipients], writer
                 )
                 if thread_id != MAIN_THREAD
                 else None
@@ -174,8 +159,6 @@ class PushNotifier:
             flat, facts, [Recipient(u, name, rulesets[u]) for u, name in recipients]
         )
         notified = [(u, o) for u, o in outcomes.items() if o.notify]
-        if not notified:
-            return
         encoded: dict[RuleOutcome, str] = {}
         rows = []
         for user_id, outcome in notified:
@@ -193,22 +176,18 @@ class PushNotifier:
                     actions,
                 )
             )
-        await self._writer.write(rows)
-        for listener in self._listeners:
-            listener(event, rows)
+        return rows
 
-    async def _room_at(self, event: Event) -> _RoomAt:
+    async def _room_at(self, writer: RoomWriter, room_id: str, group: int | None) -> _RoomAt:
         """The room's members and power levels for an event, cached by the
         event's state group: events between two state changes share one, so
         only a state change costs a query."""
-        stored = (await self._events.get_events([event.event_id])).get(event.event_id)
-        group = stored.state_group if stored is not None else None
         cached = self._rooms_at.get(group) if group is not None else None
         if cached is not None:
             self._rooms_at.move_to_end(group)
             return cached
-        facts = await self._store.room_push_facts(event.room_id, self._server_name)
-        state = await self._events.get_events(
+        facts = await self._store.room_push_facts(room_id, self._server_name, writer.conn)
+        state = await writer.get_events(
             i for i in (facts.power_levels_event_id, facts.create_event_id) if i is not None
         )
         auth_state: dict[StateKey, Event] = {}
@@ -230,7 +209,7 @@ class PushNotifier:
                 self._rooms_at.popitem(last=False)
         return room
 
-    async def _thread_of(self, event: Event) -> str:
+    async def _thread_of(self, writer: RoomWriter, event: Event) -> str:
         """The thread root the event belongs to, following relations a few
         hops (an edit or reaction of a thread reply is in that thread)."""
         current = event
@@ -240,15 +219,8 @@ class PushNotifier:
                 return MAIN_THREAD
             if rel_type == "m.thread":
                 return parent
-            found = (await self._events.get_events([parent])).get(parent)
+            found = (await writer.get_events([parent])).get(parent)
             if found is None:
                 return MAIN_THREAD
             current = found.event
         return MAIN_THREAD
-
-    async def on_commit(self, event: Event, stream_ordering: int) -> None:
-        """The pipeline hook: a failure here must not fail the committed send."""
-        try:
-            await self.on_event(event, stream_ordering)
-        except Exception:
-            logger.exception("push evaluation of %s failed", event.event_id)

@@ -26,6 +26,7 @@ from homeserver.push.default_rules import default_push_rules
 from homeserver.push.evaluator import RULE_KINDS, CompiledRuleset
 from homeserver.sync.filter import event_allowed
 from homeserver.sync.response import SyncRequest
+from storage.events import RoomWriter
 from storage.push import PushStore, RelativeRuleNotFoundError, StoredPushRule
 
 # Serve the pre-v1.17 body-matching mention rules, as Synapse does.
@@ -156,7 +157,7 @@ class PushRulesService:
     # --- reading ---------------------------------------------------------------
 
     async def _load(
-        self, user_ids: Sequence[str]
+        self, user_ids: Sequence[str], writer: RoomWriter | None = None
     ) -> dict[str, tuple[dict[str, Any], CompiledRuleset]]:
         """Cached rulesets of these users; the missing ones in one query."""
         found: dict[str, tuple[dict[str, Any], CompiledRuleset]] = {}
@@ -170,7 +171,8 @@ class PushRulesService:
                 found[user_id] = cached
         if missing:
             changes = self._changes
-            stored = await self._store.rules_for_users(missing)
+            conn = writer.conn if writer is not None else None
+            stored = await self._store.rules_for_users(missing, conn)
             for user_id in missing:
                 ruleset = merge_rules(
                     user_id,
@@ -188,9 +190,12 @@ class PushRulesService:
         """The user's `global` ruleset as served (do not modify it)."""
         return (await self._load([user_id]))[user_id][0]
 
-    async def compiled(self, user_ids: Sequence[str]) -> dict[str, CompiledRuleset]:
-        """The compiled rulesets of many users (for evaluating one event)."""
-        return {u: pair[1] for u, pair in (await self._load(user_ids)).items()}
+    async def compiled(
+        self, user_ids: Sequence[str], writer: RoomWriter | None = None
+    ) -> dict[str, CompiledRuleset]:
+        """The compiled rulesets of many users (for evaluating one event);
+        `writer`: inside a room writer's transaction, the writer."""
+        return {u: pair[1] for u, pair in (await self._load(user_ids, writer)).items()}
 
     async def rule(self, user_id: str, kind: str, rule_id: str) -> dict[str, Any]:
         return _find(await self.ruleset(user_id), kind, rule_id)

@@ -53,6 +53,9 @@ from storage.remote_membership import save_stripped_state
 from storage.state import MAX_CHAIN_LENGTH, StateMap, StateStore
 from storage.streams import StreamIds
 
+# A hook in an accepted event's transaction; what it returns runs once committed.
+TransactionHook = Callable[[RoomWriter, NewEvent], Awaitable[Callable[[], None] | None]]
+
 logger = logging.getLogger(__name__)
 
 CREATE_KEY: StateKey = ("m.room.create", "")
@@ -252,14 +255,43 @@ class EventPipeline:
         self._unpublished: dict[int, tuple[str, str | None]] = {}
         # Room id -> its compaction in progress: one at a time per room.
         self._compactions: dict[str, asyncio.Task[None]] = {}
-        # Awaited after each event commits, before its waiters wake: work that
-        # readers must see together with the event (push notification counts).
-        # A hook handles its own errors: the event is committed either way.
+        # Awaited inside each accepted event's transaction, after its rows:
+        # what readers must see together with the event (push notification
+        # counts), committed with it in one commit.
+        self._transaction_hooks: list[TransactionHook] = []
+        # Awaited after each accepted event commits and its waiters were
+        # woken: work derived from the event that no reader waits for. A hook
+        # handles its own errors: the event is committed either way.
         self._commit_hooks: list[Callable[[Event, int], Awaitable[None]]] = []
+
+    def add_transaction_hook(self, hook: TransactionHook) -> None:
+        """Call `hook(writer, new)` in the transaction of every accepted event.
+
+        It may only use `writer` for the database (a pool connection taken
+        while the room's writer holds one could deadlock a busy pool); a
+        failure fails the event. What it returns, if anything, is called once
+        the event is committed (a listener's news that must not precede it).
+        """
+        self._transaction_hooks.append(hook)
 
     def add_commit_hook(self, hook: Callable[[Event, int], Awaitable[None]]) -> None:
         """Call `hook(event, stream_ordering)` after every committed event."""
         self._commit_hooks.append(hook)
+
+    async def _in_transaction(self, writer: RoomWriter, new: NewEvent) -> list[Callable[[], None]]:
+        """Run the transaction hooks; what each asks to run after the commit."""
+        after = []
+        for hook in self._transaction_hooks:
+            then = await hook(writer, new)
+            if then is not None:
+                after.append(then)
+        return after
+
+    async def _after_commit(self, new: NewEvent, after: Sequence[Callable[[], None]]) -> None:
+        for then in after:
+            then()
+        for hook in self._commit_hooks:
+            await hook(new.event, new.stream_ordering)
 
     def _lock(self, room_id: str) -> asyncio.Lock:
         lock = self._locks.get(room_id)
@@ -760,7 +792,8 @@ class EventPipeline:
             return new, soft_failed
 
         result: NewEvent | None = None
-        committed = False
+        committed = accepted = False
+        after: list[Callable[[], None]] = []
         try:
             async with self._lock(event.room_id), self._events.room_writer(event.room_id) as writer:
                 written = await write(writer)
@@ -769,15 +802,17 @@ class EventPipeline:
                     return Reception(written, stored.rejected_reason, soft_failed=False)
                 result, soft_failed = written
                 await persist_received(writer.conn, result, soft_failed=soft_failed)
+                accepted = result.rejected_reason is None and not soft_failed
+                if accepted:
+                    after = await self._in_transaction(writer, result)
             committed = True
             self._maybe_compact(result)  # before any await, as in _commit
             writer.remember(result)
-            if result.rejected_reason is None and not soft_failed:
-                for hook in self._commit_hooks:
-                    await hook(result.event, result.stream_ordering)
         finally:
             if result is not None:
                 self._publish(result, committed)
+        if accepted:
+            await self._after_commit(result, after)
         return Reception(event.event_id, result.rejected_reason, soft_failed)
 
     async def receive_backfilled(
@@ -1017,6 +1052,7 @@ class EventPipeline:
         """
         new: NewEvent | None = None
         committed = False
+        after: list[Callable[[], None]] = []
         try:
             async with self._lock(room_id), self._events.room_writer(room_id) as writer:
                 result = await write(writer)
@@ -1024,17 +1060,18 @@ class EventPipeline:
                     return (await writer.get_events([result]))[result]
                 new = result
                 await writer.persist(new)
+                after = await self._in_transaction(writer, new)
             committed = True
             # Before any await: the room's next writer cannot have built on
             # this group yet, so the first group past the chain limit is the
             # one compacted, not a later one that would leave it long.
             self._maybe_compact(new)
             writer.remember(new)
-            for hook in self._commit_hooks:
-                await hook(new.event, new.stream_ordering)
         finally:
             if new is not None:
                 self._publish(new, committed)
+        # Waiters are woken first: nothing after the commit is theirs to wait for.
+        await self._after_commit(new, after)
         stored = await self._events.get_events([new.event.event_id])
         return stored[new.event.event_id]
 

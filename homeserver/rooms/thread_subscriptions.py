@@ -20,7 +20,7 @@ from homeserver.errors import MatrixError, invalid_param, not_found
 from homeserver.identifiers import is_valid_room_id
 from homeserver.notifier import Notifier
 from homeserver.rooms.visibility import HistoryVisibility
-from storage.events import EventStore, StoredEvent
+from storage.events import EventStore, RoomWriter, StoredEvent
 from storage.thread_subscriptions import Conflict, ThreadSubscription, ThreadSubscriptionStore
 
 # The error codes of Synapse, which clients (matrix-rust-sdk) match on.
@@ -183,6 +183,12 @@ class ThreadSubscriptions:
         return result
 
     async def subscribers(
-        self, room_id: str, thread_root_id: str, user_ids: Collection[str]
+        self,
+        room_id: str,
+        thread_root_id: str,
+        user_ids: Collection[str],
+        writer: RoomWriter | None = None,
     ) -> frozenset[str]:
-        return await self._store.subscribers(room_id, thread_root_id, user_ids)
+        """`writer`: inside a room writer's transaction, the writer."""
+        conn = writer.conn if writer is not None else None
+        return await self._store.subscribers(room_id, thread_root_id, user_ids, conn)
