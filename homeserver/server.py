@@ -155,6 +155,7 @@ from homeserver.appservice.directory import AppServiceDirectory
 from homeserver.appservice.ping import AppServicePing
 from homeserver.appservice.queries import AppServiceQueries
 from homeserver.appservice.registration import load_appservices
+from homeserver.cluster.lease import LeasedDuty
 from homeserver.config import Config, parse_listen
 from homeserver.delayed_events.scheduler import DelayedEventScheduler
 from homeserver.delayed_events.service import DelayedEventLimits, DelayedEvents
@@ -1388,10 +1389,13 @@ class HomeServer:
                 redaction_retention_ms=config.redaction_retention_period_ms,
             ),
         )
-        self.purge_job.start()
+        # One process of a deployment purges at a time; another takes over
+        # when it dies (homeserver/cluster/lease.py).
+        purge_duty = LeasedDuty(pool, "retention-purge", self.purge_job.start, self.purge_job.stop)
+        purge_duty.start()
 
         async def stop_purge_job(_: web.Application) -> None:
-            await self.purge_job.stop()
+            await purge_duty.stop()
 
         app.on_cleanup.append(stop_purge_job)
 

@@ -1,0 +1,1 @@
+"""Running as several processes that behave as one server (issue: scale-out)."""
