@@ -18,6 +18,7 @@ import multiprocessing
 import os
 import pstats
 import tempfile
+import time
 from collections.abc import Iterator
 from multiprocessing.connection import Connection
 from typing import Any
@@ -124,7 +125,10 @@ def _serve(config: dict[str, Any], conn: Connection) -> None:
         conn.send(server.client_port)
         while (message := await asyncio.to_thread(conn.recv)) != "exit":
             _, profile = message
-            profiler = cProfile.Profile() if profile else None
+            # CPU time, not wall time: a send mostly waits on PostgreSQL, and
+            # wall time would charge that wait (and other processes) to the
+            # call that yielded the CPU.
+            profiler = cProfile.Profile(time.process_time) if profile else None
             backends = await _backend_cpu(server)
             cpu = cpu_seconds()
             if profiler is not None:

@@ -13,6 +13,9 @@ Run: .venv/bin/python bench/send.py [--users 50] [--rooms 5] [--messages 20]
      [--concurrency 50] [--profile]
 
 --profile runs the server under cProfile and prints where its time went.
+Afterwards bench/floor.py measures the irreducible cost of an event on the
+same PostgreSQL setup, and the ratio of ours to it is printed (--no-floor
+skips it).
 """
 
 from __future__ import annotations
@@ -35,10 +38,14 @@ from _server import (
     percentile,
     running_server,
 )
+from floor import describe, measure_floor
 
 
-async def _run(args: argparse.Namespace, server: ServerProcess) -> None:
-    """Register, create and join, send the messages, check them and print the figures."""
+async def _run(args: argparse.Namespace, server: ServerProcess) -> float | None:
+    """Register, create and join, send the messages, check them and print the figures.
+
+    Returns the CPU milliseconds per message of the server and its PostgreSQL
+    backends (None when PostgreSQL is not on this machine)."""
     connector = aiohttp.TCPConnector(limit=args.concurrency)
     async with aiohttp.ClientSession(connector=connector) as http:
         client = Client(http, server.url)
@@ -127,6 +134,9 @@ async def _run(args: argparse.Namespace, server: ServerProcess) -> None:
     print(line)
     if "profile" in report:
         print(report["profile"])
+    if report["pg_cpu"] is None:
+        return None
+    return (report["cpu"] + report["pg_cpu"]) / total * 1000
 
 
 async def _verify(
@@ -165,10 +175,23 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=50, help="requests in flight")
     parser.add_argument("--pool-size", type=int, default=20, help="server's PostgreSQL pool")
     parser.add_argument("--profile", action="store_true", help="cProfile the server")
+    parser.add_argument(
+        "--no-floor", action="store_true", help="skip bench/floor.py's measurement and the ratio"
+    )
     args = parser.parse_args()
 
     with running_server("send", args.pool_size) as server:
-        asyncio.run(_run(args, server))
+        ours = asyncio.run(_run(args, server))
+    if args.no_floor:
+        return
+    # Once the server has stopped, so that the two do not share the CPUs.
+    floor = asyncio.run(measure_floor())
+    print(describe(floor))
+    if ours is not None and floor["pg"] == floor["pg"]:
+        print(
+            f"cpu per message, server + PostgreSQL: {ours:.2f} ms = "
+            f"{ours / floor['total']:.1f}x the floor"
+        )
 
 
 if __name__ == "__main__":

@@ -25,6 +25,18 @@ class OutgoingEvent:
 
 
 @attrs.frozen
+class StreamedEvent:
+    """An event of the stream as the sender reads it: `pdu` only for a local
+    event (the only ones it sends); `state` if it is a state event, which
+    may change who is in its room."""
+
+    stream_ordering: int
+    room_id: str
+    state: bool
+    pdu: dict[str, Any] | None
+
+
+@attrs.frozen
 class OutboxEdu:
     """A stored EDU waiting for a destination; `source` and `key` name its row."""
 
@@ -51,15 +63,18 @@ class FederationSenderStore:
             current,
         )
 
-    async def new_local_events(
+    async def stream_events(
         self, server_name: str, after: int, upto: int, limit: int
-    ) -> list[OutgoingEvent]:
-        """Events sent by this server's users in (after, upto], in stream
-        order; outliers and rejected events are never sent."""
+    ) -> list[StreamedEvent]:
+        """Events in (after, upto], in stream order, with the PDUs of those
+        this server's users sent; outliers and rejected events are left out
+        (never sent, and they change no room's members)."""
         rows = await self._pool.fetch(
-            """SELECT stream_ordering, room_id, json FROM events
+            """SELECT stream_ordering, room_id, state_key IS NOT NULL AS state,
+                      CASE WHEN substring(sender from position(':' in sender) + 1) = $1
+                           THEN json END AS json
+               FROM events
                WHERE stream_ordering > $2 AND stream_ordering <= $3
-                 AND substring(sender from position(':' in sender) + 1) = $1
                  AND NOT outlier AND rejected_reason IS NULL
                ORDER BY stream_ordering LIMIT $4""",
             server_name,
@@ -68,7 +83,13 @@ class FederationSenderStore:
             limit,
         )
         return [
-            OutgoingEvent(r["stream_ordering"], r["room_id"], json.loads(r["json"])) for r in rows
+            StreamedEvent(
+                r["stream_ordering"],
+                r["room_id"],
+                r["state"],
+                json.loads(r["json"]) if r["json"] is not None else None,
+            )
+            for r in rows
         ]
 
     async def room_servers(self, room_ids: Collection[str]) -> dict[str, dict[str, int]]:

@@ -466,6 +466,47 @@ async def test_a_kicked_remote_user_hears_of_it(
     assert pdu["state_key"] == bob and pdu["content"]["membership"] == membership
 
 
+async def test_a_room_is_sent_to_the_servers_joined_at_each_message(
+    server_factory: Any, remote_factory: Any
+) -> None:
+    """The sender remembers a room's servers between messages: a remote that
+    joins a room which was all local gets the next message, and one kicked
+    out gets nothing more until it joins again."""
+    hs = await server_factory(**SENDER_CONFIG)
+    remote, inbox = await remote_with_inbox(remote_factory)
+    await remote.expect_keys_of(hs)
+    alice = await register(hs, "alice")
+    room_id = await create_room(hs, alice)
+    bob = f"@bob:{remote.server_name}"
+    await send_message(hs, alice, room_id, "alone")
+    await send_message(hs, alice, room_id, "still-alone")
+
+    await join_remote_user(hs, remote, room_id, bob)
+    await send_message(hs, alice, room_id, "joined")
+    await wait_until(lambda: len(inbox.pdus()) == 1)
+    status, body = await hs.request(
+        "POST",
+        f"/_matrix/client/v3/rooms/{room_id}/kick",
+        token=alice.token,
+        json={"user_id": bob},
+    )
+    assert status == 200, body
+    await send_message(hs, alice, room_id, "kicked")
+    await join_remote_user(hs, remote, room_id, bob)
+    await send_message(hs, alice, room_id, "back")
+    await wait_until(lambda: len(inbox.pdus()) >= 3)
+
+    # In stream order: "kicked" would come before "back" had it been sent.
+    seen = [
+        (p["type"], p["content"].get("body", p["content"].get("membership"))) for p in inbox.pdus()
+    ]
+    assert seen == [
+        ("m.room.message", "joined"),
+        ("m.room.member", "leave"),
+        ("m.room.message", "back"),
+    ]
+
+
 async def test_device_list_and_signing_key_updates(
     server_factory: Any, remote_factory: Any
 ) -> None:
