@@ -7,6 +7,7 @@ only reads them, for GET /notifications.
 from __future__ import annotations
 
 import json
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -82,9 +83,22 @@ WHERE cs.room_id = $1
 """
 
 
+# Users known to have no pusher, kept so that the events notifying them (most
+# users, on a server whose users are on the web) look no pusher up.
+_WITHOUT_PUSHERS_KEPT = 100_000
+
+
 class PusherStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
+        # Only `put` adds a pusher, and it forgets its user here; a deletion
+        # (a device's, by cascade, too) can only make an entry truer. One
+        # process's knowledge: a deployment of several must invalidate it
+        # across them.
+        self._without: OrderedDict[str, None] = OrderedDict()
+        # Moved by `put` before and after its write: a lookup that overlapped
+        # one learns nothing from its answer.
+        self._puts = 0
 
     async def for_user(self, user_id: str) -> list[Pusher]:
         rows = await self._pool.fetch(
@@ -95,12 +109,20 @@ class PusherStore:
 
     async def for_users(self, user_ids: Iterable[str]) -> dict[str, list[Pusher]]:
         """The pushers of these users, by user (users without any: absent)."""
+        wanted = [u for u in dict.fromkeys(user_ids) if u not in self._without]
+        if not wanted:
+            return {}
+        puts = self._puts
         rows = await self._pool.fetch(
-            f"SELECT {_COLUMNS} FROM pushers WHERE user_id = ANY($1::text[])", list(user_ids)
+            f"SELECT {_COLUMNS} FROM pushers WHERE user_id = ANY($1::text[])", wanted
         )
         found: dict[str, list[Pusher]] = {}
         for row in rows:
             found.setdefault(row["user_id"], []).append(_pusher(row))
+        if puts == self._puts:
+            self._without.update((u, None) for u in wanted if u not in found)
+            while len(self._without) > _WITHOUT_PUSHERS_KEPT:
+                self._without.popitem(last=False)
         return found
 
     async def put(self, pusher: Pusher, *, remove_others: bool) -> None:
@@ -108,6 +130,15 @@ class PusherStore:
         (keeping the device it belongs to, as Synapse does: one device may edit
         another's pusher). With `remove_others`, other users' pushers with the
         same app id and pushkey are removed in the same transaction."""
+        self._puts += 1
+        self._without.pop(pusher.user_id, None)
+        try:
+            await self._write(pusher, remove_others)
+        finally:
+            self._puts += 1
+            self._without.pop(pusher.user_id, None)
+
+    async def _write(self, pusher: Pusher, remove_others: bool) -> None:
         async with self._pool.acquire() as conn, conn.transaction():
             if remove_others:
                 await conn.execute(

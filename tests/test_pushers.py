@@ -572,3 +572,22 @@ async def test_no_push_while_syncing_and_no_content_when_configured(server_facto
     finally:
         await alice.close()
         await bob.close()
+
+
+async def test_pusher_set_after_unpushed_messages_gets_the_next_one(hs, users, gateway):
+    """Messages to a user without a pusher look none up once it is known
+    there is none; setting one must be seen by the very next message."""
+    alice = await users("alice", "Alice")
+    bob = await users("bob")
+    carol = await users("carol")
+    room = await room_with(alice, bob, carol)
+    await add_pusher(hs, carol, "carol-key", gateway.url)
+    for i in range(3):
+        sent = await send_text(alice, room, f"before {i}")
+        # Carol's push went out of the same lookup as Bob's (who has none).
+        await gateway.wait_for("carol-key", sent)
+    await add_pusher(hs, bob, "bob-key", gateway.url)
+    after = await send_text(alice, room, "now with a pusher")
+    pushed = await gateway.wait_for("bob-key", after)
+    assert pushed["event_id"] == after
+    assert [p["event_id"] for p in gateway.pushes("bob-key")] == [after]
