@@ -32,6 +32,7 @@ from federation.edus import (
     typing_edu,
 )
 from federation.queue import DestinationQueue
+from federation.room_servers import RoomServers
 from federation.transport import FederationClient
 from homeserver.e2e.changes import DeviceKeysChanged, KeyChange
 from homeserver.identifiers import split_user_id
@@ -95,6 +96,8 @@ class FederationSender:
         self._e2e_keys = e2e_keys
         self._sessions = sessions
         self._queues: dict[str, DestinationQueue] = {}
+        # The servers of the rooms of the events read, followed from them.
+        self._room_servers = RoomServers(store, server_name)
         # How far the events and to-device streams have been read.
         self._position = 0
         self._stored_position = 0
@@ -168,7 +171,7 @@ class FederationSender:
                 self._server_name, self._position, upto, BATCH_SIZE
             )
             end = events[-1].stream_ordering if len(events) == BATCH_SIZE else upto
-            servers = await self._store.room_servers({e.room_id for e in events}) if events else {}
+            servers = await self._room_servers.for_events(events) if events else {}
             owed: dict[tuple[str, str], int] = {}
             deliveries: list[tuple[str, OutgoingEvent]] = []
             for event in events:

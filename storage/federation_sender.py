@@ -22,6 +22,7 @@ class OutgoingEvent:
     stream_ordering: int
     room_id: str
     pdu: dict[str, Any]
+    event_id: str
 
 
 @attrs.frozen
@@ -57,7 +58,7 @@ class FederationSenderStore:
         """Events sent by this server's users in (after, upto], in stream
         order; outliers and rejected events are never sent."""
         rows = await self._pool.fetch(
-            """SELECT stream_ordering, room_id, json FROM events
+            """SELECT stream_ordering, room_id, json, event_id FROM events
                WHERE stream_ordering > $2 AND stream_ordering <= $3
                  AND substring(sender from position(':' in sender) + 1) = $1
                  AND NOT outlier AND rejected_reason IS NULL
@@ -68,7 +69,8 @@ class FederationSenderStore:
             limit,
         )
         return [
-            OutgoingEvent(r["stream_ordering"], r["room_id"], json.loads(r["json"])) for r in rows
+            OutgoingEvent(r["stream_ordering"], r["room_id"], json.loads(r["json"]), r["event_id"])
+            for r in rows
         ]
 
     async def room_servers(self, room_ids: Collection[str]) -> dict[str, dict[str, int]]:
@@ -154,7 +156,7 @@ class FederationSenderStore:
         """The newest owed event of each room whose newest is past `after`,
         oldest first."""
         rows = await self._pool.fetch(
-            """SELECT r.stream_ordering, r.room_id, e.json
+            """SELECT r.stream_ordering, r.room_id, e.json, e.event_id
                FROM federation_destination_rooms r
                JOIN events e ON e.stream_ordering = r.stream_ordering
                WHERE r.destination = $1 AND r.stream_ordering > $2
@@ -164,7 +166,8 @@ class FederationSenderStore:
             limit,
         )
         return [
-            OutgoingEvent(r["stream_ordering"], r["room_id"], json.loads(r["json"])) for r in rows
+            OutgoingEvent(r["stream_ordering"], r["room_id"], json.loads(r["json"]), r["event_id"])
+            for r in rows
         ]
 
     async def outbox(self, destination: str, limit: int) -> list[OutboxEdu]:
