@@ -4,9 +4,7 @@ New local events are learnt by following the events stream from a stored
 position, as /sync does; the room service never calls in here. Each batch of
 new events costs a bounded number of queries: the events, the servers in
 their rooms, and one transaction that records what each destination is owed
-together with the new position. The servers of a room are remembered until
-the stream shows an event that may change its members, so a room whose
-members are all local costs one query per batch (the events) and no write. Events then go to one queue per destination
+together with the new position. Events then go to one queue per destination
 (queue.py), which sends transactions, backs off and catches up.
 
 EDUs come from the services' listeners: typing, public read receipts and
@@ -22,7 +20,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 
 from federation.backoff import Backoff
@@ -35,12 +32,13 @@ from federation.edus import (
     typing_edu,
 )
 from federation.queue import DestinationQueue
+from federation.room_servers import RoomServers
 from federation.transport import FederationClient
 from homeserver.e2e.changes import DeviceKeysChanged, KeyChange
 from homeserver.identifiers import split_user_id
 from homeserver.notifier import Notifier
 from storage.e2e_keys import E2eKeyStore
-from storage.federation_sender import FederationSenderStore, OutgoingEvent, StreamedEvent
+from storage.federation_sender import FederationSenderStore, OutgoingEvent
 from storage.presence import PresenceRow
 from storage.receipts import Receipt
 from storage.sessions import SessionStore
@@ -59,25 +57,11 @@ STOP_TIMEOUT_S = 10.0
 # write the position, unless it moved this far: a restart re-reads at most
 # this much, and a server without federation pays no write per event.
 POSITION_WRITE_INTERVAL = 10_000
-# Rooms whose servers are remembered (the most recently sent into).
-ROOM_SERVERS_CACHE_SIZE = 10_000
 
 
 def _server_of(user_id: str) -> str | None:
     parts = split_user_id(user_id)
     return parts[1] if parts is not None else None
-
-
-def _may_change_members(event: StreamedEvent) -> bool:
-    """Can the room's joined members differ after this event? A state event
-    may be a membership; an event of another server may merge a fork whose
-    resolution changes them, as may a local event on several prev events
-    (a local event on the room's only forward extremity changes no state but
-    its own key)."""
-    if event.state or event.pdu is None:
-        return True
-    prev_events = event.pdu.get("prev_events")
-    return not isinstance(prev_events, list) or len(prev_events) > 1
 
 
 def _affected_server(event: OutgoingEvent) -> str | None:
@@ -112,6 +96,8 @@ class FederationSender:
         self._e2e_keys = e2e_keys
         self._sessions = sessions
         self._queues: dict[str, DestinationQueue] = {}
+        # The servers of the rooms of the events read, followed from them.
+        self._room_servers = RoomServers(store, server_name)
         # How far the events and to-device streams have been read.
         self._position = 0
         self._stored_position = 0
@@ -121,9 +107,6 @@ class FederationSender:
         # EDU lookups in flight (each a query for the servers to send to).
         self._edu_tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
-        # {room: {server: since}} as room_servers gave it, valid until the
-        # stream shows an event that may change the room's members.
-        self._room_servers: OrderedDict[str, dict[str, int]] = OrderedDict()
 
     async def start(self) -> None:
         """Resume from the stored position; catch up destinations left behind."""
@@ -184,19 +167,11 @@ class FederationSender:
     async def _read_events(self) -> None:
         upto = self._notifier.positions.get(EVENTS_STREAM, 0)
         while self._position < upto:
-            streamed = await self._store.stream_events(
+            events = await self._store.new_local_events(
                 self._server_name, self._position, upto, BATCH_SIZE
             )
-            end = streamed[-1].stream_ordering if len(streamed) == BATCH_SIZE else upto
-            for event in streamed:
-                if _may_change_members(event):
-                    self._room_servers.pop(event.room_id, None)
-            events = [
-                OutgoingEvent(e.stream_ordering, e.room_id, e.pdu)
-                for e in streamed
-                if e.pdu is not None
-            ]
-            servers = await self._servers_of({e.room_id for e in events})
+            end = events[-1].stream_ordering if len(events) == BATCH_SIZE else upto
+            servers = await self._room_servers.for_events(events) if events else {}
             owed: dict[tuple[str, str], int] = {}
             deliveries: list[tuple[str, OutgoingEvent]] = []
             for event in events:
@@ -218,18 +193,6 @@ class FederationSender:
             self._position = end
             for destination, event in deliveries:
                 self._queue(destination).add_pdu(event)
-
-    async def _servers_of(self, room_ids: set[str]) -> dict[str, dict[str, int]]:
-        """room_servers of these rooms, asked only for those not remembered."""
-        missing = [r for r in room_ids if r not in self._room_servers]
-        if missing:
-            self._room_servers.update(await self._store.room_servers(missing))
-        for room_id in room_ids:
-            self._room_servers.move_to_end(room_id)
-        found = {r: self._room_servers[r] for r in room_ids}
-        while len(self._room_servers) > ROOM_SERVERS_CACHE_SIZE:
-            self._room_servers.popitem(last=False)
-        return found
 
     async def _read_to_device(self) -> None:
         upto = self._notifier.positions.get(TO_DEVICE_STREAM, 0)

@@ -22,18 +22,7 @@ class OutgoingEvent:
     stream_ordering: int
     room_id: str
     pdu: dict[str, Any]
-
-
-@attrs.frozen
-class StreamedEvent:
-    """An event of the stream as the sender reads it: `pdu` only for a local
-    event (the only ones it sends); `state` if it is a state event, which
-    may change who is in its room."""
-
-    stream_ordering: int
-    room_id: str
-    state: bool
-    pdu: dict[str, Any] | None
+    event_id: str
 
 
 @attrs.frozen
@@ -63,18 +52,15 @@ class FederationSenderStore:
             current,
         )
 
-    async def stream_events(
+    async def new_local_events(
         self, server_name: str, after: int, upto: int, limit: int
-    ) -> list[StreamedEvent]:
-        """Events in (after, upto], in stream order, with the PDUs of those
-        this server's users sent; outliers and rejected events are left out
-        (never sent, and they change no room's members)."""
+    ) -> list[OutgoingEvent]:
+        """Events sent by this server's users in (after, upto], in stream
+        order; outliers and rejected events are never sent."""
         rows = await self._pool.fetch(
-            """SELECT stream_ordering, room_id, state_key IS NOT NULL AS state,
-                      CASE WHEN substring(sender from position(':' in sender) + 1) = $1
-                           THEN json END AS json
-               FROM events
+            """SELECT stream_ordering, room_id, json, event_id FROM events
                WHERE stream_ordering > $2 AND stream_ordering <= $3
+                 AND substring(sender from position(':' in sender) + 1) = $1
                  AND NOT outlier AND rejected_reason IS NULL
                ORDER BY stream_ordering LIMIT $4""",
             server_name,
@@ -83,12 +69,7 @@ class FederationSenderStore:
             limit,
         )
         return [
-            StreamedEvent(
-                r["stream_ordering"],
-                r["room_id"],
-                r["state"],
-                json.loads(r["json"]) if r["json"] is not None else None,
-            )
+            OutgoingEvent(r["stream_ordering"], r["room_id"], json.loads(r["json"]), r["event_id"])
             for r in rows
         ]
 
@@ -175,7 +156,7 @@ class FederationSenderStore:
         """The newest owed event of each room whose newest is past `after`,
         oldest first."""
         rows = await self._pool.fetch(
-            """SELECT r.stream_ordering, r.room_id, e.json
+            """SELECT r.stream_ordering, r.room_id, e.json, e.event_id
                FROM federation_destination_rooms r
                JOIN events e ON e.stream_ordering = r.stream_ordering
                WHERE r.destination = $1 AND r.stream_ordering > $2
@@ -185,7 +166,8 @@ class FederationSenderStore:
             limit,
         )
         return [
-            OutgoingEvent(r["stream_ordering"], r["room_id"], json.loads(r["json"])) for r in rows
+            OutgoingEvent(r["stream_ordering"], r["room_id"], json.loads(r["json"]), r["event_id"])
+            for r in rows
         ]
 
     async def outbox(self, destination: str, limit: int) -> list[OutboxEdu]:

@@ -52,6 +52,8 @@ class RoomPushFacts:
     local_members: tuple[tuple[str, str | None], ...]
     power_levels_event_id: str | None
     create_event_id: str | None
+    # The stream position of the room's newest event when these were read.
+    head_stream: int | None
 
 
 @attrs.frozen
@@ -90,6 +92,7 @@ SELECT
      WHERE room_id = $1 AND type = 'm.room.power_levels' AND state_key = '') AS power_levels,
     (SELECT event_id FROM current_state
      WHERE room_id = $1 AND type = 'm.room.create' AND state_key = '') AS create_event,
+    (SELECT head_stream FROM rooms WHERE room_id = $1) AS head_stream,
     ARRAY(SELECT state_key FROM local_members ORDER BY state_key) AS users,
     ARRAY(
         SELECT (SELECT e.json::json -> 'content' ->> 'displayname'
@@ -290,13 +293,15 @@ class PushStore:
         self, room_id: str, server_name: str, conn: asyncpg.Connection | None = None
     ) -> RoomPushFacts:
         """The room's joined count, its local joined members with their display
-        names, and its power levels and create event ids: one query."""
+        names, its power levels and create event ids, and the position of its
+        newest event (saying which event these are the state after): one query."""
         row = await (conn or self._pool).fetchrow(_ROOM_FACTS, room_id, server_name)
         return RoomPushFacts(
             row["joined"],
             tuple(zip(row["users"], row["names"], strict=True)),
             row["power_levels"],
             row["create_event"],
+            row["head_stream"],
         )
 
     async def add_notifications(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 
@@ -25,6 +26,38 @@ WITH RECURSIVE chain(id, prev, n) AS (
 )
 """
 
+
+# The largest step down (in depth) from a new group to the ancestor it is
+# stored against; it bounds the rows one change can write. A group at depth d
+# is stored against the ancestor at depth d - min(lowbit(d), MAX_REBASE), as
+# in a Fenwick tree: its chain then has about log2(MAX_REBASE) + d /
+# MAX_REBASE groups.
+MAX_REBASE = 1024
+
+# `prev_group`'s chain from it down to the first group at or below the depth
+# the new group (one deeper) is stored against: the groups above it with
+# their entries (to merge), then that base (`stored_against`). The depth of a
+# group written before depths were recorded is its chain length.
+_BASE = """
+WITH RECURSIVE target AS (
+    SELECT d - LEAST(d & -d, $2) AS t
+    FROM (SELECT COALESCE(depth, chain_length) + 1 AS d FROM state_groups WHERE id = $1) top
+), chain(id, prev, depth, chain_length, n) AS (
+    SELECT id, prev_group, COALESCE(depth, chain_length), chain_length, 0
+    FROM state_groups WHERE id = $1
+    UNION ALL
+    SELECT g.id, g.prev_group, COALESCE(g.depth, g.chain_length), g.chain_length, c.n + 1
+    FROM chain c JOIN state_groups g ON g.id = c.prev
+    WHERE c.depth > (SELECT t FROM target)
+)
+SELECT c.id, c.depth, c.chain_length,
+       (c.depth <= (SELECT t FROM target) OR c.prev IS NULL) AS stored_against,
+       CASE WHEN c.depth > (SELECT t FROM target) AND c.prev IS NOT NULL THEN
+           (SELECT json_agg(json_build_array(e.type, e.state_key, e.event_id))
+            FROM state_group_entries e WHERE e.group_id = c.id)
+       END AS entries
+FROM chain c ORDER BY c.n
+"""
 
 # (group, type, state key) entries kept by `state_entries` (about 200 bytes each).
 MAX_CACHED_ENTRIES = 200_000
@@ -125,20 +158,43 @@ class StateStore:
         prev_group: int | None,
         delta: Mapping[StateKey, str | None],
     ) -> tuple[int, int]:
-        """Write a group as `delta` over `prev_group`; return (id, chain length)."""
-        row = await conn.fetchrow(
-            """INSERT INTO state_groups (room_id, prev_group, chain_length)
-               VALUES ($1, $2, COALESCE(
-                   (SELECT chain_length + 1 FROM state_groups WHERE id = $2), 0))
-               RETURNING id, chain_length""",
+        """Write a group as `delta` over `prev_group`; return (id, chain length).
+
+        The group is stored as a delta against the ancestor its depth names
+        (`_BASE`), which is on `prev_group`'s own chain; the deltas in between
+        are merged into the new one. Most groups are stored against their
+        parent (a one-row delta), and about every other group takes a delta
+        of a few more rows, so the rows written per change stay bounded
+        (amortised, `log2(MAX_REBASE) / 2 + 1`), total storage grows linearly
+        in the changes, and chains stay short without full snapshots.
+        """
+        base_id, depth, chain_length, merged = None, 0, 0, dict(delta)
+        if prev_group is not None:
+            rows = await conn.fetch(_BASE, prev_group, MAX_REBASE)
+            merged = {}
+            for row in rows:
+                if row["stored_against"]:
+                    base_id, chain_length = row["id"], row["chain_length"] + 1
+                    break
+                for t, k, e in json.loads(row["entries"] or "[]"):
+                    merged.setdefault((t, k), e)
+            merged.update(delta)
+            depth = rows[0]["depth"] + 1
+            if base_id is None:
+                # The walk ran off a chain without a base: against the parent.
+                base_id, chain_length, merged = prev_group, rows[0]["chain_length"] + 1, dict(delta)
+        group_id = await conn.fetchval(
+            """INSERT INTO state_groups (room_id, prev_group, chain_length, depth)
+               VALUES ($1, $2, $3, $4) RETURNING id""",
             room_id,
-            prev_group,
+            base_id,
+            chain_length,
+            depth,
         )
-        group_id, chain_length = row["id"], row["chain_length"]
-        if delta:
+        if merged:
             await conn.copy_records_to_table(
                 "state_group_entries",
-                records=[(group_id, t, k, e) for (t, k), e in delta.items()],
+                records=[(group_id, t, k, e) for (t, k), e in merged.items()],
                 columns=["group_id", "type", "state_key", "event_id"],
             )
         return group_id, chain_length

@@ -1,9 +1,10 @@
 """A room of 2,000 members: one membership change writes a handful of state rows.
 
-State snapshots are deltas over a parent group (schema/0002_rooms.sql); a chain
-longer than MAX_CHAIN_LENGTH is rewritten as a full snapshot by a background
-compaction. The test counts the rows one join writes itself, accounts for the
-compactions separately, and checks that the chains stay short.
+State groups are deltas against an ancestor chosen by depth
+(storage/state.py): the test checks that chains stay short with no full
+snapshot, that storage is linear in the changes, that the groups where
+deltas merge hold exactly the right state, and that a compaction (the
+backstop for chains past MAX_CHAIN_LENGTH) keeps a group's meaning.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 
 from homeserver.accounts.sessions import SessionService
 from storage.sessions import SessionStore
-from storage.state import MAX_CHAIN_LENGTH, StateStore
+from storage.state import MAX_CHAIN_LENGTH, MAX_REBASE, StateStore
 from storage.users import UserStore
 
 V3 = "/_matrix/client/v3"
@@ -89,8 +90,10 @@ async def test_membership_change_in_a_room_of_2000(server_factory, database):
     )
     await pipeline.drain()
 
-    # Every chain stayed bounded while the room grew: a group is compacted as
-    # soon as its chain passes MAX_CHAIN_LENGTH.
+    # Every chain stayed short while the room grew, with no full snapshot
+    # but the room's first group: a group at depth d is stored against the
+    # ancestor at d - min(lowbit(d), MAX_REBASE), so its chain has at most
+    # log2(MAX_REBASE) + d / MAX_REBASE + 1 groups.
     # Lengths as walked from each snapshot, not as recorded: reads pay these.
     chains = await pool.fetchrow(
         """WITH RECURSIVE walk(id, n) AS (
@@ -103,8 +106,19 @@ async def test_membership_change_in_a_room_of_2000(server_factory, database):
            FROM walk""",
         room_id,
     )
-    assert chains["longest"] <= MAX_CHAIN_LENGTH + 1
-    assert chains["groups"] >= MEMBERS
+    groups = chains["groups"]
+    assert groups >= MEMBERS
+    assert chains["snapshots"] == 1
+    assert chains["longest"] <= MAX_REBASE.bit_length() + groups // MAX_REBASE + 1
+    assert chains["longest"] < MAX_CHAIN_LENGTH
+
+    # Storage linear in the changes: a bounded number of entries per group.
+    entries = await pool.fetchval(
+        """SELECT count(*) FROM state_group_entries
+           WHERE group_id IN (SELECT id FROM state_groups WHERE room_id = $1)""",
+        room_id,
+    )
+    assert entries <= (MAX_REBASE.bit_length() / 2 + 2) * groups
 
     members = await pool.fetchval(
         """SELECT count(*) FROM current_state
@@ -113,48 +127,55 @@ async def test_membership_change_in_a_room_of_2000(server_factory, database):
     )
     assert members == MEMBERS + 1
 
-    # One ordinary join (its chain stays within the limit, so no compaction
-    # follows): exactly one new group holding exactly one entry.
-    spare = iter(tokens[MEMBERS:])
-    before = await _counts(pool)
-    event_id = await _join_one(hs, room_id, next(spare))
-    await pipeline.drain()
-    group = await _group_of(pool, event_id)
-    after = await _counts(pool)
-    if group["chain_length"] > MAX_CHAIN_LENGTH or group["prev_group"] is None:
-        # That join happened to close a chain; measure the next one instead.
-        before = after
-        event_id = await _join_one(hs, room_id, next(spare))
-        await pipeline.drain()
-        group = await _group_of(pool, event_id)
-        after = await _counts(pool)
-    assert after[0] - before[0] == 1
-    assert after[1] - before[1] <= 3
-    assert group["entries"] == 1 and group["prev_group"] is not None
+    # Every sampled group holds exactly the state after its event: that
+    # before it (the group of its one prev event) plus the event itself,
+    # around the depths where the deltas merge the most.
+    store = StateStore(pool)
+    sampled = await pool.fetch(
+        """SELECT e.event_id, e.type, e.state_key, g.id AS group_id, g.depth,
+                  p.state_group AS prev_group_of_prev
+           FROM events e JOIN state_groups g ON g.id = e.state_group
+           JOIN event_edges x ON x.event_id = e.event_id
+           JOIN events p ON p.event_id = x.prev_event_id
+           WHERE e.room_id = $1 AND e.state_key IS NOT NULL
+             AND g.depth IN (1, 2, 511, 512, 1023, 1024, 1025, 1536, 2000, 2001)""",
+        room_id,
+    )
+    assert len(sampled) >= 8
+    for row in sampled:
+        after = await store.state_of_group(row["group_id"])
+        before = await store.state_of_group(row["prev_group_of_prev"])
+        assert after == {**before, (row["type"], row["state_key"]): row["event_id"]}, row["depth"]
 
-    state = await StateStore(pool).state_of_group(group["id"])
+    # One join writes one group; over a run of them, a few entries each, and
+    # at most one of them (a depth that is a multiple of MAX_REBASE) merges
+    # MAX_REBASE of them.
+    spare = iter(tokens[MEMBERS:])
+    before_counts = await _counts(pool)
+    last = ""
+    for _ in range(64):
+        last = await _join_one(hs, room_id, next(spare))
+    after_counts = await _counts(pool)
+    assert after_counts[0] - before_counts[0] == 64
+    assert after_counts[1] - before_counts[1] <= 64 * (MAX_REBASE.bit_length() / 2 + 2) + MAX_REBASE
+
+    group = await _group_of(pool, last)
+    state = await store.state_of_group(group["id"])
+    current = await pool.fetch(
+        "SELECT type, state_key, event_id FROM current_state WHERE room_id = $1", room_id
+    )
+    assert state == {(r["type"], r["state_key"]): r["event_id"] for r in current}
     member_keys = {k for k in state if k[0] == "m.room.member"}
-    assert len(member_keys) == MEMBERS + 2
+    assert len(member_keys) == MEMBERS + 1 + 64
     assert ("m.room.member", "@user0:localhost") in member_keys
 
-    # The join that closes a chain: the request still writes one group and
-    # one entry, then the background compaction rewrites that group as a full
-    # snapshot of the room's state (every key once).
-    while True:
-        event_id = await _join_one(hs, room_id, next(spare))
-        chain_length = (await _group_of(pool, event_id))["chain_length"]
-        if chain_length > MAX_CHAIN_LENGTH or chain_length == 0:
-            break
-    await pipeline.drain()
-    group = await _group_of(pool, event_id)
-    assert group["prev_group"] is None and group["chain_length"] == 0
-    full = await StateStore(pool).state_of_group(group["id"])
-    assert group["entries"] == len(full)
-    assert len([k for k in full if k[0] == "m.room.member"]) > MEMBERS + 2
-
-    # The design's promise for the room as a whole: about one full snapshot
-    # per MAX_CHAIN_LENGTH + 1 state changes.
-    assert chains["snapshots"] <= 2 * MEMBERS // (MAX_CHAIN_LENGTH + 1)
+    # Compaction (past MAX_CHAIN_LENGTH, a room of very many changes) keeps
+    # a group's meaning, and groups built on it afterwards too.
+    await store.compact(room_id, group["id"])
+    assert await store.state_of_group(group["id"]) == state
+    after_compaction = await _join_one(hs, room_id, next(spare))
+    rebuilt = await store.state_of_group((await _group_of(pool, after_compaction))["id"])
+    assert len([k for k in rebuilt if k[0] == "m.room.member"]) == MEMBERS + 1 + 65
 
 
 async def _join_one(hs: Any, room_id: str, token: str) -> str:

@@ -35,6 +35,9 @@ logger = logging.getLogger(__name__)
 _THREAD_HOPS: Final = 3
 # State groups whose room facts are kept.
 _ROOMS_CACHED: Final = 1000
+# Local members held over all the cached groups (a group of a room of
+# 10,000 local members holds 10,000).
+_MEMBERS_CACHED: Final = 500_000
 
 
 def _thread_relation(event: Event) -> tuple[str | None, str | None]:
@@ -78,6 +81,10 @@ class _RoomAt:
     members: tuple[tuple[str, str | None], ...]
     auth_state: Mapping[StateKey, Event]
     notification_levels: Mapping[str, int]
+    # Known to be the state at the group, not a later one (the room's current
+    # state after a fork's resolution): only exact facts are built on by
+    # `_derived`, or a membership counted twice would stay wrong.
+    exact: bool
 
 
 class PushNotifier:
@@ -98,6 +105,7 @@ class PushNotifier:
         self._listeners: list[Callable[[Event, Sequence[NewNotification]], None]] = []
         # State group -> what evaluation needs of the room at it, least recent first.
         self._rooms_at: OrderedDict[int, _RoomAt] = OrderedDict()
+        self._members_cached = 0
 
     def add_listener(self, listener: Callable[[Event, Sequence[NewNotification]], None]) -> None:
         """Call `listener(event, rows)` once an event's notification rows are
@@ -114,7 +122,7 @@ class PushNotifier:
         """
         event = new.event
         try:
-            rows = await self._evaluate(writer, event, new.stream_ordering, new.state_group)
+            rows = await self._evaluate(writer, new)
         except Exception:
             logger.exception("push evaluation of %s failed", event.event_id)
             return None
@@ -127,11 +135,10 @@ class PushNotifier:
         for listener in self._listeners:
             listener(event, rows)
 
-    async def _evaluate(
-        self, writer: RoomWriter, event: Event, stream_ordering: int, state_group: int | None
-    ) -> list[NewNotification]:
-        """The notification rows of `event` (at `stream_ordering`)."""
-        room = await self._room_at(writer, event.room_id, state_group)
+    async def _evaluate(self, writer: RoomWriter, new: NewEvent) -> list[NewNotification]:
+        """The notification rows of the new event."""
+        event, stream_ordering = new.event, new.stream_ordering
+        room = await self._room_at(writer, new)
         recipients = [m for m in room.members if m[0] != event.sender]
         invitee = _local_invitee(event, self._server_name)
         if invitee is not None and all(u != invitee for u, _ in recipients):
@@ -178,15 +185,28 @@ class PushNotifier:
             )
         return rows
 
-    async def _room_at(self, writer: RoomWriter, room_id: str, group: int | None) -> _RoomAt:
+    async def _room_at(self, writer: RoomWriter, new: NewEvent) -> _RoomAt:
         """The room's members and power levels for an event, cached by the
-        event's state group: events between two state changes share one, so
-        only a state change costs a query."""
+        event's state group: events between two state changes share one, and
+        a state change builds on the facts before it, so only a change that
+        cannot (a fork, facts no longer cached) reads the whole room."""
+        group = new.state_group
         cached = self._rooms_at.get(group) if group is not None else None
         if cached is not None:
             self._rooms_at.move_to_end(group)
             return cached
-        facts = await self._store.room_push_facts(room_id, self._server_name, writer.conn)
+        room = await self._derived(writer, new)
+        if room is None:
+            room = await self._read_room(writer, new)
+        if group is not None:
+            self._remember(group, room)
+        return room
+
+    async def _read_room(self, writer: RoomWriter, new: NewEvent) -> _RoomAt:
+        """The room's facts read whole (one query over all its members), from
+        its current state in the event's transaction: the state after the
+        event, unless the event is not the room's newest (received on a fork)."""
+        facts = await self._store.room_push_facts(new.event.room_id, self._server_name, writer.conn)
         state = await writer.get_events(
             i for i in (facts.power_levels_event_id, facts.create_event_id) if i is not None
         )
@@ -197,17 +217,75 @@ class PushNotifier:
         ):
             if event_id in state:
                 auth_state[key] = state[event_id].event
-        room = _RoomAt(
+        return _RoomAt(
             facts.joined_count,
             facts.local_members,
             auth_state,
             _notification_levels(auth_state.get(("m.room.power_levels", ""))),
+            exact=facts.head_stream == new.stream_ordering,
         )
-        if group is not None:
-            self._rooms_at[group] = room
-            while len(self._rooms_at) > _ROOMS_CACHED:
-                self._rooms_at.popitem(last=False)
-        return room
+
+    def _remember(self, group: int, room: _RoomAt) -> None:
+        """Cache the facts at `group`, keeping the most recently used groups
+        and, since a big room's member list is large, a bounded number of
+        members over all of them."""
+        self._rooms_at[group] = room
+        self._members_cached += len(room.members)
+        while len(self._rooms_at) > 1 and (
+            len(self._rooms_at) > _ROOMS_CACHED or self._members_cached > _MEMBERS_CACHED
+        ):
+            _, dropped = self._rooms_at.popitem(last=False)
+            self._members_cached -= len(dropped.members)
+
+    async def _derived(self, writer: RoomWriter, new: NewEvent) -> _RoomAt | None:
+        """The facts after `event` from those of the state it was built on,
+        when that state's facts are cached: a join to a room of 10,000
+        members then costs no read of its members (it would be O(members)
+        per membership change). None when they cannot be derived (several
+        prev events, as after a fork, where the state was resolved; a
+        rejected event; facts not cached)."""
+        event = new.event
+        if new.rejected_reason is not None or len(event.prev_event_ids) != 1:
+            return None
+        prev_id = event.prev_event_ids[0]
+        prev = (await writer.get_events([prev_id])).get(prev_id)
+        if prev is None or prev.state_group is None:
+            return None
+        before = self._rooms_at.get(prev.state_group)
+        if before is None or not before.exact:
+            return None
+        key = event.state_tuple if event.state_key is not None else None
+        if key is None:
+            return before
+        if key in (("m.room.power_levels", ""), ("m.room.create", "")):
+            auth_state = {**before.auth_state, key: event}
+            return attrs.evolve(
+                before,
+                auth_state=auth_state,
+                notification_levels=_notification_levels(
+                    auth_state.get(("m.room.power_levels", ""))
+                ),
+            )
+        if event.type != "m.room.member":
+            return before
+        user_id = event.state_key
+        replaced = new.replaces_state
+        old = (await writer.get_events([replaced])).get(replaced) if replaced else None
+        if replaced is not None and old is None:
+            return None
+        was_joined = old is not None and old.event.content.get("membership") == "join"
+        joined = event.content.get("membership") == "join"
+        members = before.members
+        if user_id.partition(":")[2] == self._server_name:
+            members = tuple(m for m in members if m[0] != user_id)
+            if joined:
+                name = event.content.get("displayname")
+                members += ((user_id, name if isinstance(name, str) else None),)
+        return attrs.evolve(
+            before,
+            joined_count=before.joined_count + joined - was_joined,
+            members=members,
+        )
 
     async def _thread_of(self, writer: RoomWriter, event: Event) -> str:
         """The thread root the event belongs to, following relations a few
