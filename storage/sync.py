@@ -263,7 +263,9 @@ class SyncStore:
         )
         result: dict[str, TimelineRows] = {}
         for r in rows:
-            found = result.setdefault(r["room_id"], TimelineRows([], r["any_events"]))
+            found = result.get(r["room_id"])
+            if found is None:
+                found = result[r["room_id"]] = TimelineRows([], r["any_events"])
             if r["event_id"] is not None:
                 found.rows.append((r["event_id"], r["stream_ordering"]))
         for found in result.values():

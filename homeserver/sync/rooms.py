@@ -109,8 +109,14 @@ def _timeline_query(timeline_filter: dict[str, Any]) -> TimelineQuery:
 
 
 def _client(body: dict[str, Any]) -> dict[str, Any]:
-    """Events in /sync carry no room_id: the room is the key they are under."""
-    return {k: v for k, v in body.items() if k != "room_id"}
+    """Events in /sync carry no room_id: the room is the key they are under.
+
+    Taken out of the body in place: each body is made for this response
+    alone (`_serialize`), and a copy of every event of an initial sync of a
+    user in thousands of rooms was a tenth of its CPU.
+    """
+    body.pop("room_id", None)
+    return body
 
 
 def _federation(stored: StoredEvent, body: dict[str, Any]) -> dict[str, Any]:
