@@ -366,6 +366,8 @@ async def many_connections(
         cpu += report["cpu"]
         report_profile = report.get("profile") or report_profile
         latencies += done
+    if not latencies:
+        return result
     latencies.sort()
     p50, p99 = percentile(latencies, 0.5), percentile(latencies, 0.99)
     verdict = "met" if p99 < 0.25 else "NOT met"

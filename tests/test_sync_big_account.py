@@ -7,11 +7,13 @@ of change: messages, joins, invites, kicks.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from typing import Any
 
 import pytest
 
+from homeserver.sync.service import MAX_CONCURRENT_BUILDS
 from storage.sync import SyncStore
 
 V3 = "/_matrix/client/v3"
@@ -108,3 +110,32 @@ async def test_membership_changes_are_reported_among_quiet_rooms(hs):
     assert "m.room.create" in state or any(
         e["type"] == "m.room.create" for e in rooms["join"][join_later]["timeline"]["events"]
     )
+
+
+async def test_more_parked_polls_than_concurrent_builds_all_wake(hs):
+    """Responses are built a bounded number at a time (sync/service.py
+    MAX_CONCURRENT_BUILDS); a parked poll does not hold a turn, so more
+    polls than that, woken by one message, all return with it."""
+    count = MAX_CONCURRENT_BUILDS + 8
+    tokens = [await _user(hs, f"u{i}") for i in range(count)]
+    room = await _room(hs, tokens[0], preset="public_chat")
+    for token in tokens[1:]:
+        await _call(hs, "POST", f"/rooms/{room}/join", token, {})
+    since = [(await _sync(hs, t))["next_batch"] for t in tokens]
+    # Past the other users' presence going online.
+    since = [(await _sync(hs, t, s))["next_batch"] for t, s in zip(tokens, since, strict=True)]
+
+    async def poll(token: str, position: str) -> list[str]:
+        while True:
+            path = f"/sync?timeout=20000&since={position}"
+            body = await _call(hs, "GET", path, token)
+            position = body["next_batch"]
+            events = body.get("rooms", {}).get("join", {}).get(room, {})
+            texts = [e["content"].get("body") for e in events.get("timeline", {}).get("events", [])]
+            if texts:
+                return texts
+
+    polls = [asyncio.create_task(poll(t, s)) for t, s in zip(tokens[1:], since[1:], strict=True)]
+    await _say(hs, tokens[0], room, "to everyone")
+    results = await asyncio.wait_for(asyncio.gather(*polls), 30)
+    assert results == [["to everyone"]] * (count - 1)
