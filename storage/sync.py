@@ -74,7 +74,7 @@ def _like(glob: str) -> str:
     return escaped.replace("*", "%")
 
 
-_MEMBERSHIPS = """
+_MEMBERSHIPS_OF_ALL = """
 WITH mine AS (
     SELECT room_id, event_id, stream_ordering, sender,
            json::jsonb -> 'content' ->> 'membership' AS membership
@@ -82,6 +82,25 @@ WITH mine AS (
     WHERE type = 'm.room.member' AND state_key = $1 AND stream_ordering <= $3
       AND rejected_reason IS NULL AND NOT soft_failed
 )
+"""
+
+# The same for only the rooms with an event (any, outliers too) in ($2, $3]:
+# found through the stream_ordering index, then the user's member events of
+# those rooms only (events_room_member), so that the cost follows the rooms
+# that changed, not all the user's rooms.
+_MEMBERSHIPS_OF_ACTIVE = """
+WITH active AS (
+    SELECT DISTINCT room_id FROM events WHERE stream_ordering > $2 AND stream_ordering <= $3
+), mine AS (
+    SELECT e.room_id, e.event_id, e.stream_ordering, e.sender,
+           e.json::jsonb -> 'content' ->> 'membership' AS membership
+    FROM active a
+    JOIN events e ON e.room_id = a.room_id AND e.type = 'm.room.member' AND e.state_key = $1
+    WHERE e.stream_ordering <= $3 AND e.rejected_reason IS NULL AND NOT e.soft_failed
+)
+"""
+
+_MEMBERSHIPS_FROM_MINE = """
 SELECT m.room_id,
        (array_agg(m.event_id ORDER BY m.stream_ordering DESC))[1] AS event_id,
        max(m.stream_ordering) AS stream_ordering,
@@ -98,6 +117,9 @@ FROM mine m
 LEFT JOIN room_forgotten f ON f.user_id = $1 AND f.room_id = m.room_id
 GROUP BY m.room_id
 """
+
+_MEMBERSHIPS = _MEMBERSHIPS_OF_ALL + _MEMBERSHIPS_FROM_MINE
+_ACTIVE_MEMBERSHIPS = _MEMBERSHIPS_OF_ACTIVE + _MEMBERSHIPS_FROM_MINE
 
 # $1-$4 the ranges, $5-$9 the TimelineQuery, $10 ignored users (whose
 # messages are left out, not their state events). Outliers and rejected
@@ -196,7 +218,16 @@ class SyncStore:
         """The user's membership at `now` in every room they ever had one in, with
         what it was at `since` (0 for an initial sync). Out-of-band member events
         (outliers, such as invites over federation) count."""
-        rows = await self._pool.fetch(_MEMBERSHIPS, user_id, since, now)
+        return self._memberships(await self._pool.fetch(_MEMBERSHIPS, user_id, since, now))
+
+    async def changed_memberships(self, user_id: str, since: int, now: int) -> list[Membership]:
+        """As `memberships`, for only the rooms with an event in (since, now]:
+        all an incremental sync reports (a membership change of the user's is
+        an event of its room), found at the cost of what changed."""
+        return self._memberships(await self._pool.fetch(_ACTIVE_MEMBERSHIPS, user_id, since, now))
+
+    @staticmethod
+    def _memberships(rows: list[asyncpg.Record]) -> list[Membership]:
         return [
             Membership(
                 r["room_id"],
@@ -232,7 +263,9 @@ class SyncStore:
         )
         result: dict[str, TimelineRows] = {}
         for r in rows:
-            found = result.setdefault(r["room_id"], TimelineRows([], r["any_events"]))
+            found = result.get(r["room_id"])
+            if found is None:
+                found = result[r["room_id"]] = TimelineRows([], r["any_events"])
             if r["event_id"] is not None:
                 found.rows.append((r["event_id"], r["stream_ordering"]))
         for found in result.values():

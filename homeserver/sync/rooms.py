@@ -57,6 +57,10 @@ DEFAULT_TIMELINE_LIMIT = 10
 # A filter may ask for any number of timeline events (filters are validated
 # for type, not size); a sync answers at most this many per room.
 MAX_TIMELINE_LIMIT = 1000
+# The widest range of stream positions (events of any room) an incremental
+# sync finds its changed rooms in by scanning those events; beyond it (a
+# client back after a long time) every room of the user is looked at.
+ACTIVE_SCAN_SPAN = 20_000
 # Further reads for timelines that history visibility left short (Synapse: 5 in all).
 _FILL_ROUNDS = 4
 # The timeline filter's fields that can leave events of the range out.
@@ -105,8 +109,14 @@ def _timeline_query(timeline_filter: dict[str, Any]) -> TimelineQuery:
 
 
 def _client(body: dict[str, Any]) -> dict[str, Any]:
-    """Events in /sync carry no room_id: the room is the key they are under."""
-    return {k: v for k, v in body.items() if k != "room_id"}
+    """Events in /sync carry no room_id: the room is the key they are under.
+
+    Taken out of the body in place: each body is made for this response
+    alone (`_serialize`), and a copy of every event of an initial sync of a
+    user in thousands of rooms was a tenth of its CPU.
+    """
+    body.pop("room_id", None)
+    return body
 
 
 def _federation(stored: StoredEvent, body: dict[str, Any]) -> dict[str, Any]:
@@ -172,7 +182,12 @@ class RoomsSyncProvider:
         room_filter = request.filter.get("room", {})
         state_filter = room_filter.get("state", {})
         lazy = bool(state_filter.get("lazy_load_members", False))
-        memberships = await self._store.memberships(user_id, since or 0, now)
+        if since is not None and not request.full_state and now - since <= ACTIVE_SCAN_SPAN:
+            # Only rooms with events in the range can be reported: a user in
+            # thousands of rooms pays for the few that changed.
+            memberships = await self._store.changed_memberships(user_id, since, now)
+        else:
+            memberships = await self._store.memberships(user_id, since or 0, now)
         ignored = await self._ignored.ignored_users(user_id)
         plans, stripped = plan_rooms(
             user_id,

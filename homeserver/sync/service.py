@@ -20,6 +20,13 @@ from homeserver.sync.response import RoomsOfUser, SyncRequest, has_news
 from homeserver.sync.token import STREAMS, SyncToken
 
 MAX_TIMEOUT_MS = 5 * 60 * 1000
+# Responses built at once. Thousands of long polls arriving together (or
+# woken together by one message in a big room) would otherwise all be half
+# built at the same time, each holding its partial response and its place
+# in the database pool's queue: the process's memory then grows to that
+# peak and keeps it. Beyond this many, a request waits its turn holding
+# only its parameters; the database pool serves no more at once anyway.
+MAX_CONCURRENT_BUILDS = 32
 
 
 class SyncProvider(Protocol):
@@ -59,6 +66,7 @@ class SyncService:
         self._providers = providers
         self._rooms = rooms
         self._activity = activity
+        self._building = asyncio.Semaphore(MAX_CONCURRENT_BUILDS)
 
     def current_token(self) -> SyncToken:
         return SyncToken({s: self._notifier.positions.get(s, 0) for s in STREAMS})
@@ -120,6 +128,10 @@ class SyncService:
             await asyncio.sleep(0)
 
     async def _build(self, request: SyncRequest) -> dict[str, Any]:
+        async with self._building:
+            return await self._build_now(request)
+
+    async def _build_now(self, request: SyncRequest) -> dict[str, Any]:
         response: dict[str, Any] = {"next_batch": str(request.now)}
         since = request.since
         # Streams that may hold news: any whose position differs (a token from
