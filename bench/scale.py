@@ -45,6 +45,7 @@ from typing import Any
 import aiohttp
 import asyncpg
 import scale_account
+import scale_common
 import scale_connections
 import scale_federation
 import scale_report
@@ -55,7 +56,9 @@ from compare import _peak_rss_mb, _postgres
 from scale_common import Budget, PhaseResult, Target
 
 RESULTS = Path(__file__).resolve().parent / "results"
-PHASES = ("room", "account", "connections", "federation")
+# Connections first: its memory figures are those of a server fresh from
+# start-up, not of one grown by the other phases' caches.
+PHASES = ("connections", "room", "account", "federation")
 # Seconds per server per phase: with the default sizes the whole run,
 # both servers' start-up and the plots included, stays under 30 minutes.
 DEFAULT_BUDGETS = {"room": 300, "account": 200, "connections": 150, "federation": 120}
@@ -184,6 +187,11 @@ def main() -> None:
     parser.add_argument("--only", default=",".join(PHASES), help="phases to run, in order")
     parser.add_argument("--ours-only", action="store_true", help="our server alone")
     parser.add_argument("--quick", action="store_true", help="tiny sizes, to check it runs")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="py-spy profiles of our server at each size (bench/results/scale-<time>-profiles/)",
+    )
     args = parser.parse_args()
     if args.quick:
         args.members, args.rooms, args.connections = "20,50", "10,20", "100,200"
@@ -199,6 +207,10 @@ def main() -> None:
     if unknown := set(args.only) - set(PHASES):
         raise SystemExit(f"--only: unknown phases {sorted(unknown)} (phases: {', '.join(PHASES)})")
     open_files = _raise_open_files()
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
+    if args.profile:
+        scale_common.PROFILE_DIR = RESULTS / f"scale-{stamp}-profiles"
+        scale_common.PROFILE_DIR.mkdir(parents=True, exist_ok=True)
 
     bcrypt_rounds = server_config("", None, 1)["bcrypt_rounds"]
     started = time.perf_counter()
@@ -244,7 +256,6 @@ def main() -> None:
     print(f"\npeak RSS (MB): {peak}\n")
     print(scale_report.goals_text(found))
     RESULTS.mkdir(exist_ok=True)
-    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
     out = RESULTS / f"scale-{stamp}.json"
     settings = {k: v for k, v in vars(args).items()}
     out.write_text(

@@ -27,6 +27,7 @@ from scale_common import (
     OverBudget,
     PhaseResult,
     Target,
+    profiled,
     quiet_filter,
     register,
     summary,
@@ -146,12 +147,17 @@ async def run(
         try:
             await _grow(client, token, rooms, size, concurrency, budget)
         except OverBudget:
+            # Measured at the size reached, then no further.
             result.stopped_by_budget = True
             print(f"    {target.name}: account stopped by its budget at {len(rooms)} rooms")
-            break
+            if result.points and result.points[-1]["size"] >= len(rooms):
+                break
+            size = len(rooms)
         point: dict[str, Any] = {"size": size, "grow_seconds": round(time.perf_counter() - t0, 1)}
-        point["initial_sync"] = await _initial(client, target, token, rooms, runs, size)
-        point["incremental_sync"] = await _incremental(client, target, token, rooms, runs, size)
+        async with profiled(target, f"account-initial-{size}"):
+            point["initial_sync"] = await _initial(client, target, token, rooms, runs, size)
+        async with profiled(target, f"account-incremental-{size}"):
+            point["incremental_sync"] = await _incremental(client, target, token, rooms, runs, size)
         point["sliding_first"] = await _sliding_first(client, target, token, rooms, runs, size)
         result.points.append(point)
         print(
@@ -162,4 +168,6 @@ async def run(
             f"{point['sliding_first']['cpu_ms']}",
             flush=True,
         )
+        if result.stopped_by_budget:
+            break
     return result

@@ -11,12 +11,19 @@ this machine), excluding the bench's own connection to that database.
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
 import json
 import os
+import shutil
+import signal
 import statistics
+import sys
 import time
 import urllib.parse
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -113,6 +120,67 @@ class CpuMeter:
         # Backends opened during the interval started from zero.
         self.pg = sum(v - self._pg0.get(pid, 0.0) for pid, v in after.items())
         return self.server + self.pg
+
+
+# Where `profiled` writes py-spy profiles of our server (scale.py --profile).
+PROFILE_DIR: Path | None = None
+
+
+@contextlib.asynccontextmanager
+async def profiled(target: Target, label: str) -> AsyncIterator[None]:
+    """Sample our server's stacks with py-spy while the block runs, when
+    --profile asked for it: <label>.txt (collapsed stacks, for flame graphs)
+    and <label>.top.txt (the functions most often on top of the stack)."""
+    spy = shutil.which("py-spy") or shutil.which(str(Path(sys.executable).with_name("py-spy")))
+    if PROFILE_DIR is None or target.name != "ours" or spy is None:
+        yield
+        return
+    out = PROFILE_DIR / f"{label}.txt"
+    proc = await asyncio.create_subprocess_exec(
+        spy,
+        "record",
+        "-p",
+        str(target.pid),
+        "-f",
+        "raw",
+        "-r",
+        "250",
+        "--nonblocking",
+        "-o",
+        str(out),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    await asyncio.sleep(1.0)  # attached
+    try:
+        yield
+    finally:
+        proc.send_signal(signal.SIGINT)
+        await proc.wait()
+        if out.exists():
+            _top_frames(out)
+
+
+def _top_frames(collapsed: Path, count: int = 25) -> None:
+    """The functions most often on top of the sampled stacks (own time), and
+    those most often anywhere on them (time including callees)."""
+    own: collections.Counter[str] = collections.Counter()
+    total: collections.Counter[str] = collections.Counter()
+    samples = 0
+    for line in collapsed.read_text().splitlines():
+        stack, _, n = line.rpartition(" ")
+        if not n.isdigit():
+            continue
+        frames = stack.split(";")
+        samples += int(n)
+        own[frames[-1]] += int(n)
+        for frame in set(frames):
+            total[frame] += int(n)
+    lines = [f"{samples} samples; own time:"]
+    lines += [f"{n / samples:6.1%}  {f}" for f, n in own.most_common(count)]
+    lines += ["", "including callees:"]
+    lines += [f"{n / samples:6.1%}  {f}" for f, n in total.most_common(count * 2)]
+    collapsed.with_suffix(".top.txt").write_text("\n".join(lines) + "\n")
 
 
 class Budget:

@@ -32,6 +32,7 @@ from scale_common import (
     PhaseResult,
     Target,
     open_fds,
+    profiled,
     quiet_filter,
     register,
     rss_kb,
@@ -161,11 +162,12 @@ async def run(
                             target, fleet, base_fds + int(len(fleet.tasks) * 0.98), budget
                         )
                 except OverBudget:
+                    # Measured with the connections the server holds, then no further.
                     result.stopped_by_budget = True
-                    print(
-                        f"    {target.name}: connections stopped by its budget at {len(fleet.tasks)}"
-                    )
-                    break
+                    size = min(len(fleet.tasks), open_fds(target.pid) - base_fds)
+                    print(f"    {target.name}: connections stopped by its budget at {size}")
+                    if (result.points and result.points[-1]["size"] >= size) or size < fan_out:
+                        break
                 point: dict[str, Any] = {
                     "size": size,
                     "open_seconds": round(time.perf_counter() - t0, 1),
@@ -176,24 +178,25 @@ async def run(
                 woken: dict[int, float] = {}
                 fleet.expected = fan_out
                 fleet.done.clear()
-                meter = CpuMeter(target)
-                await meter.start()
-                start = time.perf_counter()
-                fleet.waiting[marker] = (start, woken)
-                await client.call(
-                    "PUT",
-                    f"{V3}/rooms/{room}/send/m.room.message/fan{size}",
-                    owner_token,
-                    {"msgtype": "m.text", "body": marker},
-                )
-                try:
-                    await asyncio.wait_for(fleet.done.wait(), 120)
-                except TimeoutError:
-                    raise SystemExit(
-                        f"connections phase, {target.name}: {len(woken)} of {fan_out} polls "
-                        f"woke with the message within 120 s"
-                    ) from None
-                cpu = await meter.stop()
+                async with profiled(target, f"connections-fanout-{size}"):
+                    meter = CpuMeter(target)
+                    await meter.start()
+                    start = time.perf_counter()
+                    fleet.waiting[marker] = (start, woken)
+                    await client.call(
+                        "PUT",
+                        f"{V3}/rooms/{room}/send/m.room.message/fan{size}",
+                        owner_token,
+                        {"msgtype": "m.text", "body": marker},
+                    )
+                    try:
+                        await asyncio.wait_for(fleet.done.wait(), 120)
+                    except TimeoutError:
+                        raise SystemExit(
+                            f"connections phase, {target.name}: {len(woken)} of {fan_out} "
+                            f"polls woke with the message within 120 s"
+                        ) from None
+                    cpu = await meter.stop()
                 point["fanout"] = summary(list(woken.values()), [cpu / fan_out])
                 point["fanout"]["woken"] = len(woken)
                 result.points.append(point)
@@ -203,6 +206,8 @@ async def run(
                     f"{point['fanout']['p50_ms']} ms, p99 {point['fanout']['p99_ms']} ms",
                     flush=True,
                 )
+                if result.stopped_by_budget:
+                    break
                 # Back to all parked before the next size: the woken polls re-poll.
                 await asyncio.sleep(0.5)
         finally:

@@ -43,6 +43,7 @@ from scale_common import (
     PhaseResult,
     Target,
     database_bytes,
+    profiled,
     register,
 )
 from signedjson.key import encode_verify_key_base64, generate_signing_key, get_verify_key
@@ -262,32 +263,34 @@ async def _intake(
     # Built before the clock starts: the remote's cost is not the server's.
     events = [remote.message(remote_rooms[i % rooms], f"{tag} pdu {i}") for i in range(pdus)]
     db0 = await database_bytes(target)
-    meter = CpuMeter(target)
-    await meter.start()
-    t0 = time.perf_counter()
-    sent = 0
-    for first in range(0, pdus, TXN_PDUS):
-        if budget.exhausted:
-            break
-        batch = events[first : first + TXN_PDUS]
-        body = {
-            "origin": remote.server_name,
-            "origin_server_ts": _now_ms(),
-            "pdus": [json.loads(json.dumps(e.pdu, default=dict)) for e in batch],
-            "edus": [],
-        }
-        answer = await remote.request(target, "PUT", f"{V1}/send/scale{next(_txn_ids)}", body)
-        errors = {k: v for k, v in answer.get("pdus", {}).items() if v.get("error")}
-        if errors:
-            raise SystemExit(f"federation phase, {target.name}: PDUs refused: {errors}")
-        sent += len(batch)
-    heads: dict[str, str] = {}
-    for event in events[:sent]:
-        heads[event.room_id] = event.event_id
-    deadline = time.monotonic() + 300
-    await _all_visible(client, token, heads, deadline)
-    elapsed = time.perf_counter() - t0
-    cpu = await meter.stop()
+    pdu_json = [json.loads(json.dumps(e.pdu, default=dict)) for e in events]
+    async with profiled(target, f"federation-{rooms}rooms"):
+        meter = CpuMeter(target)
+        await meter.start()
+        t0 = time.perf_counter()
+        sent = 0
+        for first in range(0, pdus, TXN_PDUS):
+            if budget.exhausted:
+                break
+            batch = events[first : first + TXN_PDUS]
+            body = {
+                "origin": remote.server_name,
+                "origin_server_ts": _now_ms(),
+                "pdus": pdu_json[first : first + TXN_PDUS],
+                "edus": [],
+            }
+            answer = await remote.request(target, "PUT", f"{V1}/send/scale{next(_txn_ids)}", body)
+            errors = {k: v for k, v in answer.get("pdus", {}).items() if v.get("error")}
+            if errors:
+                raise SystemExit(f"federation phase, {target.name}: PDUs refused: {errors}")
+            sent += len(batch)
+        heads: dict[str, str] = {}
+        for event in events[:sent]:
+            heads[event.room_id] = event.event_id
+        deadline = time.monotonic() + 300
+        await _all_visible(client, token, heads, deadline)
+        elapsed = time.perf_counter() - t0
+        cpu = await meter.stop()
     grown = await database_bytes(target) - db0
     by_room: dict[str, set[str]] = {}
     for event in events[:sent]:

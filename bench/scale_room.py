@@ -22,6 +22,7 @@ from scale_common import (
     OverBudget,
     PhaseResult,
     Target,
+    profiled,
     register,
     relation_bytes,
     settled_rows_written,
@@ -105,21 +106,26 @@ async def run(
                 prefix,
             )
         except OverBudget:
+            # Measured at the size reached, then no further.
             result.stopped_by_budget = True
             print(f"    {target.name}: room stopped by its budget at {len(members)} members")
-            break
+            if result.points and result.points[-1]["size"] >= len(members) + samples:
+                break
         grow_s = time.perf_counter() - t0
-        point: dict[str, Any] = {"size": size, "grow_seconds": round(grow_s, 1)}
+        point: dict[str, Any] = {"grow_seconds": round(grow_s, 1)}
 
         # Sample joins, one at a time; the users are made first.
         joiners = [await register(client, f"{prefix}{len(members) + i}") for i in range(samples)]
         rows0, wal0 = await settled_rows_written(target), await wal_bytes(target)
         seconds, cpu = [], []
-        for user_id, token in joiners:
-            _, s, c = await timed(target, client.call("POST", f"{V3}/rooms/{room}/join", token, {}))
-            seconds.append(s)
-            cpu.append(c)
-            members[user_id] = token
+        async with profiled(target, f"room-joins-{len(members)}"):
+            for user_id, token in joiners:
+                _, s, c = await timed(
+                    target, client.call("POST", f"{V3}/rooms/{room}/join", token, {})
+                )
+                seconds.append(s)
+                cpu.append(c)
+                members[user_id] = token
         wal1 = await wal_bytes(target)
         rows1 = await settled_rows_written(target)
         point["join"] = summary(seconds, cpu)
@@ -147,7 +153,7 @@ async def run(
             if got.get("content", {}).get("body") != text:
                 raise SystemExit(f"room phase: {event_id} reads back as {got}")
         await _check_members(client, room, owner_token, members)
-        point["members"] = len(members)
+        point["size"] = len(members)
         point["state_bytes"] = await relation_bytes(target, STATE_TABLES[target.name])
         result.points.append(point)
         print(
@@ -157,4 +163,6 @@ async def run(
             f"{point['rows_per_join']} rows/join, state {point['state_bytes'] // 1024} KB",
             flush=True,
         )
+        if result.stopped_by_budget:
+            break
     return result
