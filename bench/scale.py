@@ -171,7 +171,7 @@ def main() -> None:
     parser.add_argument(
         "--fan-users", type=int, default=100, help="users of the fan-out (10 polls each)"
     )
-    parser.add_argument("--federation-pdus", type=int, default=2000, help="PDUs per intake")
+    parser.add_argument("--federation-pdus", type=int, default=1000, help="PDUs per intake")
     parser.add_argument(
         "--federation-rooms", default="1,100", help="rooms the PDUs are spread over"
     )

@@ -317,11 +317,14 @@ async def run(
         remote = Remote(Path(tmp))
         await remote.start()
         try:
-            for rooms in room_counts:
-                if budget.exhausted:
+            for n, rooms in enumerate(room_counts):
+                # Each room count gets an equal share of what is left.
+                left = budget.deadline - time.monotonic()
+                if left <= 0:
                     result.stopped_by_budget = True
                     break
-                point = await _intake(client, target, remote, rooms, pdus, budget, f"r{rooms}")
+                share = Budget(left / (len(room_counts) - n))
+                point = await _intake(client, target, remote, rooms, pdus, share, f"r{rooms}")
                 result.points.append(point)
                 if not point["complete"]:
                     result.stopped_by_budget = True
