@@ -44,10 +44,12 @@ bench: $(STAMP) $(SYNAPSE_STAMP)
 	$(PY) bench/compare.py
 
 # Costs against size (rooms, members, connections, federation), with Synapse,
-# plotted: bench/scale.py (bench/README.md). About 30 minutes.
+# plotted: bench/scale.py (bench/README.md). About 30 minutes. Options
+# through SCALE_ARGS, e.g. `make bench-scale SCALE_ARGS=--profile`.
+SCALE_ARGS ?=
 .PHONY: bench-scale
 bench-scale: $(STAMP) $(SYNAPSE_STAMP) $(BENCH_STAMP)
-	$(PY) bench/scale.py
+	$(PY) bench/scale.py $(SCALE_ARGS)
 
 $(BENCH_STAMP): pyproject.toml | $(STAMP)
 	$(VENV)/bin/pip install --quiet -e '.[bench]'

@@ -248,3 +248,29 @@ def plot(results: dict[str, Any], stem: Path) -> list[Path]:
         plt.close(fig)
         written.append(out)
     return written
+
+
+def markdown(results: dict[str, Any], found: list[dict[str, Any]]) -> str:
+    """The table and the goals as Markdown, for bench/README.md."""
+    _, rows = table(results)
+    out = ["| phase | figure | size | ours | Synapse | ours better by |", "| --- " * 6 + "|"]
+    for r in rows:
+        cells = [f"{x:,.1f}" if x is not None else "-" for x in (r["ours"], r["synapse"])]
+        better = f"{r['ours_better_by']:.2f}x" if r["ours_better_by"] is not None else "-"
+        out.append(
+            f"| {r['phase']} | {r['figure']} | {r['size']:,} | {cells[0]} | {cells[1]} | {better} |"
+        )
+    for phase, servers in results.items():
+        for server, res in servers.items():
+            if res["stopped_by_budget"]:
+                out.append(
+                    f"\n{phase}, {server}: its time budget ran out; largest size reached "
+                    f"{res['largest_size']:,}."
+                )
+    out += ["", "| goal | measured | target | result |", "| --- | ---: | ---: | --- |"]
+    for g in found:
+        measured = "-" if g["measured"] is None else f"{g['measured']:.2f}"
+        sign = "<=" if g.get("at_most", True) else ">="
+        verdict = {True: "pass", False: "**fail**", None: "not measured"}[g["pass"]]
+        out.append(f"| {g['goal']} | {measured} | {sign} {g['target']} | {verdict} |")
+    return "\n".join(out) + "\n"
