@@ -53,7 +53,7 @@ import scale_room
 from _server import Client, _database_url, running_server, server_config
 from _synapse import running_synapse
 from compare import _peak_rss_mb, _postgres
-from scale_common import Budget, PhaseResult, Target
+from scale_common import Budget, CheckFailed, PhaseResult, Target
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # Connections first: its memory figures are those of a server fresh from
@@ -132,7 +132,7 @@ def _phase_runs(
 
 
 async def _run(
-    args: argparse.Namespace, admin_dsn: str, targets: list[Target]
+    args: argparse.Namespace, admin_dsn: str, targets: list[Target], errors: list[str]
 ) -> dict[str, dict[str, Any]]:
     results: dict[str, dict[str, Any]] = {}
     admin = await asyncpg.connect(admin_dsn)
@@ -150,7 +150,13 @@ async def _run(
                     budget = Budget(args.budgets[phase])
                     print(f"{phase} on {target.name} (budget {budget.seconds:.0f}s)", flush=True)
                     t0 = time.perf_counter()
-                    result = await runs[phase](Client(http, target.url), target, budget)
+                    try:
+                        result = await runs[phase](Client(http, target.url), target, budget)
+                    except (CheckFailed, SystemExit) as failed:
+                        # A failed check ends the run, but the figures so far are kept.
+                        print(f"{phase} on {target.name} FAILED: {failed}", flush=True)
+                        errors.append(f"{phase} on {target.name}: {failed}")
+                        return results
                     result.note = f"{time.perf_counter() - t0:.0f}s"
                     results.setdefault(phase, {})[target.name] = result.as_json()
     finally:
@@ -244,7 +250,8 @@ def main() -> None:
                     synapse.version,
                 )
             )
-        results = asyncio.run(_run(args, admin_dsn, targets))
+        errors: list[str] = []
+        results = asyncio.run(_run(args, admin_dsn, targets, errors))
         peak = {t.name: round(_peak_rss_mb(t.pid), 1) for t in targets}
 
     text, rows = scale_report.table(results)
@@ -275,6 +282,7 @@ def main() -> None:
                 "table": rows,
                 "goals": found,
                 "peak_rss_mb": peak,
+                "failed": errors,
                 "seconds": round(time.perf_counter() - started, 1),
             },
             indent=2,
@@ -285,6 +293,8 @@ def main() -> None:
     plots = scale_report.plot(results, out.with_suffix(""))
     written = [out.with_suffix(".md"), *plots]
     print(f"\nwritten: {out}" + "".join(f"\n         {p}" for p in written))
+    if errors:
+        raise SystemExit(f"FAILED: {errors}")
 
 
 if __name__ == "__main__":

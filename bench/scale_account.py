@@ -24,6 +24,7 @@ import sliding_sync
 from _server import V3, Client, gather_limited
 from scale_common import (
     Budget,
+    CheckFailed,
     OverBudget,
     PhaseResult,
     Target,
@@ -77,7 +78,7 @@ async def _initial(
         resp, s, c = await timed(target, client.call("GET", sync_path(filter=filt), token))
         joined = resp.get("rooms", {}).get("join", {})
         if set(rooms) - set(joined):
-            raise SystemExit(
+            raise CheckFailed(
                 f"account phase, {target.name}: initial sync lists {len(joined)} of "
                 f"{len(rooms)} rooms"
             )
@@ -109,7 +110,7 @@ async def _incremental(
         )
         events = resp.get("rooms", {}).get("join", {}).get(room, {}).get("timeline", {})
         if sent["event_id"] not in {e["event_id"] for e in events.get("events", [])}:
-            raise SystemExit(
+            raise CheckFailed(
                 f"account phase, {target.name}: incremental sync without {sent['event_id']} "
                 f"(run {i}, room {room}): {str(resp)[:1500]}"
             )

@@ -195,6 +195,12 @@ class Budget:
         return time.monotonic() > self.deadline
 
 
+class CheckFailed(Exception):
+    """A server's answer was wrong (a check of what is measured failed): the
+    run stops, keeping the figures so far. Not SystemExit, which asyncio
+    lets escape from the tasks of a gather past every handler."""
+
+
 class OverBudget(Exception):
     """A phase ran out of its time budget while growing to a size."""
 

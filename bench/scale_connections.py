@@ -27,6 +27,7 @@ import aiohttp
 from _server import V3, Client, gather_limited
 from scale_common import (
     Budget,
+    CheckFailed,
     CpuMeter,
     OverBudget,
     PhaseResult,
@@ -101,7 +102,7 @@ async def _wait_open(target: Target, fleet: Fleet, fds: int, budget: Budget) -> 
     """Until the server holds `fds` descriptors (its sockets), then its memory settles."""
     while open_fds(target.pid) < fds:
         if fleet.errors:
-            raise SystemExit(f"connections phase, {target.name}: {fleet.errors[:3]}")
+            raise CheckFailed(f"connections phase, {target.name}: {fleet.errors[:3]}")
         if budget.exhausted:
             raise OverBudget
         await asyncio.sleep(0.2)
@@ -151,7 +152,7 @@ async def run(
             plan = [(t, True) for _, t in fans for _ in range(PER_FAN_USER)]
             for size in sizes:
                 if size < fan_out:
-                    raise SystemExit(f"--connections {size} is below the fan-out of {fan_out}")
+                    raise CheckFailed(f"--connections {size} is below the fan-out of {fan_out}")
                 t0 = time.perf_counter()
                 try:
                     # The users of the other polls, as this size needs them.
@@ -212,7 +213,7 @@ async def run(
                         # Polls the server had not even accepted when a budget
                         # ran out may miss the limit; otherwise it is a failure.
                         if not result.stopped_by_budget or not woken:
-                            raise SystemExit(
+                            raise CheckFailed(
                                 f"connections phase, {target.name}: {len(woken)} of "
                                 f"{fleet.expected} polls woke with the message within "
                                 f"{FANOUT_LIMIT_S} s"

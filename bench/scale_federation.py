@@ -39,6 +39,7 @@ from aiohttp import web
 from scale_common import (
     SERVER_NAME,
     Budget,
+    CheckFailed,
     CpuMeter,
     PhaseResult,
     Target,
@@ -93,6 +94,8 @@ class Remote:
         self.user = f"@remote:{self.server_name}"
         self._directory = directory
         self.events: dict[str, Event] = {}
+        self.state_ids: dict[str, list[str]] = {}
+        self.auth_ids: dict[str, list[str]] = {}
         self._runner: web.AppRunner | None = None
         self.http: aiohttp.ClientSession | None = None
 
@@ -114,6 +117,41 @@ class Remote:
         pdu = {"origin": self.server_name, "origin_server_ts": _now_ms(), "pdus": [event.pdu]}
         return web.json_response(json.loads(json.dumps(pdu, default=dict)))
 
+    async def _missing(self, request: web.Request) -> web.Response:
+        """/get_missing_events: the remote's events between `earliest` and
+        `latest` (Synapse drops PDUs from its staging area when a remote
+        sends many into one room, then asks for them back here)."""
+        body = await request.json()
+        earliest = set(body.get("earliest_events", []))
+        limit = int(body.get("limit", 10))
+        found: list[Event] = []
+        seen: set[str] = set()
+        todo = [
+            p
+            for i in body.get("latest_events", [])
+            if i in self.events
+            for p in self.events[i].prev_event_ids
+        ]
+        while todo and len(found) < limit:
+            event_id = todo.pop()
+            if event_id in seen or event_id in earliest or event_id not in self.events:
+                continue
+            seen.add(event_id)
+            found.append(self.events[event_id])
+            todo.extend(self.events[event_id].prev_event_ids)
+        found.sort(key=lambda e: e.depth)
+        pdus = [json.loads(json.dumps(e.pdu, default=dict)) for e in found]
+        return web.json_response({"events": pdus})
+
+    async def _state_ids(self, request: web.Request) -> web.Response:
+        """/state_ids: what Synapse asks for when it cannot close a gap."""
+        room_id = request.match_info["room_id"]
+        if room_id not in self.state_ids:
+            return web.json_response({"errcode": "M_NOT_FOUND", "error": "unknown"}, status=404)
+        return web.json_response(
+            {"pdu_ids": self.state_ids[room_id], "auth_chain_ids": self.auth_ids[room_id]}
+        )
+
     async def _transaction(self, _: web.Request) -> web.Response:
         # What the servers send back (their own events, receipts): accepted.
         return web.json_response({"pdus": {}})
@@ -127,6 +165,8 @@ class Remote:
         app.router.add_get("/_matrix/key/v2/server", self._keys)
         app.router.add_get(V1 + "/event/{event_id}", self._event)
         app.router.add_put(V1 + "/send/{txn}", self._transaction)
+        app.router.add_post(V1 + "/get_missing_events/{room_id}", self._missing)
+        app.router.add_get(V1 + "/state_ids/{room_id}", self._state_ids)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         await web.SockSite(self._runner, self._sock, ssl_context=tls).start()
@@ -158,7 +198,7 @@ class Remote:
         async with self.http.request(method, url, data=data, headers=headers, ssl=False) as r:
             answer = await r.json(content_type=None)
             if r.status != 200:
-                raise SystemExit(f"federation phase, {target.name}: {method} {path}: {answer}")
+                raise CheckFailed(f"federation phase, {target.name}: {method} {path}: {answer}")
             return answer
 
     async def join(self, target: Target, room_id: str) -> RemoteRoom:
@@ -180,8 +220,18 @@ class Remote:
         for raw in joined["state"]:
             event = parse_event(raw, version)
             state[event.state_tuple] = event
+            self.events[event.event_id] = event
+        for raw in joined["auth_chain"]:
+            event = parse_event(raw, version)
+            self.events.setdefault(event.event_id, event)
         state[join.state_tuple] = join
         self.events[join.event_id] = join
+        # The remote only sends messages: the state is the same before each.
+        self.state_ids[room_id] = [e.event_id for e in state.values()]
+        self.auth_ids[room_id] = sorted(
+            {e.event_id for e in self.events.values() if e.room_id == room_id}
+            - {e.event_id for e in self.events.values() if e.type == "m.room.message"}
+        )
         return RemoteRoom(room_id, version, state, join)
 
     def message(self, room: RemoteRoom, body: str) -> Event:
@@ -216,7 +266,7 @@ async def _all_visible(client: Client, token: str, heads: dict[str, str], deadli
                 if r.status == 200:
                     break
             if time.monotonic() > deadline:
-                raise SystemExit(f"federation phase: {event_id} not visible in {room} in time")
+                raise CheckFailed(f"federation phase: {event_id} not visible in {room} in time")
             await asyncio.sleep(0.05)
 
 
@@ -233,7 +283,7 @@ async def _check_history(
             break
         start = f"&from={urllib.parse.quote(page['end'])}"
     if missing:
-        raise SystemExit(f"federation phase, {name}: {len(missing)} PDUs missing from {room}")
+        raise CheckFailed(f"federation phase, {name}: {len(missing)} PDUs missing from {room}")
 
 
 async def _intake(
@@ -282,7 +332,7 @@ async def _intake(
             answer = await remote.request(target, "PUT", f"{V1}/send/scale{next(_txn_ids)}", body)
             errors = {k: v for k, v in answer.get("pdus", {}).items() if v.get("error")}
             if errors:
-                raise SystemExit(f"federation phase, {target.name}: PDUs refused: {errors}")
+                raise CheckFailed(f"federation phase, {target.name}: PDUs refused: {errors}")
             sent += len(batch)
         heads: dict[str, str] = {}
         for event in events[:sent]:

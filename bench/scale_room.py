@@ -19,6 +19,7 @@ from typing import Any
 from _server import V3, Client, gather_limited
 from scale_common import (
     Budget,
+    CheckFailed,
     OverBudget,
     PhaseResult,
     Target,
@@ -77,7 +78,7 @@ async def _grow(
 async def _check_members(client: Client, room: str, token: str, members: dict[str, str]) -> None:
     joined = (await client.call("GET", f"{V3}/rooms/{room}/joined_members", token))["joined"]
     if set(joined) != set(members):
-        raise SystemExit(
+        raise CheckFailed(
             f"room phase: {len(joined)} joined members listed, {len(members)} joined "
             f"({len(set(members) - set(joined))} missing)"
         )
@@ -151,7 +152,7 @@ async def run(
         for event_id, text in sent:
             got = await client.call("GET", f"{V3}/rooms/{room}/event/{event_id}", owner_token)
             if got.get("content", {}).get("body") != text:
-                raise SystemExit(f"room phase: {event_id} reads back as {got}")
+                raise CheckFailed(f"room phase: {event_id} reads back as {got}")
         await _check_members(client, room, owner_token, members)
         point["size"] = len(members)
         point["state_bytes"] = await relation_bytes(target, STATE_TABLES[target.name])
