@@ -5,6 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 CONFIG := data/homeserver.yaml
 STAMP := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.installed-bench
 JS_DIR := tests/interop/js
 JS_STAMP := $(JS_DIR)/node_modules/.installed
 # Synapse for `make bench`, in its own virtualenv; the version is pinned, and so
@@ -41,6 +42,18 @@ lint: $(STAMP)
 # Our server and a real Synapse, same load, same PostgreSQL, side by side.
 bench: $(STAMP) $(SYNAPSE_STAMP)
 	$(PY) bench/compare.py
+
+# Costs against size (rooms, members, connections, federation), with Synapse,
+# plotted: bench/scale.py (bench/README.md). About 30 minutes. Options
+# through SCALE_ARGS, e.g. `make bench-scale SCALE_ARGS=--profile`.
+SCALE_ARGS ?=
+.PHONY: bench-scale
+bench-scale: $(STAMP) $(SYNAPSE_STAMP) $(BENCH_STAMP)
+	$(PY) bench/scale.py $(SCALE_ARGS)
+
+$(BENCH_STAMP): pyproject.toml | $(STAMP)
+	$(VENV)/bin/pip install --quiet -e '.[bench]'
+	touch $(BENCH_STAMP)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)

@@ -112,6 +112,7 @@ def _config(
     port: int,
     bcrypt_rounds: int,
     extra: dict[str, Any] | None = None,
+    federation_port: int | None = None,
 ) -> Path:
     """Generate Synapse's config in `directory` and edit it for the benchmark."""
     path = directory / "homeserver.yaml"
@@ -177,6 +178,18 @@ def _config(
             **(extra or {}),
         }
     )
+    if federation_port is not None:
+        # Plain HTTP on loopback: the scale bench's scripted remote calls it directly.
+        config["listeners"].append(
+            {
+                "port": federation_port,
+                "tls": False,
+                "type": "http",
+                "x_forwarded": False,
+                "bind_addresses": ["127.0.0.1"],
+                "resources": [{"names": ["federation", "keys"], "compress": False}],
+            }
+        )
     path.write_text(yaml.safe_dump(config))
     return path
 
@@ -207,10 +220,13 @@ def _version() -> str:
 
 @contextlib.contextmanager
 def running_synapse(
-    admin_dsn: str, bcrypt_rounds: int, extra: dict[str, Any] | None = None
+    admin_dsn: str,
+    bcrypt_rounds: int,
+    extra: dict[str, Any] | None = None,
+    federation_port: int | None = None,
 ) -> Iterator[Synapse]:
     """Synapse on a fresh database `bench_synapse_<pid>`, stopped and dropped
-    afterwards; `extra` adds config keys."""
+    afterwards; `extra` adds config keys, `federation_port` a federation listener."""
     import asyncio
 
     if not SYNAPSE_PYTHON.exists():
@@ -221,7 +237,9 @@ def running_synapse(
         with tempfile.TemporaryDirectory(prefix="bench-synapse-") as tmp:
             directory = Path(tmp)
             port = _free_port()
-            config = _config(directory, admin_dsn, database, port, bcrypt_rounds, extra)
+            config = _config(
+                directory, admin_dsn, database, port, bcrypt_rounds, extra, federation_port
+            )
             log = directory / "stderr.log"
             with log.open("wb") as stderr:
                 process = subprocess.Popen(
