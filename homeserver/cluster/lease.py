@@ -51,13 +51,18 @@ class LeasedDuty:
         self._retry_s = retry_s
         self._check_s = check_s
         self._task: asyncio.Task[None] | None = None
+        # Set by `stop`: an error raised while the duty stops (which would
+        # replace the cancellation) must not send the loop round again.
+        self._stopping = False
         self.held = asyncio.Event()
 
     def start(self) -> None:
+        self._stopping = False
         self._task = asyncio.create_task(self._run())
 
     async def stop(self) -> None:
         """Stop the duty if it runs here and give the lease up."""
+        self._stopping = True
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -65,12 +70,14 @@ class LeasedDuty:
             self._task = None
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 await self._hold_once()
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # the session or the database went away
+                if self._stopping:
+                    return
                 logger.warning("lease %s: %s; asking again in %.0f s", self.name, e, self._retry_s)
             await asyncio.sleep(self._retry_s)
 
@@ -92,6 +99,8 @@ class LeasedDuty:
                 self.held.clear()
                 await self._stop()
                 logger.info("lease %s given up: its duty stopped", self.name)
-                if not conn.is_closed():
-                    with contextlib.suppress(Exception):
+                # Best effort: a closed session holds nothing, and the pool
+                # unlocks a connection's advisory locks when it takes it back.
+                with contextlib.suppress(Exception):
+                    if not conn.is_closed():
                         await leases.release(conn, self.name)
