@@ -14,11 +14,13 @@ import asyncio
 import contextlib
 import cProfile
 import io
+import json
 import multiprocessing
 import os
 import pstats
 import tempfile
 import time
+import urllib.parse
 from collections.abc import Iterator
 from multiprocessing.connection import Connection
 from typing import Any
@@ -267,3 +269,20 @@ async def _create_database(admin_dsn: str, name: str, drop: bool = False) -> Non
             await conn.execute(f"CREATE DATABASE {name}")
     finally:
         await conn.close()
+
+
+async def register(client: Client, name: str) -> tuple[str, str]:
+    """(user id, access token) of a new account (dummy flow)."""
+    body = {"username": name, "password": "pw", "auth": {"type": "m.login.dummy"}}
+    user = await client.call("POST", f"{V3}/register", body=body)
+    return user["user_id"], user["access_token"]
+
+
+def sync_path(since: str | None = None, timeout_ms: int = 0, filter: Any = None) -> str:
+    """A /sync request's path and query."""
+    query: dict[str, str] = {"timeout": str(timeout_ms)}
+    if since is not None:
+        query["since"] = since
+    if filter is not None:
+        query["filter"] = json.dumps(filter, separators=(",", ":"))
+    return f"{V3}/sync?{urllib.parse.urlencode(query)}"

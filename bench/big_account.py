@@ -38,20 +38,21 @@ import asyncio
 import json
 import resource
 import time
-import urllib.parse
 from typing import Any
 
 import aiohttp
-from _server import V3, Client, ServerProcess, gather_limited, percentile, running_server
+from _server import (
+    V3,
+    Client,
+    ServerProcess,
+    gather_limited,
+    percentile,
+    register,
+    running_server,
+    sync_path,
+)
 
 SLIDING = "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync"
-
-
-def _sync_path(since: str | None = None, timeout_ms: int = 0) -> str:
-    query: dict[str, str] = {"timeout": str(timeout_ms)}
-    if since is not None:
-        query["since"] = since
-    return f"{V3}/sync?{urllib.parse.urlencode(query)}"
 
 
 def _rss_mb(pid: int | None) -> float:
@@ -67,9 +68,8 @@ def _ms(seconds: float) -> str:
 
 
 async def _register(client: Client, name: str) -> dict[str, str]:
-    body = {"username": name, "password": "pw", "auth": {"type": "m.login.dummy"}}
-    user = await client.call("POST", f"{V3}/register", body=body)
-    return {"user_id": user["user_id"], "token": user["access_token"]}
+    user_id, token = await register(client, name)
+    return {"user_id": user_id, "token": token}
 
 
 async def _grow(
@@ -177,7 +177,7 @@ class _BigAccount:
         size = len(self.rooms)
 
         async def job(_: int) -> Any:
-            return self.client.call("GET", _sync_path(), self.owner["token"])
+            return self.client.call("GET", sync_path(), self.owner["token"])
 
         def check(response: dict[str, Any], _: int) -> None:
             joined = response.get("rooms", {}).get("join", {})
@@ -189,7 +189,7 @@ class _BigAccount:
     async def incremental(self, profile: bool) -> tuple[dict[str, Any], str | None]:
         """One message by `other`, then U's /sync from its last token (timed)."""
         size = len(self.rooms)
-        first = await self.client.call("GET", _sync_path(), self.owner["token"])
+        first = await self.client.call("GET", sync_path(), self.owner["token"])
         since = {"token": first["next_batch"]}
         sent: dict[int, tuple[str, str]] = {}
 
@@ -202,7 +202,7 @@ class _BigAccount:
                 {"msgtype": "m.text", "body": f"one new message {i}"},
             )
             sent[i] = (room_id, event["event_id"])
-            return self.client.call("GET", _sync_path(since["token"]), self.owner["token"])
+            return self.client.call("GET", sync_path(since["token"]), self.owner["token"])
 
         def check(response: dict[str, Any], i: int) -> None:
             room_id, event_id = sent[i]
@@ -252,7 +252,7 @@ async def _fanout(
 
     async def poll(i: int) -> None:
         while True:
-            response = await client.call("GET", _sync_path(since[i], 60_000), users[i]["token"])
+            response = await client.call("GET", sync_path(since[i], 60_000), users[i]["token"])
             since[i] = response["next_batch"]
             returns[0] += 1
             joined = response.get("rooms", {}).get("join", {})
@@ -305,7 +305,7 @@ async def many_connections(
         await client.call("POST", f"{V3}/rooms/{room_id}/join", u["token"], {})
     tokens = await gather_limited(
         args.concurrency,
-        [client.call("GET", _sync_path(), u["token"]) for u in users],
+        [client.call("GET", sync_path(), u["token"]) for u in users],
     )
     since = [t["next_batch"] for t in tokens]
     print(f"(b) {args.users} users in one room (made in {time.perf_counter() - t0:.1f}s)")
@@ -322,7 +322,7 @@ async def many_connections(
             for r in await gather_limited(
                 args.concurrency,
                 [
-                    client.call("GET", _sync_path(s), u["token"])
+                    client.call("GET", sync_path(s), u["token"])
                     for s, u in zip(since, users, strict=True)
                 ],
             )
@@ -334,7 +334,7 @@ async def many_connections(
             asyncio.ensure_future(
                 client.call(
                     "GET",
-                    _sync_path(since[i % len(users)], 60_000),
+                    sync_path(since[i % len(users)], 60_000),
                     users[i % len(users)]["token"],
                 )
             )

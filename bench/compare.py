@@ -63,10 +63,12 @@ from _server import (
     percentile,
     running_server,
     server_config,
+    sync_path,
 )
+from _server import register as register_user
 from _synapse import running_synapse
 from send import _verify
-from sync import _check_initial, _fill_rooms, _register, _sync_path, wakeup_loop, wakeup_setup
+from sync import _check_initial, _fill_rooms, wakeup_loop, wakeup_setup
 
 RESULTS = Path(__file__).resolve().parent / "results"
 INITIAL_LIMIT = 10
@@ -175,7 +177,7 @@ async def _setup(client: Client, args: argparse.Namespace, target: Target) -> No
     target.data["send"] = {"tokens": tokens, "rooms": rooms, "expected": {}}
     target.data["wakeup"] = await wakeup_setup(client)
 
-    _, h_token = await _register(client, "history")
+    _, h_token = await register_user(client, "history")
     room = (await client.call("POST", f"{V3}/createRoom", h_token, {"preset": "public_chat"}))[
         "room_id"
     ]
@@ -253,7 +255,7 @@ async def _initial(client: Client, args: argparse.Namespace, target: Target, rnd
                 "presence": {"not_types": [f"bench.nonce.{rnd}.{i}"]},
             }
             t0 = time.perf_counter()
-            response = await client.call("GET", _sync_path(filter=nonce), data["token"])
+            response = await client.call("GET", sync_path(filter=nonce), data["token"])
             times.append(time.perf_counter() - t0)
             _check_initial(response, data["user"], data["rooms"], INITIAL_LIMIT)
         return times, args.runs

@@ -21,7 +21,7 @@ import time
 from typing import Any
 
 import sliding_sync
-from _server import V3, Client, gather_limited
+from _server import V3, Client, gather_limited, register, sync_path
 from scale_common import (
     Budget,
     CheckFailed,
@@ -30,9 +30,7 @@ from scale_common import (
     Target,
     profiled,
     quiet_filter,
-    register,
     summary,
-    sync_path,
     timed,
 )
 

@@ -13,21 +13,19 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import json
 import os
 import shutil
 import signal
 import statistics
 import sys
 import time
-import urllib.parse
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import asyncpg
-from _server import V3, Client, percentile
+from _server import percentile
 
 SERVER_NAME = "bench.local"
 
@@ -223,22 +221,6 @@ async def timed(target: Target, call: Any) -> tuple[Any, float, float]:
     result = await call
     elapsed = time.perf_counter() - t0
     return result, elapsed, await meter.stop()
-
-
-async def register(client: Client, name: str) -> tuple[str, str]:
-    """(user id, access token) of a new account (dummy flow)."""
-    body = {"username": name, "password": "pw", "auth": {"type": "m.login.dummy"}}
-    user = await client.call("POST", f"{V3}/register", body=body)
-    return user["user_id"], user["access_token"]
-
-
-def sync_path(since: str | None = None, timeout_ms: int = 0, filter: Any = None) -> str:
-    query: dict[str, str] = {"timeout": str(timeout_ms)}
-    if since is not None:
-        query["since"] = since
-    if filter is not None:
-        query["filter"] = json.dumps(filter, separators=(",", ":"))
-    return f"{V3}/sync?{urllib.parse.urlencode(query)}"
 
 
 def quiet_filter(nonce: str, timeline_limit: int = 5) -> dict[str, Any]:

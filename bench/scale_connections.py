@@ -24,7 +24,7 @@ import time
 from typing import Any
 
 import aiohttp
-from _server import V3, Client, gather_limited
+from _server import V3, Client, gather_limited, register, sync_path
 from scale_common import (
     Budget,
     CheckFailed,
@@ -35,10 +35,8 @@ from scale_common import (
     open_fds,
     profiled,
     quiet_filter,
-    register,
     rss_kb,
     summary,
-    sync_path,
 )
 
 POLL_MS = 300_000

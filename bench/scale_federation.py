@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from _server import V3, Client, gather_limited
+from _server import V3, Client, gather_limited, register
 from aiohttp import web
 from scale_common import (
     SERVER_NAME,
@@ -45,7 +45,6 @@ from scale_common import (
     Target,
     database_bytes,
     profiled,
-    register,
 )
 from signedjson.key import encode_verify_key_base64, generate_signing_key, get_verify_key
 from signedjson.sign import sign_json

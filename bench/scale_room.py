@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from _server import V3, Client, gather_limited
+from _server import V3, Client, gather_limited, register
 from scale_common import (
     Budget,
     CheckFailed,
@@ -24,7 +24,6 @@ from scale_common import (
     PhaseResult,
     Target,
     profiled,
-    register,
     relation_bytes,
     settled_rows_written,
     summary,

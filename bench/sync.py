@@ -24,32 +24,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import statistics
 import time
-import urllib.parse
 from typing import Any
 
 import aiohttp
-from _server import V3, Client, ServerProcess, gather_limited, percentile, running_server
+from _server import (
+    V3,
+    Client,
+    ServerProcess,
+    gather_limited,
+    percentile,
+    register,
+    running_server,
+    sync_path,
+)
 
 from homeserver.sync.rooms import DEFAULT_TIMELINE_LIMIT
-
-
-async def _register(client: Client, name: str) -> tuple[str, str]:
-    """(user id, access token) of a new user."""
-    body = {"username": name, "password": "pw", "auth": {"type": "m.login.dummy"}}
-    user = await client.call("POST", f"{V3}/register", body=body)
-    return user["user_id"], user["access_token"]
-
-
-def _sync_path(since: str | None = None, timeout_ms: int = 0, filter: Any = None) -> str:
-    query: dict[str, str] = {"timeout": str(timeout_ms)}
-    if since is not None:
-        query["since"] = since
-    if filter is not None:
-        query["filter"] = json.dumps(filter, separators=(",", ":"))
-    return f"{V3}/sync?{urllib.parse.urlencode(query)}"
 
 
 def _timeline(response: dict[str, Any], room_id: str) -> dict[str, Any]:
@@ -69,13 +60,13 @@ def _cpu_line(report: dict[str, Any], count: int) -> str:
 
 async def wakeup_setup(client: Client, prefix: str = "wake") -> dict[str, str]:
     """Users A and B in a room, and B's first sync token: what `wakeup_loop` needs."""
-    a, a_token = await _register(client, f"{prefix}_a")
-    b, b_token = await _register(client, f"{prefix}_b")
+    a, a_token = await register(client, f"{prefix}_a")
+    b, b_token = await register(client, f"{prefix}_b")
     room = (await client.call("POST", f"{V3}/createRoom", a_token, {"preset": "public_chat"}))[
         "room_id"
     ]
     await client.call("POST", f"{V3}/rooms/{room}/join", b_token, {})
-    since = (await client.call("GET", _sync_path(), b_token))["next_batch"]
+    since = (await client.call("GET", sync_path(), b_token))["next_batch"]
     return {"a": a, "a_token": a_token, "b": b, "b_token": b_token, "room": room, "since": since}
 
 
@@ -91,7 +82,7 @@ async def wakeup_loop(
 
     def poll(token: str) -> asyncio.Task[dict[str, Any]]:
         return asyncio.ensure_future(
-            client.call("GET", _sync_path(token, timeout_ms=30_000), setup["b_token"])
+            client.call("GET", sync_path(token, timeout_ms=30_000), setup["b_token"])
         )
 
     wakeups: list[float] = []
@@ -176,8 +167,8 @@ async def _fill_rooms(
 ) -> tuple[str, str, dict[str, list[str]]]:
     """C and D in `--rooms` rooms of `--events` messages: (C's id, C's token,
     room id -> its message event ids in order)."""
-    c, c_token = await _register(client, "initial_c")
-    d, d_token = await _register(client, "initial_d")
+    c, c_token = await register(client, "initial_c")
+    d, d_token = await register(client, "initial_d")
     # One after the other: the same user creating identical rooms in the same
     # millisecond would give the same create event, hence the same room id.
     rooms = [
@@ -266,7 +257,7 @@ async def _initial(client: Client, server: ServerProcess, args: argparse.Namespa
         server.start(profile=args.profile == "initial" and profile is None)
         for _ in range(args.runs):
             t0 = time.perf_counter()
-            response, size = await client.call_sized("GET", _sync_path(filter=filter), token)
+            response, size = await client.call_sized("GET", sync_path(filter=filter), token)
             times.append(time.perf_counter() - t0)
             events = _check_initial(response, user_id, rooms, limit)
         report = server.stop()
