@@ -21,12 +21,15 @@ from __future__ import annotations
 import json
 from typing import Any, Protocol
 
+from homeserver.cluster.invalidation import CacheInvalidations
 from homeserver.errors import MatrixError
 from storage.invite_permission import InvitePermissionStore
 
 INVITE_PERMISSION_CONFIG = "m.invite_permission_config"
 UNSTABLE_INVITE_PERMISSION_CONFIG = "org.matrix.msc4380.invite_permission_config"
 INVITE_BLOCKED = "M_INVITE_BLOCKED"
+# The settings' name among the mirrors shared by a deployment.
+_SETTINGS_SHARED = "invite_permission"
 
 
 class InviteBlocking(Protocol):
@@ -50,9 +53,26 @@ class InvitePermission:
         self._stable: dict[str, bool] = {}
         # Users whose unstable setting blocks.
         self._unstable: set[str] = set()
+        self._shared: CacheInvalidations | None = None
 
     async def start(self) -> None:
-        for user_id, data_type, content in await self._store.all_settings():
+        settings = await self._store.all_settings()
+        self._stable.clear()
+        self._unstable.clear()
+        for user_id, data_type, content in settings:
+            self._remember(user_id, data_type, json.loads(content))
+
+    def share_invalidations(self, shared: CacheInvalidations) -> None:
+        """In a deployment of several processes, a setting written through one
+        is obeyed by all (homeserver/cluster/invalidation.py)."""
+        self._shared = shared
+        shared.register_mirror(_SETTINGS_SHARED, self._reload, self.start)
+
+    async def _reload(self, user_id: str) -> None:
+        settings = await self._store.all_settings(user_id)
+        self._stable.pop(user_id, None)
+        self._unstable.discard(user_id)
+        for _, data_type, content in settings:
             self._remember(user_id, data_type, json.loads(content))
 
     def _remember(self, user_id: str, data_type: str, content: Any) -> None:
@@ -82,3 +102,5 @@ class InvitePermission:
             UNSTABLE_INVITE_PERMISSION_CONFIG,
         ):
             self._remember(user_id, data_type, content)
+            if self._shared is not None:
+                self._shared.tell_others(_SETTINGS_SHARED, user_id)

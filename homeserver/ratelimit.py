@@ -30,6 +30,11 @@ class RateLimiter:
         self._overrides.pop(key, None)
         self._buckets.pop(key, None)
 
+    def clear_overrides(self) -> None:
+        for key in self._overrides:
+            self._buckets.pop(key, None)
+        self._overrides.clear()
+
     def check(self, key: str) -> None:
         """Take one token for `key`, or raise 429 M_LIMIT_EXCEEDED with retry_after_ms."""
         rate, burst = self._overrides.get(key, (self._rate, self._burst))

@@ -155,6 +155,7 @@ from homeserver.appservice.directory import AppServiceDirectory
 from homeserver.appservice.ping import AppServicePing
 from homeserver.appservice.queries import AppServiceQueries
 from homeserver.appservice.registration import load_appservices
+from homeserver.cluster.invalidation import CacheInvalidations
 from homeserver.cluster.lease import LeasedDuty
 from homeserver.config import Config, parse_listen
 from homeserver.delayed_events.scheduler import DelayedEventScheduler
@@ -362,6 +363,7 @@ class HomeServer:
         self.pool: asyncpg.Pool | None = None
         self.pipeline: EventPipeline | None = None
         self._embedded: EmbeddedPostgres | None = None
+        self.cache_invalidations = CacheInvalidations()
         self._runners: list[web.AppRunner] = []
         self._listeners: list[Listener] = []
         self.client_port: int | None = None
@@ -387,6 +389,9 @@ class HomeServer:
         self.notifier = Notifier()
         self.notifier.notify("events", self.event_stream.current)
         client_app = await self._build_client_app(pool)
+        if config.workers:
+            # Before serving: what this process caches from now on is kept true.
+            await self.cache_invalidations.start(pool)
         host, port = parse_listen(config.client_listen)
         self.client_port = await self._serve(client_app, host, port, cancel_on_disconnect=True)
         self.federation_port = await self._serve_federation()
@@ -433,6 +438,7 @@ class HomeServer:
 
         Mounted after the media repository, whose manager it uses.
         """
+        users.share_invalidations(self.cache_invalidations)
         await users.start()
 
         async def stop_admin_tasks(_: web.Application) -> None:
@@ -591,6 +597,9 @@ class HomeServer:
             SessionStore(pool),
             refreshable_lifetime_ms=config.refreshable_access_token_lifetime_ms,
         )
+        # In-process caches kept true across a deployment's processes.
+        shared = self.cache_invalidations
+        sessions.share_invalidations(shared)
         registration_tokens = RegistrationTokenStore(pool)
         accounts = AccountService(
             users,
@@ -653,6 +662,7 @@ class HomeServer:
         appservice_auth = AppServiceAuth(
             self.appservices, users, SessionStore(pool), server_name=config.server_name
         )
+        appservice_auth.share_invalidations(shared)
         authenticator = Authenticator(
             sessions.authenticate,
             appservice_auth.requester,
@@ -676,6 +686,7 @@ class HomeServer:
         )
         state = StateStore(pool)
         events = EventStore(pool, state)
+        events.share_invalidations(shared)
         # Shared with the federation listener, which serves reads of the same rooms.
         self.event_store, self.state_store, self.profiles = events, state, profiles
         self.pipeline = EventPipeline(
@@ -696,6 +707,7 @@ class HomeServer:
         guest_access = GuestAccessRules(events, GuestStore(pool), self.pipeline)
         # Invite blocking (MSC4380), also asked by the federation listener and /sync.
         self.invite_permission = InvitePermission(InvitePermissionStore(pool))
+        self.invite_permission.share_invalidations(shared)
         await self.invite_permission.start()
         rooms = RoomService(
             self.pipeline,
@@ -816,6 +828,7 @@ class HomeServer:
             account_data,
             thread_subscription_rules=config.push.thread_subscription_rules,
         )
+        push_rules.share_invalidations(shared)
         push_notifier = PushNotifier(
             push_rules,
             push_store,
@@ -857,6 +870,7 @@ class HomeServer:
         )
         await receipts.start()
         pusher_store = PusherStore(pool)
+        pusher_store.share_invalidations(shared)
         push_sender = PushSender(
             pusher_store,
             push_store,
@@ -1354,6 +1368,7 @@ class HomeServer:
         if not self.config.retention.enabled:
             return None
         policies = RetentionPolicies(store, self.config.retention)
+        policies.share_invalidations(self.cache_invalidations)
         await policies.load()
         return policies
 
@@ -1754,6 +1769,7 @@ class HomeServer:
         await drain_writes()
         if self.pipeline is not None:
             await self.pipeline.drain()
+        await self.cache_invalidations.stop()
         if self.pool is not None:
             await self.pool.close()
             self.pool = None

@@ -16,9 +16,12 @@ from homeserver.events.event import Event, load_stored_event
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
 from homeserver.events.topic import topic_search_text
 from storage.database import now_ms
+from storage.shared_caches import SharedCaches
 from storage.state import LOCK_ROOM, StateKey, StateMap, StateStore
 
 _EVENT_CACHE_SIZE = 50_000
+# The event cache's name among the caches shared by a deployment.
+_EVENTS_CACHE = "events"
 
 
 class RoomExistsError(Exception):
@@ -213,6 +216,10 @@ class EventStore:
         self._state = state
         self._cache: OrderedDict[str, StoredEvent] = OrderedDict()
         self._room_versions: dict[str, RoomVersion] = {}
+        # Moved by every rewrite: a read that overlapped one does not cache
+        # what it read (it may be the JSON from before the rewrite).
+        self._rewrites = 0
+        self._shared: SharedCaches | None = None
 
     async def get_events(
         self, event_ids: Iterable[str], conn: asyncpg.Connection | None = None
@@ -227,6 +234,7 @@ class EventStore:
             else:
                 found[event_id] = cached
         if missing:
+            rewrites = self._rewrites
             rows = await (conn or self._pool).fetch(
                 f"""SELECT {EVENT_COLUMNS} FROM events e JOIN rooms r USING (room_id)
                     WHERE e.event_id = ANY($1)""",
@@ -235,7 +243,8 @@ class EventStore:
             for row in rows:
                 stored = stored_event(row)
                 found[stored.event.event_id] = stored
-                self._remember(stored)
+                if rewrites == self._rewrites:
+                    self._remember(stored)
         return found
 
     def _remember(self, stored: StoredEvent) -> None:
@@ -244,8 +253,24 @@ class EventStore:
             self._cache.popitem(last=False)
 
     def forget_cached(self, event_id: str) -> None:
-        """Drop the cached copy of an event whose stored JSON was rewritten (censored)."""
+        """Drop the cached copy of an event whose stored JSON was rewritten
+        (censored), here and, in a deployment, in the other processes."""
+        if self._shared is not None:
+            self._shared.forget(_EVENTS_CACHE, event_id)
+        else:
+            self._forget(event_id)
+
+    def share_invalidations(self, shared: SharedCaches) -> None:
+        self._shared = shared
+        shared.register(_EVENTS_CACHE, self._forget, self._forget_all)
+
+    def _forget(self, event_id: str) -> None:
+        self._rewrites += 1
         self._cache.pop(event_id, None)
+
+    def _forget_all(self) -> None:
+        self._rewrites += 1
+        self._cache.clear()
 
     async def redactions_of(self, event_ids: Iterable[str]) -> dict[str, str]:
         """{redacted event id: id of the first valid redaction of it}."""

@@ -14,6 +14,8 @@ from typing import Any
 import asyncpg
 import attrs
 
+from storage.shared_caches import SharedCaches
+
 
 @attrs.frozen
 class Pusher:
@@ -86,19 +88,21 @@ WHERE cs.room_id = $1
 # Users known to have no pusher, kept so that the events notifying them (most
 # users, on a server whose users are on the web) look no pusher up.
 _WITHOUT_PUSHERS_KEPT = 100_000
+# That knowledge's name among the caches shared by a deployment.
+_WITHOUT_PUSHERS_CACHE = "users_without_pushers"
 
 
 class PusherStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
-        # Only `put` adds a pusher, and it forgets its user here; a deletion
-        # (a device's, by cascade, too) can only make an entry truer. One
-        # process's knowledge: a deployment of several must invalidate it
-        # across them.
+        # Only `put` adds a pusher, and it forgets its user here (and, in a
+        # deployment, in the other processes); a deletion (a device's, by
+        # cascade, too) can only make an entry truer.
         self._without: OrderedDict[str, None] = OrderedDict()
         # Moved by `put` before and after its write: a lookup that overlapped
         # one learns nothing from its answer.
         self._puts = 0
+        self._shared: SharedCaches | None = None
 
     async def for_user(self, user_id: str) -> list[Pusher]:
         rows = await self._pool.fetch(
@@ -130,13 +134,28 @@ class PusherStore:
         (keeping the device it belongs to, as Synapse does: one device may edit
         another's pusher). With `remove_others`, other users' pushers with the
         same app id and pushkey are removed in the same transaction."""
-        self._puts += 1
-        self._without.pop(pusher.user_id, None)
+        self._forget(pusher.user_id)
         try:
             await self._write(pusher, remove_others)
         finally:
-            self._puts += 1
-            self._without.pop(pusher.user_id, None)
+            if self._shared is not None:
+                self._shared.forget(_WITHOUT_PUSHERS_CACHE, pusher.user_id)
+            else:
+                self._forget(pusher.user_id)
+
+    def share_invalidations(self, shared: SharedCaches) -> None:
+        """In a deployment of several processes, a pusher added through one
+        is known to the others at once (homeserver/cluster/invalidation.py)."""
+        self._shared = shared
+        shared.register(_WITHOUT_PUSHERS_CACHE, self._forget, self._forget_all)
+
+    def _forget(self, user_id: str) -> None:
+        self._puts += 1
+        self._without.pop(user_id, None)
+
+    def _forget_all(self) -> None:
+        self._puts += 1
+        self._without.clear()
 
     async def _write(self, pusher: Pusher, remove_others: bool) -> None:
         async with self._pool.acquire() as conn, conn.transaction():

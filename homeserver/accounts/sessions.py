@@ -18,11 +18,14 @@ from typing import Protocol
 
 import attrs
 
+from homeserver.cluster.invalidation import CacheInvalidations
 from homeserver.errors import MatrixError, not_found, unknown_token
 from homeserver.requester import Requester
 from storage.sessions import AccessTokenRecord, DeviceRecord, NewTokens, SessionStore
 
 _CACHE_SIZE = 50_000
+# The token cache's name among the caches shared by a deployment.
+_TOKENS_CACHE = "access_tokens"
 # Device "last seen" is written at most this often per device.
 _LAST_SEEN_INTERVAL_MS = 5 * 60 * 1000
 
@@ -68,6 +71,25 @@ class SessionService:
         self._generation = 0
         self._last_seen: dict[tuple[str, str], int] = {}
         self._device_listeners: list[DeviceListener] = []
+        self._shared: CacheInvalidations | None = None
+
+    def share_invalidations(self, shared: CacheInvalidations) -> None:
+        """In a deployment of several processes, a revocation made by one
+        reaches the others' token caches (homeserver/cluster/invalidation.py)."""
+        self._shared = shared
+        shared.register(_TOKENS_CACHE, self._invalidate, self._forget_all)
+
+    def _revoked(self, user_id: str) -> None:
+        """After a revocation committed: forget the user's tokens everywhere
+        (here again too: a lookup may have cached one since `_invalidate`)."""
+        if self._shared is not None:
+            self._shared.forget(_TOKENS_CACHE, user_id)
+        else:
+            self._invalidate(user_id)
+
+    def _forget_all(self) -> None:
+        self._generation += 1
+        self._cache.clear()
 
     def add_device_listener(self, listener: DeviceListener) -> None:
         self._device_listeners.append(listener)
@@ -106,7 +128,9 @@ class SessionService:
         device_id = device_id or new_device_id()
         access, refresh, digests = self._new_tokens(want_refresh)
         self._invalidate(user_id)
-        if await self._store.login_device(user_id, device_id, display_name, digests, ip):
+        added = await self._store.login_device(user_id, device_id, display_name, digests, ip)
+        self._revoked(user_id)
+        if added:
             await self._devices_changed(user_id, [device_id], [])
         return self._session(user_id, device_id, access, refresh)
 
@@ -118,7 +142,9 @@ class SessionService:
         access = new_token("mha")
         self._invalidate(user_id)
         digests = NewTokens(hash_token(access), valid_until_ms, None)
-        if await self._store.login_device(user_id, device_id, "Admin login", digests, ip):
+        added = await self._store.login_device(user_id, device_id, "Admin login", digests, ip)
+        self._revoked(user_id)
+        if added:
             await self._devices_changed(user_id, [device_id], [])
         return Session(user_id, device_id, access, None, None)
 
@@ -131,8 +157,9 @@ class SessionService:
         return True
 
     def account_changed(self, user_id: str) -> None:
-        """Forget cached tokens of a user whose account was locked, deactivated or changed."""
-        self._invalidate(user_id)
+        """Forget cached tokens of a user whose account was locked, deactivated
+        or changed (called once the change committed)."""
+        self._revoked(user_id)
 
     async def refresh(self, refresh_token: str) -> Session:
         record = await self._store.get_refresh_token(hash_token(refresh_token))
@@ -140,7 +167,9 @@ class SessionService:
             raise unknown_token("Unknown refresh token", soft_logout=False)
         access, refresh, digests = self._new_tokens(True)
         self._invalidate(record.user_id)
-        if not await self._store.refresh(record, digests):
+        refreshed = await self._store.refresh(record, digests)
+        self._revoked(record.user_id)
+        if not refreshed:
             raise unknown_token("Unknown refresh token", soft_logout=False)
         return self._session(record.user_id, record.device_id, access, refresh)
 
@@ -175,7 +204,7 @@ class SessionService:
             raise unknown_token("Access token has expired", soft_logout=True)
         if record.refresh_token_id is not None and not record.used:
             await self._store.mark_access_token_used(record.token_id, record.refresh_token_id)
-            self._invalidate(record.user_id)
+            self._revoked(record.user_id)
         await self._note_last_seen(record, now, ip, user_agent)
         return Requester(
             record.user_id,
@@ -225,6 +254,7 @@ class SessionService:
         """Delete devices with all their tokens; unknown ids are ignored, as the spec allows."""
         self._invalidate(user_id)
         deleted = await self._store.delete_devices(user_id, device_ids)
+        self._revoked(user_id)
         if deleted:
             await self._devices_changed(user_id, [], deleted)
 

@@ -12,6 +12,7 @@ from homeserver.accounts.passwords import PasswordHasher
 from homeserver.accounts.registration import AccountService
 from homeserver.accounts.sessions import Session, SessionService
 from homeserver.admin.moderation import Moderation
+from homeserver.cluster.invalidation import CacheInvalidations
 from homeserver.errors import MatrixError, forbidden, invalid_param, not_found
 from homeserver.identifiers import split_user_id
 from homeserver.profile import ProfileService
@@ -23,6 +24,8 @@ from storage.rooms import RoomStore
 from storage.users import UserStore
 
 # Flags of the user details that Synapse reports as booleans.
+# The rate limit overrides' name among the mirrors shared by a deployment.
+_OVERRIDES_SHARED = "ratelimit_overrides"
 _FLAGS = ("is_guest", "admin", "deactivated", "shadow_banned", "erased", "locked", "suspended")
 
 
@@ -85,11 +88,31 @@ class AdminUsers:
         self._write_limiter = write_limiter
         self._moderation = moderation
         self._server_name = server_name
+        self._shared: CacheInvalidations | None = None
 
     async def start(self) -> None:
         """Load the rate limit overrides into the limiter they change."""
-        for user_id, value in (await self._store.all_ratelimit_overrides()).items():
+        overrides = await self._store.all_ratelimit_overrides()
+        self._write_limiter.clear_overrides()
+        for user_id, value in overrides.items():
             self._write_limiter.set_override(user_id, value.messages_per_second, value.burst_count)
+
+    def share_invalidations(self, shared: CacheInvalidations) -> None:
+        """In a deployment of several processes, an override set through one
+        limits the user in all (homeserver/cluster/invalidation.py)."""
+        self._shared = shared
+        shared.register_mirror(_OVERRIDES_SHARED, self._reload_override, self.start)
+
+    async def _reload_override(self, user_id: str) -> None:
+        value = await self._store.get_ratelimit_override(user_id)
+        if value is None:
+            self._write_limiter.clear_override(user_id)
+        else:
+            self._write_limiter.set_override(user_id, value.messages_per_second, value.burst_count)
+
+    def _override_changed(self, user_id: str) -> None:
+        if self._shared is not None:
+            self._shared.tell_others(_OVERRIDES_SHARED, user_id)
 
     def local_user_id(self, user_id: str) -> str:
         """`user_id` if it is a valid id of this server; 400 otherwise, as Synapse."""
@@ -258,12 +281,14 @@ class AdminUsers:
         await self.existing(user_id)
         await self._store.set_ratelimit_override(user_id, value)
         self._write_limiter.set_override(user_id, value.messages_per_second, value.burst_count)
+        self._override_changed(user_id)
         return attrs.asdict(value)
 
     async def delete_ratelimit_override(self, user_id: str) -> None:
         await self.existing(user_id)
         await self._store.delete_ratelimit_override(user_id)
         self._write_limiter.clear_override(user_id)
+        self._override_changed(user_id)
 
     async def username_available(self, username: str) -> dict[str, Any]:
         await self._accounts.check_username(username)

@@ -17,6 +17,7 @@ from collections import OrderedDict
 from multidict import MultiMapping
 
 from homeserver.appservice.registration import AppService, AppServices
+from homeserver.cluster.invalidation import CacheInvalidations
 from homeserver.errors import MatrixError, forbidden
 from homeserver.identifiers import split_user_id
 from homeserver.requester import Requester
@@ -27,6 +28,8 @@ from storage.users import UserStore
 # so a bridge's steady stream of `?user_id=` requests costs no query each
 # (accounts are never deleted).
 _KNOWN_USERS_CACHE = 50_000
+# Its name among the caches shared by a deployment.
+_KNOWN_USERS_SHARED = "appservice_users"
 
 DEVICE_PARAMS = (("device_id", "M_UNKNOWN_DEVICE"),)
 UNSTABLE_DEVICE_PARAMS = (("org.matrix.msc3202.device_id", "ORG.MATRIX.MSC4326.M_UNKNOWN_DEVICE"),)
@@ -46,6 +49,9 @@ class AppServiceAuth:
         self._devices = devices
         self._server_name = server_name
         self._known: OrderedDict[str, bool] = OrderedDict()
+        # Moved by every change: a read that overlapped one is not remembered.
+        self._changes = 0
+        self._shared: CacheInvalidations | None = None
 
     def is_unlimited(self, token: str) -> bool:
         """Whether `token` is an appservice's registered with `rate_limited: false`
@@ -92,15 +98,33 @@ class AppServiceAuth:
         if known is not None:
             self._known.move_to_end(user_id)
             return known
+        changes = self._changes
         user = await self._users.get_user(user_id)
         if user is None:
             # Synapse's answer to a namespaced user the appservice never registered.
             raise forbidden(f"Application service has not registered this user ({user_id})")
-        self._known[user_id] = user.suspended
+        if changes == self._changes:
+            self._known[user_id] = user.suspended
         if len(self._known) > _KNOWN_USERS_CACHE:
             self._known.popitem(last=False)
         return user.suspended
 
     def account_changed(self, user_id: str) -> None:
-        """Forget what is remembered of a user whose account flags changed."""
+        """Forget what is remembered of a user whose account flags changed,
+        here and, in a deployment, in the other processes."""
+        if self._shared is not None:
+            self._shared.forget(_KNOWN_USERS_SHARED, user_id)
+        else:
+            self._forget(user_id)
+
+    def share_invalidations(self, shared: CacheInvalidations) -> None:
+        self._shared = shared
+        shared.register(_KNOWN_USERS_SHARED, self._forget, self._forget_all)
+
+    def _forget(self, user_id: str) -> None:
+        self._changes += 1
         self._known.pop(user_id, None)
+
+    def _forget_all(self) -> None:
+        self._changes += 1
+        self._known.clear()

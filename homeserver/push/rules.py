@@ -21,6 +21,7 @@ from typing import Any, Final
 from canonicaljson import encode_canonical_json
 
 from homeserver.account_data import AccountDataService
+from homeserver.cluster.invalidation import CacheInvalidations
 from homeserver.errors import MatrixError, bad_json, invalid_param, missing_param, not_found
 from homeserver.push.default_rules import default_push_rules
 from homeserver.push.evaluator import RULE_KINDS, CompiledRuleset
@@ -33,6 +34,8 @@ from storage.push import PushStore, RelativeRuleNotFoundError, StoredPushRule
 LEGACY_MENTIONS: Final = True
 PUSH_RULES_TYPE: Final = "m.push_rules"
 _CACHE_SIZE: Final = 10_000
+# The ruleset cache's name among the caches shared by a deployment.
+_RULES_CACHE: Final = "push_rules"
 # "dont_notify" and "coalesce" are from older spec versions: accepted, ignored.
 _STRING_ACTIONS: Final = frozenset({"notify", "dont_notify", "coalesce"})
 
@@ -153,6 +156,7 @@ class PushRulesService:
         # Counts changes, so that a load that read the rules before a change
         # committed does not put them back into the cache after it.
         self._changes = 0
+        self._shared: CacheInvalidations | None = None
 
     # --- reading ---------------------------------------------------------------
 
@@ -330,10 +334,26 @@ class PushRulesService:
         if copies:
             await self._changed(user_id)
 
-    async def _changed(self, user_id: str) -> None:
-        """Forget the cached ruleset and tell the user's clients through /sync."""
+    def share_invalidations(self, shared: CacheInvalidations) -> None:
+        """In a deployment of several processes, a rule changed through one
+        reaches the others' caches (homeserver/cluster/invalidation.py)."""
+        self._shared = shared
+        shared.register(_RULES_CACHE, self._forget, self._forget_all)
+
+    def _forget(self, user_id: str) -> None:
         self._changes += 1
         self._cache.pop(user_id, None)
+
+    def _forget_all(self) -> None:
+        self._changes += 1
+        self._cache.clear()
+
+    async def _changed(self, user_id: str) -> None:
+        """Forget the cached ruleset and tell the user's clients through /sync."""
+        if self._shared is not None:
+            self._shared.forget(_RULES_CACHE, user_id)
+        else:
+            self._forget(user_id)
         ruleset = await self.ruleset(user_id)
         await self._account_data.put_unchecked(user_id, "", PUSH_RULES_TYPE, {"global": ruleset})
 

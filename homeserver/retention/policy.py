@@ -16,10 +16,14 @@ from typing import Any
 
 import attrs
 
+from homeserver.cluster.invalidation import CacheInvalidations
 from homeserver.config import RetentionConfig
 from homeserver.errors import bad_json
 from homeserver.events.event import Event
 from storage.retention import RETENTION_TYPE, RetentionStore
+
+# The policies' name among the mirrors shared by a deployment.
+_POLICIES_SHARED = "retention_policies"
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +67,7 @@ class RetentionPolicies:
         )
         # Room id -> the policy its m.room.retention states.
         self._rooms: dict[str, RetentionPolicy] = {}
+        self._shared: CacheInvalidations | None = None
 
     async def load(self) -> None:
         self._rooms = {r: parse_policy(c) for r, c in (await self._store.room_policies()).items()}
@@ -78,10 +83,24 @@ class RetentionPolicies:
             # The event is committed already; the next start-up reads the policy.
             logger.exception("reading the retention policy of %s failed", event.room_id)
             return
-        if event.room_id in found:
-            self._rooms[event.room_id] = parse_policy(found[event.room_id])
+        self._set(event.room_id, found)
+        if self._shared is not None:
+            self._shared.tell_others(_POLICIES_SHARED, event.room_id)
+
+    def _set(self, room_id: str, found: dict[str, dict[str, Any]]) -> None:
+        if room_id in found:
+            self._rooms[room_id] = parse_policy(found[room_id])
         else:
-            self._rooms.pop(event.room_id, None)
+            self._rooms.pop(room_id, None)
+
+    def share_invalidations(self, shared: CacheInvalidations) -> None:
+        """In a deployment of several processes, a policy event persisted by
+        one is known to all (homeserver/cluster/invalidation.py)."""
+        self._shared = shared
+        shared.register_mirror(_POLICIES_SHARED, self._reload, self.load)
+
+    async def _reload(self, room_id: str) -> None:
+        self._set(room_id, await self._store.room_policies(room_id))
 
     def clamp(self, max_lifetime: int | None) -> int | None:
         """A max_lifetime within the configured allowed bounds."""
