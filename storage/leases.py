@@ -39,3 +39,19 @@ async def holder(db: asyncpg.Pool | asyncpg.Connection, name: str) -> int | None
               AND ((l.classid::bigint << 32) | l.objid::bigint) = {_KEY}""",
         name,
     )
+
+
+async def held(db: asyncpg.Pool | asyncpg.Connection, names: list[str]) -> set[str]:
+    """Which of the leases `names` some session holds now, in one query."""
+    rows = await db.fetch(
+        """SELECT n.name FROM unnest($1::text[]) AS n(name)
+           WHERE EXISTS (
+               SELECT 1 FROM pg_locks l
+               WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+                 AND l.database =
+                     (SELECT oid FROM pg_database WHERE datname = current_database())
+                 AND ((l.classid::bigint << 32) | l.objid::bigint)
+                     = hashtextextended('lease:' || n.name, 0))""",
+        names,
+    )
+    return {r["name"] for r in rows}

@@ -1,0 +1,107 @@
+"""Which event persister owns a room now.
+
+Every event persister holds a liveness lease named after it for as long as
+it runs (cluster/lease.py: a PostgreSQL session lock, free the moment its
+process dies). Each process reads which persisters hold theirs, every
+`REFRESH_S` and at once when a forward fails, and a room's owner is the
+rendezvous-hash winner (cluster/roles.py `owner_of`) among the live ones: a
+dead persister's rooms spread over the others, and come back to it when it
+returns, while every other room stays where it was.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping, Sequence
+
+import asyncpg
+
+from homeserver.cluster.lease import LeasedDuty
+from homeserver.cluster.roles import owner_of
+from storage import leases
+
+logger = logging.getLogger(__name__)
+
+REFRESH_S = 1.0
+
+
+def liveness_lease(worker: str) -> str:
+    return f"event-persister:{worker}"
+
+
+class PersisterOwners:
+    """cluster/forwarding.py's RoomOwners over the configured persisters."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        *,
+        persisters: Sequence[str],
+        addresses: Mapping[str, str],
+        me: str | None,
+    ) -> None:
+        self._pool = pool
+        self._persisters = sorted(persisters)
+        self._addresses = addresses
+        self._me = me
+        # Until the first look, every configured persister counts as up.
+        self._live: list[str] = list(self._persisters)
+        self._refreshed = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._lease: LeasedDuty | None = None
+
+    async def start(self) -> None:
+        if self._me in self._persisters:
+            assert self._me is not None
+            self._lease = LeasedDuty(
+                self._pool, liveness_lease(self._me), lambda: None, _nothing_to_stop
+            )
+            self._lease.start()
+            await self._lease.held.wait()
+        await self.refresh()
+        self._task = asyncio.create_task(self._keep_refreshing())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._lease is not None:
+            await self._lease.stop()
+            self._lease = None
+
+    def owner(self, room_id: str) -> str | None:
+        live = self._live or self._persisters
+        owner = owner_of(room_id, live)
+        return None if owner == self._me else owner
+
+    def address(self, worker: str) -> str:
+        return self._addresses[worker]
+
+    def unreachable(self, worker: str) -> None:
+        if worker in self._live and worker != self._me:
+            self._live = [w for w in self._live if w != worker]
+
+    async def refresh(self) -> None:
+        held = await leases.held(self._pool, [liveness_lease(w) for w in self._persisters])
+        live = [w for w in self._persisters if liveness_lease(w) in held]
+        if live != self._live:
+            logger.info("event persisters up: %s", ", ".join(live) or "none")
+        self._live = live
+
+    async def _keep_refreshing(self) -> None:
+        while True:
+            await asyncio.sleep(REFRESH_S)
+            try:
+                await self.refresh()
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                logger.warning("cannot tell which event persisters are up: %s", e)
+
+
+async def _nothing_to_stop() -> None:
+    return None
