@@ -107,9 +107,14 @@ class FederationSender:
         # EDU lookups in flight (each a query for the servers to send to).
         self._edu_tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
+        self._listening = False
 
     async def start(self) -> None:
-        """Resume from the stored position; catch up destinations left behind."""
+        """Resume from the stored position; catch up destinations left behind.
+        A sender may start again after a stop (a worker that lost and took
+        back its lease): it begins afresh from what is stored."""
+        self._stopping = False
+        self._queues.clear()
         self._position = self._stored_position = await self._store.start_position(
             self._notifier.positions.get(EVENTS_STREAM, 0)
         )
@@ -117,7 +122,9 @@ class FederationSender:
         for destination in await self._store.destinations_with_work():
             if destination != self._server_name:
                 self._queue(destination, catching_up=True).wake()
-        self._notifier.add_stream_listener(self._stream_moved)
+        if not self._listening:
+            self._notifier.add_stream_listener(self._stream_moved)
+            self._listening = True
         self._moved.set()
         self._follower = asyncio.create_task(self._follow())
 
