@@ -922,7 +922,8 @@ def _strict_converter() -> cattrs.Converter:
             try:
                 parsed[name] = conv.structure(worker, WorkerConfig)
             except ClassValidationError as e:
-                raise ValueError("; ".join(cattrs.transform_error(e, path=name))) from None
+                where = f"config.workers.{name}"
+                raise ConfigError("; ".join(cattrs.transform_error(e, path=where))) from None
         return parsed
 
     conv.register_structure_hook_func(lambda t: t == dict[str, WorkerConfig], workers)
@@ -938,6 +939,12 @@ def config_from_dict(data: Any) -> Config:
     try:
         config = _converter.structure(data, Config)
     except ClassValidationError as e:
+        # A hook's own message (the workers') says more than cattrs' summary.
+        own = e.subgroup(lambda x: isinstance(x, ConfigError))
+        while isinstance(own, BaseExceptionGroup):
+            own = own.exceptions[0]
+        if own is not None:
+            raise own from None
         lines = cattrs.transform_error(e, path="config")
         raise ConfigError("; ".join(lines)) from None
     config.validate()
