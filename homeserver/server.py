@@ -157,6 +157,7 @@ from homeserver.appservice.ping import AppServicePing
 from homeserver.appservice.queries import AppServiceQueries
 from homeserver.appservice.registration import load_appservices
 from homeserver.cluster.duties import DutyRunner
+from homeserver.cluster.federation_shards import sender_shards
 from homeserver.cluster.roles import Duty, ProcessRoles
 from homeserver.cluster.worker_mode import name_responses, opens
 from homeserver.config import Config, parse_listen
@@ -1666,21 +1667,31 @@ class HomeServer:
         self, app: web.Application, pool: asyncpg.Pool, backoff: Backoff
     ) -> None:
         """Outbound federation: follows the event stream and hears the
-        ephemeral and key services; stopped when the federation app stops."""
-        sender = FederationSender(
-            server_name=self.config.server_name,
-            store=FederationSenderStore(pool),
-            notifier=self.notifier,
-            client=self.federation_client,
-            backoff=backoff,
-            e2e_keys=E2eKeyStore(pool),
-            sessions=SessionStore(pool),
-        )
-        self.typing.add_listener(sender.typing_changed)
-        self.receipts.add_listener(sender.receipt_stored)
-        self.presence.add_listener(sender.presence_changed)
-        self.key_changes.add_listener(sender.keys_changed)
-        await self.duties.run(app, Duty.FEDERATION_SENDER, sender.start, sender.stop)
+        ephemeral and key services; stopped when the federation app stops.
+        One sender per shard of the destinations (homeserver/cluster/federation_shards.py)."""
+        for shard in sender_shards(self.config.workers, self.roles):
+            sender = FederationSender(
+                server_name=self.config.server_name,
+                store=FederationSenderStore(pool, shard=shard.name),
+                notifier=self.notifier,
+                client=self.federation_client,
+                backoff=backoff,
+                e2e_keys=E2eKeyStore(pool),
+                sessions=SessionStore(pool),
+                owns=shard.owns,
+            )
+            self.typing.add_listener(sender.typing_changed)
+            self.receipts.add_listener(sender.receipt_stored)
+            self.presence.add_listener(sender.presence_changed)
+            self.key_changes.add_listener(sender.keys_changed)
+            await self.duties.run(
+                app,
+                Duty.FEDERATION_SENDER,
+                sender.start,
+                sender.stop,
+                lease=shard.lease,
+                first_ask_after_s=shard.first_ask_after_s,
+            )
 
     async def _start_appservice_delivery(
         self,

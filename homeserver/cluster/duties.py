@@ -35,8 +35,8 @@ class DutyRunner:
         self._pool = pool
         self._own_pool = own_pool
         self._roles = roles
-        # The leases of this process, by duty (for its internal status).
-        self.leases: dict[Duty, LeasedDuty] = {}
+        # The leases of this process, by name (for its internal status).
+        self.leases: dict[str, LeasedDuty] = {}
 
     @classmethod
     async def open(cls, pool: asyncpg.Pool, roles: ProcessRoles, dsn: str | None) -> DutyRunner:
@@ -60,9 +60,13 @@ class DutyRunner:
         stop: Stop,
         *,
         always_leased: bool = False,
+        lease: str | None = None,
+        first_ask_after_s: float = 0.0,
     ) -> None:
         """Start `duty` here if this process has its role: at once when the
-        process is alone (unless `always_leased`), else while it holds the lease."""
+        process is alone (unless `always_leased`), else while it holds the
+        lease (named `lease`, by default the duty's name), asked for the
+        first time after `first_ask_after_s`."""
         if not self._roles.runs(duty):
             logger.info("%s: not a duty of this worker's roles", duty.value)
             return
@@ -76,21 +80,29 @@ class DutyRunner:
 
             app.on_cleanup.append(stop_now)
             return
-        lease = _lease(self._pool, duty, start, stop)
-        self.leases[duty] = lease
-        lease.start()
+        leased = _lease(self._pool, lease or duty.value, start, stop)
+        self.leases[leased.name] = leased
+
+        async def ask_later() -> None:
+            await asyncio.sleep(first_ask_after_s)
+            leased.start()
+
+        asking = asyncio.create_task(ask_later())
 
         async def give_up(_: web.Application) -> None:
-            await lease.stop()
+            asking.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await asking
+            await leased.stop()
 
         app.on_cleanup.append(give_up)
 
     def held(self) -> list[str]:
         """The duties this process holds now."""
-        return sorted(duty.value for duty, lease in self.leases.items() if lease.held.is_set())
+        return sorted(name for name, lease in self.leases.items() if lease.held.is_set())
 
 
-def _lease(pool: asyncpg.Pool, duty: Duty, start: Start, stop: Stop) -> LeasedDuty:
+def _lease(pool: asyncpg.Pool, name: str, start: Start, stop: Stop) -> LeasedDuty:
     """A LeasedDuty for a start that may be a coroutine: it runs as a task
     that the stop waits for first."""
     starting: list[asyncio.Task[None]] = []
@@ -107,4 +119,4 @@ def _lease(pool: asyncpg.Pool, duty: Duty, start: Start, stop: Stop) -> LeasedDu
                 await task
         await stop()
 
-    return LeasedDuty(pool, duty.value, begin, end)
+    return LeasedDuty(pool, name, begin, end)

@@ -132,3 +132,29 @@ def test_owners_are_stable_and_spread():
         if before != after
     ]
     assert moved and all(after == "p4" for _, after in moved)
+
+
+def test_destinations_are_sharded_over_the_sender_workers():
+    from homeserver.cluster.federation_shards import OTHERS_AFTER_S, sender_shards
+
+    config = config_from_dict(
+        data(
+            {
+                "a": worker(["federation_sender", "client"], 1),
+                "b": worker(["federation_sender"], 2),
+                "c": worker(EVERYTHING, 3),
+            }
+        )
+    )
+    _, roles = worker_process(config, "b")
+    shards = sender_shards(config.workers, roles)
+    assert [s.lease for s in shards] == [f"federation-sender-{i}-of-3" for i in range(3)]
+    # b (second by name) asks first for the second shard, later for the others.
+    assert [s.first_ask_after_s for s in shards] == [OTHERS_AFTER_S, 0.0, OTHERS_AFTER_S]
+    servers = [f"server{i}.example.org" for i in range(300)]
+    owners = [[s.owns(d) for s in shards if s.owns] for d in servers]
+    assert all(sum(flags) == 1 for flags in owners)  # each destination in one shard
+    assert all(sum(f[i] for f in owners) > 60 for i in range(3))
+    # One process alone: one sender for every destination, as always.
+    (alone,) = sender_shards(config.workers, ProcessRoles.single_process())
+    assert alone.owns is None and alone.name is None and alone.lease == "federation-sender"

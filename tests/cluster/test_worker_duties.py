@@ -14,6 +14,7 @@ from storage import leases
 from tests.cluster.deployment import deployment, until
 
 BACKGROUND = {"retention-purge", "delayed-events", "media-expiry"}
+SHARDS = {"bg1": "federation-sender-0-of-2", "bg2": "federation-sender-1-of-2"}
 ROLES = {
     "front": ["client", "event_persister", "media", "federation_inbound", "pusher", "appservice"],
     "bg1": ["background", "federation_sender"],
@@ -28,14 +29,16 @@ async def test_duties_by_role_and_failover_by_sigkill(database: str, tmp_path: P
 
         async def settled() -> dict[str, list[str]] | None:
             held = await cluster.duties()
-            wanted = BACKGROUND | {"federation-sender"}
+            wanted = BACKGROUND | set(SHARDS.values())
             found = [d for name in ("bg1", "bg2") for d in held[name]]
             return held if sorted(found) == sorted(wanted) else None
 
         held = await until(settled, 20)
         # The front holds only the duty of its appservice role; the background
-        # duties and the federation sender run once, in bg1 or bg2.
+        # duties run once, in bg1 or bg2; each sender worker has its own shard
+        # of the destinations.
         assert held["front"] == ["appservice-sender"]
+        assert all(SHARDS[name] in held[name] for name in SHARDS)
         assert (await cluster.status("front"))["roles"] == sorted(ROLES["front"])
         conn = await asyncpg.connect(database)
         try:
@@ -44,6 +47,7 @@ async def test_duties_by_role_and_failover_by_sigkill(database: str, tmp_path: P
             holder = next(n for n in ("bg1", "bg2") if "retention-purge" in held[n])
             other = "bg2" if holder == "bg1" else "bg1"
             moving = set(held[holder])
+            assert SHARDS[holder] in moving
 
             await cluster.kill(holder)
 
