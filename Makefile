@@ -17,6 +17,10 @@ SYNAPSE_STAMP := $(SYNAPSE_VENV)/.installed-$(SYNAPSE_VERSION)
 # directory from it); installed by `make test` when run as root on Debian,
 # otherwise those tests are skipped with a message saying so.
 SLAPD := /usr/sbin/slapd
+# Debian's nginx for the worker deployment tests (tests/cluster/test_worker_routes.py
+# put two workers behind the config `homeserver worker-routes --nginx` writes);
+# installed like slapd, those tests skip with a message saying so without it.
+NGINX := /usr/sbin/nginx
 # pytest-xdist workers for `make test`: the tests mostly wait on servers,
 # PostgreSQL and Node, so two workers fill a 2-core machine's idle time.
 TEST_WORKERS ?= 2
@@ -26,7 +30,7 @@ TEST_WORKERS ?= 2
 run: $(STAMP) $(CONFIG)
 	$(PY) -m homeserver run --config $(CONFIG)
 
-test: $(STAMP) $(JS_STAMP) $(SLAPD)
+test: $(STAMP) $(JS_STAMP) $(SLAPD) $(NGINX)
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -n $(TEST_WORKERS)
 
@@ -73,6 +77,16 @@ $(SLAPD):
 		|| { apt-get update -q && apt-get install -y -q --no-install-recommends slapd ldap-utils; }; \
 	else \
 		echo "slapd is not installed: the LDAP tests will be skipped (apt-get install slapd ldap-utils)"; \
+	fi
+
+$(NGINX):
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get install -y -q --no-install-recommends nginx-light \
+		|| { apt-get update -q && apt-get install -y -q --no-install-recommends nginx-light; } \
+		|| apt-get install -y -q --no-install-recommends nginx; \
+	else \
+		echo "nginx is not installed: the nginx deployment test will be skipped (apt-get install nginx-light)"; \
 	fi
 
 $(SYNAPSE_STAMP):

@@ -87,7 +87,11 @@ class FederationSender:
         backoff: Backoff,
         e2e_keys: E2eKeyStore,
         sessions: SessionStore,
+        owns: Callable[[str], bool] | None = None,
     ) -> None:
+        """`owns`: whether a destination is this sender's, when several
+        senders (the shards of a deployment's federation_sender workers)
+        share the destinations; None: all of them."""
         self._server_name = server_name
         self._store = store
         self._notifier = notifier
@@ -106,18 +110,28 @@ class FederationSender:
         self._follower: asyncio.Task[None] | None = None
         # EDU lookups in flight (each a query for the servers to send to).
         self._edu_tasks: set[asyncio.Task[None]] = set()
-        self._stopping = False
+        # Until started: the listeners' EDUs are not this sender's to send.
+        self._stopping = True
+        self._listening = False
+        self._owns = owns
+        self._owned: dict[str, bool] = {}
 
     async def start(self) -> None:
-        """Resume from the stored position; catch up destinations left behind."""
+        """Resume from the stored position; catch up destinations left behind.
+        A sender may start again after a stop (a worker that lost and took
+        back its lease): it begins afresh from what is stored."""
+        self._stopping = False
+        self._queues.clear()
         self._position = self._stored_position = await self._store.start_position(
             self._notifier.positions.get(EVENTS_STREAM, 0)
         )
         self._to_device_position = self._notifier.positions.get(TO_DEVICE_STREAM, 0)
         for destination in await self._store.destinations_with_work():
-            if destination != self._server_name:
+            if destination != self._server_name and self._mine(destination):
                 self._queue(destination, catching_up=True).wake()
-        self._notifier.add_stream_listener(self._stream_moved)
+        if not self._listening:
+            self._notifier.add_stream_listener(self._stream_moved)
+            self._listening = True
         self._moved.set()
         self._follower = asyncio.create_task(self._follow())
 
@@ -184,7 +198,7 @@ class FederationSender:
                 if affected is not None:
                     destinations.add(affected)
                 destinations.discard(self._server_name)
-                for destination in sorted(destinations):
+                for destination in sorted(filter(self._mine, destinations)):
                     owed[(destination, event.room_id)] = event.stream_ordering
                     deliveries.append((destination, event))
             if owed or end - self._stored_position >= POSITION_WRITE_INTERVAL:
@@ -200,8 +214,17 @@ class FederationSender:
             return
         destinations = await self._store.to_device_destinations(self._to_device_position, upto)
         self._to_device_position = upto
-        for destination in destinations:
+        for destination in filter(self._mine, destinations):
             self._queue(destination).wake()
+
+    def _mine(self, destination: str) -> bool:
+        """Whether this sender sends to `destination` (remembered: asked per event)."""
+        if self._owns is None:
+            return True
+        owned = self._owned.get(destination)
+        if owned is None:
+            owned = self._owned[destination] = self._owns(destination)
+        return owned
 
     def _is_local(self, user_id: str) -> bool:
         return _server_of(user_id) == self._server_name
@@ -224,7 +247,7 @@ class FederationSender:
 
     def _send_edu(self, destinations: Iterable[str], key: tuple[str, ...], edu: Edu) -> None:
         for destination in destinations:
-            if destination != self._server_name:
+            if destination != self._server_name and self._mine(destination):
                 self._queue(destination).add_edu(key, edu)
 
     def typing_changed(self, room_id: str, user_id: str, typing: bool) -> None:
@@ -276,8 +299,9 @@ class FederationSender:
 
     async def keys_changed(self, change: KeyChange) -> None:
         """KeyChanges listener: device list and signing key updates are stored
-        in the outbox before the change's request returns."""
-        if self._stopping or not self._is_local(change.user_id):
+        in the outbox before the change's request returns (also by a sender
+        not running here: the one running takes them from the outbox)."""
+        if not self._is_local(change.user_id):
             return
         try:
             await self._queue_key_change(change)
@@ -289,6 +313,7 @@ class FederationSender:
         user_id = change.user_id
         destinations = (await self._store.servers_sharing_rooms([user_id]))[user_id]
         destinations.discard(self._server_name)
+        destinations = set(filter(self._mine, destinations))
         if not destinations:
             return
         if isinstance(change, DeviceKeysChanged):
@@ -300,6 +325,8 @@ class FederationSender:
         await self._store.queue_edus(
             [(d, edu.edu_type, edu.content) for d in sorted(destinations) for edu in edus]
         )
+        if self._stopping:
+            return
         for destination in destinations:
             self._queue(destination).wake()
 

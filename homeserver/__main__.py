@@ -1,5 +1,5 @@
 """The command line: run, generate-config, register-user, make-admin, migrate, media-key,
-export-user, export-room."""
+export-user, export-room, worker-routes."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ from typing import Any
 
 import yaml
 
+from homeserver.cluster.roles import ProcessRoles
+from homeserver.cluster.worker_mode import worker_process, worker_routes
 from homeserver.config import Config, ConfigError, config_from_dict, config_to_dict, load_config
 from homeserver.export import cli as export_cli
 from homeserver.keyfiles import ensure_self_signed_certificate, ensure_signing_key
@@ -29,6 +31,7 @@ def _parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="start the server")
     run.add_argument("--config", default=DEFAULT_CONFIG)
+    run.add_argument("--worker", help="run as this worker of the config's `workers`")
 
     gen = sub.add_parser("generate-config", help="write a new config file and keys")
     gen.add_argument("--config", default=DEFAULT_CONFIG, help="where to write the config")
@@ -77,6 +80,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     key_enc.add_argument("--config", default=DEFAULT_CONFIG)
     export_cli.add_commands(sub, DEFAULT_CONFIG)
+    routes = sub.add_parser("worker-routes", help="print which worker answers which path")
+    routes.add_argument("--config", default=DEFAULT_CONFIG)
+    routes.add_argument("--nginx", action="store_true", help="print an nginx configuration")
     return parser
 
 
@@ -157,10 +163,10 @@ def generate_config(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _run(config: Config) -> None:
+async def _run(config: Config, roles: ProcessRoles) -> None:
     from homeserver.server import HomeServer
 
-    server = HomeServer(config)
+    server = HomeServer(config, roles)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -237,7 +243,10 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(config.log_level)
     try:
         if args.command == "run":
-            asyncio.run(_run(config))
+            config, roles = worker_process(config, args.worker)
+            asyncio.run(_run(config, roles))
+        elif args.command == "worker-routes":
+            return worker_routes(config, nginx=args.nginx)
         elif args.command == "migrate":
             asyncio.run(_with_database(config, lambda pool: asyncio.sleep(0)))
         elif args.command == "register-user":

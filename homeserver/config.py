@@ -20,7 +20,9 @@ import yaml
 from cattrs.errors import ClassValidationError
 from unpaddedbase64 import decode_base64
 
+from homeserver.cluster.roles import check_workers
 from homeserver.config_secrets import SecretError, resolve_secrets
+from homeserver.config_yaml import load_yaml
 from homeserver.events.room_versions import DEFAULT_ROOM_VERSION, KNOWN_ROOM_VERSIONS
 from homeserver.public_addresses import split_server_name
 
@@ -646,6 +648,18 @@ class EmailConfig:
 
 
 @attrs.frozen
+class WorkerConfig:
+    """One process of a deployment of several (homeserver/cluster/roles.py)."""
+
+    roles: list[str]
+    client_listen: str | None = None
+    federation_listen: str | None = None
+    # Where the other workers reach this one (the internal API).
+    internal_listen: str | None = None
+    metrics_listen: str | None = None
+
+
+@attrs.frozen
 class Config:
     server_name: str
     # Relative to the directory of the config file.
@@ -736,6 +750,11 @@ class Config:
     # How long the original content of a redacted event is kept before the
     # purge job prunes it (Synapse's redaction_retention_period; None: forever).
     redaction_retention_period_ms: int | None = 7 * 24 * 60 * 60 * 1000
+    # The processes of a deployment of several (docs/scaling.md): name ->
+    # roles and listeners; empty: one process does everything.
+    workers: dict[str, WorkerConfig] = attrs.Factory(dict)
+    # Authenticates the workers' internal API to each other.
+    worker_shared_secret: str | None = None
 
     def path(self, name: str) -> Path:
         """A path from the config, relative paths taken from the data directory."""
@@ -794,6 +813,22 @@ class Config:
         ca_file = self.outbound_tls_ca_file
         if ca_file is not None and not self.path(ca_file).is_file():
             raise ConfigError(f"outbound_tls_ca_file: no such file: {ca_file!r}")
+        self._validate_workers()
+
+    def _validate_workers(self) -> None:
+        if self.workers and self.database.dsn is None:
+            raise ConfigError("workers: the processes of a deployment share database.dsn")
+        for name, worker in self.workers.items():
+            for key in ("client_listen", "federation_listen", "internal_listen", "metrics_listen"):
+                if getattr(worker, key) is not None:
+                    try:
+                        parse_listen(getattr(worker, key))
+                    except ValueError as e:
+                        raise ConfigError(f"workers.{name}.{key}: {e}") from None
+        try:
+            check_workers(self.workers, self.worker_shared_secret)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
 
     def _validate_federation(self) -> None:
         if self.federation_min_retry_interval_ms < 1:
@@ -878,6 +913,20 @@ def _strict_converter() -> cattrs.Converter:
 
     conv.register_structure_hook_func(lambda t: typing.get_origin(t) is list, a_list)
     conv.register_structure_hook_func(lambda t: typing.get_origin(t) is dict, a_dict)
+
+    def workers(value: Any, _: Any) -> dict[str, WorkerConfig]:
+        if not isinstance(value, dict):
+            raise ValueError("expected a mapping of worker names")
+        parsed = {}
+        for name, worker in value.items():
+            try:
+                parsed[name] = conv.structure(worker, WorkerConfig)
+            except ClassValidationError as e:
+                where = f"config.workers.{name}"
+                raise ConfigError("; ".join(cattrs.transform_error(e, path=where))) from None
+        return parsed
+
+    conv.register_structure_hook_func(lambda t: t == dict[str, WorkerConfig], workers)
     return conv
 
 
@@ -890,6 +939,12 @@ def config_from_dict(data: Any) -> Config:
     try:
         config = _converter.structure(data, Config)
     except ClassValidationError as e:
+        # A hook's own message (the workers') says more than cattrs' summary.
+        own = e.subgroup(lambda x: isinstance(x, ConfigError))
+        while isinstance(own, BaseExceptionGroup):
+            own = own.exceptions[0]
+        if own is not None:
+            raise own from None
         lines = cattrs.transform_error(e, path="config")
         raise ConfigError("; ".join(lines)) from None
     config.validate()
@@ -902,7 +957,7 @@ def load_config(path: str | Path) -> Config:
     except OSError as e:
         raise ConfigError(f"cannot read {path}: {e.strerror}") from None
     try:
-        data = yaml.safe_load(text)
+        data = load_yaml(text)
     except yaml.YAMLError as e:
         raise ConfigError(f"{path} is not valid YAML: {e}") from None
     if isinstance(data, dict):

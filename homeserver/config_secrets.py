@@ -25,6 +25,7 @@ SECRET_KEYS: list[tuple[str, ...]] = [
     ("turn", "shared_secret"),
     ("ldap", "bind_password"),
     ("oidc_providers", "*", "client_secret"),
+    ("worker_shared_secret",),
 ]
 
 

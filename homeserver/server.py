@@ -109,6 +109,7 @@ from homeserver.api.discovery import DiscoveryApi
 from homeserver.api.email_validation import SUBMIT_PATH, EmailValidationApi
 from homeserver.api.ephemeral import EphemeralApi
 from homeserver.api.http import Authenticator, Router, matrix_middleware
+from homeserver.api.internal import internal_app
 from homeserver.api.jump_to_date import JumpToDateApi
 from homeserver.api.keys import E2eKeysApi
 from homeserver.api.legacy_events import LegacyEventsApi
@@ -155,8 +156,13 @@ from homeserver.appservice.directory import AppServiceDirectory
 from homeserver.appservice.ping import AppServicePing
 from homeserver.appservice.queries import AppServiceQueries
 from homeserver.appservice.registration import load_appservices
+from homeserver.cluster.duties import DutyRunner
+from homeserver.cluster.federation_shards import sender_shards
+from homeserver.cluster.forwarding import LocalSend
 from homeserver.cluster.invalidation import CacheInvalidations
-from homeserver.cluster.lease import LeasedDuty
+from homeserver.cluster.owners import route_room_writes
+from homeserver.cluster.roles import Duty, ProcessRoles
+from homeserver.cluster.worker_mode import name_responses, opens
 from homeserver.config import Config, parse_listen
 from homeserver.delayed_events.scheduler import DelayedEventScheduler
 from homeserver.delayed_events.service import DelayedEventLimits, DelayedEvents
@@ -357,8 +363,10 @@ async def open_database(config: Config) -> tuple[asyncpg.Pool, EmbeddedPostgres 
 
 
 class HomeServer:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, roles: ProcessRoles | None = None) -> None:
         self.config = config
+        # Which duties and listeners this process has (homeserver/cluster/roles.py).
+        self.roles = roles or ProcessRoles.single_process()
         self.metrics = Metrics()
         self.pool: asyncpg.Pool | None = None
         self.pipeline: EventPipeline | None = None
@@ -369,6 +377,8 @@ class HomeServer:
         self.client_port: int | None = None
         self.federation_port: int | None = None
         self.metrics_port: int | None = None
+        self.internal_port: int | None = None
+        self._forwarded_sends: LocalSend | None = None
         # Bridges and bots; a bad registration file stops start-up here.
         self.appservices = load_appservices(
             (config.path(p) for p in config.app_service_config_files), config.server_name
@@ -388,13 +398,21 @@ class HomeServer:
         await self.event_stream.start()
         self.notifier = Notifier()
         self.notifier.notify("events", self.event_stream.current)
+        self.duties = await DutyRunner.open(pool, self.roles, config.database.dsn)
         client_app = await self._build_client_app(pool)
         if config.workers:
             # Before serving: what this process caches from now on is kept true.
             await self.cache_invalidations.start(pool)
+        client_app.on_cleanup.append(self.duties.close)
+        if self.roles.worker is not None:
+            name_responses(client_app, self.roles.worker)
         host, port = parse_listen(config.client_listen)
-        self.client_port = await self._serve(client_app, host, port, cancel_on_disconnect=True)
+        if opens(config, self.roles, "client_listen"):
+            self.client_port = await self._serve(client_app, host, port, cancel_on_disconnect=True)
+        else:  # its cleanup stops the duties it started
+            await self._serve_nowhere(client_app)
         self.federation_port = await self._serve_federation()
+        self.internal_port = await self._serve_internal()
         if config.metrics.enabled:
             host, port = parse_listen(config.metrics.listen)
             self.metrics_port = await self._serve(self._build_metrics_app(), host, port)
@@ -697,6 +715,15 @@ class HomeServer:
             server_name=config.server_name,
             signing_key=self.signing_key,
         )
+        # A worker's room writes go to the room's owner (cluster/forwarding.py).
+        self._forwarded_sends = await route_room_writes(
+            app,
+            self.pipeline,
+            pool,
+            workers=config.workers,
+            roles=self.roles,
+            secret=config.worker_shared_secret,
+        )
         room_store = RoomStore(pool)
         moderation = Moderation(AdminUserStore(pool), AdminRoomStore(pool))
         await moderation.start()
@@ -850,9 +877,11 @@ class HomeServer:
         # Last: the guest access change is fully recorded before guests leave.
         self.pipeline.add_commit_hook(guest_access.on_commit)
         if config.enable_ephemeral_messages:
-            self._start_self_destruct(app, pool, events)
-        self._start_purge_job(app, pool, events, retention_store, retention)
-        delayed = self._start_delayed_events(app, pool, events, rooms, limiters["client_writes"])
+            await self._start_self_destruct(app, pool, events)
+        await self._start_purge_job(app, pool, events, retention_store, retention)
+        delayed = await self._start_delayed_events(
+            app, pool, events, rooms, limiters["client_writes"]
+        )
         filters = FilterService(FilterStore(pool))
         presence = PresenceService(
             PresenceStore(pool),
@@ -1348,7 +1377,7 @@ class HomeServer:
         )
         return app
 
-    def _start_self_destruct(
+    async def _start_self_destruct(
         self, app: web.Application, pool: asyncpg.Pool, events: EventStore
     ) -> None:
         """Self-destructing messages (MSC2228): scheduled as they are
@@ -1356,12 +1385,7 @@ class HomeServer:
         assert self.pipeline is not None
         expiry = SelfDestructingEvents(EventExpiryStore(pool), events)
         self.pipeline.add_commit_hook(expiry.on_commit)
-        expiry.start()
-
-        async def stop_expiry(_: web.Application) -> None:
-            await expiry.stop()
-
-        app.on_cleanup.append(stop_expiry)
+        await self.duties.run(app, Duty.SELF_DESTRUCT, expiry.start, expiry.stop)
 
     async def _retention_policies(self, store: RetentionStore) -> RetentionPolicies | None:
         """Rooms' retention policies (MSC1763) in memory, if retention is enabled."""
@@ -1372,7 +1396,7 @@ class HomeServer:
         await policies.load()
         return policies
 
-    def _start_purge_job(
+    async def _start_purge_job(
         self,
         app: web.Application,
         pool: asyncpg.Pool,
@@ -1406,15 +1430,15 @@ class HomeServer:
         )
         # One process of a deployment purges at a time; another takes over
         # when it dies (homeserver/cluster/lease.py).
-        purge_duty = LeasedDuty(pool, "retention-purge", self.purge_job.start, self.purge_job.stop)
-        purge_duty.start()
+        await self.duties.run(
+            app,
+            Duty.RETENTION_PURGE,
+            self.purge_job.start,
+            self.purge_job.stop,
+            always_leased=True,
+        )
 
-        async def stop_purge_job(_: web.Application) -> None:
-            await purge_duty.stop()
-
-        app.on_cleanup.append(stop_purge_job)
-
-    def _start_delayed_events(
+    async def _start_delayed_events(
         self,
         app: web.Application,
         pool: asyncpg.Pool,
@@ -1428,12 +1452,7 @@ class HomeServer:
         store = DelayedEventStore(pool)
         scheduler = DelayedEventScheduler(store, rooms, events, write_limiter)
         self.pipeline.add_commit_hook(scheduler.on_commit)
-        scheduler.start()
-
-        async def stop_scheduler(_: web.Application) -> None:
-            await scheduler.stop()
-
-        app.on_cleanup.append(stop_scheduler)
+        await self.duties.run(app, Duty.DELAYED_EVENTS, scheduler.start, scheduler.stop)
         limits = self.config.delayed_events
         return DelayedEvents(
             store,
@@ -1454,12 +1473,7 @@ class HomeServer:
         expiry = MediaExpiry(
             store, self.media_manager, unused_expiration_time_ms=media.unused_expiration_time_ms
         )
-        expiry.start()
-
-        async def stop_expiry(_: web.Application) -> None:
-            await expiry.stop()
-
-        app.on_cleanup.append(stop_expiry)
+        await self.duties.run(app, Duty.MEDIA_EXPIRY, expiry.start, expiry.stop)
         uploader = MediaUploader(
             store,
             files,
@@ -1512,7 +1526,7 @@ class HomeServer:
         self.media_downloads, self.thumbnailer = downloads, thumbnailer
         return MediaApi(uploader, downloads, thumbnailer, previewer, files)
 
-    async def _serve_federation(self) -> int:
+    async def _serve_federation(self) -> int | None:
         config = self.config
         tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         tls.load_cert_chain(
@@ -1567,6 +1581,8 @@ class HomeServer:
         if config.federation_sender_enabled:
             # Before close_client: cleanup runs in this order.
             await self._start_federation_sender(app, pool, backoff)
+        if self.roles.worker is not None:
+            name_responses(app, self.roles.worker)
 
         async def close_client(_: web.Application) -> None:
             await self.federation_client.close()
@@ -1594,7 +1610,7 @@ class HomeServer:
             server_name=config.server_name,
         )
         receiver = TransactionReceiver(InboundTransactionStore(pool), pdus, self.edu_registry)
-        if config.federation_sender_enabled:
+        if config.federation_sender_enabled and self.roles.runs(Duty.FEDERATION_SENDER):
             self._catch_up_on_start(app, read_store, pdus)
         FederationRouter(app, RequestVerifier(self.key_ring, config.server_name)).mount(
             FederationSendApi(receiver),
@@ -1648,6 +1664,9 @@ class HomeServer:
             ),
         )
         host, port = parse_listen(config.federation_listen)
+        if not opens(config, self.roles, "federation_listen"):
+            await self._serve_nowhere(app)
+            return None
         return await self._serve(app, host, port, tls)
 
     def _catch_up_on_start(
@@ -1675,26 +1694,31 @@ class HomeServer:
         self, app: web.Application, pool: asyncpg.Pool, backoff: Backoff
     ) -> None:
         """Outbound federation: follows the event stream and hears the
-        ephemeral and key services; stopped when the federation app stops."""
-        sender = FederationSender(
-            server_name=self.config.server_name,
-            store=FederationSenderStore(pool),
-            notifier=self.notifier,
-            client=self.federation_client,
-            backoff=backoff,
-            e2e_keys=E2eKeyStore(pool),
-            sessions=SessionStore(pool),
-        )
-        self.typing.add_listener(sender.typing_changed)
-        self.receipts.add_listener(sender.receipt_stored)
-        self.presence.add_listener(sender.presence_changed)
-        self.key_changes.add_listener(sender.keys_changed)
-        await sender.start()
-
-        async def stop_sender(_: web.Application) -> None:
-            await sender.stop()
-
-        app.on_cleanup.append(stop_sender)
+        ephemeral and key services; stopped when the federation app stops.
+        One sender per shard of the destinations (homeserver/cluster/federation_shards.py)."""
+        for shard in sender_shards(self.config.workers, self.roles):
+            sender = FederationSender(
+                server_name=self.config.server_name,
+                store=FederationSenderStore(pool, shard=shard.name),
+                notifier=self.notifier,
+                client=self.federation_client,
+                backoff=backoff,
+                e2e_keys=E2eKeyStore(pool),
+                sessions=SessionStore(pool),
+                owns=shard.owns,
+            )
+            self.typing.add_listener(sender.typing_changed)
+            self.receipts.add_listener(sender.receipt_stored)
+            self.presence.add_listener(sender.presence_changed)
+            self.key_changes.add_listener(sender.keys_changed)
+            await self.duties.run(
+                app,
+                Duty.FEDERATION_SENDER,
+                sender.start,
+                sender.stop,
+                lease=shard.lease,
+                first_ask_after_s=shard.first_ask_after_s,
+            )
 
     async def _start_appservice_delivery(
         self,
@@ -1720,12 +1744,7 @@ class HomeServer:
         self.typing.add_listener(delivery.typing_changed)
         self.presence.add_listener(delivery.presence_changed)
         directory.add_alias_listener(delivery.aliases_changed)
-        await delivery.start()
-
-        async def stop_delivery(_: web.Application) -> None:
-            await delivery.stop()
-
-        app.on_cleanup.append(stop_delivery)
+        await self.duties.run(app, Duty.APPSERVICE_SENDER, delivery.start, delivery.stop)
 
     def _build_metrics_app(self) -> web.Application:
         async def render(_: web.Request) -> web.Response:
@@ -1757,6 +1776,27 @@ class HomeServer:
         listener = await Listener.start(runner, host, port, self.config.http, tls)
         self._listeners.append(listener)
         return listener.port
+
+    async def _serve_internal(self) -> int | None:
+        """A worker's internal listener (homeserver/api/internal.py)."""
+        worker = self.roles.worker
+        if worker is None:
+            return None
+        secret = self.config.worker_shared_secret
+        assert secret is not None  # the config requires it with workers
+        host, port = parse_listen(self.config.workers[worker].internal_listen or "")
+        status = {"worker": worker, "roles": sorted(self.roles.roles)}
+        app = internal_app(
+            secret, lambda: {**status, "duties": self.duties.held()}, self._forwarded_sends
+        )
+        return await self._serve(app, host, port)
+
+    async def _serve_nowhere(self, app: web.Application) -> None:
+        """An app this worker opens no listener for: set up all the same, so
+        that stopping the server runs its cleanup (the duties it started)."""
+        runner = web.AppRunner(app, handle_signals=False)
+        await runner.setup()
+        self._runners.append(runner)
 
     async def stop(self) -> None:
         """Stop taking requests, let the ones in flight finish, then close the database."""

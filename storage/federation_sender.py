@@ -36,12 +36,17 @@ class OutboxEdu:
 
 
 class FederationSenderStore:
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, *, shard: str | None = None) -> None:
+        """`shard`: the sender of one shard of the destinations (a worker of
+        a deployment), whose read position is its own."""
         self._pool = pool
+        self._shard = shard
 
     async def start_position(self, current: int) -> int:
         """Where the sender stopped reading the events stream; on the very
         first start, `current` (history from before federation is not sent)."""
+        if self._shard is not None:
+            return await self._shard_start_position(current)
         return await self._pool.fetchval(
             """WITH inserted AS (
                    INSERT INTO federation_sender_position (stream_ordering) VALUES ($1)
@@ -49,6 +54,26 @@ class FederationSenderStore:
                )
                SELECT stream_ordering FROM inserted
                UNION ALL SELECT stream_ordering FROM federation_sender_position""",
+            current,
+        )
+
+    async def _shard_start_position(self, current: int) -> int:
+        """A shard new to the database starts where the least advanced
+        sender stopped (the one process before, or the shards of another
+        count): a destination may get an event twice after a change of the
+        number of shards (servers ignore a PDU they have), never miss one."""
+        return await self._pool.fetchval(
+            """WITH inserted AS (
+                   INSERT INTO federation_sender_shard_positions (shard, stream_ordering)
+                   SELECT $1, coalesce(least(
+                       (SELECT min(stream_ordering) FROM federation_sender_shard_positions),
+                       (SELECT stream_ordering FROM federation_sender_position)), $2)
+                   ON CONFLICT DO NOTHING RETURNING stream_ordering
+               )
+               SELECT stream_ordering FROM inserted
+               UNION ALL SELECT stream_ordering FROM federation_sender_shard_positions
+               WHERE shard = $1""",
+            self._shard,
             current,
         )
 
@@ -128,9 +153,17 @@ class FederationSenderStore:
                     [r for _, r, _ in owed],
                     [s for _, _, s in owed],
                 )
-            await conn.execute(
-                "UPDATE federation_sender_position SET stream_ordering = $1", position
-            )
+            if self._shard is not None:
+                await conn.execute(
+                    """UPDATE federation_sender_shard_positions SET stream_ordering = $2
+                       WHERE shard = $1""",
+                    self._shard,
+                    position,
+                )
+            else:
+                await conn.execute(
+                    "UPDATE federation_sender_position SET stream_ordering = $1", position
+                )
 
     async def destinations_with_work(self) -> list[str]:
         """Destinations that are behind, or have stored EDUs waiting: at

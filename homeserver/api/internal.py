@@ -1,58 +1,60 @@
-"""The API the processes of a deployment call on each other.
+"""The workers' internal API: what one process of a deployment asks another.
 
-Served on a worker's `internal_listen` only, never on the public listeners,
-and every request must carry the deployment's shared secret
-(`worker_shared_secret`) as a bearer token. Today it takes one call: a room
-write forwarded to the room's owner (cluster/forwarding.py), which runs it
-here, and never forwards it again (two processes that disagree for a moment
-on who owns a room must not pass a send back and forth).
+Served on each worker's `internal_listen`, never on the public listeners,
+and only to a caller presenting the deployment's `worker_shared_secret` as a
+bearer token (compared in constant time). It answers which worker this is
+and which duties it holds (operators and the deployment tests use it), and
+takes room writes forwarded to the room's owner (cluster/forwarding.py):
+those run here and are never forwarded again, so two processes that
+disagree for a moment on who owns a room cannot pass a send back and forth.
 """
 
 from __future__ import annotations
 
 import hmac
 import json
-import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 
+from homeserver.api.http import json_response
 from homeserver.cluster.forwarding import INTERNAL_PREFIX, LocalSend, stored_to_json
 from homeserver.errors import MatrixError
 
-logger = logging.getLogger(__name__)
-
+PREFIX = INTERNAL_PREFIX
 # A forwarded event is at most a PDU (65,536 bytes) and its envelope.
 _MAX_BODY = 256 * 1024
 
 
-def _error(status: int, errcode: str, message: str) -> web.Response:
-    return web.json_response({"errcode": errcode, "error": message}, status=status)
+def _bad_json(message: str) -> MatrixError:
+    return MatrixError(400, "M_BAD_JSON", message)
 
 
 def _optional_str(body: dict[str, Any], key: str) -> str | None:
     value = body.get(key)
     if value is not None and not isinstance(value, str):
-        raise MatrixError(400, "M_BAD_JSON", f"{key} must be a string")
+        raise _bad_json(f"{key} must be a string")
     return value
 
 
-def _send_args(body: Any) -> tuple[str, dict[str, Any]]:
+def send_args(body: Any) -> tuple[str, dict[str, Any]]:
+    """A forwarded send's room and EventPipeline.send arguments, checked."""
     if not isinstance(body, dict):
-        raise MatrixError(400, "M_BAD_JSON", "expected a JSON object")
+        raise _bad_json("expected a JSON object")
     for key in ("room_id", "type", "sender"):
         if not isinstance(body.get(key), str):
-            raise MatrixError(400, "M_BAD_JSON", f"{key} must be a string")
+            raise _bad_json(f"{key} must be a string")
     if not isinstance(body.get("content"), dict):
-        raise MatrixError(400, "M_BAD_JSON", "content must be an object")
+        raise _bad_json("content must be an object")
     txn = body.get("txn")
     if txn is not None and not (
         isinstance(txn, list) and len(txn) == 2 and all(isinstance(t, str) for t in txn)
     ):
-        raise MatrixError(400, "M_BAD_JSON", "txn must be [device id, transaction id]")
+        raise _bad_json("txn must be [device id, transaction id]")
     ts = body.get("origin_server_ts")
     if ts is not None and type(ts) is not int:
-        raise MatrixError(400, "M_BAD_JSON", "origin_server_ts must be an integer")
+        raise _bad_json("origin_server_ts must be an integer")
     return body["room_id"], {
         "type": body["type"],
         "sender": body["sender"],
@@ -64,29 +66,52 @@ def _send_args(body: Any) -> tuple[str, dict[str, Any]]:
     }
 
 
-def internal_app(local_send: LocalSend, *, secret: str, worker: str) -> web.Application:
+def internal_app(
+    secret: str, status: Callable[[], dict[str, Any]], local_send: LocalSend | None = None
+) -> web.Application:
+    """The internal listener's app; `status` describes this process;
+    `local_send` (an event persister's) takes forwarded room writes."""
     expected = f"Bearer {secret}".encode()
 
     @web.middleware
-    async def authenticated(request: web.Request, handler: Any) -> web.StreamResponse:
-        given = request.headers.get("Authorization", "").encode()
-        if not hmac.compare_digest(given, expected):
-            logger.warning("internal API: refused a request without the shared secret")
-            return _error(401, "M_UNKNOWN_TOKEN", "The internal API needs the shared secret")
+    async def authenticate(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        given = request.headers.get("Authorization")
+        if given is None:
+            return json_response(401, {"errcode": "M_MISSING_TOKEN", "error": "no secret given"})
+        if not hmac.compare_digest(given.encode(), expected):
+            return json_response(401, {"errcode": "M_UNKNOWN_TOKEN", "error": "wrong secret"})
         try:
             return await handler(request)
         except MatrixError as e:
-            return web.json_response(e.to_json(), status=e.status)
+            return json_response(e.status, e.to_json())
+        except web.HTTPNotFound:
+            return json_response(404, {"errcode": "M_UNRECOGNIZED", "error": "no such endpoint"})
+        except web.HTTPMethodNotAllowed:
+            return json_response(405, {"errcode": "M_UNRECOGNIZED", "error": "wrong method"})
 
-    async def send_event(request: web.Request) -> web.Response:
-        try:
-            body = json.loads(await request.read())
-        except ValueError:
-            return _error(400, "M_NOT_JSON", "The body is not JSON")
-        room_id, args = _send_args(body)
-        stored = await local_send(room_id, **args)
-        return web.json_response(stored_to_json(stored), headers={"X-Homeserver-Worker": worker})
+    # Sends forwarded here and persisted (in the status: the deployment
+    # tests see where a room's writes ran).
+    taken = [0]
 
-    app = web.Application(middlewares=[authenticated], client_max_size=_MAX_BODY)
-    app.router.add_post(f"{INTERNAL_PREFIX}/send_event", send_event)
+    async def get_status(_: web.Request) -> web.Response:
+        return json_response(200, {**status(), "forwarded_sends_taken": taken[0]})
+
+    app = web.Application(middlewares=[authenticate], client_max_size=_MAX_BODY)
+    app.router.add_get(PREFIX + "/status", get_status)
+    if local_send is not None:
+        send = local_send
+
+        async def send_event(request: web.Request) -> web.Response:
+            try:
+                body = json.loads(await request.read())
+            except ValueError:
+                return json_response(400, {"errcode": "M_NOT_JSON", "error": "not JSON"})
+            room_id, args = send_args(body)
+            stored = await send(room_id, **args)
+            taken[0] += 1
+            return json_response(200, stored_to_json(stored))
+
+        app.router.add_post(PREFIX + "/send_event", send_event)
     return app

@@ -17,9 +17,12 @@ import logging
 from collections.abc import Mapping, Sequence
 
 import asyncpg
+from aiohttp import web
 
+from homeserver.cluster.forwarding import LocalSend, RoomWriteForwarder
 from homeserver.cluster.lease import LeasedDuty
-from homeserver.cluster.roles import owner_of
+from homeserver.cluster.roles import ProcessRoles, Role, WorkerSpec, owner_of, workers_with
+from homeserver.rooms.pipeline import EventPipeline
 from storage import leases
 
 logger = logging.getLogger(__name__)
@@ -105,3 +108,39 @@ class PersisterOwners:
 
 async def _nothing_to_stop() -> None:
     return None
+
+
+async def route_room_writes(
+    app: web.Application,
+    pipeline: EventPipeline,
+    pool: asyncpg.Pool,
+    *,
+    workers: Mapping[str, WorkerSpec],
+    roles: ProcessRoles,
+    secret: str | None,
+) -> LocalSend | None:
+    """In a worker, make `pipeline.send` send at the room's owner
+    (cluster/forwarding.py), and return the local send the internal API runs
+    forwarded writes with if this worker is an event persister (else None).
+    Alone, nothing changes and there is no internal API."""
+    if roles.worker is None:
+        return None
+    assert secret is not None  # the config requires it with workers
+    local_send = pipeline.send
+    owners = PersisterOwners(
+        pool,
+        persisters=workers_with(workers, Role.EVENT_PERSISTER),
+        addresses={name: w.internal_listen or "" for name, w in workers.items()},
+        me=roles.worker if roles.has(Role.EVENT_PERSISTER) else None,
+    )
+    await owners.start()
+    forwarder = RoomWriteForwarder(local_send, owners, secret=secret)
+    # The facade's entry point: every service that sends goes through it.
+    pipeline.send = forwarder.send
+
+    async def stop(_: web.Application) -> None:
+        await forwarder.close()
+        await owners.stop()
+
+    app.on_cleanup.append(stop)
+    return local_send if roles.has(Role.EVENT_PERSISTER) else None

@@ -1,0 +1,177 @@
+"""A deployment of several worker processes on one database, for the tests:
+its shared config, starting and killing its workers, and asking each
+which duties it holds (the internal API)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import signal
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import attrs
+import yaml
+
+from homeserver.keyfiles import ensure_self_signed_certificate, ensure_signing_key
+from tests.test_process import free_port
+
+ALL_ROLES = (
+    "client",
+    "event_persister",
+    "federation_inbound",
+    "federation_sender",
+    "pusher",
+    "appservice",
+    "media",
+    "background",
+)
+
+
+@attrs.define
+class Worker:
+    name: str
+    client: str | None
+    federation: str | None
+    internal: str
+    proc: asyncio.subprocess.Process | None = None
+    output: bytearray = attrs.Factory(bytearray)
+
+
+@attrs.define
+class Deployment:
+    config_path: Path
+    secret: str
+    workers: dict[str, Worker]
+    public_client: str
+    public_federation: str
+
+    async def start(self, *names: str) -> None:
+        """Start the workers and wait until each answers on its internal listener."""
+        for name in names:
+            worker = self.workers[name]
+            worker.output = bytearray()
+            worker.proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "homeserver",
+                "run",
+                "--config",
+                str(self.config_path),
+                "--worker",
+                name,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+            )
+            asyncio.get_running_loop().create_task(_gather(worker.proc, worker.output))
+        await asyncio.gather(*(self._wait_up(self.workers[name]) for name in names))
+
+    async def _wait_up(self, worker: Worker) -> None:
+        for _ in range(900):
+            assert worker.proc is not None
+            if worker.proc.returncode is not None:
+                raise AssertionError(f"{worker.name} exited: {worker.output.decode()[-3000:]}")
+            with contextlib.suppress(aiohttp.ClientError, OSError):
+                await self.status(worker.name)
+                return
+            await asyncio.sleep(0.2)
+        raise AssertionError(f"{worker.name} did not start")
+
+    async def status(self, name: str) -> dict[str, Any]:
+        """The worker's own account of itself (GET .../internal/v1/status)."""
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(
+                f"http://{self.workers[name].internal}/_homeserver/internal/v1/status",
+                headers={"Authorization": f"Bearer {self.secret}"},
+                timeout=aiohttp.ClientTimeout(total=5),
+            ) as resp,
+        ):
+            resp.raise_for_status()
+            return await resp.json()
+
+    async def duties(self) -> dict[str, list[str]]:
+        """Which running worker holds which duties."""
+        running = [n for n, w in self.workers.items() if w.proc and w.proc.returncode is None]
+        found = await asyncio.gather(*(self.status(n) for n in running))
+        return {n: s["duties"] for n, s in zip(running, found, strict=True)}
+
+    async def kill(self, name: str) -> None:
+        """SIGKILL: the worker dies without a word to anyone."""
+        proc = self.workers[name].proc
+        assert proc is not None
+        proc.send_signal(signal.SIGKILL)
+        await proc.wait()
+
+    async def stop(self) -> None:
+        for worker in self.workers.values():
+            if worker.proc is not None and worker.proc.returncode is None:
+                worker.proc.send_signal(signal.SIGTERM)
+        for worker in self.workers.values():
+            if worker.proc is not None:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(worker.proc.wait(), 30)
+                if worker.proc.returncode is None:
+                    worker.proc.kill()
+
+
+async def _gather(proc: asyncio.subprocess.Process, output: bytearray) -> None:
+    assert proc.stdout is not None
+    while chunk := await proc.stdout.read(4096):
+        output.extend(chunk)
+
+
+def deployment(
+    database: str, data_dir: Path, roles: Mapping[str, Sequence[str]], **overrides: Any
+) -> Deployment:
+    """Write the shared config of workers with `roles`; keys made beforehand,
+    so that no two workers make them at once."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    ensure_signing_key(data_dir / "signing.key")
+    ensure_self_signed_certificate(data_dir / "tls.crt", data_dir / "tls.key", "localhost")
+    secret = secrets.token_urlsafe(32)
+    workers: dict[str, Worker] = {}
+    section: dict[str, Any] = {}
+    for name, worker_roles in roles.items():
+        client = f"127.0.0.1:{free_port()}"
+        federation = f"127.0.0.1:{free_port()}" if "federation_inbound" in worker_roles else None
+        workers[name] = Worker(name, client, federation, f"127.0.0.1:{free_port()}")
+        section[name] = {
+            "roles": list(worker_roles),
+            "client_listen": client,
+            "federation_listen": federation,
+            "internal_listen": workers[name].internal,
+        }
+    public_client, public_federation = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+    data: dict[str, Any] = {
+        "server_name": "localhost",
+        "data_dir": str(data_dir),
+        "client_listen": public_client,
+        "federation_listen": public_federation,
+        "database": {"dsn": database, "min_pool_size": 1, "max_pool_size": 5},
+        "enable_registration": True,
+        "registration_requires_token": False,
+        "bcrypt_rounds": 4,
+        "rate_limits": {"enabled": False},
+        "federation_insecure": True,
+        "workers": section,
+        "worker_shared_secret": secret,
+        **overrides,
+    }
+    path = data_dir / "homeserver.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return Deployment(path, secret, workers, public_client, public_federation)
+
+
+async def until(check: Callable[[], Any], within_s: float) -> Any:
+    """Poll an async `check` until it returns something true."""
+    for _ in range(int(within_s / 0.1)):
+        result = await check()
+        if result:
+            return result
+        await asyncio.sleep(0.1)
+    raise AssertionError("not within time")

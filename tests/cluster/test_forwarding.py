@@ -1,0 +1,147 @@
+"""Room writes at the room's owner, and caches kept true, across the worker
+processes of one deployment (cluster/forwarding.py, cluster/owners.py,
+cluster/invalidation.py): real processes on one database, each client
+request sent to a chosen worker's own listener."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from homeserver.cluster.roles import owner_of
+from tests.cluster.deployment import ALL_ROLES, Deployment, deployment, until
+
+ROLES = {"p1": list(ALL_ROLES), "p2": ["client", "event_persister"]}
+PERSISTERS = ["p1", "p2"]
+
+
+class Client:
+    def __init__(self, http: aiohttp.ClientSession, cluster: Deployment) -> None:
+        self.http = http
+        self.cluster = cluster
+
+    async def call(
+        self, worker: str, method: str, path: str, token: str | None = None, body: Any = None
+    ) -> tuple[int, dict[str, Any]]:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        url = f"http://{self.cluster.workers[worker].client}/_matrix/client/v3{path}"
+        async with self.http.request(method, url, json=body, headers=headers) as resp:
+            return resp.status, await resp.json()
+
+    async def register(self, worker: str, name: str) -> str:
+        status, body = await self.call(
+            worker,
+            "POST",
+            "/register",
+            body={"username": name, "password": "pw-" + name, "auth": {"type": "m.login.dummy"}},
+        )
+        assert status == 200, body
+        return body["access_token"]
+
+    async def room_owned_by(self, worker: str, via: str, token: str) -> str:
+        """A new public room whose owner (while both persisters are up) is `worker`."""
+        for _ in range(40):
+            status, body = await self.call(via, "POST", "/createRoom", token, {})
+            assert status == 200, body
+            if owner_of(body["room_id"], PERSISTERS) == worker:
+                return body["room_id"]
+        raise AssertionError(f"no room owned by {worker}")
+
+    async def send(self, worker: str, token: str, room_id: str, body: str, txn: str) -> str:
+        status, answer = await self.call(
+            worker,
+            "PUT",
+            f"/rooms/{room_id}/send/m.room.message/{txn}",
+            token,
+            {"msgtype": "m.text", "body": body},
+        )
+        assert status == 200, answer
+        return answer["event_id"]
+
+    async def bodies(self, worker: str, token: str, room_id: str) -> list[str]:
+        status, answer = await self.call(
+            worker, "GET", f"/rooms/{room_id}/messages?dir=f&limit=1000", token
+        )
+        assert status == 200, answer
+        return [e["content"]["body"] for e in answer["chunk"] if e["type"] == "m.room.message"]
+
+
+@pytest.fixture
+async def cluster(database: str, tmp_path: Path) -> Any:
+    running = deployment(database, tmp_path / "data", ROLES)
+    await running.start("p1", "p2")
+    try:
+        async with aiohttp.ClientSession() as http:
+            yield Client(http, running)
+    finally:
+        await running.stop()
+
+
+async def test_writes_at_the_owner_and_caches_kept_true(cluster):
+    """One deployment for several checks: starting one costs seconds."""
+    alice = await cluster.register("p1", "alice")
+    bob = await cluster.register("p1", "bob")
+    room_id = await cluster.room_owned_by("p2", "p1", alice)
+    taken = (await cluster.cluster.status("p2"))["forwarded_sends_taken"]
+
+    # A send through p1 runs at p2, the owner.
+    first = await cluster.send("p1", alice, room_id, "hello", "txn-1")
+    assert (await cluster.cluster.status("p2"))["forwarded_sends_taken"] == taken + 1
+    # The same transaction again, through either process: the same event.
+    assert await cluster.send("p1", alice, room_id, "hello", "txn-1") == first
+    assert await cluster.send("p2", alice, room_id, "hello", "txn-1") == first
+    assert await cluster.bodies("p1", alice, room_id) == ["hello"]
+
+    # The owner's refusal reaches the client: Bob is no member.
+    status, body = await cluster.call(
+        "p1", "PUT", f"/rooms/{room_id}/send/m.room.message/t", bob, {"body": "x"}
+    )
+    assert status == 403 and body["errcode"] == "M_FORBIDDEN"
+
+    # Forwarded and local sends interleave in one order, each once.
+    sends = [
+        cluster.send("p1" if i % 2 else "p2", alice, room_id, f"m{i}", f"t{i}") for i in range(30)
+    ]
+    await asyncio.gather(*sends)
+    bodies = await cluster.bodies("p1", alice, room_id)
+    assert sorted(bodies) == sorted(["hello"] + [f"m{i}" for i in range(30)])
+    assert await cluster.bodies("p2", alice, room_id) == bodies
+
+    # A logout through p1 ends the token that p2 has cached.
+    status, _ = await cluster.call("p2", "GET", "/account/whoami", bob)
+    assert status == 200
+    status, _ = await cluster.call("p1", "POST", "/logout", bob, {})
+    assert status == 200
+
+    async def refused() -> bool:
+        status, body = await cluster.call("p2", "GET", "/account/whoami", bob)
+        return status == 401 and body["errcode"] == "M_UNKNOWN_TOKEN"
+
+    await until(refused, 5)
+
+    # The internal API wants the shared secret.
+    internal = cluster.cluster.workers["p2"].internal
+    url = f"http://{internal}/_homeserver/internal/v1/send_event"
+    forged = {"room_id": room_id, "type": "m.room.message", "sender": "@alice:localhost"}
+    for headers in ({}, {"Authorization": f"Bearer {secrets.token_urlsafe(32)}"}):
+        async with cluster.http.post(url, json={**forged, "content": {}}, headers=headers) as resp:
+            assert resp.status == 401
+    assert await cluster.bodies("p1", alice, room_id) == bodies
+
+
+async def test_a_killed_owners_rooms_are_written_by_another(cluster):
+    token = await cluster.register("p1", "alice")
+    room_id = await cluster.room_owned_by("p2", "p1", token)
+    await cluster.send("p1", token, room_id, "before", "t-before")
+    await cluster.cluster.kill("p2")
+    # p1 learns that p2 is gone (its liveness lease freed with its session)
+    # and writes the room itself; the send waits for that, it does not fail.
+    after = [cluster.send("p1", token, room_id, f"after-{i}", f"t-after-{i}") for i in range(5)]
+    await asyncio.wait_for(asyncio.gather(*after), 30)
+    bodies = await cluster.bodies("p1", token, room_id)
+    assert sorted(bodies) == sorted(["before"] + [f"after-{i}" for i in range(5)])

@@ -1,0 +1,93 @@
+"""Workers of one deployment run the duties of their roles only, each duty
+held by one of the workers with its role; SIGKILL that one and another takes
+its duties over within seconds. Observed through each worker's internal API
+and PostgreSQL's lock table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import aiohttp
+import asyncpg
+
+from storage import leases
+from tests.cluster.deployment import deployment, until
+
+BACKGROUND = {"retention-purge", "delayed-events", "media-expiry"}
+SHARDS = {"bg1": "federation-sender-0-of-2", "bg2": "federation-sender-1-of-2"}
+ROLES = {
+    "front": ["client", "event_persister", "media", "federation_inbound", "pusher", "appservice"],
+    "bg1": ["background", "federation_sender"],
+    "bg2": ["background", "federation_sender"],
+}
+
+
+async def test_duties_by_role_and_failover_by_sigkill(database: str, tmp_path: Path):
+    cluster = deployment(database, tmp_path / "data", ROLES)
+    try:
+        await cluster.start("front", "bg1", "bg2")
+
+        async def settled() -> dict[str, list[str]] | None:
+            held = await cluster.duties()
+            wanted = BACKGROUND | set(SHARDS.values())
+            found = [d for name in ("bg1", "bg2") for d in held[name]]
+            return held if sorted(found) == sorted(wanted) else None
+
+        held = await until(settled, 20)
+        # The front holds only the duty of its appservice role; the background
+        # duties run once, in bg1 or bg2; each sender worker has its own shard
+        # of the destinations.
+        assert held["front"] == ["appservice-sender"]
+        assert all(SHARDS[name] in held[name] for name in SHARDS)
+        assert (await cluster.status("front"))["roles"] == sorted(ROLES["front"])
+        conn = await asyncpg.connect(database)
+        try:
+            before = await leases.holder(conn, "retention-purge")
+            assert before is not None
+            holder = next(n for n in ("bg1", "bg2") if "retention-purge" in held[n])
+            other = "bg2" if holder == "bg1" else "bg1"
+            moving = set(held[holder])
+            assert SHARDS[holder] in moving
+
+            await cluster.kill(holder)
+
+            async def taken_over() -> bool:
+                now = await cluster.duties()
+                return moving <= set(now[other])
+
+            await until(taken_over, 15)
+            after = await leases.holder(conn, "retention-purge")
+            assert after not in (None, before)
+            assert (await cluster.duties())["front"] == ["appservice-sender"]
+        finally:
+            await conn.close()
+    finally:
+        await cluster.stop()
+
+
+async def test_worker_header_and_internal_api_secret(database: str, tmp_path: Path):
+    cluster = deployment(database, tmp_path / "data", {"solo": ROLES["front"] + ROLES["bg1"]})
+    try:
+        await cluster.start("solo")
+        worker = cluster.workers["solo"]
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"http://{worker.client}/_matrix/client/versions") as resp:
+                assert resp.status == 200
+                assert resp.headers["X-Homeserver-Worker"] == "solo"
+            url = f"http://{worker.internal}/_homeserver/internal/v1/status"
+            async with http.get(url) as resp:
+                assert resp.status == 401
+                assert (await resp.json())["errcode"] == "M_MISSING_TOKEN"
+            wrong = {"Authorization": "Bearer " + "x" * 43}
+            async with http.get(url, headers=wrong) as resp:
+                assert resp.status == 401
+                assert (await resp.json())["errcode"] == "M_UNKNOWN_TOKEN"
+            # The internal API is not on the public listener.
+            public = f"http://{worker.client}/_homeserver/internal/v1/status"
+            headers = {"Authorization": f"Bearer {cluster.secret}"}
+            async with http.get(public, headers=headers) as resp:
+                assert resp.status == 404
+        status = await cluster.status("solo")
+        assert status["worker"] == "solo"
+    finally:
+        await cluster.stop()
