@@ -726,6 +726,7 @@ class HomeServer:
         )
         room_store = RoomStore(pool)
         moderation = Moderation(AdminUserStore(pool), AdminRoomStore(pool))
+        moderation.share_invalidations(shared)
         await moderation.start()
         # Shared with the federation listener, which authorises other servers' joins.
         self.restricted_joins = RestrictedJoins(

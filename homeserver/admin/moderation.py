@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import secrets
 
+from homeserver.cluster.invalidation import CacheInvalidations
 from storage.admin_rooms import AdminRoomStore
 from storage.admin_users import AdminUserStore
+
+# The shadow bans' name among the mirrors shared by a deployment.
+_SHADOW_BANS_SHARED = "shadow_bans"
 
 
 class Moderation:
@@ -18,9 +22,17 @@ class Moderation:
         self._users = users
         self._rooms = rooms
         self._shadow_banned: set[str] = set()
+        self._shared: CacheInvalidations | None = None
 
     async def start(self) -> None:
         self._shadow_banned = await self._users.shadow_banned_users()
+
+    def share_invalidations(self, shared: CacheInvalidations) -> None:
+        """In a deployment of several processes, a shadow ban set through one
+        holds in all (homeserver/cluster/invalidation.py); the banned are few,
+        so a change reloads them all."""
+        self._shared = shared
+        shared.register_mirror(_SHADOW_BANS_SHARED, lambda _user: self.start(), self.start)
 
     def is_shadow_banned(self, user_id: str) -> bool:
         return user_id in self._shadow_banned
@@ -30,6 +42,8 @@ class Moderation:
             self._shadow_banned.add(user_id)
         else:
             self._shadow_banned.discard(user_id)
+        if self._shared is not None:
+            self._shared.tell_others(_SHADOW_BANS_SHARED, user_id)
 
     async def is_blocked(self, room_id: str) -> bool:
         return await self._rooms.block_of(room_id) is not None

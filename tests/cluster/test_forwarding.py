@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import asyncpg
 import pytest
 
 from homeserver.cluster.roles import owner_of
@@ -21,9 +22,10 @@ PERSISTERS = ["p1", "p2"]
 
 
 class Client:
-    def __init__(self, http: aiohttp.ClientSession, cluster: Deployment) -> None:
+    def __init__(self, http: aiohttp.ClientSession, cluster: Deployment, database: str) -> None:
         self.http = http
         self.cluster = cluster
+        self.database = database
 
     async def call(
         self, worker: str, method: str, path: str, token: str | None = None, body: Any = None
@@ -46,7 +48,9 @@ class Client:
     async def room_owned_by(self, worker: str, via: str, token: str) -> str:
         """A new public room whose owner (while both persisters are up) is `worker`."""
         for _ in range(40):
-            status, body = await self.call(via, "POST", "/createRoom", token, {})
+            status, body = await self.call(
+                via, "POST", "/createRoom", token, {"preset": "public_chat"}
+            )
             assert status == 200, body
             if owner_of(body["room_id"], PERSISTERS) == worker:
                 return body["room_id"]
@@ -77,7 +81,7 @@ async def cluster(database: str, tmp_path: Path) -> Any:
     await running.start("p1", "p2")
     try:
         async with aiohttp.ClientSession() as http:
-            yield Client(http, running)
+            yield Client(http, running, database)
     finally:
         await running.stop()
 
@@ -123,6 +127,30 @@ async def test_writes_at_the_owner_and_caches_kept_true(cluster):
         return status == 401 and body["errcode"] == "M_UNKNOWN_TOKEN"
 
     await until(refused, 5)
+
+    # A shadow ban set through p1 (an admin request) holds in p2: Carol's
+    # send through p2 is answered, but nothing is stored.
+    carol = await cluster.register("p1", "carol")
+    status, _ = await cluster.call("p2", "POST", f"/rooms/{room_id}/join", carol, {})
+    assert status == 200
+    conn = await asyncpg.connect(cluster.database)
+    try:
+        await conn.execute("UPDATE users SET admin = TRUE WHERE user_id = '@alice:localhost'")
+    finally:
+        await conn.close()
+    url = f"http://{cluster.cluster.workers['p1'].client}/_synapse/admin/v1/users/"
+    async with cluster.http.post(
+        url + "@carol:localhost/shadow_ban", headers={"Authorization": f"Bearer {alice}"}
+    ) as resp:
+        assert resp.status == 200, await resp.text()
+
+    async def banned_in_p2() -> bool:
+        body = "unseen-" + secrets.token_hex(8)
+        await cluster.send("p2", carol, room_id, body, body)
+        return body not in await cluster.bodies("p1", alice, room_id)
+
+    await until(banned_in_p2, 5)
+    bodies = await cluster.bodies("p1", alice, room_id)
 
     # The internal API wants the shared secret.
     internal = cluster.cluster.workers["p2"].internal
