@@ -102,3 +102,16 @@ async def alive(db: asyncpg.Pool | asyncpg.Connection, instances: Sequence[str])
         list(instances),
     )
     return {r["i"] for r in rows}
+
+
+async def holder(db: asyncpg.Pool | asyncpg.Connection, instance: str) -> int | None:
+    """The server process id of the session holding the writer's lock, if
+    any (for operators and tests: `pg_stat_activity` tells which client)."""
+    return await db.fetchval(
+        """SELECT l.pid FROM pg_locks l
+           WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+             AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+             AND ((l.classid::bigint << 32) | l.objid::bigint)
+                 = hashtextextended('stream-writer:' || $1, 0)""",
+        instance,
+    )

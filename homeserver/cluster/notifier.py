@@ -268,12 +268,21 @@ class ClusterNotifier(Notifier):
             self._wakes(stream, position).add(users, rooms, everyone)
         entries = self._entries.setdefault(stream, {})
         entries[writer] = max(entries.get(writer, 0), position)
-        if position > entries.get(self.instance, 0) and self._writer_idle(stream):
-            self._advance_own(stream, position, (), ())
-        else:
-            self._advance(stream)
+        self._follow(stream)
 
-    def _advance(self, stream: str, everyone: bool = False) -> None:
+    def _follow(self, stream: str, everyone: bool = False) -> None:
+        """Another writer moved: this one, if idle, is persisted as far (and
+        says so); then readers see what every writer persisted."""
+        before = self.positions.get(stream, 0)
+        entries = self._entries.get(stream, {})
+        top = max(entries.values(), default=0)
+        if top > entries.get(self.instance, 0) and self._writer_idle(stream):
+            self._advance_own(stream, top, (), ())
+        self._advance(stream)
+        if everyone and self.positions.get(stream, 0) > before:
+            self.wake_everyone()
+
+    def _advance(self, stream: str) -> None:
         """Let waiting requests see `stream` up to the least live writer's
         position, waking those that the positions passed concern."""
         entries = self._entries.get(stream)
@@ -288,7 +297,7 @@ class ClusterNotifier(Notifier):
             wakes = pending.pop(position)
             woken.add(wakes.users, wakes.rooms, wakes.everyone)
         super().notify(stream, low, users=woken.users, rooms=woken.rooms)
-        if woken.everyone or everyone:
+        if woken.everyone:
             self.wake_everyone()
 
     def _drop(self, writers: set[str]) -> None:
@@ -330,7 +339,7 @@ class ClusterNotifier(Notifier):
             else:
                 entries.pop(writer, None)
         for stream in self._sequences:
-            self._advance(stream, everyone=True)
+            self._follow(stream, everyone=True)
 
     async def _keeper(self) -> None:
         while True:
