@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import OrderedDict
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping
 
 import attrs
 
@@ -76,8 +76,8 @@ class Notifier:
                 for woken in watch.woken:
                     woken.set()
 
-    @contextlib.contextmanager
-    def writing(self, stream: str) -> Iterator[None]:
+    @contextlib.asynccontextmanager
+    async def writing(self, stream: str) -> AsyncIterator[None]:
         """Around a write whose position the database assigns in the write
         itself (account data): nothing to do in one process; in a cluster,
         the process's position on `stream` waits for the write to end."""

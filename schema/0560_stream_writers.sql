@@ -8,6 +8,10 @@ CREATE TABLE stream_writers (
     stream TEXT NOT NULL,
     instance TEXT NOT NULL,
     position BIGINT NOT NULL,
+    -- Nothing in flight: readers need not wait for this writer, which
+    -- announces itself busy again (and waits for that to commit) before it
+    -- takes its next position.
+    idle BOOLEAN NOT NULL DEFAULT FALSE,
     PRIMARY KEY (stream, instance)
 );
 

@@ -37,16 +37,17 @@ async def register(
 ) -> dict[str, int]:
     """Before this writer takes any position: record, for each stream, the
     last position its sequence gave (everything it takes later is larger),
-    and announce it. Returns each stream's starting position."""
+    idle, and announce it. Returns each stream's starting position."""
     starts: dict[str, int] = {}
     async with conn.transaction():
         for stream, sequence in sequences.items():
             starts[stream] = await conn.fetchval(
-                f"""INSERT INTO stream_writers AS w (stream, instance, position)
-                    SELECT $1, $2, CASE WHEN is_called THEN last_value ELSE last_value - 1 END
+                f"""INSERT INTO stream_writers AS w (stream, instance, position, idle)
+                    SELECT $1, $2, CASE WHEN is_called THEN last_value ELSE last_value - 1 END,
+                           TRUE
                     FROM {sequence}
                     ON CONFLICT (stream, instance)
-                    DO UPDATE SET position = GREATEST(w.position, EXCLUDED.position)
+                    DO UPDATE SET position = GREATEST(w.position, EXCLUDED.position), idle = TRUE
                     RETURNING position""",
                 stream,
                 instance,
@@ -59,22 +60,25 @@ async def register(
 async def announce(
     db: asyncpg.Pool | asyncpg.Connection,
     instance: str,
-    positions: dict[str, int],
+    positions: dict[str, tuple[int, bool]],
     payloads: Sequence[str],
 ) -> None:
-    """Record this writer's new positions and notify them, in one statement
-    (one transaction: whoever reads the table sees what was notified)."""
+    """Record this writer's new (position, idle) per stream and notify them,
+    in one statement (one transaction: whoever reads the table sees what was
+    notified, and the notification is out when this returns)."""
     await db.execute(
         """WITH moved AS (
-               INSERT INTO stream_writers AS w (stream, instance, position)
-               SELECT s, $1, p FROM unnest($2::text[], $3::bigint[]) AS t(s, p)
+               INSERT INTO stream_writers AS w (stream, instance, position, idle)
+               SELECT s, $1, p, i FROM unnest($2::text[], $3::bigint[], $4::bool[]) AS t(s, p, i)
                ON CONFLICT (stream, instance)
-               DO UPDATE SET position = GREATEST(w.position, EXCLUDED.position)
+               DO UPDATE SET position = GREATEST(w.position, EXCLUDED.position),
+                             idle = EXCLUDED.idle
            )
-           SELECT pg_notify($4, payload) FROM unnest($5::text[]) AS payload""",
+           SELECT pg_notify($5, payload) FROM unnest($6::text[]) AS payload""",
         instance,
         list(positions),
-        list(positions.values()),
+        [p for p, _ in positions.values()],
+        [i for _, i in positions.values()],
         CHANNEL,
         list(payloads),
     )
@@ -85,13 +89,16 @@ async def say(conn: asyncpg.Connection, payload: str) -> None:
     await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, payload)
 
 
-async def positions(db: asyncpg.Pool | asyncpg.Connection) -> list[tuple[str, str, int, bool]]:
-    """Every (stream, instance, position, alive) recorded."""
+async def positions(
+    db: asyncpg.Pool | asyncpg.Connection,
+) -> list[tuple[str, str, int, bool, bool]]:
+    """Every (stream, instance, position, idle, alive) recorded."""
     rows = await db.fetch(
-        f"""SELECT stream, instance, position, {_ALIVE.format(key=_KEY.format("instance"))} AS alive
+        f"""SELECT stream, instance, position, idle,
+                   {_ALIVE.format(key=_KEY.format("instance"))} AS alive
             FROM stream_writers"""
     )
-    return [(r["stream"], r["instance"], r["position"], r["alive"]) for r in rows]
+    return [(r["stream"], r["instance"], r["position"], r["idle"], r["alive"]) for r in rows]
 
 
 async def alive(db: asyncpg.Pool | asyncpg.Connection, instances: Sequence[str]) -> set[str]:

@@ -9,10 +9,15 @@ lets its waiting requests see a stream only up to the least position
 announced by the live writers, so no reader skips a write another process
 still has in flight.
 
-- A writer with nothing in flight that hears another move past it announces
-  that it is persisted that far too (its next positions are larger), so an
-  idle writer holds nobody back. While a announcement is being sent, the next
-  ones wait and go out together.
+- A writer with nothing in flight says so ("idle") with its position:
+  readers then do not wait for it, and see up to the highest position any
+  writer announced. Before it takes its next position, an idle writer
+  announces itself busy and waits for that to commit: PostgreSQL delivers
+  notifications in commit order, so a reader hears "busy" before any
+  position that another writer took after this one's. A busy writer with
+  nothing in flight that hears another move past it announces that it is
+  that far too. While an announcement is being sent, the next ones wait
+  and go out together.
 - A writer holds an advisory lock on its listening connection: when its
   process dies, the lock goes, and readers that it holds back check the
   locks and stop waiting for it.
@@ -30,7 +35,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 import asyncpg
@@ -97,6 +102,11 @@ class ClusterNotifier(Notifier):
         self._outbox: dict[str, tuple[int, _Wakes]] = {}
         self._send = asyncio.Event()
         self._suspects: set[str] = set()
+        # Streams where the others were told (or are being told) this writer
+        # is idle: its next position waits for a "busy" announcement.
+        self._announced_idle: set[str] = set()
+        # stream -> the other writers that said they are idle.
+        self._idle_writers: dict[str, set[str]] = {s: set() for s in sequences}
         self._tasks: list[asyncio.Task[None]] = []
 
     # Start and stop
@@ -106,10 +116,11 @@ class ClusterNotifier(Notifier):
         position) and read where the others are."""
         await self._connect()
         assert self._conn is not None
-        hello = [self._payload(s, 0, _Wakes()) for s in self._sequences]
+        hello = [self._payload(s, 0, _Wakes(), idle=True) for s in self._sequences]
         self._starts = await stream_writers.register(
             self._conn, self.instance, self._sequences, hello
         )
+        self._announced_idle = set(self._sequences)
         for stream, start in self._starts.items():
             self._entries[stream][self.instance] = start
         await self._catch_up()
@@ -161,10 +172,11 @@ class ClusterNotifier(Notifier):
             return
         self._advance_own(stream, self._settled(stream, position), users, rooms)
 
-    @contextlib.contextmanager
-    def writing(self, stream: str) -> Iterator[None]:
+    @contextlib.asynccontextmanager
+    async def writing(self, stream: str) -> AsyncIterator[None]:
         self._busy[stream] = self._busy.get(stream, 0) + 1
         try:
+            await self.busy(stream)
             yield
         finally:
             self._busy[stream] -= 1
@@ -194,6 +206,24 @@ class ClusterNotifier(Notifier):
         self._send.set()
         self._advance(stream)
 
+    async def busy(self, stream: str) -> None:
+        """Before this writer takes a position of `stream` (the caller counts
+        itself as taking one already): if the others were told it is idle,
+        tell them it is not, and wait until that is committed."""
+        if stream not in self._announced_idle:
+            return
+        await self._connected.wait()
+        async with self._conn_lock:
+            if stream not in self._announced_idle:
+                return
+            assert self._conn is not None
+            position = self._entries[stream][self.instance]
+            payload = self._payload(stream, position, _Wakes(), idle=False)
+            await stream_writers.announce(
+                self._conn, self.instance, {stream: (position, False)}, [payload]
+            )
+            self._announced_idle.discard(stream)
+
     def _writer_idle(self, stream: str) -> bool:
         ids = self._ids.get(stream)
         return (ids is None or ids.idle()) and not self._busy.get(stream)
@@ -204,17 +234,26 @@ class ClusterNotifier(Notifier):
         while True:
             await self._send.wait()
             self._send.clear()
-            outbox, self._outbox = self._outbox, {}
-            if not outbox:
+            if not self._outbox:
                 continue
-            payloads = [self._payload(s, p, w) for s, (p, w) in outbox.items()]
             try:
                 await self._connected.wait()
                 async with self._conn_lock:
+                    outbox, self._outbox = self._outbox, {}
+                    # Idle or not as of now (with the lock: `busy` waits), and
+                    # known as idle before the await, so that a position taken
+                    # meanwhile is announced busy first.
+                    idle = {s: self._writer_idle(s) for s in outbox}
+                    self._announced_idle.update(s for s, i in idle.items() if i)
+                    payloads = [self._payload(s, p, w, idle[s]) for s, (p, w) in outbox.items()]
                     assert self._conn is not None
                     await stream_writers.announce(
-                        self._conn, self.instance, {s: p for s, (p, _) in outbox.items()}, payloads
+                        self._conn,
+                        self.instance,
+                        {s: (p, idle[s]) for s, (p, _) in outbox.items()},
+                        payloads,
                     )
+                    self._announced_idle.difference_update(s for s, i in idle.items() if not i)
             except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as e:
                 logger.warning("announcing stream positions failed (%s); again shortly", e)
                 for stream, (position, wakes) in outbox.items():
@@ -226,8 +265,10 @@ class ClusterNotifier(Notifier):
                 self._send.set()
                 await asyncio.sleep(RECONNECT_S)
 
-    def _payload(self, stream: str, position: int, wakes: _Wakes) -> str:
+    def _payload(self, stream: str, position: int, wakes: _Wakes, idle: bool) -> str:
         body: dict[str, Any] = {"s": stream, "w": self.instance, "p": position}
+        if idle:
+            body["i"] = True
         if wakes.users:
             body["u"] = sorted(wakes.users)
         if wakes.rooms:
@@ -237,7 +278,7 @@ class ClusterNotifier(Notifier):
         text = json.dumps(body, separators=(",", ":"))
         if len(text.encode()) <= MAX_PAYLOAD:
             return text
-        return json.dumps({"s": stream, "w": self.instance, "p": position, "a": True})
+        return json.dumps({**body, "a": True, "u": [], "r": []}, separators=(",", ":"))
 
     # This process as a reader
 
@@ -259,6 +300,7 @@ class ClusterNotifier(Notifier):
                 return
             stream, position = body["s"], int(body["p"])
             users, rooms, everyone = body.get("u", ()), body.get("r", ()), body.get("a", False)
+            idle = bool(body.get("i", False))
         except (ValueError, KeyError, TypeError):
             logger.warning("ignoring a malformed stream notification: %.200s", payload)
             return
@@ -268,7 +310,15 @@ class ClusterNotifier(Notifier):
             self._wakes(stream, position).add(users, rooms, everyone)
         entries = self._entries.setdefault(stream, {})
         entries[writer] = max(entries.get(writer, 0), position)
+        self._mark_idle(stream, writer, idle)
         self._follow(stream)
+
+    def _mark_idle(self, stream: str, writer: str, idle: bool) -> None:
+        idle_writers = self._idle_writers.setdefault(stream, set())
+        if idle:
+            idle_writers.add(writer)
+        else:
+            idle_writers.discard(writer)
 
     def _follow(self, stream: str, everyone: bool = False) -> None:
         """Another writer moved: this one, if idle, is persisted as far (and
@@ -276,7 +326,11 @@ class ClusterNotifier(Notifier):
         before = self.positions.get(stream, 0)
         entries = self._entries.get(stream, {})
         top = max(entries.values(), default=0)
-        if top > entries.get(self.instance, 0) and self._writer_idle(stream):
+        if (
+            top > entries.get(self.instance, 0)
+            and stream not in self._announced_idle
+            and self._writer_idle(stream)
+        ):
             self._advance_own(stream, top, (), ())
         self._advance(stream)
         if everyone and self.positions.get(stream, 0) > before:
@@ -288,7 +342,10 @@ class ClusterNotifier(Notifier):
         entries = self._entries.get(stream)
         if not entries:
             return
-        low = min(entries.values())
+        # Everything up to the highest announced position is settled, but
+        # for the positions busy writers may still have in flight.
+        top = max(entries.values())
+        low = min((p for w, p in entries.items() if self._holds_back(stream, w)), default=top)
         if low <= self.positions.get(stream, 0):
             return
         pending = self._pending.get(stream, {})
@@ -300,11 +357,17 @@ class ClusterNotifier(Notifier):
         if woken.everyone:
             self.wake_everyone()
 
+    def _holds_back(self, stream: str, writer: str) -> bool:
+        if writer == self.instance:
+            return not self._writer_idle(stream)
+        return writer not in self._idle_writers.get(stream, ())
+
     def _drop(self, writers: set[str]) -> None:
         """These writers are gone: they hold nobody back any more."""
         for stream, entries in self._entries.items():
             for writer in writers:
                 entries.pop(writer, None)
+                self._idle_writers.get(stream, set()).discard(writer)
             self._advance(stream)
 
     # The connection, catching up, dead writers
@@ -330,12 +393,13 @@ class ClusterNotifier(Notifier):
         async with self._conn_lock:
             assert self._conn is not None
             rows = await stream_writers.positions(self._conn)
-        for stream, writer, position, alive in rows:
+        for stream, writer, position, idle, alive in rows:
             if writer == self.instance or stream not in self._sequences:
                 continue
             entries = self._entries.setdefault(stream, {})
             if alive:
                 entries[writer] = max(entries.get(writer, 0), position)
+                self._mark_idle(stream, writer, idle)
             else:
                 entries.pop(writer, None)
         for stream in self._sequences:
@@ -369,10 +433,14 @@ class ClusterNotifier(Notifier):
     async def _check_writers(self) -> None:
         """Writers behind the others at two checks in a row: drop the dead."""
         behind = set()
-        for entries in self._entries.values():
+        for stream, entries in self._entries.items():
             if entries:
                 top = max(entries.values())
-                behind.update(w for w, p in entries.items() if p < top and w != self.instance)
+                behind.update(
+                    w
+                    for w, p in entries.items()
+                    if p < top and w != self.instance and self._holds_back(stream, w)
+                )
         suspects, self._suspects = behind & self._suspects, behind
         if not suspects:
             return

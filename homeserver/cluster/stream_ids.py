@@ -21,6 +21,8 @@ class Hub(Protocol):
 
     def track(self, stream: str, ids: ClusterStreamIds) -> None: ...
 
+    async def busy(self, stream: str) -> None: ...
+
 
 class ClusterStreamIds:
     """The interface of storage/streams.py's StreamIds, for cluster mode."""
@@ -52,6 +54,7 @@ class ClusterStreamIds:
         pool connection passes it (see StreamIds.allocate)."""
         self._allocating += 1
         try:
+            await self._hub.busy(self._stream)
             position = await (conn or self._pool).fetchval(f"SELECT nextval('{self._sequence}')")
         finally:
             self._allocating -= 1

@@ -132,7 +132,7 @@ class ThreadSubscriptions:
                 )
             cause_stream = cause.stream_ordering
         try:
-            with self._notifier.writing("account_data"):
+            async with self._notifier.writing("account_data"):
                 position = await self._store.subscribe(
                     user_id, room_id, thread_root_id, cause_stream
                 )
@@ -150,7 +150,7 @@ class ThreadSubscriptions:
         # Every event received so far counts as seen by the unsubscription: an
         # automatic subscription they cause later is refused (MSC4306).
         events_position = self._notifier.positions.get("events", 0)
-        with self._notifier.writing("account_data"):
+        async with self._notifier.writing("account_data"):
             position = await self._store.unsubscribe(
                 user_id, room_id, thread_root_id, events_position
             )
