@@ -19,6 +19,8 @@ from tests.cluster.shared import (
     sync_until,
     timed,
 )
+from tests.sliding_sync.helpers import User, all_rooms
+from tests.sliding_sync.helpers import bodies as slid_bodies
 
 
 async def test_a_send_on_one_process_wakes_a_poll_parked_on_the_other(server_factory: Any):
@@ -116,3 +118,23 @@ async def test_concurrent_sends_through_both_arrive_once_in_order(server_factory
     whole_b = await sync_until(b, alice["access_token"], start, lambda r: True)
     for room_id in sent:
         assert bodies(whole_a, room_id) == bodies(whole_b, room_id)
+
+
+async def test_a_sliding_sync_poll_on_one_process_wakes_for_a_send_on_the_other(
+    server_factory: Any,
+):
+    a, b = await pair(server_factory)
+    body = await a.register("alice")
+    on_a, on_b = User(a, body), User(b, body)
+    room_id = await on_a.create_room()
+    await on_a.send(room_id, "before")
+    first = await on_b.sync_ok(all_rooms())
+    if "before" not in slid_bodies(first["rooms"].get(room_id, {}).get("timeline", [])):
+        first = await on_b.sync_ok(all_rooms(), pos=first["pos"], wait_ms=5_000)
+
+    poll = asyncio.create_task(timed(on_b.sync_ok(all_rooms(), pos=first["pos"], wait_ms=20_000)))
+    await parked(poll)
+    await on_a.send(room_id, "slid across")
+    elapsed, woken = await poll
+    assert slid_bodies(woken["rooms"][room_id]["timeline"]) == ["slid across"]
+    assert elapsed < 2, elapsed
