@@ -83,7 +83,8 @@ class AccountDataService:
     ) -> int:
         """Store account data the server itself manages (m.fully_read, tags, ...)."""
         encoded = encode_canonical_json(content).decode()
-        position = await self._store.put(user_id, room_id, data_type, encoded)
+        async with self._notifier.writing("account_data"):
+            position = await self._store.put(user_id, room_id, data_type, encoded)
         for listener in self._listeners:
             listener(user_id, room_id, data_type, content)
         self._notifier.notify("account_data", position, users=[user_id])

@@ -659,6 +659,21 @@ class WorkerConfig:
     metrics_listen: str | None = None
 
 
+class ClusterConfig:
+    """Several processes sharing one database as one server (homeserver/cluster/)."""
+
+    # On: stream positions are shared with the other processes through
+    # PostgreSQL LISTEN/NOTIFY. Also on whenever `workers` names any.
+    enabled: bool = False
+    # This process's name among the deployment's processes; unique per
+    # process (a second process with the same name refuses to start).
+    instance_name: str = "main"
+
+    def validate(self) -> None:
+        if not self.instance_name or len(self.instance_name) > 100:
+            raise ConfigError("cluster.instance_name: expected 1 to 100 characters")
+
+
 @attrs.frozen
 class Config:
     server_name: str
@@ -755,6 +770,14 @@ class Config:
     workers: dict[str, WorkerConfig] = attrs.Factory(dict)
     # Authenticates the workers' internal API to each other.
     worker_shared_secret: str | None = None
+    # Several processes as one server (stream positions across processes).
+    cluster: ClusterConfig = ClusterConfig()
+
+    @property
+    def cluster_mode(self) -> bool:
+        """Whether this process shares streams and caches with others:
+        `cluster.enabled`, or workers configured."""
+        return self.cluster.enabled or bool(self.workers)
 
     def path(self, name: str) -> Path:
         """A path from the config, relative paths taken from the data directory."""
@@ -804,6 +827,9 @@ class Config:
         if self.email is not None:
             self.email.validate()
         self.support.validate()
+        self.cluster.validate()
+        if self.cluster_mode and self.database.dsn is None:
+            raise ConfigError("cluster: the processes must share a database: set database.dsn")
         self._validate_federation()
         if self.ldap is not None:
             self.ldap.validate()

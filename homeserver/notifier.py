@@ -2,8 +2,9 @@
 
 Every stream (room events, account data, receipts, typing, ...) reports its
 new position here with the users or rooms it concerns; a waiting request
-wakes only when something concerns its user or one of its rooms. In-process;
-several processes would feed it through LISTEN/NOTIFY.
+wakes only when something concerns its user or one of its rooms. In a
+cluster, homeserver/cluster/notifier.py feeds it across processes through
+PostgreSQL LISTEN/NOTIFY.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import OrderedDict
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping
 
 import attrs
 
@@ -36,6 +37,9 @@ MAX_IDLE_WATCHES = 256
 
 
 class Notifier:
+    # Whether other processes move these positions too (a cluster's notifier).
+    shared = False
+
     def __init__(self) -> None:
         self.positions: dict[str, int] = {}
         self._watches: dict[tuple[str, frozenset[str]], _Watch] = {}
@@ -71,6 +75,22 @@ class Notifier:
             for watch in self._by_room.get(room_id, ()):
                 for woken in watch.woken:
                     woken.set()
+
+    @contextlib.asynccontextmanager
+    async def writing(self, stream: str) -> AsyncIterator[None]:
+        """Around a write whose position the database assigns in the write
+        itself (account data): nothing to do in one process; in a cluster,
+        the process's position on `stream` waits for the write to end."""
+        yield
+
+    async def close(self) -> None:
+        """Nothing to release in one process (a cluster's closes its connection)."""
+
+    def wake_everyone(self) -> None:
+        """Wake every waiting request (news whose users and rooms are unknown)."""
+        for watch in self._watches.values():
+            for woken in watch.woken:
+                woken.set()
 
     def moved_since(self, known: Mapping[str, int]) -> bool:
         return any(self.positions.get(s, 0) > p for s, p in known.items())

@@ -162,6 +162,7 @@ from homeserver.cluster.forwarding import LocalSend
 from homeserver.cluster.invalidation import CacheInvalidations
 from homeserver.cluster.owners import route_room_writes
 from homeserver.cluster.roles import Duty, ProcessRoles
+from homeserver.cluster.wiring import make_notifier, stream_ids, typing_service
 from homeserver.cluster.worker_mode import name_responses, opens
 from homeserver.config import Config, parse_listen
 from homeserver.delayed_events.scheduler import DelayedEventScheduler
@@ -178,7 +179,6 @@ from homeserver.email.validation import EmailValidation
 from homeserver.ephemeral.common import StreamPublisher
 from homeserver.ephemeral.presence import PresenceService
 from homeserver.ephemeral.receipts import ReceiptService
-from homeserver.ephemeral.typing import TypingService
 from homeserver.erasure.content import ErasedContent
 from homeserver.erasure.redact_job import UserRedactions
 from homeserver.export.exporter import Exporter
@@ -201,7 +201,6 @@ from homeserver.media.thumbnailer import Thumbnailer
 from homeserver.media.upload import MediaUploader, UploadLimits
 from homeserver.metrics import Metrics
 from homeserver.mutual_rooms import MutualRooms
-from homeserver.notifier import Notifier
 from homeserver.oauth.authorization import AuthorizationRequests
 from homeserver.oauth.clients import OAuthClients
 from homeserver.oauth.device_flow import DeviceAuthorizations
@@ -325,7 +324,6 @@ from storage.server_keys import ServerKeyStore
 from storage.sessions import SessionStore
 from storage.sliding_sync import SlidingSyncStore
 from storage.state import StateStore
-from storage.streams import StreamIds
 from storage.sync import SyncStore
 from storage.thread_subscriptions import ThreadSubscriptionStore
 from storage.threepid_validation import ThreepidValidationStore
@@ -394,13 +392,13 @@ class HomeServer:
         self.metrics.watch_pool(
             lambda: (pool.get_size(), pool.get_idle_size(), pool.get_max_size())
         )
-        self.event_stream = StreamIds(pool, "events_stream")
+        self.notifier = await make_notifier(pool, config, self.roles.worker)
+        self.event_stream = stream_ids(pool, self.notifier, "events")
         await self.event_stream.start()
-        self.notifier = Notifier()
         self.notifier.notify("events", self.event_stream.current)
         self.duties = await DutyRunner.open(pool, self.roles, config.database.dsn)
         client_app = await self._build_client_app(pool)
-        if config.workers:
+        if config.cluster_mode:
             # Before serving: what this process caches from now on is kept true.
             await self.cache_invalidations.start(pool)
         client_app.on_cleanup.append(self.duties.close)
@@ -886,14 +884,14 @@ class HomeServer:
         filters = FilterService(FilterStore(pool))
         presence = PresenceService(
             PresenceStore(pool),
-            StreamPublisher("presence", StreamIds(pool, "presence_stream"), self.notifier),
+            StreamPublisher("presence", stream_ids(pool, self.notifier, "presence"), self.notifier),
         )
         await presence.start()
-        typing = TypingService(self.notifier, room_store, presence)
+        typing = await typing_service(pool, self.notifier, room_store, presence)
         typing.start()
         receipts = ReceiptService(
             ReceiptStore(pool),
-            StreamPublisher("receipts", StreamIds(pool, "receipts_stream"), self.notifier),
+            StreamPublisher("receipts", stream_ids(pool, self.notifier, "receipts"), self.notifier),
             room_store,
             account_data,
             presence,
@@ -946,14 +944,18 @@ class HomeServer:
         )
         to_device = ToDeviceService(
             ToDeviceStore(pool),
-            StreamPublisher("to_device", StreamIds(pool, "to_device_stream"), self.notifier),
+            StreamPublisher(
+                "to_device", stream_ids(pool, self.notifier, "to_device"), self.notifier
+            ),
             server_name=config.server_name,
             limits=config.request_limits,
         )
         await to_device.start()
         device_lists = DeviceListService(
             DeviceListStore(pool),
-            StreamPublisher("device_lists", StreamIds(pool, "device_lists_stream"), self.notifier),
+            StreamPublisher(
+                "device_lists", stream_ids(pool, self.notifier, "device_lists"), self.notifier
+            ),
         )
         await device_lists.start()
         sessions.add_device_listener(device_lists)
@@ -1811,6 +1813,9 @@ class HomeServer:
         if self.pipeline is not None:
             await self.pipeline.drain()
         await self.cache_invalidations.stop()
+        notifier = getattr(self, "notifier", None)
+        if notifier is not None:
+            await notifier.close()
         if self.pool is not None:
             await self.pool.close()
             self.pool = None

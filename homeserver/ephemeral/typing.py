@@ -96,7 +96,7 @@ class TypingService:
         loop = asyncio.get_running_loop()
         typists[user_id] = loop.call_later(timeout_ms / 1000, self._stopped, room_id, user_id)
         if previous is None:
-            self._advance(room_id)
+            self._advance(room_id, user_id)
         for listener in self._listeners:
             listener(room_id, user_id, True)
 
@@ -108,11 +108,12 @@ class TypingService:
         timer.cancel()
         if not typists:
             del self._typing[room_id]
-        self._advance(room_id)
+        self._advance(room_id, user_id)
         for listener in self._listeners:
             listener(room_id, user_id, False)
 
-    def _advance(self, room_id: str) -> None:
+    def _advance(self, room_id: str, user_id: str) -> None:
+        """The room's typing set changed (`user_id` started or stopped)."""
         self._position += 1
         self._changed[room_id] = self._position
         self._notifier.notify(STREAM, self._position, rooms=[room_id])

@@ -132,7 +132,10 @@ class ThreadSubscriptions:
                 )
             cause_stream = cause.stream_ordering
         try:
-            position = await self._store.subscribe(user_id, room_id, thread_root_id, cause_stream)
+            async with self._notifier.writing("account_data"):
+                position = await self._store.subscribe(
+                    user_id, room_id, thread_root_id, cause_stream
+                )
         except Conflict:
             raise MatrixError(
                 409,
@@ -147,7 +150,10 @@ class ThreadSubscriptions:
         # Every event received so far counts as seen by the unsubscription: an
         # automatic subscription they cause later is refused (MSC4306).
         events_position = self._notifier.positions.get("events", 0)
-        position = await self._store.unsubscribe(user_id, room_id, thread_root_id, events_position)
+        async with self._notifier.writing("account_data"):
+            position = await self._store.unsubscribe(
+                user_id, room_id, thread_root_id, events_position
+            )
         if position is not None:
             self._notifier.notify("account_data", position, users=[user_id])
 

@@ -71,6 +71,17 @@ class SyncService:
     def current_token(self) -> SyncToken:
         return SyncToken({s: self._notifier.positions.get(s, 0) for s in STREAMS})
 
+    def _now(self, since: SyncToken | None) -> SyncToken:
+        """Where the response ends. In a cluster a token from another process
+        can be a little ahead of this one's view: every position up to it is
+        committed (it was the least over every writer there), so the response
+        ends there, never before the token (which would repeat what the
+        client already has)."""
+        now = self.current_token()
+        if since is None or not self._notifier.shared:
+            return now
+        return SyncToken({s: max(now[s], since[s]) for s in STREAMS})
+
     async def sync(
         self,
         requester: Requester,
@@ -111,7 +122,7 @@ class SyncService:
     ) -> dict[str, Any]:
         deadline = time.monotonic() + min(timeout_ms, MAX_TIMEOUT_MS) / 1000
         while True:
-            now = self.current_token()
+            now = self._now(since)
             request = SyncRequest(
                 requester, since, now, filter, full_state, set_presence, state_after=state_after
             )

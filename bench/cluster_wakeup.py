@@ -1,0 +1,180 @@
+"""Benchmark: the /sync wake-up latency a cluster adds across processes.
+
+Two server processes of one deployment (cluster mode, instances "a" and "b")
+share one database. User B long-polls /sync; user A sends a message into a
+room they share; the figure is the time from the start of A's send to B's
+/sync returning with that event (checked in the response before it counts),
+B's next poll starting from the returned token. Measured with sender and
+poller on the same process (a -> a) and on different ones (a -> b), and, for
+reference, with one process outside cluster mode and one alone in cluster
+mode (no other writer to wait for), each on a database of its own.
+
+The database is HOMESERVER_TEST_DSN's server (a new database on it) or an
+embedded PostgreSQL in a temporary directory.
+
+Run: PYTHONPATH=$PWD .venv/bin/python bench/cluster_wakeup.py [--iterations 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import multiprocessing
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from _server import (
+    V3,
+    Client,
+    _create_database,
+    _database_url,
+    _make_key_files,
+    _serve,
+    percentile,
+    register,
+    server_config,
+    sync_path,
+)
+
+from storage.database import EmbeddedPostgres
+
+
+@contextlib.contextmanager
+def postgres() -> Iterator[str]:
+    """The admin DSN of a PostgreSQL server: the configured one or an embedded one."""
+    admin = os.environ.get("HOMESERVER_TEST_DSN")
+    if admin:
+        yield admin
+        return
+    with tempfile.TemporaryDirectory(prefix="bench-cluster-pg-") as pgdata:
+        embedded = EmbeddedPostgres(Path(pgdata))
+        try:
+            yield embedded.start()
+        finally:
+            embedded.stop()
+
+
+@contextlib.contextmanager
+def servers(admin: str, name: str, instances: list[str | None]) -> Iterator[list[int]]:
+    """Server processes on one new database (instance None: not in a
+    cluster); yields their client ports."""
+    dsn = _database_url(admin, name)
+    asyncio.run(_create_database(admin, name))
+    spawn = multiprocessing.get_context("spawn")
+    children = []
+    try:
+        with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as data_dir:
+            base = server_config(data_dir, dsn, 10)
+            keys = spawn.Process(target=_make_key_files, args=(base,))
+            keys.start()
+            keys.join()
+            ports = []
+            for instance in instances:
+                config = dict(base)
+                if instance is not None:
+                    config["cluster"] = {"enabled": True, "instance_name": instance}
+                parent, child = spawn.Pipe()
+                process = spawn.Process(target=_serve, args=(config, child))
+                process.start()
+                children.append((parent, process))
+                # One at a time: the first migrates the database.
+                ports.append(parent.recv())
+            yield ports
+    finally:
+        for parent, process in children:
+            if process.is_alive():
+                parent.send("exit")
+            process.join(timeout=60)
+        asyncio.run(_create_database(admin, name, drop=True))
+
+
+async def wakeups(sender_port: int, poller_port: int, iterations: int) -> list[float]:
+    async with aiohttp.ClientSession() as http:
+        sending = Client(http, f"http://127.0.0.1:{sender_port}")
+        polling = Client(http, f"http://127.0.0.1:{poller_port}")
+        suffix = f"{sender_port}_{poller_port}_{time.monotonic_ns()}"
+        alice, alice_token = await register(sending, f"alice_{suffix}")
+        bob, bob_token = await register(sending, f"bob_{suffix}")
+        room = await sending.call(
+            "POST", f"{V3}/createRoom", alice_token, {"invite": [bob], "preset": "private_chat"}
+        )
+        room_id = room["room_id"]
+        await sending.call("POST", f"{V3}/join/{room_id}", bob_token, {})
+        since = (await polling.call("GET", sync_path(), bob_token))["next_batch"]
+        latencies = []
+        for i in range(iterations):
+            poll = asyncio.create_task(
+                polling.call("GET", sync_path(since, timeout_ms=30_000), bob_token)
+            )
+            # Let the poll park (its first look finds nothing new).
+            await asyncio.sleep(0.02)
+            started = time.perf_counter()
+            await sending.call(
+                "PUT",
+                f"{V3}/rooms/{room_id}/send/m.room.message/t{i}",
+                alice_token,
+                {"msgtype": "m.text", "body": f"m{i}"},
+            )
+            while True:
+                response = await poll
+                since = response["next_batch"]
+                events = response.get("rooms", {}).get("join", {}).get(room_id, {})
+                bodies = [
+                    e["content"].get("body") for e in events.get("timeline", {}).get("events", [])
+                ]
+                if f"m{i}" in bodies:
+                    break
+                poll = asyncio.create_task(
+                    polling.call("GET", sync_path(since, timeout_ms=30_000), bob_token)
+                )
+            latencies.append(time.perf_counter() - started)
+        return latencies
+
+
+def line(name: str, values: list[float]) -> str:
+    ordered = sorted(values)
+    return (
+        f"{name:<34} p50 {percentile(ordered, 0.5) * 1000:6.2f} ms   "
+        f"p99 {percentile(ordered, 0.99) * 1000:6.2f} ms   (n={len(values)})"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--iterations", type=int, default=200)
+    args = parser.parse_args()
+    results: dict[str, Any] = {}
+    with postgres() as admin:
+        with servers(admin, f"bench_single_{os.getpid()}", [None]) as (port,):
+            asyncio.run(wakeups(port, port, 5))  # warm-up
+            results["one process, no cluster"] = asyncio.run(wakeups(port, port, args.iterations))
+        with servers(admin, f"bench_alone_{os.getpid()}", ["a"]) as (port,):
+            asyncio.run(wakeups(port, port, 5))
+            results["cluster mode, one process"] = asyncio.run(wakeups(port, port, args.iterations))
+        with servers(admin, f"bench_cluster_{os.getpid()}", ["a", "b"]) as (a, b):
+            asyncio.run(wakeups(a, b, 5))
+            # Interleaved rounds, so that a drift of the machine's load
+            # weighs on both figures alike.
+            same: list[float] = []
+            cross: list[float] = []
+            rounds = 4
+            for _ in range(rounds):
+                same += asyncio.run(wakeups(a, a, args.iterations // rounds))
+                cross += asyncio.run(wakeups(a, b, args.iterations // rounds))
+            results["cluster, same process (a -> a)"] = same
+            results["cluster, across processes (a -> b)"] = cross
+    for name, values in results.items():
+        print(line(name, values))
+    same_p50 = percentile(sorted(results["cluster, same process (a -> a)"]), 0.5)
+    cross_p50 = percentile(sorted(results["cluster, across processes (a -> b)"]), 0.5)
+    print(f"added across processes: p50 {(cross_p50 - same_p50) * 1000:+.2f} ms (goal: < 5 ms)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,59 @@
+"""What server.py builds differently when processes share the streams."""
+
+from __future__ import annotations
+
+import asyncpg
+
+from homeserver.cluster.notifier import ClusterNotifier
+from homeserver.cluster.stream_ids import ClusterStreamIds
+from homeserver.cluster.typing import SharedTypingService
+from homeserver.config import Config
+from homeserver.ephemeral.common import StreamPublisher
+from homeserver.ephemeral.typing import ActivityTracker, TypingService
+from homeserver.notifier import Notifier
+from storage.rooms import RoomStore
+from storage.streams import StreamIds
+from storage.typing import TypingStore
+
+# Every stream of a sync token and the sequence its positions come from.
+SEQUENCES = {
+    "events": "events_stream",
+    "account_data": "account_data_stream",
+    "receipts": "receipts_stream",
+    "to_device": "to_device_stream",
+    "presence": "presence_stream",
+    "typing": "typing_stream",
+    "device_lists": "device_lists_stream",
+}
+
+
+async def make_notifier(pool: asyncpg.Pool, config: Config, worker: str | None) -> Notifier:
+    """The in-process notifier, or in a cluster one fed across processes
+    (started: this process is registered as a writer of every stream, under
+    its worker's name, or `cluster.instance_name` when it runs no worker)."""
+    if not config.cluster_mode:
+        return Notifier()
+    assert config.database.dsn is not None  # Config.validate
+    instance = worker or config.cluster.instance_name
+    notifier = ClusterNotifier(pool, config.database.dsn, instance, SEQUENCES)
+    await notifier.start()
+    return notifier
+
+
+def stream_ids(pool: asyncpg.Pool, notifier: Notifier, stream: str) -> StreamIds | ClusterStreamIds:
+    """Where a stream's positions come from: blocks of the sequence in one
+    process, one `nextval` at a time next to other writers in a cluster."""
+    if isinstance(notifier, ClusterNotifier):
+        return ClusterStreamIds(pool, stream, SEQUENCES[stream], notifier)
+    return StreamIds(pool, SEQUENCES[stream])
+
+
+async def typing_service(
+    pool: asyncpg.Pool, notifier: Notifier, rooms: RoomStore, activity: ActivityTracker
+) -> TypingService:
+    """Typing in memory, or shared through the database in a cluster."""
+    if not isinstance(notifier, ClusterNotifier):
+        return TypingService(notifier, rooms, activity)
+    publisher = StreamPublisher("typing", stream_ids(pool, notifier, "typing"), notifier)
+    await publisher.start()
+    return SharedTypingService(notifier, rooms, activity, TypingStore(pool), publisher)
