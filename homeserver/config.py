@@ -659,6 +659,7 @@ class WorkerConfig:
     metrics_listen: str | None = None
 
 
+@attrs.frozen
 class ClusterConfig:
     """Several processes sharing one database as one server (homeserver/cluster/)."""
 
