@@ -15,6 +15,7 @@ from urllib.parse import quote
 
 import aiohttp
 import asyncpg
+import yaml
 
 from storage import stream_writers
 from tests.cluster.shared import bodies, create_room, pair, parked, send, sync, timed
@@ -103,8 +104,9 @@ async def test_a_killed_writer_process_does_not_stop_readers(
         f"127.0.0.1:{free_port()}",
     )
     assert code == 0, out
-    with config.open("a") as f:
-        f.write("\ncluster:\n  enabled: true\n  instance_name: doomed\n")
+    data = yaml.safe_load(config.read_text())
+    data["cluster"] = {"enabled": True, "instance_name": "doomed"}
+    config.write_text(yaml.safe_dump(data))
     a, b = await pair(server_factory)
     proc, _ = await start_process(config)
     try:
