@@ -829,7 +829,7 @@ class Config:
             self.email.validate()
         self.support.validate()
         self.cluster.validate()
-        if self.cluster_mode and self.database.dsn is None:
+        if self.cluster.enabled and self.database.dsn is None:
             raise ConfigError("cluster: the processes must share a database: set database.dsn")
         self._validate_federation()
         if self.ldap is not None:

@@ -1720,7 +1720,7 @@ class HomeServer:
                 sender.start,
                 sender.stop,
                 lease=shard.lease,
-                first_ask_after_s=shard.first_ask_after_s,
+                defer_to=shard.defer_to,
             )
 
     async def _start_appservice_delivery(

@@ -55,3 +55,15 @@ async def held(db: asyncpg.Pool | asyncpg.Connection, names: list[str]) -> set[s
         names,
     )
     return {r["name"] for r in rows}
+
+
+async def worker_connected(conn: asyncpg.Connection, application_name: str) -> bool:
+    """Whether a session named `application_name` is open on this database
+    (a worker of the deployment, which names its lease connections so)."""
+    return bool(
+        await conn.fetchval(
+            """SELECT EXISTS (SELECT 1 FROM pg_stat_activity
+                              WHERE datname = current_database() AND application_name = $1)""",
+            application_name,
+        )
+    )

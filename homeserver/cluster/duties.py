@@ -14,15 +14,20 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 from aiohttp import web
 
 from homeserver.cluster.lease import LeasedDuty
 from homeserver.cluster.roles import Duty, ProcessRoles
+from storage import leases
 from storage.database import create_pool
 
 logger = logging.getLogger(__name__)
+
+# Room in a worker's lease pool for the federation sender's shards.
+_MAX_SHARDS = 16
 
 Start = Callable[[], Awaitable[None] | None]
 Stop = Callable[[], Awaitable[None]]
@@ -41,10 +46,13 @@ class DutyRunner:
     @classmethod
     async def open(cls, pool: asyncpg.Pool, roles: ProcessRoles, dsn: str | None) -> DutyRunner:
         """A worker holds each lease on a connection of its own, from a pool
-        of its own: held leases must not starve the requests' pool."""
+        of its own: held leases must not starve the requests' pool. Its
+        sessions carry the worker's name, and one stays open while the
+        worker lives: the other workers see it there (`give_way`)."""
         if roles.worker is None or dsn is None:
             return cls(pool, roles, own_pool=False)
-        lease_pool = await create_pool(dsn, min_size=0, max_size=len(Duty))
+        named = _with_query(dsn, "application_name", session_name(roles.worker))
+        lease_pool = await create_pool(named, min_size=1, max_size=len(Duty) + _MAX_SHARDS)
         return cls(lease_pool, roles, own_pool=True)
 
     async def close(self, _: web.Application) -> None:
@@ -61,12 +69,13 @@ class DutyRunner:
         *,
         always_leased: bool = False,
         lease: str | None = None,
-        first_ask_after_s: float = 0.0,
+        defer_to: str | None = None,
     ) -> None:
         """Start `duty` here if this process has its role: at once when the
         process is alone (unless `always_leased`), else while it holds the
-        lease (named `lease`, by default the duty's name), asked for the
-        first time after `first_ask_after_s`."""
+        lease (named `lease`, by default the duty's name) and, if the duty
+        is another worker's own (`defer_to`), while that worker is not
+        connected to the database."""
         if not self._roles.runs(duty):
             logger.info("%s: not a duty of this worker's roles", duty.value)
             return
@@ -80,19 +89,11 @@ class DutyRunner:
 
             app.on_cleanup.append(stop_now)
             return
-        leased = _lease(self._pool, lease or duty.value, start, stop)
+        leased = _lease(self._pool, lease or duty.value, start, stop, defer_to)
         self.leases[leased.name] = leased
-
-        async def ask_later() -> None:
-            await asyncio.sleep(first_ask_after_s)
-            leased.start()
-
-        asking = asyncio.create_task(ask_later())
+        leased.start()
 
         async def give_up(_: web.Application) -> None:
-            asking.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await asking
             await leased.stop()
 
         app.on_cleanup.append(give_up)
@@ -102,7 +103,20 @@ class DutyRunner:
         return sorted(name for name, lease in self.leases.items() if lease.held.is_set())
 
 
-def _lease(pool: asyncpg.Pool, name: str, start: Start, stop: Stop) -> LeasedDuty:
+def session_name(worker: str) -> str:
+    """The application_name of a worker's lease sessions."""
+    return f"homeserver-worker/{worker}"
+
+
+def _with_query(dsn: str, key: str, value: str) -> str:
+    parts = urlsplit(dsn)
+    query = [(k, v) for k, v in parse_qsl(parts.query) if k != key] + [(key, value)]
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def _lease(
+    pool: asyncpg.Pool, name: str, start: Start, stop: Stop, defer_to: str | None
+) -> LeasedDuty:
     """A LeasedDuty for a start that may be a coroutine: it runs as a task
     that the stop waits for first."""
     starting: list[asyncio.Task[None]] = []
@@ -119,4 +133,11 @@ def _lease(pool: asyncpg.Pool, name: str, start: Start, stop: Stop) -> LeasedDut
                 await task
         await stop()
 
-    return LeasedDuty(pool, name, begin, end)
+    give_way = None
+    if defer_to is not None:
+        owner = session_name(defer_to)
+
+        async def give_way(conn: asyncpg.Connection) -> bool:
+            return await leases.worker_connected(conn, owner)
+
+    return LeasedDuty(pool, name, begin, end, give_way=give_way)

@@ -4,9 +4,11 @@ federation_sender workers by a stable hash, one leased duty per shard.
 With one federation_sender worker (or one process) there is one sender for
 every destination, reading from the one stored position as always. With n,
 shard i (named "i-of-n", its position its own) sends to the destinations
-whose hash falls to it; each worker asks first for the shard of its own
-rank and for the others only after `OTHERS_AFTER_S`, so shards spread one
-per worker when all are up, and a dead worker's shard is taken by another.
+whose hash falls to it. Shard i is the own shard of the i-th sender worker
+(by name): the others ask for it only while that worker has no session on
+the database, and give it back once it has one again, so shards spread one
+per worker whenever all are up, and a dead worker's shard is taken by
+another within seconds.
 """
 
 from __future__ import annotations
@@ -15,11 +17,7 @@ from collections.abc import Callable, Mapping
 
 import attrs
 
-from homeserver.cluster.lease import RETRY_S
 from homeserver.cluster.roles import ProcessRoles, Role, WorkerSpec, owner_of, workers_with
-
-# How long a worker leaves another's shard for its own worker to take.
-OTHERS_AFTER_S = 2 * RETRY_S + 1
 
 
 @attrs.frozen
@@ -28,8 +26,8 @@ class SenderShard:
     name: str | None
     lease: str
     owns: Callable[[str], bool] | None
-    # Seconds before this process first asks for the shard's lease.
-    first_ask_after_s: float
+    # The worker whose own shard it is, when that is not this process.
+    defer_to: str | None
 
 
 def shard_of(destination: str, count: int) -> int:
@@ -42,17 +40,16 @@ def sender_shards(workers: Mapping[str, WorkerSpec], roles: ProcessRoles) -> lis
     destination's shard whichever process it happens in)."""
     senders = workers_with(workers, Role.FEDERATION_SENDER)
     if roles.worker is None or len(senders) <= 1:
-        return [SenderShard(None, "federation-sender", None, 0.0)]
+        return [SenderShard(None, "federation-sender", None, None)]
     count = len(senders)
-    rank = senders.index(roles.worker) if roles.worker in senders else None
     return [
         SenderShard(
             f"{i}-of-{count}",
             f"federation-sender-{i}-of-{count}",
             _owner(i, count),
-            0.0 if i == rank else OTHERS_AFTER_S,
+            None if worker == roles.worker else worker,
         )
-        for i in range(count)
+        for i, worker in enumerate(senders)
     ]
 
 

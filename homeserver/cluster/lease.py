@@ -43,13 +43,18 @@ class LeasedDuty:
         *,
         retry_s: float = RETRY_S,
         check_s: float = CHECK_S,
+        give_way: Callable[[asyncpg.Connection], Awaitable[bool]] | None = None,
     ) -> None:
+        """`give_way`: asked on the lease's connection before each ask and
+        each check; while it says so, this process neither takes the lease
+        nor keeps it (a federation sender shard left to its own worker)."""
         self._pool = pool
         self.name = name
         self._start = start
         self._stop = stop
         self._retry_s = retry_s
         self._check_s = check_s
+        self._give_way = give_way
         self._task: asyncio.Task[None] | None = None
         # Set by `stop`: an error raised while the duty stops (which would
         # replace the cancellation) must not send the loop round again.
@@ -86,6 +91,8 @@ class LeasedDuty:
         lives, and stop it when the session or this task ends. A process
         that only asks keeps no connection between two asks."""
         async with self._pool.acquire() as conn:
+            if self._give_way is not None and await self._give_way(conn):
+                return
             if not await leases.try_hold(conn, self.name):
                 return
             logger.info("lease %s taken: starting its duty", self.name)
@@ -95,6 +102,9 @@ class LeasedDuty:
                 while True:
                     await asyncio.sleep(self._check_s)
                     await leases.still_connected(conn, self._check_s)
+                    if self._give_way is not None and await self._give_way(conn):
+                        logger.info("lease %s: giving way", self.name)
+                        return
             finally:
                 self.held.clear()
                 await self._stop()

@@ -17,6 +17,7 @@ import aiohttp
 import attrs
 import yaml
 
+from homeserver.cluster.roles import CLIENT_LISTENER_ROLES
 from homeserver.keyfiles import ensure_self_signed_certificate, ensure_signing_key
 from tests.test_process import free_port
 
@@ -137,7 +138,8 @@ def deployment(
     workers: dict[str, Worker] = {}
     section: dict[str, Any] = {}
     for name, worker_roles in roles.items():
-        client = f"127.0.0.1:{free_port()}"
+        answers_clients = bool(CLIENT_LISTENER_ROLES & set(worker_roles))
+        client = f"127.0.0.1:{free_port()}" if answers_clients else None
         federation = f"127.0.0.1:{free_port()}" if "federation_inbound" in worker_roles else None
         workers[name] = Worker(name, client, federation, f"127.0.0.1:{free_port()}")
         section[name] = {
@@ -169,9 +171,10 @@ def deployment(
 
 async def until(check: Callable[[], Any], within_s: float) -> Any:
     """Poll an async `check` until it returns something true."""
+    result = None
     for _ in range(int(within_s / 0.1)):
         result = await check()
         if result:
             return result
         await asyncio.sleep(0.1)
-    raise AssertionError("not within time")
+    raise AssertionError(f"not within {within_s} s (last: {result!r})")

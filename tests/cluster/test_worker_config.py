@@ -135,7 +135,7 @@ def test_owners_are_stable_and_spread():
 
 
 def test_destinations_are_sharded_over_the_sender_workers():
-    from homeserver.cluster.federation_shards import OTHERS_AFTER_S, sender_shards
+    from homeserver.cluster.federation_shards import sender_shards
 
     config = config_from_dict(
         data(
@@ -149,8 +149,9 @@ def test_destinations_are_sharded_over_the_sender_workers():
     _, roles = worker_process(config, "b")
     shards = sender_shards(config.workers, roles)
     assert [s.lease for s in shards] == [f"federation-sender-{i}-of-3" for i in range(3)]
-    # b (second by name) asks first for the second shard, later for the others.
-    assert [s.first_ask_after_s for s in shards] == [OTHERS_AFTER_S, 0.0, OTHERS_AFTER_S]
+    # The second shard is b's own (second by name); the others it leaves to
+    # their own workers while those are connected.
+    assert [s.defer_to for s in shards] == ["a", None, "c"]
     servers = [f"server{i}.example.org" for i in range(300)]
     owners = [[s.owns(d) for s in shards if s.owns] for d in servers]
     assert all(sum(flags) == 1 for flags in owners)  # each destination in one shard

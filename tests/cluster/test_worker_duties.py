@@ -5,6 +5,7 @@ and PostgreSQL's lock table."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import aiohttp
@@ -59,16 +60,29 @@ async def test_duties_by_role_and_failover_by_sigkill(database: str, tmp_path: P
             after = await leases.holder(conn, "retention-purge")
             assert after not in (None, before)
             assert (await cluster.duties())["front"] == ["appservice-sender"]
+
+            # Back again, the worker gets its own shard of the destinations
+            # back (the other gives way once it sees its session).
+            await cluster.start(holder)
+
+            async def shard_back() -> bool:
+                now = await cluster.duties()
+                return SHARDS[holder] in now[holder] and SHARDS[holder] not in now[other]
+
+            await until(shard_back, 15)
         finally:
             await conn.close()
     finally:
         await cluster.stop()
 
 
-async def test_worker_header_and_internal_api_secret(database: str, tmp_path: Path):
-    cluster = deployment(database, tmp_path / "data", {"solo": ROLES["front"] + ROLES["bg1"]})
+async def test_worker_header_internal_api_and_a_worker_without_listeners(
+    database: str, tmp_path: Path
+):
+    roles = {"solo": ROLES["front"] + ["background"], "quiet": ["federation_sender"]}
+    cluster = deployment(database, tmp_path / "data", roles)
     try:
-        await cluster.start("solo")
+        await cluster.start("solo", "quiet")
         worker = cluster.workers["solo"]
         async with aiohttp.ClientSession() as http:
             async with http.get(f"http://{worker.client}/_matrix/client/versions") as resp:
@@ -89,5 +103,25 @@ async def test_worker_header_and_internal_api_secret(database: str, tmp_path: Pa
                 assert resp.status == 404
         status = await cluster.status("solo")
         assert status["worker"] == "solo"
+
+        # The one sender worker, with no client or federation listener: it
+        # holds the sender (one shard: every destination) and stops cleanly.
+        async def own_shards() -> dict[str, list[str]] | None:
+            held = await cluster.duties()
+            shards = {n: [d for d in held[n] if d.startswith("federation-sender")] for n in held}
+            wanted = {"quiet": ["federation-sender"], "solo": []}
+            seen.append(shards)
+            return shards if shards == wanted else None
+
+        seen: list[dict[str, list[str]]] = []
+
+        try:
+            await until(own_shards, 20)
+        except AssertionError:
+            raise AssertionError(f"shards held: {seen[-1]}") from None
+        quiet = cluster.workers["quiet"].proc
+        assert quiet is not None
+        quiet.terminate()
+        assert await asyncio.wait_for(quiet.wait(), 15) == 0
     finally:
         await cluster.stop()

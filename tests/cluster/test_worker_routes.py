@@ -23,7 +23,7 @@ from homeserver.cluster.roles import Role
 from homeserver.cluster.routes import Listener, declared_endpoints, route_table, sample_path
 from homeserver.config import load_config
 from tests.cluster.deployment import ALL_ROLES, deployment
-from tests.test_process import run_cli
+from tests.test_process import free_port, run_cli
 
 NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
 needs_nginx = pytest.mark.skipif(
@@ -207,3 +207,33 @@ async def test_two_workers_behind_nginx_answer_on_the_right_worker(database: str
             nginx.terminate()
             await nginx.wait()
         await cluster.stop()
+
+
+async def test_the_table_covers_every_route_a_running_server_serves(server_factory):
+    """Against the routes aiohttp really has (OAuth on, whose endpoints are
+    mounted only then): the table and what is served are the same set."""
+    port = free_port()
+    hs = await server_factory(
+        client_listen=f"127.0.0.1:{port}",
+        public_baseurl=f"http://127.0.0.1:{port}/",
+        oauth={"enabled": True},
+    )
+    table = {
+        # aiohttp's canonical form leaves out a parameter's regex.
+        (route.listener, route.method, re.sub(r"\{(\w+):[^{}]*\}", r"{\1}", path))
+        for route in route_table()
+        for path in route.paths
+    }
+    served = set()
+    for runner in hs.server._runners:
+        paths = {resource.canonical for resource in runner.app.router.resources()}
+        if "/metrics" in paths:
+            continue
+        listener = Listener.FEDERATION if "/_matrix/key/v2/server" in paths else Listener.CLIENT
+        for route in runner.app.router.routes():
+            if route.method in ("HEAD", "OPTIONS") or route.resource is None:
+                continue
+            served.add((listener, route.method, route.resource.canonical))
+    assert len(served) > 300
+    assert served - table == set()
+    assert table - served == set()
