@@ -17,7 +17,7 @@ import aiohttp
 import attrs
 import yaml
 
-from homeserver.cluster.roles import CLIENT_LISTENER_ROLES
+from homeserver.cluster.roles import CLIENT_LISTENER_ROLES, owner_of
 from homeserver.keyfiles import ensure_self_signed_certificate, ensure_signing_key
 from tests.test_process import free_port
 
@@ -178,3 +178,61 @@ async def until(check: Callable[[], Any], within_s: float) -> Any:
             return result
         await asyncio.sleep(0.1)
     raise AssertionError(f"not within {within_s} s (last: {result!r})")
+
+
+class DeploymentClient:
+    """Client requests to a chosen worker's own listener."""
+
+    def __init__(self, http: aiohttp.ClientSession, cluster: Deployment, database: str) -> None:
+        self.http = http
+        self.cluster = cluster
+        self.database = database
+
+    async def call(
+        self, worker: str, method: str, path: str, token: str | None = None, body: Any = None
+    ) -> tuple[int, dict[str, Any]]:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        url = f"http://{self.cluster.workers[worker].client}/_matrix/client/v3{path}"
+        async with self.http.request(method, url, json=body, headers=headers) as resp:
+            return resp.status, await resp.json()
+
+    async def register(self, worker: str, name: str) -> str:
+        status, body = await self.call(
+            worker,
+            "POST",
+            "/register",
+            body={"username": name, "password": "pw-" + name, "auth": {"type": "m.login.dummy"}},
+        )
+        assert status == 200, body
+        return body["access_token"]
+
+    async def room_owned_by(
+        self, worker: str, via: str, token: str, persisters: Sequence[str]
+    ) -> str:
+        """A new public room whose owner (while `persisters` are up) is `worker`."""
+        for _ in range(40):
+            status, body = await self.call(
+                via, "POST", "/createRoom", token, {"preset": "public_chat"}
+            )
+            assert status == 200, body
+            if owner_of(body["room_id"], persisters) == worker:
+                return body["room_id"]
+        raise AssertionError(f"no room owned by {worker}")
+
+    async def send(self, worker: str, token: str, room_id: str, body: str, txn: str) -> str:
+        status, answer = await self.call(
+            worker,
+            "PUT",
+            f"/rooms/{room_id}/send/m.room.message/{txn}",
+            token,
+            {"msgtype": "m.text", "body": body},
+        )
+        assert status == 200, answer
+        return answer["event_id"]
+
+    async def bodies(self, worker: str, token: str, room_id: str) -> list[str]:
+        status, answer = await self.call(
+            worker, "GET", f"/rooms/{room_id}/messages?dir=f&limit=1000", token
+        )
+        assert status == 200, answer
+        return [e["content"]["body"] for e in answer["chunk"] if e["type"] == "m.room.message"]

@@ -14,65 +14,10 @@ import aiohttp
 import asyncpg
 import pytest
 
-from homeserver.cluster.roles import owner_of
-from tests.cluster.deployment import ALL_ROLES, Deployment, deployment, until
+from tests.cluster.deployment import ALL_ROLES, DeploymentClient, deployment, until
 
 ROLES = {"p1": list(ALL_ROLES), "p2": ["client", "event_persister"]}
 PERSISTERS = ["p1", "p2"]
-
-
-class Client:
-    def __init__(self, http: aiohttp.ClientSession, cluster: Deployment, database: str) -> None:
-        self.http = http
-        self.cluster = cluster
-        self.database = database
-
-    async def call(
-        self, worker: str, method: str, path: str, token: str | None = None, body: Any = None
-    ) -> tuple[int, dict[str, Any]]:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        url = f"http://{self.cluster.workers[worker].client}/_matrix/client/v3{path}"
-        async with self.http.request(method, url, json=body, headers=headers) as resp:
-            return resp.status, await resp.json()
-
-    async def register(self, worker: str, name: str) -> str:
-        status, body = await self.call(
-            worker,
-            "POST",
-            "/register",
-            body={"username": name, "password": "pw-" + name, "auth": {"type": "m.login.dummy"}},
-        )
-        assert status == 200, body
-        return body["access_token"]
-
-    async def room_owned_by(self, worker: str, via: str, token: str) -> str:
-        """A new public room whose owner (while both persisters are up) is `worker`."""
-        for _ in range(40):
-            status, body = await self.call(
-                via, "POST", "/createRoom", token, {"preset": "public_chat"}
-            )
-            assert status == 200, body
-            if owner_of(body["room_id"], PERSISTERS) == worker:
-                return body["room_id"]
-        raise AssertionError(f"no room owned by {worker}")
-
-    async def send(self, worker: str, token: str, room_id: str, body: str, txn: str) -> str:
-        status, answer = await self.call(
-            worker,
-            "PUT",
-            f"/rooms/{room_id}/send/m.room.message/{txn}",
-            token,
-            {"msgtype": "m.text", "body": body},
-        )
-        assert status == 200, answer
-        return answer["event_id"]
-
-    async def bodies(self, worker: str, token: str, room_id: str) -> list[str]:
-        status, answer = await self.call(
-            worker, "GET", f"/rooms/{room_id}/messages?dir=f&limit=1000", token
-        )
-        assert status == 200, answer
-        return [e["content"]["body"] for e in answer["chunk"] if e["type"] == "m.room.message"]
 
 
 @pytest.fixture
@@ -81,7 +26,7 @@ async def cluster(database: str, tmp_path: Path) -> Any:
     await running.start("p1", "p2")
     try:
         async with aiohttp.ClientSession() as http:
-            yield Client(http, running, database)
+            yield DeploymentClient(http, running, database)
     finally:
         await running.stop()
 
@@ -90,7 +35,7 @@ async def test_writes_at_the_owner_and_caches_kept_true(cluster):
     """One deployment for several checks: starting one costs seconds."""
     alice = await cluster.register("p1", "alice")
     bob = await cluster.register("p1", "bob")
-    room_id = await cluster.room_owned_by("p2", "p1", alice)
+    room_id = await cluster.room_owned_by("p2", "p1", alice, PERSISTERS)
     taken = (await cluster.cluster.status("p2"))["forwarded_sends_taken"]
 
     # A send through p1 runs at p2, the owner.
@@ -164,7 +109,7 @@ async def test_writes_at_the_owner_and_caches_kept_true(cluster):
 
 async def test_a_killed_owners_rooms_are_written_by_another(cluster):
     token = await cluster.register("p1", "alice")
-    room_id = await cluster.room_owned_by("p2", "p1", token)
+    room_id = await cluster.room_owned_by("p2", "p1", token, PERSISTERS)
     await cluster.send("p1", token, room_id, "before", "t-before")
     await cluster.cluster.kill("p2")
     # p1 learns that p2 is gone (its liveness lease freed with its session)
