@@ -823,6 +823,7 @@ class HomeServer:
             thread_subscriptions=thread_subscriptions,
         )
         self.pipeline.add_transaction_hook(push_notifier.in_transaction)
+        push_rules.add_listener(push_notifier.user_changed)
         carry_over = UpgradeCarryOver(
             push_rules, account_data, account_data_store, events, server_name=config.server_name
         )
@@ -857,6 +858,7 @@ class HomeServer:
         )
         await receipts.start()
         pusher_store = PusherStore(pool)
+        pusher_store.add_put_listener(push_notifier.user_changed)
         push_sender = PushSender(
             pusher_store,
             push_store,

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
 from canonicaljson import encode_canonical_json
@@ -23,7 +23,7 @@ from canonicaljson import encode_canonical_json
 from homeserver.account_data import AccountDataService
 from homeserver.errors import MatrixError, bad_json, invalid_param, missing_param, not_found
 from homeserver.push.default_rules import default_push_rules
-from homeserver.push.evaluator import RULE_KINDS, CompiledRuleset
+from homeserver.push.evaluator import COMMON_USER, RULE_KINDS, CompiledRuleset
 from homeserver.sync.filter import event_allowed
 from homeserver.sync.response import SyncRequest
 from storage.events import RoomWriter
@@ -153,6 +153,19 @@ class PushRulesService:
         # Counts changes, so that a load that read the rules before a change
         # committed does not put them back into the cache after it.
         self._changes = 0
+        # The default rules, as evaluate_common takes them.
+        self._default = CompiledRuleset(
+            merge_rules(COMMON_USER, (), thread_subscriptions=thread_subscription_rules)
+        )
+        self._listeners: list[Callable[[str], None]] = []
+
+    def add_listener(self, listener: Callable[[str], None]) -> None:
+        """Call `listener(user_id)` when a user's rules change."""
+        self._listeners.append(listener)
+
+    def default_compiled(self) -> CompiledRuleset:
+        """The server-default rules of a user who changed none."""
+        return self._default
 
     # --- reading ---------------------------------------------------------------
 
@@ -334,6 +347,8 @@ class PushRulesService:
         """Forget the cached ruleset and tell the user's clients through /sync."""
         self._changes += 1
         self._cache.pop(user_id, None)
+        for listener in self._listeners:
+            listener(user_id)
         ruleset = await self.ruleset(user_id)
         await self._account_data.put_unchecked(user_id, "", PUSH_RULES_TYPE, {"global": ruleset})
 
