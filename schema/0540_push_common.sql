@@ -42,10 +42,12 @@ CREATE TABLE push_member_spans (
 CREATE UNIQUE INDEX push_member_spans_open ON push_member_spans (user_id, room_id)
     WHERE left_at IS NULL;
 
--- The spans of the members joined now, from their current membership event
--- (what the unread counts already start from); earlier spans have no common
--- rows to show.
+-- The spans of the local members joined now, from their current membership
+-- event (what the unread counts already start from); earlier spans have no
+-- common rows to show.
 INSERT INTO push_member_spans (user_id, room_id, joined_at)
 SELECT cs.state_key, cs.room_id, e.stream_ordering
-FROM current_state cs JOIN events e ON e.event_id = cs.event_id
+FROM current_state cs
+JOIN events e ON e.event_id = cs.event_id
+JOIN users u ON u.user_id = cs.state_key
 WHERE cs.type = 'm.room.member' AND cs.membership = 'join';

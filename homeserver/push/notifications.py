@@ -240,10 +240,11 @@ class PushNotifier:
         subscribers = None
         if thread_id != MAIN_THREAD:
             # One query, only for events in a thread; subscribers are singled out.
-            subscribers = await self._thread_subscriptions.subscribers(
-                event.room_id, thread_id, room.member_ids, writer
+            everyone = await self._thread_subscriptions.subscribers(
+                event.room_id, thread_id, None, writer
             )
-            special.update(u for u in subscribers if u in room.member_ids and u != event.sender)
+            subscribers = frozenset(u for u in everyone if u in room.member_ids)
+            special |= subscribers - {event.sender}
             common_count = members_notified - len(special & room.member_ids)
         facts = RoomFacts(
             member_count=room.joined_count,
@@ -258,7 +259,7 @@ class PushNotifier:
             if outcome is not None and outcome.notify:
                 common = outcome
         names = room.names()
-        rulesets = await self._rules.compiled(sorted(special), writer)
+        rulesets = await self._rules.compiled(list(special), writer)
         recipients = []
         for user_id in special:
             name = names.get(user_id)
