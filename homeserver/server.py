@@ -862,6 +862,10 @@ class HomeServer:
             thread_subscriptions=thread_subscriptions,
         )
         self.pipeline.add_transaction_hook(push_notifier.in_transaction)
+        push_rules.add_listener(push_notifier.user_changed)
+        # Rule and pusher changes of other processes reach user_changed through
+        # their caches' invalidations; missed ones (a lost channel) through this.
+        shared.register("push_room_facts", lambda _key: None, push_notifier.forget_rooms)
         carry_over = UpgradeCarryOver(
             push_rules, account_data, account_data_store, events, server_name=config.server_name
         )
@@ -899,6 +903,7 @@ class HomeServer:
         await receipts.start()
         pusher_store = PusherStore(pool)
         pusher_store.share_invalidations(shared)
+        pusher_store.add_put_listener(push_notifier.user_changed)
         push_sender = PushSender(
             pusher_store,
             push_store,

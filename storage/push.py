@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 import asyncpg
@@ -39,6 +39,23 @@ class NewNotification:
     stream_ordering: int
     event_id: str
     thread_id: str
+    highlight: bool
+    actions_json: str
+    # False: a row saying the user is not notified, overriding the event's
+    # common row (CommonNotification) for them.
+    notify: bool = True
+
+
+@attrs.frozen
+class CommonNotification:
+    """The outcome of an event for every local member without a row of their
+    own for it (see schema/0540_push_common.sql)."""
+
+    room_id: str
+    stream_ordering: int
+    event_id: str
+    thread_id: str
+    sender: str
     highlight: bool
     actions_json: str
 
@@ -102,9 +119,11 @@ SELECT
 """
 
 
-# The main timeline and the threads are counted apart: the main timeline is one
-# index range from its read position; threads are the range after the
-# unthreaded receipt, less what their own receipts acknowledge.
+# The main timeline and the threads are counted apart: the main timeline is
+# counted from its read position; threads from the unthreaded receipt, less
+# what their own receipts acknowledge. A room's notifications are the user's
+# own rows that notify, and the room's common rows that the user did not send
+# and has no own row for.
 _UNREAD = """
 WITH read AS (
     SELECT * FROM unnest($2::text[], $3::bigint[], $4::bigint[]) AS r(room_id, unthreaded, main)
@@ -112,29 +131,55 @@ WITH read AS (
     -- Nothing before the user's membership event counts (like Synapse: an
     -- invite is no unread message once they have joined).
     SELECT r.room_id, greatest(r.unthreaded, m.stream_ordering) AS unthreaded,
-           greatest(r.main, m.stream_ordering) AS main
+           greatest(r.main, m.stream_ordering) AS main,
+           coalesce(cs.membership = 'join', FALSE) AS joined
     FROM read r
     LEFT JOIN current_state cs
       ON cs.room_id = r.room_id AND cs.type = 'm.room.member' AND cs.state_key = $1
     LEFT JOIN events m ON m.event_id = cs.event_id
 ), thread_reads AS (
     SELECT * FROM unnest($5::text[], $6::text[], $7::bigint[]) AS t(room_id, thread_id, upto)
+), notified AS (
+    -- The user's own rows: the main timeline and the threads as two index ranges.
+    SELECT r.room_id, n.thread_id, n.stream_ordering, n.highlight
+    FROM rooms r
+    JOIN event_push_notifications n
+      ON n.user_id = $1 AND n.room_id = r.room_id AND n.thread_id = ''
+     AND n.stream_ordering > r.main AND n.stream_ordering <= $8
+    WHERE n.notify
+    UNION ALL
+    SELECT r.room_id, n.thread_id, n.stream_ordering, n.highlight
+    FROM rooms r
+    JOIN event_push_notifications n
+      ON n.user_id = $1 AND n.room_id = r.room_id AND n.thread_id > ''
+     AND n.stream_ordering > r.unthreaded AND n.stream_ordering <= $8
+    WHERE n.notify
+    UNION ALL
+    SELECT r.room_id, c.thread_id, c.stream_ordering, c.highlight
+    FROM rooms r
+    JOIN event_push_common c
+      ON c.room_id = r.room_id
+     AND c.stream_ordering > r.unthreaded AND c.stream_ordering <= $8
+    -- Common rows are for members: a room left or only invited to has none.
+    WHERE r.joined AND c.sender <> $1
+      AND NOT EXISTS (
+          SELECT 1 FROM event_push_notifications o
+          WHERE o.user_id = $1 AND o.room_id = c.room_id AND o.thread_id = c.thread_id
+            AND o.stream_ordering = c.stream_ordering)
 )
 SELECT n.room_id, n.thread_id, count(*) AS notifications,
        count(*) FILTER (WHERE n.highlight) AS highlights
-FROM rooms r
-JOIN event_push_notifications n
-  ON n.user_id = $1 AND n.room_id = r.room_id AND n.thread_id = ''
- AND n.stream_ordering > r.main AND n.stream_ordering <= $8
+FROM notified n
+JOIN rooms r ON r.room_id = n.room_id
+WHERE n.thread_id = '' AND n.stream_ordering > r.main
 GROUP BY n.room_id, n.thread_id
 UNION ALL
 SELECT n.room_id, n.thread_id, count(*), count(*) FILTER (WHERE n.highlight)
-FROM rooms r
-JOIN event_push_notifications n
-  ON n.user_id = $1 AND n.room_id = r.room_id AND n.thread_id > ''
- AND n.stream_ordering > r.unthreaded AND n.stream_ordering <= $8
+FROM notified n
+JOIN rooms r ON r.room_id = n.room_id
 LEFT JOIN thread_reads t ON t.room_id = n.room_id AND t.thread_id = n.thread_id
-WHERE t.upto IS NULL OR n.stream_ordering > t.upto
+WHERE n.thread_id > '' AND n.stream_ordering > r.unthreaded
+  AND (t.upto IS NULL OR n.stream_ordering > t.upto)
 GROUP BY n.room_id, n.thread_id
 """
 
@@ -316,11 +361,12 @@ class PushStore:
             index.append(events.setdefault(key, len(events) + 1))
         await (conn or self._pool).execute(
             """INSERT INTO event_push_notifications
-                   (user_id, room_id, stream_ordering, event_id, thread_id, highlight, actions)
+                   (user_id, room_id, stream_ordering, event_id, thread_id, highlight, actions,
+                    notify)
                SELECT r.user_id, e.room_id, e.stream_ordering, e.event_id, e.thread_id,
-                      r.highlight, r.actions
-               FROM unnest($1::text[], $2::bool[], $3::text[], $4::int[])
-                    AS r(user_id, highlight, actions, i)
+                      r.highlight, r.actions, r.notify
+               FROM unnest($1::text[], $2::bool[], $3::text[], $4::int[], $9::bool[])
+                    AS r(user_id, highlight, actions, i, notify)
                JOIN unnest($5::text[], $6::bigint[], $7::text[], $8::text[]) WITH ORDINALITY
                     AS e(room_id, stream_ordering, event_id, thread_id, i) USING (i)""",
             [n.user_id for n in notifications],
@@ -331,7 +377,72 @@ class PushStore:
             [k[1] for k in events],
             [k[2] for k in events],
             [k[3] for k in events],
+            [n.notify for n in notifications],
         )
+
+    async def add_common(
+        self, common: CommonNotification, conn: asyncpg.Connection | None = None
+    ) -> None:
+        """Write an event's common notification row."""
+        await (conn or self._pool).execute(
+            """INSERT INTO event_push_common
+                   (room_id, stream_ordering, event_id, thread_id, sender, highlight, actions)
+               VALUES ($1, $2, $3, $4, $5, $6, $7)""",
+            common.room_id,
+            common.stream_ordering,
+            common.event_id,
+            common.thread_id,
+            common.sender,
+            common.highlight,
+            common.actions_json,
+        )
+
+    async def with_own_outcome(
+        self, user_ids: Collection[str], conn: asyncpg.Connection | None = None
+    ) -> tuple[set[str], set[str]]:
+        """(those of these users with push rules of their own (any stored rule
+        row), those with a pusher): their notifications are evaluated and
+        written per user. One query."""
+        if not user_ids:
+            return set(), set()
+        rows = await (conn or self._pool).fetch(
+            """SELECT user_id, FALSE AS pusher FROM push_rules WHERE user_id = ANY($1::text[])
+               UNION
+               SELECT user_id, TRUE FROM pushers WHERE user_id = ANY($1::text[])""",
+            list(user_ids),
+        )
+        ruled = {r["user_id"] for r in rows if not r["pusher"]}
+        return ruled, {r["user_id"] for r in rows if r["pusher"]}
+
+    async def membership_changed(
+        self,
+        room_id: str,
+        joined: Sequence[str],
+        left: Sequence[str],
+        stream_ordering: int,
+        conn: asyncpg.Connection,
+    ) -> None:
+        """Open the spans of membership of the users who are now joined (a span
+        already open stays as it is) and close those of the users who are not
+        any more: GET /notifications lists a room's common rows inside the
+        user's spans."""
+        if joined:
+            await conn.execute(
+                """INSERT INTO push_member_spans (user_id, room_id, joined_at)
+                   SELECT u, $2, $3 FROM unnest($1::text[]) AS u
+                   ON CONFLICT DO NOTHING""",
+                list(joined),
+                room_id,
+                stream_ordering,
+            )
+        if left:
+            await conn.execute(
+                """UPDATE push_member_spans SET left_at = $3
+                   WHERE user_id = ANY($1::text[]) AND room_id = $2 AND left_at IS NULL""",
+                list(left),
+                room_id,
+                stream_ordering,
+            )
 
     async def unread_counts(
         self, user_id: str, read: Mapping[str, ReadUpTo], upto: int

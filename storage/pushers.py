@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import asyncpg
@@ -85,6 +85,37 @@ WHERE cs.room_id = $1
 """
 
 
+# GET /notifications: the user's own rows that notify, merged in stream order
+# with the common rows of the rooms they were joined to when they were sent
+# (their membership spans), that they did not send and have no own row for.
+# Each side is an index range read newest first, at most `limit` long.
+_NOTIFICATIONS = """
+(SELECT room_id, event_id, stream_ordering, thread_id, actions, ts
+ FROM event_push_notifications
+ WHERE user_id = $1 AND notify AND ($2::bigint IS NULL OR stream_ordering < $2)
+   AND (NOT $3 OR highlight)
+ ORDER BY stream_ordering DESC LIMIT $4)
+UNION ALL
+(SELECT c.room_id, c.event_id, c.stream_ordering, c.thread_id, c.actions, c.ts
+ FROM push_member_spans s
+ CROSS JOIN LATERAL (
+     SELECT * FROM event_push_common c
+     WHERE c.room_id = s.room_id AND c.stream_ordering > s.joined_at
+       AND (s.left_at IS NULL OR c.stream_ordering < s.left_at)
+       AND ($2::bigint IS NULL OR c.stream_ordering < $2)
+       AND (NOT $3 OR c.highlight) AND c.sender <> $1
+       AND NOT EXISTS (
+           SELECT 1 FROM event_push_notifications o
+           WHERE o.user_id = $1 AND o.room_id = c.room_id AND o.thread_id = c.thread_id
+             AND o.stream_ordering = c.stream_ordering)
+     ORDER BY c.stream_ordering DESC LIMIT $4
+ ) c
+ WHERE s.user_id = $1 AND ($2::bigint IS NULL OR s.joined_at < $2)
+ ORDER BY c.stream_ordering DESC LIMIT $4)
+ORDER BY stream_ordering DESC LIMIT $4
+"""
+
+
 # Users known to have no pusher, kept so that the events notifying them (most
 # users, on a server whose users are on the web) look no pusher up.
 _WITHOUT_PUSHERS_KEPT = 100_000
@@ -103,6 +134,13 @@ class PusherStore:
         # one learns nothing from its answer.
         self._puts = 0
         self._shared: SharedCaches | None = None
+        self._put_listeners: list[Callable[[str], None]] = []
+
+    def add_put_listener(self, listener: Callable[[str], None]) -> None:
+        """Call `listener(user_id)` before a user's pusher is written, and when
+        another process of a deployment wrote one (the push notifier then
+        evaluates that user's notifications individually)."""
+        self._put_listeners.append(listener)
 
     async def for_user(self, user_id: str) -> list[Pusher]:
         rows = await self._pool.fetch(
@@ -152,6 +190,8 @@ class PusherStore:
     def _forget(self, user_id: str) -> None:
         self._puts += 1
         self._without.pop(user_id, None)
+        for listener in self._put_listeners:
+            listener(user_id)
 
     def _forget_all(self) -> None:
         self._puts += 1
@@ -236,17 +276,7 @@ class PusherStore:
     ) -> list[StoredNotification]:
         """The user's notifications before stream position `before` (None:
         from the newest), newest first."""
-        rows = await self._pool.fetch(
-            """SELECT room_id, event_id, stream_ordering, thread_id, actions, ts
-               FROM event_push_notifications
-               WHERE user_id = $1 AND ($2::bigint IS NULL OR stream_ordering < $2)
-                 AND (NOT $3 OR highlight)
-               ORDER BY stream_ordering DESC LIMIT $4""",
-            user_id,
-            before,
-            only_highlight,
-            limit,
-        )
+        rows = await self._pool.fetch(_NOTIFICATIONS, user_id, before, only_highlight, limit)
         return [
             StoredNotification(
                 r["room_id"],

@@ -112,7 +112,12 @@ class RetentionStore:
                 list(pruned.values()),
             )
             purged = [r["event_id"] for r in rows]
-            for table in ("event_search", "event_push_notifications", "event_expiry"):
+            for table in (
+                "event_search",
+                "event_push_notifications",
+                "event_push_common",
+                "event_expiry",
+            ):
                 await conn.execute(f"DELETE FROM {table} WHERE event_id = ANY($1)", purged)
         return purged
 

@@ -137,16 +137,16 @@ class ThreadSubscriptionStore:
         self,
         room_id: str,
         thread_root_id: str,
-        user_ids: Collection[str],
+        user_ids: Collection[str] | None,
         conn: asyncpg.Connection | None = None,
     ) -> frozenset[str]:
-        """Those of `user_ids` subscribed to the thread."""
+        """Those of `user_ids` (None: of anyone) subscribed to the thread."""
         rows = await (conn or self._pool).fetch(
             """SELECT user_id FROM thread_subscriptions
                WHERE room_id = $1 AND thread_root_id = $2 AND subscribed
-                 AND user_id = ANY($3::text[])""",
+                 AND ($3::text[] IS NULL OR user_id = ANY($3::text[]))""",
             room_id,
             thread_root_id,
-            list(user_ids),
+            list(user_ids) if user_ids is not None else None,
         )
         return frozenset(r["user_id"] for r in rows)

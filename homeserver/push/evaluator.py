@@ -4,6 +4,10 @@ Pure and synchronous. A ruleset is compiled once (globs become regexes,
 dotted keys become paths) and then evaluated for many events; everything the
 conditions need about the room arrives in a `RoomFacts` value that the caller
 loads once per event for all of the room's users.
+
+Over 600 lines because the three ways of evaluating (one ruleset, many users
+through templates, the common outcome of the members nothing singles out)
+share the compiled conditions and templates, which stay private here.
 """
 
 from __future__ import annotations
@@ -655,3 +659,34 @@ def evaluate_many(
             if not remaining:
                 break
     return found
+
+
+# A user id that no condition of the default rules names, nor any body holds.
+COMMON_USER: Final = "@\x00:\x00"
+
+
+def evaluate_common(
+    event: Mapping[str, Any], facts: RoomFacts, rules: CompiledRuleset
+) -> RuleOutcome | None:
+    """The outcome of `rules` (the server defaults of COMMON_USER) for a member whom no
+    condition on a user's own id, localpart or display name holds for, and
+    who is not subscribed to the event's thread: the outcome of every such
+    member with the default rules, computed once (push/notifications.py
+    finds the members something does single out)."""
+    content = event.get("content")
+    has_mentions = isinstance(content, dict) and "m.mentions" in content
+    shared: dict[Any, bool] = {}
+    for rule in rules.template(COMMON_USER).rules:
+        if has_mentions and rule.legacy_mention:
+            continue
+        if not _all_hold(rule.shared, event, facts, None, shared):
+            continue
+        # Only "not subscribed to the thread" holds for such a member.
+        if all(
+            b.kind == THREAD_SUBSCRIPTION
+            and not b.subscribed
+            and facts.thread_subscribers is not None
+            for b in rule.bound
+        ):
+            return rule.outcome
+    return None

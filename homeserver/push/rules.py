@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
 from canonicaljson import encode_canonical_json
@@ -24,7 +24,7 @@ from homeserver.account_data import AccountDataService
 from homeserver.cluster.invalidation import CacheInvalidations
 from homeserver.errors import MatrixError, bad_json, invalid_param, missing_param, not_found
 from homeserver.push.default_rules import default_push_rules
-from homeserver.push.evaluator import RULE_KINDS, CompiledRuleset
+from homeserver.push.evaluator import COMMON_USER, RULE_KINDS, CompiledRuleset
 from homeserver.sync.filter import event_allowed
 from homeserver.sync.response import SyncRequest
 from storage.events import RoomWriter
@@ -157,6 +157,19 @@ class PushRulesService:
         # committed does not put them back into the cache after it.
         self._changes = 0
         self._shared: CacheInvalidations | None = None
+        # The default rules, as evaluate_common takes them.
+        self._default = CompiledRuleset(
+            merge_rules(COMMON_USER, (), thread_subscriptions=thread_subscription_rules)
+        )
+        self._listeners: list[Callable[[str], None]] = []
+
+    def add_listener(self, listener: Callable[[str], None]) -> None:
+        """Call `listener(user_id)` when a user's rules change."""
+        self._listeners.append(listener)
+
+    def default_compiled(self) -> CompiledRuleset:
+        """The server-default rules of a user who changed none."""
+        return self._default
 
     # --- reading ---------------------------------------------------------------
 
@@ -343,6 +356,8 @@ class PushRulesService:
     def _forget(self, user_id: str) -> None:
         self._changes += 1
         self._cache.pop(user_id, None)
+        for listener in self._listeners:
+            listener(user_id)
 
     def _forget_all(self) -> None:
         self._changes += 1

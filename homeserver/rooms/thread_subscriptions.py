@@ -192,9 +192,10 @@ class ThreadSubscriptions:
         self,
         room_id: str,
         thread_root_id: str,
-        user_ids: Collection[str],
+        user_ids: Collection[str] | None,
         writer: RoomWriter | None = None,
     ) -> frozenset[str]:
-        """`writer`: inside a room writer's transaction, the writer."""
+        """Those of `user_ids` (None: of anyone) subscribed to the thread;
+        `writer`: inside a room writer's transaction, the writer."""
         conn = writer.conn if writer is not None else None
         return await self._store.subscribers(room_id, thread_root_id, user_ids, conn)
