@@ -9,7 +9,7 @@ lets its waiting requests see a stream only up to the least position
 announced by the live writers, so no reader skips a write another process
 still has in flight.
 
-- A writer with nothing in flight says so ("idle") with its position:
+- A writer with nothing in flight (for IDLE_AFTER_S) says so ("idle"):
   readers then do not wait for it, and see up to the highest position any
   writer announced. Before it takes its next position, an idle writer
   announces itself busy and waits for that to commit: PostgreSQL delivers
@@ -20,7 +20,10 @@ still has in flight.
   and go out together.
 - A writer holds an advisory lock on its listening connection: when its
   process dies, the lock goes, and readers that it holds back check the
-  locks and stop waiting for it.
+  locks and stop waiting for it. (So should only that connection drop while
+  the writer has positions in flight on others, readers may drop it
+  meanwhile and not wait for those; it announces itself again when it has
+  reconnected.)
 - A reader whose connection drops reconnects, reads the table and wakes
   every waiting request of the streams that moved meanwhile.
 
