@@ -156,7 +156,7 @@ from homeserver.appservice.ping import AppServicePing
 from homeserver.appservice.queries import AppServiceQueries
 from homeserver.appservice.registration import load_appservices
 from homeserver.cluster.lease import LeasedDuty
-from homeserver.cluster.wiring import make_notifier, stream_ids, typing_service
+from homeserver.cluster.wiring import make_notifier, session_name, stream_ids, typing_service
 from homeserver.config import Config, parse_listen
 from homeserver.delayed_events.scheduler import DelayedEventScheduler
 from homeserver.delayed_events.service import DelayedEventLimits, DelayedEvents
@@ -346,7 +346,10 @@ async def open_database(config: Config) -> tuple[asyncpg.Pool, EmbeddedPostgres 
         dsn = await asyncio.to_thread(embedded.create_database, EMBEDDED_DATABASE)
         logger.info("started embedded PostgreSQL in %s", embedded.pgdata)
     pool = await create_pool(
-        dsn, min_size=config.database.min_pool_size, max_size=config.database.max_pool_size
+        dsn,
+        min_size=config.database.min_pool_size,
+        max_size=config.database.max_pool_size,
+        application_name=session_name(config),
     )
     async with pool.acquire() as conn:
         await migrate(conn)

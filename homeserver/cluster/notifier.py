@@ -18,12 +18,11 @@ still has in flight.
   nothing in flight that hears another move past it announces that it is
   that far too. While an announcement is being sent, the next ones wait
   and go out together.
-- A writer holds an advisory lock on its listening connection: when its
-  process dies, the lock goes, and readers that it holds back check the
-  locks and stop waiting for it. (So should only that connection drop while
-  the writer has positions in flight on others, readers may drop it
-  meanwhile and not wait for those; it announces itself again when it has
-  reconnected.)
+- A writer holds an advisory lock on its listening connection, and names
+  all its database sessions after itself: when its process dies, the lock
+  and the sessions go, and readers that it holds back check and stop
+  waiting for it. (Should only its listening connection drop, its other
+  sessions, where its positions in flight may still commit, keep it alive.)
 - A reader whose connection drops reconnects, reads the table and wakes
   every waiting request of the streams that moved meanwhile.
 
@@ -406,7 +405,10 @@ class ClusterNotifier(Notifier):
     # The connection, catching up, dead writers
 
     async def _connect(self) -> None:
-        conn = await asyncpg.connect(self._dsn)
+        conn = await asyncpg.connect(
+            self._dsn,
+            server_settings={"application_name": stream_writers.application_name(self.instance)},
+        )
         try:
             if not await stream_writers.hold_instance(conn, self.instance):
                 raise RuntimeError(
