@@ -45,6 +45,7 @@ import asyncpg
 from homeserver.cluster.stream_ids import ClusterStreamIds
 from homeserver.notifier import Notifier
 from storage import stream_writers
+from storage.database import DatabaseUnavailableError
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +60,8 @@ RECONNECT_S = 0.5
 # a writer that writes again soon saves the round trip of saying it is busy
 # (meanwhile it follows the others, as a busy writer with nothing in flight).
 IDLE_AFTER_S = 0.2
+# How long a write waits for the notification connection to come back.
+BUSY_WAIT_S = 10.0
 
 
 class _Wakes:
@@ -222,7 +225,12 @@ class ClusterNotifier(Notifier):
         self._last_taken[stream] = time.monotonic()
         if stream not in self._announced_idle:
             return
-        await self._connected.wait()
+        try:
+            async with asyncio.timeout(BUSY_WAIT_S):
+                await self._connected.wait()
+        except TimeoutError:
+            # Answered 503 like any write while PostgreSQL cannot be reached.
+            raise DatabaseUnavailableError("stream notifications are reconnecting") from None
         async with self._conn_lock:
             if stream not in self._announced_idle:
                 return
