@@ -671,8 +671,9 @@ class ClusterConfig:
     instance_name: str = "main"
 
     def validate(self) -> None:
-        if not self.instance_name or len(self.instance_name) > 100:
-            raise ConfigError("cluster.instance_name: expected 1 to 100 characters")
+        # (PostgreSQL keeps 63 bytes of a session's name: "homeserver:" and this.)
+        if not self.instance_name or len(self.instance_name.encode()) > 50:
+            raise ConfigError("cluster.instance_name: expected 1 to 50 bytes")
 
 
 @attrs.frozen

@@ -162,7 +162,7 @@ from homeserver.cluster.forwarding import LocalSend
 from homeserver.cluster.invalidation import CacheInvalidations
 from homeserver.cluster.owners import route_room_writes
 from homeserver.cluster.roles import Duty, ProcessRoles
-from homeserver.cluster.wiring import make_notifier, stream_ids, typing_service
+from homeserver.cluster.wiring import make_notifier, session_name, stream_ids, typing_service
 from homeserver.cluster.worker_mode import name_responses, opens
 from homeserver.config import Config, parse_listen
 from homeserver.delayed_events.scheduler import DelayedEventScheduler
@@ -343,7 +343,9 @@ logger = logging.getLogger(__name__)
 EMBEDDED_DATABASE = "homeserver"
 
 
-async def open_database(config: Config) -> tuple[asyncpg.Pool, EmbeddedPostgres | None]:
+async def open_database(
+    config: Config, worker: str | None = None
+) -> tuple[asyncpg.Pool, EmbeddedPostgres | None]:
     """Connect to the configured PostgreSQL, or start the embedded one, and migrate."""
     embedded = None
     dsn = config.database.dsn
@@ -353,7 +355,10 @@ async def open_database(config: Config) -> tuple[asyncpg.Pool, EmbeddedPostgres 
         dsn = await asyncio.to_thread(embedded.create_database, EMBEDDED_DATABASE)
         logger.info("started embedded PostgreSQL in %s", embedded.pgdata)
     pool = await create_pool(
-        dsn, min_size=config.database.min_pool_size, max_size=config.database.max_pool_size
+        dsn,
+        min_size=config.database.min_pool_size,
+        max_size=config.database.max_pool_size,
+        application_name=session_name(config, worker),
     )
     async with pool.acquire() as conn:
         await migrate(conn)
@@ -387,7 +392,7 @@ class HomeServer:
         self.signing_key = await asyncio.to_thread(self._prepare_key_files)
         # Before anything is started: a wrong media master key stops the start.
         self.media_files = await asyncio.to_thread(self._prepare_media_files)
-        self.pool, self._embedded = await open_database(config)
+        self.pool, self._embedded = await open_database(config, self.roles.worker)
         pool = self.pool
         self.metrics.watch_pool(
             lambda: (pool.get_size(), pool.get_idle_size(), pool.get_max_size())

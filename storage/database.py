@@ -145,7 +145,11 @@ async def _connect(*args: Any, **kwargs: Any) -> asyncpg.Connection:
         raise DatabaseUnavailableError(f"cannot connect to PostgreSQL: {e}") from e
 
 
-async def create_pool(dsn: str, *, min_size: int, max_size: int) -> asyncpg.Pool:
+async def create_pool(
+    dsn: str, *, min_size: int, max_size: int, application_name: str | None = None
+) -> asyncpg.Pool:
+    """The pool; its sessions named `application_name` (in pg_stat_activity)."""
+    settings = {"application_name": application_name} if application_name else None
     pool: Any = await asyncpg.create_pool(
         dsn,
         min_size=min_size,
@@ -153,6 +157,7 @@ async def create_pool(dsn: str, *, min_size: int, max_size: int) -> asyncpg.Pool
         init=_init_connection,
         connection_class=_Connection,
         connect=_connect,
+        server_settings=settings,
     )
     return pool
 

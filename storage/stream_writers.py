@@ -18,12 +18,28 @@ CHANNEL = "homeserver_streams"
 
 _KEY = "hashtextextended('stream-writer:' || {}, 0)"
 
-# Whether the writer named by the expression's instance holds its lock.
-_ALIVE = """EXISTS (
+_SESSIONS = "homeserver:"
+
+# Whether the writer named by the expression's instance is alive: it holds
+# its lock, or has any session open (a position it took on one may still
+# commit, even when its notification connection alone was cut).
+_ALIVE = (
+    """(EXISTS (
     SELECT 1 FROM pg_locks l
     WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
       AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-      AND ((l.classid::bigint << 32) | l.objid::bigint) = {key})"""
+      AND ((l.classid::bigint << 32) | l.objid::bigint) = {key})
+  OR EXISTS (
+    SELECT 1 FROM pg_stat_activity a
+    WHERE a.datname = current_database() AND a.application_name = '"""
+    + _SESSIONS
+    + """' || {name}))"""
+)
+
+
+def application_name(instance: str) -> str:
+    """The name of every database session of the writer `instance`."""
+    return _SESSIONS + instance
 
 
 async def hold_instance(conn: asyncpg.Connection, instance: str) -> bool:
@@ -95,7 +111,7 @@ async def positions(
     """Every (stream, instance, position, idle, alive) recorded."""
     rows = await db.fetch(
         f"""SELECT stream, instance, position, idle,
-                   {_ALIVE.format(key=_KEY.format("instance"))} AS alive
+                   {_ALIVE.format(key=_KEY.format("instance"), name="instance")} AS alive
             FROM stream_writers"""
     )
     return [(r["stream"], r["instance"], r["position"], r["idle"], r["alive"]) for r in rows]
@@ -105,7 +121,7 @@ async def alive(db: asyncpg.Pool | asyncpg.Connection, instances: Sequence[str])
     """Those of `instances` whose process holds its lock."""
     rows = await db.fetch(
         f"""SELECT i FROM unnest($1::text[]) AS i
-            WHERE {_ALIVE.format(key=_KEY.format("i"))}""",
+            WHERE {_ALIVE.format(key=_KEY.format("i"), name="i")}""",
         list(instances),
     )
     return {r["i"] for r in rows}

@@ -21,7 +21,7 @@ from aiohttp import web
 
 from homeserver.cluster.lease import LeasedDuty
 from homeserver.cluster.roles import Duty, ProcessRoles
-from storage import leases
+from storage import leases, stream_writers
 from storage.database import create_pool
 
 logger = logging.getLogger(__name__)
@@ -104,8 +104,10 @@ class DutyRunner:
 
 
 def session_name(worker: str) -> str:
-    """The application_name of a worker's lease sessions."""
-    return f"homeserver-worker/{worker}"
+    """The application_name of a worker's lease sessions: the one its other
+    sessions have too (storage/stream_writers.py), so that any of them tells
+    that the worker is alive."""
+    return stream_writers.application_name(worker)
 
 
 def _with_query(dsn: str, key: str, value: str) -> str:

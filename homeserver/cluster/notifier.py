@@ -9,7 +9,7 @@ lets its waiting requests see a stream only up to the least position
 announced by the live writers, so no reader skips a write another process
 still has in flight.
 
-- A writer with nothing in flight says so ("idle") with its position:
+- A writer with nothing in flight (for IDLE_AFTER_S) says so ("idle"):
   readers then do not wait for it, and see up to the highest position any
   writer announced. Before it takes its next position, an idle writer
   announces itself busy and waits for that to commit: PostgreSQL delivers
@@ -18,9 +18,11 @@ still has in flight.
   nothing in flight that hears another move past it announces that it is
   that far too. While an announcement is being sent, the next ones wait
   and go out together.
-- A writer holds an advisory lock on its listening connection: when its
-  process dies, the lock goes, and readers that it holds back check the
-  locks and stop waiting for it.
+- A writer holds an advisory lock on its listening connection, and names
+  all its database sessions after itself: when its process dies, the lock
+  and the sessions go, and readers that it holds back check and stop
+  waiting for it. (Should only its listening connection drop, its other
+  sessions, where its positions in flight may still commit, keep it alive.)
 - A reader whose connection drops reconnects, reads the table and wakes
   every waiting request of the streams that moved meanwhile.
 
@@ -43,6 +45,7 @@ import asyncpg
 from homeserver.cluster.stream_ids import ClusterStreamIds
 from homeserver.notifier import Notifier
 from storage import stream_writers
+from storage.database import DatabaseUnavailableError
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +56,12 @@ MAX_PAYLOAD = 7900
 # a writer behind the others for two checks in a row is asked about.
 CHECK_S = 0.5
 RECONNECT_S = 0.5
+# A writer says it is idle only after this long without taking a position:
+# a writer that writes again soon saves the round trip of saying it is busy
+# (meanwhile it follows the others, as a busy writer with nothing in flight).
+IDLE_AFTER_S = 0.2
+# How long a write waits for the notification connection to come back.
+BUSY_WAIT_S = 10.0
 
 
 class _Wakes:
@@ -107,6 +116,9 @@ class ClusterNotifier(Notifier):
         self._announced_idle: set[str] = set()
         # stream -> the other writers that said they are idle.
         self._idle_writers: dict[str, set[str]] = {s: set() for s in sequences}
+        # stream -> when this writer last took a position (monotonic).
+        self._last_taken: dict[str, float] = {}
+        self._idle_timers: set[str] = set()
         self._tasks: list[asyncio.Task[None]] = []
 
     # Start and stop
@@ -210,9 +222,15 @@ class ClusterNotifier(Notifier):
         """Before this writer takes a position of `stream` (the caller counts
         itself as taking one already): if the others were told it is idle,
         tell them it is not, and wait until that is committed."""
+        self._last_taken[stream] = time.monotonic()
         if stream not in self._announced_idle:
             return
-        await self._connected.wait()
+        try:
+            async with asyncio.timeout(BUSY_WAIT_S):
+                await self._connected.wait()
+        except TimeoutError:
+            # Answered 503 like any write while PostgreSQL cannot be reached.
+            raise DatabaseUnavailableError("stream notifications are reconnecting") from None
         async with self._conn_lock:
             if stream not in self._announced_idle:
                 return
@@ -223,6 +241,28 @@ class ClusterNotifier(Notifier):
                 self._conn, self.instance, {stream: (position, False)}, [payload]
             )
             self._announced_idle.discard(stream)
+
+    def _quiet(self, stream: str) -> bool:
+        """Idle, and for IDLE_AFTER_S: may be announced idle. If only the
+        time is missing, announce again once it has passed."""
+        if not self._writer_idle(stream):
+            return False
+        left = self._last_taken.get(stream, 0.0) + IDLE_AFTER_S - time.monotonic()
+        if left <= 0:
+            return True
+        if stream not in self._idle_timers:
+            self._idle_timers.add(stream)
+            asyncio.get_running_loop().call_later(left, self._announce_again, stream)
+        return False
+
+    def _announce_again(self, stream: str) -> None:
+        self._idle_timers.discard(stream)
+        if stream in self._announced_idle or stream in self._outbox:
+            return
+        position = self._entries.get(stream, {}).get(self.instance)
+        if position is not None:
+            self._outbox[stream] = (position, _Wakes())
+            self._send.set()
 
     def _writer_idle(self, stream: str) -> bool:
         ids = self._ids.get(stream)
@@ -243,7 +283,7 @@ class ClusterNotifier(Notifier):
                     # Idle or not as of now (with the lock: `busy` waits), and
                     # known as idle before the await, so that a position taken
                     # meanwhile is announced busy first.
-                    idle = {s: self._writer_idle(s) for s in outbox}
+                    idle = {s: self._quiet(s) for s in outbox}
                     self._announced_idle.update(s for s, i in idle.items() if i)
                     payloads = [self._payload(s, p, w, idle[s]) for s, (p, w) in outbox.items()]
                     assert self._conn is not None
@@ -373,7 +413,10 @@ class ClusterNotifier(Notifier):
     # The connection, catching up, dead writers
 
     async def _connect(self) -> None:
-        conn = await asyncpg.connect(self._dsn)
+        conn = await asyncpg.connect(
+            self._dsn,
+            server_settings={"application_name": stream_writers.application_name(self.instance)},
+        )
         try:
             if not await stream_writers.hold_instance(conn, self.instance):
                 raise RuntimeError(

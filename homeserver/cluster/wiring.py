@@ -11,6 +11,7 @@ from homeserver.config import Config
 from homeserver.ephemeral.common import StreamPublisher
 from homeserver.ephemeral.typing import ActivityTracker, TypingService
 from homeserver.notifier import Notifier
+from storage import stream_writers
 from storage.rooms import RoomStore
 from storage.streams import StreamIds
 from storage.typing import TypingStore
@@ -25,6 +26,14 @@ SEQUENCES = {
     "typing": "typing_stream",
     "device_lists": "device_lists_stream",
 }
+
+
+def session_name(config: Config, worker: str | None) -> str | None:
+    """What this process's database sessions are named in a cluster: a
+    writer with a session open may still commit a position it took."""
+    if not config.cluster_mode:
+        return None
+    return stream_writers.application_name(worker or config.cluster.instance_name)
 
 
 async def make_notifier(pool: asyncpg.Pool, config: Config, worker: str | None) -> Notifier:
