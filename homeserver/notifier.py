@@ -15,6 +15,8 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 
 import attrs
 
+from homeserver.stream_moves import RecentMoves
+
 
 @attrs.define(eq=False)
 class _Watch:
@@ -44,6 +46,8 @@ class Notifier:
         self._by_user: dict[str, set[_Watch]] = {}
         self._by_room: dict[str, set[_Watch]] = {}
         self._stream_listeners: list[Callable[[str, int], None]] = []
+        # Whom each recent move concerned: what a woken /sync may skip.
+        self.recent = RecentMoves()
 
     def add_stream_listener(self, listener: Callable[[str, int], None]) -> None:
         """Call `listener(stream, position)` whenever a stream moves: for
@@ -59,6 +63,8 @@ class Notifier:
         rooms: Iterable[str] = (),
     ) -> None:
         """A stream moved to `position` with news for these users and rooms."""
+        users, rooms = tuple(users), tuple(rooms)
+        self.recent.record(stream, position, users, rooms)
         if position > self.positions.get(stream, 0):
             self.positions[stream] = position
             for listener in self._stream_listeners:

@@ -38,6 +38,9 @@ ReceiptListener = Callable[[Receipt], None]
 
 
 class ReceiptService:
+    # An incremental sync carries only the receipts set in its range.
+    sync_streams = (STREAM,)
+
     def __init__(
         self,
         store: ReceiptStore,
