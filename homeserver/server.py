@@ -248,6 +248,7 @@ from homeserver.sync.event_stream import EventStream
 from homeserver.sync.initial_sync import InitialSync
 from homeserver.sync.rooms import RoomsSyncProvider
 from homeserver.sync.service import SyncProvider, SyncService
+from homeserver.sync.shared_reads import SharedReads
 from homeserver.tags import TagService
 from homeserver.tls_trust import outbound_ssl_context
 from homeserver.to_device import ToDeviceService
@@ -946,16 +947,19 @@ class HomeServer:
 
         app.on_cleanup.append(stop_ephemeral)
         # The parts of a /sync response, in the order they are built.
+        # What the polls woken by one event read once for all (sync/shared_reads.py).
+        shared_reads = SharedReads(SyncStore(pool), events, self.notifier)
         sync_providers: list[SyncProvider] = [
             RoomsSyncProvider(
                 SyncStore(pool),
                 events,
                 state,
                 visibility,
-                formatter,
+                EventFormatter(shared_reads, relations),
                 ignored,
                 RemoteMembershipStore(pool),
                 invite_policy=self.invite_permission,
+                shared=shared_reads,
             ),
             account_data,
             push_rules,

@@ -182,3 +182,60 @@ async def test_a_token_older_than_the_record_reads_the_database(hs):
     assert [e["content"]["body"] for e in got["rooms"]["join"][room_id]["timeline"]["events"]] == [
         "wake up"
     ]
+
+
+async def test_polls_woken_by_one_message_share_its_read_but_not_their_parts(hs):
+    """The room's new events are read once for every poll they wake; the
+    sender's transaction id, ignored senders and redactions stay per user."""
+    alice, bob, carol = [await hs.register(n) for n in ("alice", "bob", "carol")]
+    room_id = await room_of(hs, alice, bob, carol)
+    status, body = await hs.request(
+        "PUT",
+        f"{V3}/user/{carol['user_id']}/account_data/m.ignored_user_list",
+        token=carol["access_token"],
+        json={"ignored_users": {alice["user_id"]: {}}},
+    )
+    assert status == 200, body
+    tokens = {u["user_id"]: (await sync(hs, u, None))["next_batch"] for u in (alice, bob, carol)}
+    # Past everyone's presence coming online.
+    for _ in range(2):
+        for user in (alice, bob, carol):
+            tokens[user["user_id"]] = (await sync(hs, user, tokens[user["user_id"]]))["next_batch"]
+    polls = {u["user_id"]: await parked(hs, u, tokens[u["user_id"]]) for u in (alice, bob)}
+    ignoring = await parked(hs, carol, tokens[carol["user_id"]])
+    status, body = await hs.request(
+        "PUT",
+        f"{V3}/rooms/{room_id}/send/m.room.message/txn-shared",
+        token=alice["access_token"],
+        json={"msgtype": "m.text", "body": "to all"},
+    )
+    assert status == 200, body
+    message_id = body["event_id"]
+    got = {u: await asyncio.wait_for(p, 10) for u, p in polls.items()}
+
+    def timeline(response: dict[str, Any]) -> list[dict[str, Any]]:
+        return response["rooms"]["join"][room_id]["timeline"]["events"]
+
+    [mine] = timeline(got[alice["user_id"]])
+    [theirs] = timeline(got[bob["user_id"]])
+    assert mine["event_id"] == theirs["event_id"] == message_id
+    assert mine["unsigned"]["transaction_id"] == "txn-shared"
+    assert "transaction_id" not in theirs["unsigned"]
+    assert "room_id" not in mine
+    # Carol ignores alice: the message is no news for her.
+    assert not ignoring.done()
+    ignoring.cancel()
+
+    # Redacted after bob's poll read it: a sync over the same range now
+    # shows it redacted.
+    status, body = await hs.request(
+        "PUT",
+        f"{V3}/rooms/{room_id}/redact/{message_id}/r1",
+        token=alice["access_token"],
+        json={},
+    )
+    assert status == 200, body
+    again = await sync(hs, bob, tokens[bob["user_id"]])
+    shown = {e["event_id"]: e for e in timeline(again)}
+    assert shown[message_id]["content"] == {}
+    assert shown[message_id]["unsigned"]["redacted_because"]["event_id"] == body["event_id"]
