@@ -936,6 +936,10 @@ class HomeServer:
             remote=self.remote_keys,
             limits=config.request_limits,
         )
+        # The key counts of /sync and sliding sync, kept until keys change.
+        key_counts = KeyCountsSyncProvider(e2e_keys)
+        self.key_service.add_counts_listener(key_counts.forget)
+        sessions.add_device_listener(key_counts)
         self.to_device = to_device
         # The federation sender, built with the federation listener, hears these.
         self.typing, self.receipts, self.presence = typing, receipts, presence
@@ -969,7 +973,7 @@ class HomeServer:
             UnreadCounts(push_store, receipts),
             to_device,
             device_lists,
-            KeyCountsSyncProvider(e2e_keys),
+            key_counts,
         ]
         # Simplified sliding sync's extensions: the /sync v2 providers, reshaped.
         sliding_sync_extensions = SlidingSyncExtensions(
@@ -979,7 +983,7 @@ class HomeServer:
                 receipts=receipts,
                 typing=typing,
                 device_lists=device_lists,
-                key_counts=KeyCountsSyncProvider(e2e_keys),
+                key_counts=key_counts,
             ),
             ToDeviceStore(pool),
             thread_subscriptions,

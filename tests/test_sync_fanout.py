@@ -239,3 +239,37 @@ async def test_polls_woken_by_one_message_share_its_read_but_not_their_parts(hs)
     shown = {e["event_id"]: e for e in timeline(again)}
     assert shown[message_id]["content"] == {}
     assert shown[message_id]["unsigned"]["redacted_because"]["event_id"] == body["event_id"]
+
+
+async def test_key_counts_follow_uploads_and_claims(hs):
+    """The counts a device's polls carry are kept between them, and are
+    read again once its keys are uploaded or claimed."""
+    alice, bob = [await hs.register(n) for n in ("alice", "bob")]
+    room_id = await room_of(hs, alice, bob)
+    keys = {f"curve25519:k{i}": f"key{i}" for i in range(3)}
+    status, body = await hs.request(
+        "POST", f"{V3}/keys/upload", token=alice["access_token"], json={"one_time_keys": keys}
+    )
+    assert status == 200, body
+    since = (await sync(hs, alice, None))["next_batch"]
+    got = await sync(hs, alice, since)
+    assert got["device_one_time_keys_count"] == {"curve25519": 3, "signed_curve25519": 0}
+    poll = await parked(hs, alice, got["next_batch"])
+    status, body = await hs.request(
+        "POST",
+        f"{V3}/keys/claim",
+        token=bob["access_token"],
+        json={"one_time_keys": {alice["user_id"]: {alice["device_id"]: "curve25519"}}},
+    )
+    assert status == 200, body
+    assert body["one_time_keys"][alice["user_id"]][alice["device_id"]]
+    await say(hs, bob, room_id, "claimed one")
+    got = await asyncio.wait_for(poll, 10)
+    assert got["device_one_time_keys_count"] == {"curve25519": 2, "signed_curve25519": 0}
+    more = {"curve25519:k9": "key9"}
+    status, body = await hs.request(
+        "POST", f"{V3}/keys/upload", token=alice["access_token"], json={"one_time_keys": more}
+    )
+    assert status == 200, body
+    got = await sync(hs, alice, got["next_batch"])
+    assert got["device_one_time_keys_count"] == {"curve25519": 3, "signed_curve25519": 0}
