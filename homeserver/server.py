@@ -737,7 +737,7 @@ class HomeServer:
             ThreadSubscriptionStore(pool), events, visibility, self.notifier
         )
         account_data_store = AccountDataStore(pool)
-        ignored = IgnoredUsers(account_data_store, self.notifier)
+        ignored = IgnoredUsers(account_data_store)
         relations = RelationsService(
             RelationStore(pool),
             events,
@@ -809,6 +809,7 @@ class HomeServer:
         )
         account_data = AccountDataService(account_data_store, self.notifier, room_store)
         account_data.add_listener(self.invite_permission.account_data_changed)
+        account_data.add_listener(ignored.account_data_changed)
         tags = TagService(account_data, account_data_store)
         await account_data.start()
         push_store = PushStore(pool)
