@@ -7,8 +7,8 @@ of their rooms): when one message in a big room wakes a thousand long
 polls, none of them needs to ask the database for its to-device messages,
 device list changes or presence, which did not move for it.
 
-Only the last `MAX_MOVES` moves of a stream are kept (a few hundred KB at
-most); a range reaching back further than the record, or ahead of it (a
+Only the last `MAX_MOVES` moves of a stream are kept, naming at most
+`MAX_NAMES` users and rooms in all; a range reaching back further than the record, or ahead of it (a
 token from before a restart), is answered "moved": the caller then asks
 the database as before. So the record can make a /sync cheaper, never
 wrong.
@@ -24,6 +24,9 @@ import attrs
 # Moves kept per stream. A woken poll's range is a few moves long; one that
 # reaches back further (a client back after a while) runs its queries.
 MAX_MOVES = 4096
+# And at most this many user and room names in them per stream (a presence
+# change names every room of its user): a few MB at most.
+MAX_NAMES = 100_000
 
 # The pseudo-stream of membership changes in the user's rooms (or of the
 # user's own): what device list and presence "newly shared" answers follow.
@@ -38,9 +41,12 @@ class _Move:
 
 
 class RecentMoves:
-    def __init__(self, max_moves: int = MAX_MOVES) -> None:
+    def __init__(self, max_moves: int = MAX_MOVES, max_names: int = MAX_NAMES) -> None:
         self._max = max_moves
+        self._max_names = max_names
         self._moves: dict[str, deque[_Move]] = {}
+        # Per stream, the users and rooms its kept moves name.
+        self._names: dict[str, int] = {}
         # Per stream, the position the record starts after: every move in
         # (floor, last recorded] is in it.
         self._floor: dict[str, int] = {}
@@ -55,18 +61,22 @@ class RecentMoves:
             moves = self._moves[stream] = deque()
             # Nothing before the first move is known.
             self._floor[stream] = position
+            self._names[stream] = 0
             return
         move = _Move(position, frozenset(users), frozenset(rooms))
         if moves and position <= moves[-1].position:
-            last = moves[-1]
-            moves[-1] = _Move(last.position, last.users | move.users, last.rooms | move.rooms)
-            return
-        if not moves and position <= self._floor[stream]:
+            last = moves.pop()
+            self._names[stream] -= _names(last)
+            move = _Move(last.position, last.users | move.users, last.rooms | move.rooms)
+        elif not moves and position <= self._floor[stream]:
             self._floor[stream] = position
             return
         moves.append(move)
-        if len(moves) > self._max:
-            self._floor[stream] = moves.popleft().position
+        self._names[stream] += _names(move)
+        while len(moves) > self._max or (self._names[stream] > self._max_names and moves):
+            dropped = moves.popleft()
+            self._floor[stream] = dropped.position
+            self._names[stream] -= _names(dropped)
 
     def _range(self, stream: str, after: int, upto: int) -> list[_Move] | None:
         """The moves in (after, upto], or None when the record does not hold them all."""
@@ -110,3 +120,7 @@ class RecentMoves:
         if moves is None:
             return True
         return any(user_id in m.users or (m.users and not m.rooms.isdisjoint(rooms)) for m in moves)
+
+
+def _names(move: _Move) -> int:
+    return len(move.users) + len(move.rooms)

@@ -76,3 +76,18 @@ def test_the_notifier_records_what_it_is_told():
     assert notifier.positions["to_device"] == 2
     assert notifier.recent.moved_for("to_device", "@bob:x", [], 1, 2)
     assert not notifier.recent.moved_for("to_device", "@alice:x", [], 1, 2)
+
+
+def test_the_record_is_bounded_by_the_names_it_holds():
+    recent = RecentMoves(max_names=5)
+    recent.record("presence", 0, (), ())
+    recent.record("presence", 1, ["@bob:x"], ["!a:x", "!b:x"])
+    recent.record("presence", 2, ["@carol:x"], ["!c:x"])
+    assert not recent.moved_for("presence", "@alice:x", ["!z:x"], 0, 2)
+    # Five names are kept at most: the first move goes.
+    recent.record("presence", 3, ["@dave:x"], ["!d:x"])
+    assert recent.moved_for("presence", "@alice:x", ["!z:x"], 0, 3)
+    assert not recent.moved_for("presence", "@alice:x", ["!z:x"], 1, 3)
+    # A single move naming more than the bound leaves nothing known.
+    recent.record("presence", 4, [f"@u{i}:x" for i in range(9)], ())
+    assert recent.moved_for("presence", "@alice:x", [], 3, 4)
