@@ -24,11 +24,12 @@ under 250 ms.
 
 The server runs in a child process on a fresh database (bench/_server.py).
 `--profile initial|incremental|sliding|fanout` runs cProfile in the server
-during that phase at the largest size and prints the top functions.
+during that phase at the largest size and prints the top functions;
+`--py-spy FILE` samples the server with py-spy during the last fan-out round.
 
 Run: .venv/bin/python bench/big_account.py [--sizes 10,100,1000,3000]
      [--runs 10] [--users 1000] [--polls 10000] [--fanout-rounds 3]
-     [--profile PHASE]
+     [--profile PHASE] [--py-spy FILE]
 """
 
 from __future__ import annotations
