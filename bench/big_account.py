@@ -24,11 +24,12 @@ under 250 ms.
 
 The server runs in a child process on a fresh database (bench/_server.py).
 `--profile initial|incremental|sliding|fanout` runs cProfile in the server
-during that phase at the largest size and prints the top functions.
+during that phase at the largest size and prints the top functions;
+`--py-spy FILE` samples the server with py-spy during the last fan-out round.
 
 Run: .venv/bin/python bench/big_account.py [--sizes 10,100,1000,3000]
      [--runs 10] [--users 1000] [--polls 10000] [--fanout-rounds 3]
-     [--profile PHASE]
+     [--profile PHASE] [--py-spy FILE]
 """
 
 from __future__ import annotations
@@ -37,7 +38,11 @@ import argparse
 import asyncio
 import json
 import resource
+import shutil
+import signal
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -45,6 +50,7 @@ from _server import (
     V3,
     Client,
     ServerProcess,
+    cpu_seconds,
     gather_limited,
     percentile,
     register,
@@ -242,9 +248,13 @@ async def _fanout(
     room_id: str,
     round_: int,
     profile: bool,
+    spy_to: str | None,
 ) -> tuple[list[float], dict[str, Any]]:
     """One long poll per user parked, then one message: the seconds from the
-    send starting to each poll returning with it, and the server's report."""
+    send starting to each poll returning with it, and the server's report
+    with the responses the polls got meanwhile ("responses") and this
+    client's own CPU seconds ("client_cpu": when it nears the elapsed time,
+    the client, not the server, is what is measured)."""
     done: list[float] = []
     body = f"fan-out {round_}"
     started: list[float] = []
@@ -269,7 +279,10 @@ async def _fanout(
     while seen != returns[0]:
         seen = returns[0]
         await asyncio.sleep(1.0)
+    spy = await _py_spy(server.pid, spy_to) if spy_to else None
     server.start(profile=profile)
+    before = returns[0]
+    client_cpu = cpu_seconds()
     started.append(time.perf_counter())
     await client.call(
         "PUT",
@@ -278,7 +291,34 @@ async def _fanout(
         {"msgtype": "m.text", "body": body},
     )
     await asyncio.gather(*waiting)
-    return done, server.stop()
+    client_cpu = cpu_seconds() - client_cpu
+    report = server.stop()
+    if spy is not None:
+        spy.send_signal(signal.SIGINT)
+        await spy.wait()
+    return done, report | {"responses": returns[0] - before, "client_cpu": client_cpu}
+
+
+async def _py_spy(pid: int | None, out: str) -> asyncio.subprocess.Process:
+    """py-spy sampling the server into `out` (collapsed stacks) until SIGINT."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    proc = await asyncio.create_subprocess_exec(
+        spy,
+        "record",
+        "-p",
+        str(pid),
+        "-f",
+        "raw",
+        "-r",
+        "250",
+        "--nonblocking",
+        "-o",
+        out,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    await asyncio.sleep(1.0)  # attached
+    return proc
 
 
 async def _settle(pid: int | None, every_s: float, slack_mb: float, times: int) -> None:
@@ -363,11 +403,25 @@ async def many_connections(
 
     latencies: list[float] = []
     report_profile = None
-    cpu = 0.0
+    cpu = pg_cpu = client_cpu = 0.0
+    responses = 0
     for round_ in range(args.fanout_rounds):
-        profile = args.profile == "fanout" and round_ == args.fanout_rounds - 1
-        done, report = await _fanout(client, server, users, since, sender, room_id, round_, profile)
+        last = round_ == args.fanout_rounds - 1
+        done, report = await _fanout(
+            client,
+            server,
+            users,
+            since,
+            sender,
+            room_id,
+            round_,
+            last and args.profile == "fanout",
+            args.py_spy if last else None,
+        )
         cpu += report["cpu"]
+        pg_cpu += report["pg_cpu"] or 0.0
+        client_cpu += report["client_cpu"]
+        responses += report["responses"]
         report_profile = report.get("profile") or report_profile
         latencies += done
     if not latencies:
@@ -380,12 +434,20 @@ async def many_connections(
         f"p50 {_ms(p50)} ms, p99 {_ms(p99)} ms, max {_ms(latencies[-1])} ms, "
         f"server cpu {_ms(cpu / args.fanout_rounds)} ms per message (p99 < 250 ms: {verdict})"
     )
+    rounds = args.fanout_rounds
+    print(
+        f"    per message: {responses / rounds:.0f} responses to the polls, PostgreSQL cpu "
+        f"{_ms(pg_cpu / rounds)} ms, this client's cpu {_ms(client_cpu / rounds)} ms"
+    )
     if report_profile:
         print(report_profile)
     return result | {
         "fanout_p50_ms": p50 * 1000,
         "fanout_p99_ms": p99 * 1000,
         "fanout_cpu_ms": cpu / args.fanout_rounds * 1000,
+        "fanout_pg_cpu_ms": pg_cpu / args.fanout_rounds * 1000,
+        "fanout_client_cpu_ms": client_cpu / args.fanout_rounds * 1000,
+        "fanout_responses": responses / args.fanout_rounds,
     }
 
 
@@ -419,6 +481,9 @@ def main() -> None:
     parser.add_argument("--pool-size", type=int, default=20, help="server's PostgreSQL pool")
     parser.add_argument("--json", help="write the figures to this file")
     parser.add_argument("--profile", choices=("initial", "incremental", "sliding", "fanout"))
+    parser.add_argument(
+        "--py-spy", help="sample the server with py-spy in the last fan-out round, into this file"
+    )
     args = parser.parse_args()
     # Both ends hold one socket per poll.
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from homeserver.ephemeral.common import StreamPublisher
+from homeserver.stream_moves import MEMBERS
 from homeserver.sync.response import SyncRequest
 from storage.device_lists import DeviceListChanges, DeviceListStore
 
@@ -65,7 +66,8 @@ class DeviceListService:
             # A token from ahead of this server's position has nothing new to report.
             devices_after = min(request.since[STREAM], now[STREAM])
             events_after = min(request.since["events"], now["events"])
-            if devices_after < now[STREAM] or events_after < now["events"]:
+            moved = devices_after < now[STREAM] or events_after < now["events"]
+            if moved and not request.quiet(STREAM, MEMBERS):
                 changes = await self._store.changes(
                     request.user_id, devices_after, now[STREAM], events_after, now["events"]
                 )

@@ -5,26 +5,22 @@ timelines and /messages, and their invites from /sync; state events still
 reach the client (the spec's rule: a room must not look different because
 one of its members is ignored).
 
-The list is read with one query and kept for the rest of the request (a
-context variable: each HTTP request runs in its own task), keyed by the
-account data stream position, so a long-polling /sync that rebuilds its
-response after the list changed reads it again.
+The list is read with one query and kept in memory (for `MAX_USERS` users)
+until AccountDataService reports a write of it (`account_data_changed`): the
+thousand long polls one message wakes then ask nothing.
 """
 
 from __future__ import annotations
 
-import contextvars
 import json
+from collections import OrderedDict
+from typing import Any
 
-from homeserver.notifier import Notifier
 from storage.account_data import AccountDataStore
 
 IGNORED_USER_LIST = "m.ignored_user_list"
-
-# {user id: (account data position when read, the ignored users)} for this request.
-_request_cache: contextvars.ContextVar[dict[str, tuple[int, frozenset[str]]] | None] = (
-    contextvars.ContextVar("ignored_users", default=None)
-)
+# Users whose list is kept (least recently asked dropped first).
+MAX_USERS = 10_000
 
 
 def _parse(content_json: str | None, user_id: str) -> frozenset[str]:
@@ -39,19 +35,28 @@ def _parse(content_json: str | None, user_id: str) -> frozenset[str]:
 
 
 class IgnoredUsers:
-    def __init__(self, store: AccountDataStore, notifier: Notifier) -> None:
+    def __init__(self, store: AccountDataStore) -> None:
         self._store = store
-        self._notifier = notifier
+        self._known: OrderedDict[str, frozenset[str]] = OrderedDict()
+        # Bumped by every write of a list: a read that overlapped one is not kept.
+        self._writes = 0
+
+    def account_data_changed(
+        self, user_id: str, room_id: str, data_type: str, content: dict[str, Any]
+    ) -> None:
+        """An AccountDataService listener: forget a list written."""
+        if not room_id and data_type == IGNORED_USER_LIST:
+            self._writes += 1
+            self._known.pop(user_id, None)
 
     async def ignored_users(self, user_id: str) -> frozenset[str]:
-        cache = _request_cache.get()
-        if cache is None:
-            cache = {}
-            _request_cache.set(cache)
-        position = self._notifier.positions.get("account_data", 0)
-        cached = cache.get(user_id)
-        if cached is not None and cached[0] == position:
-            return cached[1]
-        ignored = _parse(await self._store.get(user_id, "", IGNORED_USER_LIST), user_id)
-        cache[user_id] = (position, ignored)
-        return ignored
+        cached = self._known.pop(user_id, None)
+        if cached is None:
+            writes = self._writes
+            cached = _parse(await self._store.get(user_id, "", IGNORED_USER_LIST), user_id)
+            if writes != self._writes:
+                return cached
+        self._known[user_id] = cached
+        if len(self._known) > MAX_USERS:
+            self._known.popitem(last=False)
+        return cached

@@ -16,6 +16,8 @@ from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mappi
 
 import attrs
 
+from homeserver.stream_moves import RecentMoves
+
 
 @attrs.define(eq=False)
 class _Watch:
@@ -48,6 +50,8 @@ class Notifier:
         self._by_user: dict[str, set[_Watch]] = {}
         self._by_room: dict[str, set[_Watch]] = {}
         self._stream_listeners: list[Callable[[str, int], None]] = []
+        # Whom each recent move concerned: what a woken /sync may skip.
+        self.recent = RecentMoves()
 
     def add_stream_listener(self, listener: Callable[[str, int], None]) -> None:
         """Call `listener(stream, position)` whenever a stream moves: for
@@ -63,6 +67,8 @@ class Notifier:
         rooms: Iterable[str] = (),
     ) -> None:
         """A stream moved to `position` with news for these users and rooms."""
+        users, rooms = tuple(users), tuple(rooms)
+        self.recent.record(stream, position, users, rooms)
         if position > self.positions.get(stream, 0):
             self.positions[stream] = position
             for listener in self._stream_listeners:

@@ -254,6 +254,7 @@ from homeserver.sync.event_stream import EventStream
 from homeserver.sync.initial_sync import InitialSync
 from homeserver.sync.rooms import RoomsSyncProvider
 from homeserver.sync.service import SyncProvider, SyncService
+from homeserver.sync.shared_reads import SharedReads
 from homeserver.tags import TagService
 from homeserver.tls_trust import outbound_ssl_context
 from homeserver.to_device import ToDeviceService
@@ -779,7 +780,7 @@ class HomeServer:
             ThreadSubscriptionStore(pool), events, visibility, self.notifier
         )
         account_data_store = AccountDataStore(pool)
-        ignored = IgnoredUsers(account_data_store, self.notifier)
+        ignored = IgnoredUsers(account_data_store)
         relations = RelationsService(
             RelationStore(pool),
             events,
@@ -851,6 +852,7 @@ class HomeServer:
         )
         account_data = AccountDataService(account_data_store, self.notifier, room_store)
         account_data.add_listener(self.invite_permission.account_data_changed)
+        account_data.add_listener(ignored.account_data_changed)
         tags = TagService(account_data, account_data_store)
         await account_data.start()
         push_store = PushStore(pool)
@@ -991,6 +993,10 @@ class HomeServer:
             remote=self.remote_keys,
             limits=config.request_limits,
         )
+        # The key counts of /sync and sliding sync, kept until keys change.
+        key_counts = KeyCountsSyncProvider(e2e_keys)
+        self.key_service.add_counts_listener(key_counts.forget)
+        sessions.add_device_listener(key_counts)
         self.to_device = to_device
         # The federation sender, built with the federation listener, hears these.
         self.typing, self.receipts, self.presence = typing, receipts, presence
@@ -1002,16 +1008,19 @@ class HomeServer:
 
         app.on_cleanup.append(stop_ephemeral)
         # The parts of a /sync response, in the order they are built.
+        # What the polls woken by one event read once for all (sync/shared_reads.py).
+        shared_reads = SharedReads(SyncStore(pool), events, self.notifier)
         sync_providers: list[SyncProvider] = [
             RoomsSyncProvider(
                 SyncStore(pool),
                 events,
                 state,
                 visibility,
-                formatter,
+                EventFormatter(shared_reads, relations),
                 ignored,
                 RemoteMembershipStore(pool),
                 invite_policy=self.invite_permission,
+                shared=shared_reads,
             ),
             account_data,
             push_rules,
@@ -1021,7 +1030,7 @@ class HomeServer:
             UnreadCounts(push_store, receipts),
             to_device,
             device_lists,
-            KeyCountsSyncProvider(e2e_keys),
+            key_counts,
         ]
         # Simplified sliding sync's extensions: the /sync v2 providers, reshaped.
         sliding_sync_extensions = SlidingSyncExtensions(
@@ -1031,7 +1040,7 @@ class HomeServer:
                 receipts=receipts,
                 typing=typing,
                 device_lists=device_lists,
-                key_counts=KeyCountsSyncProvider(e2e_keys),
+                key_counts=key_counts,
             ),
             ToDeviceStore(pool),
             thread_subscriptions,

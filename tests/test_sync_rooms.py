@@ -590,7 +590,9 @@ async def test_queries_do_not_grow_with_the_number_of_rooms(hs, login, query_log
 
     few = await rooms_and_syncs(2)
     many = await rooms_and_syncs(8)
-    assert many == few
+    # Never more; fewer when what the first round read is still known (the
+    # device's key counts, the ignored users).
+    assert many[0] <= few[0] and many[1] <= few[1]
     assert many[0] < 20 and many[1] < 20
 
 

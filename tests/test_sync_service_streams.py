@@ -4,6 +4,7 @@ is initial or full_state)."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from homeserver.notifier import Notifier
@@ -96,3 +97,56 @@ async def test_a_token_ahead_of_the_server_counts_as_moved():
     ahead = SyncToken({"events": 9})
     assert (await sync(sync_service, ahead))["called"] == ["rooms", "always"]
     assert rooms.calls[-1][0] == ahead
+
+
+class OneRoom:
+    async def rooms_for_user(self, user_id: str, membership: str = "join") -> list[str]:
+        return ["!mine:example.org"]
+
+
+async def test_a_woken_poll_skips_streams_that_moved_only_for_others():
+    """A long poll woken by a message in its room reads the rooms' part, not
+    the account data of another user that moved meanwhile; providers see
+    what moved for their user in `request.moved`."""
+    notifier = Notifier()
+    for stream in ("events", "account_data", "to_device", "device_lists"):
+        notifier.notify(stream, 1)
+    rooms = Recorder("rooms", ("events",))
+    account = Recorder("account_data", ("account_data",))
+    seen: list[frozenset[str] | None] = []
+    built_twice = asyncio.Event()
+
+    class Always:
+        async def add(self, request: SyncRequest, response: dict[str, Any]) -> None:
+            seen.append(request.moved)
+            if len(seen) == 2:
+                built_twice.set()
+            if rooms.calls[-1] == (request.since, request.now) and request.since is not None:
+                response["rooms"] = {"join": {"!mine:example.org": {"timeline": ["news"]}}}
+
+    sync_service = SyncService(notifier, [rooms, account, Always()], OneRoom())
+    since = SyncToken.parse((await sync(sync_service, None))["next_batch"])
+
+    async def poll() -> dict[str, Any]:
+        return await sync_service.sync(
+            ALICE,
+            since=since,
+            timeout_ms=10_000,
+            full_state=False,
+            filter={},
+            set_presence="online",
+        )
+
+    waiting = asyncio.ensure_future(poll())
+    await built_twice.wait()
+    # Others' news: bob's account data and to-device message, then a
+    # message in alice's room and a device change of a user sharing it.
+    notifier.notify("account_data", 2, users=["@bob:example.org"])
+    notifier.notify("to_device", 2, users=["@bob:example.org"])
+    notifier.notify("events", 2, rooms=["!mine:example.org"])
+    response = await asyncio.wait_for(waiting, 5)
+    assert response["rooms"]["join"]["!mine:example.org"]["timeline"] == ["news"]
+    assert len(account.calls) == 1  # the initial sync only
+    assert seen[-1] == frozenset({"events"})
+    woken = SyncRequest(ALICE, since, SyncToken.parse(response["next_batch"]), {}, False, "")
+    assert not woken.quiet("to_device")  # nothing known: not quiet

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from homeserver.config import RequestLimits
@@ -125,6 +125,17 @@ class KeyService:
         self._changes = changes
         self._server_name = server_name
         self._remote = remote
+        # Told (user, device) after the device's key counts changed.
+        self._counts_listeners: list[Callable[[str, str], None]] = []
+
+    def add_counts_listener(self, listener: Callable[[str, str], None]) -> None:
+        """Hear of every device whose one-time or fallback keys changed."""
+        self._counts_listeners.append(listener)
+
+    def _counts_changed(self, devices: Iterable[tuple[str, str]]) -> None:
+        for user_id, device_id in devices:
+            for listener in self._counts_listeners:
+                listener(user_id, device_id)
 
     def _is_local(self, user_id: str) -> bool:
         parts = split_user_id(user_id)
@@ -146,6 +157,8 @@ class KeyService:
             )
         except KeyConflictError as e:
             raise invalid_param(str(e)) from None
+        finally:
+            self._counts_changed([(requester.user_id, requester.device_id)])
         if new_device_keys:
             await self._changes.device_keys_changed(requester.user_id, [requester.device_id])
         return {"one_time_key_counts": key_counts_json(counts)}
@@ -243,7 +256,11 @@ class KeyService:
 
     async def _claim_local(self, triples: set[tuple[str, str, str]]) -> dict[str, Any]:
         claimed: dict[str, Any] = {}
-        for key in await self._store.claim(triples):
+        try:
+            keys = await self._store.claim(triples)
+        finally:
+            self._counts_changed({(user_id, device_id) for user_id, device_id, _ in triples})
+        for key in keys:
             device = claimed.setdefault(key.user_id, {})
             device.setdefault(key.device_id, {})[f"{key.algorithm}:{key.key_id}"] = loads(
                 key.key_json

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 
 from homeserver.notifier import Notifier
 from homeserver.sync.filter import event_allowed
@@ -25,6 +25,16 @@ class StreamPublisher:
     async def start(self) -> None:
         await self._ids.start()
         self._notifier.notify(self._stream, self._ids.current)
+
+    @property
+    def position(self) -> int:
+        """The stream's position: every write up to it is visible."""
+        return self._notifier.positions.get(self._stream, 0)
+
+    def moved_for(self, user_id: str, rooms: Collection[str], after: int) -> bool:
+        """Whether the stream may have moved for the user or one of `rooms`
+        since `after` (True when the notifier's record cannot tell)."""
+        return self._notifier.recent.moved_for(self._stream, user_id, rooms, after, self.position)
 
     async def allocate(self) -> int:
         """A position, in flight until `publish` is called with it (whatever happens)."""

@@ -27,6 +27,7 @@ from homeserver.ephemeral.common import StreamPublisher
 from homeserver.errors import forbidden, invalid_param
 from homeserver.identifiers import is_valid_user_id
 from homeserver.requester import Requester
+from homeserver.stream_moves import MEMBERS
 from homeserver.sync.filter import event_allowed
 from homeserver.sync.response import SyncRequest
 from storage.presence import PresenceRow, PresenceStore
@@ -319,10 +320,11 @@ class PresenceService:
             else:
                 rows = (
                     await self._store.changed_for(request.user_id, since, now)
-                    if since < now
+                    if since < now and not request.quiet(STREAM)
                     else []
                 )
-                rows += await self._newly_shared(request, rows)
+                if not request.quiet(MEMBERS):
+                    rows += await self._newly_shared(request, rows)
         now_ms = self._clock()
         events = [
             {"type": "m.presence", "sender": row.user_id, "content": presence_content(row, now_ms)}

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 import weakref
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -35,9 +36,14 @@ MAIN_TIMELINE = "main"
 
 # Told of every stored public receipt (private ones never leave their owner).
 ReceiptListener = Callable[[Receipt], None]
+# Users whose read positions are kept in memory (least recently read dropped first).
+MAX_CACHED_READERS = 10_000
 
 
 class ReceiptService:
+    # An incremental sync carries only the receipts set in its range.
+    sync_streams = (STREAM,)
+
     def __init__(
         self,
         store: ReceiptStore,
@@ -57,6 +63,10 @@ class ReceiptService:
         )
         self._listeners: list[ReceiptListener] = []
         self._private_listeners: list[ReceiptListener] = []
+        # user -> (receipts position when read, {room: {thread key: read up to}}):
+        # what the unread counts of a /sync start from, valid while the
+        # receipts stream has not moved for the user or those rooms.
+        self._read_cache: OrderedDict[str, tuple[int, dict[str, dict[str, int]]]] = OrderedDict()
 
     def add_listener(self, listener: ReceiptListener, *, private: bool = False) -> None:
         """Hear stored receipts: public ones, and with `private` m.read.private too."""
@@ -215,8 +225,24 @@ class ReceiptService:
         key the user has a receipt for: '' (unthreaded: applies to the main
         timeline and every thread), 'main', or a thread root's event id. An
         event in thread T is read if its stream_ordering is at most the
-        greater of the '' and T positions. One query."""
-        return await self._store.read_positions(user_id, room_ids)
+        greater of the '' and T positions. One query, or none when they were
+        read before and no receipt moved for the user or these rooms since:
+        a thousand long polls woken by one message ask again what they asked
+        when they parked."""
+        cached = self._read_cache.pop(user_id, None)
+        if (
+            cached is not None
+            and all(r in cached[1] for r in room_ids)
+            and not self._publisher.moved_for(user_id, room_ids, cached[0])
+        ):
+            self._read_cache[user_id] = cached
+            return {r: dict(cached[1][r]) for r in room_ids if cached[1][r]}
+        position = self._publisher.position
+        found = await self._store.read_positions(user_id, room_ids)
+        self._read_cache[user_id] = (position, {r: dict(found.get(r, {})) for r in room_ids})
+        if len(self._read_cache) > MAX_CACHED_READERS:
+            self._read_cache.popitem(last=False)
+        return found
 
     async def add(self, request: SyncRequest, response: dict[str, Any]) -> None:
         """m.receipt in the ephemeral events of joined rooms with receipts set

@@ -36,6 +36,9 @@ TypingListener = Callable[[str, str, bool], None]
 
 
 class TypingService:
+    # An incremental sync carries only the rooms whose typists changed in its range.
+    sync_streams = (STREAM,)
+
     def __init__(self, notifier: Notifier, rooms: RoomStore, activity: ActivityTracker) -> None:
         self._notifier = notifier
         self._rooms = rooms

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 from homeserver.delayed_events import DELAYED_TXN_DEVICE, UNSIGNED_DELAY_ID
 from homeserver.events.redaction import redact
 from homeserver.requester import Requester
-from storage.events import EventStore, StoredEvent
+from storage.events import StoredEvent
 
 
 def _client_dict(
@@ -65,10 +65,19 @@ class Aggregator(Protocol):
     ) -> dict[str, dict[str, Any]]: ...
 
 
+class EventReads(Protocol):
+    """What the formatter reads: EventStore, or /sync's reads shared between
+    the responses of one position (sync/shared_reads.py)."""
+
+    async def get_events(self, event_ids: Iterable[str]) -> dict[str, StoredEvent]: ...
+
+    async def redactions_of(self, event_ids: Iterable[str]) -> dict[str, str]: ...
+
+
 class EventFormatter:
     """Serialises many events with a bounded number of queries."""
 
-    def __init__(self, events: EventStore, aggregator: Aggregator | None = None) -> None:
+    def __init__(self, events: EventReads, aggregator: Aggregator | None = None) -> None:
         self._events = events
         self._aggregator = aggregator
 

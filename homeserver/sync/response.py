@@ -33,6 +33,11 @@ class SyncRequest:
     # asked by) under which rooms carry the state at the END of their
     # timeline instead of `state`; None for the classic `state`.
     state_after: str | None = None
+    # The streams (and stream_moves.MEMBERS) that may hold news for this
+    # user in (since, now], as the notifier's record of recent moves tells:
+    # a provider may skip its queries for a stream not in it. None when
+    # nothing is known (initial syncs, peeks, the legacy APIs).
+    moved: frozenset[str] | None = None
 
     @property
     def user_id(self) -> str:
@@ -43,6 +48,11 @@ class SyncRequest:
         if self.peek_rooms is not None:
             return list(self.peek_rooms)
         return await joined.rooms_for_user(self.user_id)
+
+    def quiet(self, *streams: str) -> bool:
+        """Whether none of these streams moved for this user in the range
+        (known from the record of recent moves; False when unknown)."""
+        return self.moved is not None and self.moved.isdisjoint(streams)
 
     def since_position(self, stream: str) -> int:
         return self.since[stream] if self.since is not None else 0

@@ -47,6 +47,7 @@ from homeserver.sync.room_state import (
     timeline_senders,
 )
 from homeserver.sync.sent_members import SentMembers
+from homeserver.sync.shared_reads import SharedReads
 from storage.events import EventStore, StoredEvent
 from storage.history import TimelineQuery
 from storage.remote_membership import RemoteMembershipStore
@@ -161,10 +162,13 @@ class RoomsSyncProvider:
         out_of_band: RemoteMembershipStore,
         sent_members: SentMembers | None = None,
         invite_policy: InviteBlocking | None = None,
+        shared: SharedReads | None = None,
     ) -> None:
         # Users who block invites see none (MSC4380).
         self._invite_policy = invite_policy
         self._store = store
+        # Timelines read once for all the polls woken by the same event.
+        self._read_timelines = shared.timelines if shared is not None else store.timelines
         self._sent_members = sent_members or SentMembers()
         # The stripped state other servers sent with invites and knocks.
         self._out_of_band = out_of_band
@@ -324,7 +328,7 @@ class RoomsSyncProvider:
             for p in plans
         ]
         query = _timeline_query(timeline_filter)
-        found = await self._store.timelines(ranges, query, ignored)
+        found = await self._read_timelines(ranges, query, ignored)
         seen = await self._seen(
             user_id, [i for rows in found.values() for i, _ in rows.rows[:limit]]
         )
@@ -405,7 +409,7 @@ class RoomsSyncProvider:
                 TimelineRange(r.room_id, r.plan.lo, below - 1, load + 1)
                 for r, below in short.values()
             ]
-            found = await self._store.timelines(ranges, query, ignored)
+            found = await self._read_timelines(ranges, query, ignored)
             seen = await self._seen(user_id, [i for f in found.values() for i, _ in f.rows[:load]])
             for room, _ in short.values():
                 rows = found.get(room.room_id, TimelineRows([], False)).rows[: load + 1]

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from homeserver.notifier import Notifier
 from homeserver.requester import Requester
+from homeserver.stream_moves import MEMBERS
 from homeserver.sync.response import RoomsOfUser, SyncRequest, has_news
 from homeserver.sync.token import STREAMS, SyncToken
 
@@ -121,10 +122,19 @@ class SyncService:
         state_after: str | None,
     ) -> dict[str, Any]:
         deadline = time.monotonic() + min(timeout_ms, MAX_TIMEOUT_MS) / 1000
+        # The user's joined rooms, once known (read before the first wait).
+        rooms: list[str] | None = None
         while True:
             now = self._now(since)
             request = SyncRequest(
-                requester, since, now, filter, full_state, set_presence, state_after=state_after
+                requester,
+                since,
+                now,
+                filter,
+                full_state,
+                set_presence,
+                state_after=state_after,
+                moved=self._moved(requester.user_id, rooms, since, now, full_state),
             )
             response = await self._build(request)
             remaining = deadline - time.monotonic()
@@ -138,20 +148,43 @@ class SyncService:
             # caches before building again.
             await asyncio.sleep(0)
 
+    def _moved(
+        self,
+        user_id: str,
+        rooms: Collection[str] | None,
+        since: SyncToken | None,
+        now: SyncToken,
+        full_state: bool,
+    ) -> frozenset[str] | None:
+        """The streams that may hold news for the user between the tokens:
+        those that moved at all, less, once the user's rooms are known, those
+        the notifier's record shows moved only for others."""
+        if since is None or full_state:
+            return None
+        # Any whose position differs (a token from before a restart of an
+        # in-memory stream can be ahead of `now`: the record then says moved).
+        moved = {s for s in STREAMS if since[s] != now[s]}
+        if "events" in moved:
+            moved.add(MEMBERS)
+        if rooms is None:
+            return frozenset(moved)
+        recent = self._notifier.recent
+        for stream in list(moved - {MEMBERS}):
+            if not recent.moved_for(stream, user_id, rooms, since[stream], now[stream]):
+                moved.discard(stream)
+        if MEMBERS in moved and not recent.members_moved_for(
+            user_id, rooms, since["events"], now["events"]
+        ):
+            moved.discard(MEMBERS)
+        return frozenset(moved)
+
     async def _build(self, request: SyncRequest) -> dict[str, Any]:
         async with self._building:
             return await self._build_now(request)
 
     async def _build_now(self, request: SyncRequest) -> dict[str, Any]:
         response: dict[str, Any] = {"next_batch": str(request.now)}
-        since = request.since
-        # Streams that may hold news: any whose position differs (a token from
-        # before a restart of an in-memory stream can be ahead of `now`).
-        moved = (
-            None
-            if since is None or request.full_state
-            else {s for s in STREAMS if since[s] != request.now[s]}
-        )
+        moved = request.moved
         for provider in self._providers:
             streams = _streams_of(provider)
             if moved is not None and streams is not None and moved.isdisjoint(streams):
