@@ -16,11 +16,14 @@ import json
 from collections import OrderedDict
 from typing import Any
 
+from homeserver.cluster.invalidation import CacheInvalidations
 from storage.account_data import AccountDataStore
 
 IGNORED_USER_LIST = "m.ignored_user_list"
 # Users whose list is kept (least recently asked dropped first).
 MAX_USERS = 10_000
+# The lists' name among the caches shared by a deployment.
+_IGNORED_SHARED = "ignored_users"
 
 
 def _parse(content_json: str | None, user_id: str) -> frozenset[str]:
@@ -40,14 +43,31 @@ class IgnoredUsers:
         self._known: OrderedDict[str, frozenset[str]] = OrderedDict()
         # Bumped by every write of a list: a read that overlapped one is not kept.
         self._writes = 0
+        self._shared: CacheInvalidations | None = None
+
+    def share_invalidations(self, shared: CacheInvalidations) -> None:
+        """In a deployment of several processes, a list written through one
+        is obeyed by all (homeserver/cluster/invalidation.py)."""
+        self._shared = shared
+        shared.register(_IGNORED_SHARED, self._forget, self._forget_all)
 
     def account_data_changed(
         self, user_id: str, room_id: str, data_type: str, content: dict[str, Any]
     ) -> None:
         """An AccountDataService listener: forget a list written."""
         if not room_id and data_type == IGNORED_USER_LIST:
-            self._writes += 1
-            self._known.pop(user_id, None)
+            if self._shared is not None:
+                self._shared.forget(_IGNORED_SHARED, user_id)
+            else:
+                self._forget(user_id)
+
+    def _forget(self, user_id: str) -> None:
+        self._writes += 1
+        self._known.pop(user_id, None)
+
+    def _forget_all(self) -> None:
+        self._writes += 1
+        self._known.clear()
 
     async def ignored_users(self, user_id: str) -> frozenset[str]:
         cached = self._known.pop(user_id, None)

@@ -781,6 +781,7 @@ class HomeServer:
         )
         account_data_store = AccountDataStore(pool)
         ignored = IgnoredUsers(account_data_store)
+        ignored.share_invalidations(shared)
         relations = RelationsService(
             RelationStore(pool),
             events,
@@ -995,6 +996,7 @@ class HomeServer:
         )
         # The key counts of /sync and sliding sync, kept until keys change.
         key_counts = KeyCountsSyncProvider(e2e_keys)
+        key_counts.share_invalidations(shared)
         self.key_service.add_counts_listener(key_counts.forget)
         sessions.add_device_listener(key_counts)
         self.to_device = to_device

@@ -10,16 +10,20 @@ message would otherwise each ask again what they asked when they parked).
 
 from __future__ import annotations
 
+import json
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
+from homeserver.cluster.invalidation import CacheInvalidations
 from homeserver.e2e.keys import key_counts_json
 from homeserver.sync.response import SyncRequest
 from storage.e2e_keys import E2eKeyStore, KeyCounts
 
 # Devices whose counts are kept (least recently synced dropped first).
 MAX_CACHED_DEVICES = 100_000
+# The counts' name among the caches shared by a deployment.
+_COUNTS_SHARED = "key_counts"
 
 
 class KeyCountsSyncProvider:
@@ -28,11 +32,31 @@ class KeyCountsSyncProvider:
         self._counts: OrderedDict[tuple[str, str], KeyCounts] = OrderedDict()
         # Bumped by every forgetting: a read that overlapped one is not kept.
         self._generation = 0
+        self._shared: CacheInvalidations | None = None
+
+    def share_invalidations(self, shared: CacheInvalidations) -> None:
+        """In a deployment of several processes, a claim or upload through one
+        (a remote server's claim reaches the federation listener) changes the
+        counts every process serves (homeserver/cluster/invalidation.py)."""
+        self._shared = shared
+        shared.register(
+            _COUNTS_SHARED, lambda key: self._forget(*json.loads(key)), self._forget_all
+        )
 
     def forget(self, user_id: str, device_id: str) -> None:
         """The device's keys changed (KeyService: an upload or a claim)."""
+        if self._shared is not None:
+            self._shared.forget(_COUNTS_SHARED, json.dumps([user_id, device_id]))
+        else:
+            self._forget(user_id, device_id)
+
+    def _forget(self, user_id: str, device_id: str) -> None:
         self._generation += 1
         self._counts.pop((user_id, device_id), None)
+
+    def _forget_all(self) -> None:
+        self._generation += 1
+        self._counts.clear()
 
     async def devices_changed(
         self, user_id: str, added: Sequence[str], removed: Sequence[str]
