@@ -78,6 +78,15 @@ class RecentMoves:
             self._floor[stream] = dropped.position
             self._names[stream] -= _names(dropped)
 
+    def lose_track(self, stream: str, position: int) -> None:
+        """The stream moved up to `position` with news for people not named
+        (in a deployment: a notification too long to name them, or a
+        catch-up after a lost connection): every range reaching back before
+        it, or past it with nothing recorded since, is answered "moved"."""
+        self._moves[stream] = deque()
+        self._floor[stream] = position
+        self._names[stream] = 0
+
     def _range(self, stream: str, after: int, upto: int) -> list[_Move] | None:
         """The moves in (after, upto], or None when the record does not hold them all."""
         floor = self._floor.get(stream)

@@ -91,3 +91,17 @@ def test_the_record_is_bounded_by_the_names_it_holds():
     # A single move naming more than the bound leaves nothing known.
     recent.record("presence", 4, [f"@u{i}:x" for i in range(9)], ())
     assert recent.moved_for("presence", "@alice:x", [], 3, 4)
+
+
+def test_news_for_people_not_named_makes_every_range_through_it_a_move():
+    """A deployment's notification too long to name whom it concerns."""
+    recent = RecentMoves()
+    recent.record("to_device", 10, (), ())
+    recent.record("to_device", 11, ["@bob:x"], ())
+    recent.lose_track("to_device", 12)
+    assert recent.moved_for("to_device", "@alice:x", [], 10, 12)
+    assert recent.moved_for("to_device", "@alice:x", [], 11, 12)
+    # From the loss on, the record tells again.
+    recent.record("to_device", 13, ["@bob:x"], ())
+    assert not recent.moved_for("to_device", "@alice:x", [], 12, 13)
+    assert recent.moved_for("to_device", "@bob:x", [], 12, 13)

@@ -374,6 +374,7 @@ class ClusterNotifier(Notifier):
             self._advance_own(stream, top, (), ())
         self._advance(stream)
         if everyone and self.positions.get(stream, 0) > before:
+            self.recent.lose_track(stream, self.positions[stream])
             self.wake_everyone()
 
     def _advance(self, stream: str) -> None:
@@ -395,6 +396,8 @@ class ClusterNotifier(Notifier):
             woken.add(wakes.users, wakes.rooms, wakes.everyone)
         super().notify(stream, low, users=woken.users, rooms=woken.rooms)
         if woken.everyone:
+            # The polls of people not named must not skip this stream.
+            self.recent.lose_track(stream, low)
             self.wake_everyone()
 
     def _holds_back(self, stream: str, writer: str) -> bool:
