@@ -1,0 +1,164 @@
+"""Federation with a real Synapse through a deployment's workers, behind nginx:
+a Synapse user joins a room of ours (make_join/send_join through the
+federation_inbound worker), messages cross both ways (ours leave through the
+federation_sender worker owning Synapse's shard, Synapse's reach our user's
+/sync on a client worker), and after a SIGKILL of that sender while our user
+keeps sending, every message reaches Synapse exactly once, sent by the other
+sender once it took the shard over."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+import pytest
+import yaml
+
+from homeserver.cluster.federation_shards import shard_of
+from tests.cluster.deployment import Deployment, DeploymentClient, deployment, until
+from tests.cluster.test_worker_routes import NGINX
+from tests.interop.synapse import SynapseServer
+from tests.test_process import free_port, run_cli
+
+ROLES = {
+    "main": ["client", "event_persister", "media", "pusher", "appservice"],
+    "inbound": ["federation_inbound"],
+    "fs1": ["federation_sender"],
+    "fs2": ["federation_sender"],
+    "bg": ["background"],
+}
+SENDERS = ["fs1", "fs2"]
+MESSAGES = 12
+
+needs_nginx = pytest.mark.skipif(
+    NGINX is None,
+    reason="nginx is not installed (apt-get install nginx-light; `make test` does it as root)",
+)
+
+
+async def start_nginx(cluster: Deployment, prefix: Path) -> asyncio.subprocess.Process:
+    """nginx in front of the workers, with the config `worker-routes --nginx` writes."""
+    assert NGINX is not None
+    code, out = await run_cli("worker-routes", "--config", str(cluster.config_path), "--nginx")
+    assert code == 0, out
+    (prefix / "logs").mkdir(parents=True)
+    conf = prefix / "nginx.conf"
+    conf.write_text(out)
+    settings = f"pid {prefix}/nginx.pid; error_log {prefix}/logs/error.log;"
+    return await asyncio.create_subprocess_exec(
+        NGINX, "-p", str(prefix), "-c", str(conf), "-g", f"daemon off; {settings}"
+    )
+
+
+@pytest.fixture
+async def cluster(database: str, tmp_path: Path) -> Any:
+    # The public federation address is nginx's TLS port, and the server's name
+    # carries it: Synapse connects to the name as it is (no well-known, no SRV).
+    port = free_port()
+    running = deployment(
+        database,
+        tmp_path / "data",
+        ROLES,
+        server_name=f"localhost:{port}",
+        federation_listen=f"127.0.0.1:{port}",
+    )
+    nginx = None
+    try:
+        await running.start(*ROLES)
+        nginx = await start_nginx(running, tmp_path / "nginx")
+        async with aiohttp.ClientSession() as http:
+            yield DeploymentClient(http, running, database)
+    finally:
+        if nginx is not None and nginx.returncode is None:
+            nginx.terminate()
+            await nginx.wait()
+        await running.stop()
+
+
+async def synapse_bodies(synapse_user: Any, room_id: str) -> list[str]:
+    """The message bodies of the room in Synapse's timeline, oldest first."""
+    answer = await synapse_user.ok(
+        "GET",
+        f"/_matrix/client/v3/rooms/{quote(room_id)}/messages",
+        params={"dir": "b", "limit": "1000"},
+    )
+    return [
+        e["content"].get("body") for e in reversed(answer["chunk"]) if e["type"] == "m.room.message"
+    ]
+
+
+@needs_nginx
+async def test_federation_with_synapse_through_the_workers(
+    cluster: DeploymentClient, synapse: SynapseServer
+):
+    server_name = yaml.safe_load(cluster.cluster.config_path.read_text())["server_name"]
+    alice = await cluster.register("main", "alice")
+    status, created = await cluster.call(
+        "main", "POST", "/createRoom", alice, {"preset": "public_chat", "name": "Workers"}
+    )
+    assert status == 200, created
+    room_id = created["room_id"]
+
+    # The Synapse user joins through nginx and the federation_inbound worker.
+    syd = await synapse.register()
+    assert await syd.join(room_id, via=[server_name]) == room_id
+
+    async def members() -> set[str]:
+        status, body = await cluster.call(
+            "main", "GET", f"/rooms/{quote(room_id)}/joined_members", alice
+        )
+        assert status == 200, body
+        return set(body["joined"])
+
+    assert syd.user_id in await until(members, 10)
+
+    # The sender owning Synapse's shard is the one holding that shard's lease.
+    shard = f"federation-sender-{shard_of(synapse.server_name, len(SENDERS))}-of-{len(SENDERS)}"
+
+    async def holder() -> str | None:
+        held = await cluster.cluster.duties()
+        return next((n for n in SENDERS if shard in held[n]), None)
+
+    doomed = await until(holder, 20)
+    survivor = next(n for n in SENDERS if n != doomed)
+
+    # Ours reach Synapse.
+    sent = ["hello 0"]
+    await cluster.send("main", alice, room_id, sent[0], "txn-0")
+    await until(lambda: _has(syd, room_id, sent), 15)
+
+    # Synapse's reach our user's /sync on the client worker.
+    from_synapse = await syd.send_text(room_id, "hello from synapse")
+
+    async def seen_by_alice() -> bool:
+        status, body = await cluster.call("main", "GET", "/sync?timeout=1000", alice)
+        assert status == 200, body
+        timeline = body.get("rooms", {}).get("join", {}).get(room_id, {}).get("timeline", {})
+        return from_synapse in [e["event_id"] for e in timeline.get("events", [])]
+
+    await until(seen_by_alice, 15)
+
+    # The shard's sender dies while Alice keeps sending: every message
+    # arrives, exactly once, through the other sender.
+    for i in range(1, MESSAGES):
+        if i == MESSAGES // 2:
+            await cluster.cluster.kill(doomed)
+        body = f"hello {i}"
+        await cluster.send("main", alice, room_id, body, f"txn-{i}")
+        sent.append(body)
+
+    await until(lambda: _has(syd, room_id, sent), 30)
+    bodies = await synapse_bodies(syd, room_id)
+    assert [b for b in bodies if b != "hello from synapse"] == sent
+    assert shard in (await cluster.cluster.duties())[survivor]
+
+
+async def _has(syd: Any, room_id: str, sent: list[str]) -> bool:
+    with contextlib.suppress(Exception):
+        bodies = await synapse_bodies(syd, room_id)
+        return set(sent) <= set(bodies)
+    return False
