@@ -1,4 +1,6 @@
-"""Federation with a real Synapse through a deployment's workers, behind nginx:
+"""Federation with a real Synapse through a deployment's workers, behind nginx
+(or, where nginx is not installed, with the federation_inbound worker's
+listener as the public federation address):
 a Synapse user joins a room of ours (make_join/send_join through the
 federation_inbound worker), messages cross both ways (ours leave through the
 federation_sender worker owning Synapse's shard, Synapse's reach our user's
@@ -35,14 +37,10 @@ ROLES = {
 SENDERS = ["fs1", "fs2"]
 MESSAGES = 12
 
-needs_nginx = pytest.mark.skipif(
-    NGINX is None,
-    reason="nginx is not installed (apt-get install nginx-light; `make test` does it as root)",
-)
-
 
 async def start_nginx(cluster: Deployment, prefix: Path) -> asyncio.subprocess.Process:
-    """nginx in front of the workers, with the config `worker-routes --nginx` writes."""
+    """nginx in front of the workers, with the config `worker-routes --nginx`
+    writes; returned once it answers on the public federation address."""
     assert NGINX is not None
     code, out = await run_cli("worker-routes", "--config", str(cluster.config_path), "--nginx")
     assert code == 0, out
@@ -50,27 +48,48 @@ async def start_nginx(cluster: Deployment, prefix: Path) -> asyncio.subprocess.P
     conf = prefix / "nginx.conf"
     conf.write_text(out)
     settings = f"pid {prefix}/nginx.pid; error_log {prefix}/logs/error.log;"
-    return await asyncio.create_subprocess_exec(
+    nginx = await asyncio.create_subprocess_exec(
         NGINX, "-p", str(prefix), "-c", str(conf), "-g", f"daemon off; {settings}"
     )
+    url = f"https://{cluster.public_federation}/_matrix/federation/v1/version"
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=False)) as http:
+
+        async def answers() -> bool:
+            with contextlib.suppress(aiohttp.ClientError):
+                async with http.get(url) as resp:
+                    return resp.status == 200
+            return False
+
+        await until(answers, 10)
+    return nginx
+
+
+def name_after_front(cluster: Deployment, front: str) -> str:
+    """Make `front` the deployment's public federation address and name the
+    server after it: Synapse connects to a name with a port as it is (no
+    well-known, no SRV)."""
+    port = front.rsplit(":", 1)[1]
+    data = yaml.safe_load(cluster.config_path.read_text())
+    data["server_name"] = f"localhost:{port}"
+    data["federation_listen"] = front
+    cluster.config_path.write_text(yaml.safe_dump(data, sort_keys=False))
+    cluster.public_federation = front
+    return data["server_name"]
 
 
 @pytest.fixture
 async def cluster(database: str, tmp_path: Path) -> Any:
-    # The public federation address is nginx's TLS port, and the server's name
-    # carries it: Synapse connects to the name as it is (no well-known, no SRV).
-    port = free_port()
-    running = deployment(
-        database,
-        tmp_path / "data",
-        ROLES,
-        server_name=f"localhost:{port}",
-        federation_listen=f"127.0.0.1:{port}",
-    )
+    running = deployment(database, tmp_path / "data", ROLES)
+    # nginx in front when Debian's is installed (as `make test` does);
+    # otherwise Synapse reaches the federation_inbound worker's listener.
+    inbound = running.workers["inbound"].federation
+    assert inbound is not None
+    name_after_front(running, f"127.0.0.1:{free_port()}" if NGINX else inbound)
     nginx = None
     try:
         await running.start(*ROLES)
-        nginx = await start_nginx(running, tmp_path / "nginx")
+        if NGINX:
+            nginx = await start_nginx(running, tmp_path / "nginx")
         async with aiohttp.ClientSession() as http:
             yield DeploymentClient(http, running, database)
     finally:
@@ -92,7 +111,6 @@ async def synapse_bodies(synapse_user: Any, room_id: str) -> list[str]:
     ]
 
 
-@needs_nginx
 async def test_federation_with_synapse_through_the_workers(
     cluster: DeploymentClient, synapse: SynapseServer
 ):
