@@ -134,6 +134,12 @@ async def test_federation_with_synapse_through_the_workers(
         return set(body["joined"])
 
     assert syd.user_id in await until(members, 10)
+    # Each worker's log names the listeners it opened, and only those.
+    front = cluster.cluster.public_federation
+    logs = {name: bytes(w.output).decode() for name, w in cluster.cluster.workers.items()}
+    assert "serving clients on no listener here and federation on no listener here" in logs["fs1"]
+    assert f"federation on {cluster.cluster.workers['inbound'].federation}" in logs["inbound"]
+    assert f"federation on {front}" not in logs["main"]
 
     # Synapse's shard is the own shard of one sender (by name), which holds it
     # while it is up.
