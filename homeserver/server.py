@@ -423,8 +423,9 @@ class HomeServer:
         logger.info(
             "%s is serving clients on %s and federation on %s",
             config.server_name,
-            config.client_listen,
-            config.federation_listen,
+            # A worker names only the listeners it opened (a sender has none).
+            config.client_listen if self.client_port else "no listener here",
+            config.federation_listen if self.federation_port else "no listener here",
         )
 
     def _prepare_key_files(self) -> SigningKey:
