@@ -55,6 +55,14 @@ SCALE_ARGS ?=
 bench-scale: $(STAMP) $(SYNAPSE_STAMP) $(BENCH_STAMP)
 	$(PY) bench/scale.py $(SCALE_ARGS)
 
+# The send load and the sync wake-up against a deployment of six workers behind
+# nginx, beside one process (bench/deployment.py, bench/README.md). A few
+# minutes; options through DEPLOYMENT_ARGS, e.g. DEPLOYMENT_ARGS=--quick.
+DEPLOYMENT_ARGS ?=
+.PHONY: bench-deployment
+bench-deployment: $(STAMP) $(NGINX)
+	PYTHONPATH=$(CURDIR) $(PY) bench/deployment.py $(DEPLOYMENT_ARGS)
+
 $(BENCH_STAMP): pyproject.toml | $(STAMP)
 	$(VENV)/bin/pip install --quiet -e '.[bench]'
 	touch $(BENCH_STAMP)

@@ -23,7 +23,7 @@ import time
 import urllib.parse
 from collections.abc import Iterator
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 import asyncpg
@@ -69,9 +69,10 @@ def machine_busy() -> tuple[int, int] | None:
     return sum(fields) - idle, sum(fields)
 
 
-def _postgres_cpu(pid: int) -> float | None:
-    """User + system CPU seconds of a PostgreSQL process on this machine, from
-    /proc/<pid>/stat; None if there is no such process here."""
+def process_cpu(pid: int, name_prefix: str = "") -> float | None:
+    """User + system CPU seconds of a process on this machine, from
+    /proc/<pid>/stat; None if there is no such process here (or its command
+    name does not start with `name_prefix`)."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             stat = f.read()
@@ -79,10 +80,15 @@ def _postgres_cpu(pid: int) -> float | None:
         return None
     # The command name may hold spaces; the fields after it are fixed.
     name, _, rest = stat.partition("(")[2].rpartition(")")
-    if not name.startswith("postgres"):
+    if not name.startswith(name_prefix):
         return None
     fields = rest.split()
     return (int(fields[11]) + int(fields[12])) / _TICKS_PER_SECOND
+
+
+def _postgres_cpu(pid: int) -> float | None:
+    """CPU seconds of a PostgreSQL process on this machine (None: not here)."""
+    return process_cpu(pid, "postgres")
 
 
 async def _backend_cpu(server: HomeServer) -> dict[int, float] | None:
@@ -153,6 +159,16 @@ def _serve(config: dict[str, Any], conn: Connection) -> None:
         await server.stop()
 
     asyncio.run(main())
+
+
+class MeasuredServer(Protocol):
+    """What a load runs against: a base URL and a measured phase (CPU time)."""
+
+    url: str
+
+    def start(self, profile: bool = False) -> None: ...
+
+    def stop(self) -> dict[str, Any]: ...
 
 
 class ServerProcess:

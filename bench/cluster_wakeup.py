@@ -164,6 +164,51 @@ async def wakeups(sender_port: int, poller_ports: list[int], iterations: int) ->
         return latencies
 
 
+async def measure(
+    sending: Client,
+    polling: Client,
+    alice_token: str,
+    bob_token: str,
+    room_id: str,
+    iterations: int,
+) -> list[float]:
+    """Seconds from the start of each of Alice's sends (through `sending`) to
+    Bob's long poll (through `polling`) returning with it; both in `room_id`.
+
+    Apart from `wakeups` so that bench/deployment.py can pick its own poller."""
+    since = (await polling.call("GET", sync_path(), bob_token))["next_batch"]
+    # Unique per call: a repeated transaction id would answer with the old event.
+    tag = time.monotonic_ns()
+    latencies = []
+    for i in range(iterations):
+        poll = asyncio.create_task(
+            polling.call("GET", sync_path(since, timeout_ms=30_000), bob_token)
+        )
+        # Let the poll park (its first look finds nothing new).
+        await asyncio.sleep(0.02)
+        started = time.perf_counter()
+        await sending.call(
+            "PUT",
+            f"{V3}/rooms/{room_id}/send/m.room.message/t{tag}_{i}",
+            alice_token,
+            {"msgtype": "m.text", "body": f"m{tag}_{i}"},
+        )
+        while True:
+            response = await poll
+            since = response["next_batch"]
+            events = response.get("rooms", {}).get("join", {}).get(room_id, {})
+            bodies = [
+                e["content"].get("body") for e in events.get("timeline", {}).get("events", [])
+            ]
+            if f"m{tag}_{i}" in bodies:
+                break
+            poll = asyncio.create_task(
+                polling.call("GET", sync_path(since, timeout_ms=30_000), bob_token)
+            )
+        latencies.append(time.perf_counter() - started)
+    return latencies
+
+
 def line(name: str, values: list[float]) -> str:
     ordered = sorted(values)
     return (

@@ -26,12 +26,13 @@ import os
 import statistics
 import time
 import urllib.parse
+from typing import Any
 
 import aiohttp
 from _server import (
     V3,
     Client,
-    ServerProcess,
+    MeasuredServer,
     cpu_seconds,
     gather_limited,
     machine_busy,
@@ -41,11 +42,13 @@ from _server import (
 from floor import describe, measure_floor
 
 
-async def _run(args: argparse.Namespace, server: ServerProcess) -> float | None:
+async def run_load(args: argparse.Namespace, server: MeasuredServer) -> dict[str, Any]:
     """Register, create and join, send the messages, check them and print the figures.
 
-    Returns the CPU milliseconds per message of the server and its PostgreSQL
-    backends (None when PostgreSQL is not on this machine)."""
+    Returns the figures; "cpu_ms_per_message" is the CPU milliseconds per
+    message of the server and its PostgreSQL backends (None when PostgreSQL
+    is not on this machine). bench/deployment.py runs it against a whole
+    deployment behind nginx."""
     connector = aiohttp.TCPConnector(limit=args.concurrency)
     async with aiohttp.ClientSession(connector=connector) as http:
         client = Client(http, server.url)
@@ -110,6 +113,7 @@ async def _run(args: argparse.Namespace, server: ServerProcess) -> float | None:
 
     total = len(expected)
     latencies.sort()
+    busy = None
     print(
         f"sent {total} messages ({args.users} users x {args.messages}, {args.rooms} rooms, "
         f"concurrency {args.concurrency}) in {elapsed:.2f}s: {total / elapsed:.0f} events/s"
@@ -134,9 +138,28 @@ async def _run(args: argparse.Namespace, server: ServerProcess) -> float | None:
     print(line)
     if "profile" in report:
         print(report["profile"])
-    if report["pg_cpu"] is None:
-        return None
-    return (report["cpu"] + report["pg_cpu"]) / total * 1000
+    return {
+        "messages": total,
+        "elapsed_s": elapsed,
+        "messages_per_s": total / elapsed,
+        "latency_ms": {
+            "p50": percentile(latencies, 0.50) * 1000,
+            "p90": percentile(latencies, 0.90) * 1000,
+            "p99": percentile(latencies, 0.99) * 1000,
+            "max": latencies[-1] * 1000,
+            "mean": statistics.fmean(latencies) * 1000,
+        },
+        "server_cpu_ms_per_message": report["cpu"] / total * 1000,
+        "pg_cpu_ms_per_message": (
+            None if report["pg_cpu"] is None else report["pg_cpu"] / total * 1000
+        ),
+        "cpu_ms_per_message": (
+            None if report["pg_cpu"] is None else (report["cpu"] + report["pg_cpu"]) / total * 1000
+        ),
+        "load_generator_cpu_ms_per_message": client_cpu / total * 1000,
+        "machine_busy": busy,
+        **{k: v for k, v in report.items() if k not in ("cpu", "pg_cpu", "profile")},
+    }
 
 
 async def _verify(
@@ -181,7 +204,7 @@ def main() -> None:
     args = parser.parse_args()
 
     with running_server("send", args.pool_size) as server:
-        ours = asyncio.run(_run(args, server))
+        ours = asyncio.run(run_load(args, server))["cpu_ms_per_message"]
     if args.no_floor:
         return
     # Once the server has stopped, so that the two do not share the CPUs.
