@@ -269,3 +269,29 @@ async def test_event_rewritten_by_another_process(two):
         return found[event_id].event.content == {}
 
     await eventually(rewritten_in_b)
+
+
+async def test_retention_policies(server_factory: Any):
+    """A room's m.room.retention persisted through A is the policy B's purge
+    job applies (B keeps the policies in memory)."""
+    retention = {"enabled": True, "purge_interval_ms": 24 * 3600 * 1000}
+    a = await server_factory(cluster={"enabled": True, "instance_name": "a"}, retention=retention)
+    b = await server_factory(cluster={"enabled": True, "instance_name": "b"}, retention=retention)
+    await asyncio.wait_for(channel(b).listening.wait(), 10)
+    alice = await a.register("alice")
+    room_id = await create_room(a, alice["access_token"])
+    policies = b.server.purge_job._policies
+    assert policies is not None
+    assert policies.policy(room_id).max_lifetime is None
+    await ok(
+        a,
+        "PUT",
+        f"{V3}/rooms/{quote(room_id)}/state/m.room.retention/",
+        alice["access_token"],
+        {"max_lifetime": 3_600_000},
+    )
+
+    async def known_to_b() -> bool:
+        return policies.policy(room_id).max_lifetime == 3_600_000
+
+    await eventually(known_to_b)
