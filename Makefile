@@ -22,8 +22,9 @@ SLAPD := /usr/sbin/slapd
 # installed like slapd, those tests skip with a message saying so without it.
 NGINX := /usr/sbin/nginx
 # pytest-xdist workers for `make test`: the tests mostly wait on servers,
-# PostgreSQL and Node, so two workers fill a 2-core machine's idle time.
-TEST_WORKERS ?= 2
+# PostgreSQL and Node (and the deployment tests on several processes each),
+# so three workers fill a 2-core machine's idle time.
+TEST_WORKERS ?= 3
 
 .PHONY: run test lint bench clean drills
 
