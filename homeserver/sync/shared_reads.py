@@ -57,19 +57,22 @@ class SharedReads:
         """As SyncStore.timelines; ranges ending past the position read now
         (a request built just before a move) are read for this caller alone."""
         self._fresh()
-        if query != _PLAIN or ignored or len(self._timelines) > MAX_ENTRIES:
+        # This position's reads: the position may move while they are
+        # awaited, and the next position's reads start empty.
+        reads, position = self._timelines, self._position
+        if query != _PLAIN or ignored or len(reads) > MAX_ENTRIES:
             return await self._store.timelines(ranges, query, ignored)
-        shared = [r for r in ranges if r.hi <= self._position]
-        own = [r for r in ranges if r.hi > self._position]
-        missing = [r for r in shared if _key(r) not in self._timelines]
+        shared = [r for r in ranges if r.hi <= position]
+        own = [r for r in ranges if r.hi > position]
+        missing = [r for r in shared if _key(r) not in reads]
         if missing:
             task = asyncio.create_task(self._store.timelines(missing, query, ignored))
-            _share(task, [_key(r) for r in missing], self._timelines)
+            _share(task, [_key(r) for r in missing], reads)
         found: dict[str, TimelineRows] = (
             await self._store.timelines(own, query, ignored) if own else {}
         )
         for r in shared:
-            rows = (await asyncio.shield(self._timelines[_key(r)])).get(r.room_id)
+            rows = (await asyncio.shield(reads[_key(r)])).get(r.room_id)
             if rows is not None:
                 found[r.room_id] = rows
         return found
@@ -77,16 +80,17 @@ class SharedReads:
     async def redactions_of(self, event_ids: Iterable[str]) -> dict[str, str]:
         """As EventStore.redactions_of."""
         self._fresh()
+        reads = self._redactions
         ids = list(dict.fromkeys(event_ids))
-        if len(self._redactions) > MAX_ENTRIES:
+        if len(reads) > MAX_ENTRIES:
             return await self._events.redactions_of(ids)
-        missing = [i for i in ids if i not in self._redactions]
+        missing = [i for i in ids if i not in reads]
         if missing:
             task = asyncio.create_task(self._events.redactions_of(missing))
-            _share(task, missing, self._redactions)
+            _share(task, missing, reads)
         found = {}
         for event_id in ids:
-            redaction = (await asyncio.shield(self._redactions[event_id])).get(event_id)
+            redaction = (await asyncio.shield(reads[event_id])).get(event_id)
             if redaction is not None:
                 found[event_id] = redaction
         return found
