@@ -5,36 +5,16 @@ one row per member gave, while a plain message writes one row."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import nio
-import pytest
 
 from tests.test_pushers import notifications
-from tests.test_unread_counts import counts, room_with, send_text
+from tests.test_unread_counts import counts, room_with, send_text, users
+
+__all__ = ["users"]  # the fixture
 
 V3 = "/_matrix/client/v3"
-
-
-@pytest.fixture
-async def users(hs: Any) -> AsyncIterator[Callable[..., Any]]:
-    """Registers a user (with a display name, if given) and returns a logged-in nio client."""
-    clients: list[nio.AsyncClient] = []
-
-    async def make(name: str, display_name: str | None = None) -> nio.AsyncClient:
-        body = await hs.register(name)
-        client = nio.AsyncClient(hs.url, body["user_id"])
-        client.restore_login(body["user_id"], body["device_id"], body["access_token"])
-        clients.append(client)
-        if display_name is not None:
-            resp = await client.set_displayname(display_name)
-            assert isinstance(resp, nio.ProfileSetDisplayNameResponse), resp
-        return client
-
-    yield make
-    for client in clients:
-        await client.close()
 
 
 async def rows_of(hs: Any, event_id: str) -> tuple[int, list[tuple[str, bool]]]:
