@@ -65,3 +65,9 @@ class StreamIds:
             self.current = max(self.current, done)
             self._done_above.discard(done)
         return self.current != before
+
+
+async def next_position(db: asyncpg.Pool | asyncpg.Connection, sequence: str) -> int:
+    """One position of `sequence` (a writer among several takes them one at a
+    time: homeserver/cluster/stream_ids.py)."""
+    return await db.fetchval(f"SELECT nextval('{sequence}')")

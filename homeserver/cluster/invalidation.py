@@ -29,6 +29,8 @@ from collections.abc import Awaitable, Callable
 import asyncpg
 import attrs
 
+from storage import leases, shared_caches
+
 logger = logging.getLogger(__name__)
 
 CHANNEL = "homeserver_cache_invalidation"
@@ -134,9 +136,7 @@ class CacheInvalidations:
                 batch.append(self._outbox.get_nowait())
             payloads = [self._payload(cache, key) for cache, key in dict.fromkeys(batch)]
             try:
-                await pool.execute(
-                    "SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p", CHANNEL, payloads
-                )
+                await shared_caches.notify(pool, CHANNEL, payloads)
             except asyncio.CancelledError:
                 raise
             except Exception as e:
@@ -166,7 +166,7 @@ class CacheInvalidations:
                         self.listening.set()
                         while True:
                             await asyncio.sleep(CHECK_S)
-                            await conn.fetchval("SELECT 1", timeout=CHECK_S)
+                            await leases.still_connected(conn, CHECK_S)
                     finally:
                         self.listening.clear()
                         with contextlib.suppress(Exception):

@@ -15,6 +15,8 @@ from typing import Protocol
 
 import asyncpg
 
+from storage import streams
+
 
 class Hub(Protocol):
     def start_position(self, stream: str) -> int: ...
@@ -55,7 +57,7 @@ class ClusterStreamIds:
         self._allocating += 1
         try:
             await self._hub.busy(self._stream)
-            position = await (conn or self._pool).fetchval(f"SELECT nextval('{self._sequence}')")
+            position = await streams.next_position(conn or self._pool, self._sequence)
         finally:
             self._allocating -= 1
         self._in_flight.add(position)
