@@ -134,21 +134,31 @@ def deployment(
     data_dir.mkdir(parents=True, exist_ok=True)
     ensure_signing_key(data_dir / "signing.key")
     ensure_self_signed_certificate(data_dir / "tls.crt", data_dir / "tls.key", "localhost")
+    taken: set[int] = set()
+
+    def port() -> int:
+        """A free port none of this deployment's listeners has yet (the
+        kernel may hand a just-closed probe's port out twice)."""
+        while (found := free_port()) in taken:
+            pass
+        taken.add(found)
+        return found
+
     secret = secrets.token_urlsafe(32)
     workers: dict[str, Worker] = {}
     section: dict[str, Any] = {}
     for name, worker_roles in roles.items():
         answers_clients = bool(CLIENT_LISTENER_ROLES & set(worker_roles))
-        client = f"127.0.0.1:{free_port()}" if answers_clients else None
-        federation = f"127.0.0.1:{free_port()}" if "federation_inbound" in worker_roles else None
-        workers[name] = Worker(name, client, federation, f"127.0.0.1:{free_port()}")
+        client = f"127.0.0.1:{port()}" if answers_clients else None
+        federation = f"127.0.0.1:{port()}" if "federation_inbound" in worker_roles else None
+        workers[name] = Worker(name, client, federation, f"127.0.0.1:{port()}")
         section[name] = {
             "roles": list(worker_roles),
             "client_listen": client,
             "federation_listen": federation,
             "internal_listen": workers[name].internal,
         }
-    public_client, public_federation = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+    public_client, public_federation = f"127.0.0.1:{port()}", f"127.0.0.1:{port()}"
     data: dict[str, Any] = {
         "server_name": "localhost",
         "data_dir": str(data_dir),
