@@ -7,11 +7,12 @@ their rooms, and one transaction that records what each destination is owed
 together with the new position. Events then go to one queue per destination
 (queue.py), which sends transactions, backs off and catches up.
 
-EDUs come from the services' listeners: typing, public read receipts and
-presence go to the servers sharing the room or a room with the user; device
-list and signing key updates are stored in an outbox first, as are to-device
-messages (by the to-device service), so that they survive a restart and are
-deleted only once delivered.
+EDUs come from the services' listeners (in a cluster, from the streams every
+process writes: homeserver/cluster/ephemeral_follower.py): typing, public
+read receipts and presence go to the servers sharing the room or a room with
+the user; device list and signing key updates are stored in an outbox first,
+as are to-device messages (by the to-device service), so that they survive a
+restart and are deleted only once delivered.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 
 from federation.backoff import Backoff
 from federation.edus import (
@@ -252,32 +253,47 @@ class FederationSender:
 
     def typing_changed(self, room_id: str, user_id: str, typing: bool) -> None:
         """TypingService listener."""
-        if not self._is_local(user_id):
+        self.typing_changes([(room_id, user_id, typing)])
+
+    def typing_changes(self, changes: Sequence[tuple[str, str, bool]]) -> None:
+        """Typing of several (room, user), routed with one query (a cluster's
+        ephemeral follower hands them over in batches)."""
+        local = [c for c in changes if self._is_local(c[1])]
+        if not local:
             return
 
         async def route() -> None:
-            servers = await self._store.room_servers([room_id])
-            self._send_edu(
-                servers[room_id], ("typing", room_id, user_id), typing_edu(room_id, user_id, typing)
-            )
+            servers = await self._store.room_servers({room_id for room_id, _, _ in local})
+            for room_id, user_id, typing in local:
+                self._send_edu(
+                    servers[room_id],
+                    ("typing", room_id, user_id),
+                    typing_edu(room_id, user_id, typing),
+                )
 
         self._spawn(route)
 
     def receipt_stored(self, receipt: Receipt) -> None:
         """ReceiptService listener (public receipts only)."""
-        if not self._is_local(receipt.user_id):
+        self.receipts_stored([receipt])
+
+    def receipts_stored(self, receipts: Sequence[Receipt]) -> None:
+        """Public receipts, routed with one query (as `typing_changes`)."""
+        local = [r for r in receipts if self._is_local(r.user_id)]
+        if not local:
             return
 
         async def route() -> None:
-            servers = await self._store.room_servers([receipt.room_id])
-            key = (
-                "receipt",
-                receipt.room_id,
-                receipt.receipt_type,
-                receipt.user_id,
-                receipt.thread_id,
-            )
-            self._send_edu(servers[receipt.room_id], key, receipt_edu([receipt]))
+            servers = await self._store.room_servers({r.room_id for r in local})
+            for receipt in local:
+                key = (
+                    "receipt",
+                    receipt.room_id,
+                    receipt.receipt_type,
+                    receipt.user_id,
+                    receipt.thread_id,
+                )
+                self._send_edu(servers[receipt.room_id], key, receipt_edu([receipt]))
 
         self._spawn(route)
 

@@ -162,7 +162,13 @@ from homeserver.cluster.forwarding import LocalSend
 from homeserver.cluster.invalidation import CacheInvalidations
 from homeserver.cluster.owners import route_room_writes
 from homeserver.cluster.roles import Duty, ProcessRoles
-from homeserver.cluster.wiring import make_notifier, session_name, stream_ids, typing_service
+from homeserver.cluster.wiring import (
+    ephemeral_follower,
+    make_notifier,
+    session_name,
+    stream_ids,
+    typing_service,
+)
 from homeserver.cluster.worker_mode import name_responses, opens
 from homeserver.config import Config, parse_listen
 from homeserver.delayed_events.scheduler import DelayedEventScheduler
@@ -1003,6 +1009,12 @@ class HomeServer:
         self.to_device = to_device
         # The federation sender, built with the federation listener, hears these.
         self.typing, self.receipts, self.presence = typing, receipts, presence
+        # In a cluster they hear every process's through this instead.
+        self.ephemeral_follower = follower = await ephemeral_follower(
+            pool, self.notifier, self.roles
+        )
+        if follower is not None:
+            app.on_cleanup.append(lambda _: follower.stop())
         await self._start_appservice_delivery(app, pool, events, formatter, directory)
 
         async def stop_ephemeral(_: web.Application) -> None:
@@ -1732,9 +1744,16 @@ class HomeServer:
                 sessions=SessionStore(pool),
                 owns=shard.owns,
             )
-            self.typing.add_listener(sender.typing_changed)
-            self.receipts.add_listener(sender.receipt_stored)
-            self.presence.add_listener(sender.presence_changed)
+            if self.ephemeral_follower is not None:
+                self.ephemeral_follower.listen(
+                    typing=sender.typing_changes,
+                    receipts=sender.receipts_stored,
+                    presence=sender.presence_changed,
+                )
+            else:
+                self.typing.add_listener(sender.typing_changed)
+                self.receipts.add_listener(sender.receipt_stored)
+                self.presence.add_listener(sender.presence_changed)
             self.key_changes.add_listener(sender.keys_changed)
             await self.duties.run(
                 app,
@@ -1761,13 +1780,18 @@ class HomeServer:
             events=events,
             formatter=formatter,
             notifier=self.notifier,
-            typing_users=self.typing.typing_users,
+            typing_users=(self.ephemeral_follower or self.typing).typing_users,
             metrics=DeliveryMetrics(self.metrics.registry),
             server_name=self.config.server_name,
             ssl_context=self.outbound_ssl,
         )
-        self.typing.add_listener(delivery.typing_changed)
-        self.presence.add_listener(delivery.presence_changed)
+        if self.ephemeral_follower is not None:
+            self.ephemeral_follower.listen(
+                typing=delivery.typing_changes, presence=delivery.presence_changed
+            )
+        else:
+            self.typing.add_listener(delivery.typing_changed)
+            self.presence.add_listener(delivery.presence_changed)
         directory.add_alias_listener(delivery.aliases_changed)
         await self.duties.run(app, Duty.APPSERVICE_SENDER, delivery.start, delivery.stop)
 

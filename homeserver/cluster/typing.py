@@ -7,6 +7,11 @@ change also takes a position of the shared typing stream and is written to
 reads who types from the database, and the cluster notifier wakes it.
 Should the process that ran a timer die, its typists drop out of what /sync
 reports when their time is up (read with `until > now()`).
+
+A renewal (typing again while typing) is written too, at most every
+RENEW_SHARE_S per typist: the federation sender and appservices hear typing
+from these rows (cluster/ephemeral_follower.py), and other servers end a
+typist's typing unless it is renewed within their timeout (Synapse's: 60 s).
 """
 
 from __future__ import annotations
@@ -26,6 +31,9 @@ from storage.typing import TypingStore
 
 logger = logging.getLogger(__name__)
 
+# How often a typist's renewals are written (and so sent to other servers).
+RENEW_SHARE_S = 10.0
+
 
 class SharedTypingService(TypingService):
     def __init__(
@@ -42,9 +50,18 @@ class SharedTypingService(TypingService):
         # Changes are written in the order they happened.
         self._order = asyncio.Lock()
         self._writes: set[asyncio.Task[None]] = set()
+        # (room, typist) -> when their typing was last written (monotonic).
+        self._shared: dict[tuple[str, str], float] = {}
 
     def start(self) -> None:
         """The shared position was announced by the publisher's start."""
+
+    def _started(self, room_id: str, user_id: str, timeout_ms: int) -> None:
+        renewal = user_id in self._typing.get(room_id, {})
+        super()._started(room_id, user_id, timeout_ms)
+        last = self._shared.get((room_id, user_id), 0.0)
+        if renewal and time.monotonic() - last >= RENEW_SHARE_S:
+            self._advance(room_id, user_id)
 
     def _advance(self, room_id: str, user_id: str) -> None:
         timer = self._typing.get(room_id, {}).get(user_id)
@@ -52,6 +69,9 @@ class SharedTypingService(TypingService):
         if timer is not None:
             left_s = timer.when() - asyncio.get_running_loop().time()
             until = datetime.fromtimestamp(time.time() + left_s, UTC)
+            self._shared[(room_id, user_id)] = time.monotonic()
+        else:
+            self._shared.pop((room_id, user_id), None)
         task = asyncio.create_task(self._write(room_id, user_id, until))
         self._writes.add(task)
         task.add_done_callback(self._writes.discard)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncpg
 
+from homeserver.cluster.ephemeral_follower import EphemeralFollower
 from homeserver.cluster.notifier import ClusterNotifier
+from homeserver.cluster.roles import Duty, ProcessRoles
 from homeserver.cluster.stream_ids import ClusterStreamIds
 from homeserver.cluster.typing import SharedTypingService
 from homeserver.config import Config
@@ -12,6 +14,7 @@ from homeserver.ephemeral.common import StreamPublisher
 from homeserver.ephemeral.typing import ActivityTracker, TypingService
 from homeserver.notifier import Notifier
 from storage import stream_writers
+from storage.ephemeral_changes import EphemeralChangeStore
 from storage.rooms import RoomStore
 from storage.streams import StreamIds
 from storage.typing import TypingStore
@@ -66,3 +69,18 @@ async def typing_service(
     publisher = StreamPublisher("typing", stream_ids(pool, notifier, "typing"), notifier)
     await publisher.start()
     return SharedTypingService(notifier, rooms, activity, TypingStore(pool), publisher)
+
+
+async def ephemeral_follower(
+    pool: asyncpg.Pool, notifier: Notifier, roles: ProcessRoles
+) -> EphemeralFollower | None:
+    """In a cluster, where the federation sender and the appservice delivery
+    hear typing, receipts and presence (started); None in one process (they
+    hear the services) and in a worker that runs neither."""
+    if not isinstance(notifier, ClusterNotifier):
+        return None
+    if not (roles.runs(Duty.FEDERATION_SENDER) or roles.runs(Duty.APPSERVICE_SENDER)):
+        return None
+    follower = EphemeralFollower(EphemeralChangeStore(pool), notifier)
+    await follower.start()
+    return follower

@@ -2,10 +2,12 @@
 
 Like the federation sender, it learns of new events by following the streams
 (the notifier's stream listener), never by being called from the room
-service; typing and presence come from those services' listeners. Each
-appservice with a URL has its own queue (queue.py) reading from its own
-stored positions, so one that is down falls behind alone and catches up, in
-order, when it is back. Appservices without a URL get nothing.
+service; typing and presence come from those services' listeners (in a
+cluster, from homeserver/cluster/ephemeral_follower.py, which reads what
+every process wrote). Each appservice with a URL has its own queue
+(queue.py) reading from its own stored positions, so one that is down falls
+behind alone and catches up, in order, when it is back. Appservices without
+a URL get nothing.
 """
 
 from __future__ import annotations
@@ -165,6 +167,11 @@ class AppServiceDelivery:
             if queue.appservice.receive_ephemeral:
                 queue.ephemeral.typing_rooms.add(room_id)
                 queue.news()
+
+    def typing_changes(self, changes: Sequence[tuple[str, str, bool]]) -> None:
+        """Several typing changes at once (a cluster's ephemeral follower)."""
+        for room_id, user_id, typing in changes:
+            self.typing_changed(room_id, user_id, typing)
 
     def presence_changed(self, rows: list[PresenceRow]) -> None:
         for queue in self._queues.values():

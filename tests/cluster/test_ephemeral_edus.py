@@ -1,0 +1,184 @@
+"""Typing, receipts and presence set through one worker reach other servers
+and appservices through another (cluster/ephemeral_follower.py): a
+deployment whose `front` worker answers the clients and whose `sender`
+worker alone sends to other servers and to appservices, a scripted remote
+server sharing a room with a local user, and an appservice with
+receive_ephemeral (MSC2409) whose ghost is in that room."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+
+from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
+from tests.appservice.delivery_setup import appservice_config, registration
+from tests.appservice.loopback import LoopbackAppService
+from tests.cluster.deployment import DeploymentClient, deployment, until
+from tests.federation.conftest import ScriptedRemote
+from tests.federation.test_joins import make_join, send_join, sign_join
+from tests.federation.test_sender import Inbox, remote_with_inbox
+
+# The sender worker answers clients too: a change made in its own process
+# must reach the remote once, not once per way of hearing it.
+ROLES = {
+    "front": ["client", "event_persister", "federation_inbound", "media", "background", "pusher"],
+    "sender": ["client", "federation_sender", "appservice"],
+}
+ALICE = "@alice:localhost"
+
+
+def typing_edus(inbox: Inbox, room_id: str) -> list[bool]:
+    return [e["typing"] for e in inbox.edus("m.typing") if e["room_id"] == room_id]
+
+
+def ephemeral(bridge: LoopbackAppService, edu_type: str) -> list[dict[str, Any]]:
+    return [e for e in bridge.ephemeral() if e["type"] == edu_type]
+
+
+async def test_edus_and_ephemeral_events_leave_through_the_sender_worker(
+    database: str, tmp_path: Path
+):
+    bridge = LoopbackAppService("hs_bridge")
+    await bridge.start()
+    made: list[ScriptedRemote] = []
+
+    async def remote_factory(*, start: bool = True) -> ScriptedRemote:
+        made.append(ScriptedRemote(tmp_path, "r0"))
+        if start:
+            await made[-1].start()
+        return made[-1]
+
+    remote, inbox = await remote_with_inbox(remote_factory)
+    appservice = registration("bridge", bridge.url, r"@bridge_.*:localhost", receive_ephemeral=True)
+    running = deployment(
+        database,
+        tmp_path / "data",
+        ROLES,
+        federation_min_retry_interval_ms=200,
+        **appservice_config(tmp_path, appservice),
+    )
+    try:
+        await running.start("front", "sender")
+
+        async def sending() -> bool:
+            held = set((await running.duties())["sender"])
+            return {"federation-sender", "appservice-sender"} <= held
+
+        await until(sending, 20)
+        async with aiohttp.ClientSession() as http:
+            await _check(DeploymentClient(http, running, database), remote, inbox, bridge)
+    finally:
+        await running.stop()
+        for scripted in made:
+            await scripted.stop()
+        await bridge.stop()
+
+
+async def _check(
+    cluster: DeploymentClient, remote: ScriptedRemote, inbox: Inbox, bridge: LoopbackAppService
+) -> None:
+    # The remote talks to the front's federation listener, as to any server.
+    port = int(cluster.cluster.workers["front"].federation.rsplit(":", 1)[1])
+    front = SimpleNamespace(server=SimpleNamespace(federation_port=port, config=_NAMED))
+    await remote.expect_keys_of(front)
+    alice = await cluster.register("front", "alice")
+    ghost = await cluster.register("front", "bridge_bob")
+    status, body = await cluster.call(
+        "front", "POST", "/createRoom", alice, {"preset": "public_chat"}
+    )
+    assert status == 200, body
+    room_id = body["room_id"]
+    status, body = await cluster.call("front", "POST", f"/rooms/{quote(room_id)}/join", ghost, {})
+    assert status == 200, body
+    bob = f"@bob:{remote.server_name}"
+    status, made = await make_join(remote, front, room_id, bob, ",".join(KNOWN_ROOM_VERSIONS))
+    assert status == 200, made
+    version = made["room_version"]
+    status, joined, _ = await send_join(
+        remote, front, room_id, sign_join(remote, made["event"], version), version
+    )
+    assert status == 200, joined
+    room = f"/rooms/{quote(room_id)}"
+
+    async def typing(worker: str, on: bool) -> None:
+        status, body = await cluster.call(
+            worker, "PUT", f"{room}/typing/{quote(ALICE)}", alice, {"typing": on, "timeout": 30000}
+        )
+        assert status == 200, body
+
+    # Typing through the front: the sender worker tells the remote, and the
+    # appservice who types.
+    await typing("front", True)
+    await until(_async(lambda: typing_edus(inbox, room_id) == [True]), 10)
+    assert inbox.edus("m.typing")[0] == {"room_id": room_id, "user_id": ALICE, "typing": True}
+    seen = await bridge.wait_for(lambda: ephemeral(bridge, "m.typing"))
+    assert seen[-1] == {"type": "m.typing", "room_id": room_id, "content": {"user_ids": [ALICE]}}
+
+    # A read receipt through the front; the private one stays here.
+    event_id = await cluster.send("front", alice, room_id, "read me", "t1")
+    for receipt_type in ("m.read.private", "m.read"):
+        status, body = await cluster.call(
+            "front", "POST", f"{room}/receipt/{receipt_type}/{quote(event_id)}", alice, {}
+        )
+        assert status == 200, body
+    await until(_async(lambda: inbox.edus("m.receipt")), 10)
+    (receipt,) = inbox.edus("m.receipt")
+    assert receipt[room_id]["m.read"][ALICE]["event_ids"] == [event_id]
+    assert all("m.read.private" not in str(t) for t in inbox.transactions)
+    await bridge.wait_for(lambda: ephemeral(bridge, "m.receipt"))
+
+    # Presence through the front.
+    status, body = await cluster.call(
+        "front",
+        "PUT",
+        f"/presence/{quote(ALICE)}/status",
+        alice,
+        {"presence": "unavailable", "status_msg": "lunch"},
+    )
+    assert status == 200, body
+
+    def lunch() -> list[dict[str, Any]]:
+        pushed = [p for e in inbox.edus("m.presence") for p in e["push"]]
+        return [
+            p
+            for p in pushed
+            if p["user_id"] == ALICE
+            and p["presence"] == "unavailable"
+            and p.get("status_msg") == "lunch"
+        ]
+
+    await until(_async(lunch), 10)
+    shown = await bridge.wait_for(
+        lambda: [p for p in ephemeral(bridge, "m.presence") if p["sender"] == ALICE]
+    )
+    assert shown[-1]["content"]["status_msg"] == "lunch"
+
+    # Stopped through the front: the remote and the appservice hear it.
+    await typing("front", False)
+    await until(_async(lambda: typing_edus(inbox, room_id) == [True, False]), 10)
+    await bridge.wait_for(lambda: ephemeral(bridge, "m.typing")[-1]["content"] == {"user_ids": []})
+
+    # Typing through the sender worker's own client listener (each process
+    # runs the timers of its typists): each change reaches the remote once.
+    await typing("sender", True)
+    await until(_async(lambda: typing_edus(inbox, room_id)[2:] == [True]), 10)
+    await typing("sender", False)
+    await until(_async(lambda: typing_edus(inbox, room_id)[3:] == [False]), 10)
+    assert typing_edus(inbox, room_id) == [True, False, True, False]
+    assert len(lunch()) == 1 and len(inbox.edus("m.receipt")) == 1
+
+
+_NAMED = SimpleNamespace(server_name="localhost")
+
+
+def _async(check: Any) -> Any:
+    """`until` polls a coroutine function."""
+
+    async def poll() -> Any:
+        return check()
+
+    return poll
