@@ -76,7 +76,8 @@ async def ephemeral_follower(
 ) -> EphemeralFollower | None:
     """In a cluster, where the federation sender and the appservice delivery
     hear typing, receipts and presence (started); None in one process (they
-    hear the services) and in a worker that runs neither."""
+    hear the services), and in a worker that runs neither (those duties are
+    never started there, so what their listeners hear is dropped)."""
     if not isinstance(notifier, ClusterNotifier):
         return None
     if not (roles.runs(Duty.FEDERATION_SENDER) or roles.runs(Duty.APPSERVICE_SENDER)):
