@@ -29,6 +29,8 @@ ROLES = {
     "sender": ["client", "federation_sender", "appservice"],
 }
 ALICE = "@alice:localhost"
+# What the scripted remote needs to know of the server it talks to.
+_NAMED = SimpleNamespace(server_name="localhost")
 
 
 def typing_edus(inbox: Inbox, room_id: str) -> list[bool]:
@@ -170,9 +172,6 @@ async def _check(
     await until(_async(lambda: typing_edus(inbox, room_id)[3:] == [False]), 10)
     assert typing_edus(inbox, room_id) == [True, False, True, False]
     assert len(lunch()) == 1 and len(inbox.edus("m.receipt")) == 1
-
-
-_NAMED = SimpleNamespace(server_name="localhost")
 
 
 def _async(check: Any) -> Any:
