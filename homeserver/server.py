@@ -270,6 +270,7 @@ from storage.account_data import AccountDataStore
 from storage.admin_audit import AuditStore
 from storage.admin_media import AdminMediaStore
 from storage.admin_reports import AdminReportStore
+from storage.admin_room_tasks import AdminRoomTaskStore
 from storage.admin_rooms import AdminRoomStore
 from storage.admin_tokens import AdminTokenStore
 from storage.admin_users import AdminUserStore
@@ -323,6 +324,7 @@ from storage.rooms import RoomStore
 from storage.search import SearchStore
 from storage.server_keys import ServerKeyStore
 from storage.sessions import SessionStore
+from storage.shared_secret_nonces import SharedSecretNonceStore
 from storage.sliding_sync import SlidingSyncStore
 from storage.state import StateStore
 from storage.sync import SyncStore
@@ -463,6 +465,7 @@ class HomeServer:
         """
         users.share_invalidations(self.cache_invalidations)
         await users.start()
+        await rooms.start()
 
         async def stop_admin_tasks(_: web.Application) -> None:
             await rooms.stop()
@@ -1375,11 +1378,13 @@ class HomeServer:
                 ),
                 AdminRooms(
                     store=AdminRoomStore(pool),
+                    tasks=AdminRoomTaskStore(pool),
                     rooms=rooms,
                     events=events,
                     history=history_store,
                     formatter=formatter,
                     server_name=config.server_name,
+                    runner=session_name(config, self.roles.worker),
                 ),
                 ServerNotices(
                     config.server_notices,
@@ -1392,6 +1397,7 @@ class HomeServer:
                 ),
                 SharedSecretRegistration(
                     secret=config.registration_shared_secret,
+                    nonces=SharedSecretNonceStore(pool),
                     accounts=accounts,
                     sessions=sessions,
                     profiles=profiles,

@@ -1,0 +1,177 @@
+"""Admin flows whose requests may land on two processes of a deployment:
+shared-secret registration (the nonce from one process, the registration
+through another) and the status of background room deletes and history
+purges (started on one process, asked of another). Two servers in cluster
+mode on one database, over real HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+
+from tests.cluster.shared import create_room, join, ok, send
+from tests.conftest import RunningServer
+
+ADMIN = "/_synapse/admin"
+V3 = "/_matrix/client/v3"
+SECRET = "the-deployment's-registration-secret"
+
+
+@pytest.fixture
+async def two(server_factory: Any) -> tuple[RunningServer, RunningServer]:
+    a = await server_factory(
+        cluster={"enabled": True, "instance_name": "a"}, registration_shared_secret=SECRET
+    )
+    b = await server_factory(
+        cluster={"enabled": True, "instance_name": "b"}, registration_shared_secret=SECRET
+    )
+    return a, b
+
+
+def mac(nonce: str, user: str, password: str, admin: bool = False) -> str:
+    """Computed here by hand, as an operator's script would."""
+    message = b"\x00".join(
+        [nonce.encode(), user.encode(), password.encode(), b"admin" if admin else b"notadmin"]
+    )
+    return hmac.new(SECRET.encode(), message, hashlib.sha1).hexdigest()
+
+
+async def get_nonce(server: RunningServer) -> str:
+    status, body = await server.request("GET", f"{ADMIN}/v1/register")
+    assert status == 200, body
+    return body["nonce"]
+
+
+async def register(server: RunningServer, nonce: str, user: str, **changes: Any) -> Any:
+    body = {"nonce": nonce, "username": user, "password": "pw-" + user, "admin": False}
+    body["mac"] = mac(nonce, user, body["password"])
+    body.update(changes)
+    return await server.request("POST", f"{ADMIN}/v1/register", json=body)
+
+
+async def available(server: RunningServer, user: str) -> bool:
+    status, body = await server.request("GET", f"{V3}/register/available?username={user}")
+    return status == 200 and body.get("available") is True
+
+
+async def test_nonce_from_one_process_registers_through_the_other_once(two):
+    """Behind a proxy, the GET of a nonce and the POST of the registration
+    may reach two processes."""
+    a, b = two
+    nonce = await get_nonce(a)
+    status, body = await register(b, nonce, "alice")
+    assert status == 200, body
+    assert body["user_id"] == "@alice:localhost"
+    status, me = await a.request("GET", f"{V3}/account/whoami", token=body["access_token"])
+    assert (status, me["user_id"]) == (200, "@alice:localhost")
+    # Used up, on either process, even with a correct MAC for another user.
+    for server in (a, b):
+        status, body = await register(server, nonce, "mallory")
+        assert (status, body["errcode"]) == (400, "M_UNKNOWN"), body
+    assert await available(a, "mallory")
+
+    # A wrong MAC uses the nonce up too.
+    nonce = await get_nonce(b)
+    status, body = await register(a, nonce, "bob", mac="0" * 40)
+    assert (status, body["errcode"]) == (403, "M_FORBIDDEN")
+    status, body = await register(b, nonce, "bob")
+    assert (status, body["errcode"]) == (400, "M_UNKNOWN")
+    assert await available(b, "bob")
+
+    # Unknown and expired nonces are refused.
+    status, body = await register(b, "f" * 64, "carol")
+    assert (status, body["errcode"]) == (400, "M_UNKNOWN")
+    nonce = await get_nonce(a)
+    # A minute passes (nonces live one minute).
+    await a.pool.execute(
+        "UPDATE shared_secret_nonces SET expires_ts = expires_ts - 61000 WHERE nonce = $1", nonce
+    )
+    status, body = await register(b, nonce, "carol")
+    assert (status, body["errcode"]) == (400, "M_UNKNOWN")
+    assert await available(a, "carol")
+    # Expired nonces are cleaned up when the next one is issued.
+    stale = await get_nonce(b)
+    await a.pool.execute(
+        "UPDATE shared_secret_nonces SET expires_ts = expires_ts - 61000 WHERE nonce = $1", stale
+    )
+    fresh = await get_nonce(a)
+    left = await a.pool.fetch("SELECT nonce FROM shared_secret_nonces")
+    assert [r["nonce"] for r in left] == [fresh]
+
+
+async def _admin(server: RunningServer) -> dict[str, Any]:
+    user = await server.register("root")
+    await server.pool.execute("UPDATE users SET admin = TRUE WHERE user_id = $1", user["user_id"])
+    return user
+
+
+async def _until_done(server: RunningServer, token: str, path: str) -> Any:
+    """The task's status once it no longer runs (polled, bounded)."""
+    for _ in range(200):
+        body = await ok(server, "GET", path, token)
+        if body["status"] not in ("shutting_down", "purging", "active"):
+            return body
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"still running: {body}")
+
+
+async def test_room_tasks_started_on_one_process_are_followed_on_the_other(two):
+    """Admin requests spread over the `background` workers: a delete's or a
+    purge's status is asked of whichever one the proxy picks."""
+    a, b = two
+    root = await _admin(a)
+    alice, bob = await a.register("alice"), await a.register("bob")
+    room_id = await create_room(a, alice["access_token"], invite=[bob["user_id"]])
+    await join(b, bob["access_token"], room_id)
+    started = await ok(
+        a, "DELETE", f"{ADMIN}/v2/rooms/{quote(room_id)}", root["access_token"], {"purge": True}
+    )
+    delete_id = started["delete_id"]
+    done = await _until_done(b, root["access_token"], f"{ADMIN}/v2/rooms/delete_status/{delete_id}")
+    assert done["status"] == "complete", done
+    assert sorted(done["shutdown_room"]["kicked_users"]) == sorted(
+        [alice["user_id"], bob["user_id"]]
+    )
+    by_room = await ok(
+        b, "GET", f"{ADMIN}/v2/rooms/{quote(room_id)}/delete_status", root["access_token"]
+    )
+    assert [(r["delete_id"], r["status"]) for r in by_room["results"]] == [(delete_id, "complete")]
+    # A delete id is no purge id, and an unknown one is not found, on either.
+    for server in (a, b):
+        status, body = await server.request(
+            "GET", f"{ADMIN}/v1/purge_history_status/{delete_id}", token=root["access_token"]
+        )
+        assert (status, body["errcode"]) == (404, "M_NOT_FOUND")
+        status, body = await server.request(
+            "GET", f"{ADMIN}/v2/rooms/delete_status/nothing", token=root["access_token"]
+        )
+        assert (status, body["errcode"]) == (404, "M_NOT_FOUND")
+
+    # A history purge started on B, followed on A.
+    room_id = await create_room(a, alice["access_token"])
+    await send(a, alice["access_token"], room_id, "old")
+    cut = await send(a, alice["access_token"], room_id, "cut")
+    started = await ok(
+        b,
+        "POST",
+        f"{ADMIN}/v1/purge_history/{quote(room_id)}",
+        root["access_token"],
+        {"purge_up_to_event_id": cut, "delete_local_events": True},
+    )
+    done = await _until_done(
+        a,
+        root["access_token"],
+        f"{ADMIN}/v1/purge_history_status/{started['purge_id']}",
+    )
+    assert done == {"status": "complete"}
+    status, body = await a.request(
+        "GET",
+        f"{ADMIN}/v2/rooms/delete_status/{started['purge_id']}",
+        token=root["access_token"],
+    )
+    assert (status, body["errcode"]) == (404, "M_NOT_FOUND")
