@@ -9,13 +9,22 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import os
+import signal
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import aiohttp
+import asyncpg
 import pytest
+import yaml
 
+from storage.state import LOCK_ROOM
 from tests.cluster.shared import create_room, join, ok, send
+from tests.cluster.test_failover_processes import start_process
 from tests.conftest import RunningServer
+from tests.test_process import free_port, run_cli, wait_until_up
 
 ADMIN = "/_synapse/admin"
 V3 = "/_matrix/client/v3"
@@ -175,3 +184,70 @@ async def test_room_tasks_started_on_one_process_are_followed_on_the_other(two):
         token=root["access_token"],
     )
     assert (status, body["errcode"]) == (404, "M_NOT_FOUND")
+
+
+async def test_a_delete_whose_process_died_is_reported_failed(
+    server_factory: Any, database: str, tmp_path: Path
+):
+    """The process running a delete is killed (SIGKILL) mid-way: the other
+    reports the delete failed, and a new delete of the room may start."""
+    config = tmp_path / "doomed.yaml"
+    client = f"127.0.0.1:{free_port()}"
+    code, out = await run_cli(
+        "generate-config",
+        "--config",
+        str(config),
+        "--database-dsn",
+        database,
+        "--client-listen",
+        client,
+        "--federation-listen",
+        f"127.0.0.1:{free_port()}",
+    )
+    assert code == 0, out
+    data = yaml.safe_load(config.read_text())
+    data["cluster"] = {"enabled": True, "instance_name": "doomed"}
+    config.write_text(yaml.safe_dump(data))
+    b = await server_factory(cluster={"enabled": True, "instance_name": "b"})
+    root = await _admin(b)
+    alice = await b.register("alice")
+    room_id = await create_room(b, alice["access_token"])
+    proc, _ = await start_process(config)
+    holder = await asyncpg.connect(database)
+    try:
+        await wait_until_up(f"http://{client}/_matrix/client/versions", proc)
+        # The room's writes wait behind this lock: the delete stops mid-way.
+        lock = holder.transaction()
+        await lock.start()
+        await holder.execute(LOCK_ROOM, room_id)
+        async with aiohttp.ClientSession() as http:
+            async with http.delete(
+                f"http://{client}{ADMIN}/v2/rooms/{quote(room_id)}",
+                json={},
+                headers={"Authorization": f"Bearer {root['access_token']}"},
+            ) as response:
+                assert response.status == 200, await response.text()
+                delete_id = (await response.json())["delete_id"]
+        path = f"{ADMIN}/v2/rooms/delete_status/{delete_id}"
+        assert (await ok(b, "GET", path, root["access_token"]))["status"] == "shutting_down"
+        status, body = await b.request(
+            "DELETE", f"{ADMIN}/v2/rooms/{quote(room_id)}", token=root["access_token"], json={}
+        )
+        assert (status, body["errcode"]) == (400, "M_UNKNOWN")
+        os.kill(proc.pid, signal.SIGKILL)
+        await proc.wait()
+        await lock.rollback()
+        failed = await _until_done(b, root["access_token"], path)
+        assert failed["status"] == "failed", failed
+        assert "interrupted" in failed["error"]
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        await holder.close()
+    again = await ok(b, "DELETE", f"{ADMIN}/v2/rooms/{quote(room_id)}", root["access_token"], {})
+    done = await _until_done(
+        b, root["access_token"], f"{ADMIN}/v2/rooms/delete_status/{again['delete_id']}"
+    )
+    assert done["status"] == "complete", done
+    assert done["shutdown_room"]["kicked_users"] == [alice["user_id"]]
