@@ -500,7 +500,12 @@ class HomeServer:
             self.media_files,
             config.server_name,
         )
-        jobs = ExportJobs(ExportJobStore(pool), exporter, config.path(config.export_dir))
+        jobs = ExportJobs(
+            ExportJobStore(pool),
+            exporter,
+            config.path(config.export_dir),
+            runner=session_name(config, self.roles.worker),
+        )
         await jobs.start()
 
         async def stop_exports(_: web.Application) -> None:
@@ -514,7 +519,9 @@ class HomeServer:
     ) -> AdminUserRedactApi:
         """Redacting all of a user's events (admin jobs resumed at start-up,
         stopped between two redactions at shutdown)."""
-        redactions = UserRedactions(UserRedactionStore(pool), rooms)
+        redactions = UserRedactions(
+            UserRedactionStore(pool), rooms, runner=session_name(self.config, self.roles.worker)
+        )
         await redactions.start()
 
         async def stop_redactions(_: web.Application) -> None:

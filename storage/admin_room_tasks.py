@@ -16,6 +16,7 @@ import asyncpg
 import attrs
 
 from storage.database import now_ms
+from storage.job_runners import RUNNER_GONE
 
 RUNNING = ("shutting_down", "purging", "active")
 INTERRUPTED = "interrupted: the process running it stopped"
@@ -47,9 +48,7 @@ _COLUMNS = "task_id, kind, room_id, status, error, result"
 # Running tasks of processes that have no session left.
 _REAP = f"""
 UPDATE admin_room_tasks SET status = 'failed', error = $2, updated_ts = $1
-WHERE status IN {RUNNING!r} AND runner IS NOT NULL
-  AND NOT EXISTS (SELECT 1 FROM pg_stat_activity
-                  WHERE datname = current_database() AND application_name = runner)
+WHERE status IN {RUNNING!r} AND {RUNNER_GONE}
 """
 
 

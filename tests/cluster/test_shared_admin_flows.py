@@ -251,3 +251,52 @@ async def test_a_delete_whose_process_died_is_reported_failed(
     )
     assert done["status"] == "complete", done
     assert done["shutdown_room"]["kicked_users"] == [alice["user_id"]]
+
+
+async def test_a_redaction_job_runs_once_when_another_process_starts(
+    server_factory: Any, database: str
+):
+    """A process that starts takes up the unfinished user redaction jobs no
+    live process runs; not one that another process is running (each event
+    would then be redacted twice)."""
+    a = await server_factory(cluster={"enabled": True, "instance_name": "a"})
+    root = await _admin(a)
+    alice = await a.register("alice")
+    room_id = await create_room(a, root["access_token"], invite=[alice["user_id"]])
+    await join(a, alice["access_token"], room_id)
+    said = [await send(a, alice["access_token"], room_id, f"regret {i}") for i in range(2)]
+    holder = await asyncpg.connect(database)
+    try:
+        # A's job stops at its first redaction, waiting for the room's lock.
+        lock = holder.transaction()
+        await lock.start()
+        await holder.execute(LOCK_ROOM, room_id)
+        started = await ok(
+            a,
+            "POST",
+            f"{ADMIN}/v1/user/{quote(alice['user_id'])}/redact",
+            root["access_token"],
+            {"rooms": [room_id]},
+        )
+        b = await server_factory(cluster={"enabled": True, "instance_name": "b"})
+        await lock.rollback()
+    finally:
+        await holder.close()
+    path = f"{ADMIN}/v1/user/redact_status/{started['redact_id']}"
+    for _ in range(200):
+        job = await ok(b, "GET", path, root["access_token"])
+        if job["status"] == "completed":
+            break
+        await asyncio.sleep(0.05)
+    # Her two messages and her join (its display name and avatar).
+    assert (job["status"], job["redacted"], job["total"]) == ("completed", 3, 3), job
+    page = await ok(
+        b, "GET", f"{V3}/rooms/{quote(room_id)}/messages?dir=b&limit=50", root["access_token"]
+    )
+    redacts = [
+        e.get("redacts") or e["content"]["redacts"]
+        for e in page["chunk"]
+        if e["type"] == "m.room.redaction"
+    ]
+    assert len(redacts) == len(set(redacts)) == 3
+    assert set(said) <= set(redacts)
