@@ -300,3 +300,34 @@ async def test_a_redaction_job_runs_once_when_another_process_starts(
     ]
     assert len(redacts) == len(set(redacts)) == 3
     assert set(said) <= set(redacts)
+
+
+async def test_an_export_running_in_one_process_survives_another_starting(
+    server_factory: Any, database: str
+):
+    """A process that starts reports as interrupted the exports that no live
+    process runs any more; not one another process is writing."""
+    a = await server_factory(cluster={"enabled": True, "instance_name": "a"})
+    root = await _admin(a)
+    alice = await a.register("alice")
+    holder = await asyncpg.connect(database)
+    try:
+        # A's export stops where it reads Alice's profile.
+        lock = holder.transaction()
+        await lock.start()
+        await holder.execute("LOCK TABLE profiles IN ACCESS EXCLUSIVE MODE")
+        started = await ok(
+            a, "POST", f"{ADMIN}/v1/export/user/{quote(alice['user_id'])}", root["access_token"], {}
+        )
+        b = await server_factory(cluster={"enabled": True, "instance_name": "b"})
+        path = f"{ADMIN}/v1/export/{started['export_id']}"
+        assert (await ok(b, "GET", path, root["access_token"]))["status"] == "running"
+        await lock.rollback()
+    finally:
+        await holder.close()
+    for _ in range(200):
+        job = await ok(b, "GET", path, root["access_token"])
+        if job["status"] != "running":
+            break
+        await asyncio.sleep(0.05)
+    assert job["status"] == "done", job
