@@ -276,6 +276,7 @@ from storage.account_data import AccountDataStore
 from storage.admin_audit import AuditStore
 from storage.admin_media import AdminMediaStore
 from storage.admin_reports import AdminReportStore
+from storage.admin_room_tasks import AdminRoomTaskStore
 from storage.admin_rooms import AdminRoomStore
 from storage.admin_tokens import AdminTokenStore
 from storage.admin_users import AdminUserStore
@@ -329,6 +330,7 @@ from storage.rooms import RoomStore
 from storage.search import SearchStore
 from storage.server_keys import ServerKeyStore
 from storage.sessions import SessionStore
+from storage.shared_secret_nonces import SharedSecretNonceStore
 from storage.sliding_sync import SlidingSyncStore
 from storage.state import StateStore
 from storage.sync import SyncStore
@@ -469,6 +471,7 @@ class HomeServer:
         """
         users.share_invalidations(self.cache_invalidations)
         await users.start()
+        await rooms.start()
 
         async def stop_admin_tasks(_: web.Application) -> None:
             await rooms.stop()
@@ -503,7 +506,12 @@ class HomeServer:
             self.media_files,
             config.server_name,
         )
-        jobs = ExportJobs(ExportJobStore(pool), exporter, config.path(config.export_dir))
+        jobs = ExportJobs(
+            ExportJobStore(pool),
+            exporter,
+            config.path(config.export_dir),
+            runner=session_name(config, self.roles.worker),
+        )
         await jobs.start()
 
         async def stop_exports(_: web.Application) -> None:
@@ -517,7 +525,9 @@ class HomeServer:
     ) -> AdminUserRedactApi:
         """Redacting all of a user's events (admin jobs resumed at start-up,
         stopped between two redactions at shutdown)."""
-        redactions = UserRedactions(UserRedactionStore(pool), rooms)
+        redactions = UserRedactions(
+            UserRedactionStore(pool), rooms, runner=session_name(self.config, self.roles.worker)
+        )
         await redactions.start()
 
         async def stop_redactions(_: web.Application) -> None:
@@ -1387,11 +1397,13 @@ class HomeServer:
                 ),
                 AdminRooms(
                     store=AdminRoomStore(pool),
+                    tasks=AdminRoomTaskStore(pool),
                     rooms=rooms,
                     events=events,
                     history=history_store,
                     formatter=formatter,
                     server_name=config.server_name,
+                    runner=session_name(config, self.roles.worker),
                 ),
                 ServerNotices(
                     config.server_notices,
@@ -1404,6 +1416,7 @@ class HomeServer:
                 ),
                 SharedSecretRegistration(
                     secret=config.registration_shared_secret,
+                    nonces=SharedSecretNonceStore(pool),
                     accounts=accounts,
                     sessions=sessions,
                     profiles=profiles,

@@ -70,8 +70,9 @@ WHERE $1::text IS NULL OR r.room_id = $1
 GROUP BY r.room_id
 """
 
-# Tables whose rows belong to a room but must outlive its purge.
-_KEPT_ON_PURGE = frozenset({"blocked_rooms", "admin_audit_log"})
+# Tables whose rows belong to a room but must outlive its purge (the purge
+# task's own status among them).
+_KEPT_ON_PURGE = frozenset({"blocked_rooms", "admin_audit_log", "admin_room_tasks"})
 # Purged last, in this order: the tables others refer to.
 _PURGED_LAST = ("state_groups", "events", "rooms")
 

@@ -1,5 +1,7 @@
 """The admin jobs that redact all of a user's events (schema/0410): their
-rows, and the events each job redacts."""
+rows, and the events each job redacts. Each names the process running it
+(schema/0592, storage/job_runners.py), so that in a deployment a process
+that starts resumes only the jobs no live process runs."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import asyncpg
 import attrs
 
 from storage.database import now_ms
+from storage.job_runners import left_over
 
 UNFINISHED = ("scheduled", "active")
 
@@ -36,7 +39,7 @@ def _job(row: asyncpg.Record) -> RedactJob:
     values: dict[str, Any] = dict(row)
     values["rooms"] = tuple(values["rooms"])
     values["failed_redactions"] = json.loads(values["failed_redactions"])
-    del values["created_ts"], values["updated_ts"]
+    del values["created_ts"], values["updated_ts"], values["runner"]
     return RedactJob(**values)
 
 
@@ -44,12 +47,12 @@ class UserRedactionStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
 
-    async def create(self, job: RedactJob) -> None:
+    async def create(self, job: RedactJob, runner: str | None) -> None:
         now = now_ms()
         await self._pool.execute(
             """INSERT INTO user_redactions (redact_id, user_id, admin_id, rooms, reason,
-                   max_per_room, after_ts, before_ts, status, created_ts, updated_ts)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)""",
+                   max_per_room, after_ts, before_ts, status, created_ts, updated_ts, runner)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11)""",
             job.redact_id,
             job.user_id,
             job.admin_id,
@@ -60,6 +63,7 @@ class UserRedactionStore:
             job.before_ts,
             job.status,
             now,
+            runner,
         )
 
     async def get(self, redact_id: str) -> RedactJob | None:
@@ -68,12 +72,19 @@ class UserRedactionStore:
         )
         return None if row is None else _job(row)
 
-    async def unfinished(self) -> list[RedactJob]:
+    async def take_left_over(self, runner: str | None) -> list[RedactJob]:
+        """The unfinished jobs no live process runs (this process's from an
+        earlier run, and those of processes that are gone), now named as
+        this one's, oldest first. Two processes starting at once cannot both
+        take a job: the second's update sees the first's name on it."""
         rows = await self._pool.fetch(
-            "SELECT * FROM user_redactions WHERE status = ANY($1::text[]) ORDER BY created_ts",
+            f"""UPDATE user_redactions SET runner = $2
+                WHERE status = ANY($1::text[]) AND {left_over("$2")}
+                RETURNING *""",
             list(UNFINISHED),
+            runner,
         )
-        return [_job(r) for r in rows]
+        return [_job(r) for r in sorted(rows, key=lambda r: (r["created_ts"], r["redact_id"]))]
 
     async def started(self, redact_id: str, total: int) -> None:
         await self._pool.execute(

@@ -9,6 +9,7 @@ Absence is shown by a later push on the same path arriving alone.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import AsyncIterator, Callable
@@ -61,8 +62,9 @@ class Gateway:
         raise AssertionError(f"no push of {event_id} to {pushkey}: {self.received}")
 
 
-@pytest.fixture
-async def gateway() -> AsyncIterator[Gateway]:
+@contextlib.asynccontextmanager
+async def running_gateway() -> AsyncIterator[Gateway]:
+    """A Gateway listening on loopback (its `url` set) for the block's duration."""
     recorder = Gateway()
     app = web.Application()
     app.router.add_post(NOTIFY, recorder.notify)
@@ -72,8 +74,16 @@ async def gateway() -> AsyncIterator[Gateway]:
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     recorder.url = f"http://127.0.0.1:{port}{NOTIFY}"
-    yield recorder
-    await runner.cleanup()
+    try:
+        yield recorder
+    finally:
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def gateway() -> AsyncIterator[Gateway]:
+    async with running_gateway() as recorder:
+        yield recorder
 
 
 @pytest.fixture

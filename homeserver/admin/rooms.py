@@ -1,5 +1,10 @@
 """What administrators do to rooms: look inside, delete, block, purge history,
-join users, make someone a room admin."""
+join users, make someone a room admin.
+
+Background deletes and purges run in the process that took the request; their
+status is kept in PostgreSQL (storage/admin_room_tasks.py), so any process of
+a deployment answers the status endpoints.
+"""
 
 from __future__ import annotations
 
@@ -20,6 +25,7 @@ from homeserver.requester import Requester
 from homeserver.rooms.format import EventFormatter
 from homeserver.rooms.history import token_position, topological_token
 from homeserver.rooms.service import RoomService
+from storage.admin_room_tasks import AdminRoomTaskStore, RoomTask
 from storage.admin_rooms import AdminRoomStore
 from storage.events import EventStore
 from storage.history import HistoryStore
@@ -50,36 +56,36 @@ class DeleteRequest:
     force_purge: bool = False
 
 
-@attrs.define
-class AdminTask:
-    """A background delete or purge, as its status endpoint shows it."""
-
-    task_id: str
-    room_id: str
-    status: str
-    error: str | None = None
-    result: dict[str, Any] = attrs.Factory(dict)
-
-
 class AdminRooms:
     def __init__(
         self,
         *,
         store: AdminRoomStore,
+        tasks: AdminRoomTaskStore,
         rooms: RoomService,
         events: EventStore,
         history: HistoryStore,
         formatter: EventFormatter,
         server_name: str,
+        runner: str | None,
     ) -> None:
+        """`runner` is this process's database session name in a deployment
+        (None alone): the tasks it runs carry it."""
         self._store = store
+        self._task_store = tasks
+        self._runner = runner
         self._rooms = rooms
         self._events = events
         self._history = history
         self._formatter = formatter
         self._server_name = server_name
-        self._tasks: dict[str, AdminTask] = {}
         self._running: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        """Fail the tasks a previous run of this process left running."""
+        count = await self._task_store.interrupt_own(self._runner)
+        if count:
+            logger.warning("%d admin room tasks were cut short by the last stop", count)
 
     async def stop(self) -> None:
         """Let background deletes and purges finish before the database closes."""
@@ -197,21 +203,22 @@ class AdminRooms:
     async def delete_room(self, requester: Requester, room_id: str, req: DeleteRequest) -> dict:
         """Synapse's room shutdown, done before answering (v1)."""
         await self._check_delete(room_id, req)
-        task = AdminTask(secrets.token_urlsafe(12), room_id, "shutting_down")
-        await self._shut_down(requester, task, req)
-        return task.result
+        return await self._shut_down(requester, room_id, req, None)
 
     async def start_delete(self, requester: Requester, room_id: str, req: DeleteRequest) -> str:
         """The same in the background (v2); the answer is the delete id to ask about."""
         await self._check_delete(room_id, req)
-        if any(
-            t.room_id == room_id and t.status in ("shutting_down", "purging")
-            for t in self._tasks.values()
+        task_id = secrets.token_urlsafe(12)
+        if not await self._task_store.create(
+            task_id, "delete", room_id, "shutting_down", self._runner
         ):
             raise MatrixError(400, "M_UNKNOWN", "A delete of this room is already in progress")
-        task = AdminTask(secrets.token_urlsafe(12), room_id, "shutting_down")
-        self._run(task, lambda: self._shut_down(requester, task, req))
-        return task.task_id
+
+        async def work() -> dict[str, Any]:
+            return await self._shut_down(requester, room_id, req, task_id)
+
+        self._run(task_id, room_id, work)
+        return task_id
 
     async def _check_delete(self, room_id: str, req: DeleteRequest) -> None:
         if not is_valid_room_id(room_id):
@@ -221,8 +228,11 @@ class AdminRooms:
         if not req.block and await self._store.room_summary(room_id, self._server_name) is None:
             raise not_found("Room not found")
 
-    async def _shut_down(self, requester: Requester, task: AdminTask, req: DeleteRequest) -> None:
-        room_id = task.room_id
+    async def _shut_down(
+        self, requester: Requester, room_id: str, req: DeleteRequest, task_id: str | None
+    ) -> dict[str, Any]:
+        """Remove the local members and aliases, then purge; the shutdown's
+        result (recorded in the task `task_id` as soon as it is known)."""
         if req.block:
             await self._store.set_blocked(room_id, requester.user_id, True)
         exists = await self._store.room_summary(room_id, self._server_name) is not None
@@ -246,20 +256,23 @@ class AdminRooms:
                     logger.warning("could not remove %s from %s: %s", user_id, room_id, e)
                     failed.append(user_id)
             aliases = await self._store.unpublish(room_id)
-        task.result = {
+        result = {
             "kicked_users": kicked,
             "failed_to_kick_users": failed,
             "local_aliases": aliases,
             "new_room_id": new_room_id,
         }
         if exists and req.purge:
+            if task_id is not None:
+                await self._task_store.update(task_id, "shutting_down", result=result)
             if failed and not req.force_purge:
                 raise MatrixError(
                     400, "M_UNKNOWN", "Users are still in the room; use force_purge to purge"
                 )
-            task.status = "purging"
+            if task_id is not None:
+                await self._task_store.update(task_id, "purging")
             await self._store.purge_room(room_id)
-        task.status = "complete"
+        return result
 
     async def _notice_room(self, req: DeleteRequest) -> str:
         """The room local users are moved to, where they can read why."""
@@ -278,30 +291,28 @@ class AdminRooms:
         )
         return new_room_id
 
-    def _run(self, task: AdminTask, work: Callable[[], Awaitable[None]]) -> None:
-        self._tasks[task.task_id] = task
+    def _run(
+        self, task_id: str, room_id: str, work: Callable[[], Awaitable[dict[str, Any]]]
+    ) -> None:
+        """Run `work` in the background; its result or error goes to the task's row."""
 
         async def run() -> None:
             try:
-                await work()
+                result = await work()
             except MatrixError as e:
-                task.status, task.error = "failed", e.message
+                await self._task_store.update(task_id, "failed", error=e.message)
             except Exception as e:
-                logger.exception("admin task %s on %s failed", task.task_id, task.room_id)
-                task.status, task.error = "failed", str(e)
+                logger.exception("admin task %s on %s failed", task_id, room_id)
+                await self._task_store.update(task_id, "failed", error=str(e))
+            else:
+                await self._task_store.update(task_id, "complete", result=result)
 
         running = asyncio.get_running_loop().create_task(run())
         self._running.add(running)
         running.add_done_callback(self._running.discard)
 
-    def _task(self, task_id: str) -> AdminTask:
-        task = self._tasks.get(task_id)
-        if task is None:
-            raise not_found("delete id not found")
-        return task
-
     @staticmethod
-    def _delete_status(task: AdminTask) -> dict[str, Any]:
+    def _delete_status(task: RoomTask) -> dict[str, Any]:
         body: dict[str, Any] = {"delete_id": task.task_id, "status": task.status}
         if task.error is not None:
             body["error"] = task.error
@@ -313,19 +324,17 @@ class AdminRooms:
         }
         return body
 
-    def delete_status(self, delete_id: str) -> dict[str, Any]:
-        task = self._task(delete_id)
-        if task.task_id.startswith("purge_"):
+    async def delete_status(self, delete_id: str) -> dict[str, Any]:
+        task = await self._task_store.get(delete_id)
+        if task is None or task.kind != "delete":
             raise not_found("delete id not found")
         body = self._delete_status(task)
         del body["delete_id"]
         return body
 
-    def delete_statuses(self, room_id: str) -> dict[str, Any]:
+    async def delete_statuses(self, room_id: str) -> dict[str, Any]:
         results = [
-            self._delete_status(t)
-            for t in self._tasks.values()
-            if t.room_id == room_id and not t.task_id.startswith("purge_")
+            self._delete_status(t) for t in await self._task_store.of_room(room_id, "delete")
         ]
         if not results:
             raise not_found("No delete task for room")
@@ -354,20 +363,20 @@ class AdminRooms:
             raise MatrixError(
                 400, "M_MISSING_PARAM", "'purge_up_to_event_id' or 'purge_up_to_ts' is required"
             )
-        task = AdminTask("purge_" + secrets.token_urlsafe(12), room_id, "active")
+        task_id = "purge_" + secrets.token_urlsafe(12)
+        await self._task_store.create(task_id, "purge", room_id, "active", self._runner)
         local_suffix = None if delete_local_events else ":" + self._server_name
 
-        async def purge() -> None:
+        async def purge() -> dict[str, Any]:
             deleted = await self._store.purge_history(room_id, position, local_suffix=local_suffix)
-            task.result = {"deleted_events": deleted}
-            task.status = "complete"
+            return {"deleted_events": deleted}
 
-        self._run(task, purge)
-        return task.task_id
+        self._run(task_id, room_id, purge)
+        return task_id
 
-    def purge_status(self, purge_id: str) -> dict[str, Any]:
-        task = self._tasks.get(purge_id)
-        if task is None or not purge_id.startswith("purge_"):
+    async def purge_status(self, purge_id: str) -> dict[str, Any]:
+        task = await self._task_store.get(purge_id)
+        if task is None or task.kind != "purge":
             raise not_found("purge id not found")
         body: dict[str, Any] = {"status": task.status}
         if task.error is not None:

@@ -3,7 +3,9 @@
 A client asks for a nonce, then proves it knows `registration_shared_secret`
 with an HMAC-SHA1 over nonce, user name, password, admin flag and optional
 user type, separated by NUL bytes. Each nonce works once and only for a
-minute, so a captured request cannot be replayed.
+minute, so a captured request cannot be replayed. Nonces live in PostgreSQL
+(storage/shared_secret_nonces.py): behind a proxy, the GET and the POST may
+reach two processes of a deployment.
 """
 
 from __future__ import annotations
@@ -11,14 +13,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-import time
 
 from homeserver.accounts.registration import AccountService
 from homeserver.accounts.sessions import Session, SessionService
 from homeserver.errors import MatrixError, forbidden
 from homeserver.profile import ProfileService
+from storage.database import now_ms
+from storage.shared_secret_nonces import SharedSecretNonceStore
 
-NONCE_LIFETIME_S = 60.0
+NONCE_LIFETIME_MS = 60_000
 
 
 def registration_mac(
@@ -38,6 +41,7 @@ class SharedSecretRegistration:
         self,
         *,
         secret: str | None,
+        nonces: SharedSecretNonceStore,
         accounts: AccountService,
         sessions: SessionService,
         profiles: ProfileService,
@@ -46,20 +50,18 @@ class SharedSecretRegistration:
         self._accounts = accounts
         self._sessions = sessions
         self._profiles = profiles
-        # nonce -> when it was issued (monotonic seconds).
-        self._nonces: dict[str, float] = {}
+        self._nonces = nonces
 
     def _enabled(self) -> str:
         if not self._secret:
             raise MatrixError(400, "M_UNKNOWN", "Shared secret registration is not enabled")
         return self._secret
 
-    def new_nonce(self) -> str:
+    async def new_nonce(self) -> str:
         self._enabled()
-        now = time.monotonic()
-        self._nonces = {n: t for n, t in self._nonces.items() if now - t < NONCE_LIFETIME_S}
         nonce = secrets.token_hex(32)
-        self._nonces[nonce] = now
+        now = now_ms()
+        await self._nonces.add(nonce, now + NONCE_LIFETIME_MS, now)
         return nonce
 
     async def register(
@@ -75,8 +77,8 @@ class SharedSecretRegistration:
         ip: str | None,
     ) -> Session:
         secret = self._enabled()
-        issued = self._nonces.pop(nonce, None)
-        if issued is None or time.monotonic() - issued >= NONCE_LIFETIME_S:
+        # Used up even when the MAC is wrong (as Synapse): one guess per nonce.
+        if not await self._nonces.take(nonce, now_ms()):
             raise MatrixError(400, "M_UNKNOWN", "unrecognised nonce")
         expected = registration_mac(secret, nonce, username, password, admin, user_type)
         if not hmac.compare_digest(expected, mac.lower()):

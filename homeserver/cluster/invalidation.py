@@ -61,6 +61,9 @@ class CacheInvalidations:
         self._reloads: set[asyncio.Future[None]] = set()
         # Set while a listening connection is up (tests and start-up wait on it).
         self.listening = asyncio.Event()
+        # The PostgreSQL backend pid of that connection while it is up (for
+        # operators and tests: pg_stat_activity tells which session listens).
+        self.listening_pid: int | None = None
 
     def register(
         self, cache: str, forget: Callable[[str], None], forget_all: Callable[[], None]
@@ -163,12 +166,14 @@ class CacheInvalidations:
                     await conn.add_listener(CHANNEL, self._heard)
                     try:
                         self._forget_everything()
+                        self.listening_pid = conn.get_server_pid()
                         self.listening.set()
                         while True:
                             await asyncio.sleep(CHECK_S)
                             await leases.still_connected(conn, CHECK_S)
                     finally:
                         self.listening.clear()
+                        self.listening_pid = None
                         with contextlib.suppress(Exception):
                             if not conn.is_closed():
                                 await conn.remove_listener(CHANNEL, self._heard)

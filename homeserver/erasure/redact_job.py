@@ -11,7 +11,9 @@ so their original content stays stored for the hold.
 
 The job's request and progress are rows in PostgreSQL (schema/0410): the
 status outlives a restart, and a job the server stopped in is resumed at the
-next start (events redacted meanwhile are not picked again).
+next start (events redacted meanwhile are not picked again). In a deployment,
+a job is resumed by its own process's restart, or by the next process to
+start once its process is gone.
 """
 
 from __future__ import annotations
@@ -34,15 +36,22 @@ BATCH_SIZE = 50
 
 
 class UserRedactions:
-    def __init__(self, store: UserRedactionStore, rooms: RoomService) -> None:
+    def __init__(
+        self, store: UserRedactionStore, rooms: RoomService, *, runner: str | None
+    ) -> None:
+        """`runner`: this process's database session name in a deployment
+        (None alone), recorded with the jobs it runs."""
         self._store = store
+        self._runner = runner
         self._rooms = rooms
         self._running: set[asyncio.Task[None]] = set()
         self._stopping = False
 
     async def start(self) -> None:
-        """Resume the jobs an earlier run of the server did not finish."""
-        for job in await self._store.unfinished():
+        """Resume the jobs an earlier run of this process (or a process of the
+        deployment that is gone) did not finish; not those another live
+        process runs."""
+        for job in await self._store.take_left_over(self._runner):
             self._launch(job)
 
     async def stop(self) -> None:
@@ -78,7 +87,7 @@ class UserRedactions:
             failed_redactions={},
             error=None,
         )
-        await self._store.create(job)
+        await self._store.create(job, self._runner)
         self._launch(job)
         return job.redact_id
 

@@ -3,8 +3,9 @@
 Each job writes to its own directory under the configured export directory
 (`export_dir`, in the data directory), named by its id. Its status lives in
 PostgreSQL (storage/export_jobs.py), not only in this process: a job cut short
-by a stop or a crash is reported as 'interrupted' after the restart (jobs are
-not resumed: starting the export again is cheap and gives a consistent copy).
+by a stop or a crash is reported as 'interrupted' after the restart, or at
+once by any process of a deployment once its process is gone (jobs are not
+resumed: starting the export again is cheap and gives a consistent copy).
 """
 
 from __future__ import annotations
@@ -65,16 +66,22 @@ class _JobProgress:
 
 
 class ExportJobs:
-    def __init__(self, store: ExportJobStore, exporter: Exporter, root: Path) -> None:
+    def __init__(
+        self, store: ExportJobStore, exporter: Exporter, root: Path, *, runner: str | None
+    ) -> None:
+        """`runner`: this process's database session name in a deployment
+        (None alone), recorded with its jobs."""
         self._store = store
+        self._runner = runner
         self._exporter = exporter
         self._root = root
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._slots = asyncio.Semaphore(MAX_CONCURRENT_EXPORTS)
 
     async def start(self) -> None:
-        """Report the jobs a previous run of the server left running as interrupted."""
-        count = await self._store.interrupt_running()
+        """Report the jobs a previous run of this process (or a process of the
+        deployment that died) left running as interrupted."""
+        count = await self._store.interrupt_running(self._runner)
         if count:
             logger.warning("%d export jobs were cut short by the last stop", count)
 
@@ -97,6 +104,7 @@ class ExportJobs:
             request.include_redacted,
             admin.user_id,
             str(out.resolve()),
+            self._runner,
         )
         task = asyncio.create_task(self._run(export_id, request, out))
         self._tasks[export_id] = task

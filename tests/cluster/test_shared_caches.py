@@ -7,14 +7,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import pytest
 
 from homeserver.cluster.invalidation import CacheInvalidations
+from tests.appservice.conftest import AS_TOKEN, registration, write_registrations
 from tests.cluster.shared import bodies, create_room, join, ok, pair, send, sync
 from tests.conftest import RunningServer, rate_limits_on
+from tests.test_pushers import Gateway, pusher_body, running_gateway
 
 V3 = "/_matrix/client/v3"
 # Every shared cache the server registers; a new one gets a test here.
@@ -295,3 +300,129 @@ async def test_retention_policies(server_factory: Any):
         return policies.policy(room_id).max_lifetime == 3_600_000
 
     await eventually(known_to_b)
+
+
+@pytest.fixture
+async def gateway() -> AsyncIterator[Gateway]:
+    async with running_gateway() as recorder:
+        yield recorder
+
+
+async def _set_pusher(server: RunningServer, user: dict[str, Any], key: str, url: str) -> None:
+    await ok(server, "POST", f"{V3}/pushers/set", user["access_token"], pusher_body(key, url))
+
+
+async def _pushed_in_the_end(
+    server: RunningServer, gateway: Gateway, sender: dict[str, Any], room_id: str, key: str
+) -> None:
+    """Messages sent through `server` until one is pushed to `key` (an
+    invalidation takes a round trip to arrive); within 5 s."""
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        event_id = await send(server, sender["access_token"], room_id, "are you there?")
+        for _ in range(25):
+            if any(p.get("event_id") == event_id for p in gateway.pushes(key)):
+                return
+            await asyncio.sleep(0.02)
+    raise AssertionError(f"no push to {key} among {len(gateway.received)} pushes")
+
+
+async def test_users_without_pushers(two, gateway):
+    """B learns that Bob has no pusher (and stops looking), then Bob sets
+    one through A: the next message sent through B is pushed to him."""
+    a, b = two
+    alice, bob, carol = [await a.register(n) for n in ("alice", "bob", "carol")]
+    room_id = await create_room(a, alice["access_token"], invite=[bob["user_id"], carol["user_id"]])
+    await join(a, bob["access_token"], room_id)
+    await join(a, carol["access_token"], room_id)
+    await _set_pusher(a, carol, "carol-key", gateway.url)
+    # Bob and Carol both mentioned: B looks their pushers up together, so
+    # once Carol's push arrives B has recorded that Bob has none.
+    mention = await ok(
+        b,
+        "PUT",
+        f"{V3}/rooms/{quote(room_id)}/send/m.room.message/mention",
+        alice["access_token"],
+        {
+            "msgtype": "m.text",
+            "body": "hello both",
+            "m.mentions": {"user_ids": [bob["user_id"], carol["user_id"]]},
+        },
+    )
+    await gateway.wait_for("carol-key", mention["event_id"])
+    assert gateway.pushes("bob-key") == []
+    await _set_pusher(a, bob, "bob-key", gateway.url)
+    await _pushed_in_the_end(b, gateway, alice, room_id, "bob-key")
+
+
+async def test_push_room_facts(two, gateway):
+    """B caches a room's push facts (who has a pusher or rules of their own)
+    and then loses its invalidation channel: Bob's pusher set through A
+    meanwhile is never heard of, so B must not trust those facts when it
+    listens again."""
+    a, b = two
+    alice, bob = [await a.register(n) for n in ("alice", "bob")]
+    room_id = await create_room(a, alice["access_token"], invite=[bob["user_id"]])
+    await join(a, bob["access_token"], room_id)
+    await send(b, alice["access_token"], room_id, "evaluated by B")
+    lost = channel(b).listening_pid
+    assert lost is not None
+    assert await a.pool.fetchval("SELECT pg_terminate_backend($1)", lost)
+
+    async def gone() -> bool:
+        return not await a.pool.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = $1)", lost
+        )
+
+    await eventually(gone)
+    await _set_pusher(a, bob, "bob-key", gateway.url)
+
+    async def listening_again() -> bool:
+        pid = channel(b).listening_pid
+        return channel(b).listening.is_set() and pid not in (None, lost)
+
+    await eventually(listening_again, within_s=15)
+    event_id = await send(b, alice["access_token"], room_id, "after the loss")
+    await gateway.wait_for("bob-key", event_id)
+
+
+async def test_appservice_users(server_factory: Any, tmp_path: Path):
+    """B remembers that a bridge's ghost is not suspended; an admin suspends
+    it through A: B refuses the bridge's sends as that ghost."""
+    paths = write_registrations(tmp_path, registration(None))
+    a, b = [
+        await server_factory(
+            cluster={"enabled": True, "instance_name": name}, app_service_config_files=paths
+        )
+        for name in ("a", "b")
+    ]
+    await asyncio.wait_for(channel(b).listening.wait(), 10)
+    admin = await _admin(a, "admin")
+    await ok(
+        a,
+        "POST",
+        f"{V3}/register",
+        AS_TOKEN,
+        {"type": "m.login.application_service", "username": "bridge_kim", "inhibit_login": True},
+    )
+    ghost = quote("@bridge_kim:localhost")
+    room_id = (await ok(b, "POST", f"{V3}/createRoom?user_id={ghost}", AS_TOKEN, {}))["room_id"]
+    await ok(
+        a,
+        "PUT",
+        f"/_matrix/client/v1/admin/suspend/{ghost}",
+        admin["access_token"],
+        {"suspended": True},
+    )
+
+    async def refused_by_b() -> bool:
+        status, body = await b.request(
+            "PUT",
+            f"{V3}/rooms/{quote(room_id)}/send/m.room.message/s{time.monotonic()}?user_id={ghost}",
+            token=AS_TOKEN,
+            json={"msgtype": "m.text", "body": "still here"},
+        )
+        assert status in (200, 403), body
+        return status == 403 and body["errcode"] == "M_USER_SUSPENDED"
+
+    await eventually(refused_by_b)

@@ -29,17 +29,20 @@ async def test_duties_by_role_and_failover_by_sigkill(database: str, tmp_path: P
         await cluster.start("front", "bg1", "bg2")
 
         async def settled() -> dict[str, list[str]] | None:
+            """Every duty held once, each shard by its own sender worker: on a
+            loaded machine the other worker may take a shard first (its own
+            worker's head start is only 5 s) and give it back at its next
+            check, so the first assignment is not what the design promises."""
             held = await cluster.duties()
             wanted = BACKGROUND | set(SHARDS.values())
             found = [d for name in ("bg1", "bg2") for d in held[name]]
-            return held if sorted(found) == sorted(wanted) else None
+            own = all(SHARDS[name] in held[name] for name in SHARDS)
+            return held if sorted(found) == sorted(wanted) and own else None
 
-        held = await until(settled, 20)
+        held = await until(settled, 30)
         # The front holds only the duty of its appservice role; the background
-        # duties run once, in bg1 or bg2; each sender worker has its own shard
-        # of the destinations.
+        # duties run once, in bg1 or bg2.
         assert held["front"] == ["appservice-sender"]
-        assert all(SHARDS[name] in held[name] for name in SHARDS)
         assert (await cluster.status("front"))["roles"] == sorted(ROLES["front"])
         conn = await asyncpg.connect(database)
         try:

@@ -201,7 +201,8 @@ async def test_an_unfinished_job_resumes_at_start_up(server_factory: Any) -> Non
             redacted=0,
             failed_redactions={},
             error=None,
-        )
+        ),
+        None,
     )
     restarted = await server_factory()
     again = Admin(restarted, admin.token, admin.user_id)

@@ -83,11 +83,11 @@ class AdminRoomsApi:
 
     @admin_endpoint("GET", "/v2/rooms/{roomId}/delete_status")
     async def delete_statuses(self, req: ClientRequest) -> dict[str, Any]:
-        return self._rooms.delete_statuses(req.params["roomId"])
+        return await self._rooms.delete_statuses(req.params["roomId"])
 
     @admin_endpoint("GET", "/v2/rooms/delete_status/{deleteId}")
     async def delete_status(self, req: ClientRequest) -> dict[str, Any]:
-        return self._rooms.delete_status(req.params["deleteId"])
+        return await self._rooms.delete_status(req.params["deleteId"])
 
     @admin_endpoint("POST", "/v1/join/{roomIdOrAlias}", action="room.join_user")
     async def join(self, req: ClientRequest) -> dict[str, Any]:
@@ -139,4 +139,4 @@ class AdminRoomsApi:
 
     @admin_endpoint("GET", "/v1/purge_history_status/{purgeId}")
     async def purge_status(self, req: ClientRequest) -> dict[str, Any]:
-        return self._rooms.purge_status(req.params["purgeId"])
+        return await self._rooms.purge_status(req.params["purgeId"])

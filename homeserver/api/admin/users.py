@@ -186,7 +186,7 @@ class SharedSecretApi:
 
     @admin_endpoint("GET", "/v1/register", auth=False)
     async def nonce(self, req: ClientRequest) -> dict[str, Any]:
-        return {"nonce": self._registration.new_nonce()}
+        return {"nonce": await self._registration.new_nonce()}
 
     @admin_endpoint("POST", "/v1/register", action="user.register_shared_secret", auth=False)
     async def register(self, req: ClientRequest) -> dict[str, Any]:
