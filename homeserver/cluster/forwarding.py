@@ -13,7 +13,10 @@ listener only) and returns the owner's answer, errors included. The owner
 runs its own pipeline method and never forwards again. A send's
 transaction id travels with it and is checked by the owner under the room's
 lock, so a retried request is answered with the first event wherever it
-lands.
+lands. A new room's create event is built and signed where the request
+arrives and forwarded whole (`commit_create`): from room 12 its hash is
+the room id, so the owner is known only once it exists, and the owner
+stores exactly the event whose hash chose it rather than rebuilding one.
 
 Not forwarded: `store_outliers` (auth events and state without a stream
 position: no room head moves, see write_ops.py), and the reads and
@@ -43,7 +46,7 @@ from homeserver.errors import MatrixError
 logger = logging.getLogger(__name__)
 
 INTERNAL_PREFIX = "/_homeserver/internal/v1"
-# How long a forwarded send may wait for a room's owner (one that died is
+# How long a forwarded write may wait for a room's owner (one that died is
 # replaced within the persisters' liveness check).
 OWNER_WAIT_S = 15.0
 _RETRY_S = 0.25
