@@ -120,10 +120,13 @@ class RoomWriteForwarder:
 
     async def _forward(self, owner: str, op: WriteOp, args: Mapping[str, Any]) -> Any:
         if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60))
+            self._session = aiohttp.ClientSession()
         url = f"http://{self._owners.address(owner)}{INTERNAL_PREFIX}/room_write/{op.name}"
         async with self._session.post(
-            url, json=op.args_to_json(args), headers={"Authorization": f"Bearer {self._secret}"}
+            url,
+            json=op.args_to_json(args),
+            headers={"Authorization": f"Bearer {self._secret}"},
+            timeout=aiohttp.ClientTimeout(total=op.timeout_s),
         ) as response:
             try:
                 answer = await response.json(content_type=None)

@@ -168,6 +168,9 @@ class WriteOp:
     # The parameter naming the room: a room id, or an event of the room.
     room_param: str
     result: Kind
+    # How long the owner may take: a join to a big room stores its whole
+    # state and auth chain.
+    timeout_s: float = 60.0
 
     def room_of(self, args: Mapping[str, Any]) -> str:
         value = args[self.room_param]
@@ -215,6 +218,7 @@ OPERATIONS: dict[str, WriteOp] = {
             {"join": EVENT, "state": EVENTS, "auth_chain": EVENTS, "creator": STR},
             "join",
             STORED,
+            timeout_s=600.0,
         ),
         WriteOp(
             "store_out_of_band_member",
