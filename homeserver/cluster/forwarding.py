@@ -74,7 +74,6 @@ class RoomWriteForwarder:
         self._owners = owners
         self._secret = secret
         self._session: aiohttp.ClientSession | None = None
-        self.forwarded = 0
 
     async def close(self) -> None:
         if self._session is not None:
@@ -134,7 +133,6 @@ class RoomWriteForwarder:
                 answer = None
         if not isinstance(answer, dict):
             raise MatrixError(502, "M_UNKNOWN", f"The room's writer answered {response.status}")
-        self.forwarded += 1
         if response.status != 200:
             raise MatrixError(
                 response.status,
