@@ -24,6 +24,7 @@ from tests.cluster.deployment import ALL_ROLES, DeploymentClient, deployment, un
 from tests.federation.conftest import ScriptedRemote
 from tests.federation.hosted_room import HostedRoom
 from tests.federation.remote_room import RemoteRoom
+from tests.federation.test_backfill import serve_backfill
 
 # w answers clients and federation and owns no room: every room write it
 # takes runs at p1 or p2.
@@ -52,12 +53,8 @@ async def cluster(database: str, tmp_path: Path) -> Any:
     remote = ScriptedRemote(tmp_path, "r1")
     hosted = HostedRoom(remote, "10")
     hosted.serve()
-
-    async def accept(_request: Any, _origin: str, _body: Any) -> Any:
-        return {"pdus": {}}
-
-    # Where p1's federation sender delivers the rooms the remote is in.
-    remote.app.router.add_put("/_matrix/federation/v1/send/{txnId}", remote.handler(accept))
+    # Its history before our join, and /send for p1's federation sender.
+    serve_backfill(hosted)
     await remote.start()
     await running.start("p1", "p2", "w")
 
@@ -155,9 +152,9 @@ async def federation_at_the_owner(cluster: Setup, token: str, room_id: str) -> N
 
 
 async def remote_room_joined_at_the_owner(cluster: Setup, token: str) -> None:
-    """A local user's join (through w) to the remote's room, and the remote's
-    invite of another local user to a room this server is not in, are
-    stored by the room's owner."""
+    """A local user's join (through w) to the remote's room, the history
+    before it, and the remote's invite of another local user to a room this
+    server is not in, are stored by the room's owner."""
     client, hosted = cluster.client, cluster.hosted
     before = await taken(client)
     status, body = await client.call(
@@ -167,6 +164,20 @@ async def remote_room_joined_at_the_owner(cluster: Setup, token: str) -> None:
     assert ran_at(before, await taken(client), hosted.room_id) == {"join_remote_room": 1}
     status, body = await client.call("w", "GET", "/sync?timeout=0", token)
     assert status == 200 and hosted.room_id in body["rooms"]["join"], body
+
+    # /messages back past the join: the history the remote backfills.
+    before = await taken(client)
+    bodies: list[str] = []
+    since = ""
+    while "hello" not in bodies:
+        status, body = await client.call(
+            "w", "GET", f"/rooms/{hosted.room_id}/messages?dir=b&limit=5{since}", token
+        )
+        assert status == 200 and "end" in body, body
+        bodies += [e["content"].get("body") for e in body["chunk"]]
+        since = f"&from={body['end']}"
+    ran = ran_at(before, await taken(client), hosted.room_id)
+    assert set(ran) == {"receive_backfilled"}, ran
 
     # An invite to a room this server is not in: stored out of band.
     elsewhere = HostedRoom(cluster.remote, "12")
