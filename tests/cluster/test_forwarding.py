@@ -45,17 +45,20 @@ class Setup:
     hosted: HostedRoom
     # The remote's view of w, for the tests/federation helpers.
     w: Any
+    # Another remote, that goes away after its invite.
+    fleeting: ScriptedRemote
 
 
 @pytest.fixture
 async def cluster(database: str, tmp_path: Path) -> Any:
     running = deployment(database, tmp_path / "data", ROLES)
-    remote = ScriptedRemote(tmp_path, "r1")
+    remote, fleeting = ScriptedRemote(tmp_path, "r1"), ScriptedRemote(tmp_path, "r2")
     hosted = HostedRoom(remote, "10")
     hosted.serve()
     # Its history before our join, and /send for p1's federation sender.
     serve_backfill(hosted)
     await remote.start()
+    await fleeting.start()
     await running.start("p1", "p2", "w")
 
     async def settled() -> bool:
@@ -73,10 +76,11 @@ async def cluster(database: str, tmp_path: Path) -> Any:
         await until(settled, 10)
         await remote.expect_keys_of(w)
         async with aiohttp.ClientSession() as http:
-            yield Setup(DeploymentClient(http, running, database), remote, hosted, w)
+            yield Setup(DeploymentClient(http, running, database), remote, hosted, w, fleeting)
     finally:
         await running.stop()
         await remote.stop()
+        await fleeting.stop()
 
 
 async def test_room_writes_at_the_owner(cluster: Setup) -> None:
@@ -179,8 +183,9 @@ async def remote_room_joined_at_the_owner(cluster: Setup, token: str) -> None:
     ran = ran_at(before, await taken(client), hosted.room_id)
     assert set(ran) == {"receive_backfilled"}, ran
 
-    # An invite to a room this server is not in: stored out of band.
-    elsewhere = HostedRoom(cluster.remote, "12")
+    # An invite to a room this server is not in: stored out of band; its
+    # rejection once the inviting server is gone, too.
+    elsewhere = HostedRoom(cluster.fleeting, "12")
     erin = await client.register("w", "erin")
     before = await taken(client)
     status, body, _ = await elsewhere.invite(cluster.w, "@erin:localhost")
@@ -189,6 +194,19 @@ async def remote_room_joined_at_the_owner(cluster: Setup, token: str) -> None:
     assert ran == {"store_out_of_band_member": 1}
     status, body = await client.call("w", "GET", "/sync?timeout=0", erin)
     assert status == 200 and elsewhere.room_id in body["rooms"]["invite"], body
+    since = body["next_batch"]
+    await cluster.fleeting.stop()
+    before = await taken(client)
+    status, body = await client.call("w", "POST", f"/rooms/{elsewhere.room_id}/leave", erin, {})
+    assert status == 200, body
+    assert ran_at(before, await taken(client), elsewhere.room_id) == {"leave_out_of_band": 1}
+
+    async def left() -> bool:
+        status, body = await client.call("w", "GET", f"/sync?timeout=0&since={since}", erin)
+        assert status == 200, body
+        return elsewhere.room_id in body.get("rooms", {}).get("leave", {})
+
+    await until(left, 5)
 
 
 async def bad_writes_refused(client: DeploymentClient, token: str, room_id: str) -> None:
