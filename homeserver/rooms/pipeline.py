@@ -16,6 +16,8 @@ a room's current state, each in a module of its own around one commit step.
   transaction -> advance the stream in order -> wake waiters -> commit hooks.
 
 `EventPipeline` puts them together as the one object the services call.
+In a deployment its entry points that write a room are replaced by ones
+that run at the room's owner (cluster/owners.py, cluster/write_ops.py).
 """
 
 from __future__ import annotations
