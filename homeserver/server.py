@@ -158,9 +158,8 @@ from homeserver.appservice.queries import AppServiceQueries
 from homeserver.appservice.registration import load_appservices
 from homeserver.cluster.duties import DutyRunner
 from homeserver.cluster.federation_shards import sender_shards
-from homeserver.cluster.forwarding import LocalSend
 from homeserver.cluster.invalidation import CacheInvalidations
-from homeserver.cluster.owners import route_room_writes
+from homeserver.cluster.owners import RoomWriteRouting, route_room_writes
 from homeserver.cluster.roles import Duty, ProcessRoles
 from homeserver.cluster.wiring import (
     ephemeral_follower,
@@ -390,7 +389,7 @@ class HomeServer:
         self.federation_port: int | None = None
         self.metrics_port: int | None = None
         self.internal_port: int | None = None
-        self._forwarded_sends: LocalSend | None = None
+        self._forwarded_writes: RoomWriteRouting | None = None
         # Bridges and bots; a bad registration file stops start-up here.
         self.appservices = load_appservices(
             (config.path(p) for p in config.app_service_config_files), config.server_name
@@ -737,7 +736,7 @@ class HomeServer:
             signing_key=self.signing_key,
         )
         # A worker's room writes go to the room's owner (cluster/forwarding.py).
-        self._forwarded_sends = await route_room_writes(
+        self._forwarded_writes = await route_room_writes(
             app,
             self.pipeline,
             pool,
@@ -1849,7 +1848,7 @@ class HomeServer:
         host, port = parse_listen(self.config.workers[worker].internal_listen or "")
         status = {"worker": worker, "roles": sorted(self.roles.roles)}
         app = internal_app(
-            secret, lambda: {**status, "duties": self.duties.held()}, self._forwarded_sends
+            secret, lambda: {**status, "duties": self.duties.held()}, self._forwarded_writes
         )
         return await self._serve(app, host, port)
 

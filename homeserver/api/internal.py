@@ -4,9 +4,12 @@ Served on each worker's `internal_listen`, never on the public listeners,
 and only to a caller presenting the deployment's `worker_shared_secret` as a
 bearer token (compared in constant time). It answers which worker this is
 and which duties it holds (operators and the deployment tests use it), and
-takes room writes forwarded to the room's owner (cluster/forwarding.py):
-those run here and are never forwarded again, so two processes that
-disagree for a moment on who owns a room cannot pass a send back and forth.
+takes room writes forwarded to the room's owner (cluster/forwarding.py),
+one endpoint `room_write/{operation}` for the operations of
+cluster/write_ops.py, whose arguments it checks (400 M_BAD_JSON before
+anything runs): those run here and are never forwarded again, so two
+processes that disagree for a moment on who owns a room cannot pass a write
+back and forth.
 """
 
 from __future__ import annotations
@@ -18,59 +21,26 @@ from typing import Any
 
 from aiohttp import web
 
+from federation.http import MAX_FEDERATION_BODY_BYTES
 from homeserver.api.http import json_response
-from homeserver.cluster.forwarding import INTERNAL_PREFIX, LocalSend, stored_to_json
+from homeserver.cluster.forwarding import INTERNAL_PREFIX
+from homeserver.cluster.owners import RoomWriteRouting
+from homeserver.cluster.write_ops import OPERATIONS
 from homeserver.errors import MatrixError
 
 PREFIX = INTERNAL_PREFIX
-# A forwarded event is at most a PDU (65,536 bytes) and its envelope.
-_MAX_BODY = 256 * 1024
-
-
-def _bad_json(message: str) -> MatrixError:
-    return MatrixError(400, "M_BAD_JSON", message)
-
-
-def _optional_str(body: dict[str, Any], key: str) -> str | None:
-    value = body.get(key)
-    if value is not None and not isinstance(value, str):
-        raise _bad_json(f"{key} must be a string")
-    return value
-
-
-def send_args(body: Any) -> tuple[str, dict[str, Any]]:
-    """A forwarded send's room and EventPipeline.send arguments, checked."""
-    if not isinstance(body, dict):
-        raise _bad_json("expected a JSON object")
-    for key in ("room_id", "type", "sender"):
-        if not isinstance(body.get(key), str):
-            raise _bad_json(f"{key} must be a string")
-    if not isinstance(body.get("content"), dict):
-        raise _bad_json("content must be an object")
-    txn = body.get("txn")
-    if txn is not None and not (
-        isinstance(txn, list) and len(txn) == 2 and all(isinstance(t, str) for t in txn)
-    ):
-        raise _bad_json("txn must be [device id, transaction id]")
-    ts = body.get("origin_server_ts")
-    if ts is not None and type(ts) is not int:
-        raise _bad_json("origin_server_ts must be an integer")
-    return body["room_id"], {
-        "type": body["type"],
-        "sender": body["sender"],
-        "content": body["content"],
-        "state_key": _optional_str(body, "state_key"),
-        "redacts": _optional_str(body, "redacts"),
-        "txn": (txn[0], txn[1]) if txn is not None else None,
-        "origin_server_ts": ts,
-    }
+# A forwarded write is at most a send_join answer's state and auth chain
+# (federation/http.py reads at most 8 MiB of one) re-encoded, and its envelope.
+_MAX_BODY = 2 * MAX_FEDERATION_BODY_BYTES
 
 
 def internal_app(
-    secret: str, status: Callable[[], dict[str, Any]], local_send: LocalSend | None = None
+    secret: str, status: Callable[[], dict[str, Any]], routing: RoomWriteRouting | None = None
 ) -> web.Application:
     """The internal listener's app; `status` describes this process;
-    `local_send` (an event persister's) takes forwarded room writes."""
+    `routing` says which persisters it sees up and holds, in an event
+    persister, the pipeline methods (by operation of cluster/write_ops.py)
+    that take forwarded room writes."""
     expected = f"Bearer {secret}".encode()
 
     @web.middleware
@@ -86,32 +56,37 @@ def internal_app(
             return await handler(request)
         except MatrixError as e:
             return json_response(e.status, e.to_json())
+        except web.HTTPRequestEntityTooLarge:
+            return json_response(413, {"errcode": "M_TOO_LARGE", "error": "body too large"})
         except web.HTTPNotFound:
             return json_response(404, {"errcode": "M_UNRECOGNIZED", "error": "no such endpoint"})
         except web.HTTPMethodNotAllowed:
             return json_response(405, {"errcode": "M_UNRECOGNIZED", "error": "wrong method"})
 
-    # Sends forwarded here and persisted (in the status: the deployment
-    # tests see where a room's writes ran).
-    taken = [0]
+    # Writes forwarded here and run, by operation (in the status: the
+    # deployment tests see where a room's writes ran).
+    taken: dict[str, int] = dict.fromkeys(OPERATIONS, 0)
 
     async def get_status(_: web.Request) -> web.Response:
-        return json_response(200, {**status(), "forwarded_sends_taken": taken[0]})
+        up = {"persisters_up": routing.owners.live()} if routing is not None else {}
+        return json_response(200, {**status(), **up, "forwarded_writes_taken": taken})
 
     app = web.Application(middlewares=[authenticate], client_max_size=_MAX_BODY)
     app.router.add_get(PREFIX + "/status", get_status)
-    if local_send is not None:
-        send = local_send
+    if routing is not None and routing.local_writes is not None:
+        writes = routing.local_writes
 
-        async def send_event(request: web.Request) -> web.Response:
+        async def room_write(request: web.Request) -> web.Response:
+            op = OPERATIONS.get(request.match_info["operation"])
+            if op is None:
+                raise MatrixError(404, "M_UNRECOGNIZED", "no such room write")
             try:
                 body = json.loads(await request.read())
             except ValueError:
-                return json_response(400, {"errcode": "M_NOT_JSON", "error": "not JSON"})
-            room_id, args = send_args(body)
-            stored = await send(room_id, **args)
-            taken[0] += 1
-            return json_response(200, stored_to_json(stored))
+                raise MatrixError(400, "M_NOT_JSON", "not JSON") from None
+            result = await writes[op.name](**op.args_from_json(body))
+            taken[op.name] += 1
+            return json_response(200, {"result": op.result.encode(result)})
 
-        app.router.add_post(PREFIX + "/send_event", send_event)
+        app.router.add_post(PREFIX + "/room_write/{operation}", room_write)
     return app

@@ -14,14 +14,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
 
 import asyncpg
+import attrs
 from aiohttp import web
 
-from homeserver.cluster.forwarding import LocalSend, RoomWriteForwarder
+from homeserver.cluster.forwarding import RoomWriteForwarder
 from homeserver.cluster.lease import LeasedDuty
 from homeserver.cluster.roles import ProcessRoles, Role, WorkerSpec, owner_of, workers_with
+from homeserver.cluster.write_ops import OPERATIONS, LocalWrites
 from homeserver.rooms.pipeline import EventPipeline
 from storage import leases
 
@@ -84,6 +87,11 @@ class PersisterOwners:
     def address(self, worker: str) -> str:
         return self._addresses[worker]
 
+    def live(self) -> list[str]:
+        """The persisters this process last saw up (in the internal status:
+        a deployment is ready once every process sees every persister)."""
+        return list(self._live)
+
     def unreachable(self, worker: str) -> None:
         if worker in self._live and worker != self._me:
             self._live = [w for w in self._live if w != worker]
@@ -110,6 +118,15 @@ async def _nothing_to_stop() -> None:
     return None
 
 
+@attrs.frozen
+class RoomWriteRouting:
+    """A worker's room writes as its internal API serves them."""
+
+    owners: PersisterOwners
+    # An event persister's pipeline methods, by operation (else None).
+    local_writes: LocalWrites | None
+
+
 async def route_room_writes(
     app: web.Application,
     pipeline: EventPipeline,
@@ -118,15 +135,15 @@ async def route_room_writes(
     workers: Mapping[str, WorkerSpec],
     roles: ProcessRoles,
     secret: str | None,
-) -> LocalSend | None:
-    """In a worker, make `pipeline.send` send at the room's owner
-    (cluster/forwarding.py), and return the local send the internal API runs
-    forwarded writes with if this worker is an event persister (else None).
-    Alone, nothing changes and there is no internal API."""
+) -> RoomWriteRouting | None:
+    """In a worker, make the pipeline's room writes (cluster/write_ops.py)
+    run at the room's owner (cluster/forwarding.py), and return who is up
+    and, if this worker is an event persister, the local methods the
+    internal API runs forwarded writes with. Alone, nothing changes and
+    there is no internal API."""
     if roles.worker is None:
         return None
     assert secret is not None  # the config requires it with workers
-    local_send = pipeline.send
     owners = PersisterOwners(
         pool,
         persisters=workers_with(workers, Role.EVENT_PERSISTER),
@@ -134,13 +151,17 @@ async def route_room_writes(
         me=roles.worker if roles.has(Role.EVENT_PERSISTER) else None,
     )
     await owners.start()
-    forwarder = RoomWriteForwarder(local_send, owners, secret=secret)
-    # The facade's entry point: every service that sends goes through it.
-    pipeline.send = forwarder.send
+    forwarder = RoomWriteForwarder(owners, secret=secret)
+    local: dict[str, Callable[..., Awaitable[Any]]] = {}
+    # The facade's entry points: every service that writes a room goes
+    # through them (create_room through commit_create).
+    for name, op in OPERATIONS.items():
+        local[name] = getattr(pipeline, name)
+        setattr(pipeline, name, forwarder.route(op, local[name]))
 
     async def stop(_: web.Application) -> None:
         await forwarder.close()
         await owners.stop()
 
     app.on_cleanup.append(stop)
-    return local_send if roles.has(Role.EVENT_PERSISTER) else None
+    return RoomWriteRouting(owners, local if roles.has(Role.EVENT_PERSISTER) else None)

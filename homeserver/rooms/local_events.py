@@ -11,7 +11,7 @@ from __future__ import annotations
 import secrets
 import string
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from signedjson.types import SigningKey
@@ -41,6 +41,10 @@ from storage.state import StateMap
 _CREATE_ATTEMPTS = 10
 # The spec's limit on prev_events.
 MAX_PREV_EVENTS = 20
+
+
+# LocalEvents.commit_create, here or at the new room's owner.
+CommitCreate = Callable[[Event, str], Awaitable[StoredEvent | None]]
 
 
 def _now_ms() -> int:
@@ -105,7 +109,8 @@ class LocalEvents:
         room_version: RoomVersion,
         creator: str,
         content: Mapping[str, Any],
-        room_id: str | None = None,
+        room_id: str | None,
+        commit: CommitCreate,
     ) -> StoredEvent:
         """Persist a new room's create event; the room id is in the result.
 
@@ -115,30 +120,40 @@ class LocalEvents:
 
         From room 12 the room id is the create event's hash, so two rooms
         created by one user in the same millisecond with the same content
-        would get the same id: the later one moves its timestamp on.
+        would get the same id: the later one moves its timestamp on. The
+        event is built and signed here, and each attempt's is committed by
+        `commit` (this object's `commit_create`, or in a deployment the new
+        room's owner's, which is only known once the event is built).
         """
         ts = _now_ms()
         for attempt in range(_CREATE_ATTEMPTS):
             create = self._build_create(room_version, creator, content, ts + attempt, room_id)
-
-            async def write(writer: RoomWriter, create: Event = create) -> NewEvent:
-                await writer.create_room(room_version, creator)
-                group, _ = await writer.add_state_group(None, {CREATE_KEY: create.event_id})
-                return NewEvent(
-                    create,
-                    await self._committer.allocate(writer.conn),
-                    group,
-                    None,
-                    {CREATE_KEY: (create.event_id, None)},
-                )
-
-            try:
-                return await self._committer.commit(create.room_id, write)
-            except RoomExistsError:
-                if room_id is not None:
-                    break
-                continue
+            stored = await commit(create, creator)
+            if stored is not None:
+                return stored
+            if room_id is not None:
+                break
         raise MatrixError(500, "M_UNKNOWN", "Could not find a free room id")
+
+    async def commit_create(self, create: Event, creator: str) -> StoredEvent | None:
+        """Persist a built create event as a new room; None if its room id is
+        taken already."""
+
+        async def write(writer: RoomWriter) -> NewEvent:
+            await writer.create_room(create.room_version, creator)
+            group, _ = await writer.add_state_group(None, {CREATE_KEY: create.event_id})
+            return NewEvent(
+                create,
+                await self._committer.allocate(writer.conn),
+                group,
+                None,
+                {CREATE_KEY: (create.event_id, None)},
+            )
+
+        try:
+            return await self._committer.commit(create.room_id, write)
+        except RoomExistsError:
+            return None
 
     def _build_create(
         self,

@@ -16,19 +16,25 @@ a room's current state, each in a module of its own around one commit step.
   transaction -> advance the stream in order -> wake waiters -> commit hooks.
 
 `EventPipeline` puts them together as the one object the services call.
+In a deployment its entry points that write a room are replaced by ones
+that run at the room's owner (cluster/owners.py, cluster/write_ops.py).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from signedjson.types import SigningKey
 
+from homeserver.events.room_versions import RoomVersion
 from homeserver.notifier import Notifier
 from homeserver.rooms.commit import RoomCommitter
 from homeserver.rooms.local_events import LocalEvents
 from homeserver.rooms.outliers import Outliers
 from homeserver.rooms.remote_events import RemoteEvents
 from homeserver.rooms.remote_joins import RemoteJoins
-from storage.events import EventStore
+from storage.events import EventStore, StoredEvent
 from storage.state import StateStore
 from storage.streams import StreamIds
 
@@ -54,8 +60,9 @@ class EventPipeline:
         self.add_transaction_hook = committer.add_transaction_hook
         self.add_commit_hook = committer.add_commit_hook
         self.drain = committer.drain
+        self._local = local
         self.new_room_id = local.new_room_id
-        self.create_room = local.create_room
+        self.commit_create = local.commit_create
         self.rehearse_new_room = local.rehearse_new_room
         self.send = local.send
         self.build_local = local.build_local
@@ -66,3 +73,17 @@ class EventPipeline:
         self.store_out_of_band_member = outliers.store_out_of_band_member
         self.leave_out_of_band = outliers.leave_out_of_band
         self.store_outliers = outliers.store_outliers
+
+    async def create_room(
+        self,
+        room_version: RoomVersion,
+        creator: str,
+        content: Mapping[str, Any],
+        room_id: str | None = None,
+    ) -> StoredEvent:
+        """A new room's create event, persisted (local_events.py): built here,
+        committed through this facade's `commit_create`, which a deployment
+        points at the new room's owner (cluster/owners.py)."""
+        return await self._local.create_room(
+            room_version, creator, content, room_id, self.commit_create
+        )
