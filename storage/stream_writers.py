@@ -74,14 +74,36 @@ async def register(
 
 
 async def announce(
-    db: asyncpg.Pool | asyncpg.Connection,
+    db: asyncpg.Connection,
+    instance: str,
+    positions: dict[str, tuple[int, bool]],
+    payloads: Sequence[str],
+    *,
+    durable: bool = False,
+) -> None:
+    """Record this writer's new (position, idle) per stream and notify them,
+    in one statement (one transaction: whoever reads the table sees what was
+    notified, and the notification is out when this returns).
+
+    Most announcements need not wait for the WAL flush (4 ms of a 4.3 ms
+    announcement on the development machine, all of it added to every
+    wake-up in another process): what they record is already true of
+    durable events, and a crash that loses one loses every session with it,
+    after which each writer announces itself again. Only a writer leaving
+    idle must be `durable`: readers that reconnect after a crash must not
+    find it idle while it writes."""
+    async with db.transaction():
+        if not durable:
+            await db.execute("SET LOCAL synchronous_commit = off")
+        await _announce(db, instance, positions, payloads)
+
+
+async def _announce(
+    db: asyncpg.Connection,
     instance: str,
     positions: dict[str, tuple[int, bool]],
     payloads: Sequence[str],
 ) -> None:
-    """Record this writer's new (position, idle) per stream and notify them,
-    in one statement (one transaction: whoever reads the table sees what was
-    notified, and the notification is out when this returns)."""
     await db.execute(
         """WITH moved AS (
                INSERT INTO stream_writers AS w (stream, instance, position, idle)

@@ -238,7 +238,7 @@ class ClusterNotifier(Notifier):
             position = self._entries[stream][self.instance]
             payload = self._payload(stream, position, _Wakes(), idle=False)
             await stream_writers.announce(
-                self._conn, self.instance, {stream: (position, False)}, [payload]
+                self._conn, self.instance, {stream: (position, False)}, [payload], durable=True
             )
             self._announced_idle.discard(stream)
 
