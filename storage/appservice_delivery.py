@@ -12,7 +12,7 @@ from typing import Any
 import asyncpg
 import attrs
 
-from storage.receipts import Receipt
+from storage.receipts import Receipt, public_receipts_between
 
 
 @attrs.frozen
@@ -181,29 +181,7 @@ class AppServiceDeliveryStore:
 
     async def receipts(self, after: int, upto: int, limit: int) -> list[tuple[int, Receipt]]:
         """Public read receipts that moved in (after, upto], with their position."""
-        rows = await self._pool.fetch(
-            """SELECT stream_id, room_id, user_id, receipt_type, thread_id, event_id, ts
-               FROM receipts
-               WHERE stream_id > $1 AND stream_id <= $2 AND receipt_type = 'm.read'
-               ORDER BY stream_id LIMIT $3""",
-            after,
-            upto,
-            limit,
-        )
-        return [
-            (
-                r["stream_id"],
-                Receipt(
-                    r["room_id"],
-                    r["user_id"],
-                    r["receipt_type"],
-                    r["thread_id"],
-                    r["event_id"],
-                    r["ts"],
-                ),
-            )
-            for r in rows
-        ]
+        return await public_receipts_between(self._pool, after, upto, limit)
 
     async def device_messages(self, after: int, upto: int, limit: int) -> list[DeviceMessage]:
         """To-device messages stored for local devices in (after, upto]."""

@@ -15,7 +15,7 @@ import asyncpg
 import attrs
 
 from storage.presence import PresenceRow
-from storage.receipts import Receipt
+from storage.receipts import Receipt, public_receipts_between
 
 
 @attrs.frozen
@@ -56,29 +56,7 @@ class EphemeralChangeStore:
     async def public_receipts(self, after: int, upto: int, limit: int) -> list[tuple[int, Receipt]]:
         """m.read receipts stored in (after, upto], oldest first, with their
         positions (private receipts never leave their owner)."""
-        rows = await self._pool.fetch(
-            """SELECT stream_id, room_id, user_id, receipt_type, thread_id, event_id, ts
-               FROM receipts
-               WHERE stream_id > $1 AND stream_id <= $2 AND receipt_type = 'm.read'
-               ORDER BY stream_id LIMIT $3""",
-            after,
-            upto,
-            limit,
-        )
-        return [
-            (
-                r["stream_id"],
-                Receipt(
-                    r["room_id"],
-                    r["user_id"],
-                    r["receipt_type"],
-                    r["thread_id"],
-                    r["event_id"],
-                    r["ts"],
-                ),
-            )
-            for r in rows
-        ]
+        return await public_receipts_between(self._pool, after, upto, limit)
 
     async def presence(self, after: int, upto: int, limit: int) -> list[tuple[int, PresenceRow]]:
         """Presence stored in (after, upto], oldest first, with positions."""

@@ -146,3 +146,34 @@ class ReceiptStore:
         for r in rows:
             positions.setdefault(r["room_id"], {})[r["thread_id"]] = r["position"]
         return positions
+
+
+async def public_receipts_between(
+    pool: asyncpg.Pool, after: int, upto: int, limit: int
+) -> list[tuple[int, Receipt]]:
+    """m.read receipts stored in (after, upto], oldest first, with their
+    positions: what leaves this server (to other servers, to appservices);
+    private receipts never do."""
+    rows = await pool.fetch(
+        """SELECT stream_id, room_id, user_id, receipt_type, thread_id, event_id, ts
+           FROM receipts
+           WHERE stream_id > $1 AND stream_id <= $2 AND receipt_type = 'm.read'
+           ORDER BY stream_id LIMIT $3""",
+        after,
+        upto,
+        limit,
+    )
+    return [
+        (
+            r["stream_id"],
+            Receipt(
+                r["room_id"],
+                r["user_id"],
+                r["receipt_type"],
+                r["thread_id"],
+                r["event_id"],
+                r["ts"],
+            ),
+        )
+        for r in rows
+    ]
