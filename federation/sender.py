@@ -345,9 +345,10 @@ class FederationSender:
         await self._store.queue_edus(
             [(d, edu.edu_type, edu.content) for d in sorted(destinations) for edu in edus]
         )
-        if edus and self._outbox_stored is not None:
-            self._outbox_stored(destinations)
         if self._stopping:
+            # Not this process's to send: tell the one that is.
+            if edus and self._outbox_stored is not None:
+                self._outbox_stored(destinations)
             return
         for destination in destinations:
             self._queue(destination).wake()
