@@ -89,10 +89,13 @@ class FederationSender:
         e2e_keys: E2eKeyStore,
         sessions: SessionStore,
         owns: Callable[[str], bool] | None = None,
+        outbox_stored: Callable[[Iterable[str]], None] | None = None,
     ) -> None:
         """`owns`: whether a destination is this sender's, when several
         senders (the shards of a deployment's federation_sender workers)
-        share the destinations; None: all of them."""
+        share the destinations; None: all of them. `outbox_stored`: told
+        the destinations of EDUs this process stored in the outbox, for the
+        shard holder in another process (homeserver/cluster/outbox_wakes.py)."""
         self._server_name = server_name
         self._store = store
         self._notifier = notifier
@@ -116,6 +119,7 @@ class FederationSender:
         self._listening = False
         self._owns = owns
         self._owned: dict[str, bool] = {}
+        self._outbox_stored = outbox_stored
 
     async def start(self) -> None:
         """Resume from the stored position; catch up destinations left behind.
@@ -342,9 +346,28 @@ class FederationSender:
             [(d, edu.edu_type, edu.content) for d in sorted(destinations) for edu in edus]
         )
         if self._stopping:
+            # Not this process's to send: tell the one that is.
+            if edus and self._outbox_stored is not None:
+                self._outbox_stored(destinations)
             return
         for destination in destinations:
             self._queue(destination).wake()
+
+    def outbox_filled(self, destination: str) -> None:
+        """Another process stored EDUs for `destination`: send them now if
+        it is this running sender's (its queue reads the outbox)."""
+        if not self._stopping and destination != self._server_name and self._mine(destination):
+            self._queue(destination).wake()
+
+    def outbox_missed(self) -> None:
+        """Outbox rows may have been stored unheard (the channel between the
+        processes was lost): wake every destination with stored work."""
+
+        async def wake_all() -> None:
+            for destination in await self._store.destinations_with_work():
+                self.outbox_filled(destination)
+
+        self._spawn(wake_all)
 
     async def _device_list_edus(self, change: DeviceKeysChanged) -> list[Edu]:
         user_id, device_ids = change.user_id, change.device_ids

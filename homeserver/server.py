@@ -159,6 +159,7 @@ from homeserver.appservice.registration import load_appservices
 from homeserver.cluster.duties import DutyRunner
 from homeserver.cluster.federation_shards import sender_shards
 from homeserver.cluster.invalidation import CacheInvalidations
+from homeserver.cluster.outbox_wakes import OutboxWakes
 from homeserver.cluster.owners import RoomWriteRouting, route_room_writes
 from homeserver.cluster.roles import Duty, ProcessRoles
 from homeserver.cluster.wiring import (
@@ -1745,6 +1746,9 @@ class HomeServer:
         """Outbound federation: follows the event stream and hears the
         ephemeral and key services; stopped when the federation app stops.
         One sender per shard of the destinations (homeserver/cluster/federation_shards.py)."""
+        # Workers tell the shard holders of the EDUs they store; a process
+        # alone (or each of `cluster.enabled` without workers) sends them itself.
+        wakes = OutboxWakes(self.cache_invalidations) if self.roles.worker is not None else None
         for shard in sender_shards(self.config.workers, self.roles):
             sender = FederationSender(
                 server_name=self.config.server_name,
@@ -1755,7 +1759,10 @@ class HomeServer:
                 e2e_keys=E2eKeyStore(pool),
                 sessions=SessionStore(pool),
                 owns=shard.owns,
+                outbox_stored=wakes.stored if wakes is not None else None,
             )
+            if wakes is not None:
+                wakes.listen(sender.outbox_filled, sender.outbox_missed)
             if self.ephemeral_follower is not None:
                 self.ephemeral_follower.listen(
                     typing=sender.typing_changes,
@@ -1848,7 +1855,14 @@ class HomeServer:
         host, port = parse_listen(self.config.workers[worker].internal_listen or "")
         status = {"worker": worker, "roles": sorted(self.roles.roles)}
         app = internal_app(
-            secret, lambda: {**status, "duties": self.duties.held()}, self._forwarded_writes
+            secret,
+            lambda: {
+                **status,
+                "duties": self.duties.held(),
+                # Which database session hears the other processes (operators, tests).
+                "invalidation_listener_pid": self.cache_invalidations.listening_pid,
+            },
+            self._forwarded_writes,
         )
         return await self._serve(app, host, port)
 

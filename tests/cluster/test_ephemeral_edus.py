@@ -1,5 +1,7 @@
 """Typing, receipts and presence set through one worker reach other servers
-and appservices through another (cluster/ephemeral_follower.py): a
+and appservices through another (cluster/ephemeral_follower.py), and so do
+device list and signing key updates and to-device messages
+(cluster/outbox_wakes.py, the to_device stream): a
 deployment whose `front` worker answers the clients and whose `sender`
 worker alone sends to other servers and to appservices, a scripted remote
 server sharing a room with a local user, and an appservice with
@@ -13,6 +15,7 @@ from typing import Any
 from urllib.parse import quote
 
 import aiohttp
+import asyncpg
 
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
 from tests.appservice.delivery_setup import appservice_config, registration
@@ -21,6 +24,7 @@ from tests.cluster.deployment import DeploymentClient, deployment, until
 from tests.federation.conftest import ScriptedRemote
 from tests.federation.test_joins import make_join, send_join, sign_join
 from tests.federation.test_sender import Inbox, remote_with_inbox
+from tests.test_e2e_keys import cross_signing_keys
 
 # The sender worker answers clients too: a change made in its own process
 # must reach the remote once, not once per way of hearing it.
@@ -72,7 +76,9 @@ async def test_edus_and_ephemeral_events_leave_through_the_sender_worker(
 
         await until(sending, 20)
         async with aiohttp.ClientSession() as http:
-            await _check(DeploymentClient(http, running, database), remote, inbox, bridge)
+            cluster = DeploymentClient(http, running, database)
+            room_id = await _check(cluster, remote, inbox, bridge)
+            await _check_stored_edus(cluster, remote, inbox, room_id)
     finally:
         await running.stop()
         for scripted in made:
@@ -82,7 +88,7 @@ async def test_edus_and_ephemeral_events_leave_through_the_sender_worker(
 
 async def _check(
     cluster: DeploymentClient, remote: ScriptedRemote, inbox: Inbox, bridge: LoopbackAppService
-) -> None:
+) -> str:
     # The remote talks to the front's federation listener, as to any server.
     port = int(cluster.cluster.workers["front"].federation.rsplit(":", 1)[1])
     front = SimpleNamespace(server=SimpleNamespace(federation_port=port, config=_NAMED))
@@ -172,6 +178,86 @@ async def _check(
     await until(_async(lambda: typing_edus(inbox, room_id)[3:] == [False]), 10)
     assert typing_edus(inbox, room_id) == [True, False, True, False]
     assert len(lunch()) == 1 and len(inbox.edus("m.receipt")) == 1
+    return room_id
+
+
+async def _check_stored_edus(
+    cluster: DeploymentClient, remote: ScriptedRemote, inbox: Inbox, room_id: str
+) -> None:
+    """A new device, cross-signing keys and a to-device message, all through
+    the front, reach the remote through the sender worker at once: nothing
+    else is sent meanwhile that would wake the remote's queue."""
+    pdus = len(inbox.pdus())
+    status, login = await cluster.call(
+        "front",
+        "POST",
+        "/login",
+        body={
+            "type": "m.login.password",
+            "identifier": {"type": "m.id.user", "user": "alice"},
+            "password": "pw-alice",
+            "device_id": "NEWPHONE",
+            "initial_device_display_name": "New phone",
+        },
+    )
+    assert status == 200, login
+    token = login["access_token"]
+
+    def new_device() -> list[dict[str, Any]]:
+        return [
+            e
+            for e in inbox.edus("m.device_list_update")
+            if e["user_id"] == ALICE and e["device_id"] == "NEWPHONE"
+        ]
+
+    (update,) = await until(_async(new_device), 5)
+    assert update["device_display_name"] == "New phone" and not update.get("deleted")
+
+    _, body = cross_signing_keys(ALICE)
+    status, answer = await cluster.call("front", "POST", "/keys/device_signing/upload", token, body)
+    assert status == 200, answer
+    (signing,) = await until(_async(lambda: inbox.edus("m.signing_key_update")), 5)
+    assert signing["user_id"] == ALICE
+    assert signing["master_key"] == body["master_key"]
+    assert signing["self_signing_key"] == body["self_signing_key"]
+
+    bob = f"@bob:{remote.server_name}"
+    message = {"messages": {bob: {"BOBDEVICE": {"secret": "s3"}}}}
+    status, answer = await cluster.call("front", "PUT", "/sendToDevice/m.test/td1", token, message)
+    assert status == 200, answer
+    (to_device,) = await until(_async(lambda: inbox.edus("m.direct_to_device")), 5)
+    assert to_device["sender"] == ALICE and to_device["type"] == "m.test"
+    assert to_device["messages"] == {bob: {"BOBDEVICE": {"secret": "s3"}}}
+    # Woken by what was stored, not by a PDU; and each sent once.
+    assert len(inbox.pdus()) == pdus
+    assert len(new_device()) == 1 and len(inbox.edus("m.signing_key_update")) == 1
+
+    # The sender worker loses its channel to the others: a device added
+    # meanwhile is not heard of, and is sent once it listens again.
+    lost = (await cluster.cluster.status("sender"))["invalidation_listener_pid"]
+    db = await asyncpg.connect(cluster.database)
+    try:
+        assert await db.fetchval("SELECT pg_terminate_backend($1)", lost)
+        status, _ = await cluster.call(
+            "front",
+            "POST",
+            "/login",
+            body={
+                "type": "m.login.password",
+                "identifier": {"type": "m.id.user", "user": "alice"},
+                "password": "pw-alice",
+                "device_id": "UNHEARD",
+            },
+        )
+        assert status == 200
+    finally:
+        await db.close()
+    unheard = _async(
+        lambda: [e for e in inbox.edus("m.device_list_update") if e["device_id"] == "UNHEARD"]
+    )
+    await until(unheard, 10)
+    listener = (await cluster.cluster.status("sender"))["invalidation_listener_pid"]
+    assert listener not in (None, lost)
 
 
 def _async(check: Any) -> Any:
