@@ -648,6 +648,22 @@ class EmailConfig:
 
 
 @attrs.frozen
+class PresenceConfig:
+    """Presence timers (homeserver/ephemeral/presence.py); Synapse's values."""
+
+    # Online -> unavailable after this long without activity (Synapse's IDLE_TIMER).
+    idle_timeout_ms: int = 5 * 60 * 1000
+    # Offline once no /sync was in flight for this long (SYNC_ONLINE_TIMEOUT).
+    sync_timeout_ms: int = 30 * 1000
+
+    def validate(self) -> None:
+        if self.idle_timeout_ms < 1000:
+            raise ConfigError("presence.idle_timeout_ms: expected at least 1000")
+        if self.sync_timeout_ms < 1000:
+            raise ConfigError("presence.sync_timeout_ms: expected at least 1000")
+
+
+@attrs.frozen
 class WorkerConfig:
     """One process of a deployment of several (homeserver/cluster/roles.py)."""
 
@@ -774,6 +790,8 @@ class Config:
     worker_shared_secret: str | None = None
     # Several processes as one server (stream positions across processes).
     cluster: ClusterConfig = ClusterConfig()
+    # Presence timers; in a deployment, one process applies them to all.
+    presence: PresenceConfig = PresenceConfig()
 
     @property
     def cluster_mode(self) -> bool:
@@ -830,6 +848,7 @@ class Config:
             self.email.validate()
         self.support.validate()
         self.cluster.validate()
+        self.presence.validate()
         if self.cluster.enabled and self.database.dsn is None:
             raise ConfigError("cluster: the processes must share a database: set database.dsn")
         self._validate_federation()

@@ -161,10 +161,12 @@ from homeserver.cluster.federation_shards import sender_shards
 from homeserver.cluster.invalidation import CacheInvalidations
 from homeserver.cluster.outbox_wakes import OutboxWakes
 from homeserver.cluster.owners import RoomWriteRouting, route_room_writes
+from homeserver.cluster.presence import PresenceTimeouts, SharedPresenceService
 from homeserver.cluster.roles import Duty, ProcessRoles
 from homeserver.cluster.wiring import (
     ephemeral_follower,
     make_notifier,
+    presence_service,
     session_name,
     stream_ids,
     typing_service,
@@ -183,7 +185,7 @@ from homeserver.e2e.sync_counts import KeyCountsSyncProvider
 from homeserver.email.mailer import Mailer
 from homeserver.email.validation import EmailValidation
 from homeserver.ephemeral.common import StreamPublisher
-from homeserver.ephemeral.presence import PresenceService
+from homeserver.ephemeral.presence import now_ms
 from homeserver.ephemeral.receipts import ReceiptService
 from homeserver.erasure.content import ErasedContent
 from homeserver.erasure.redact_job import UserRedactions
@@ -315,7 +317,6 @@ from storage.oauth_clients import OAuthClientStore
 from storage.oauth_grants import OAuthGrantStore
 from storage.oauth_sessions import OAuthSessionStore
 from storage.openid import OpenIdStore
-from storage.presence import PresenceStore
 from storage.push import PushStore
 from storage.pushers import PusherStore
 from storage.receipts import ReceiptStore
@@ -911,11 +912,14 @@ class HomeServer:
             app, pool, events, rooms, limiters["client_writes"]
         )
         filters = FilterService(FilterStore(pool))
-        presence = PresenceService(
-            PresenceStore(pool),
-            StreamPublisher("presence", stream_ids(pool, self.notifier, "presence"), self.notifier),
-        )
+        presence = presence_service(pool, self.notifier, shared, config, self.roles.worker)
         await presence.start()
+        if isinstance(presence, SharedPresenceService):
+            # One process of a deployment times everyone out (cluster/presence.py).
+            timeouts = PresenceTimeouts(presence, now_ms)
+            await self.duties.run(
+                app, Duty.PRESENCE_TIMEOUTS, timeouts.start, timeouts.stop, always_leased=True
+            )
         typing = await typing_service(pool, self.notifier, room_store, presence)
         typing.start()
         receipts = ReceiptService(

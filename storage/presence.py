@@ -61,6 +61,32 @@ class PresenceStore:
             [position for _, position in rows],
         )
 
+    async def put_unless_changed(self, rows: Sequence[tuple[PresenceRow, int, int]]) -> set[str]:
+        """Store each (row, position) over the stored row only if that one
+        still has the position read before (the third item), in one
+        statement: a decision made on what was read never overwrites a
+        change made meanwhile. Returns the users written."""
+        written = await self._pool.fetch(
+            """UPDATE presence p
+               SET state = n.state, status_msg = n.status_msg,
+                   last_active_ts = n.last_active_ts,
+                   currently_active = n.currently_active, stream_id = n.stream_id
+               FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::boolean[],
+                           $6::bigint[], $7::bigint[])
+                    AS n(user_id, state, status_msg, last_active_ts, currently_active,
+                         stream_id, expected)
+               WHERE p.user_id = n.user_id AND p.stream_id = n.expected
+               RETURNING p.user_id""",
+            [r.user_id for r, _, _ in rows],
+            [r.state for r, _, _ in rows],
+            [r.status_msg for r, _, _ in rows],
+            [r.last_active_ts for r, _, _ in rows],
+            [r.currently_active for r, _, _ in rows],
+            [position for _, position, _ in rows],
+            [expected for _, _, expected in rows],
+        )
+        return {r["user_id"] for r in written}
+
     async def changed_for(self, viewer: str, after: int, upto: int) -> list[PresenceRow]:
         """Presence set in (after, upto] of the viewer and of the users who
         share a joined room with them: the few changed rows, each checked."""

@@ -28,6 +28,9 @@ from homeserver.config import ConfigError, config_from_dict, load_config
         ({"server_name": "x", "turn": {"uris": "turn:a"}}, "turn.uris"),
         ({"server_name": "x", "turn": {"uris": [1]}}, "turn.uris"),
         ({"server_name": "x", "rtc_foci": [5]}, "rtc_foci"),
+        ({"server_name": "x", "presence": {"sync_timeout_ms": 10}}, "presence.sync_timeout_ms"),
+        ({"server_name": "x", "presence": {"idle_timeout_ms": 0}}, "presence.idle_timeout_ms"),
+        ({"server_name": "x", "presence": {"sync_timeout": 10}}, "config.presence"),
     ],
 )
 def test_bad_config_names_the_key(data, named):

@@ -6,16 +6,21 @@ import asyncpg
 
 from homeserver.cluster.ephemeral_follower import EphemeralFollower
 from homeserver.cluster.notifier import ClusterNotifier
+from homeserver.cluster.presence import SharedPresenceService
 from homeserver.cluster.roles import Duty, ProcessRoles
 from homeserver.cluster.stream_ids import ClusterStreamIds
 from homeserver.cluster.typing import SharedTypingService
 from homeserver.config import Config
 from homeserver.ephemeral.common import StreamPublisher
+from homeserver.ephemeral.presence import PresenceService, PresenceTimers, now_ms
 from homeserver.ephemeral.typing import ActivityTracker, TypingService
 from homeserver.notifier import Notifier
 from storage import stream_writers
 from storage.ephemeral_changes import EphemeralChangeStore
+from storage.presence import PresenceStore
+from storage.presence_syncs import PresenceSyncStore
 from storage.rooms import RoomStore
+from storage.shared_caches import SharedCaches
 from storage.streams import StreamIds
 from storage.typing import TypingStore
 
@@ -85,3 +90,30 @@ async def ephemeral_follower(
     follower = EphemeralFollower(EphemeralChangeStore(pool), notifier)
     await follower.start()
     return follower
+
+
+def presence_service(
+    pool: asyncpg.Pool,
+    notifier: Notifier,
+    shared: SharedCaches,
+    config: Config,
+    worker: str | None,
+) -> PresenceService:
+    """Presence timed out by this process, or in a cluster reported by every
+    process and timed out by the holder of the presence-timeouts lease."""
+    timers = PresenceTimers.from_timeouts(
+        config.presence.idle_timeout_ms, config.presence.sync_timeout_ms
+    )
+    publisher = StreamPublisher("presence", stream_ids(pool, notifier, "presence"), notifier)
+    if not isinstance(notifier, ClusterNotifier):
+        return PresenceService(PresenceStore(pool), publisher, timers=timers)
+    return SharedPresenceService(
+        PresenceStore(pool),
+        publisher,
+        PresenceSyncStore(pool),
+        shared,
+        instance=worker or config.cluster.instance_name,
+        server_name=config.server_name,
+        timers=timers,
+        clock=now_ms,
+    )

@@ -45,7 +45,7 @@ STATES = (ONLINE, UNAVAILABLE, OFFLINE)
 PresenceListener = Callable[[list[PresenceRow]], None]
 
 
-def _now_ms() -> int:
+def now_ms() -> int:
     return int(time.time() * 1000)
 
 
@@ -65,6 +65,16 @@ class PresenceTimers:
     active_ms: int = 60 * 1000
     sweep_interval_s: float = 5.0
 
+    @classmethod
+    def from_timeouts(cls, idle_ms: int, sync_timeout_ms: int) -> PresenceTimers:
+        """The config's timeouts; the sweep runs often enough for the
+        shortest of them (every 5 s at Synapse's 30 s sync timeout)."""
+        return cls(
+            idle_ms=idle_ms,
+            sync_timeout_ms=sync_timeout_ms,
+            sweep_interval_s=min(5.0, sync_timeout_ms / 6000),
+        )
+
 
 def presence_content(row: PresenceRow, now_ms: int) -> dict[str, Any]:
     """The m.presence content (and GET /status body) for a row, as Synapse shapes it."""
@@ -82,6 +92,28 @@ def _offline(user_id: str) -> PresenceRow:
     return PresenceRow(user_id, OFFLINE, None, 0, False)
 
 
+def with_activity(row: PresenceRow, now: int, timers: PresenceTimers) -> PresenceRow:
+    """`currently_active`: online and active within the last `active_ms`."""
+    active = row.state == ONLINE and now - row.last_active_ts < timers.active_ms
+    return attrs.evolve(row, currently_active=active)
+
+
+def decayed(
+    row: PresenceRow, now: int, last_sync_ts: int, syncing: bool, timers: PresenceTimers
+) -> PresenceRow:
+    """The row once every timer that ran out is applied: not currently
+    active any more, idle (unavailable), or offline once no sync was in
+    flight for the sync timeout. The one rule, whether one process decides
+    it or a deployment's sweeper (homeserver/cluster/presence.py)."""
+    new = row
+    if row.state == ONLINE and now - row.last_active_ts >= timers.idle_ms:
+        new = attrs.evolve(new, state=UNAVAILABLE)
+    last_seen = max(last_sync_ts, row.last_active_ts)
+    if not syncing and now - last_seen >= timers.sync_timeout_ms:
+        new = attrs.evolve(new, state=OFFLINE)
+    return with_activity(new, now, timers)
+
+
 class PresenceService:
     def __init__(
         self,
@@ -89,7 +121,7 @@ class PresenceService:
         publisher: StreamPublisher,
         *,
         timers: PresenceTimers = PresenceTimers(),
-        clock: Callable[[], int] = _now_ms,
+        clock: Callable[[], int] = now_ms,
     ) -> None:
         self._store = store
         self._publisher = publisher
@@ -154,12 +186,15 @@ class PresenceService:
             requester.user_id, user_id
         ):
             raise forbidden("You are not allowed to see their presence")
-        tracked = self._tracked.get(user_id)
-        if tracked is not None:
-            row = tracked.row
-        else:
+        row = self._known_row(user_id)
+        if row is None:
             row = (await self._store.get([user_id])).get(user_id) or _offline(user_id)
         return presence_content(row, self._clock())
+
+    def _known_row(self, user_id: str) -> PresenceRow | None:
+        """The user's row as this process knows it, if it does."""
+        tracked = self._tracked.get(user_id)
+        return None if tracked is None else tracked.row
 
     @contextlib.asynccontextmanager
     async def syncing(self, user_id: str, set_presence: str) -> AsyncIterator[None]:
@@ -211,14 +246,10 @@ class PresenceService:
             tracked = self._tracked.setdefault(user_id, _Tracked(row))
         return tracked
 
-    def _with_activity(self, row: PresenceRow, now: int) -> PresenceRow:
-        active = row.state == ONLINE and now - row.last_active_ts < self._timers.active_ms
-        return attrs.evolve(row, currently_active=active)
-
     async def _apply(self, tracked: _Tracked, new: PresenceRow) -> None:
         """Make `new` the user's presence; store and announce it if others
         would see a difference (state, status message, currently active)."""
-        new = self._with_activity(new, self._clock())
+        new = with_activity(new, self._clock(), self._timers)
         old, tracked.row = tracked.row, new
         if (old.state, old.status_msg, old.currently_active) != (
             new.state,
@@ -227,22 +258,38 @@ class PresenceService:
         ):
             await self._persist([new])
 
-    async def _persist(self, rows: list[PresenceRow]) -> None:
+    async def _persist(
+        self, rows: list[PresenceRow], read_at: list[int] | None = None
+    ) -> list[PresenceRow]:
+        """Store and announce the rows; with `read_at` (the stream position
+        of each stored row the change was decided on), only those whose
+        stored row did not change meanwhile. Returns the rows written."""
         positions = [await self._publisher.allocate() for _ in rows]
-        stored = False
+        written: list[PresenceRow] = []
         rooms: dict[str, list[str]] = {}
         try:
-            await self._store.put(list(zip(rows, positions, strict=True)))
-            stored = True
+            if read_at is None:
+                await self._store.put(list(zip(rows, positions, strict=True)))
+                written = rows
+            else:
+                users = await self._store.put_unless_changed(
+                    list(zip(rows, positions, read_at, strict=True))
+                )
+                written = [r for r in rows if r.user_id in users]
             # Everyone who shares a room with them, woken through those rooms.
-            rooms = await self._store.joined_rooms([r.user_id for r in rows])
+            rooms = await self._store.joined_rooms([r.user_id for r in written])
         finally:
             for row, position in zip(rows, positions, strict=True):
                 self._publisher.publish(
-                    position, stored, users=[row.user_id], rooms=rooms.get(row.user_id, ())
+                    position,
+                    row in written,
+                    users=[row.user_id],
+                    rooms=rooms.get(row.user_id, ()),
                 )
-        for listener in self._listeners:
-            listener(rows)
+        if written:
+            for listener in self._listeners:
+                listener(written)
+        return written
 
     async def check_timeouts(self) -> None:
         """Apply every timer that has run out: not currently active any more,
@@ -256,13 +303,8 @@ class PresenceService:
                 if tracked.syncs_in_flight == 0:
                     del self._tracked[user_id]
                 continue
-            new = row
-            if row.state == ONLINE and now - row.last_active_ts >= timers.idle_ms:
-                new = attrs.evolve(new, state=UNAVAILABLE)
-            last_seen = max(tracked.last_sync_ts, row.last_active_ts)
-            if tracked.syncs_in_flight == 0 and now - last_seen >= timers.sync_timeout_ms:
-                new = attrs.evolve(new, state=OFFLINE)
-            new = self._with_activity(new, now)
+            syncing = tracked.syncs_in_flight > 0
+            new = decayed(row, now, tracked.last_sync_ts, syncing, timers)
             if new != row:
                 tracked.row = new
                 changed.append(new)

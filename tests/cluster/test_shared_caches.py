@@ -30,6 +30,7 @@ SHARED = {
     "ignored_users",
     "invite_permission",
     "key_counts",
+    "presence",
     "push_room_facts",
     "push_rules",
     "ratelimit_overrides",
@@ -426,3 +427,21 @@ async def test_appservice_users(server_factory: Any, tmp_path: Path):
         return status == 403 and body["errcode"] == "M_USER_SUSPENDED"
 
     await eventually(refused_by_b)
+
+
+async def test_presence(two):
+    """B caches the row of a user it serves a /sync for; a status set
+    through A is what B answers next."""
+    a, b = two
+    alice = await a.register("alice")
+    token = alice["access_token"]
+    path = f"{V3}/presence/{quote(alice['user_id'])}/status"
+    await ok(b, "GET", "/_matrix/client/v3/sync?timeout=0", token)
+    assert (await ok(b, "GET", path, token))["presence"] == "online"
+    await ok(a, "PUT", path, token, {"presence": "unavailable", "status_msg": "away"})
+
+    async def seen_by_b() -> bool:
+        body = await ok(b, "GET", path, token)
+        return (body["presence"], body.get("status_msg")) == ("unavailable", "away")
+
+    await eventually(seen_by_b)

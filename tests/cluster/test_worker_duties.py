@@ -14,7 +14,7 @@ import asyncpg
 from storage import leases
 from tests.cluster.deployment import deployment, until
 
-BACKGROUND = {"retention-purge", "delayed-events", "media-expiry"}
+BACKGROUND = {"retention-purge", "delayed-events", "media-expiry", "presence-timeouts"}
 SHARDS = {"bg1": "federation-sender-0-of-2", "bg2": "federation-sender-1-of-2"}
 ROLES = {
     "front": ["client", "event_persister", "media", "federation_inbound", "pusher", "appservice"],
