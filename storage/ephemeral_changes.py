@@ -53,17 +53,22 @@ class EphemeralChangeStore:
         )
         return [TypingChange(**dict(r)) for r in rows]
 
-    async def public_receipts(self, after: int, upto: int, limit: int) -> list[tuple[int, Receipt]]:
+    async def public_receipts(
+        self, after: int, upto: int, limit: int, *, with_private: bool = False
+    ) -> list[tuple[int, Receipt]]:
         """m.read receipts stored in (after, upto], oldest first, with their
-        positions (private receipts never leave their owner)."""
+        positions (private receipts never leave their owner's server: only
+        the pushers' badges, `with_private`, read them too)."""
+        types = ["m.read", "m.read.private"] if with_private else ["m.read"]
         rows = await self._pool.fetch(
             """SELECT stream_id, room_id, user_id, receipt_type, thread_id, event_id, ts
                FROM receipts
-               WHERE stream_id > $1 AND stream_id <= $2 AND receipt_type = 'm.read'
+               WHERE stream_id > $1 AND stream_id <= $2 AND receipt_type = ANY($4::text[])
                ORDER BY stream_id LIMIT $3""",
             after,
             upto,
             limit,
+            types,
         )
         return [
             (

@@ -50,6 +50,7 @@ class Duty(enum.StrEnum):
     MEDIA_EXPIRY = "media-expiry"
     FEDERATION_SENDER = "federation-sender"
     APPSERVICE_SENDER = "appservice-sender"
+    PUSHER = "pusher"
 
 
 # The role whose processes hold each duty's lease.
@@ -60,6 +61,7 @@ DUTY_ROLES: Mapping[Duty, Role] = {
     Duty.MEDIA_EXPIRY: Role.BACKGROUND,
     Duty.FEDERATION_SENDER: Role.FEDERATION_SENDER,
     Duty.APPSERVICE_SENDER: Role.APPSERVICE,
+    Duty.PUSHER: Role.PUSHER,
 }
 
 # Worker names appear in lease names, nginx upstreams and response headers.
