@@ -8,9 +8,13 @@ each event to the sender (push/sender.py). Its position is stored in
 PostgreSQL (`pusher_stream_position`) and moves only past events whose
 pushes were all sent or given up, so whoever holds the pushers' lease next
 (the process restarted, another `pusher` worker after a SIGKILL) resumes
-there: no push is lost, and the pushes in flight when the holder died (at
-most the unsent events since the stored position) may be sent twice.
+there: no push is lost, and the events after that position are pushed
+again, at least once in all: those in flight when the holder died, and any
+later ones it had pushed while an older one was still being retried.
 
+Each wake costs that one query when nothing is to be pushed (the position
+is then stored at most every `QUIET_SAVE_S`), and per event pushed the
+sender's reads (pushers, room names, badge) and one store of the position.
 A slow gateway does not hold the others up: events are read and handed
 over while earlier ones are still being pushed (up to `MAX_PENDING` events
 in flight), and the stored position is the one before the oldest of them.
@@ -26,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import Counter
 from collections.abc import Sequence
 from typing import Final
@@ -45,6 +50,9 @@ BATCH_EVENTS: Final = 100
 MAX_PENDING: Final = 1000
 # After a failed read or write, try again this much later (nothing is lost).
 ERROR_RETRY_S: Final = 1.0
+# A position moved by reads that found nothing to push is stored at most
+# this often (a range read again after a restart finds nothing either).
+QUIET_SAVE_S: Final = 1.0
 
 
 class PushStream:
@@ -62,6 +70,9 @@ class PushStream:
         # How far rows were read and handed over, and the position stored.
         self._read = 0
         self._saved = 0
+        self._saved_at = 0.0
+        # Whether pushes ended since the last store: their position is stored at once.
+        self._pushes_ended = False
         # Stream positions of the events handed over and not yet pushed.
         self._pending: Counter[int] = Counter()
         self._moved = asyncio.Event()
@@ -144,11 +155,16 @@ class PushStream:
         self._pending[position] -= 1
         if self._pending[position] <= 0:
             del self._pending[position]
+        self._pushes_ended = True
         self._moved.set()
 
     async def _save(self) -> None:
         """Store the position before the oldest event still being pushed."""
         safe = min(self._pending) - 1 if self._pending else self._read
-        if safe > self._saved:
+        if safe <= self._saved:
+            return
+        now = time.monotonic()
+        if self._pushes_ended or now - self._saved_at >= QUIET_SAVE_S:
+            self._pushes_ended = False
             await self._store.save(safe)
-            self._saved = safe
+            self._saved, self._saved_at = safe, now
