@@ -12,19 +12,21 @@ import asyncpg
 
 from storage.push import NewNotification
 
-# The rows of up to `$3` events in (after, upto] notifying a user with a
-# pusher: whole events, so that a batch never ends inside one.
+# The rows of the first `$3` events in (after, upto] notifying a user with a
+# pusher: whole events, so that a batch never ends inside one. The events
+# are found by a walk of the stream index that stops at the `$3`th, so a
+# long range (after an outage of the pushers) costs a batch, not the range.
 _PUSHABLE = """
-WITH pushed AS (
-    SELECT n.* FROM event_push_notifications n
+WITH batch AS (
+    SELECT DISTINCT n.stream_ordering FROM event_push_notifications n
     WHERE n.notify AND n.stream_ordering > $1 AND n.stream_ordering <= $2
       AND EXISTS (SELECT 1 FROM pushers p WHERE p.user_id = n.user_id)
-), batch AS (
-    SELECT DISTINCT stream_ordering FROM pushed ORDER BY stream_ordering LIMIT $3
+    ORDER BY n.stream_ordering LIMIT $3
 )
-SELECT user_id, room_id, stream_ordering, event_id, thread_id, highlight, actions
-FROM pushed JOIN batch USING (stream_ordering)
-ORDER BY stream_ordering, user_id
+SELECT n.user_id, n.room_id, n.stream_ordering, n.event_id, n.thread_id, n.highlight, n.actions
+FROM batch JOIN event_push_notifications n USING (stream_ordering)
+WHERE n.notify AND EXISTS (SELECT 1 FROM pushers p WHERE p.user_id = n.user_id)
+ORDER BY n.stream_ordering, n.user_id
 """
 
 
