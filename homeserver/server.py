@@ -1025,9 +1025,13 @@ class HomeServer:
             follower.listen(read_receipts=self.push_stream.receipts_stored)
         else:
             receipts.add_listener(self.push_stream.receipt_stored, private=True)
-        # Leased even alone: two processes on one database push once.
+        # Leased in a cluster even without workers: its processes push once.
         await self.duties.run(
-            app, Duty.PUSHER, self.push_stream.start, self.push_stream.stop, always_leased=True
+            app,
+            Duty.PUSHER,
+            self.push_stream.start,
+            self.push_stream.stop,
+            always_leased=config.cluster_mode,
         )
         await self._start_appservice_delivery(app, pool, events, formatter, directory)
 
