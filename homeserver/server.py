@@ -226,6 +226,7 @@ from homeserver.push.notifications import PushNotifier
 from homeserver.push.pushers import PusherService
 from homeserver.push.rules import PushRulesService
 from homeserver.push.sender import PushSender
+from homeserver.push.stream import PushStream
 from homeserver.ratelimit import RateLimiter
 from homeserver.retention.job import PurgeJob, PurgeSettings
 from homeserver.retention.media_refs import MediaRefsRecorder
@@ -318,6 +319,7 @@ from storage.oauth_grants import OAuthGrantStore
 from storage.oauth_sessions import OAuthSessionStore
 from storage.openid import OpenIdStore
 from storage.push import PushStore
+from storage.push_stream import PushStreamStore
 from storage.pushers import PusherStore
 from storage.receipts import ReceiptStore
 from storage.relations import RelationStore
@@ -942,13 +944,8 @@ class HomeServer:
             is_active=presence.is_syncing if config.push.suppress_when_active else None,
             ssl_context=self.outbound_ssl,
         )
-        push_notifier.add_listener(push_sender.notified)
-        receipts.add_listener(push_sender.receipt_stored, private=True)
-
-        async def stop_pushes(_: web.Application) -> None:
-            await push_sender.stop()
-
-        app.on_cleanup.append(stop_pushes)
+        # The pushers' duty reads the notification rows (push/stream.py).
+        self.push_stream = PushStream(PushStreamStore(pool), events, push_sender, self.notifier)
         identity_client = IdentityServerClient(
             ssl_context=self.outbound_ssl,
             # Unbinding is signed like a federation request.
@@ -1029,6 +1026,18 @@ class HomeServer:
         )
         if follower is not None:
             app.on_cleanup.append(lambda _: follower.stop())
+        if follower is not None:
+            follower.listen(read_receipts=self.push_stream.receipts_stored)
+        else:
+            receipts.add_listener(self.push_stream.receipt_stored, private=True)
+        # Leased in a cluster even without workers: its processes push once.
+        await self.duties.run(
+            app,
+            Duty.PUSHER,
+            self.push_stream.start,
+            self.push_stream.stop,
+            always_leased=config.cluster_mode,
+        )
         await self._start_appservice_delivery(app, pool, events, formatter, directory)
 
         async def stop_ephemeral(_: web.Application) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 import asyncpg
 import attrs
 
-from storage.receipts import Receipt, public_receipts_between
+from storage.receipts import Receipt, receipts_between
 
 
 @attrs.frozen
@@ -181,7 +181,7 @@ class AppServiceDeliveryStore:
 
     async def receipts(self, after: int, upto: int, limit: int) -> list[tuple[int, Receipt]]:
         """Public read receipts that moved in (after, upto], with their position."""
-        return await public_receipts_between(self._pool, after, upto, limit)
+        return await receipts_between(self._pool, after, upto, limit, ["m.read"])
 
     async def device_messages(self, after: int, upto: int, limit: int) -> list[DeviceMessage]:
         """To-device messages stored for local devices in (after, upto]."""

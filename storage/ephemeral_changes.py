@@ -15,7 +15,7 @@ import asyncpg
 import attrs
 
 from storage.presence import PresenceRow
-from storage.receipts import Receipt, public_receipts_between
+from storage.receipts import Receipt, receipts_between
 
 
 @attrs.frozen
@@ -53,10 +53,14 @@ class EphemeralChangeStore:
         )
         return [TypingChange(**dict(r)) for r in rows]
 
-    async def public_receipts(self, after: int, upto: int, limit: int) -> list[tuple[int, Receipt]]:
+    async def public_receipts(
+        self, after: int, upto: int, limit: int, *, with_private: bool = False
+    ) -> list[tuple[int, Receipt]]:
         """m.read receipts stored in (after, upto], oldest first, with their
-        positions (private receipts never leave their owner)."""
-        return await public_receipts_between(self._pool, after, upto, limit)
+        positions (private receipts never leave their owner's server: only
+        the pushers' badges, `with_private`, read them too)."""
+        types = ["m.read", "m.read.private"] if with_private else ["m.read"]
+        return await receipts_between(self._pool, after, upto, limit, types)
 
     async def presence(self, after: int, upto: int, limit: int) -> list[tuple[int, PresenceRow]]:
         """Presence stored in (after, upto], oldest first, with positions."""

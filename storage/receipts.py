@@ -148,20 +148,20 @@ class ReceiptStore:
         return positions
 
 
-async def public_receipts_between(
-    pool: asyncpg.Pool, after: int, upto: int, limit: int
+async def receipts_between(
+    pool: asyncpg.Pool, after: int, upto: int, limit: int, types: Sequence[str]
 ) -> list[tuple[int, Receipt]]:
-    """m.read receipts stored in (after, upto], oldest first, with their
-    positions: what leaves this server (to other servers, to appservices);
-    private receipts never do."""
+    """Receipts of these types stored in (after, upto], oldest first, with
+    their positions: what the followers of the receipts stream pass on."""
     rows = await pool.fetch(
         """SELECT stream_id, room_id, user_id, receipt_type, thread_id, event_id, ts
            FROM receipts
-           WHERE stream_id > $1 AND stream_id <= $2 AND receipt_type = 'm.read'
+           WHERE stream_id > $1 AND stream_id <= $2 AND receipt_type = ANY($4::text[])
            ORDER BY stream_id LIMIT $3""",
         after,
         upto,
         limit,
+        list(types),
     )
     return [
         (

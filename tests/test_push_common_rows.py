@@ -9,7 +9,7 @@ from typing import Any
 
 import nio
 
-from tests.test_pushers import notifications
+from tests.test_pushers import add_pusher, notifications, running_gateway
 from tests.test_unread_counts import counts, room_with, send_text, users
 
 __all__ = ["users"]  # the fixture
@@ -211,3 +211,27 @@ async def test_plain_message_in_a_room_of_sixty_writes_one_row(hs):
             "notification_count": 1,
             "highlight_count": 0,
         }
+
+
+async def test_members_with_a_pusher_always_get_a_row_of_their_own(hs, users):
+    """The pushers' sender reads only the per-user rows (push/stream.py): a
+    member with a pusher is never folded into the common row, whether the
+    pusher came before the room's facts were cached or before the join."""
+    alice = await users("alice")
+    bob = await users("bob")
+    carol = await users("carol")
+    dave = await users("dave")
+    room_id = await room_with(alice, bob, carol)
+    first = await send_text(alice, room_id, "facts cached")
+    assert await rows_of(hs, first) == (1, [])
+    async with running_gateway() as gateway:
+        await add_pusher(hs, bob, "bob-key", gateway.url)
+        await add_pusher(hs, dave, "dave-key", gateway.url)
+        invited = await alice.room_invite(room_id, dave.user_id)
+        assert isinstance(invited, nio.RoomInviteResponse), invited
+        assert isinstance(await dave.join(room_id), nio.JoinResponse)
+        event_id = await send_text(alice, room_id, "hello all")
+        # Carol is counted by the common row; Bob and Dave have their own.
+        assert await rows_of(hs, event_id) == (1, [(bob.user_id, True), (dave.user_id, True)])
+        await gateway.wait_for("bob-key", event_id)
+        await gateway.wait_for("dave-key", event_id)

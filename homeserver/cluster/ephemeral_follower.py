@@ -1,4 +1,5 @@
-"""Typing, receipts and presence of every process, for the outbound duties.
+"""Typing, receipts and presence of every process, for the outbound duties
+(and read receipts, private ones too, for the pushers' badges).
 
 In one process the federation sender and the appservice delivery hear these
 changes from the services' in-process listeners. In a cluster a change is
@@ -30,6 +31,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
+from homeserver.ephemeral.receipts import READ
 from homeserver.notifier import Notifier
 from storage.ephemeral_changes import EphemeralChangeStore, TypingChange
 from storage.presence import PresenceRow
@@ -62,6 +64,8 @@ class EphemeralFollower:
         self._positions: dict[str, int] = {}
         self._typing: list[TypingListener] = []
         self._receipts: list[ReceiptListener] = []
+        # The pushers' badges: private read receipts too.
+        self._reader_receipts: list[ReceiptListener] = []
         self._presence: list[PresenceListener] = []
         # room -> typist -> when their typing ends (epoch seconds).
         self._typists: dict[str, dict[str, float]] = {}
@@ -74,8 +78,12 @@ class EphemeralFollower:
         typing: TypingListener | None = None,
         receipts: ReceiptListener | None = None,
         presence: PresenceListener | None = None,
+        read_receipts: ReceiptListener | None = None,
     ) -> None:
-        """Hear the changes of the streams given a listener (public receipts only)."""
+        """Hear the changes of the streams given a listener (`receipts`:
+        public receipts only; `read_receipts`: m.read.private too)."""
+        if read_receipts is not None:
+            self._reader_receipts.append(read_receipts)
         if typing is not None:
             self._typing.append(typing)
         if receipts is not None:
@@ -164,13 +172,18 @@ class EphemeralFollower:
             self._tell(self._typing, batch)
 
     async def _read_receipts(self) -> None:
-        found = self._range(RECEIPTS, bool(self._receipts))
+        found = self._range(RECEIPTS, bool(self._receipts or self._reader_receipts))
         if found is None:
             return
-        rows = await self._store.public_receipts(*found, BATCH)
+        rows = await self._store.public_receipts(
+            *found, BATCH, with_private=bool(self._reader_receipts)
+        )
         self._advance(RECEIPTS, found[1], rows[-1][0] if len(rows) == BATCH else None)
+        public = [receipt for _, receipt in rows if receipt.receipt_type == READ]
+        if public:
+            self._tell(self._receipts, public)
         if rows:
-            self._tell(self._receipts, [receipt for _, receipt in rows])
+            self._tell(self._reader_receipts, [receipt for _, receipt in rows])
 
     async def _read_presence(self) -> None:
         found = self._range(PRESENCE, bool(self._presence))

@@ -51,6 +51,7 @@ class Duty(enum.StrEnum):
     FEDERATION_SENDER = "federation-sender"
     APPSERVICE_SENDER = "appservice-sender"
     PRESENCE_TIMEOUTS = "presence-timeouts"
+    PUSHER = "pusher"
 
 
 # The role whose processes hold each duty's lease.
@@ -62,6 +63,7 @@ DUTY_ROLES: Mapping[Duty, Role] = {
     Duty.FEDERATION_SENDER: Role.FEDERATION_SENDER,
     Duty.APPSERVICE_SENDER: Role.APPSERVICE,
     Duty.PRESENCE_TIMEOUTS: Role.BACKGROUND,
+    Duty.PUSHER: Role.PUSHER,
 }
 
 # Worker names appear in lease names, nginx upstreams and response headers.

@@ -80,12 +80,15 @@ async def ephemeral_follower(
     pool: asyncpg.Pool, notifier: Notifier, roles: ProcessRoles
 ) -> EphemeralFollower | None:
     """In a cluster, where the federation sender and the appservice delivery
-    hear typing, receipts and presence (started); None in one process (they
-    hear the services), and in a worker that runs neither (those duties are
-    never started there, so what their listeners hear is dropped)."""
+    hear typing, receipts and presence, and the pushers read receipts
+    (started); None in one process (they hear the services), and in a worker
+    that runs none of them (those duties are never started there, so what
+    their listeners hear is dropped)."""
     if not isinstance(notifier, ClusterNotifier):
         return None
-    if not (roles.runs(Duty.FEDERATION_SENDER) or roles.runs(Duty.APPSERVICE_SENDER)):
+    if not any(
+        roles.runs(d) for d in (Duty.FEDERATION_SENDER, Duty.APPSERVICE_SENDER, Duty.PUSHER)
+    ):
         return None
     follower = EphemeralFollower(EphemeralChangeStore(pool), notifier)
     await follower.start()

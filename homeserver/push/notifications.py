@@ -10,7 +10,9 @@ display name or localpart the body may contain, the target of a member
 event, a subscription to the thread) are evaluated one by one and get a row
 of their own (`event_push_notifications`) where their outcome is not the
 common one ("not notified" included), or where they have a pusher to push.
-So a plain message costs one row whatever the size of the room.
+So a plain message costs one row whatever the size of the room, and the
+pushers' duty (push/stream.py) finds every push to send among the per-user
+rows: a user with a pusher is always singled out.
 
 Runs in the event's own transaction (the pipeline's transaction hook), so
 the rows commit with the event, at no commit of their own, and the unread
@@ -28,7 +30,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 import attrs
@@ -158,7 +160,6 @@ class PushNotifier:
         self._thread_subscriptions = thread_subscriptions
         self._store = store
         self._server_name = server_name
-        self._listeners: list[Callable[[Event, Sequence[NewNotification]], None]] = []
         # State group -> what evaluation needs of the room at it, least recent first.
         self._rooms_at: OrderedDict[int, _RoomAt] = OrderedDict()
         self._members_cached = 0
@@ -171,15 +172,9 @@ class PushNotifier:
         (PushRulesService's and PusherStore's listener)."""
         self._changed_users.add(user_id)
 
-    def add_listener(self, listener: Callable[[Event, Sequence[NewNotification]], None]) -> None:
-        """Call `listener(event, rows)` once an event's notification rows are
-        committed (the pushers' sender). It must return at once: the event's
-        send request is waiting."""
-        self._listeners.append(listener)
-
     async def in_transaction(self, writer: RoomWriter, new: NewEvent) -> Callable[[], None] | None:
         """The pipeline's transaction hook: write the notifications the new
-        event gives local users; the listeners hear of them once committed.
+        event gives local users (pushed from these rows, push/stream.py).
 
         A fault of evaluation is logged and costs the event its notifications,
         not its send; a failed insert fails the event with its transaction.
@@ -193,13 +188,9 @@ class PushNotifier:
             return None
         if common is not None:
             await self._store.add_common(common, writer.conn)
-        if not rows:
-            return None
-        await self._store.add_notifications(rows, writer.conn)
-        notified = [r for r in rows if r.notify]
-        if not notified:
-            return None
-        return lambda: self._tell_listeners(event, notified)
+        if rows:
+            await self._store.add_notifications(rows, writer.conn)
+        return None
 
     async def _record_spans(self, writer: RoomWriter, new: NewEvent) -> None:
         """Open or close local users' membership spans (GET /notifications
@@ -216,10 +207,6 @@ class PushNotifier:
             await self._store.membership_changed(
                 new.event.room_id, joined, left, new.stream_ordering, writer.conn
             )
-
-    def _tell_listeners(self, event: Event, rows: Sequence[NewNotification]) -> None:
-        for listener in self._listeners:
-            listener(event, rows)
 
     async def _evaluate(
         self, writer: RoomWriter, new: NewEvent

@@ -1,10 +1,11 @@
 """HTTP pushes to push gateways (spec: Push Gateway API, POST /_matrix/push/v1/notify).
 
-PushNotifier (notifications.py) tells the sender which local users an event
-notifies, right after their notification rows are written, while the event's
-send request waits; so `notified` only decides who is pushed and starts a
-background task. That task loads the users' pushers, the room's names and
-each user's badge count, and queues one request per pusher.
+The pushes of events come from the notification rows, in stream order
+(push/stream.py `PushStream`, which holds the pushers' lease): for each
+event it hands over, `push_event` loads the users' pushers, the room's names
+and each user's badge count, queues one request per pusher, and returns a
+future done once every one of them was sent or given up, so that the stream
+stores its position only past events that are.
 
 Each pusher has its own queue, sent in order by one task: a gateway that is
 down is retried with exponential backoff (a bounded number of times per
@@ -172,12 +173,25 @@ def _device(pusher: Pusher) -> dict[str, Any]:
     }
 
 
+@attrs.frozen
+class _Push:
+    """One request to send: `done` is set once it was sent or given up."""
+
+    event_id: str
+    body: dict[str, Any]
+    done: asyncio.Future[None]
+
+    def finish(self) -> None:
+        if not self.done.done():
+            self.done.set_result(None)
+
+
 @attrs.define
 class _Lane:
-    """One pusher's queue of (event id, request body) and the task sending it."""
+    """One pusher's queue of pushes and the task sending it."""
 
     pusher: Pusher
-    queue: deque[tuple[str, dict[str, Any]]] = attrs.field(factory=deque)
+    queue: deque[_Push] = attrs.field(factory=deque)
     task: asyncio.Task[None] | None = None
 
 
@@ -206,24 +220,27 @@ class PushSender:
         # None: the system's trust store (config: outbound_tls_ca_file).
         self._ssl: ssl.SSLContext | bool = ssl_context if ssl_context is not None else True
 
-    def notified(self, event: Event, notifications: Sequence[NewNotification]) -> None:
-        """The PushNotifier listener: returns at once, pushing in the background."""
+    def push_event(
+        self, event: Event, notifications: Sequence[NewNotification]
+    ) -> asyncio.Future[None]:
+        """Push the event to these notified users' pushers, in the background:
+        the future is done once every push was sent or given up (or could
+        not be prepared, which is logged)."""
         is_active = self._is_active
         wanted = [n for n in notifications if is_active is None or not is_active(n.user_id)]
-        if not wanted:
-            return
         task = asyncio.create_task(self._prepare(event, wanted))
         self._preparing.add(task)
         task.add_done_callback(self._preparing.discard)
+        return task
 
-    def receipt_stored(self, receipt: Receipt) -> None:
-        """ReceiptService listener: a user who reads may have fewer unread
-        rooms, so their devices get the new badge count (as Synapse does)."""
-        if receipt.receipt_type not in (READ, READ_PRIVATE):
-            return
-        task = asyncio.create_task(self._push_badge(receipt.user_id))
-        self._preparing.add(task)
-        task.add_done_callback(self._preparing.discard)
+    def receipts_stored(self, receipts: Sequence[Receipt]) -> None:
+        """A user who reads may have fewer unread rooms, so their devices get
+        the new badge count (as Synapse does), once per user of the batch."""
+        readers = {r.user_id for r in receipts if r.receipt_type in (READ, READ_PRIVATE)}
+        for user_id in sorted(readers):
+            task = asyncio.create_task(self._push_badge(user_id))
+            self._preparing.add(task)
+            task.add_done_callback(self._preparing.discard)
 
     async def _push_badge(self, user_id: str) -> None:
         try:
@@ -237,7 +254,11 @@ class PushSender:
             logger.exception("pushing the badge of %s failed", user_id)
 
     async def _prepare(self, event: Event, notifications: Sequence[NewNotification]) -> None:
+        """Queue the event's pushes and wait until each was sent or given up."""
+        queued: list[asyncio.Future[None]] = []
         try:
+            if not notifications:
+                return
             pushers = await self._pushers.for_users(n.user_id for n in notifications)
             if not pushers:
                 return
@@ -259,9 +280,11 @@ class PushSender:
                         room=room,
                         include_content=self._include_content,
                     )
-                    self._enqueue(pusher, event.event_id, body)
+                    queued.append(self._enqueue(pusher, event.event_id, body))
         except Exception:
             logger.exception("preparing pushes for %s failed", event.event_id)
+        if queued:
+            await asyncio.gather(*queued)
 
     async def _room_context(self, event: Event) -> RoomContext:
         names = await self._pushers.room_names(event.room_id, event.sender)
@@ -281,35 +304,50 @@ class PushSender:
         counts = await self._push_store.unread_counts(user_id, read, _ALL_STREAM)
         return len(invited) + len({c.room_id for c in counts if c.notifications})
 
-    def _enqueue(self, pusher: Pusher, event_id: str, body: dict[str, Any]) -> None:
+    def _enqueue(self, pusher: Pusher, event_id: str, body: dict[str, Any]) -> asyncio.Future[None]:
         key = (pusher.user_id, pusher.app_id, pusher.pushkey)
         lane = self._lanes.get(key)
         if lane is None:
             lane = self._lanes[key] = _Lane(pusher)
         lane.pusher = pusher
-        lane.queue.append((event_id, body))
+        push = _Push(event_id, body, asyncio.get_running_loop().create_future())
+        lane.queue.append(push)
         if len(lane.queue) > MAX_QUEUED:
-            dropped, _ = lane.queue.popleft()
-            logger.warning("push queue of %s/%s full: dropped %s", *key[:2], dropped)
+            dropped = lane.queue.popleft()
+            dropped.finish()
+            logger.warning("push queue of %s/%s full: dropped %s", *key[:2], dropped.event_id)
         if lane.task is None:
             lane.task = asyncio.create_task(self._run(key, lane))
+        return push.done
 
     async def _run(self, key: LaneKey, lane: _Lane) -> None:
         """Send a pusher's queue in order until it is empty."""
+        push = None
         try:
             while lane.queue:
-                event_id, body = lane.queue.popleft()
+                push = lane.queue.popleft()
                 pusher = lane.pusher
-                rejected = await self._send(pusher, event_id, body)
+                rejected = await self._send(pusher, push.event_id, push.body)
+                push.finish()
                 if pusher.pushkey in rejected:
                     logger.info("pushkey of %s/%s rejected: removing its pusher", *key[:2])
                     await self._pushers.delete(pusher.user_id, pusher.app_id, pusher.pushkey)
-                    lane.queue.clear()
+                    self._give_up(lane)
         except Exception:
+            # Given up, as a push whose retries ran out (a cancelled one is
+            # not: it was not sent).
             logger.exception("pushing to %s/%s failed", *key[:2])
+            if push is not None:
+                push.finish()
+            self._give_up(lane)
         finally:
             # No await since the queue was found empty: nothing was added since.
             del self._lanes[key]
+
+    @staticmethod
+    def _give_up(lane: _Lane) -> None:
+        while lane.queue:
+            lane.queue.popleft().finish()
 
     async def _send(self, pusher: Pusher, event_id: str, body: dict[str, Any]) -> list[str]:
         """POST one push, retrying with backoff; the pushkeys the gateway rejected."""
@@ -334,7 +372,9 @@ class PushSender:
         return []
 
     async def stop(self) -> None:
-        """At shutdown: pushes not yet sent are dropped."""
+        """At shutdown or when the lease is lost: pushes not yet sent are
+        dropped here (their events are past no stored position, so the
+        next holder of the lease pushes them)."""
         tasks = [*self._preparing, *(lane.task for lane in self._lanes.values() if lane.task)]
         for task in tasks:
             task.cancel()

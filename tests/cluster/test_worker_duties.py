@@ -42,7 +42,7 @@ async def test_duties_by_role_and_failover_by_sigkill(database: str, tmp_path: P
         held = await until(settled, 30)
         # The front holds only the duty of its appservice role; the background
         # duties run once, in bg1 or bg2.
-        assert held["front"] == ["appservice-sender"]
+        assert held["front"] == ["appservice-sender", "pusher"]
         assert (await cluster.status("front"))["roles"] == sorted(ROLES["front"])
         conn = await asyncpg.connect(database)
         try:
@@ -62,7 +62,7 @@ async def test_duties_by_role_and_failover_by_sigkill(database: str, tmp_path: P
             await until(taken_over, 15)
             after = await leases.holder(conn, "retention-purge")
             assert after not in (None, before)
-            assert (await cluster.duties())["front"] == ["appservice-sender"]
+            assert (await cluster.duties())["front"] == ["appservice-sender", "pusher"]
 
             # Back again, the worker gets its own shard of the destinations
             # back (the other gives way once it sees its session).
