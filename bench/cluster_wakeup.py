@@ -26,7 +26,7 @@ import multiprocessing
 import os
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import aiohttp
@@ -107,17 +107,32 @@ async def _poll_until(
             return time.perf_counter(), since
 
 
-async def wakeups(sender_port: int, poller_ports: list[int], iterations: int) -> list[list[float]]:
-    """Each message wakes one poller per port at once; per port, the latencies."""
+def local(port: int) -> str:
+    return f"http://127.0.0.1:{port}"
+
+
+async def wakeups(
+    sender: str,
+    pollers_at: list[str],
+    iterations: int,
+    room_wanted: Callable[[str], bool] = lambda _: True,
+) -> list[list[float]]:
+    """Each message, sent through the server at URL `sender`, wakes one
+    poller per URL of `pollers_at` at once; per poller, the latencies. The
+    room is created again until `room_wanted` accepts its id (a deployment
+    picks a room owned by the sending process)."""
     async with aiohttp.ClientSession() as http:
-        sending = Client(http, f"http://127.0.0.1:{sender_port}")
-        polling = [Client(http, f"http://127.0.0.1:{p}") for p in poller_ports]
+        sending = Client(http, sender)
+        polling = [Client(http, url) for url in pollers_at]
         suffix = time.monotonic_ns()
         alice, alice_token = await register(sending, f"alice_{suffix}")
-        room = await sending.call(
-            "POST", f"{V3}/createRoom", alice_token, {"preset": "public_chat"}
-        )
-        room_id = room["room_id"]
+        while True:
+            room = await sending.call(
+                "POST", f"{V3}/createRoom", alice_token, {"preset": "public_chat"}
+            )
+            room_id = room["room_id"]
+            if room_wanted(room_id):
+                break
         pollers = []
         for i, client in enumerate(polling):
             _, token = await register(sending, f"bob{i}_{suffix}")
@@ -224,20 +239,20 @@ def main() -> None:
     results: dict[str, list[float]] = {}
     with postgres() as admin:
         with servers(admin, f"bench_single_{os.getpid()}", [None]) as (port,):
-            asyncio.run(wakeups(port, [port], 5))  # warm-up
+            asyncio.run(wakeups(local(port), [local(port)], 5))  # warm-up
             (results["one process, no cluster"],) = asyncio.run(
-                wakeups(port, [port], args.iterations)
+                wakeups(local(port), [local(port)], args.iterations)
             )
         with servers(admin, f"bench_alone_{os.getpid()}", ["a"]) as (port,):
-            asyncio.run(wakeups(port, [port], 5))
+            asyncio.run(wakeups(local(port), [local(port)], 5))
             (results["cluster mode, one process"],) = asyncio.run(
-                wakeups(port, [port], args.iterations)
+                wakeups(local(port), [local(port)], args.iterations)
             )
         with servers(admin, f"bench_cluster_{os.getpid()}", ["a", "b"]) as (a, b):
-            asyncio.run(wakeups(a, [a, b], 5))
+            asyncio.run(wakeups(local(a), [local(a), local(b)], 5))
             # The same messages wake a poller on each process: the pairs
             # differ by the crossing alone, whatever the machine's load does.
-            same, cross = asyncio.run(wakeups(a, [a, b], args.iterations))
+            same, cross = asyncio.run(wakeups(local(a), [local(a), local(b)], args.iterations))
             results["cluster, same process (a -> a)"] = same
             results["cluster, across processes (a -> b)"] = cross
     for name, values in results.items():
