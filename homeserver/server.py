@@ -941,7 +941,7 @@ class HomeServer:
             room_store,
             receipts,
             include_content=config.push.include_content,
-            is_active=presence.is_syncing if config.push.suppress_when_active else None,
+            active_users=presence.syncing_users if config.push.suppress_when_active else None,
             ssl_context=self.outbound_ssl,
         )
         # The pushers' duty reads the notification rows (push/stream.py).

@@ -3,7 +3,7 @@ the sweep's one read (homeserver/cluster/presence.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import asyncpg
 import attrs
@@ -73,6 +73,16 @@ class PresenceSyncStore:
             )
             for r in rows
         ]
+
+    async def synced_since(self, user_ids: Collection[str], ts: int) -> set[str]:
+        """Those of `user_ids` some process reported syncing at `ts` or later."""
+        rows = await self._pool.fetch(
+            """SELECT DISTINCT user_id FROM presence_syncs
+               WHERE user_id = ANY($1::text[]) AND last_sync_ts >= $2""",
+            list(user_ids),
+            ts,
+        )
+        return {r["user_id"] for r in rows}
 
     async def forget_before(self, ts: int) -> None:
         """Drop reports older than `ts`: the sweep has applied them."""

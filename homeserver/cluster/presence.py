@@ -36,7 +36,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Collection
 
 import attrs
 
@@ -111,6 +111,18 @@ class SharedPresenceService(PresenceService):
             self._reported[user_id] = (now, active)
         async with super().syncing(user_id, set_presence):
             yield
+
+    async def syncing_users(self, user_ids: Collection[str]) -> set[str]:
+        """Those of `user_ids` with a /sync in flight here, or reported
+        syncing by any process within the last two beats (a sync held is
+        reported every beat; one that ended shows until two have passed):
+        what the pushers ask, in one query, when suppress_when_active is on."""
+        here = await super().syncing_users(user_ids)
+        elsewhere = [u for u in user_ids if u not in here]
+        if not elsewhere:
+            return here
+        since = self._clock() - int(2 * self.beat_s * 1000)
+        return here | await self._syncs.synced_since(elsewhere, since)
 
     # --- the cache of rows, kept true across processes ---------------------
 

@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Collection
 from typing import Any
 
 import attrs
@@ -229,6 +229,11 @@ class PresenceService:
         open, so pushes can wait (push config suppress_when_active)."""
         tracked = self._tracked.get(user_id)
         return tracked is not None and tracked.syncs_in_flight > 0
+
+    async def syncing_users(self, user_ids: Collection[str]) -> set[str]:
+        """Those of `user_ids` with a /sync in flight (`is_syncing`), for the
+        pushers (push config suppress_when_active): one process's view here."""
+        return {u for u in user_ids if self.is_syncing(u)}
 
     async def bump_active(self, user_id: str) -> None:
         """The user did something (typed, sent a receipt): they are active,

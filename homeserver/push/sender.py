@@ -25,7 +25,7 @@ import logging
 import re
 import ssl
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from typing import Any, Final
 
 import aiohttp
@@ -204,7 +204,7 @@ class PushSender:
         receipts: ReadPositions,
         *,
         include_content: bool,
-        is_active: Callable[[str], bool] | None = None,
+        active_users: Callable[[Collection[str]], Awaitable[set[str]]] | None = None,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self._pushers = pushers
@@ -212,8 +212,9 @@ class PushSender:
         self._rooms = rooms
         self._receipts = receipts
         self._include_content = include_content
-        # Users with a client in use get no pushes (config: suppress_when_active).
-        self._is_active = is_active
+        # Users with a client in use get no pushes (config: suppress_when_active):
+        # of these users, those syncing now (in a deployment, on any process).
+        self._active_users = active_users
         self._lanes: dict[LaneKey, _Lane] = {}
         self._preparing: set[asyncio.Task[None]] = set()
         self._session: aiohttp.ClientSession | None = None
@@ -226,9 +227,7 @@ class PushSender:
         """Push the event to these notified users' pushers, in the background:
         the future is done once every push was sent or given up (or could
         not be prepared, which is logged)."""
-        is_active = self._is_active
-        wanted = [n for n in notifications if is_active is None or not is_active(n.user_id)]
-        task = asyncio.create_task(self._prepare(event, wanted))
+        task = asyncio.create_task(self._prepare(event, notifications))
         self._preparing.add(task)
         task.add_done_callback(self._preparing.discard)
         return task
@@ -257,6 +256,9 @@ class PushSender:
         """Queue the event's pushes and wait until each was sent or given up."""
         queued: list[asyncio.Future[None]] = []
         try:
+            if notifications and self._active_users is not None:
+                active = await self._active_users({n.user_id for n in notifications})
+                notifications = [n for n in notifications if n.user_id not in active]
             if not notifications:
                 return
             pushers = await self._pushers.for_users(n.user_id for n in notifications)

@@ -3,10 +3,13 @@ lease, read from the database: a message sent through a client worker and
 stored by the event persister is pushed once, by the pusher; a read receipt
 through the client worker pushes the new badge; and when the pusher holding
 the lease is SIGKILLed while the gateway fails, the other pusher takes over
-from the stored position and every message is pushed (at least once)."""
+from the stored position and every message is pushed (at least once). With
+`push.suppress_when_active`, a user holding a /sync on the client worker is
+not pushed by the pusher worker (another process), and is once they stop."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -14,6 +17,7 @@ from typing import Any
 from urllib.parse import quote
 
 import aiohttp
+import asyncpg
 import attrs
 from aiohttp import web
 
@@ -80,7 +84,14 @@ async def test_pushes_come_from_the_pusher_worker_and_survive_its_death(
     database: str, tmp_path: Path
 ):
     async with running_recorder() as gateway:
-        running = deployment(database, tmp_path / "data", ROLES)
+        running = deployment(
+            database,
+            tmp_path / "data",
+            ROLES,
+            push={"suppress_when_active": True},
+            # Presence reports every half second (a sixth of the sync timeout).
+            presence={"sync_timeout_ms": 3000},
+        )
         await running.start(*ROLES)
         try:
             async with aiohttp.ClientSession() as http:
@@ -151,6 +162,39 @@ async def _scenario(cluster: DeploymentClient, gateway: Recorder) -> None:
     assert gateway.event_ids()[0] == first
     # Each message once, but for those in flight at the kill (at least once).
     assert set(gateway.event_ids()) == {first, *sent}
+
+    # Bob's client is open on c1 (a long poll there): the pusher, another
+    # process, sends him nothing; once he stops syncing, it pushes again.
+    status, body = await cluster.call("c1", "GET", "/sync?timeout=0", bob)
+    assert status == 200, body
+    poll = asyncio.create_task(
+        cluster.call("c1", "GET", f"/sync?since={body['next_batch']}&timeout=20000", bob)
+    )
+    await until(lambda: _reported_syncing(cluster, bob), 10)
+    unheard = await cluster.send("c1", alice, quote(room_id), "while you look", "look")
+    status, woken = await poll
+    assert status == 200, woken
+    assert unheard in [e["event_id"] for e in woken["rooms"]["join"][room_id]["timeline"]["events"]]
+    # Two presence reports (0.5 s apart) later nobody holds his sync.
+    await asyncio.sleep(1.5)
+    heard = await cluster.send("c1", alice, quote(room_id), "while you are away", "away")
+    await until(_async(lambda: heard in gateway.event_ids()), 15)
+    assert unheard not in gateway.event_ids()
+
+
+async def _reported_syncing(cluster: DeploymentClient, token: str) -> bool:
+    """Whether some process reported the token's user syncing (presence_syncs)."""
+    status, me = await cluster.call("c1", "GET", "/account/whoami", token)
+    assert status == 200, me
+    conn = await asyncpg.connect(cluster.database)
+    try:
+        return bool(
+            await conn.fetchval(
+                "SELECT count(*) FROM presence_syncs WHERE user_id = $1", me["user_id"]
+            )
+        )
+    finally:
+        await conn.close()
 
 
 def _async(check: Any) -> Any:
