@@ -13,7 +13,7 @@ import asyncpg
 import attrs
 
 from storage.database import now_ms
-from storage.job_runners import left_over
+from storage.job_runners import RUNNER_GONE, left_over
 
 UNFINISHED = ("scheduled", "active")
 
@@ -80,6 +80,19 @@ class UserRedactionStore:
         rows = await self._pool.fetch(
             f"""UPDATE user_redactions SET runner = $2
                 WHERE status = ANY($1::text[]) AND {left_over("$2")}
+                RETURNING *""",
+            list(UNFINISHED),
+            runner,
+        )
+        return [_job(r) for r in sorted(rows, key=lambda r: (r["created_ts"], r["redact_id"]))]
+
+    async def take_orphaned(self, runner: str) -> list[RedactJob]:
+        """The unfinished jobs of processes of the deployment that are gone
+        (never this one's: those run here), now named as this one's, oldest
+        first; as `take_left_over`, one process only takes each."""
+        rows = await self._pool.fetch(
+            f"""UPDATE user_redactions SET runner = $2
+                WHERE status = ANY($1::text[]) AND runner <> $2 AND {RUNNER_GONE}
                 RETURNING *""",
             list(UNFINISHED),
             runner,

@@ -19,6 +19,7 @@ start once its process is gone.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 from collections.abc import Sequence
@@ -33,6 +34,8 @@ logger = logging.getLogger(__name__)
 
 # Redactions sent between two progress updates in the database.
 BATCH_SIZE = 50
+# In a deployment, how often a process looks for jobs whose process is gone.
+ORPHAN_CHECK_S = 10.0
 
 
 class UserRedactions:
@@ -46,19 +49,40 @@ class UserRedactions:
         self._rooms = rooms
         self._running: set[asyncio.Task[None]] = set()
         self._stopping = False
+        self._adopter: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Resume the jobs an earlier run of this process (or a process of the
         deployment that is gone) did not finish; not those another live
-        process runs."""
+        process runs. In a deployment, keep taking up the jobs of processes
+        that die while this one lives."""
         for job in await self._store.take_left_over(self._runner):
             self._launch(job)
+        if self._runner is not None:
+            self._adopter = asyncio.create_task(self._adopt_orphans(self._runner))
 
     async def stop(self) -> None:
         """Stop between two redactions; unfinished jobs resume at the next start."""
         self._stopping = True
+        if self._adopter is not None:
+            self._adopter.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._adopter
+            self._adopter = None
         if self._running:
             await asyncio.gather(*self._running, return_exceptions=True)
+
+    async def _adopt_orphans(self, runner: str) -> None:
+        while True:
+            await asyncio.sleep(ORPHAN_CHECK_S)
+            try:
+                for job in await self._store.take_orphaned(runner):
+                    logger.info(
+                        "resuming redaction job %s of a process that is gone", job.redact_id
+                    )
+                    self._launch(job)
+            except Exception:
+                logger.exception("looking for redaction jobs of processes that are gone failed")
 
     async def request(
         self,

@@ -20,6 +20,7 @@ import asyncpg
 import pytest
 import yaml
 
+from homeserver.erasure import redact_job
 from storage.state import LOCK_ROOM
 from tests.cluster.shared import create_room, join, ok, send
 from tests.cluster.test_failover_processes import start_process
@@ -289,6 +290,59 @@ async def test_a_redaction_job_runs_once_when_another_process_starts(
             break
         await asyncio.sleep(0.05)
     # Her two messages and her join (its display name and avatar).
+    assert (job["status"], job["redacted"], job["total"]) == ("completed", 3, 3), job
+    page = await ok(
+        b, "GET", f"{V3}/rooms/{quote(room_id)}/messages?dir=b&limit=50", root["access_token"]
+    )
+    redacts = [
+        e.get("redacts") or e["content"]["redacts"]
+        for e in page["chunk"]
+        if e["type"] == "m.room.redaction"
+    ]
+    assert len(redacts) == len(set(redacts)) == 3
+    assert set(said) <= set(redacts)
+
+
+async def test_a_redaction_job_of_a_process_that_stopped_is_finished_by_a_live_one(
+    server_factory: Any, database: str, monkeypatch: pytest.MonkeyPatch
+):
+    """A process that stops mid-job (between two redactions) leaves its job
+    unfinished; a process that is already running takes it up (no restart
+    needed) and finishes it, each event redacted once."""
+    monkeypatch.setattr(redact_job, "ORPHAN_CHECK_S", 0.2)
+    a = await server_factory(cluster={"enabled": True, "instance_name": "a"})
+    b = await server_factory(cluster={"enabled": True, "instance_name": "b"})
+    root = await _admin(a)
+    alice = await a.register("alice")
+    room_id = await create_room(a, root["access_token"], invite=[alice["user_id"]])
+    await join(a, alice["access_token"], room_id)
+    said = [await send(a, alice["access_token"], room_id, f"regret {i}") for i in range(2)]
+    holder = await asyncpg.connect(database)
+    try:
+        # A's job waits for the room's lock at its first redaction; A is asked
+        # to stop meanwhile, so it stops after that one.
+        lock = holder.transaction()
+        await lock.start()
+        await holder.execute(LOCK_ROOM, room_id)
+        started = await ok(
+            a,
+            "POST",
+            f"{ADMIN}/v1/user/{quote(alice['user_id'])}/redact",
+            root["access_token"],
+            {"rooms": [room_id]},
+        )
+        stopping = asyncio.create_task(a.server.stop())
+        await asyncio.sleep(0.2)
+        await lock.rollback()
+        await stopping
+    finally:
+        await holder.close()
+    path = f"{ADMIN}/v1/user/redact_status/{started['redact_id']}"
+    for _ in range(200):
+        job = await ok(b, "GET", path, root["access_token"])
+        if job["status"] == "completed":
+            break
+        await asyncio.sleep(0.05)
     assert (job["status"], job["redacted"], job["total"]) == ("completed", 3, 3), job
     page = await ok(
         b, "GET", f"{V3}/rooms/{quote(room_id)}/messages?dir=b&limit=50", root["access_token"]
