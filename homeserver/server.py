@@ -413,7 +413,9 @@ class HomeServer:
         self.event_stream = stream_ids(pool, self.notifier, "events")
         await self.event_stream.start()
         self.notifier.notify("events", self.event_stream.current)
-        self.duties = await DutyRunner.open(pool, self.roles, config.database.dsn)
+        self.duties = await DutyRunner.open(
+            pool, self.roles, config.database.dsn, session_name(config, self.roles.worker)
+        )
         client_app = await self._build_client_app(pool)
         if config.cluster_mode:
             # Before serving: what this process caches from now on is kept true.

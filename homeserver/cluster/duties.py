@@ -44,14 +44,17 @@ class DutyRunner:
         self.leases: dict[str, LeasedDuty] = {}
 
     @classmethod
-    async def open(cls, pool: asyncpg.Pool, roles: ProcessRoles, dsn: str | None) -> DutyRunner:
-        """A worker holds each lease on a connection of its own, from a pool
-        of its own: held leases must not starve the requests' pool. Its
-        sessions carry the worker's name, and one stays open while the
-        worker lives: the other workers see it there (`give_way`)."""
-        if roles.worker is None or dsn is None:
+    async def open(
+        cls, pool: asyncpg.Pool, roles: ProcessRoles, dsn: str | None, session: str | None
+    ) -> DutyRunner:
+        """A process of a cluster (`session`: the name its sessions carry)
+        holds each lease on a connection of its own, from a pool of its own:
+        held leases must not starve the requests' pool. Its sessions carry
+        its name, and one stays open while it lives: the other workers see
+        it there (`give_way`)."""
+        if session is None or dsn is None:
             return cls(pool, roles, own_pool=False)
-        named = _with_query(dsn, "application_name", session_name(roles.worker))
+        named = _with_query(dsn, "application_name", session)
         lease_pool = await create_pool(named, min_size=1, max_size=len(Duty) + _MAX_SHARDS)
         return cls(lease_pool, roles, own_pool=True)
 
