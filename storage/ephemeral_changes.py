@@ -14,7 +14,7 @@ from datetime import datetime
 import asyncpg
 import attrs
 
-from storage.presence import PresenceRow
+from storage.presence import PresenceRow, presence_row
 from storage.receipts import Receipt, receipts_between
 
 
@@ -75,13 +75,7 @@ class EphemeralChangeStore:
         return [
             (
                 r["stream_id"],
-                PresenceRow(
-                    r["user_id"],
-                    r["state"],
-                    r["status_msg"],
-                    r["last_active_ts"],
-                    r["currently_active"],
-                ),
+                presence_row(r),
             )
             for r in rows
         ]

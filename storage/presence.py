@@ -227,3 +227,14 @@ class PresenceStore:
         for r in rows:
             rooms[r["state_key"]].append(r["room_id"])
         return rooms
+
+
+def presence_row(record: asyncpg.Record) -> PresenceRow:
+    """The presence columns of a row read with others beside them."""
+    return PresenceRow(
+        record["user_id"],
+        record["state"],
+        record["status_msg"],
+        record["last_active_ts"],
+        record["currently_active"],
+    )

@@ -8,7 +8,7 @@ from collections.abc import Collection, Sequence
 import asyncpg
 import attrs
 
-from storage.presence import PresenceRow
+from storage.presence import PresenceRow, presence_row
 
 
 @attrs.frozen
@@ -60,13 +60,7 @@ class PresenceSyncStore:
         )
         return [
             SweptUser(
-                PresenceRow(
-                    r["user_id"],
-                    r["state"],
-                    r["status_msg"],
-                    r["last_active_ts"],
-                    r["currently_active"],
-                ),
+                presence_row(r),
                 r["stream_id"],
                 r["synced"],
                 r["active"],

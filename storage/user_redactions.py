@@ -84,7 +84,7 @@ class UserRedactionStore:
             list(UNFINISHED),
             runner,
         )
-        return [_job(r) for r in sorted(rows, key=lambda r: (r["created_ts"], r["redact_id"]))]
+        return _oldest_first(rows)
 
     async def take_orphaned(self, runner: str) -> list[RedactJob]:
         """The unfinished jobs of processes of the deployment that are gone
@@ -97,7 +97,7 @@ class UserRedactionStore:
             list(UNFINISHED),
             runner,
         )
-        return [_job(r) for r in sorted(rows, key=lambda r: (r["created_ts"], r["redact_id"]))]
+        return _oldest_first(rows)
 
     async def started(self, redact_id: str, total: int) -> None:
         await self._pool.execute(
@@ -175,3 +175,8 @@ class UserRedactionStore:
             before_ts,
         )
         return [(r["room_id"], r["event_id"]) for r in rows]
+
+
+def _oldest_first(rows: Sequence[asyncpg.Record]) -> list[RedactJob]:
+    """Jobs taken over, in the order they were asked for."""
+    return [_job(r) for r in sorted(rows, key=lambda r: (r["created_ts"], r["redact_id"]))]

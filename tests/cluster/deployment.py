@@ -139,8 +139,9 @@ def deployment(
     def port() -> int:
         """A free port none of this deployment's listeners has yet (the
         kernel may hand a just-closed probe's port out twice)."""
-        while (found := free_port()) in taken:
-            pass
+        found = free_port()
+        while found in taken:
+            found = free_port()
         taken.add(found)
         return found
 

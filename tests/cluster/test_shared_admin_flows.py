@@ -254,6 +254,28 @@ async def test_a_delete_whose_process_died_is_reported_failed(
     assert done["shutdown_room"]["kicked_users"] == [alice["user_id"]]
 
 
+async def _redacted_once(
+    server: RunningServer, token: str, room_id: str, redact_id: str, said: list[str]
+) -> None:
+    """The job completes, as `server` reports it, and redacted Alice's two
+    messages and her join (its display name and avatar), each once."""
+    path = f"{ADMIN}/v1/user/redact_status/{redact_id}"
+    for _ in range(200):
+        job = await ok(server, "GET", path, token)
+        if job["status"] == "completed":
+            break
+        await asyncio.sleep(0.05)
+    assert (job["status"], job["redacted"], job["total"]) == ("completed", 3, 3), job
+    page = await ok(server, "GET", f"{V3}/rooms/{quote(room_id)}/messages?dir=b&limit=50", token)
+    redacts = [
+        e.get("redacts") or e["content"]["redacts"]
+        for e in page["chunk"]
+        if e["type"] == "m.room.redaction"
+    ]
+    assert len(redacts) == len(set(redacts)) == 3
+    assert set(said) <= set(redacts)
+
+
 async def test_a_redaction_job_runs_once_when_another_process_starts(
     server_factory: Any, database: str
 ):
@@ -283,24 +305,7 @@ async def test_a_redaction_job_runs_once_when_another_process_starts(
         await lock.rollback()
     finally:
         await holder.close()
-    path = f"{ADMIN}/v1/user/redact_status/{started['redact_id']}"
-    for _ in range(200):
-        job = await ok(b, "GET", path, root["access_token"])
-        if job["status"] == "completed":
-            break
-        await asyncio.sleep(0.05)
-    # Her two messages and her join (its display name and avatar).
-    assert (job["status"], job["redacted"], job["total"]) == ("completed", 3, 3), job
-    page = await ok(
-        b, "GET", f"{V3}/rooms/{quote(room_id)}/messages?dir=b&limit=50", root["access_token"]
-    )
-    redacts = [
-        e.get("redacts") or e["content"]["redacts"]
-        for e in page["chunk"]
-        if e["type"] == "m.room.redaction"
-    ]
-    assert len(redacts) == len(set(redacts)) == 3
-    assert set(said) <= set(redacts)
+    await _redacted_once(b, root["access_token"], room_id, started["redact_id"], said)
 
 
 async def test_a_redaction_job_of_a_process_that_stopped_is_finished_by_a_live_one(
@@ -337,23 +342,7 @@ async def test_a_redaction_job_of_a_process_that_stopped_is_finished_by_a_live_o
         await stopping
     finally:
         await holder.close()
-    path = f"{ADMIN}/v1/user/redact_status/{started['redact_id']}"
-    for _ in range(200):
-        job = await ok(b, "GET", path, root["access_token"])
-        if job["status"] == "completed":
-            break
-        await asyncio.sleep(0.05)
-    assert (job["status"], job["redacted"], job["total"]) == ("completed", 3, 3), job
-    page = await ok(
-        b, "GET", f"{V3}/rooms/{quote(room_id)}/messages?dir=b&limit=50", root["access_token"]
-    )
-    redacts = [
-        e.get("redacts") or e["content"]["redacts"]
-        for e in page["chunk"]
-        if e["type"] == "m.room.redaction"
-    ]
-    assert len(redacts) == len(set(redacts)) == 3
-    assert set(said) <= set(redacts)
+    await _redacted_once(b, root["access_token"], room_id, started["redact_id"], said)
 
 
 async def test_an_export_running_in_one_process_survives_another_starting(
