@@ -56,7 +56,17 @@ async def test_concurrent_sends_through_both_arrive_once_in_order(server_factory
     await join(a, bob["access_token"], own_a)
     own_b = await create_room(b, bob["access_token"], invite=[alice["user_id"]])
     await join(b, alice["access_token"], own_b)
-    start = (await sync(a, alice["access_token"]))["next_batch"]
+    # A hears of the joins made through B a moment later (read-your-writes
+    # holds per process): the start token is one that has them all.
+    first = await sync(a, alice["access_token"])
+    if own_b not in first.get("rooms", {}).get("join", {}):
+        first = await sync_until(
+            a,
+            alice["access_token"],
+            first["next_batch"],
+            lambda r: own_b in r.get("rooms", {}).get("join", {}),
+        )
+    start = first["next_batch"]
 
     rounds = 15
     sent: dict[str, list[str]] = {shared: [], own_a: [], own_b: []}
